@@ -1,0 +1,2 @@
+"""Rule script (not yet implemented)."""
+raise NotImplementedError("demo_data")

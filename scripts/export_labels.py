@@ -1,0 +1,2 @@
+"""Rule script (not yet implemented)."""
+raise NotImplementedError("export_labels")

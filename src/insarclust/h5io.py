@@ -1,0 +1,395 @@
+"""The one place that reads and writes the HDF5 files of the file contract.
+
+Every writer goes through :func:`atomic_path`: the file is written under a
+temporary name in the same directory and renamed into place only when
+complete, so a failed or killed job never leaves a truncated output that
+Snakemake (or a user) could mistake for a finished one.
+
+Files (see DESIGN.md): ``shards.h5`` (:class:`ShardsWriter`, :class:`Shards`),
+``graph.h5`` (:func:`write_graph`, :func:`read_graph`),
+``features/{name}.h5`` (:class:`FeatureWriter`, :func:`read_features`,
+:class:`Features`) and ``clusters/{method}.h5`` (:func:`write_clusters`,
+:func:`read_clusters`).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import h5py
+import numpy as np
+
+STR = h5py.string_dtype(encoding="utf-8")
+
+# Rows per HDF5 chunk for (N, T) series: a few hundred KB per chunk keeps both
+# row-slab reads (one shard) and the chunk cache efficient.
+DEFAULT_CHUNK_ROWS = 1024
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it to ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(path)
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        yield tmp
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    os.replace(tmp, path)
+
+
+def _set_attrs(obj, attrs: Mapping | None) -> None:
+    for key, value in (attrs or {}).items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)) and value and isinstance(value[0], str):
+            obj.attrs.create(key, list(value), dtype=STR)
+        elif isinstance(value, (list, tuple)) and not value:
+            obj.attrs.create(key, [], dtype=STR)
+        else:
+            obj.attrs[key] = value
+
+
+def _decode(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray) and value.dtype.kind in "OS":
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_attrs(path: str | os.PathLike, group: str = "/") -> dict:
+    """All attributes of ``group`` as plain Python values."""
+    with h5py.File(path, "r") as f:
+        return {k: _decode(v) for k, v in f[group].attrs.items()}
+
+
+# --------------------------------------------------------------------------- #
+# generic small files
+
+
+def write_datasets(path, datasets: Mapping[str, np.ndarray], attrs: Mapping | None = None) -> None:
+    """Atomically write a small file of named datasets (``"/group/name"`` keys)."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for name, data in datasets.items():
+            data = np.asarray(data)
+            if data.dtype.kind in "UO":
+                f.create_dataset(name, data=data.astype(object), dtype=STR)
+            else:
+                f.create_dataset(name, data=data)
+        _set_attrs(f, attrs)
+
+
+def read_datasets(path, names: Sequence[str] | None = None) -> dict:
+    """Read whole datasets by name (all top-level datasets when ``names`` is None)."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        if names is None:
+            names = [k for k, v in f.items() if isinstance(v, h5py.Dataset)]
+        for name in names:
+            ds = f[name]
+            out[name] = ds.asstr()[...] if ds.dtype.kind == "O" else ds[...]
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# shards.h5
+
+
+class ShardsWriter:
+    """Write ``shards.h5`` shard by shard (rows must arrive in shard order).
+
+    Usage::
+
+        with ShardsWriter(path, n_points, dates, grid_dates, static_names, attrs) as w:
+            for shard in ...:
+                w.write(pid, lat, lon, static, displacement, regular)
+    """
+
+    def __init__(self, path, n_points: int, dates: np.ndarray, grid_dates: np.ndarray,
+                 static_names: Sequence[str], attrs: Mapping, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+        self.path = Path(path)
+        self.n_points = int(n_points)
+        self.dates = np.asarray(dates, dtype=np.int32)
+        self.grid_dates = np.asarray(grid_dates, dtype=np.int32)
+        self.static_names = list(static_names)
+        self.attrs = dict(attrs)
+        self.chunk_rows = max(1, min(chunk_rows, self.n_points))
+        self._offsets = [0]
+        self._ctx = None
+
+    def __enter__(self):
+        self._ctx = atomic_path(self.path)
+        tmp = self._ctx.__enter__()
+        self._file = h5py.File(tmp, "w")
+        f, n = self._file, self.n_points
+        T, G, S = len(self.dates), len(self.grid_dates), len(self.static_names)
+        c = self.chunk_rows
+        p = f.create_group("points")
+        p.create_dataset("pid", shape=(n,), dtype=STR)
+        p.create_dataset("lat", shape=(n,), dtype=np.float64)
+        p.create_dataset("lon", shape=(n,), dtype=np.float64)
+        st = p.create_dataset("static", shape=(n, S), dtype=np.float32,
+                              chunks=(c, max(S, 1)) if S else None)
+        st.attrs.create("names", self.static_names, dtype=STR)
+        s = f.create_group("series")
+        s.create_dataset("dates", data=self.dates)
+        s.create_dataset("grid_dates", data=self.grid_dates)
+        s.create_dataset("displacement", shape=(n, T), dtype=np.float32, chunks=(c, T))
+        s.create_dataset("regular", shape=(n, G), dtype=np.float32, chunks=(c, G))
+        return self
+
+    def write(self, pid, lat, lon, static, displacement, regular) -> None:
+        start = self._offsets[-1]
+        stop = start + len(lat)
+        f = self._file
+        f["points/pid"][start:stop] = np.asarray(pid, dtype=object)
+        f["points/lat"][start:stop] = lat
+        f["points/lon"][start:stop] = lon
+        if len(self.static_names):
+            f["points/static"][start:stop] = static
+        f["series/displacement"][start:stop] = displacement
+        f["series/regular"][start:stop] = regular
+        self._offsets.append(stop)
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                if self._offsets[-1] != self.n_points:
+                    raise RuntimeError(
+                        f"{self.path}: wrote {self._offsets[-1]} rows, expected {self.n_points}")
+                self._file.create_group("shards").create_dataset(
+                    "offsets", data=np.asarray(self._offsets, dtype=np.int64))
+                _set_attrs(self._file, {**self.attrs, "n_points": self.n_points})
+        finally:
+            self._file.close()
+        return self._ctx.__exit__(exc_type, exc, tb)
+
+
+class Shards:
+    """Read access to ``shards.h5``; cheap to create, opens the file per call.
+
+    Attributes: ``n_points``, ``offsets`` (M+1,), ``n_shards``, ``dates`` (T,),
+    ``grid_dates`` (G,), ``static_names``, ``attrs``.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        with h5py.File(self.path, "r") as f:
+            self.offsets = f["shards/offsets"][...]
+            self.dates = f["series/dates"][...]
+            self.grid_dates = f["series/grid_dates"][...]
+            self.static_names = _decode(f["points/static"].attrs["names"])
+            self.attrs = {k: _decode(v) for k, v in f.attrs.items()}
+        self.n_points = int(self.offsets[-1])
+        self.n_shards = len(self.offsets) - 1
+
+    def shard_bounds(self) -> list[tuple[int, int]]:
+        return [(int(a), int(b)) for a, b in zip(self.offsets[:-1], self.offsets[1:])]
+
+    def read(self, dataset: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Rows ``start:stop`` of a dataset, e.g. ``"series/regular"`` or ``"points/lat"``."""
+        with h5py.File(self.path, "r") as f:
+            ds = f[dataset]
+            return ds.asstr()[start:stop] if ds.dtype.kind == "O" else ds[start:stop]
+
+    def read_rows(self, dataset: str, rows: np.ndarray) -> np.ndarray:
+        """Arbitrary rows (any order) of a dataset, read chunk-friendly in sorted order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        order = np.argsort(rows, kind="stable")
+        uniq, inverse = np.unique(rows[order], return_inverse=True)
+        with h5py.File(self.path, "r") as f:
+            ds = f[dataset]
+            data = ds.asstr()[uniq] if ds.dtype.kind == "O" else ds[uniq]
+        out = np.empty((len(rows),) + data.shape[1:], dtype=data.dtype)
+        out[order] = data[inverse]
+        return out
+
+    def coords(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lat, lon) in degrees, shape (N,) each."""
+        with h5py.File(self.path, "r") as f:
+            return f["points/lat"][...], f["points/lon"][...]
+
+    def pids(self) -> np.ndarray:
+        with h5py.File(self.path, "r") as f:
+            return f["points/pid"].asstr()[...]
+
+    def iter_shards(self, dataset: str = "series/regular") -> Iterator[tuple[int, int, np.ndarray]]:
+        """Yield ``(start, stop, rows)`` for each shard; memory = one shard."""
+        with h5py.File(self.path, "r") as f:
+            ds = f[dataset]
+            for start, stop in self.shard_bounds():
+                yield start, stop, ds[start:stop]
+
+    def iter_blocks(self, dataset: str = "series/regular", start: int = 0, stop: int | None = None,
+                    block_rows: int | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Yield ``(a, b, rows)`` over ``start:stop`` in blocks that never cross a shard boundary."""
+        stop = self.n_points if stop is None else stop
+        cuts = sorted({start, stop, *[int(o) for o in self.offsets if start < o < stop]})
+        with h5py.File(self.path, "r") as f:
+            ds = f[dataset]
+            for a, b in zip(cuts[:-1], cuts[1:]):
+                step = block_rows or (b - a)
+                for s in range(a, b, step):
+                    e = min(b, s + step)
+                    yield s, e, ds[s:e]
+
+
+# --------------------------------------------------------------------------- #
+# graph.h5
+
+
+def write_graph(path, indptr, indices, distance_m, weight, attrs: Mapping) -> None:
+    """CSR k-NN graph: indptr (N+1,) int64, indices/distance_m/weight (nnz,)."""
+    write_datasets(path, {
+        "indptr": np.asarray(indptr, dtype=np.int64),
+        "indices": np.asarray(indices, dtype=np.int64),
+        "distance_m": np.asarray(distance_m, dtype=np.float32),
+        "weight": np.asarray(weight, dtype=np.float32),
+    }, attrs)
+
+
+def read_graph(path) -> dict:
+    """``{"indptr", "indices", "distance_m", "weight", "attrs"}``."""
+    out = read_datasets(path, ["indptr", "indices", "distance_m", "weight"])
+    out["attrs"] = read_attrs(path)
+    return out
+
+
+def graph_csr(path, values: str = "weight"):
+    """The graph as a ``scipy.sparse.csr_array`` (N, N) holding ``weight`` or ``distance_m``."""
+    import scipy.sparse as sp
+
+    g = read_graph(path)
+    n = len(g["indptr"]) - 1
+    return sp.csr_array((g[values], g["indices"], g["indptr"]), shape=(n, n))
+
+
+# --------------------------------------------------------------------------- #
+# features/{name}.h5
+
+
+class FeatureWriter:
+    """Write ``/X (N, D) float32`` incrementally by row blocks; atomic on close.
+
+    ``with FeatureWriter(path, n_rows, names) as w: w.write(start, X_block)``
+    Blocks may arrive in any order; every row must be written once.
+    """
+
+    def __init__(self, path, n_rows: int, names: Sequence[str], attrs: Mapping | None = None,
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS):
+        self.path = Path(path)
+        self.n_rows = int(n_rows)
+        self.names = [str(n) for n in names]
+        self.attrs = dict(attrs or {})
+        self.chunk_rows = max(1, min(chunk_rows, self.n_rows))
+        self._written = 0
+
+    def __enter__(self):
+        self._ctx = atomic_path(self.path)
+        tmp = self._ctx.__enter__()
+        self._file = h5py.File(tmp, "w")
+        d = max(len(self.names), 1)
+        self._X = self._file.create_dataset("X", shape=(self.n_rows, len(self.names)),
+                                            dtype=np.float32, chunks=(self.chunk_rows, d))
+        self._X.attrs.create("names", self.names, dtype=STR)
+        self._file.attrs.create("names", self.names, dtype=STR)
+        _set_attrs(self._file, self.attrs)
+        return self
+
+    def write(self, start: int, X: np.ndarray) -> None:
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != len(self.names):
+            raise ValueError(f"{self.path}: block of shape {X.shape}, expected (n, {len(self.names)})")
+        self._X[start:start + len(X)] = X
+        self._written += len(X)
+
+    def __exit__(self, exc_type, exc, tb):
+        self._file.close()
+        if exc_type is None and self._written != self.n_rows:
+            err = RuntimeError(f"{self.path}: wrote {self._written} rows, expected {self.n_rows}")
+            self._ctx.__exit__(RuntimeError, err, None)
+            raise err
+        return self._ctx.__exit__(exc_type, exc, tb)
+
+
+def write_features(path, X: np.ndarray, names: Sequence[str], attrs: Mapping | None = None) -> None:
+    """Write a whole feature matrix at once (small data, tests)."""
+    with FeatureWriter(path, len(X), names, attrs) as w:
+        w.write(0, X)
+
+
+class Features:
+    """Read access to ``features/{name}.h5``: ``n_rows``, ``names``, ``attrs``, row reads."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        with h5py.File(self.path, "r") as f:
+            self.n_rows, self.n_features = f["X"].shape
+            self.names = _decode(f["X"].attrs["names"])
+            self.attrs = {k: _decode(v) for k, v in f.attrs.items()}
+
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        with h5py.File(self.path, "r") as f:
+            return f["X"][start:stop]
+
+    def read_rows(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        order = np.argsort(rows, kind="stable")
+        uniq, inverse = np.unique(rows[order], return_inverse=True)
+        with h5py.File(self.path, "r") as f:
+            data = f["X"][uniq]
+        out = np.empty((len(rows), data.shape[1]), dtype=data.dtype)
+        out[order] = data[inverse]
+        return out
+
+    def iter_blocks(self, block_rows: int = 65536) -> Iterator[tuple[int, int, np.ndarray]]:
+        with h5py.File(self.path, "r") as f:
+            X = f["X"]
+            for s in range(0, self.n_rows, block_rows):
+                e = min(self.n_rows, s + block_rows)
+                yield s, e, X[s:e]
+
+
+def read_features(path) -> tuple[np.ndarray, list[str]]:
+    """Whole ``(X, names)``: only for small files and tests."""
+    f = Features(path)
+    return f.read(), f.names
+
+
+# --------------------------------------------------------------------------- #
+# clusters/{method}.h5
+
+
+def write_clusters(path, labels, split, proba=None, latent=None, attrs: Mapping | None = None,
+                   extra: Mapping[str, np.ndarray] | None = None) -> None:
+    """``/labels (N,) int32``, ``/split (N,) uint8`` and for dsc ``/proba``, ``/latent``."""
+    data = {"labels": np.asarray(labels, dtype=np.int32), "split": np.asarray(split, dtype=np.uint8)}
+    if proba is not None:
+        data["proba"] = np.asarray(proba, dtype=np.float32)
+    if latent is not None:
+        data["latent"] = np.asarray(latent, dtype=np.float32)
+    data.update(extra or {})
+    write_datasets(path, data, attrs)
+
+
+def read_clusters(path) -> dict:
+    out = read_datasets(path)
+    out["attrs"] = read_attrs(path)
+    return out

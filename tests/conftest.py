@@ -1,0 +1,59 @@
+"""Shared fixtures: small but real files of the file contract."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from insarclust import h5io
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_shards_file(path, n: int = 2000, n_grid: int = 120, shard_size: int = 512,
+                     seed: int = 0, step_days: int = 6):
+    """Write a valid shards.h5 with four spatially coherent regimes.
+
+    Returns ``(path, truth)`` with truth (n,) in {0: stable, 1: subsiding,
+    2: seasonal, 3: uplift}. Points lie in a 0.1 x 0.1 degree square at 69 N;
+    the regime is the quadrant, rows are ordered by quadrant then latitude
+    (a crude spatial order, enough for stages downstream of shards).
+    """
+    rng = np.random.default_rng(seed)
+    lat = 69.0 + rng.uniform(0, 0.1, n)
+    lon = 20.0 + rng.uniform(0, 0.1, n)
+    truth = (lat > 69.05).astype(int) * 2 + (lon > 20.05).astype(int)
+    order = np.lexsort((lat, truth))
+    lat, lon, truth = lat[order], lon[order], truth[order]
+    grid = (17500 + step_days * np.arange(n_grid)).astype(np.int32)
+    t_yr = (grid - grid[0]) / 365.25
+    base = np.stack([
+        np.zeros_like(t_yr),
+        -8.0 * t_yr,
+        6.0 * np.sin(2 * np.pi * t_yr),
+        5.0 * t_yr,
+    ])
+    regular = (base[truth] + rng.normal(0, 1.5, (n, n_grid))).astype(np.float32)
+    displacement = regular.copy()
+    displacement[rng.random(displacement.shape) < 0.05] = np.nan
+    static_names = ["height", "mean_velocity", "temporal_coherence"]
+    static = np.stack([
+        rng.normal(300, 50, n),
+        np.array([0.0, -8.0, 0.0, 5.0])[truth] + rng.normal(0, 1, n),
+        rng.uniform(0.6, 1.0, n),
+    ], axis=1).astype(np.float32)
+    pid = np.array([f"P{i:06d}" for i in range(n)], dtype=object)
+    attrs = {"site": "synthetic", "format": "ngu", "source_sha256": "0" * 64,
+             "insarclust_version": "test", "regularization": "linear"}
+    offsets = list(range(0, n, shard_size)) + [n]
+    with h5io.ShardsWriter(path, n, grid, grid, static_names, attrs) as w:
+        for a, b in zip(offsets[:-1], offsets[1:]):
+            w.write(pid[a:b], lat[a:b], lon[a:b], static[a:b], displacement[a:b], regular[a:b])
+    return Path(path), truth
+
+
+@pytest.fixture
+def shards_file(tmp_path):
+    """A 2,000-point shards.h5 with known regimes: ``(path, truth)``."""
+    return make_shards_file(tmp_path / "shards.h5")

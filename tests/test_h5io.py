@@ -1,0 +1,44 @@
+import h5py
+import numpy as np
+import pytest
+
+from insarclust import h5io
+from conftest import make_shards_file
+
+
+def test_shards_contract(tmp_path):
+    path, truth = make_shards_file(tmp_path / "s.h5", n=1000, n_grid=50, shard_size=300)
+    with h5py.File(path) as f:
+        assert f["points/pid"].dtype == h5io.STR
+        assert f["points/lat"].dtype == np.float64
+        assert f["points/static"].dtype == np.float32
+        assert f["series/dates"].dtype == np.int32
+        assert f["series/regular"].shape == (1000, 50)
+        assert list(f["shards/offsets"][...]) == [0, 300, 600, 900, 1000]
+        assert f.attrs["n_points"] == 1000
+    s = h5io.Shards(path)
+    assert s.n_shards == 4
+    blocks = list(s.iter_blocks(block_rows=250))
+    assert all(a < b for a, b, _ in blocks)
+    assert sum(len(x) for *_, x in blocks) == 1000
+    # no block crosses a shard boundary
+    for a, b, _ in blocks:
+        assert not any(a < o < b for o in s.offsets)
+    rows = np.array([999, 3, 3, 500])
+    np.testing.assert_array_equal(s.read_rows("series/regular", rows), s.read("series/regular")[rows])
+
+
+def test_atomic_write_leaves_nothing_on_error(tmp_path):
+    target = tmp_path / "f.h5"
+    with pytest.raises(RuntimeError):
+        with h5io.FeatureWriter(target, 10, ["a", "b"]) as w:
+            w.write(0, np.zeros((5, 2)))  # only half the rows
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_features_roundtrip(tmp_path):
+    X = np.arange(20, dtype=np.float32).reshape(10, 2)
+    h5io.write_features(tmp_path / "x.h5", X, ["a", "b"], {"kind": "test"})
+    f = h5io.Features(tmp_path / "x.h5")
+    assert f.names == ["a", "b"] and f.attrs["kind"] == "test"
+    np.testing.assert_array_equal(f.read_rows([9, 0]), X[[9, 0]])

@@ -1,0 +1,22 @@
+rule demo_data:
+    """Synthetic demo site (CSV in the site's format) and its true regimes."""
+    output:
+        csv="resources/demo/{site}.csv.gz",
+        truth="resources/demo/{site}.truth.csv",
+    log:
+        log_path("demo"),
+    benchmark:
+        bench_path("demo")
+    params:
+        preset=lambda wc: demo_preset(wc.site),
+        fmt=lambda wc: FORMATS[SITES.loc[wc.site, "format"]],
+        demo=config.get("demo", {}),
+        seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, 4000),
+        runtime=runtime_min(10, 30),
+    conda:
+        "../../envs/io.yaml"
+    script:
+        "../../scripts/demo_data.py"

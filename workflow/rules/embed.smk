@@ -1,0 +1,89 @@
+rule embed_fit:
+    """Reservoir + PCA/projection fitted on a seeded sample of the site's series."""
+    input:
+        "results/{site}/shards.h5",
+    output:
+        "results/{site}/embed/model.pt",
+    log:
+        log_path("embed_fit"),
+    benchmark:
+        bench_path("embed_fit")
+    params:
+        cfg=config["embed"],
+        seed=config["seed"],
+        device=config["device"],
+    threads: 2
+    resources:
+        mem_mb=mem_mb(4000, 0),
+        runtime=runtime_min(15, 0),
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/embed_fit.py"
+
+
+rule embed_part:
+    """Embed rows of part {part} of {n} (one cluster job per part)."""
+    input:
+        shards="results/{site}/shards.h5",
+        model=embed_model,
+    output:
+        temp("results/{site}/embed/parts/{part}-of-{n}.h5"),
+    log:
+        log_path("embed", "{site}.{part}-of-{n}"),
+    benchmark:
+        bench_path("embed", "{site}.{part}-of-{n}")
+    params:
+        cfg=config["embed"],
+        device=config["device"],
+    threads: 2
+    resources:
+        mem_mb=mem_mb(4000, 0),
+        runtime=lambda wc, attempt: int((15 + 60 * site_points(wc) / 1e6 / int(wc.n)) * attempt),
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/embed_part.py"
+
+
+rule embed_gather:
+    """Concatenate the parts into features/dyn.h5 (identical for any number of parts)."""
+    input:
+        embed_parts,
+    output:
+        "results/{site}/features/dyn.h5",
+    log:
+        log_path("embed_gather"),
+    benchmark:
+        bench_path("embed_gather")
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, 0),
+        runtime=runtime_min(5, 5),
+    conda:
+        "../../envs/io.yaml"
+    script:
+        "../../scripts/embed_gather.py"
+
+
+rule static_features:
+    """dyn + standardised static columns -> features/dyn+static.h5."""
+    input:
+        dyn="results/{site}/features/dyn.h5",
+        shards="results/{site}/shards.h5",
+    output:
+        "results/{site}/features/dyn+static.h5",
+    log:
+        log_path("static_features"),
+    benchmark:
+        bench_path("static_features")
+    params:
+        static_weight=config["embed"]["static_weight"],
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, 0),
+        runtime=runtime_min(5, 5),
+    conda:
+        "../../envs/io.yaml"
+    script:
+        "../../scripts/static_features.py"

@@ -1,0 +1,20 @@
+rule graph:
+    """Geodesic k-NN graph (CSR) with distance-based edge weights."""
+    input:
+        "results/{site}/shards.h5",
+    output:
+        "results/{site}/graph.h5",
+    log:
+        log_path("graph"),
+    benchmark:
+        bench_path("graph")
+    params:
+        cfg=config["graph"],
+    threads: 2
+    resources:
+        mem_mb=mem_mb(1000, 1500),
+        runtime=runtime_min(5, 5),
+    conda:
+        "../../envs/io.yaml"
+    script:
+        "../../scripts/graph.py"

@@ -1,0 +1,22 @@
+rule shards:
+    """Stream the site's CSV(s) into Hilbert-ordered, sharded shards.h5 with regular series."""
+    input:
+        source_files,
+    output:
+        "results/{site}/shards.h5",
+    log:
+        log_path("shards"),
+    benchmark:
+        bench_path("shards")
+    params:
+        fmt_name=lambda wc: SITES.loc[wc.site, "format"],
+        fmt=lambda wc: FORMATS[SITES.loc[wc.site, "format"]],
+        cfg=config["shards"],
+    threads: 2
+    resources:
+        mem_mb=mem_mb(2000, 400),
+        runtime=runtime_min(10, 20),
+    conda:
+        "../../envs/io.yaml"
+    script:
+        "../../scripts/shards.py"

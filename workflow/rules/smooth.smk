@@ -1,0 +1,22 @@
+rule smooth:
+    """H-hop graph smoothing of standardised features."""
+    input:
+        features="results/{site}/features/{base}.h5",
+        graph="results/{site}/graph.h5",
+    output:
+        "results/{site}/features/{base}_smoothed.h5",
+    log:
+        log_path("smooth", "{site}.{base}"),
+    benchmark:
+        bench_path("smooth", "{site}.{base}")
+    params:
+        cfg=config["smooth"],
+        seed=config["seed"],
+    threads: 2
+    resources:
+        mem_mb=mem_mb(1000, 1200),
+        runtime=runtime_min(5, 5),
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/smooth.py"
