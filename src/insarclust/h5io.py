@@ -169,16 +169,19 @@ class ShardsWriter:
         self._offsets.append(stop)
 
     def __exit__(self, exc_type, exc, tb):
-        try:
-            if exc_type is None:
+        if exc_type is None:
+            try:
                 if self._offsets[-1] != self.n_points:
                     raise RuntimeError(
                         f"{self.path}: wrote {self._offsets[-1]} rows, expected {self.n_points}")
                 self._file.create_group("shards").create_dataset(
                     "offsets", data=np.asarray(self._offsets, dtype=np.int64))
                 _set_attrs(self._file, {**self.attrs, "n_points": self.n_points})
-        finally:
-            self._file.close()
+            except BaseException as err:
+                self._file.close()
+                self._ctx.__exit__(type(err), err, err.__traceback__)
+                raise
+        self._file.close()
         return self._ctx.__exit__(exc_type, exc, tb)
 
 
