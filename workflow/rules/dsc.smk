@@ -4,6 +4,7 @@ rule dsc:
         shards="results/{site}/shards.h5",
         graph="results/{site}/graph.h5",
         dyn="results/{site}/features/dyn.h5",
+        descriptors="results/{site}/features/descriptors.h5",
         truth=truth_file,
     output:
         labels="results/{site}/clusters/dsc.h5",

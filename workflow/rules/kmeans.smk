@@ -4,6 +4,7 @@ rule kmeans:
         features="results/{site}/features/{variant}.h5",
         graph="results/{site}/graph.h5",
         shards="results/{site}/shards.h5",
+        descriptors="results/{site}/features/descriptors.h5",
         truth=truth_file,
     output:
         labels="results/{site}/clusters/kmeans-{variant}.h5",
