@@ -396,3 +396,18 @@ def read_clusters(path) -> dict:
     out = read_datasets(path)
     out["attrs"] = read_attrs(path)
     return out
+
+
+# --------------------------------------------------------------------------- #
+# streaming helpers
+
+
+def read_row_blocks(path, dataset: str, bounds: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+    """Rows ``a:b`` of ``dataset`` for every ``(a, b)`` in ``bounds``, in one file open.
+
+    Opening an HDF5 file costs ~0.2 ms, as much as reading a 1024-row chunk,
+    so streaming readers fetch many small blocks per open.
+    """
+    with h5py.File(path, "r") as f:
+        ds = f[dataset]
+        return [ds[int(a):int(b)] for a, b in bounds]
