@@ -1,2 +1,13 @@
-"""Rule script (not yet implemented)."""
-raise NotImplementedError("demo_data")
+"""Rule demo_data: write a synthetic demo site and its true regimes."""
+from insarclust.demo import write_demo
+from insarclust.formats import Format
+from insarclust.logs import setup_logging, timed
+
+log = setup_logging(snakemake.log[0])
+site = snakemake.wildcards.site
+demo = snakemake.params.demo
+fmt = Format.from_dict(snakemake.params.fmt_name, snakemake.params.fmt)
+with timed(log, f"demo site {site} ({snakemake.params.preset})"):
+    write_demo(snakemake.output.csv, snakemake.output.truth, site, snakemake.params.preset, fmt,
+               n_points=demo.get("n_points", 20000), start=demo.get("start", "2018-06-01"),
+               years=demo.get("years", 4.5), seed=snakemake.params.seed)

@@ -9,6 +9,7 @@ rule demo_data:
         bench_path("demo")
     params:
         preset=lambda wc: demo_preset(wc.site),
+        fmt_name=lambda wc: SITES.loc[wc.site, "format"],
         fmt=lambda wc: FORMATS[SITES.loc[wc.site, "format"]],
         demo=config.get("demo", {}),
         seed=config["seed"],

@@ -1,0 +1,250 @@
+"""Embedded synthetic sites (``demo:<preset>`` sources): realistic enough to
+exercise every stage and to score clusterings against a known truth.
+
+What is modelled, because it matters downstream:
+
+* Sentinel-1 epochs: 6-day revisit until the loss of Sentinel-1B
+  (2021-12-23), 12-day after; no acquisitions in the snow season (mainland:
+  mid-November to mid-April; arctic: October to May); 3-8 % of the epochs of
+  each point missing at random;
+* points in patches like real persistent scatterers: settlements (blobs),
+  roads (lines), rock outcrops (small dense blobs);
+* spatially coherent regime regions (Voronoi cells of random seeds): stable,
+  subsiding (linear), uplifting (linear), seasonal (thaw subsidence / frost
+  heave: annual cycle), accelerating (creep whose rate grows), step (a
+  sudden offset, e.g. a collapse or a slide event, at a date per region);
+  parameters vary by +-25 % inside a region;
+* noise: white measurement noise plus a spatially correlated atmospheric
+  term per epoch (a few long-wavelength waves), series referenced to the
+  first epoch, as delivered by the services;
+* plausible static columns of the site's format (height from a synthetic
+  DEM, mean velocity fitted to the series, coherence, angles, ...).
+
+The true regime of each point goes to a side file (``pid,regime``).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .formats import EPOCH, Format
+
+REGIMES = ("stable", "subsiding", "uplifting", "seasonal", "accelerating", "step")
+S1B_LOSS = dt.date(2021, 12, 23)
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    center_lat: float
+    center_lon: float
+    extent_km: float
+    winter_start: tuple[int, int]   # (month, day) first day without acquisitions
+    winter_end: tuple[int, int]     # (month, day) first day with acquisitions again
+    noise_mm: float
+    atmo_mm: float
+    track_angle: float
+
+
+PRESETS = {
+    # Lyngen, Troms: valley slopes, rockslides, coastal settlements
+    "mainland": Preset("mainland", 69.58, 20.22, 16.0, (11, 15), (4, 15), 2.0, 2.5, -12.5),
+    # Longyearbyen, Svalbard: permafrost, short snow-free season
+    "arctic": Preset("arctic", 78.22, 15.60, 12.0, (10, 1), (6, 1), 2.5, 3.0, 192.3),
+}
+
+
+def acquisition_dates(start: str, years: float, preset: Preset) -> np.ndarray:
+    """Sentinel-1 epochs (days since 1970-01-01) without the snow season."""
+    d0 = dt.date.fromisoformat(start)
+    end = d0 + dt.timedelta(days=int(years * 365.25))
+    out, d = [], d0
+    while d <= end:
+        md = (d.month, d.day)
+        in_winter = (md >= preset.winter_start or md < preset.winter_end) if preset.winter_start > preset.winter_end \
+            else (preset.winter_start <= md < preset.winter_end)
+        if not in_winter:
+            out.append((d - EPOCH).days)
+        d += dt.timedelta(days=6 if d < S1B_LOSS else 12)
+    return np.asarray(out, dtype=np.int32)
+
+
+def _points(rng, n: int, extent_m: float):
+    """Patchy point layout in local metres: settlements, roads, outcrops."""
+    xs, ys = [], []
+    n_set, n_road = int(0.45 * n), int(0.30 * n)
+    n_out = n - n_set - n_road
+    centers = rng.uniform(0.1, 0.9, (12, 2)) * extent_m
+    sizes = rng.uniform(200, 900, 12)
+    which = rng.integers(0, 12, n_set)
+    xs.append(centers[which, 0] + rng.normal(0, 1, n_set) * sizes[which])
+    ys.append(centers[which, 1] + rng.normal(0, 1, n_set) * sizes[which])
+    for i, m in enumerate(np.diff(np.linspace(0, n_road, 7).astype(int))):
+        a, b = rng.uniform(0, 1, 2) * extent_m, rng.uniform(0, 1, 2) * extent_m
+        t = rng.uniform(0, 1, m)
+        xs.append(a[0] + t * (b[0] - a[0]) + rng.normal(0, 25, m))
+        ys.append(a[1] + t * (b[1] - a[1]) + rng.normal(0, 25, m))
+    oc = rng.uniform(0.05, 0.95, (30, 2)) * extent_m
+    which = rng.integers(0, 30, n_out)
+    xs.append(oc[which, 0] + rng.normal(0, 80, n_out))
+    ys.append(oc[which, 1] + rng.normal(0, 80, n_out))
+    x = np.clip(np.concatenate(xs), 0, extent_m)
+    y = np.clip(np.concatenate(ys), 0, extent_m)
+    return x, y
+
+
+def _regions(rng, x, y, extent_m: float):
+    """Regime of each point: Voronoi cells of random seeds, each with a regime."""
+    n_seeds = 24
+    seeds = rng.uniform(0, extent_m, (n_seeds, 2))
+    # every regime appears; stable is the most common, as on real sites
+    regime_of_seed = np.concatenate([np.arange(len(REGIMES)),
+                                     rng.choice(len(REGIMES), n_seeds - len(REGIMES),
+                                                p=[0.35, 0.15, 0.1, 0.15, 0.1, 0.15])])
+    d2 = (x[:, None] - seeds[None, :, 0]) ** 2 + (y[:, None] - seeds[None, :, 1]) ** 2
+    cell = np.argmin(d2, axis=1)
+    return cell, regime_of_seed[cell], n_seeds
+
+
+def _signals(rng, t_yr, doy, regime, cell, n_cells):
+    """Deformation signal (n, T) mm of each point from its regime and cell."""
+    n = len(regime)
+    jitter = rng.uniform(0.75, 1.25, n)
+    rate = rng.uniform(-15, -5, n_cells)
+    up = rng.uniform(3, 8, n_cells)
+    amp = rng.uniform(6, 14, n_cells)
+    acc = rng.uniform(-4, -2, n_cells)
+    step_size = rng.uniform(-30, -15, n_cells)
+    step_t = rng.uniform(0.3, 0.7, n_cells) * t_yr[-1]
+    sig = np.zeros((n, len(t_yr)))
+    r = regime
+    m = r == REGIMES.index("subsiding")
+    sig[m] = (rate[cell[m]] * jitter[m])[:, None] * t_yr
+    m = r == REGIMES.index("uplifting")
+    sig[m] = (up[cell[m]] * jitter[m])[:, None] * t_yr
+    m = r == REGIMES.index("seasonal")
+    # thaw settlement through the snow-free season, recovered (heave) over winter
+    phase = 2 * np.pi * (doy - 200) / 365.25
+    sig[m] = -(amp[cell[m]] * jitter[m])[:, None] * 0.5 * (1 - np.cos(phase))[None, :]
+    m = r == REGIMES.index("accelerating")
+    sig[m] = (-2.0 * t_yr)[None, :] + (acc[cell[m]] * jitter[m])[:, None] * t_yr ** 2
+    m = r == REGIMES.index("step")
+    sig[m] = np.where(t_yr[None, :] >= step_t[cell[m]][:, None],
+                      (step_size[cell[m]] * jitter[m])[:, None], 0.0)
+    return sig
+
+
+def _atmosphere(rng, x, y, n_epochs, amp_mm):
+    """Spatially correlated noise (n, T): three long-wavelength waves per epoch."""
+    k = 3
+    wavelength = rng.uniform(5000, 20000, (n_epochs, k))
+    theta = rng.uniform(0, 2 * np.pi, (n_epochs, k))
+    phase0 = rng.uniform(0, 2 * np.pi, (n_epochs, k))
+    a = rng.normal(0, amp_mm / np.sqrt(k), (n_epochs, k))
+    kx = 2 * np.pi / wavelength * np.cos(theta)
+    ky = 2 * np.pi / wavelength * np.sin(theta)
+    out = np.zeros((len(x), n_epochs))
+    for j in range(k):
+        out += a[:, j] * np.sin(np.outer(x, kx[:, j]) + np.outer(y, ky[:, j]) + phase0[:, j])
+    return out
+
+
+def generate(site: str, preset: str, fmt: Format, n_points: int = 20000, start: str = "2018-06-01",
+             years: float = 4.5, seed: int = 42) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Synthetic site as (CSV table in the format's columns, truth table pid/regime)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown demo preset '{preset}'; choose one of {sorted(PRESETS)}")
+    p = PRESETS[preset]
+    rng = np.random.default_rng([seed, zlib.crc32(site.encode())])
+    extent_m = p.extent_km * 1000
+    x, y = _points(rng, n_points, extent_m)
+    cell, regime, n_cells = _regions(rng, x, y, extent_m)
+    dates = acquisition_dates(start, years, p)
+    t_yr = (dates - dates[0]) / 365.25
+    doy = np.array([(EPOCH + dt.timedelta(days=int(d))).timetuple().tm_yday for d in dates])
+    disp = _signals(rng, t_yr, doy, regime, cell, n_cells)
+    disp += _atmosphere(rng, x, y, len(dates), p.atmo_mm)
+    disp += rng.normal(0, p.noise_mm, disp.shape)
+    disp -= disp[:, :1]  # referenced to the first epoch
+    missing = rng.random(disp.shape) < rng.uniform(0.03, 0.08, n_points)[:, None]
+    missing[:, 0] = False
+    disp[missing] = np.nan
+
+    lat = p.center_lat + (y - extent_m / 2) / 111_320.0
+    lon = p.center_lon + (x - extent_m / 2) / (111_320.0 * np.cos(np.deg2rad(p.center_lat)))
+    # synthetic DEM: valley floor near sea level, mountains around
+    dem = 40 + 900 * (1 - np.exp(-(((x - extent_m / 2) / (0.35 * extent_m)) ** 2))) \
+        + 150 * np.sin(y / 2500.0) + rng.normal(0, 5, n_points)
+    dem = np.maximum(dem, 2.0)
+    obs = ~np.isnan(disp)
+    tt = np.where(obs, t_yr[None, :], 0.0)
+    dd = np.where(obs, disp, 0.0)
+    cnt = obs.sum(1)
+    mt, md = tt.sum(1) / cnt, dd.sum(1) / cnt
+    vel = ((tt - mt[:, None]) * (dd - md[:, None]) * obs).sum(1) / (((tt - mt[:, None]) ** 2) * obs).sum(1)
+    coherence = np.clip(0.98 - 0.04 * np.abs(rng.normal(0, 2, n_points)) - 0.01 * np.nanstd(disp, axis=1) / 5, 0.3, 1)
+    incidence = 33 + 10 * x / extent_m + rng.normal(0, 0.05, n_points)
+    prefix = "".join(c for c in site.upper() if c.isalnum())[:6]
+    pid = np.array([f"{prefix}{i:07d}" for i in range(n_points)])
+
+    date_names = [(EPOCH + dt.timedelta(days=int(d))).strftime("%Y%m%d") for d in dates]
+    # the format's date pattern decides the column names (svalbard: D20180605)
+    date_cols = ["D" + d for d in date_names] if fmt.date_pattern.startswith("^D") else date_names
+    dem_slope = np.hypot(900 * 2 * (x - extent_m / 2) / (0.35 * extent_m) ** 2
+                         * np.exp(-(((x - extent_m / 2) / (0.35 * extent_m)) ** 2)),
+                         150 / 2500.0 * np.cos(y / 2500.0))
+    static = _static_columns(fmt, rng, dem, np.degrees(np.arctan(dem_slope)), vel, coherence,
+                             incidence, x, y, disp, dates, p)
+    cols = {fmt.id: pid, fmt.lat: np.round(lat, 7), fmt.lon: np.round(lon, 7)}
+    cols.update(static)
+    table = pd.DataFrame(cols)
+    table = pd.concat([table, pd.DataFrame(np.round(disp, 1).astype(np.float32), columns=date_cols)], axis=1)
+    # rows in arbitrary (provider) order: the shards stage must sort them
+    perm = rng.permutation(n_points)
+    table = table.iloc[perm].reset_index(drop=True)
+    truth = pd.DataFrame({"pid": pid[perm], "regime": np.array(REGIMES)[regime[perm]]})
+    return table, truth
+
+
+def _static_columns(fmt, rng, dem, slope_deg, vel, coherence, incidence, x, y, disp, dates, p):
+    n = len(dem)
+    slope = np.clip(slope_deg + rng.normal(0, 2, n), 0, 60)
+    values = {
+        "height": dem, "ELEVATION": dem,
+        "mean_velocity": vel,
+        "rmse": rng.uniform(1.0, 3.0, n),
+        "temporal_coherence": coherence, "COHERENCE": coherence,
+        "amplitude_dispersion": rng.uniform(0.12, 0.4, n),
+        "incidence_angle": incidence,
+        "track_angle": p.track_angle + rng.normal(0, 0.01, n),
+        "MAXDISP": np.nanmax(np.abs(disp), axis=1),
+        "RANGE": (x / 20.0).round(),
+        "AZIMUTH": (y / 14.0).round(),
+        "DEMERR": rng.normal(0, 3, n),
+        "SLOPE": slope,
+        "DOYMAX": np.array([(EPOCH + dt.timedelta(days=int(d))).timetuple().tm_yday
+                            for d in dates])[np.nanargmax(np.abs(np.nan_to_num(disp)), axis=1)],
+    }
+    out = {}
+    for name in fmt.static:
+        if name in values:
+            out[name] = np.round(values[name], 3)
+        else:  # a column the generator does not model: plausible noise
+            out[name] = np.round(rng.normal(0, 1, n), 3)
+    return out
+
+
+def write_demo(csv_path, truth_path, site: str, preset: str, fmt: Format, **kwargs) -> None:
+    """Write the demo CSV (gzip) and truth table atomically."""
+    from .h5io import atomic_path
+
+    table, truth = generate(site, preset, fmt, **kwargs)
+    with atomic_path(csv_path) as tmp:
+        table.to_csv(tmp, index=False,
+                     compression={"method": "gzip", "compresslevel": 1, "mtime": 0})
+    with atomic_path(truth_path) as tmp:
+        truth.to_csv(tmp, index=False)

@@ -1,0 +1,296 @@
+"""Stage ``shards``: raw CSV export(s) -> spatially ordered, sharded ``shards.h5``.
+
+One streaming pass over the CSV(s) and an external merge keep memory bounded
+by the block and shard sizes, not by the catalogue:
+
+1. *read*: each CSV block is parsed (pyarrow), validated, given Hilbert keys
+   (``ordering.spatial_keys``, global frame, so no extent is needed up front),
+   sorted by key and spilled to a temporary *run* on disk (``.npy`` files);
+   only per-point keys and id hashes (16 bytes/point) stay in memory;
+2. *plan*: duplicate ids are found from the hashes; the global order is the
+   sort of (key, input position); shard ``s`` is global ranks
+   ``[s*shard_size, (s+1)*shard_size)``;
+3. *merge*: for each shard, the (contiguous) slice of every run that falls in
+   it is read back, rows are put in rank order, series are resampled onto the
+   regular grid, and the shard is appended to ``shards.h5``.
+
+The output is written under a temporary name and renamed when complete
+(``h5io.atomic_path``), and the temporary runs are always removed, so a bad
+input leaves nothing behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .errors import InputError
+from .formats import Format
+from .h5io import ShardsWriter
+from .logs import Progress
+from .ordering import spatial_keys
+from .readers import CsvInput, expand_inputs, iter_blocks, plan_columns, read_header
+from .regularize import regular_grid, regularize
+
+log = logging.getLogger("insarclust.shards")
+
+
+@dataclass
+class ShardsConfig:
+    """Parameters of the stage (the ``shards:`` config section)."""
+
+    shard_size: int = 16384
+    read_block_mb: float = 64
+    grid_step_days: int = 6
+    method: str = "linear"
+    ransac_trials: int = 50
+    ransac_threshold_mm: float | None = None
+    duplicates: str = "error"   # error | keep-first
+    all_nan: str = "error"      # error | drop
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, cfg: dict, seed: int = 0) -> "ShardsConfig":
+        ransac = cfg.get("ransac") or {}
+        return cls(shard_size=cfg.get("shard_size", 16384), read_block_mb=cfg.get("read_block_mb", 64),
+                   grid_step_days=cfg.get("grid_step_days", 6), method=cfg.get("method", "linear"),
+                   ransac_trials=ransac.get("n_trials", 50), ransac_threshold_mm=ransac.get("threshold_mm"),
+                   duplicates=cfg.get("duplicates", "error"), all_nan=cfg.get("all_nan", "error"), seed=seed)
+
+
+@dataclass
+class _Run:
+    """One sorted block spilled to disk."""
+
+    stem: Path
+    n: int
+    in_idx: np.ndarray  # (n,) global input positions, in key order
+    fields: tuple = ("pid", "lat", "lon", "static", "disp")
+
+    def save(self, **arrays):
+        for name, arr in arrays.items():
+            np.save(f"{self.stem}.{name}.npy", arr, allow_pickle=False)
+
+    def read(self, name: str, lo: int, hi: int) -> np.ndarray:
+        mm = np.load(f"{self.stem}.{name}.npy", mmap_mode="r")
+        out = np.array(mm[lo:hi])
+        del mm
+        return out
+
+
+@dataclass
+class _Origin:
+    """Where global input positions come from, for error messages."""
+
+    starts: list = field(default_factory=list)   # global index of each block's first row
+    labels: list = field(default_factory=list)
+    first_rows: list = field(default_factory=list)
+
+    def add(self, start: int, label: str, first_row: int):
+        self.starts.append(start)
+        self.labels.append(label)
+        self.first_rows.append(first_row)
+
+    def where(self, idx: int) -> tuple[str, int]:
+        b = int(np.searchsorted(self.starts, idx, side="right") - 1)
+        return self.labels[b], self.first_rows[b] + (idx - self.starts[b])
+
+
+def _sha256_files(paths, out: dict):
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as fh:
+            while chunk := fh.read(8 << 20):
+                h.update(chunk)
+    out["sha256"] = h.hexdigest()
+
+
+def _validate_block(block, src: CsvInput, fmt: Format, cfg: ShardsConfig) -> np.ndarray:
+    """Check coordinates and series; return the mask of rows to keep."""
+    for name, values, lo, hi in ((fmt.lat, block.lat, -90, 90), (fmt.lon, block.lon, -180, 180)):
+        bad = ~((values >= lo) & (values <= hi))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise InputError(f"value {values[i]} is outside [{lo}, {hi}] degrees", file=src.label,
+                             row=block.first_row + i, column=name,
+                             fix="coordinates must be WGS84 latitude/longitude in degrees; check the "
+                                 "format's lat/lon columns (projected exports need converting first)")
+    empty_id = np.array([p is None or str(p).strip() == "" for p in block.pid])
+    if empty_id.any():
+        i = int(np.argmax(empty_id))
+        raise InputError("empty point id", file=src.label, row=block.first_row + i, column=fmt.id,
+                         fix="every point needs a unique id")
+    no_obs = np.isnan(block.displacement).all(axis=1)
+    if no_obs.any() and cfg.all_nan == "error":
+        i = int(np.argmax(no_obs))
+        raise InputError(f"point '{block.pid[i]}' has no displacement value in any date column "
+                         f"({int(no_obs.sum())} such rows in this block)", file=src.label,
+                         row=block.first_row + i,
+                         fix="remove such points, or set shards.all_nan: drop in config/config.yaml "
+                             "to skip them")
+    return ~no_obs
+
+
+def build_shards(paths, fmt: Format, out_path, site: str, cfg: ShardsConfig | None = None) -> dict:
+    """Convert CSV file(s) of one site into ``shards.h5``; returns a summary dict."""
+    cfg = cfg or ShardsConfig()
+    out_path = Path(out_path)
+    inputs = expand_inputs(paths)
+    plans = []
+    for src in inputs:
+        plans.append(plan_columns(read_header(src, fmt), fmt, src.label))
+    dates = np.array(sorted({d for p in plans for d in p.dates}), dtype=np.int32)
+    grid = regular_grid(dates, cfg.grid_step_days)
+    log.info("%s: %d input stream(s), %d epochs %s..%s, grid of %d x %d days",
+             site, len(inputs), len(dates), dates[0], dates[-1], len(grid), cfg.grid_step_days)
+
+    digest: dict = {}
+    hasher = threading.Thread(target=_sha256_files, args=(sorted({s.path for s in inputs}), digest))
+    hasher.start()
+    tmpdir = out_path.parent / f".{out_path.name}.runs"
+    if tmpdir.exists():
+        shutil.rmtree(tmpdir)
+    tmpdir.mkdir(parents=True)
+    try:
+        runs, keys, hashes, keep, origin = _spill_runs(inputs, plans, dates, fmt, cfg, tmpdir)
+        keep &= _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg)
+        hasher.join()
+        summary = _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, digest["sha256"])
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        if hasher.is_alive():
+            hasher.join()
+    return summary
+
+
+def _spill_runs(inputs, plans, dates, fmt, cfg, tmpdir):
+    runs, keys, hashes, keeps = [], [], [], []
+    origin = _Origin()
+    total = 0
+    for src, plan in zip(inputs, plans):
+        cols = np.searchsorted(dates, np.asarray(plan.dates, dtype=np.int32))
+        n_file = 0
+        for block in iter_blocks(src, plan, fmt, int(cfg.read_block_mb * (1 << 20))):
+            n = len(block.lat)
+            keep = _validate_block(block, src, fmt, cfg)
+            origin.add(total, src.label, block.first_row)
+            if len(cols) == len(dates):
+                disp = block.displacement
+            else:
+                disp = np.full((n, len(dates)), np.nan, dtype=np.float32)
+                disp[:, cols] = block.displacement
+            key = spatial_keys(block.lat, block.lon)
+            order = np.argsort(key, kind="stable")
+            run = _Run(tmpdir / f"run{len(runs):05d}", n, total + order.astype(np.int64))
+            pid = np.asarray(block.pid, dtype=str)
+            run.save(pid=pid[order], lat=block.lat[order], lon=block.lon[order],
+                     static=block.static[order], disp=disp[order])
+            runs.append(run)
+            keys.append(key)
+            hashes.append(pd.util.hash_array(pid.astype(object), categorize=False))
+            keeps.append(keep)
+            total += n
+            n_file += n
+            log.info("read %d rows (%s, %d so far)", n, src.label, total)
+        if n_file == 0:
+            raise InputError("the file has a header but no data rows", file=src.label,
+                             fix="re-export the data or remove the file from the site's source")
+    return (runs, np.concatenate(keys), np.concatenate(hashes), np.concatenate(keeps), origin)
+
+
+def _pid_of(runs, idx: int) -> str:
+    for run in runs:
+        pos = np.nonzero(run.in_idx == idx)[0]
+        if len(pos):
+            return str(run.read("pid", int(pos[0]), int(pos[0]) + 1)[0])
+    raise KeyError(idx)
+
+
+def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg) -> np.ndarray:
+    """Mask of rows that survive duplicate-id handling (first occurrence wins)."""
+    order = np.argsort(hashes, kind="stable")
+    h = hashes[order]
+    same = np.nonzero(h[1:] == h[:-1])[0]
+    result = np.ones(len(hashes), dtype=bool)
+    if len(same) == 0:
+        return result
+    # earliest occurrence of each repeated hash, then verify the strings (hash collisions)
+    for s in same:
+        first = int(order[np.searchsorted(h, h[s], side="left")])
+        later = int(order[s + 1])
+        if first == later or not keep[later]:
+            continue
+        pid_a, pid_b = _pid_of(runs, first), _pid_of(runs, later)
+        if pid_a != pid_b:
+            continue
+        if cfg.duplicates == "error":
+            file_a, row_a = origin.where(first)
+            file_b, row_b = origin.where(later)
+            raise InputError(
+                f"point id '{pid_b}' is repeated: first seen in {file_a} row {row_a}",
+                file=file_b, row=row_b, column=fmt.id,
+                fix="remove the repeated rows or overlapping files, or set shards.duplicates: "
+                    "keep-first in config/config.yaml to keep the first occurrence")
+        result[later] = False
+    n_drop = int((~result).sum())
+    if n_drop:
+        log.warning("dropped %d rows whose point id was already seen (duplicates: keep-first)", n_drop)
+    return result
+
+
+def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, sha256) -> dict:
+    kept = np.nonzero(keep)[0]
+    n = len(kept)
+    if n == 0:
+        raise InputError("no usable point left after validation", file=runs[0].stem.name if runs else None,
+                         fix="check the input files")
+    order = kept[np.lexsort((kept, keys[kept]))]
+    rank = np.full(len(keys), -1, dtype=np.int64)
+    rank[order] = np.arange(n)
+    del order
+    run_ranks = []
+    for run in runs:
+        r = rank[run.in_idx]
+        run_ranks.append((r, np.maximum.accumulate(np.maximum(r, -1))))
+    del rank
+    S = int(cfg.shard_size)
+    n_shards = -(-n // S)
+    attrs = {"site": site, "format": fmt.name, "source_sha256": sha256,
+             "insarclust_version": __version__, "regularization": cfg.method,
+             "grid_step_days": int(cfg.grid_step_days), "n_dropped": int(len(keys) - n)}
+    progress = Progress(log, n_shards, "shards written", every_s=0)
+    with ShardsWriter(out_path, n, dates, grid, list(fmt.static), attrs) as writer:
+        for s in range(n_shards):
+            start, stop = s * S, min(n, (s + 1) * S)
+            m = stop - start
+            pid = np.empty(m, dtype=object)
+            lat = np.empty(m)
+            lon = np.empty(m)
+            static = np.empty((m, len(fmt.static)), dtype=np.float32)
+            disp = np.empty((m, len(dates)), dtype=np.float32)
+            for run, (r, mono) in zip(runs, run_ranks):
+                lo = int(np.searchsorted(mono, start, side="left"))
+                hi = int(np.searchsorted(mono, stop, side="left"))
+                if hi <= lo:
+                    continue
+                sel = (r[lo:hi] >= start) & (r[lo:hi] < stop)
+                dest = r[lo:hi][sel] - start
+                pid[dest] = run.read("pid", lo, hi)[sel]
+                lat[dest] = run.read("lat", lo, hi)[sel]
+                lon[dest] = run.read("lon", lo, hi)[sel]
+                static[dest] = run.read("static", lo, hi)[sel]
+                disp[dest] = run.read("disp", lo, hi)[sel]
+            regular = regularize(disp, dates, grid, cfg.method, cfg.ransac_trials,
+                                 cfg.ransac_threshold_mm, seed=cfg.seed + s)
+            writer.write(pid, lat, lon, static, disp, regular)
+            progress.update(1)
+    log.info("%s: %d points in %d shards -> %s", site, n, n_shards, out_path)
+    return {"n_points": n, "n_shards": n_shards, "n_dates": len(dates), "n_grid": len(grid),
+            "n_dropped": int(len(keys) - n)}
