@@ -205,40 +205,47 @@ def _spill_runs(inputs, plans, dates, fmt, cfg, tmpdir):
     return (runs, np.concatenate(keys), np.concatenate(hashes), np.concatenate(keeps), origin)
 
 
-def _pid_of(runs, idx: int) -> str:
+def _pids_of(runs, indices: np.ndarray) -> dict:
+    """Point ids of the given global input positions, read back from the runs."""
+    wanted = np.unique(indices)
+    out = {}
     for run in runs:
-        pos = np.nonzero(run.in_idx == idx)[0]
-        if len(pos):
-            return str(run.read("pid", int(pos[0]), int(pos[0]) + 1)[0])
-    raise KeyError(idx)
+        hit = np.nonzero(np.isin(run.in_idx, wanted))[0]
+        if len(hit):
+            pids = run.read("pid", int(hit[0]), int(hit[-1]) + 1)[hit - hit[0]]
+            out.update(zip(run.in_idx[hit].tolist(), pids.tolist()))
+    return out
 
 
 def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg) -> np.ndarray:
-    """Mask of rows that survive duplicate-id handling (first occurrence wins)."""
-    order = np.argsort(hashes, kind="stable")
+    """Mask of rows that survive duplicate-id handling (first occurrence wins).
+
+    Candidates come from equal 64-bit hashes; the ids themselves are then
+    compared, so a hash collision never merges two points.
+    """
+    order = np.argsort(hashes, kind="stable")  # stable: equal hashes stay in input order
     h = hashes[order]
     same = np.nonzero(h[1:] == h[:-1])[0]
     result = np.ones(len(hashes), dtype=bool)
     if len(same) == 0:
         return result
-    # earliest occurrence of each repeated hash, then verify the strings (hash collisions)
-    for s in same:
-        first = int(order[np.searchsorted(h, h[s], side="left")])
-        later = int(order[s + 1])
-        if first == later or not keep[later]:
-            continue
-        pid_a, pid_b = _pid_of(runs, first), _pid_of(runs, later)
-        if pid_a != pid_b:
+    first = order[np.searchsorted(h, h[same + 1], side="left")]
+    later = order[same + 1]
+    by_input = np.argsort(later, kind="stable")
+    first, later = first[by_input], later[by_input]
+    pids = _pids_of(runs, np.concatenate([first, later]))
+    for a, b in zip(first.tolist(), later.tolist()):
+        if pids[a] != pids[b] or not keep[b]:
             continue
         if cfg.duplicates == "error":
-            file_a, row_a = origin.where(first)
-            file_b, row_b = origin.where(later)
+            file_a, row_a = origin.where(a)
+            file_b, row_b = origin.where(b)
             raise InputError(
-                f"point id '{pid_b}' is repeated: first seen in {file_a} row {row_a}",
+                f"point id '{pids[b]}' is repeated: first seen in {file_a} row {row_a}",
                 file=file_b, row=row_b, column=fmt.id,
                 fix="remove the repeated rows or overlapping files, or set shards.duplicates: "
                     "keep-first in config/config.yaml to keep the first occurrence")
-        result[later] = False
+        result[b] = False
     n_drop = int((~result).sum())
     if n_drop:
         log.warning("dropped %d rows whose point id was already seen (duplicates: keep-first)", n_drop)
@@ -258,7 +265,8 @@ def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, sha256)
     run_ranks = []
     for run in runs:
         r = rank[run.in_idx]
-        run_ranks.append((r, np.maximum.accumulate(np.maximum(r, -1))))
+        # dropped rows (-1) take the rank before them, so the run stays sorted for searchsorted
+        run_ranks.append((r, np.maximum.accumulate(r)))
     del rank
     S = int(cfg.shard_size)
     n_shards = -(-n // S)
