@@ -1,0 +1,41 @@
+# Two commands on a fresh machine:  make demo  (whole workflow on the demo sites)
+#                                   make test  (test suite)
+# Both create the virtual environment in .venv when it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= all
+
+.PHONY: demo test test-slow test-slurm report env dry-run clean setup-slurm
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+env: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	$(BIN)/snakemake --cores $(CORES)
+
+dry-run: $(BIN)/.installed
+	$(BIN)/snakemake -n
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+test-slow: $(BIN)/.installed
+	$(BIN)/python -m pytest -m slow
+
+test-slurm: $(BIN)/.installed
+	INSARCLUST_SLURM=1 $(BIN)/python -m pytest -m slurm
+
+report: demo
+	$(BIN)/snakemake --cores $(CORES) --report report.html
+
+setup-slurm:
+	ln -sfn profiles/slurm slurm
+
+clean:
+	rm -rf results logs benchmarks resources .snakemake report.html
