@@ -1,22 +1,155 @@
 """Suggested labels for clusters from the descriptors of their mean series.
 
-Placeholder signature (filled in by the descriptors/interpretation work):
-``describe_clusters`` is what every clustering method's metrics call.
+A cluster's mean series averages thousands of points, so its descriptors
+(:mod:`insarclust.descriptors`: trend, acceleration, annual amplitude, step)
+are nearly noise-free, and the label is read off them with four thresholds
+(the ``interpret:`` config section; reasoning in docs/interpretation.md):
+
+1. Each signature is *present* when it exceeds its threshold: the trend when
+   |trend| >= ``stable_trend_mm_yr`` (or the series is accelerating, below),
+   the annual cycle when its amplitude >= ``seasonal_amplitude_mm``, the step
+   when |step| >= ``step_mm``.
+2. No signature present: ``stable``.
+3. Otherwise the present signature that moved the ground most over the
+   observation period wins, measured in mm: the range of the polynomial
+   trend over the period, the annual peak-to-peak (2 x amplitude), the step
+   size.
+4. A winning trend is ``accelerating`` when |acceleration| >=
+   ``acceleration_mm_yr2``, the motion speeds up (acceleration and trend of
+   the same sign) and the end-of-period velocity reaches the trend threshold;
+   else ``subsiding`` (negative trend: away from the satellite, mostly down)
+   or ``uplifting``.
 """
 from __future__ import annotations
 
+import math
+from typing import Mapping
+
 import numpy as np
+
+from insarclust.descriptors import DAYS_PER_YEAR, DESCRIPTOR_NAMES, compute_descriptors
 
 VOCABULARY = ("stable", "subsiding", "uplifting", "seasonal", "accelerating", "step")
 
+DEFAULT_THRESHOLDS = {
+    "stable_trend_mm_yr": 2.0,
+    "seasonal_amplitude_mm": 4.0,
+    "step_mm": 8.0,
+    "acceleration_mm_yr2": 1.5,
+}
+# Descriptor fit settings that may sit in the same ``interpret:`` section, so
+# that per-point descriptors and cluster means are fitted alike.
+FIT_DEFAULTS = {"max_gap_days": 36.0, "min_segment_days": 90.0, "step_z_min": 4.5}
+
+
+def _thresholds(thresholds: Mapping | None) -> dict:
+    out = dict(DEFAULT_THRESHOLDS)
+    unknown = set(thresholds or {}) - set(out) - set(FIT_DEFAULTS)
+    if unknown:
+        raise ValueError(f"interpret: unknown key(s) {sorted(unknown)}; known: "
+                         f"{sorted(set(out) | set(FIT_DEFAULTS))}")
+    out.update({k: float(v) for k, v in (thresholds or {}).items() if k in out})
+    return out
+
+
+def fit_settings(interpret_cfg: Mapping | None) -> dict:
+    """Keyword arguments of :func:`insarclust.descriptors.compute_descriptors` from the config."""
+    cfg = interpret_cfg or {}
+    return {k: float(cfg.get(k, v)) for k, v in FIT_DEFAULTS.items()}
+
+
+def polynomial_range_mm(trend_mm_yr: float, acceleration_mm_yr2: float, span_years: float) -> float:
+    """max - min (mm) of trend*t + acceleration*t^2/2 over t in [-span/2, span/2]."""
+    v, a, h = float(trend_mm_yr), float(acceleration_mm_yr2), 0.5 * float(span_years)
+    values = [v * -h + 0.5 * a * h * h, v * h + 0.5 * a * h * h]
+    if a != 0 and abs(v / a) < h:  # the vertex lies inside the period
+        values.append(-0.5 * v * v / a)
+    return max(values) - min(values)
+
+
+def signature_magnitudes(descriptors: Mapping, span_years: float, thresholds: Mapping | None = None
+                         ) -> dict:
+    """Ground motion (mm over the period) of each *present* signature: trend, seasonal, step."""
+    thr = _thresholds(thresholds)
+    v = float(descriptors["trend_mm_yr"])
+    a = float(descriptors["acceleration_mm_yr2"])
+    amplitude = float(descriptors["annual_amplitude_mm"])
+    step = float(descriptors["step_mm"])
+    out = {}
+    if abs(v) >= thr["stable_trend_mm_yr"] or is_accelerating(v, a, span_years, thr):
+        out["trend"] = polynomial_range_mm(v, a, span_years)
+    if amplitude >= thr["seasonal_amplitude_mm"]:
+        out["seasonal"] = 2.0 * amplitude
+    if abs(step) >= thr["step_mm"]:
+        out["step"] = abs(step)
+    return out
+
+
+def is_accelerating(trend_mm_yr: float, acceleration_mm_yr2: float, span_years: float,
+                    thresholds: Mapping) -> bool:
+    """Speeding up: |a| above threshold, a and trend of one sign, end velocity above the trend threshold."""
+    v, a = float(trend_mm_yr), float(acceleration_mm_yr2)
+    end_velocity = v + a * 0.5 * span_years
+    return (abs(a) >= thresholds["acceleration_mm_yr2"] and a * v > 0
+            and abs(end_velocity) >= thresholds["stable_trend_mm_yr"])
+
+
+def suggest_label(descriptors: Mapping, span_years: float, thresholds: Mapping | None = None) -> str:
+    """One word of :data:`VOCABULARY` for a (mean) series' descriptors; rules in the module doc."""
+    thr = _thresholds(thresholds)
+    magnitudes = signature_magnitudes(descriptors, span_years, thr)
+    if not magnitudes:
+        return "stable"
+    winner = max(magnitudes, key=lambda name: magnitudes[name])
+    if winner != "trend":
+        return winner
+    v, a = float(descriptors["trend_mm_yr"]), float(descriptors["acceleration_mm_yr2"])
+    if is_accelerating(v, a, span_years, thr):
+        return "accelerating"
+    return "subsiding" if v < 0 else "uplifting"
+
+
+def _json_float(x) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
 
 def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: np.ndarray,
-                      thresholds: dict, member_spread: dict | None = None) -> list[dict]:
-    """One dict per cluster: ``cluster``, ``size``, ``descriptors``, ``spread``, ``label``.
+                      thresholds: dict, member_spread: dict | None = None, *,
+                      observed_dates: np.ndarray | None = None) -> list[dict]:
+    """One dict per cluster: ``cluster``, ``size``, ``descriptors``, ``spread``, ``label``, ``evidence_mm``.
 
-    mean_series (K, G) mm on the regular grid; grid_dates (G,) days since epoch;
-    counts (K,); thresholds: the ``interpret:`` config section; member_spread:
-    descriptor name -> (K,) std of that descriptor across cluster members.
+    mean_series (K, G) mm on the regular grid; grid_dates (G,) days since
+    1970-01-01; counts (K,); thresholds: the ``interpret:`` config section;
+    member_spread: descriptor name -> (K,) std of that descriptor across
+    cluster members. ``observed_dates`` (the site's acquisition dates,
+    ``/series/dates``) leaves winter-gap epochs out of the fit, as for the
+    per-point descriptors; without it every grid epoch counts and annual
+    amplitudes of sites with long winter gaps come out too small.
+    ``evidence_mm`` is the ground motion of each present signature that the
+    label was chosen from. All values are JSON-ready (non-finite -> None).
     """
-    return [{"cluster": int(j), "size": int(counts[j]), "descriptors": {}, "spread": {},
-             "label": "stable"} for j in range(len(mean_series))]
+    mean_series = np.nan_to_num(np.asarray(mean_series, dtype=np.float64))
+    grid_dates = np.asarray(grid_dates)
+    counts = np.asarray(counts)
+    thr = _thresholds(thresholds)
+    span_years = (float(grid_dates[-1]) - float(grid_dates[0])) / DAYS_PER_YEAR
+    descriptors = compute_descriptors(mean_series.astype(np.float32), grid_dates,
+                                      observed_dates=observed_dates, **fit_settings(thresholds))
+    out = []
+    for j, row in enumerate(descriptors):
+        d = {name: _json_float(value) for name, value in zip(DESCRIPTOR_NAMES, row)}
+        finite = {k: (v if v is not None else 0.0) for k, v in d.items()}
+        spread = {}
+        for name, values in (member_spread or {}).items():
+            spread[name] = _json_float(np.asarray(values)[j])
+        magnitudes = signature_magnitudes(finite, span_years, thr)
+        out.append({
+            "cluster": int(j),
+            "size": int(counts[j]),
+            "descriptors": d,
+            "spread": spread,
+            "label": suggest_label(finite, span_years, thr),
+            "evidence_mm": {k: round(v, 3) for k, v in magnitudes.items()},
+        })
+    return out

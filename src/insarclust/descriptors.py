@@ -1,0 +1,320 @@
+"""Per-series deformation descriptors: trend, acceleration, annual cycle, step, noise.
+
+Every regular series y (mm on the grid of ``/series/regular``) is fitted by
+ordinary least squares with one model shared by all series of a block::
+
+    y(t) = offset + trend * t + acceleration * t**2 / 2
+           + A * cos(2 pi (d - peak) / 365.25)
+           + step * [d >= step_date] + noise
+
+with d the date in days since 1970-01-01 and t = (d - reference_date) / 365.25
+years, the reference date being the middle of the grid. ``trend`` is then the
+velocity at mid-period, which for a quadratic equals the mean velocity over the
+period, and ``acceleration`` is the second derivative (mm/yr^2).
+
+Because the design matrix is the same for every series, a whole shard is fitted
+with a few matrix products and no per-series loop:
+
+* the base model (offset, trend, acceleration, annual cos/sin) is one
+  pseudo-inverse ``B+`` (5, G) applied to the block;
+* the step is a change-point scan over every admissible grid epoch k. By the
+  Frisch-Waugh-Lovell theorem, adding the step column h_k to the base model
+  reduces the residual sum of squares by (u_k . y)^2 / |u_k|^2, where u_k is
+  h_k with the base model projected out. All candidates are therefore scored
+  by one (n, G) x (G, K) product, the best k is the largest reduction (the
+  least-squares single change point), and the base coefficients are corrected
+  for the chosen step without refitting: c = B+ (y - step * h_k).
+
+Winter gaps: northern sites have no acquisitions for months each year, and the
+``shards`` stage fills the regular grid across them (linear interpolation by
+default). Those grid epochs carry no information and would bias the annual
+amplitude (an interpolated straight line replaces the winter half of the
+cycle), so when the site's acquisition dates are given, grid epochs inside an
+acquisition gap longer than ``max_gap_days`` get zero weight (they are left
+out of the fit). A step that happened during a gap is detected across it; its
+date is reported as the middle of the gap.
+
+The step is searched only where at least ``min_segment_days`` of supported
+epochs lie on each side: a "step" of the last few epochs is indistinguishable
+from noise and the curvature terms. And a step is reported only when it is
+significant: its least-squares estimate divided by its standard error (the
+residual RMS over |u_k|) must reach ``step_z_min``; otherwise ``step_mm`` is 0
+and the other terms are the base fit. The maximum of ~100 correlated |z|
+values of pure white noise is below 3.9 in 99 % and below 4.4 in 99.9 % of
+series on a 4.5-year grid with winter gaps, so the default 4.5 keeps false
+steps to about one series in a thousand, while steps of about twice the noise
+are still found.
+``step_date`` is the date of the best candidate even when the step is not
+significant (then it has no meaning, but keeps the file free of NaN).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+DAYS_PER_YEAR = 365.25
+
+DESCRIPTOR_NAMES = [
+    "trend_mm_yr",          # velocity at mid-period = mean velocity (mm/yr)
+    "acceleration_mm_yr2",  # second derivative of the quadratic trend (mm/yr^2)
+    "annual_amplitude_mm",  # amplitude of the annual harmonic (mm, half peak-to-peak)
+    "annual_peak_doy",      # day of year of the harmonic's maximum (1 = 1 January)
+    "step_mm",              # size of the largest step, signed (mm)
+    "step_date",            # date of that step, days since 1970-01-01
+    "residual_rms_mm",      # RMS of the residual of the full model (mm, dof-corrected)
+    "offset_mm",            # model value at the reference date before any step (mm)
+]
+N_DESCRIPTORS = len(DESCRIPTOR_NAMES)
+_BASE_TERMS = 5  # offset, trend, acceleration, annual cos, annual sin
+
+
+def observed_grid_mask(grid_dates: np.ndarray, observed_dates: np.ndarray | None,
+                       max_gap_days: float = 36.0) -> np.ndarray:
+    """Grid epochs backed by acquisitions: (G,) bool.
+
+    An epoch is unsupported when it lies strictly inside a gap between two
+    consecutive acquisition dates longer than ``max_gap_days``, or outside
+    the acquisition span. The default of 36 days (three 12-day Sentinel-1
+    revisits) keeps ordinary missed acquisitions but drops the winter gaps.
+    """
+    grid = np.asarray(grid_dates, dtype=np.float64)
+    if observed_dates is None or len(observed_dates) == 0:
+        return np.ones(len(grid), dtype=bool)
+    obs = np.unique(np.asarray(observed_dates, dtype=np.float64))
+    nxt = np.searchsorted(obs, grid, side="left")       # first acquisition >= grid date
+    on_date = (nxt < len(obs)) & (obs[np.minimum(nxt, len(obs) - 1)] == grid)
+    inside = (nxt > 0) & (nxt < len(obs))
+    gap = np.where(inside, obs[np.minimum(nxt, len(obs) - 1)] - obs[np.maximum(nxt - 1, 0)], np.inf)
+    return on_date | (inside & (gap <= max_gap_days))
+
+
+@dataclass(frozen=True)
+class _Design:
+    """Everything about the fit that depends only on the grid (shared by all rows)."""
+
+    columns: np.ndarray        # (Gs,) indices of the supported grid epochs
+    base_pinv: np.ndarray      # (5, Gs) float32 pseudo-inverse of the base design
+    base: np.ndarray           # (Gs, 5) float32 base design
+    step_dirs: np.ndarray      # (Gs, K) float32 step columns, base projected out, unit norm
+    step_norm: np.ndarray      # (K,) float64 norm of the projected step columns
+    step_on_base: np.ndarray   # (5, K) float64 base coefficients of each raw step column
+    step_dates: np.ndarray     # (K,) float64 step dates (middle between the two epochs)
+    step_first: np.ndarray     # (K,) int first supported column index after the step
+    dof: int                   # residual degrees of freedom of the full model
+    reference_date: float
+
+
+def _base_design(dates: np.ndarray, reference_date: float) -> np.ndarray:
+    """(len(dates), 5) float64: 1, t, t^2/2, cos, sin (t in years from the reference)."""
+    dates = np.asarray(dates, dtype=np.float64)
+    t_yr = (dates - reference_date) / DAYS_PER_YEAR
+    phase = 2 * np.pi * dates / DAYS_PER_YEAR
+    return np.stack([np.ones_like(t_yr), t_yr, 0.5 * t_yr ** 2, np.cos(phase), np.sin(phase)], axis=1)
+
+
+def reference_date_of(grid_dates: np.ndarray) -> float:
+    """Middle of the grid (days since 1970-01-01): the time origin of ``trend``."""
+    return 0.5 * (float(grid_dates[0]) + float(grid_dates[-1]))
+
+
+def _design(grid_dates: np.ndarray, mask: np.ndarray, min_segment_days: float) -> _Design:
+    grid = np.asarray(grid_dates, dtype=np.float64)
+    columns = np.flatnonzero(mask)
+    if len(columns) < _BASE_TERMS + 3:  # too few supported epochs: use the whole grid
+        columns = np.arange(len(grid))
+    dates = grid[columns]
+    ref = reference_date_of(grid)
+    B = _base_design(dates, ref)
+    B_pinv = np.linalg.pinv(B)
+    # step candidates: first supported epoch after the step at position k
+    k = np.arange(1, len(dates))
+    enough = (dates[k - 1] - dates[0] >= min_segment_days) & (dates[-1] - dates[k] >= min_segment_days)
+    k = k[enough]
+    if len(k) == 0:  # very short series: allow every interior position
+        k = np.arange(1, len(dates))
+    H = (np.arange(len(dates))[:, None] >= k[None, :]).astype(np.float64)
+    M = B_pinv @ H
+    U = H - B @ M
+    norm = np.sqrt((U ** 2).sum(axis=0))
+    usable = norm > 1e-9 * np.sqrt(len(dates))
+    k, M, U, norm = k[usable], M[:, usable], U[:, usable], norm[usable]
+    return _Design(
+        columns=columns,
+        base_pinv=B_pinv.astype(np.float32),
+        base=B.astype(np.float32),
+        step_dirs=(U / np.maximum(norm, 1e-300)).astype(np.float32),
+        step_norm=norm,
+        step_on_base=M,
+        step_dates=0.5 * (dates[k - 1] + dates[k]),
+        step_first=k,
+        dof=max(len(dates) - _BASE_TERMS - (1 if len(k) else 0), 1),
+        reference_date=ref,
+    )
+
+
+class DescriptorModel:
+    """Fits the descriptor model to blocks of series on one regular grid.
+
+    grid_dates (G,) int days since 1970-01-01; observed_dates (T,) the site's
+    acquisition dates (``/series/dates``) or None to use every grid epoch.
+    ``transform(regular (n, G)) -> (n, D) float32`` with columns
+    :data:`DESCRIPTOR_NAMES`. Stateless across blocks: the design is built
+    once from the grid, so rows are independent of how a site is cut into
+    blocks.
+    """
+
+    def __init__(self, grid_dates: np.ndarray, observed_dates: np.ndarray | None = None,
+                 max_gap_days: float = 36.0, min_segment_days: float = 90.0,
+                 step_z_min: float = 4.5):
+        self.grid_dates = np.asarray(grid_dates)
+        self.observed_dates = observed_dates
+        self.max_gap_days = max_gap_days
+        self.min_segment_days = min_segment_days
+        self.step_z_min = step_z_min
+        self.mask_ = observed_grid_mask(self.grid_dates, observed_dates, max_gap_days)
+        self.design_ = _design(self.grid_dates, self.mask_, min_segment_days)
+
+    @property
+    def reference_date(self) -> float:
+        return self.design_.reference_date
+
+    def transform(self, regular: np.ndarray) -> np.ndarray:
+        """(n, G) mm -> (n, D) float32 descriptors; memory ~ n x (G + K) floats."""
+        d = self.design_
+        Y = np.asarray(regular, dtype=np.float32)
+        if Y.ndim != 2 or Y.shape[1] != len(self.grid_dates):
+            raise ValueError(f"regular series of shape {Y.shape}, expected (n, {len(self.grid_dates)})")
+        if len(d.columns) != Y.shape[1]:
+            Y = Y[:, d.columns]
+        n = len(Y)
+        coef = Y @ d.base_pinv.T                              # (n, 5)
+        resid = Y - coef @ d.base.T                           # (n, Gs)
+        rss_base = np.einsum("ij,ij->i", resid, resid, dtype=np.float64)
+        out = np.empty((n, N_DESCRIPTORS), dtype=np.float32)
+        if len(d.step_first):
+            # projection of the residual on each unit step direction (base already projected out)
+            proj = resid @ d.step_dirs                        # (n, K)
+            best = np.abs(proj).argmax(axis=1)
+            best_proj = np.take_along_axis(proj, best[:, None], axis=1)[:, 0].astype(np.float64)
+            rss_step = np.maximum(rss_base - best_proj ** 2, 0.0)
+            z = np.abs(best_proj) / np.sqrt(np.maximum(rss_step / d.dof, 1e-30))
+            significant = z >= self.step_z_min
+            step = np.where(significant, best_proj / d.step_norm[best], 0.0)
+            coef = coef.astype(np.float64) - step[:, None] * d.step_on_base[:, best].T
+            rss = np.where(significant, rss_step, rss_base)
+            step_date = d.step_dates[best]
+        else:
+            coef = coef.astype(np.float64)
+            step = np.zeros(n)
+            step_date = np.full(n, np.nan)
+            rss = rss_base
+        out[:, 0] = coef[:, 1]
+        out[:, 1] = coef[:, 2]
+        out[:, 2] = np.hypot(coef[:, 3], coef[:, 4])
+        # A cos(w d - phi) peaks at d = phi / w (mod one year); 1970-01-01 is day 1
+        phi = np.arctan2(coef[:, 4], coef[:, 3])
+        out[:, 3] = np.mod(phi / (2 * np.pi) * DAYS_PER_YEAR, DAYS_PER_YEAR) + 1.0
+        out[:, 4] = step
+        out[:, 5] = step_date
+        dof = np.where(step != 0, d.dof, d.dof + 1)
+        out[:, 6] = np.sqrt(rss / dof)
+        out[:, 7] = coef[:, 0]
+        return out
+
+
+def compute_descriptors(regular: np.ndarray, grid_dates: np.ndarray, *,
+                        observed_dates: np.ndarray | None = None, max_gap_days: float = 36.0,
+                        min_segment_days: float = 90.0, step_z_min: float = 4.5) -> np.ndarray:
+    """Descriptors (n, D) float32 of regular series (n, G) mm on ``grid_dates`` (G,) days.
+
+    Columns are :data:`DESCRIPTOR_NAMES`. ``observed_dates`` (the site's
+    acquisition dates) enables the winter-gap weighting described in the
+    module docstring. For many blocks on one grid, build a
+    :class:`DescriptorModel` once and call ``transform`` per block.
+    """
+    model = DescriptorModel(grid_dates, observed_dates, max_gap_days, min_segment_days, step_z_min)
+    return model.transform(regular)
+
+
+def as_dict(row) -> dict:
+    """A descriptor row (D,) or mapping -> ``{name: float}``."""
+    if isinstance(row, Mapping):
+        return {k: float(row[k]) for k in DESCRIPTOR_NAMES if k in row}
+    row = np.asarray(row, dtype=np.float64).ravel()
+    if len(row) != N_DESCRIPTORS:
+        raise ValueError(f"descriptor row of length {len(row)}, expected {N_DESCRIPTORS}")
+    return dict(zip(DESCRIPTOR_NAMES, row.tolist()))
+
+
+def model_curve(descriptors, grid_dates: np.ndarray, reference_date: float | None = None) -> np.ndarray:
+    """The fitted trend + annual harmonic + step curve (G,) mm on ``grid_dates``.
+
+    ``descriptors``: a row (D,) of :func:`compute_descriptors` or a dict with
+    the names of :data:`DESCRIPTOR_NAMES`; ``reference_date`` defaults to the
+    middle of ``grid_dates``, as in the fit (pass the fit's value when drawing
+    on another grid).
+    """
+    d = as_dict(descriptors)
+    dates = np.asarray(grid_dates, dtype=np.float64)
+    ref = reference_date_of(dates) if reference_date is None else float(reference_date)
+    t_yr = (dates - ref) / DAYS_PER_YEAR
+    peak_day = d.get("annual_peak_doy", 1.0) - 1.0
+    curve = (d.get("offset_mm", 0.0) + d.get("trend_mm_yr", 0.0) * t_yr
+             + 0.5 * d.get("acceleration_mm_yr2", 0.0) * t_yr ** 2
+             + d.get("annual_amplitude_mm", 0.0) * np.cos(2 * np.pi * (dates - peak_day) / DAYS_PER_YEAR))
+    step_date = d.get("step_date", np.nan)
+    if np.isfinite(step_date):
+        curve = curve + d.get("step_mm", 0.0) * (dates >= step_date)
+    return curve
+
+
+def acquisition_dates(dates: np.ndarray, displacement_sample: np.ndarray | None = None,
+                      min_coverage: float = 0.5) -> np.ndarray:
+    """The site's real acquisition dates (T',) from ``/series/dates``.
+
+    An export may carry date columns that are (almost) empty, e.g. winter
+    epochs kept as NaN columns; with a sample of rows of ``/series/displacement``
+    (n, T), dates observed in fewer than ``min_coverage`` of the rows are
+    dropped, so their gaps are recognised as gaps.
+    """
+    dates = np.asarray(dates)
+    if displacement_sample is None or len(displacement_sample) == 0:
+        return dates
+    coverage = np.mean(~np.isnan(displacement_sample), axis=0)
+    return dates[coverage >= min_coverage]
+
+
+def write_descriptors(shards_path, out_path, *, max_gap_days: float = 36.0,
+                      min_segment_days: float = 90.0, step_z_min: float = 4.5,
+                      block_rows: int = 65536, log=None) -> DescriptorModel:
+    """Stream ``shards.h5`` (``/series/regular``) into ``features/descriptors.h5``.
+
+    Memory: one block of ``block_rows`` series (never more than one shard).
+    The file's ``/X`` has columns :data:`DESCRIPTOR_NAMES`; attrs record the
+    reference date of the trend and the fit settings.
+    """
+    import logging
+
+    from insarclust import h5io
+    from insarclust.logs import Progress
+
+    log = log or logging.getLogger("insarclust.descriptors")
+    shards = h5io.Shards(shards_path)
+    first = shards.shard_bounds()[0] if shards.n_shards else (0, 0)
+    sample = shards.read("series/displacement", first[0], min(first[1], first[0] + 4096))
+    observed = acquisition_dates(shards.dates, sample)
+    model = DescriptorModel(shards.grid_dates, observed, max_gap_days, min_segment_days, step_z_min)
+    log.info("descriptor fit on %d of %d grid epochs (%d acquisition dates, gaps > %g days left out), "
+             "%d step candidates", len(model.design_.columns), len(shards.grid_dates), len(observed),
+             max_gap_days, len(model.design_.step_first))
+    attrs = {"reference_date": model.reference_date, "max_gap_days": max_gap_days,
+             "min_segment_days": min_segment_days, "step_z_min": step_z_min,
+             "grid_epochs_used": len(model.design_.columns)}
+    progress = Progress(log, shards.n_points, "descriptors (series)")
+    with h5io.FeatureWriter(out_path, shards.n_points, DESCRIPTOR_NAMES, attrs) as writer:
+        for start, stop, regular in shards.iter_blocks("series/regular", block_rows=block_rows):
+            writer.write(start, model.transform(regular))
+            progress.update(stop - start)
+    return model

@@ -1,0 +1,213 @@
+"""Known answers for the per-series descriptors, with the winter gaps of northern sites."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from insarclust import h5io
+from insarclust.descriptors import (DESCRIPTOR_NAMES, DescriptorModel, acquisition_dates,
+                                    compute_descriptors, model_curve, observed_grid_mask,
+                                    write_descriptors)
+
+from conftest import make_shards_file
+
+COL = {name: i for i, name in enumerate(DESCRIPTOR_NAMES)}
+
+
+def _day(iso: str) -> int:
+    return int(np.datetime64(iso, "D").astype(np.int64))
+
+
+def northern_acquisitions(start="2018-06-01", years=4.5, revisit_days=6):
+    """Sentinel-1 epochs with no acquisition from 1 November to 30 April (snow)."""
+    dates = _day(start) + revisit_days * np.arange(int(years * 365.25 / revisit_days))
+    month = (dates.astype("datetime64[D]").astype("datetime64[M]").astype(int) % 12) + 1
+    return dates[(month >= 5) & (month <= 10)].astype(np.int32)
+
+
+def regular_grid(acq, step_days=6):
+    return (acq[0] + step_days * np.arange((acq[-1] - acq[0]) // step_days + 1)).astype(np.int32)
+
+
+def signal(dates, grid, trend=0.0, accel=0.0, amplitude=0.0, peak_doy=1.0, step=0.0,
+           step_date=None):
+    """The descriptor model itself, evaluated on ``dates`` (reference: middle of ``grid``)."""
+    ref = 0.5 * (grid[0] + grid[-1])
+    t = (dates - ref) / 365.25
+    y = trend * t + 0.5 * accel * t ** 2
+    y = y + amplitude * np.cos(2 * np.pi * (dates - (peak_doy - 1)) / 365.25)
+    if step_date is not None:
+        y = y + step * (dates >= step_date)
+    return y
+
+
+def regularize_linear(acq, grid, observed):
+    """Linear interpolation onto the grid, as the shards stage does (ends held)."""
+    return np.stack([np.interp(grid, acq, row) for row in observed]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def northern():
+    acq = northern_acquisitions()
+    return acq, regular_grid(acq)
+
+
+def test_observed_grid_mask_drops_long_gaps_only():
+    acq = np.array([0, 12, 24, 48, 60, 200, 212])
+    grid = np.arange(0, 213, 6)
+    mask = observed_grid_mask(grid, acq, max_gap_days=36)
+    # the 24-day gap (24..48) is an ordinary missed acquisition: kept
+    assert mask[(grid >= 0) & (grid <= 60)].all()
+    # inside the 140-day gap: dropped; its end points are acquisitions: kept
+    assert not mask[(grid > 60) & (grid < 200)].any()
+    assert mask[grid == 60].all() and mask[grid == 200].all()
+    assert observed_grid_mask(grid, None).all()
+
+
+def test_noise_free_series_recovered_exactly(northern):
+    acq, grid = northern
+    step_date = _day("2020-07-15")
+    truth = dict(trend=-6.0, accel=-2.0, amplitude=7.0, peak_doy=200.0, step=15.0, step_date=step_date)
+    regular = regularize_linear(acq, grid, signal(acq, grid, **truth)[None, :])
+    d = compute_descriptors(regular, grid, observed_dates=acq)[0]
+    assert d[COL["trend_mm_yr"]] == pytest.approx(-6.0, abs=1e-2)
+    assert d[COL["acceleration_mm_yr2"]] == pytest.approx(-2.0, abs=1e-2)
+    assert d[COL["annual_amplitude_mm"]] == pytest.approx(7.0, abs=1e-2)
+    assert d[COL["annual_peak_doy"]] == pytest.approx(200.0, abs=0.5)
+    assert d[COL["step_mm"]] == pytest.approx(15.0, abs=1e-2)
+    # the step lies between the last epoch before and the first on/after its date
+    assert acq[acq < step_date].max() < d[COL["step_date"]] <= acq[acq >= step_date].min()
+    assert d[COL["residual_rms_mm"]] < 1e-2
+    # model_curve redraws the fitted series on the grid (winter epochs are the model, not the line)
+    curve = model_curve(d, grid)
+    expected = signal(grid.astype(float), grid, **truth)
+    assert np.abs(curve - expected).max() < 0.05
+    assert model_curve(dict(zip(DESCRIPTOR_NAMES, d)), grid) == pytest.approx(curve)
+
+
+def test_noisy_series_with_winter_gaps_within_tolerances(northern):
+    """300 series, white noise 1.5 mm at the acquisitions, Nov-Apr unobserved.
+
+    Stated tolerances per series: trend 1.0 mm/yr, acceleration 1.0 mm/yr^2,
+    amplitude 1.5 mm, peak 15 days, step 2.5 mm, step date one grid step,
+    residual RMS within 20 % of the noise. Means over the 300 series are
+    unbiased to within a fifth of those.
+    """
+    acq, grid = northern
+    rng = np.random.default_rng(1)
+    n, sigma = 300, 1.5
+    step_date = _day("2020-08-10")
+    truth = dict(trend=4.0, accel=1.2, amplitude=5.0, peak_doy=30.0, step=-10.0, step_date=step_date)
+    observed = signal(acq, grid, **truth)[None, :] + rng.normal(0, sigma, (n, len(acq)))
+    D = compute_descriptors(regularize_linear(acq, grid, observed), grid, observed_dates=acq)
+    checks = [("trend_mm_yr", 4.0, 1.0), ("acceleration_mm_yr2", 1.2, 1.0),
+              ("annual_amplitude_mm", 5.0, 1.5), ("step_mm", -10.0, 2.5),
+              ("residual_rms_mm", sigma, 0.2 * sigma)]
+    for name, value, tol in checks:
+        col = D[:, COL[name]]
+        assert np.abs(col - value).max() < tol, name
+        assert abs(col.mean() - value) < tol / 5, name
+    # peak day of year 30 (end of January, in the unobserved winter): circular difference
+    diff = (D[:, COL["annual_peak_doy"]] - 30.0 + 182.625) % 365.25 - 182.625
+    assert np.abs(diff).max() < 15
+    assert np.abs(D[:, COL["step_date"]] - step_date).max() <= 6
+
+
+def test_gap_weighting_matters_for_the_annual_amplitude(northern):
+    """Without the acquisition dates the interpolated winter lines shrink the amplitude."""
+    acq, grid = northern
+    regular = regularize_linear(acq, grid, signal(acq, grid, amplitude=8.0, peak_doy=40.0)[None, :])
+    with_gaps = compute_descriptors(regular, grid, observed_dates=acq)[0, COL["annual_amplitude_mm"]]
+    without = compute_descriptors(regular, grid)[0, COL["annual_amplitude_mm"]]
+    assert with_gaps == pytest.approx(8.0, abs=0.05)
+    assert without < 6.0
+
+
+def test_step_inside_a_winter_gap_is_found_across_it(northern):
+    acq, grid = northern
+    rng = np.random.default_rng(2)
+    step_date = _day("2021-01-15")
+    observed = (signal(acq, grid, trend=3.0, amplitude=3.0, peak_doy=30.0, step=-12.0,
+                       step_date=step_date)[None, :] + rng.normal(0, 1.5, (100, len(acq))))
+    D = compute_descriptors(regularize_linear(acq, grid, observed), grid, observed_dates=acq)
+    assert np.abs(D[:, COL["step_mm"]] + 12.0).max() < 2.5
+    before, after = acq[acq < step_date].max(), acq[acq > step_date].min()
+    # the date is the middle of the gap: between the last autumn and first spring acquisition
+    assert ((D[:, COL["step_date"]] > before) & (D[:, COL["step_date"]] < after)).all()
+
+
+def test_no_step_reports_a_step_below_the_noise_level(northern):
+    acq, grid = northern
+    rng = np.random.default_rng(3)
+    n = 500
+    observed = (signal(acq, grid, trend=-5.0, accel=0.5, amplitude=4.0, peak_doy=250.0)[None, :]
+                + rng.normal(0, 2.0, (n, len(acq))))
+    D = compute_descriptors(regularize_linear(acq, grid, observed), grid, observed_dates=acq)
+    step, rms = np.abs(D[:, COL["step_mm"]]), D[:, COL["residual_rms_mm"]]
+    assert np.median(step) == 0.0
+    # the significance gate (z >= 4.5) lets through about 0.1 % of pure-noise series
+    assert np.mean(step < rms) >= 0.99
+    assert np.abs(D[:, COL["trend_mm_yr"]] + 5.0).max() < 1.2
+
+
+def test_small_real_step_is_detected(northern):
+    """A step of 3x the noise is found in (nearly) every series."""
+    acq, grid = northern
+    rng = np.random.default_rng(4)
+    step_date = _day("2019-09-01")
+    observed = (signal(acq, grid, step=6.0, step_date=step_date)[None, :]
+                + rng.normal(0, 2.0, (200, len(acq))))
+    D = compute_descriptors(regularize_linear(acq, grid, observed), grid, observed_dates=acq)
+    assert np.mean(np.abs(D[:, COL["step_mm"]] - 6.0) < 2.0) >= 0.95
+
+
+def test_peak_day_wraps_around_new_year():
+    grid = np.arange(17500, 17500 + 6 * 300, 6).astype(np.int32)
+    for peak in (3.0, 362.0, 183.0):
+        regular = signal(grid.astype(float), grid, amplitude=5.0, peak_doy=peak)[None, :]
+        d = compute_descriptors(regular.astype(np.float32), grid)[0]
+        diff = (d[COL["annual_peak_doy"]] - peak + 182.625) % 365.25 - 182.625
+        assert abs(diff) < 0.5
+        assert 1.0 <= d[COL["annual_peak_doy"]] < 366.25
+
+
+def test_rows_are_independent_of_blocking(northern):
+    acq, grid = northern
+    rng = np.random.default_rng(5)
+    regular = rng.normal(0, 3, (257, len(grid))).astype(np.float32).cumsum(axis=1)
+    model = DescriptorModel(grid, acq)
+    whole = model.transform(regular)
+    parts = np.concatenate([model.transform(regular[:100]), model.transform(regular[100:])])
+    np.testing.assert_allclose(whole, parts, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(whole, model.transform(regular))  # deterministic
+    assert whole.dtype == np.float32 and whole.shape == (257, len(DESCRIPTOR_NAMES))
+    assert np.isfinite(whole).all()
+
+
+def test_acquisition_dates_drops_empty_date_columns():
+    dates = np.array([10, 22, 34, 46])
+    sample = np.ones((10, 4))
+    sample[:, 2] = np.nan
+    sample[0, 1] = np.nan
+    assert acquisition_dates(dates, sample).tolist() == [10, 22, 46]
+    assert acquisition_dates(dates).tolist() == dates.tolist()
+
+
+def test_write_descriptors_streams_a_shards_file(tmp_path):
+    shards_path, truth = make_shards_file(tmp_path / "shards.h5", n=1500, shard_size=400)
+    out = tmp_path / "features" / "descriptors.h5"
+    write_descriptors(shards_path, out, block_rows=256)
+    X, names = h5io.read_features(out)
+    assert names == DESCRIPTOR_NAMES
+    assert X.shape == (1500, len(DESCRIPTOR_NAMES)) and X.dtype == np.float32
+    # conftest regimes: 0 stable, 1 subsiding -8 mm/yr, 2 seasonal 6 mm, 3 uplift 5 mm/yr
+    trend = X[:, COL["trend_mm_yr"]]
+    amp = X[:, COL["annual_amplitude_mm"]]
+    assert np.median(trend[truth == 1]) == pytest.approx(-8.0, abs=0.5)
+    assert np.median(trend[truth == 3]) == pytest.approx(5.0, abs=0.5)
+    assert np.median(amp[truth == 2]) == pytest.approx(6.0, abs=0.5)
+    assert np.median(np.abs(trend[truth == 0])) < 1.0
+    assert np.median(X[:, COL["residual_rms_mm"]]) == pytest.approx(1.5, abs=0.15)
+    attrs = h5io.Features(out).attrs
+    assert attrs["reference_date"] == pytest.approx(17500 + 6 * 119 / 2)
+    assert not list(tmp_path.joinpath("features").glob(".*tmp*"))

@@ -1,0 +1,111 @@
+"""Suggested cluster labels on clear synthetic cluster means."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from insarclust.descriptors import DESCRIPTOR_NAMES
+from insarclust.interpret import (VOCABULARY, describe_clusters, polynomial_range_mm,
+                                  suggest_label)
+
+from test_descriptors import _day, northern_acquisitions, regular_grid, regularize_linear, signal
+
+THRESHOLDS = {"stable_trend_mm_yr": 2.0, "seasonal_amplitude_mm": 4.0, "step_mm": 8.0,
+              "acceleration_mm_yr2": 1.5}
+
+# (expected label, signal parameters) over 4.5 years of northern acquisitions
+CASES = [
+    ("stable", dict(trend=0.6, amplitude=1.5, peak_doy=200.0)),
+    ("subsiding", dict(trend=-8.0, amplitude=1.0, peak_doy=200.0)),
+    ("uplifting", dict(trend=5.0)),
+    ("seasonal", dict(trend=-0.5, amplitude=8.0, peak_doy=60.0)),
+    # velocity from about -2 to -14 mm/yr over the period
+    ("accelerating", dict(trend=-8.0, accel=-2.7)),
+    # consolidation slowing down is subsidence, not acceleration
+    ("subsiding", dict(trend=-8.0, accel=2.7)),
+    ("step", dict(trend=0.5, step=-20.0, step_date=_day("2020-08-01"))),
+    # trend of 3 mm/yr (13.5 mm over the period) beats a 5 mm amplitude (10 mm peak-to-peak)
+    ("subsiding", dict(trend=-3.0, amplitude=5.0, peak_doy=200.0)),
+    # ... but not a 10 mm amplitude (20 mm)
+    ("seasonal", dict(trend=-3.0, amplitude=10.0, peak_doy=200.0)),
+]
+
+
+@pytest.fixture(scope="module")
+def cluster_means():
+    """Means of 400 noisy series (2 mm noise) per case, regularised like the shards stage."""
+    acq = northern_acquisitions()
+    grid = regular_grid(acq)
+    rng = np.random.default_rng(0)
+    means = []
+    for _, params in CASES:
+        observed = signal(acq, grid, **params)[None, :] + rng.normal(0, 2.0, (400, len(acq)))
+        means.append(regularize_linear(acq, grid, observed).mean(axis=0))
+    return acq, grid, np.stack(means)
+
+
+def test_labels_of_clear_cluster_means(cluster_means):
+    acq, grid, means = cluster_means
+    counts = np.full(len(means), 400)
+    clusters = describe_clusters(means, grid, counts, THRESHOLDS, observed_dates=acq)
+    assert [c["label"] for c in clusters] == [label for label, _ in CASES]
+    assert all(c["label"] in VOCABULARY for c in clusters)
+    # the descriptors of the means carry the set values
+    assert clusters[1]["descriptors"]["trend_mm_yr"] == pytest.approx(-8.0, abs=0.3)
+    assert clusters[3]["descriptors"]["annual_amplitude_mm"] == pytest.approx(8.0, abs=0.3)
+    assert clusters[6]["descriptors"]["step_mm"] == pytest.approx(-20.0, abs=0.5)
+    assert clusters[4]["descriptors"]["acceleration_mm_yr2"] == pytest.approx(-2.7, abs=0.3)
+    assert set(clusters[6]["evidence_mm"]) == {"step"}
+    assert clusters[0]["evidence_mm"] == {}
+
+
+def test_describe_clusters_contract(cluster_means):
+    acq, grid, means = cluster_means
+    K = 3
+    spread = {name: np.arange(K, dtype=float) + 0.5 for name in DESCRIPTOR_NAMES}
+    clusters = describe_clusters(means[:K], grid, np.array([10, 20, 30]), THRESHOLDS, spread,
+                                 observed_dates=acq)
+    assert len(clusters) == K
+    for j, c in enumerate(clusters):
+        assert set(c) >= {"cluster", "size", "descriptors", "spread", "label"}
+        assert c["cluster"] == j and c["size"] == [10, 20, 30][j]
+        assert list(c["descriptors"]) == DESCRIPTOR_NAMES
+        assert c["spread"]["trend_mm_yr"] == j + 0.5
+    json.dumps(clusters, allow_nan=False)  # JSON-ready
+    # without member spread: empty dict
+    assert describe_clusters(means[:1], grid, np.array([5]), THRESHOLDS)[0]["spread"] == {}
+
+
+def test_thresholds_come_from_the_config(cluster_means):
+    acq, grid, means = cluster_means
+    subsiding = means[1:2]
+    assert describe_clusters(subsiding, grid, [1], THRESHOLDS, observed_dates=acq)[0]["label"] == "subsiding"
+    lenient = dict(THRESHOLDS, stable_trend_mm_yr=10.0)
+    assert describe_clusters(subsiding, grid, [1], lenient, observed_dates=acq)[0]["label"] == "stable"
+    # an empty config uses the documented defaults
+    assert describe_clusters(subsiding, grid, [1], {}, observed_dates=acq)[0]["label"] == "subsiding"
+    with pytest.raises(ValueError, match="unknown"):
+        describe_clusters(subsiding, grid, [1], {"stable_trend": 2.0})
+
+
+def test_suggest_label_rules():
+    base = {name: 0.0 for name in DESCRIPTOR_NAMES}
+    span = 4.0
+    assert suggest_label(base, span) == "stable"
+    assert suggest_label(dict(base, trend_mm_yr=-1.9, annual_amplitude_mm=3.9, step_mm=7.9), span) == "stable"
+    assert suggest_label(dict(base, trend_mm_yr=-2.1), span) == "subsiding"
+    assert suggest_label(dict(base, trend_mm_yr=2.1), span) == "uplifting"
+    # creep starting from rest: mean velocity 1.5 (below 2) but end velocity 3 -> accelerating
+    assert suggest_label(dict(base, trend_mm_yr=-1.5, acceleration_mm_yr2=-0.75 * 2), span) == "accelerating"
+    assert suggest_label(dict(base, trend_mm_yr=-3.0, step_mm=-14.0), span) == "step"
+    assert suggest_label(dict(base, trend_mm_yr=-4.0, step_mm=-14.0), span) == "subsiding"
+
+
+def test_polynomial_range():
+    assert polynomial_range_mm(-5.0, 0.0, 4.0) == pytest.approx(20.0)
+    # velocity 0 at the start, acceleration 2: x(t) = (t + 2)^2 - 4 ... range a T^2 / 2 = 16
+    assert polynomial_range_mm(4.0, 2.0, 4.0) == pytest.approx(16.0)
+    # vertex in the middle: x = t^2, range h^2 = 4
+    assert polynomial_range_mm(0.0, 2.0, 4.0) == pytest.approx(4.0)
