@@ -1,2 +1,9 @@
-"""Rule script (not yet implemented)."""
-raise NotImplementedError("export_labels")
+"""Rule export_labels: clusters.csv and clusters.geojson of one site."""
+from insarclust.export import export_labels
+from insarclust.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+methods = list(snakemake.params.methods)
+label_paths = dict(zip(methods, snakemake.input.labels))
+export_labels(snakemake.input.shards, label_paths, snakemake.output.csv,
+              geojson_path=snakemake.output.geojson, layer_name=snakemake.wildcards.site)

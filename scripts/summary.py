@@ -1,2 +1,10 @@
-"""Rule script (not yet implemented)."""
-raise NotImplementedError("summary")
+"""Rule summary: results/summary.tsv (site x method x metric) and the report's comparison page."""
+from insarclust import summary
+from insarclust.logs import setup_logging
+
+log = setup_logging(snakemake.log[0])
+table = summary.summarize(snakemake.input.metrics)
+summary.write_summary(table, snakemake.output.tsv)
+summary.write_comparison_html(snakemake.input.metrics, snakemake.output.html,
+                              provenance_paths=snakemake.input.provenance, table=table)
+log.info("summary: %d rows from %d metrics files", len(table), len(snakemake.input.metrics))

@@ -27,6 +27,29 @@ rule cluster_figures:
         "../../scripts/figures.py"
 
 
+def rule_file_patterns(_wildcards=None):
+    """Benchmark and log patterns of every rule, and whether it runs torch.
+
+    provenance.py recovers each job of a site (and its wildcards) from these
+    file names; the dict only changes when a rule's log/benchmark path does.
+    """
+    out = {}
+    for r in sorted(workflow.rules, key=lambda r: r.name):
+        logs = [str(f) for f in r.log]
+        out[r.name] = {
+            "benchmark": str(r.benchmark) if r.benchmark else None,
+            "log": logs[0] if logs else None,
+            "torch": "torch" in str(r.conda_env or ""),
+        }
+    return out
+
+
+def site_products(wildcards):
+    """Everything a site's run leaves behind but its provenance (so provenance runs last)."""
+    own = f"results/{wildcards.site}/provenance.json"
+    return [f for f in site_outputs(wildcards.site) if f != own and not f.endswith(".json")]
+
+
 rule export_labels:
     """clusters.csv (pid,lat,lon,<method>...) and a GeoJSON layer for QGIS."""
     input:
@@ -43,7 +66,7 @@ rule export_labels:
         methods=methods(),
     threads: 1
     resources:
-        mem_mb=mem_mb(1000, 500),
+        mem_mb=mem_mb(500, 60),
         runtime=runtime_min(5, 10),
     conda:
         "../../envs/io.yaml"
@@ -55,18 +78,26 @@ rule provenance:
     """Resolved config, versions, input checksums, git commit, devices and wall times."""
     input:
         shards="results/{site}/shards.h5",
+        sources=source_files,
+        truth=truth_file,
         metrics=lambda wc: [f"results/{wc.site}/clusters/{m}.json" for m in methods()],
+        products=site_products,
     output:
-        "results/{site}/provenance.json",
+        report("results/{site}/provenance.json", caption="../report/provenance.rst",
+               category="{site}", subcategory="provenance"),
     log:
         log_path("provenance"),
     params:
-        config=config,
+        # Only what describes this site; the resolved config is read at run time
+        # (a config param would rerun every site's provenance on any change).
         site=lambda wc: SITES.loc[wc.site].to_dict(),
+        fmt=lambda wc: FORMATS[SITES.loc[wc.site, "format"]],
+        rules=rule_file_patterns,
+        hash_sources=config.get("report", {}).get("hash_sources", True),
     threads: 1
     resources:
         mem_mb=500,
-        runtime=5,
+        runtime=runtime_min(5, 10),
     conda:
         "../../envs/io.yaml"
     script:
@@ -74,11 +105,13 @@ rule provenance:
 
 
 rule summary:
-    """Cross-site table: site x method x metric."""
+    """Cross-site table (site x method x metric) and the report's comparison page."""
     input:
-        lambda wc: [f"results/{s}/clusters/{m}.json" for s in SITES.index for m in methods()],
+        metrics=lambda wc: [f"results/{s}/clusters/{m}.json" for s in SITES.index for m in methods()],
+        provenance=expand("results/{site}/provenance.json", site=SITES.index),
     output:
-        report("results/summary.tsv", caption="../report/summary.rst", category="Summary"),
+        tsv=report("results/summary.tsv", caption="../report/summary.rst", category="Summary"),
+        html=report("results/summary.html", caption="../report/comparison.rst", category="Summary"),
     log:
         "logs/summary.log",
     threads: 1

@@ -1,0 +1,242 @@
+"""What produced a site's results: config, code, inputs, devices and wall times.
+
+``results/{site}/provenance.json`` answers, months later, "which data, which
+settings, which code version, on which hardware, how long": the resolved
+config, the site row and its input format, package versions, sha256 of the
+input files, the git commit of the workflow, the device each torch stage ran
+on (from its metrics JSON or its log) and the wall time and peak memory of
+every job (from the ``benchmarks/**.tsv`` files Snakemake writes).
+
+Rule patterns (``benchmarks/kmeans/{site}.{variant}.tsv``) come from the
+workflow, so a job's wildcards are recovered from its file name.
+"""
+from __future__ import annotations
+
+import csv
+import datetime
+import glob
+import hashlib
+import json
+import logging
+import os
+import platform
+import re
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from insarclust import h5io
+
+log = logging.getLogger("insarclust.provenance")
+
+PACKAGES = ("insarclust", "numpy", "scipy", "pandas", "pyarrow", "h5py", "scikit-learn", "torch",
+            "torch-geometric", "matplotlib", "seaborn", "snakemake", "pyyaml", "jsonschema")
+
+# A device named in a log line: "device: cuda", "device=cuda:0", "on device 'cpu'".
+_DEVICE_RE = re.compile(r"\bdevice\b[\s:=]*(?:is\s+)?['\"]?(cuda(?::\d+)?|cpu|mps|xpu(?::\d+)?)\b",
+                        re.IGNORECASE)
+
+
+def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
+    """Installed version of each distribution (None where not installed in this environment)."""
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_state(repo_dir) -> dict:
+    """``{"commit": sha or "unknown", "dirty": bool | None}`` of the workflow checkout."""
+    def _git(*args):
+        return subprocess.run(["git", "-C", str(repo_dir), *args], capture_output=True,
+                              text=True, timeout=30, check=True).stdout.strip()
+
+    try:
+        commit = _git("rev-parse", "HEAD")
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown", "dirty": None}
+    try:
+        dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        dirty = None
+    return {"commit": commit, "dirty": dirty}
+
+
+def sha256_file(path, block_bytes: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in blocks (memory independent of size)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def input_checksums(shards_path, files: Iterable = (), hash_files: bool = True) -> dict:
+    """``source_sha256`` recorded by the shards stage plus sha256 and size of ``files``."""
+    attrs = h5io.read_attrs(shards_path)
+    out = {"source_sha256": attrs.get("source_sha256"), "shards_attrs": {
+        k: attrs[k] for k in ("site", "format", "n_points", "insarclust_version", "regularization")
+        if k in attrs}, "files": []}
+    for path in files:
+        entry = {"path": str(path), "bytes": os.path.getsize(path)}
+        entry["sha256"] = sha256_file(path) if hash_files else None
+        out["files"].append(entry)
+    return out
+
+
+def _pattern_regex(pattern: str, site: str) -> tuple[str, re.Pattern]:
+    """Glob and regex (named groups = wildcards) of a rule's file pattern for one site."""
+    fixed = pattern.replace("{site}", site)
+    glob_pattern = re.sub(r"\{[^}]+\}", "*", fixed)
+    regex, pos, seen = "", 0, set()
+    for m in re.finditer(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:,[^}]*)?\}", fixed):
+        name = m.group(1)
+        group = f"(?P={name})" if name in seen else f"(?P<{name}>[^/]+)"
+        seen.add(name)
+        regex += re.escape(fixed[pos:m.start()]) + group
+        pos = m.end()
+    regex += re.escape(fixed[pos:]) + "$"
+    return glob_pattern, re.compile(regex)
+
+
+def find_rule_files(patterns: Mapping[str, str], site: str) -> list[tuple[str, dict, Path]]:
+    """``(rule, wildcards, path)`` for every existing file matching a rule pattern for ``site``.
+
+    Only patterns that name ``{site}`` are used: files of other sites never match.
+    """
+    found = []
+    for rule, pattern in patterns.items():
+        if not pattern or "{site}" not in pattern:
+            continue
+        glob_pattern, regex = _pattern_regex(pattern, site)
+        for path in sorted(glob.glob(glob_pattern)):
+            m = regex.match(Path(path).as_posix())
+            if m:
+                found.append((rule, m.groupdict(), Path(path)))
+    return found
+
+
+def read_benchmark(path) -> dict:
+    """One Snakemake benchmark TSV -> ``{"wall_s", "max_rss_mb", "cpu_time_s"}`` (last repeat)."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    if not rows:
+        return {}
+    row = rows[-1]
+
+    def num(key):
+        try:
+            value = float(row.get(key, "nan"))
+        except ValueError:
+            return None
+        return None if value != value else value
+
+    return {"wall_s": num("s"), "max_rss_mb": num("max_rss"), "cpu_time_s": num("cpu_time")}
+
+
+def device_from_log(path) -> str | None:
+    """The last device named in a log file (None when it names none)."""
+    device = None
+    with open(path, errors="replace") as fh:
+        for line in fh:
+            m = _DEVICE_RE.search(line)
+            if m:
+                device = m.group(1).lower()
+    return device
+
+
+def device_from_result(result: Mapping) -> str | None:
+    """``device`` of a metrics JSON (top level or under ``run``/``training``)."""
+    for holder in (result, result.get("run") or {}, result.get("training") or {}):
+        if isinstance(holder, Mapping) and isinstance(holder.get("device"), str):
+            return holder["device"]
+    return None
+
+
+def stage_records(rules: Mapping[str, Mapping], site: str, metrics_paths: Iterable = ()) -> dict:
+    """Per rule: jobs, total wall time, peak memory, device, and per-job entries.
+
+    ``rules``: ``{rule: {"benchmark": pattern, "log": pattern, "torch": bool}}``
+    (from the workflow). A torch rule's device comes from its metrics JSON or
+    log; rules that do not use torch run on the CPU.
+    """
+    results_device = {}
+    for path in metrics_paths:
+        with open(path) as fh:
+            result = json.load(fh)
+        device = device_from_result(result)
+        if device:
+            results_device[Path(path).stem] = device
+
+    stages: dict[str, dict] = {}
+    bench = find_rule_files({r: v.get("benchmark") for r, v in rules.items()}, site)
+    for rule, wildcards, path in bench:
+        record = read_benchmark(path)
+        stage = stages.setdefault(rule, {"jobs": 0, "wall_s": 0.0, "max_rss_mb": None, "job_list": []})
+        stage["jobs"] += 1
+        stage["wall_s"] += record.get("wall_s") or 0.0
+        rss = record.get("max_rss_mb")
+        if rss is not None:
+            stage["max_rss_mb"] = max(stage["max_rss_mb"] or 0.0, rss)
+        job_wc = {k: v for k, v in wildcards.items() if k != "site"}
+        stage["job_list"].append({"wildcards": job_wc, "benchmark": path.as_posix(), **record})
+
+    logs = find_rule_files({r: v.get("log") for r, v in rules.items()}, site)
+    devices: dict[str, set] = {}
+    for rule, wildcards, path in logs:
+        device = device_from_log(path)
+        if device:
+            devices.setdefault(rule, set()).add(device)
+    for rule, info in rules.items():
+        if rule not in stages and rule not in devices:
+            continue
+        stage = stages.setdefault(rule, {"jobs": 0, "wall_s": None, "max_rss_mb": None, "job_list": []})
+        found = set(devices.get(rule, set()))
+        found |= {d for method, d in results_device.items() if method == rule or method.startswith(rule)}
+        if found:
+            stage["device"] = ", ".join(sorted(found))
+        else:
+            stage["device"] = "not recorded" if info.get("torch") else "cpu"
+    return dict(sorted(stages.items()))
+
+
+def build_provenance(site: str, *, config: Mapping, site_row: Mapping | None = None,
+                     input_format: Mapping | None = None, shards_path, source_files: Iterable = (),
+                     extra_files: Iterable = (), metrics_paths: Iterable = (),
+                     rules: Mapping[str, Mapping] | None = None, repo_dir=None,
+                     hash_files: bool = True) -> dict:
+    """The provenance record of one site (JSON-ready)."""
+    metrics_paths = list(metrics_paths)
+    files = [*source_files, *extra_files]
+    return {
+        "site": site,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "site_row": dict(site_row or {}),
+        "input_format": input_format,
+        "config": config,
+        "git": git_state(repo_dir) if repo_dir is not None else {"commit": "unknown", "dirty": None},
+        "packages": package_versions(),
+        "environment": {"python_executable": sys.executable, "platform": platform.platform()},
+        "inputs": input_checksums(shards_path, files, hash_files=hash_files),
+        "stages": stage_records(rules or {}, site, metrics_paths),
+        "methods": [Path(p).stem for p in metrics_paths],
+    }
+
+
+def _json_default(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return str(value)
+
+
+def write_json(obj, path) -> None:
+    """Atomic, pretty JSON (numpy values converted)."""
+    with h5io.atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(obj, indent=2, default=_json_default) + "\n", encoding="utf-8")

@@ -1,0 +1,320 @@
+"""Cross-site, cross-method comparison table from the ``clusters/*.json`` metrics.
+
+``results/summary.tsv`` is long form, one number per row::
+
+    site  method  metric  value
+
+so that adding a site, a method or a metric never changes the columns, and
+``pandas.read_csv(path, sep="\\t")`` followed by :func:`pivot_wide` gives the
+side-by-side view. Rows keep the order of the inputs (site, then method as
+the workflow lists them) and metrics a fixed order, so the same metrics JSONs
+always give a byte-identical file. Timings and devices are left out on
+purpose: they vary between runs and belong in ``provenance.json``.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from insarclust import h5io
+
+COLUMNS = ["site", "method", "metric", "value"]
+
+# Display and row order; anything else a method reports comes after, sorted.
+METRIC_ORDER = [
+    "k", "n_points", "n_train", "n_test", "largest_cluster_share",
+    "ari", "nmi", "label_match",
+    "silhouette", "davies_bouldin", "calinski_harabasz", "mean_intercentroid_distance",
+    "spatial_coherence", "inertia_train", "inertia_test",
+]
+
+# Direction of "better" for highlighting the best method per site.
+HIGHER_IS_BETTER = {"ari", "nmi", "label_match", "silhouette", "calinski_harabasz",
+                    "mean_intercentroid_distance", "spatial_coherence"}
+LOWER_IS_BETTER = {"davies_bouldin"}
+
+METRIC_HELP = {
+    "k": "number of clusters",
+    "n_points": "points labelled",
+    "largest_cluster_share": "share of points in the largest cluster (near 1: one cluster took all)",
+    "ari": "adjusted Rand index vs the true regimes (demo sites; 1 = perfect, 0 = chance)",
+    "nmi": "normalised mutual information vs the true regimes (demo sites; 0..1)",
+    "label_match": "share of points whose cluster's suggested label equals their true regime",
+    "silhouette": "separation of clusters in feature space (-1..1, higher is better)",
+    "davies_bouldin": "cluster overlap in feature space (>= 0, lower is better)",
+    "calinski_harabasz": "between- over within-cluster dispersion (higher is better)",
+    "mean_intercentroid_distance": "mean distance between cluster centres in feature space",
+    "spatial_coherence": "share of neighbour-graph edges joining same-label points (0..1)",
+}
+
+# Keys of a metrics JSON that are not comparable numbers (or vary run to run).
+_SKIP_KEYS = {"site", "method", "clusters", "sizes", "config", "params", "split", "seed",
+              "metrics", "version", "insarclust_version"}
+_VOLATILE = re.compile(r"(second|(^|_)s$|time|duration|elapsed|rss|device|host|version|path)",
+                       re.IGNORECASE)
+
+
+def _numeric(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _flatten(prefix: str, value, out: dict) -> None:
+    if isinstance(value, Mapping):
+        for key, sub in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), sub, out)
+    elif _numeric(value) and not _VOLATILE.search(prefix.rsplit(".", 1)[-1]):
+        out[prefix] = value
+
+
+def site_method_from_path(path) -> tuple[str, str]:
+    """``results/{site}/clusters/{method}.json`` -> ``(site, method)``."""
+    path = Path(path)
+    return path.parent.parent.name, path.stem
+
+
+def metrics_of(result: Mapping) -> dict[str, float]:
+    """Flat ``{metric: number}`` of one metrics JSON (nested keys joined with ".").
+
+    Takes everything numeric in ``metrics``, the top-level counts (``k``,
+    ``n_points``, ...) and other top-level numbers, and reduces ``sizes`` to
+    ``largest_cluster_share``. Timing/device-like keys are skipped.
+    """
+    out: dict[str, float] = {}
+    for key, value in result.items():
+        if key in _SKIP_KEYS or isinstance(value, (list, tuple, str)):
+            continue
+        _flatten(key, value, out)
+    _flatten("", result.get("metrics") or {}, out)
+    sizes = result.get("sizes")
+    if sizes is None and result.get("clusters"):
+        sizes = [c.get("size", 0) for c in result["clusters"]]
+    if isinstance(sizes, Mapping):
+        sizes = list(sizes.values())
+    if sizes:
+        out.setdefault("k", len(sizes))
+        total = sum(sizes)
+        if total:
+            out["largest_cluster_share"] = max(sizes) / total
+    return out
+
+
+def _metric_key(name: str):
+    return (METRIC_ORDER.index(name), "") if name in METRIC_ORDER else (len(METRIC_ORDER), name)
+
+
+def summarize(json_paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """Long table (site, method, metric, value) from ``clusters/{method}.json`` files."""
+    rows = []
+    for path in json_paths:
+        with open(path) as fh:
+            result = json.load(fh)
+        site_p, method_p = site_method_from_path(path)
+        site = str(result.get("site") or site_p)
+        method = str(result.get("method") or method_p)
+        metrics = metrics_of(result)
+        for name in sorted(metrics, key=_metric_key):
+            rows.append((site, method, name, metrics[name]))
+    # object dtype keeps counts as ints (``k`` = 4, not 4.0) in the TSV
+    return pd.DataFrame({name: pd.Series([r[i] for r in rows], dtype=object if name == "value" else str)
+                         for i, name in enumerate(COLUMNS)})
+
+
+def format_value(value) -> str:
+    """Shortest exact text of a number (ints stay ints; NaN as ``nan``)."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return repr(value)
+    return str(value)
+
+
+def write_summary(table: pd.DataFrame, path) -> None:
+    """Write the long table as TSV, atomically and byte-reproducibly."""
+    lines = ["\t".join(COLUMNS)]
+    for site, method, metric, value in table[COLUMNS].itertuples(index=False, name=None):
+        lines.append("\t".join([site, method, metric, format_value(value)]))
+    with h5io.atomic_path(path) as tmp:
+        Path(tmp).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def read_summary(path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", dtype={"site": str, "method": str, "metric": str})
+
+
+def pivot_wide(table: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """Side-by-side view: one row per (site, method), one column per metric.
+
+    Row order is the order of first appearance in ``table``; columns follow
+    ``metrics`` (default: every metric, in the standard order).
+    """
+    if metrics is None:
+        metrics = sorted(table["metric"].unique(), key=_metric_key)
+    index = list(dict.fromkeys(zip(table["site"], table["method"])))
+    wide = table.pivot_table(index=["site", "method"], columns="metric", values="value",
+                             aggfunc="first", sort=False)
+    wide = wide.reindex(pd.MultiIndex.from_tuples(index, names=["site", "method"]))
+    return wide.reindex(columns=[m for m in metrics if m in wide.columns])
+
+
+# --------------------------------------------------------------------------- #
+# HTML page for the report: the comparison table, cluster labels, provenance
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.2em;color:#222}
+h1{font-size:1.4em} h2{font-size:1.2em;margin-top:1.6em} h3{font-size:1.05em}
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right}
+th{background:#f2f2f2} td.l,th.l{text-align:left}
+td.best{font-weight:bold;background:#e6f4ea}
+.note{color:#555;font-size:.85em;max-width:60em}
+"""
+
+
+def _fmt(value, metric: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if metric in {"k", "n_points", "n_train", "n_test"} or float(value).is_integer() and abs(value) > 1000:
+        return f"{int(round(value)):,}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3f}"
+
+
+def _best(values: pd.Series, metric: str):
+    values = values.dropna()
+    if values.empty or len(values) < 2:
+        return None
+    if metric in HIGHER_IS_BETTER:
+        return values.max()
+    if metric in LOWER_IS_BETTER:
+        return values.min()
+    return None
+
+
+def comparison_table_html(table: pd.DataFrame) -> str:
+    """HTML table of :func:`pivot_wide`, best value per site and metric in bold."""
+    wide = pivot_wide(table)
+    head = "".join(f'<th title="{html.escape(METRIC_HELP.get(m, m))}">{html.escape(m)}</th>'
+                   for m in wide.columns)
+    best = {(site, m): _best(wide.loc[site][m], m)
+            for site in wide.index.get_level_values(0).unique() for m in wide.columns}
+    rows = []
+    for (site, method), row in wide.iterrows():
+        cells = []
+        for m in wide.columns:
+            v = row[m]
+            cls = ' class="best"' if best[(site, m)] is not None and v == best[(site, m)] else ""
+            cells.append(f"<td{cls}>{_fmt(v, m)}</td>")
+        rows.append(f'<tr><td class="l">{html.escape(site)}</td><td class="l">{html.escape(method)}</td>'
+                    + "".join(cells) + "</tr>")
+    return (f'<table><thead><tr><th class="l">site</th><th class="l">method</th>{head}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _trend(descriptors: Mapping) -> float | None:
+    for name, value in descriptors.items():
+        if "trend" in name and _numeric(value):
+            return float(value)
+    return None
+
+
+def clusters_table_html(results: Mapping[str, Mapping]) -> str:
+    """Per method, each cluster's size, suggested label and trend (one site)."""
+    k_max = max((len(r.get("clusters") or []) for r in results.values()), default=0)
+    if k_max == 0:
+        return '<p class="note">No cluster descriptions in the metrics files.</p>'
+    head = "".join(f"<th>cluster {j}</th>" for j in range(k_max))
+    rows = []
+    for method, result in results.items():
+        cells = []
+        clusters = sorted(result.get("clusters") or [], key=lambda c: c.get("cluster", 0))
+        for c in clusters:
+            trend = _trend(c.get("descriptors") or {})
+            text = f"{html.escape(str(c.get('label', '?')))}<br><small>n={int(c.get('size', 0)):,}"
+            if trend is not None:
+                text += f", {trend:+.1f} mm/yr"
+            cells.append(f'<td class="l">{text}</small></td>')
+        cells += ["<td></td>"] * (k_max - len(clusters))
+        rows.append(f'<tr><td class="l">{html.escape(method)}</td>{"".join(cells)}</tr>')
+    return (f'<table><thead><tr><th class="l">method</th>{head}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def provenance_html(prov: Mapping) -> str:
+    """Short provenance block of one site: commit, devices, wall times, checksums."""
+    git = prov.get("git") or {}
+    parts = [f"<p>workflow commit <code>{html.escape(str(git.get('commit', 'unknown')))}</code>"
+             + (" (with uncommitted changes)" if git.get("dirty") else "")
+             + f"; provenance written {html.escape(str(prov.get('created', '')))}</p>"]
+    checks = prov.get("inputs") or {}
+    items = []
+    if checks.get("source_sha256"):
+        items.append(f"<li>source (as read by shards): <code>{checks['source_sha256']}</code></li>")
+    for f in checks.get("files") or []:
+        items.append(f"<li>{html.escape(str(f.get('path')))}: <code>{f.get('sha256')}</code></li>")
+    if items:
+        parts.append("<p>input checksums (sha256):</p><ul>" + "".join(items) + "</ul>")
+    stages = prov.get("stages") or {}
+    if stages:
+        rows = "".join(
+            f'<tr><td class="l">{html.escape(rule)}</td><td>{s.get("jobs", 0)}</td>'
+            f'<td>{_fmt(s.get("wall_s"), "")}</td><td>{_fmt(s.get("max_rss_mb"), "")}</td>'
+            f'<td class="l">{html.escape(str(s.get("device", "")))}</td></tr>'
+            for rule, s in stages.items())
+        parts.append('<table><thead><tr><th class="l">rule</th><th>jobs</th><th>wall time (s)</th>'
+                     '<th>peak memory (MB)</th><th class="l">device</th></tr></thead>'
+                     f"<tbody>{rows}</tbody></table>")
+    return "".join(parts)
+
+
+def comparison_html(table: pd.DataFrame, results: Mapping[tuple[str, str], Mapping],
+                    provenance: Mapping[str, Mapping] | None = None) -> str:
+    """The report's "Summary" page: the comparison table, per-site clusters, provenance.
+
+    ``results``: ``{(site, method): metrics JSON}``; ``provenance``: ``{site: provenance.json}``.
+    """
+    sites = list(dict.fromkeys(table["site"])) or list(dict.fromkeys(s for s, _ in results))
+    legend = "".join(f"<li><b>{html.escape(m)}</b>: {html.escape(t)}</li>" for m, t in METRIC_HELP.items())
+    body = ["<h1>Comparison of clustering methods</h1>",
+            '<p class="note">One row per site and method; the best value per site and metric is '
+            "highlighted (for metrics with a clear direction). Feature-space metrics "
+            "(silhouette, Davies-Bouldin, Calinski-Harabasz) compare methods only within "
+            "the same feature space; ARI, NMI, label match and spatial coherence compare "
+            "all methods on equal terms.</p>",
+            comparison_table_html(table),
+            f'<ul class="note">{legend}</ul>']
+    for site in sites:
+        body.append(f"<h2>{html.escape(site)}</h2>")
+        body.append("<h3>Clusters and their suggested deformation regime</h3>")
+        body.append(clusters_table_html({m: r for (s, m), r in results.items() if s == site}))
+        if provenance and site in provenance:
+            body.append("<h3>Provenance</h3>")
+            body.append(provenance_html(provenance[site]))
+    return ("<!doctype html><html><head><meta charset=\"utf-8\"><title>insarclust summary</title>"
+            f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def write_comparison_html(json_paths: Sequence, html_path, provenance_paths: Sequence = (),
+                          table: pd.DataFrame | None = None) -> None:
+    """Build :func:`comparison_html` from files and write it atomically."""
+    table = summarize(json_paths) if table is None else table
+    results = {}
+    for path in json_paths:
+        with open(path) as fh:
+            result = json.load(fh)
+        site_p, method_p = site_method_from_path(path)
+        results[(str(result.get("site") or site_p), str(result.get("method") or method_p))] = result
+    provenance = {}
+    for path in provenance_paths:
+        with open(path) as fh:
+            prov = json.load(fh)
+        provenance[prov.get("site") or Path(path).parent.name] = prov
+    with h5io.atomic_path(html_path) as tmp:
+        Path(tmp).write_text(comparison_html(table, results, provenance), encoding="utf-8")

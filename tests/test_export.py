@@ -1,0 +1,97 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from conftest import make_shards_file
+from insarclust import h5io
+from insarclust.export import export_labels
+
+
+def _labels(tmp_path, n, methods, seed=0):
+    rng = np.random.default_rng(seed)
+    paths, arrays = {}, {}
+    for i, m in enumerate(methods):
+        labels = rng.integers(0, 3 + i, n).astype(np.int32)
+        split = (rng.random(n) < 0.2).astype(np.uint8)
+        paths[m] = tmp_path / "clusters" / f"{m}.h5"
+        h5io.write_clusters(paths[m], labels, split)
+        arrays[m] = labels
+    return paths, arrays
+
+
+def test_csv_and_geojson_carry_every_point_once(tmp_path):
+    shards, _ = make_shards_file(tmp_path / "shards.h5", n=1300, n_grid=20, shard_size=512)
+    methods = ["kmeans-dyn", "kmeans-dyn+static_smoothed", "dsc"]
+    paths, arrays = _labels(tmp_path, 1300, methods)
+    n = export_labels(shards, paths, tmp_path / "clusters.csv", tmp_path / "clusters.geojson",
+                      layer_name="demo-x")
+    assert n == 1300
+    s = h5io.Shards(shards)
+    pid, (lat, lon) = s.pids(), s.coords()
+
+    with open(tmp_path / "clusters.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["pid", "lat", "lon", *methods]
+    body = rows[1:]
+    assert len(body) == 1300
+    assert [r[0] for r in body] == list(pid)  # shard order of shards.h5
+    # coordinates round-trip exactly to the float64 of shards.h5
+    np.testing.assert_array_equal(np.array([float(r[1]) for r in body]), lat)
+    np.testing.assert_array_equal(np.array([float(r[2]) for r in body]), lon)
+    for j, m in enumerate(methods):
+        np.testing.assert_array_equal(np.array([int(r[3 + j]) for r in body]), arrays[m])
+
+    gj = json.loads((tmp_path / "clusters.geojson").read_text())
+    assert gj["type"] == "FeatureCollection" and gj["name"] == "demo-x"
+    feats = gj["features"]
+    assert len(feats) == 1300
+    assert feats[0]["geometry"] == {"type": "Point", "coordinates": [lon[0], lat[0]]}
+    assert list(feats[0]["properties"]) == ["pid", "lat", "lon", *methods]
+    for j, m in enumerate(methods):
+        np.testing.assert_array_equal([f["properties"][m] for f in feats], arrays[m])
+    assert [f["properties"]["pid"] for f in feats] == list(pid)
+    np.testing.assert_array_equal([f["geometry"]["coordinates"][1] for f in feats], lat)
+
+
+def test_export_is_deterministic(tmp_path):
+    shards, _ = make_shards_file(tmp_path / "shards.h5", n=600, n_grid=10, shard_size=256)
+    paths, _ = _labels(tmp_path, 600, ["a", "b"])
+    export_labels(shards, paths, tmp_path / "1.csv", tmp_path / "1.geojson")
+    export_labels(shards, paths, tmp_path / "2.csv", tmp_path / "2.geojson")
+    assert (tmp_path / "1.csv").read_bytes() == (tmp_path / "2.csv").read_bytes()
+    assert (tmp_path / "1.geojson").read_bytes() == (tmp_path / "2.geojson").read_bytes()
+
+
+def test_stale_labels_fail_and_leave_nothing(tmp_path):
+    shards, _ = make_shards_file(tmp_path / "shards.h5", n=600, n_grid=10, shard_size=256)
+    paths, _ = _labels(tmp_path, 599, ["kmeans-dyn"])
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"kmeans-dyn\.h5.*599.*600 points"):
+        export_labels(shards, paths, out / "clusters.csv", out / "clusters.geojson")
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_odd_pids_are_quoted(tmp_path):
+    # pids with commas or quotes must survive the CSV and the GeoJSON
+    n = 5
+    pid = np.array(['a,1', 'b"2', "c3", "d 4", "é5"], dtype=object)
+    grid = np.arange(4, dtype=np.int32)
+    with h5io.ShardsWriter(tmp_path / "s.h5", n, grid, grid, [], {"site": "x"}) as w:
+        w.write(pid, np.linspace(60, 61, n), np.linspace(10, 11, n), np.zeros((n, 0)),
+                np.zeros((n, 4)), np.zeros((n, 4)))
+    h5io.write_clusters(tmp_path / "m.h5", np.arange(n), np.zeros(n))
+    export_labels(tmp_path / "s.h5", {"m": tmp_path / "m.h5"}, tmp_path / "c.csv", tmp_path / "c.geojson")
+    with open(tmp_path / "c.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))[1:]
+    assert [r[0] for r in rows] == list(pid)
+    gj = json.loads((tmp_path / "c.geojson").read_text(encoding="utf-8"))
+    assert [f["properties"]["pid"] for f in gj["features"]] == list(pid)
+
+
+def test_reserved_method_name_rejected(tmp_path):
+    shards, _ = make_shards_file(tmp_path / "shards.h5", n=300, n_grid=10, shard_size=256)
+    paths, _ = _labels(tmp_path, 300, ["lat"])
+    with pytest.raises(ValueError, match="reserved"):
+        export_labels(shards, paths, tmp_path / "c.csv")

@@ -1,0 +1,132 @@
+import hashlib
+import json
+import subprocess
+
+import pytest
+
+from conftest import make_shards_file
+from insarclust import provenance
+
+RULES = {
+    "shards": {"benchmark": "benchmarks/shards/{site}.tsv", "log": "logs/shards/{site}.log", "torch": False},
+    "kmeans": {"benchmark": "benchmarks/kmeans/{site}.{variant}.tsv",
+               "log": "logs/kmeans/{site}.{variant}.log", "torch": False},
+    "embed_part": {"benchmark": "benchmarks/embed/{site}.{part}-of-{n}.tsv",
+                   "log": "logs/embed/{site}.{part}-of-{n}.log", "torch": True},
+    "smooth": {"benchmark": "benchmarks/smooth/{site}.{base}.tsv",
+               "log": "logs/smooth/{site}.{base}.log", "torch": True},
+    "dsc": {"benchmark": "benchmarks/dsc/{site}.tsv", "log": "logs/dsc/{site}.log", "torch": True},
+    "summary": {"benchmark": None, "log": "logs/summary.log", "torch": False},
+}
+
+BENCH_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+
+
+def _bench(path, seconds, rss):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(BENCH_HEADER + f"{seconds}\t0:00:01\t{rss}\t1\t1\t1\t0\t0\t50\t{seconds / 2}\n")
+
+
+def _log(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _bench(tmp_path / "benchmarks/shards/demo-a.tsv", 4.5, 300.0)
+    _bench(tmp_path / "benchmarks/shards/demo-ab.tsv", 99.0, 1.0)  # another site, same prefix
+    _bench(tmp_path / "benchmarks/kmeans/demo-a.dyn.tsv", 2.0, 200.0)
+    _bench(tmp_path / "benchmarks/kmeans/demo-a.dyn+static_smoothed.tsv", 3.0, 250.0)
+    _bench(tmp_path / "benchmarks/embed/demo-a.1-of-2.tsv", 10.0, 800.0)
+    _bench(tmp_path / "benchmarks/embed/demo-a.2-of-2.tsv", 11.0, 900.0)
+    _bench(tmp_path / "benchmarks/dsc/demo-a.tsv", 30.0, 1500.0)
+    _log(tmp_path / "logs/embed/demo-a.1-of-2.log", "2025 INFO insarclust: embedding on device: cuda:0\n")
+    _log(tmp_path / "logs/embed/demo-a.2-of-2.log", "2025 INFO insarclust: device=cuda:0 batch 1024\n")
+    _log(tmp_path / "logs/dsc/demo-a.log", "INFO nothing about it\n")
+    _log(tmp_path / "logs/shards/demo-a.log", "INFO read 3 files\n")
+    metrics = tmp_path / "results/demo-a/clusters/dsc.json"
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text(json.dumps({"method": "dsc", "device": "cpu", "metrics": {}}))
+    return tmp_path
+
+
+def test_stage_records(workdir):
+    stages = provenance.stage_records(RULES, "demo-a", [workdir / "results/demo-a/clusters/dsc.json"])
+    assert set(stages) == {"shards", "kmeans", "embed_part", "dsc"}
+    assert stages["shards"]["jobs"] == 1 and stages["shards"]["wall_s"] == 4.5  # not demo-ab's 99
+    assert stages["kmeans"]["jobs"] == 2 and stages["kmeans"]["wall_s"] == 5.0
+    assert stages["kmeans"]["max_rss_mb"] == 250.0
+    assert {tuple(j["wildcards"].items()) for j in stages["kmeans"]["job_list"]} == {
+        (("variant", "dyn"),), (("variant", "dyn+static_smoothed"),)}
+    embed = stages["embed_part"]
+    assert embed["jobs"] == 2 and embed["wall_s"] == 21.0 and embed["max_rss_mb"] == 900.0
+    assert embed["job_list"][0]["wildcards"] == {"part": "1", "n": "2"}
+    assert embed["job_list"][0]["cpu_time_s"] == 5.0
+    # devices: from logs (embed), from the metrics JSON (dsc), cpu for non-torch rules
+    assert embed["device"] == "cuda:0"
+    assert stages["dsc"]["device"] == "cpu"
+    assert stages["shards"]["device"] == "cpu"
+
+
+def test_torch_rule_without_record_says_so(workdir):
+    _bench(workdir / "benchmarks/smooth/demo-a.dyn.tsv", 1.0, 100.0)
+    stages = provenance.stage_records(RULES, "demo-a")
+    assert stages["smooth"]["device"] == "not recorded"
+
+
+def test_device_regex(tmp_path):
+    cases = {"device: cuda": "cuda", "using device 'cpu'": "cpu", "torch device=cuda:1 ok": "cuda:1",
+             "Device is CUDA": "cuda", "devices: 4": None, "no mention": None}
+    for text, expect in cases.items():
+        (tmp_path / "x.log").write_text(text + "\n")
+        assert provenance.device_from_log(tmp_path / "x.log") == expect, text
+
+
+def test_checksums(tmp_path):
+    shards, _ = make_shards_file(tmp_path / "shards.h5", n=300, n_grid=10, shard_size=128)
+    src = tmp_path / "a.csv"
+    src.write_bytes(b"pid,lat\n1,2\n" * 1000)
+    out = provenance.input_checksums(shards, [src])
+    assert out["source_sha256"] == "0" * 64
+    assert out["shards_attrs"]["n_points"] == 300
+    assert out["files"] == [{"path": str(src), "bytes": src.stat().st_size,
+                             "sha256": hashlib.sha256(src.read_bytes()).hexdigest()}]
+    # block-wise hashing equals the one-shot hash for any block size
+    assert provenance.sha256_file(src, block_bytes=7) == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert provenance.input_checksums(shards, [src], hash_files=False)["files"][0]["sha256"] is None
+
+
+def test_git_state(tmp_path):
+    assert provenance.git_state(tmp_path) == {"commit": "unknown", "dirty": None}
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@x", "HOME": str(tmp_path)}
+    run = lambda *a: subprocess.run(["git", "-C", str(tmp_path), *a], check=True, env=env,
+                                    capture_output=True, text=True).stdout.strip()
+    run("init", "-q")
+    (tmp_path / "f").write_text("1")
+    run("add", "f")
+    run("commit", "-q", "-m", "x")
+    head = run("rev-parse", "HEAD")
+    assert provenance.git_state(tmp_path) == {"commit": head, "dirty": False}
+    (tmp_path / "f").write_text("2")
+    assert provenance.git_state(tmp_path) == {"commit": head, "dirty": True}
+
+
+def test_build_and_write(workdir):
+    shards, _ = make_shards_file(workdir / "results/demo-a/shards.h5", n=300, n_grid=10, shard_size=128)
+    config = {"seed": 42, "smooth": {"H": 3}}
+    rec = provenance.build_provenance(
+        "demo-a", config=config, site_row={"site": "demo-a", "source": "demo:mainland", "format": "ngu"},
+        input_format={"id": "pid"}, shards_path=shards,
+        metrics_paths=[workdir / "results/demo-a/clusters/dsc.json"], rules=RULES, repo_dir=workdir)
+    provenance.write_json(rec, workdir / "results/demo-a/provenance.json")
+    back = json.loads((workdir / "results/demo-a/provenance.json").read_text())
+    assert back["config"] == config
+    assert back["git"]["commit"] == "unknown"
+    assert back["packages"]["numpy"] and back["packages"]["python"]
+    assert back["packages"]["insarclust"]
+    assert back["stages"]["embed_part"]["device"] == "cuda:0"
+    assert back["methods"] == ["dsc"]
+    assert back["inputs"]["source_sha256"] == "0" * 64

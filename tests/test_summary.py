@@ -1,0 +1,115 @@
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from insarclust import summary
+
+
+def _result(site, method, k=3, ari=None, sil=0.4, extra=None):
+    metrics = {"silhouette": sil, "davies_bouldin": 1.2, "calinski_harabasz": 350.5,
+               "mean_intercentroid_distance": 2.5, "spatial_coherence": 0.8}
+    if ari is not None:
+        metrics.update({"ari": ari, "nmi": ari + 0.05, "label_match": 0.75})
+    sizes = [100 * (j + 1) for j in range(k)]
+    res = {"site": site, "method": method, "k": k, "n_points": sum(sizes),
+           "n_train": int(0.8 * sum(sizes)), "n_test": sum(sizes) - int(0.8 * sum(sizes)),
+           "sizes": sizes, "metrics": metrics,
+           "clusters": [{"cluster": j, "size": s, "descriptors": {"trend_mm_yr": -3.0 * j},
+                         "spread": {}, "label": ["stable", "subsiding", "seasonal", "step"][j % 4]}
+                        for j, s in enumerate(sizes)]}
+    res.update(extra or {})
+    return res
+
+
+def _write(tmp_path, site, method, result):
+    path = tmp_path / "results" / site / "clusters" / f"{method}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result))
+    return path
+
+
+@pytest.fixture
+def jsons(tmp_path):
+    paths = [
+        _write(tmp_path, "demo-a", "kmeans-dyn", _result("demo-a", "kmeans-dyn", ari=0.6)),
+        _write(tmp_path, "demo-a", "dsc", _result("demo-a", "dsc", k=4, ari=0.9, sil=0.2,
+                                                  extra={"device": "cuda", "train_seconds": 12.3,
+                                                         "metrics_latent": {"silhouette": 0.5}})),
+        _write(tmp_path, "real", "kmeans-dyn", _result("real", "kmeans-dyn", sil=float("nan"))),
+    ]
+    return paths
+
+
+def test_long_table_rows(jsons):
+    table = summary.summarize(jsons)
+    assert list(table.columns) == ["site", "method", "metric", "value"]
+    get = lambda s, m, k: table[(table.site == s) & (table.method == m) & (table.metric == k)]["value"]
+    assert get("demo-a", "kmeans-dyn", "k").item() == 3
+    assert get("demo-a", "dsc", "k").item() == 4
+    assert get("demo-a", "dsc", "ari").item() == 0.9
+    assert get("demo-a", "dsc", "label_match").item() == 0.75
+    assert get("demo-a", "dsc", "largest_cluster_share").item() == pytest.approx(400 / 1000)
+    assert get("demo-a", "dsc", "metrics_latent.silhouette").item() == 0.5
+    # run-dependent values stay out of the comparison table
+    assert not table.metric.str.contains("seconds|device").any()
+    # no truth on a real site: no ARI rows
+    assert get("real", "kmeans-dyn", "ari").empty
+    assert math.isnan(get("real", "kmeans-dyn", "silhouette").item())
+    # input order for site/method, fixed metric order inside
+    assert list(dict.fromkeys(zip(table.site, table.method))) == [
+        ("demo-a", "kmeans-dyn"), ("demo-a", "dsc"), ("real", "kmeans-dyn")]
+    first = table[(table.site == "demo-a") & (table.method == "kmeans-dyn")].metric.tolist()
+    assert first[:4] == ["k", "n_points", "n_train", "n_test"]
+    assert first.index("ari") < first.index("silhouette")
+
+
+def test_tsv_roundtrip_and_bytes(jsons, tmp_path):
+    table = summary.summarize(jsons)
+    summary.write_summary(table, tmp_path / "a.tsv")
+    summary.write_summary(summary.summarize(jsons), tmp_path / "b.tsv")
+    assert (tmp_path / "a.tsv").read_bytes() == (tmp_path / "b.tsv").read_bytes()
+    text = (tmp_path / "a.tsv").read_text().splitlines()
+    assert text[0] == "site\tmethod\tmetric\tvalue"
+    assert "demo-a\tkmeans-dyn\tk\t3" in text
+    assert "real\tkmeans-dyn\tsilhouette\tnan" in text
+    back = summary.read_summary(tmp_path / "a.tsv")
+    assert len(back) == len(table)
+    pd.testing.assert_series_equal(back["value"].astype(float), table["value"].astype(float),
+                                   check_names=False)
+
+
+def test_site_and_method_from_path_when_json_lacks_them(tmp_path):
+    res = _result("x", "y")
+    del res["site"], res["method"]
+    path = _write(tmp_path, "lyngen", "pca-kmeans", res)
+    table = summary.summarize([path])
+    assert set(table.site) == {"lyngen"} and set(table.method) == {"pca-kmeans"}
+
+
+def test_pivot_wide(jsons):
+    wide = summary.pivot_wide(summary.summarize(jsons))
+    assert list(wide.index) == [("demo-a", "kmeans-dyn"), ("demo-a", "dsc"), ("real", "kmeans-dyn")]
+    assert wide.loc[("demo-a", "dsc"), "ari"] == 0.9
+    assert math.isnan(wide.loc[("real", "kmeans-dyn"), "ari"])
+    assert list(wide.columns[:2]) == ["k", "n_points"]
+    sub = summary.pivot_wide(summary.summarize(jsons), metrics=["ari", "silhouette", "absent"])
+    assert list(sub.columns) == ["ari", "silhouette"]
+
+
+def test_comparison_html(jsons, tmp_path):
+    prov = tmp_path / "results" / "demo-a" / "provenance.json"
+    prov.write_text(json.dumps({"site": "demo-a", "git": {"commit": "abc123", "dirty": False},
+                                "inputs": {"source_sha256": "f" * 64, "files": []},
+                                "stages": {"dsc": {"jobs": 1, "wall_s": 12.5, "max_rss_mb": 900.0,
+                                                   "device": "cuda"}}}))
+    out = tmp_path / "summary.html"
+    summary.write_comparison_html(jsons, out, provenance_paths=[prov])
+    text = out.read_text()
+    assert text.startswith("<!doctype html>")
+    # best ARI of demo-a (dsc, 0.900) highlighted; only one site has ARI
+    assert '<td class="best">0.900</td>' in text
+    assert "subsiding" in text and "-3.0 mm/yr" in text
+    assert "abc123" in text and "cuda" in text
+    assert text.count("<h2>") == 2
