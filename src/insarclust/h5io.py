@@ -411,3 +411,8 @@ def read_row_blocks(path, dataset: str, bounds: Sequence[tuple[int, int]]) -> li
     with h5py.File(path, "r") as f:
         ds = f[dataset]
         return [ds[int(a):int(b)] for a, b in bounds]
+
+
+def update_feature_attrs(writer: FeatureWriter, attrs: Mapping) -> None:
+    """Add root attrs to an open :class:`FeatureWriter` (values known only after the last block)."""
+    _set_attrs(writer._file, attrs)
