@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from insarclust.descriptors import DESCRIPTOR_NAMES
+from insarclust.descriptors import DESCRIPTOR_NAMES, infer_acquisition_dates, observed_grid_mask
 from insarclust.interpret import (VOCABULARY, describe_clusters, polynomial_range_mm,
                                   suggest_label)
 
@@ -46,10 +46,13 @@ def cluster_means():
     return acq, grid, np.stack(means)
 
 
-def test_labels_of_clear_cluster_means(cluster_means):
+@pytest.mark.parametrize("dates_given", [True, False])
+def test_labels_of_clear_cluster_means(cluster_means, dates_given):
+    """With the acquisition dates, or with the winter gaps recognised in the means."""
     acq, grid, means = cluster_means
     counts = np.full(len(means), 400)
-    clusters = describe_clusters(means, grid, counts, THRESHOLDS, observed_dates=acq)
+    clusters = describe_clusters(means, grid, counts, THRESHOLDS,
+                                 observed_dates=acq if dates_given else None)
     assert [c["label"] for c in clusters] == [label for label, _ in CASES]
     assert all(c["label"] in VOCABULARY for c in clusters)
     # the descriptors of the means carry the set values
@@ -109,3 +112,17 @@ def test_polynomial_range():
     assert polynomial_range_mm(4.0, 2.0, 4.0) == pytest.approx(16.0)
     # vertex in the middle: x = t^2, range h^2 = 4
     assert polynomial_range_mm(0.0, 2.0, 4.0) == pytest.approx(4.0)
+
+
+def test_gaps_are_recognised_in_linearly_interpolated_means(cluster_means):
+    acq, grid, means = cluster_means
+    inferred = infer_acquisition_dates(means, grid)
+    # every acquisition is kept, every grid epoch strictly inside a winter gap is not
+    assert set(acq.tolist()) <= set(inferred.tolist())
+    winter = ~observed_grid_mask(grid, acq)
+    assert not np.isin(grid[winter], inferred).any()
+    np.testing.assert_array_equal(observed_grid_mask(grid, inferred), observed_grid_mask(grid, acq))
+    # a noise-free straight line looks interpolated everywhere: the fit falls back to every epoch
+    line = (0.01 * np.arange(len(grid)))[None, :]
+    clusters = describe_clusters(line, grid, [1], THRESHOLDS)
+    assert clusters[0]["descriptors"]["trend_mm_yr"] == pytest.approx(0.01 * 365.25 / 6, rel=1e-3)

@@ -286,6 +286,30 @@ def acquisition_dates(dates: np.ndarray, displacement_sample: np.ndarray | None 
     return dates[coverage >= min_coverage]
 
 
+def infer_acquisition_dates(series: np.ndarray, grid_dates: np.ndarray, rtol: float = 1e-5
+                            ) -> np.ndarray:
+    """Grid dates that are not inside a linearly interpolated stretch of ``series`` (K, G).
+
+    For callers that have regular series but not the acquisition dates (e.g.
+    cluster means): linear interpolation leaves every series exactly
+    straight across a gap, so an interior grid epoch where the second
+    difference of *all* rows vanishes (to float32 rounding, ``rtol`` x the
+    largest value) is taken as interpolated. Pass the result as
+    ``observed_dates``; runs shorter than ``max_gap_days`` are kept anyway.
+    Gaps filled by pchip/makima/ransac are not straight and go unnoticed, as
+    does everything in a noise-free straight series (then no epoch is left
+    out).
+    """
+    series = np.atleast_2d(np.asarray(series, dtype=np.float64))
+    grid_dates = np.asarray(grid_dates)
+    if series.shape[1] < 3:
+        return grid_dates
+    tol = rtol * max(float(np.nanmax(np.abs(series))), 1.0)
+    straight = np.all(np.abs(np.diff(series, 2, axis=1)) <= tol, axis=0)
+    interpolated = np.concatenate([[False], straight, [False]])
+    return grid_dates[~interpolated]
+
+
 def write_descriptors(shards_path, out_path, *, max_gap_days: float = 36.0,
                       min_segment_days: float = 90.0, step_z_min: float = 4.5,
                       block_rows: int = 65536, log=None) -> DescriptorModel:

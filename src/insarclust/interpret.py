@@ -27,7 +27,8 @@ from typing import Mapping
 
 import numpy as np
 
-from insarclust.descriptors import DAYS_PER_YEAR, DESCRIPTOR_NAMES, compute_descriptors
+from insarclust.descriptors import (DAYS_PER_YEAR, DESCRIPTOR_NAMES, compute_descriptors,
+                                    infer_acquisition_dates)
 
 VOCABULARY = ("stable", "subsiding", "uplifting", "seasonal", "accelerating", "step")
 
@@ -134,6 +135,8 @@ def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: n
     counts = np.asarray(counts)
     thr = _thresholds(thresholds)
     span_years = (float(grid_dates[-1]) - float(grid_dates[0])) / DAYS_PER_YEAR
+    if observed_dates is None:
+        observed_dates = infer_acquisition_dates(mean_series, grid_dates)
     descriptors = compute_descriptors(mean_series.astype(np.float32), grid_dates,
                                       observed_dates=observed_dates, **fit_settings(thresholds))
     out = []
