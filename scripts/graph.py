@@ -1,2 +1,6 @@
-"""Rule script (not yet implemented)."""
-raise NotImplementedError("graph")
+"""Rule ``graph``: geodesic k-NN graph of a site's points -> graph.h5."""
+from insarclust.graph import build_graph_file
+from insarclust.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+build_graph_file(snakemake.input[0], snakemake.output[0], snakemake.params.cfg, workers=snakemake.threads)

@@ -1,0 +1,178 @@
+"""Geodesic k-NN graph: neighbours against brute-force haversine, weights, options, graph.h5."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from insarclust import h5io
+from insarclust.errors import InputError
+from insarclust.graph import (EARTH_RADIUS_M, GeodesicKNNGraph, build_graph_file, chord_to_distance_m,
+                              haversine_m, unit_vectors)
+
+
+def brute_knn(lat, lon, k):
+    """k nearest neighbours by haversine over all pairs: (N, k) indices and metres."""
+    d = haversine_m(lat[:, None], lon[:, None], lat[None, :], lon[None, :])
+    np.fill_diagonal(d, np.inf)
+    idx = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return idx, np.take_along_axis(d, idx, axis=1)
+
+
+def rows(g):
+    n = len(g.indptr_) - 1
+    return [g.indices_[g.indptr_[i]:g.indptr_[i + 1]] for i in range(n)]
+
+
+@pytest.mark.parametrize("region", ["mainland", "north_pole", "south_pole", "antimeridian", "globe"])
+def test_neighbours_equal_brute_force_haversine(region):
+    rng = np.random.default_rng(7)
+    n, k = 1500, 8
+    if region == "mainland":
+        lat, lon = rng.uniform(69.0, 69.2, n), rng.uniform(19.5, 20.5, n)
+    elif region == "north_pole":
+        lat, lon = rng.uniform(89.95, 90.0, n), rng.uniform(-180, 180, n)
+    elif region == "south_pole":
+        lat, lon = rng.uniform(-90.0, -89.9, n), rng.uniform(-180, 180, n)
+    elif region == "antimeridian":
+        lat = rng.uniform(64.0, 64.05, n)
+        lon = np.where(rng.random(n) < 0.5, rng.uniform(179.9, 180.0, n), rng.uniform(-180.0, -179.9, n))
+    else:
+        lat = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
+        lon = rng.uniform(-180, 180, n)
+    g = GeodesicKNNGraph(k=k, weighting="binary").fit(lat, lon)
+    idx, dist = brute_knn(lat, lon, k)
+    assert g.indptr_.tolist() == list(range(0, n * k + 1, k))
+    np.testing.assert_array_equal(g.indices_.reshape(n, k), idx)
+    np.testing.assert_allclose(g.distance_m_.reshape(n, k), dist, rtol=2e-6, atol=1e-3)
+    assert g.indices_.dtype == np.int64 and g.distance_m_.dtype == np.float32
+
+
+def test_degree_space_neighbours_would_be_wrong_near_the_pole():
+    """The brute-force check above can fail: lat/lon-degree k-NN differs near the pole."""
+    rng = np.random.default_rng(1)
+    n, k = 500, 5
+    lat, lon = rng.uniform(89.9, 90.0, n), rng.uniform(-180, 180, n)
+    deg = (lat[:, None] - lat[None]) ** 2 + (lon[:, None] - lon[None]) ** 2
+    np.fill_diagonal(deg, np.inf)
+    naive = np.argsort(deg, axis=1)[:, :k]
+    idx, _ = brute_knn(lat, lon, k)
+    assert np.mean(naive == idx) < 0.5
+    g = GeodesicKNNGraph(k=k).fit(lat, lon)
+    np.testing.assert_array_equal(g.indices_.reshape(n, k), idx)
+
+
+def test_distance_conversion_known_values():
+    # A quarter of a great circle, and one arc-second of latitude (~30.9 m).
+    assert chord_to_distance_m(np.sqrt(2.0)) == pytest.approx(np.pi / 2 * EARTH_RADIUS_M, rel=1e-6)
+    xyz = unit_vectors(np.array([60.0, 60.0 + 1 / 3600]), np.array([10.0, 10.0]))
+    d = chord_to_distance_m(np.linalg.norm(xyz[0] - xyz[1]))
+    assert d == pytest.approx(EARTH_RADIUS_M * np.radians(1 / 3600), rel=1e-5)
+    assert haversine_m(0.0, 179.9995, 0.0, -179.9995) == pytest.approx(EARTH_RADIUS_M * np.radians(0.001))
+
+
+def test_weights_gaussian_inverse_binary():
+    rng = np.random.default_rng(2)
+    lat, lon = rng.uniform(60, 60.01, 400), rng.uniform(10, 10.02, 400)
+    g = GeodesicKNNGraph(k=6).fit(lat, lon)
+    assert g.bandwidth_m_ == pytest.approx(np.median(g.distance_m_))
+    np.testing.assert_allclose(g.weight_, np.exp(-0.5 * (g.distance_m_ / g.bandwidth_m_) ** 2), rtol=1e-6)
+    assert g.weight_.dtype == np.float32 and np.all((g.weight_ > 0) & (g.weight_ <= 1))
+    fixed = GeodesicKNNGraph(k=6, weighting="gaussian", bandwidth_m=50.0).fit(lat, lon)
+    np.testing.assert_allclose(fixed.weight_, np.exp(-0.5 * (fixed.distance_m_ / 50.0) ** 2), rtol=1e-6)
+    inv = GeodesicKNNGraph(k=6, weighting="inverse").fit(lat, lon)
+    np.testing.assert_allclose(inv.weight_, inv.bandwidth_m_ / np.maximum(inv.distance_m_, 1.0), rtol=1e-6)
+    binary = GeodesicKNNGraph(k=6, weighting="binary").fit(lat, lon)
+    assert np.all(binary.weight_ == 1)
+    with pytest.raises(ValueError, match="weighting"):
+        GeodesicKNNGraph(weighting="cosine").fit(lat, lon)
+
+
+def test_symmetric_graph_has_reverse_edges_and_more_than_k():
+    rng = np.random.default_rng(3)
+    n, k = 600, 5
+    lat, lon = rng.uniform(69, 69.05, n), rng.uniform(20, 20.1, n)
+    knn = GeodesicKNNGraph(k=k).fit(lat, lon)
+    g = GeodesicKNNGraph(k=k, symmetric=True).fit(lat, lon)
+    A = g.to_csr("distance_m")
+    assert (A != A.T).nnz == 0
+    deg = np.diff(g.indptr_)
+    assert deg.min() >= k and deg.max() > k
+    # Union of the k-NN edges and their reverses, each once, no self loops.
+    knn_pairs = {(i, j) for i, r in enumerate(rows(knn)) for j in r}
+    pairs = [(i, j) for i, r in enumerate(rows(g)) for j in r]
+    assert len(pairs) == len(set(pairs))
+    assert set(pairs) == knn_pairs | {(j, i) for i, j in knn_pairs}
+    assert all(i != j for i, j in pairs)
+    # Rows nearest first; distances are those of the pair.
+    for i in range(0, n, 50):
+        d = g.distance_m_[g.indptr_[i]:g.indptr_[i + 1]]
+        assert np.all(np.diff(d) >= 0)
+        np.testing.assert_allclose(d, haversine_m(lat[i], lon[i], lat[rows(g)[i]], lon[rows(g)[i]]), rtol=1e-5)
+
+
+def test_max_distance_isolates_far_points():
+    rng = np.random.default_rng(4)
+    lat = np.r_[rng.uniform(69, 69.01, 300), 69.5]        # one point ~50 km away
+    lon = np.r_[rng.uniform(20, 20.02, 300), 20.0]
+    g = GeodesicKNNGraph(k=5, max_distance_m=2000.0).fit(lat, lon)
+    deg = np.diff(g.indptr_)
+    assert deg[-1] == 0 and g.n_isolated_ == 1
+    assert np.all(deg[:-1] == 5)
+    assert g.distance_m_.max() <= 2000.0
+    assert 300 not in set(g.indices_.tolist())
+
+
+def test_duplicate_coordinates_no_self_loops_and_deterministic():
+    rng = np.random.default_rng(5)
+    lat = np.r_[np.full(15, 69.0), rng.uniform(69, 69.01, 200), np.full(3, 69.005)]
+    lon = np.r_[np.full(15, 20.0), rng.uniform(20, 20.02, 200), np.full(3, 20.01)]
+    k = 6
+    g1 = GeodesicKNNGraph(k=k).fit(lat, lon)
+    g2 = GeodesicKNNGraph(k=k).fit(lat, lon)
+    np.testing.assert_array_equal(g1.indices_, g2.indices_)
+    np.testing.assert_array_equal(g1.weight_, g2.weight_)
+    src = np.repeat(np.arange(len(lat)), np.diff(g1.indptr_))
+    assert np.all(src != g1.indices_)
+    assert np.all(np.diff(g1.indptr_) == k)
+    # The 15 copies see only copies (distance 0, weight 1); no row repeats a neighbour.
+    first = g1.indices_[:15 * k].reshape(15, k)
+    assert np.all(first < 15) and np.all(g1.distance_m_[:15 * k] == 0) and np.all(g1.weight_[:15 * k] == 1)
+    assert all(len(set(r.tolist())) == k for r in rows(g1))
+    inv = GeodesicKNNGraph(k=k, weighting="inverse").fit(lat, lon)
+    assert np.all(np.isfinite(inv.weight_))
+
+
+def test_fewer_points_than_k():
+    g = GeodesicKNNGraph(k=10).fit(np.array([60.0, 60.001, 60.002]), np.array([10.0, 10.0, 10.0]))
+    assert np.diff(g.indptr_).tolist() == [2, 2, 2]
+    one = GeodesicKNNGraph(k=10).fit(np.array([60.0]), np.array([10.0]))
+    assert one.indptr_.tolist() == [0, 0] and len(one.indices_) == 0
+
+
+def test_build_graph_file_writes_contract(shards_file, tmp_path):
+    path, _ = shards_file
+    out = tmp_path / "graph.h5"
+    cfg = {"k": 7, "weighting": "gaussian", "bandwidth_m": None, "symmetric": False, "max_distance_m": None}
+    model = build_graph_file(path, out, cfg)
+    g = h5io.read_graph(out)
+    n = h5io.Shards(path).n_points
+    assert g["indptr"].shape == (n + 1,) and g["indptr"].dtype == np.int64
+    assert g["indices"].dtype == np.int64 and g["distance_m"].dtype == np.float32
+    assert g["weight"].dtype == np.float32 and len(g["indices"]) == 7 * n
+    assert g["attrs"]["k"] == 7 and g["attrs"]["weighting"] == "gaussian"
+    assert g["attrs"]["bandwidth_m"] == pytest.approx(model.bandwidth_m_)
+    assert g["attrs"]["symmetric"] is False or g["attrs"]["symmetric"] == 0
+    assert "max_distance_m" not in g["attrs"]
+    np.testing.assert_array_equal(g["indices"], model.indices_)
+    lat, lon = h5io.Shards(path).coords()
+    idx, dist = brute_knn(lat, lon, 7)
+    np.testing.assert_array_equal(g["indices"].reshape(n, 7), idx)
+    assert h5io.graph_csr(out).shape == (n, n)
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_bad_coordinates_name_the_row(tmp_path):
+    with pytest.raises(InputError, match="row 3"):
+        GeodesicKNNGraph(k=2).fit(np.array([60.0, 60.1, np.nan, 60.2]), np.array([10.0, 10.0, 10.0, 10.0]))
+    with pytest.raises(InputError, match="row 1"):
+        GeodesicKNNGraph(k=2).fit(np.array([91.0, 60.1, 60.2]), np.array([10.0, 10.0, 10.0]))
