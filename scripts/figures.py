@@ -1,2 +1,11 @@
-"""Rule script (not yet implemented)."""
-raise NotImplementedError("figures")
+"""Rule ``cluster_figures``: cluster map and per-cluster mean +/- std series of one method."""
+from insarclust import figures
+from insarclust.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+cfg = snakemake.params.cfg or {}
+figures.method_figures(snakemake.input.labels, snakemake.input.metrics, snakemake.input.shards,
+                       snakemake.output.map, snakemake.output.clusters,
+                       max_map_points=int(cfg.get("max_map_points", 200000)),
+                       dpi=int(cfg.get("dpi", 150)), seed=int(snakemake.params.seed),
+                       title=f"{snakemake.wildcards.site} - {snakemake.wildcards.method}")

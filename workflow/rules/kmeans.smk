@@ -32,6 +32,7 @@ rule kmeans_sweep:
     input:
         features="results/{site}/features/{variant}.h5",
         graph="results/{site}/graph.h5",
+        shards="results/{site}/shards.h5",
     output:
         table="results/{site}/clusters/kmeans-{variant}_k.tsv",
         figure=report("results/{site}/figures/kmeans-{variant}_k.png",

@@ -1,0 +1,257 @@
+"""The standard figures of every clustering method: cluster map, per-cluster series, k sweep.
+
+Cluster ids are ordered by trend (:func:`insarclust.evaluate.order_labels`)
+and each id has a fixed colour (:func:`cluster_color`), so the same regime
+looks the same in every method's figures: with four clusters, red-orange for
+the subsiding ones through green to blue for the uplifting one.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from . import h5io  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+# Okabe-Ito colours (colour-blind safe) ordered from warm to cold, so with
+# trend-ordered ids subsidence reads red and uplift blue; then tab20 for k > 8.
+_OKABE_ITO = ["#D55E00", "#E69F00", "#009E73", "#56B4E9", "#0072B2", "#CC79A7", "#F0E442", "#000000"]
+PALETTE = _OKABE_ITO + [matplotlib.colors.to_hex(c) for c in plt.get_cmap("tab20").colors]
+
+
+def cluster_color(cluster: int) -> str:
+    """The fixed colour of a cluster id (the same in every method's figures)."""
+    return PALETTE[int(cluster) % len(PALETTE)]
+
+
+def _style():
+    try:
+        import seaborn as sns
+
+        sns.set_theme(style="whitegrid", context="notebook")
+    except ImportError:  # seaborn only styles; the figures do not need it
+        plt.style.use("default")
+
+
+def _entries(clusters) -> dict:
+    return {int(c["cluster"]): c for c in (clusters or [])}
+
+
+def _trend(entry) -> float | None:
+    d = (entry or {}).get("descriptors") or {}
+    value = d.get("trend_mm_yr")
+    return None if value is None else float(value)
+
+
+def cluster_caption(cluster: int, size: int, entry: dict | None) -> str:
+    """``"2: subsiding, -8.1 mm/yr (n=4,210)"``; label and trend when the JSON entry has them."""
+    label, trend = (entry or {}).get("label"), _trend(entry)
+    desc = ", ".join(p for p in [label, None if trend is None else f"{trend:+.1f} mm/yr"] if p)
+    return f"{cluster}: {desc} (n={size:,})" if desc else f"{cluster} (n={size:,})"
+
+
+def _save(fig, path, dpi):
+    with h5io.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+
+
+def plot_cluster_map(lat: np.ndarray, lon: np.ndarray, labels: np.ndarray, path=None, *,
+                     clusters: list | None = None, n_clusters: int | None = None, title: str = "",
+                     max_points: int = 200000, seed: int = 0, dpi: int = 150):
+    """Lon/lat scatter coloured by cluster; returns the Figure (saved as PNG when ``path``).
+
+    lat, lon (N,) degrees; labels (N,). Above ``max_points`` a seeded sample
+    is drawn (the legend counts stay those of all points). The axes aspect is
+    1/cos(mean latitude) so distances look right; points are rasterised.
+    """
+    _style()
+    labels = np.asarray(labels)
+    n = len(labels)
+    k = int(labels.max()) + 1 if n_clusters is None else int(n_clusters)
+    counts = np.bincount(labels, minlength=k)
+    rows = np.arange(n)
+    if n > max_points:
+        rows = np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
+    lat_s, lon_s, lab_s = np.asarray(lat)[rows], np.asarray(lon)[rows], labels[rows]
+    fig, ax = plt.subplots(figsize=(8, 7))
+    size = float(np.clip(30000.0 / max(len(rows), 1), 0.2, 12.0))
+    # shuffle drawing order so no cluster hides another just because it is drawn last
+    draw = np.random.default_rng(seed).permutation(len(rows))
+    rgba = np.array([matplotlib.colors.to_rgba(cluster_color(j)) for j in range(max(k, 1))])
+    ax.scatter(lon_s[draw], lat_s[draw], c=rgba[lab_s[draw]], s=size,
+               linewidths=0, rasterized=True)
+    mean_lat = float(np.nanmean(lat)) if n else 0.0
+    ax.set_aspect(1.0 / max(math.cos(math.radians(mean_lat)), 1e-3))
+    ax.set_xlabel("Longitude (°E)")
+    ax.set_ylabel("Latitude (°N)")
+    ax.ticklabel_format(useOffset=False, style="plain")
+    entries = _entries(clusters)
+    handles = [Line2D([], [], marker="o", linestyle="", markersize=8, color=cluster_color(j),
+                      label=cluster_caption(j, int(counts[j]), entries.get(j)))
+               for j in range(k) if counts[j] > 0]
+    ax.legend(handles=handles, title="Cluster", loc="upper left", bbox_to_anchor=(1.02, 1.0),
+              frameon=True)
+    shown = f", {len(rows):,} of {n:,} points shown" if len(rows) < n else f", {n:,} points"
+    ax.set_title(f"{title}{': ' if title else ''}{k} clusters{shown}")
+    if path is not None:
+        _save(fig, path, dpi)
+    return fig
+
+
+def _model_curve(entry, grid_dates):
+    """The fitted trend + annual + step curve of a cluster entry, or None."""
+    try:
+        from .descriptors import model_curve
+    except ImportError:
+        return None
+    d = {name: v for name, v in ((entry or {}).get("descriptors") or {}).items() if v is not None}
+    if not d:
+        return None
+    try:
+        curve = np.asarray(model_curve(d, grid_dates), dtype=float)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return curve if np.all(np.isfinite(curve)) else None
+
+
+def plot_cluster_series(grid_dates: np.ndarray, mean: np.ndarray, std: np.ndarray, counts: np.ndarray,
+                        path=None, *, clusters: list | None = None, first_date: int | None = None,
+                        title: str = "", dpi: int = 150):
+    """One panel per cluster (shared axes): mean +/- std displacement (mm) vs days from first acquisition.
+
+    grid_dates (G,) days since 1970-01-01; mean, std (K, G) mm; counts (K,).
+    ``first_date``: the first acquisition (``/series/dates[0]``), default
+    ``grid_dates[0]``. When a ``clusters`` entry has descriptors, the fitted
+    trend + annual harmonic + step curve is drawn over the mean.
+    """
+    _style()
+    mean, std = np.atleast_2d(mean), np.atleast_2d(std)
+    k = len(mean)
+    grid_dates = np.asarray(grid_dates)
+    days = grid_dates - (grid_dates[0] if first_date is None else first_date)
+    ncols = min(k, 3)
+    nrows = math.ceil(k / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.2 * nrows), sharex=True,
+                             sharey=True, squeeze=False)
+    entries = _entries(clusters)
+    for j in range(nrows * ncols):
+        ax = axes.flat[j]
+        if j >= k:
+            ax.set_visible(False)
+            continue
+        color, entry = cluster_color(j), entries.get(j)
+        label, trend = (entry or {}).get("label"), _trend(entry)
+        head = f"Cluster {j}" + (f": {label}" if label else "")
+        if trend is not None:
+            head += f" ({trend:+.1f} mm/yr)"
+        ax.set_title(head, fontsize=11)
+        if counts[j] == 0:
+            ax.text(0.5, 0.5, "empty", transform=ax.transAxes, ha="center", va="center")
+            continue
+        ax.fill_between(days, mean[j] - std[j], mean[j] + std[j], color=color, alpha=0.25,
+                        linewidth=0, label="± 1 std")
+        ax.plot(days, mean[j], color=color, linewidth=1.8, label=f"mean (n={int(counts[j]):,})")
+        curve = _model_curve(entry, grid_dates)
+        if curve is not None:
+            ax.plot(days, curve, color="black", linewidth=1.0, linestyle="--",
+                    label="fit: trend + annual + step")
+        ax.axhline(0.0, color="grey", linewidth=0.6, zorder=0)
+        ax.legend(loc="best", fontsize=8, frameon=True)
+    for col in range(ncols):
+        # the lowest visible panel of each column carries the x axis
+        bottom = axes[(k - 1 - col) // ncols, col] if col < k else None
+        if bottom is not None:
+            bottom.xaxis.set_tick_params(labelbottom=True)
+            bottom.set_xlabel("Days from first acquisition")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("Displacement (mm)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        _save(fig, path, dpi)
+    return fig
+
+
+K_SWEEP_PANELS = [
+    ("silhouette", "Silhouette (higher is better)"),
+    ("davies_bouldin", "Davies-Bouldin (lower is better)"),
+    ("calinski_harabasz", "Calinski-Harabasz (higher is better)"),
+    ("inertia", "Inertia: mean squared distance"),
+    ("spatial_coherence", "Spatial coherence"),
+    ("mean_intercentroid_distance", "Mean inter-centroid distance"),
+]
+
+
+def plot_k_sweep(table, path=None, *, title: str = "", chosen: int | None = None, dpi: int = 150):
+    """Metrics vs k from :func:`insarclust.kmeans.sweep_k`; returns the Figure.
+
+    ``chosen`` (default: the k of the best silhouette) is marked in every panel.
+    """
+    _style()
+    k = table["k"].to_numpy()
+    panels = [(col, name) for col, name in K_SWEEP_PANELS
+              if (col == "inertia" and "inertia_train" in table) or col in table]
+    if chosen is None and "silhouette" in table and np.isfinite(table["silhouette"]).any():
+        chosen = int(k[int(np.nanargmax(table["silhouette"].to_numpy(dtype=float)))])
+    ncols = min(len(panels), 3)
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.2 * nrows), sharex=True,
+                             squeeze=False)
+    for ax, (col, name) in zip(axes.flat, panels):
+        if col == "inertia":
+            ax.plot(k, table["inertia_train"], marker="o", label="train")
+            if "inertia_test" in table:
+                ax.plot(k, table["inertia_test"], marker="s", linestyle="--", label="test")
+            ax.legend(fontsize=8)
+        else:
+            ax.plot(k, table[col], marker="o", color="#0072B2")
+        if chosen is not None:
+            ax.axvline(chosen, color="#D55E00", linestyle=":", linewidth=1.2)
+        ax.set_title(name, fontsize=10)
+        ax.set_xticks(k)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("k (clusters)")
+    fig.suptitle((f"{title}: " if title else "") + "choice of k"
+                 + (f" (best silhouette at k={chosen})" if chosen is not None else ""))
+    fig.tight_layout()
+    if path is not None:
+        _save(fig, path, dpi)
+    return fig
+
+
+def method_figures(labels_path, metrics_path, shards_path, map_path, series_path, *,
+                   max_map_points: int = 200000, seed: int = 0, dpi: int = 150,
+                   title: str | None = None) -> None:
+    """Both standard figures of one method from its ``clusters/{method}.h5|.json`` and ``shards.h5``."""
+    from .evaluate import cluster_series_stats
+
+    labels = h5io.read_datasets(labels_path, ["labels"])["labels"]
+    result = json.loads(Path(metrics_path).read_text())
+    k = int(result.get("k") or int(labels.max()) + 1)
+    if title is None:
+        title = " - ".join(str(result[key]) for key in ("site", "method") if result.get(key))
+    shards = h5io.Shards(shards_path)
+    lat, lon = shards.coords()
+    clusters = result.get("clusters")
+    fig = plot_cluster_map(lat, lon, labels, map_path, clusters=clusters, n_clusters=k, title=title,
+                           max_points=max_map_points, seed=seed, dpi=dpi)
+    plt.close(fig)
+    mean, std, counts = cluster_series_stats(shards_path, labels, k)
+    fig = plot_cluster_series(shards.grid_dates, mean, std, counts, series_path, clusters=clusters,
+                              first_date=int(shards.dates[0]) if len(shards.dates) else None,
+                              title=title, dpi=dpi)
+    plt.close(fig)
+    log.info("figures of %s: %s, %s", title, map_path, series_path)
