@@ -99,11 +99,9 @@ class Block:
     displacement: np.ndarray  # (n, T_file) float32 mm, NaN = missing
 
 
-def _column(table: pa.Table, name: str, dtype) -> np.ndarray:
-    col = table.column(name)
-    if col.null_count:
-        col = col.fill_null(np.nan) if pa.types.is_floating(col.type) else col
-    return col.to_numpy().astype(dtype, copy=False)
+def _column(batch: pa.RecordBatch, name: str, dtype) -> np.ndarray:
+    # floating nulls become NaN in to_numpy
+    return batch.column(name).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
 
 
 def iter_blocks(src: CsvInput, plan: ColumnPlan, fmt: Format, block_bytes: int = 64 << 20) -> Iterator[Block]:
@@ -127,7 +125,7 @@ def iter_blocks(src: CsvInput, plan: ColumnPlan, fmt: Format, block_bytes: int =
         for batch in reader:
             if batch.num_rows == 0:
                 continue
-            table = pa.Table.from_batches([batch])
+            table = batch
             disp = np.empty((batch.num_rows, len(plan.date_columns)), dtype=np.float32)
             for j, c in enumerate(plan.date_columns):
                 disp[:, j] = _column(table, c, np.float32)
@@ -146,6 +144,49 @@ def iter_blocks(src: CsvInput, plan: ColumnPlan, fmt: Format, block_bytes: int =
     finally:
         if stream is not None:
             stream.close()
+
+
+def prefetch(iterable, depth: int = 2):
+    """Iterate ``iterable`` in a background thread, ``depth`` items ahead.
+
+    pyarrow parses without the GIL, so the next CSV block is parsed on one
+    core while the current one is keyed, sorted and spilled on the other.
+    Exceptions are re-raised in the consumer.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work():
+        try:
+            for item in iterable:
+                if stop.is_set():
+                    return
+                q.put(item)
+            q.put(done)
+        except BaseException as err:  # handed to the consumer
+            q.put(err)
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while t.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                t.join(0.05)
 
 
 _COL_RE = re.compile(r"In CSV column #(\d+)")

@@ -232,6 +232,41 @@ def _weighted_line(x, y, w):
     return slope, my - slope * mx
 
 
+def _linear(values: np.ndarray, dates: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Linear interpolation with end holds, float32, in the original (n, T) layout.
+
+    Grid epochs that coincide with an observation take it as is; only the
+    remaining cells (gaps, off-cadence grid epochs) are interpolated, from the
+    previous/next observation indices, so the cost follows the gaps.
+    """
+    n, T = values.shape
+    mask = ~np.isnan(values)
+    ar = np.arange(T, dtype=np.int32)
+    prev = np.maximum.accumulate(np.where(mask, ar, np.int32(-1)), axis=1)
+    nxt = np.minimum.accumulate(np.where(mask, ar, np.int32(T))[:, ::-1], axis=1)[:, ::-1]
+    pos = np.searchsorted(dates, grid, side="left")
+    on = (pos < T) & (dates[np.minimum(pos, T - 1)] == grid)
+    out = np.full((n, len(grid)), np.nan, dtype=np.float32)
+    out[:, on] = values[:, pos[on]]
+    r, c = np.nonzero(np.isnan(out))
+    if len(r) == 0:
+        return out
+    g = grid[c]
+    j = np.searchsorted(dates, g, side="right") - 1              # last epoch <= grid date
+    jn = np.minimum(np.searchsorted(dates, g, side="left"), T - 1)  # first epoch >= grid date
+    p = np.where(j >= 0, prev[r, np.maximum(j, 0)], -1)
+    q = np.where(g <= dates[-1], nxt[r, jn], T)
+    # leading gap: hold the first observation; trailing gap: hold the last
+    p = np.where(p < 0, q, p)
+    q = np.where(q >= T, p, q)
+    y0, y1 = values[r, p], values[r, q]
+    x0, x1 = dates[p], dates[q]
+    h = x1 - x0
+    t = np.where(h > 0, (g - x0) / np.where(h > 0, h, 1), 0.0)
+    out[r, c] = y0 + t.astype(np.float32) * (y1 - y0)
+    return out
+
+
 def regularize(values: np.ndarray, dates: np.ndarray, grid: np.ndarray, method: str = "linear",
                ransac_trials: int = 50, ransac_threshold_mm: float | None = None,
                seed: int = 0) -> np.ndarray:
@@ -242,6 +277,13 @@ def regularize(values: np.ndarray, dates: np.ndarray, grid: np.ndarray, method: 
     """
     if method not in METHODS:
         raise ValueError(f"unknown regularization method '{method}'; choose one of {METHODS}")
+    if method == "linear":
+        values = np.asarray(values, dtype=np.float32)
+        if len(values) and np.isnan(values).all(axis=1).any():
+            raise ValueError(f"{int(np.isnan(values).all(axis=1).sum())} series have no observation")
+        if len(values) == 0:
+            return np.zeros((0, len(grid)), dtype=np.float32)
+        return _linear(values, np.asarray(dates, dtype=np.float64), np.asarray(grid, dtype=np.float64))
     values = np.asarray(values, dtype=np.float64)
     dates = np.asarray(dates, dtype=np.float64)
     grid = np.asarray(grid, dtype=np.float64)
@@ -263,18 +305,8 @@ def regularize(values: np.ndarray, dates: np.ndarray, grid: np.ndarray, method: 
         keep = hit[None, :] & ~np.isnan(obs)
         out = np.where(keep, obs, out)
         return out.astype(np.float32)
-    if method == "linear":
-        x0 = np.take_along_axis(x, k, axis=1)
-        x1 = np.take_along_axis(x, k + 1, axis=1) if T > 1 else x0
-        y0 = np.take_along_axis(y, k, axis=1)
-        y1 = np.take_along_axis(y, k + 1, axis=1) if T > 1 else y0
-        h = x1 - x0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(h > 0, (grid[None, :] - x0) / np.where(h > 0, h, 1), 0.0)
-        out = y0 + t * (y1 - y0)
-    else:
-        d = _pchip_slopes(x, y, count) if method == "pchip" else _makima_slopes(x, y, count)
-        out = _hermite(x, y, d, k, grid) if T > 1 else np.repeat(y[:, :1], len(grid), 1)
+    d = _pchip_slopes(x, y, count) if method == "pchip" else _makima_slopes(x, y, count)
+    out = _hermite(x, y, d, k, grid) if T > 1 else np.repeat(y[:, :1], len(grid), 1)
     out = _hold_ends(out, x, y, count, grid)
     single = count == 1
     if single.any():

@@ -36,7 +36,7 @@ from .formats import Format
 from .h5io import ShardsWriter
 from .logs import Progress
 from .ordering import spatial_keys
-from .readers import CsvInput, expand_inputs, iter_blocks, plan_columns, read_header
+from .readers import CsvInput, expand_inputs, iter_blocks, plan_columns, prefetch, read_header
 from .regularize import regular_grid, regularize
 
 log = logging.getLogger("insarclust.shards")
@@ -177,7 +177,7 @@ def _spill_runs(inputs, plans, dates, fmt, cfg, tmpdir):
     for src, plan in zip(inputs, plans):
         cols = np.searchsorted(dates, np.asarray(plan.dates, dtype=np.int32))
         n_file = 0
-        for block in iter_blocks(src, plan, fmt, int(cfg.read_block_mb * (1 << 20))):
+        for block in prefetch(iter_blocks(src, plan, fmt, int(cfg.read_block_mb * (1 << 20)))):
             n = len(block.lat)
             keep = _validate_block(block, src, fmt, cfg)
             origin.add(total, src.label, block.first_row)
