@@ -211,7 +211,9 @@ class GeodesicKNNGraph:
         import scipy.sparse as sp
 
         data = {"weight": self.weight_, "distance_m": self.distance_m_}[values]
-        return sp.csr_array((data, self.indices_, self.indptr_), shape=(self.n_points_, self.n_points_))
+        # Copies: scipy sorts a matrix's index arrays in place on some operations.
+        return sp.csr_array((data.copy(), self.indices_.copy(), self.indptr_.copy()),
+                            shape=(self.n_points_, self.n_points_))
 
     def graph_attrs(self) -> dict:
         """The attrs stored in ``graph.h5`` (``k``, ``weighting``, ... ; None values are omitted)."""
