@@ -1,0 +1,54 @@
+"""Config and site table are validated before anything runs."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def _dry_run(tmp_path, override: dict, sites: str | None = None):
+    sites_path = tmp_path / "sites.tsv"
+    sites_path.write_text(sites or "site\tsource\tformat\ndemo-a\tdemo:mainland\tngu\n")
+    cfg = {"sites": str(sites_path), "formats": str(ROOT / "config" / "formats.yaml"), **override}
+    (tmp_path / "over.yaml").write_text(yaml.safe_dump(cfg))
+    return subprocess.run([SNAKEMAKE, "-n", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+                           "--configfile", str(ROOT / "config" / "config.yaml"), str(tmp_path / "over.yaml")],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_default_config_plans_every_stage(tmp_path):
+    res = _dry_run(tmp_path, {})
+    assert res.returncode == 0, res.stderr
+    out = res.stdout + res.stderr
+    for rule in ("demo_data", "shards", "graph", "embed_fit", "embed_part", "embed_gather", "smooth",
+                 "kmeans", "descriptors", "baseline", "dsc", "cluster_figures", "summary"):
+        assert rule in out, rule
+
+
+@pytest.mark.parametrize("override,needle", [
+    ({"shards": {"shard_sise": 100}}, "shard_sise"),
+    ({"graph": {"k": "ten"}}, "ten"),
+    ({"smooth": {"aggregation": "median"}}, "median"),
+    ({"kmeans_k": 4}, "kmeans_k"),
+])
+def test_wrong_key_or_type_is_named(tmp_path, override, needle):
+    res = _dry_run(tmp_path, override)
+    assert res.returncode != 0
+    assert needle in res.stderr + res.stdout
+
+
+def test_unknown_format_in_site_table(tmp_path):
+    res = _dry_run(tmp_path, {}, "site\tsource\tformat\nx\tdemo:mainland\tegms3\n")
+    assert res.returncode != 0
+    out = res.stderr + res.stdout
+    assert "egms3" in out and "egms, ngu, svalbard" in out
+
+
+def test_bad_site_name(tmp_path):
+    res = _dry_run(tmp_path, {}, "site\tsource\tformat\nmy site/1\tdemo:mainland\tngu\n")
+    assert res.returncode != 0 and "my site/1" in res.stderr + res.stdout
