@@ -1,2 +1,9 @@
-"""Rule script (not yet implemented)."""
-raise NotImplementedError("descriptors")
+"""Rule ``descriptors``: per-point trend, acceleration, annual cycle, step, residual RMS -> features/descriptors.h5."""
+from insarclust.descriptors import write_descriptors
+from insarclust.interpret import fit_settings
+from insarclust.logs import setup_logging, timed
+
+log = setup_logging(snakemake.log[0])
+with timed(log, f"descriptors {snakemake.wildcards.site}"):
+    write_descriptors(snakemake.input[0], snakemake.output[0], log=log,
+                      **fit_settings(dict(snakemake.params.fit)))

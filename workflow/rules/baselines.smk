@@ -8,10 +8,15 @@ rule descriptors:
         log_path("descriptors"),
     benchmark:
         bench_path("descriptors")
+    params:
+        # only the fit settings: a change of a label threshold must not refit every point
+        fit={k: v for k, v in config.get("interpret", {}).items()
+             if k in ("max_gap_days", "min_segment_days", "step_z_min")},
     threads: 2
     resources:
+        # one shard of series and its step scan at a time, whatever N
         mem_mb=mem_mb(1000, 0),
-        runtime=runtime_min(5, 5),
+        runtime=runtime_min(5, 2),
     conda:
         "../../envs/io.yaml"
     script:

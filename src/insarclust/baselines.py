@@ -1,0 +1,283 @@
+"""Peer methods run beside ours on the same points: the approaches most InSAR
+groups would use without reservoirs or deep clustering.
+
+* ``pca-kmeans`` - Festa et al. (2023, JAG 118, 103276): z-scored regular
+  series, PCA with the number of components at the knee of the explained
+  variance curve, k-means on the component scores, then a trend and
+  spectrum read-out per cluster. Streamed: the scaler and an
+  ``IncrementalPCA`` are fitted shard block by shard block, and the batched
+  k-means of :mod:`insarclust.kmeans` reads the scores through a
+  :class:`~insarclust.batches.MapSource`, so the scores never hit the disk.
+* ``raw-kmeans`` - the batched k-means on the z-scored regular series.
+* ``descriptors-kmeans`` - the batched k-means on standardised per-point
+  descriptors (:mod:`insarclust.descriptors`): trend, acceleration, annual
+  amplitude, step, residual RMS.
+
+z-scoring (``baselines.zscore``): ``epoch`` (default) standardises every
+epoch of the grid across the site's points (mean and std streamed, as
+scikit-learn's ``StandardScaler``), the usual preparation for PCA, which
+keeps amplitude: a stable point stays near zero while a subsiding one grows.
+``series`` standardises each series on its own (shape only), which scales
+the noise of a stable point up to the size of a 20 mm/yr trend.
+
+Every method picks k as the ``kmeans:`` section says (``k: auto`` included,
+via :func:`insarclust.kmeans.fit_from_config`) unless ``baselines.k`` is set,
+orders labels by trend and is evaluated by
+:func:`insarclust.evaluate.evaluate_clustering` in its own feature space.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.decomposition import IncrementalPCA
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
+
+from .batches import H5FeatureSource, MapSource, ShardsSource, as_source, iter_blocks
+from .logs import Progress
+
+log = logging.getLogger(__name__)
+
+METHODS = ("pca-kmeans", "raw-kmeans", "descriptors-kmeans")
+DEFAULT_DESCRIPTOR_FEATURES = ["trend_mm_yr", "acceleration_mm_yr2", "annual_amplitude_mm",
+                               "step_mm", "residual_rms_mm"]
+FIT_BLOCK_ROWS = 16384
+
+
+def _blocks(source, block_rows: int, min_rows: int = 1):
+    """Sequential blocks of at least ``min_rows`` rows (short shard tails merged forward)."""
+    pending = []
+    n_pending = 0
+    for _, _, X in iter_blocks(source, block_rows):
+        pending.append(X)
+        n_pending += len(X)
+        if n_pending >= min_rows:
+            yield np.concatenate(pending) if len(pending) > 1 else pending[0]
+            pending, n_pending = [], 0
+    if pending:
+        yield np.concatenate(pending)
+
+
+def zscore_series(X: np.ndarray) -> np.ndarray:
+    """Each row to zero mean and unit std (constant rows -> zeros): (n, G) -> (n, G) float32."""
+    X = np.asarray(X, dtype=np.float32)
+    mean = X.mean(axis=1, keepdims=True)
+    std = X.std(axis=1, keepdims=True)
+    return (X - mean) / np.where(std > 0, std, 1.0)
+
+
+class StreamedScaler(BaseEstimator, TransformerMixin):
+    """z-scoring of a row source, fitted in one streamed pass.
+
+    ``mode="epoch"``: per column (scikit-learn ``StandardScaler.partial_fit``
+    over blocks; zero-variance columns, e.g. the reference epoch, keep scale
+    1). ``mode="series"``: per row, nothing to fit.
+    """
+
+    def __init__(self, mode: str = "epoch", block_rows: int = FIT_BLOCK_ROWS):
+        self.mode = mode
+        self.block_rows = block_rows
+
+    def fit(self, source, y=None):
+        if self.mode not in ("epoch", "series"):
+            raise ValueError(f"zscore must be 'epoch' or 'series', got {self.mode!r}")
+        source = as_source(source)
+        self.n_features_in_ = source.n_features
+        if self.mode == "epoch":
+            self.scaler_ = StandardScaler()
+            for X in _blocks(source, self.block_rows):
+                self.scaler_.partial_fit(X)
+        else:
+            self.scaler_ = None
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        check_is_fitted(self, "n_features_in_")
+        if self.scaler_ is None:
+            return zscore_series(X)
+        return self.scaler_.transform(np.asarray(X, dtype=np.float32)).astype(np.float32, copy=False)
+
+
+def knee_index(curve) -> int:
+    """Number of components (1-based) at the knee of an increasing, concave curve.
+
+    The knee rule (Kneedle, Satopaa et al. 2011, without smoothing): scale
+    the curve and the component index to [0, 1], draw the chord from the
+    first to the last point, and take the point farthest above it. For a
+    cumulative explained-variance curve that is where adding components
+    stops paying off: before it each component adds more than the average
+    over the whole range, after it less.
+    """
+    y = np.asarray(curve, dtype=np.float64)
+    if len(y) <= 2:
+        return len(y)
+    x = np.linspace(0.0, 1.0, len(y))
+    span = y[-1] - y[0]
+    if span <= 0:
+        return 1
+    gap = (y - y[0]) / span - x
+    return int(np.argmax(gap)) + 1
+
+
+class StreamedPCA(BaseEstimator, TransformerMixin):
+    """``IncrementalPCA`` fitted block by block, keeping the components up to the knee.
+
+    ``max_components`` are fitted (capped by the number of columns); the
+    kept number ``n_components_`` is :func:`knee_index` of the cumulative
+    explained variance ratio, at least ``min_components``. Fitted:
+    ``explained_variance_ratio_ (max_components,)``, ``n_components_``,
+    ``pca_`` (the IncrementalPCA). ``transform`` gives the (n, n_components_)
+    scores.
+    """
+
+    def __init__(self, max_components: int = 30, min_components: int = 2,
+                 block_rows: int = FIT_BLOCK_ROWS):
+        self.max_components = max_components
+        self.min_components = min_components
+        self.block_rows = block_rows
+
+    def fit(self, source, y=None):
+        source = as_source(source)
+        n_comp = int(min(self.max_components, source.n_features, source.n_rows))
+        self.pca_ = IncrementalPCA(n_components=n_comp)
+        progress = Progress(log, source.n_rows, "incremental PCA (rows)")
+        for X in _blocks(source, max(int(self.block_rows), n_comp), min_rows=n_comp):
+            if len(X) < n_comp:  # a tail shorter than the component count cannot be fitted
+                break
+            self.pca_.partial_fit(X)
+            progress.update(len(X))
+        self.explained_variance_ratio_ = np.asarray(self.pca_.explained_variance_ratio_)
+        cumulative = np.cumsum(self.explained_variance_ratio_)
+        self.n_components_ = int(min(max(knee_index(cumulative), self.min_components), n_comp))
+        log.info("PCA: knee of the explained variance at %d components (%.1f %% of the variance)",
+                 self.n_components_, 100 * cumulative[self.n_components_ - 1])
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        check_is_fitted(self, "pca_")
+        X = np.asarray(X, dtype=np.float32)
+        k = self.n_components_
+        return ((X - self.pca_.mean_.astype(np.float32)) @ self.pca_.components_[:k].T.astype(np.float32))
+
+
+def descriptor_columns(names, wanted) -> list[int]:
+    missing = [w for w in wanted if w not in names]
+    if missing:
+        raise ValueError(f"descriptors file lacks {missing}; it has {list(names)}")
+    return [list(names).index(w) for w in wanted]
+
+
+def centroid_spectrum(mean_series: np.ndarray, grid_dates: np.ndarray) -> list[dict]:
+    """Festa et al.'s spectral read-out of each cluster mean (K, G).
+
+    The mean is detrended (least-squares line) and its FFT power spectrum
+    taken; reported: the dominant period (days) and the share of the
+    detrended variance at that frequency.
+    """
+    grid_dates = np.asarray(grid_dates, dtype=np.float64)
+    step_days = float(np.median(np.diff(grid_dates))) if len(grid_dates) > 1 else 1.0
+    t = grid_dates - grid_dates.mean()
+    out = []
+    for j, y in enumerate(np.nan_to_num(np.asarray(mean_series, dtype=np.float64))):
+        slope = np.dot(t, y - y.mean()) / max(np.dot(t, t), 1e-12)
+        resid = y - y.mean() - slope * t
+        power = np.abs(np.fft.rfft(resid)) ** 2
+        freq = np.fft.rfftfreq(len(resid), d=step_days)
+        if len(power) < 2 or power[1:].sum() <= 0:
+            out.append({"cluster": j, "dominant_period_days": None, "power_share": None})
+            continue
+        i = int(np.argmax(power[1:])) + 1
+        out.append({"cluster": j, "dominant_period_days": float(1.0 / freq[i]),
+                    "power_share": float(power[i] / power[1:].sum())})
+    return out
+
+
+def kmeans_config(kmeans_cfg: dict, baselines_cfg: dict) -> dict:
+    """The ``kmeans:`` section with the peers' own k (``baselines.k``) when set."""
+    cfg = dict(kmeans_cfg)
+    if baselines_cfg.get("k") is not None:
+        cfg["k"] = baselines_cfg["k"]
+    return cfg
+
+
+def build_features(method: str, shards_path, descriptors_path=None, *, baselines_cfg: dict):
+    """The row source a peer method clusters, and the method's extras for the JSON.
+
+    Returns ``(source, extras)``; extras go to the top level of the metrics
+    JSON (``zscore``; ``pca``: n_components and the explained variance curve;
+    ``features`` and their standardisation). The source is lazy (fitted transforms over
+    the shards/descriptors file): memory one block whatever N.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown peer method {method!r}; choose one of {METHODS}")
+    zscore = baselines_cfg.get("zscore", "epoch")
+    if method == "descriptors-kmeans":
+        if descriptors_path is None:
+            raise ValueError("descriptors-kmeans needs features/descriptors.h5")
+        wanted = list(baselines_cfg.get("descriptor_features") or DEFAULT_DESCRIPTOR_FEATURES)
+        raw = H5FeatureSource(descriptors_path, shard_offsets=ShardsSource(shards_path).shard_offsets)
+        cols = descriptor_columns(raw.names, wanted)
+        picked = MapSource(raw, lambda X: X[:, cols], names=wanted)
+        scaler = StreamedScaler("epoch").fit(picked)
+        source = MapSource(picked, scaler.transform, names=wanted)
+        extras = {"features": wanted, "feature_mean": scaler.scaler_.mean_.tolist(),
+                  "feature_std": scaler.scaler_.scale_.tolist()}
+        return source, extras
+    series = ShardsSource(shards_path, "series/regular")
+    scaler = StreamedScaler(zscore).fit(series)
+    scaled = MapSource(series, scaler.transform, names=series.names)
+    if method == "raw-kmeans":
+        return scaled, {"zscore": zscore, "n_features": series.n_features}
+    pca = StreamedPCA(max_components=int(baselines_cfg.get("pca_max_components", 30))).fit(scaled)
+    names = [f"pc{j + 1}" for j in range(pca.n_components_)]
+    source = MapSource(scaled, pca.transform, names=names)
+    ratio = pca.explained_variance_ratio_
+    extras = {"zscore": zscore, "pca": {
+        "n_components": pca.n_components_,
+        "max_components": int(len(ratio)),
+        "explained_variance_ratio": ratio.tolist(),
+        "cumulative_explained_variance": np.cumsum(ratio).tolist(),
+        "knee_rule": "Kneedle: farthest point above the chord of the normalised cumulative curve",
+    }}
+    return source, extras
+
+
+def run_baseline(method: str, shards_path, graph_path, descriptors_path=None, *, kmeans_cfg: dict,
+                 baselines_cfg: dict, interpret_cfg: dict, seed: int, truth_path=None) -> tuple:
+    """One peer method end to end: features, batched k-means, ordering, evaluation.
+
+    Returns ``(labels (N,) int32, split (N,) uint8, result dict)`` ready for
+    :func:`insarclust.evaluate.write_method_outputs`.
+    """
+    from . import evaluate, kmeans
+    from .h5io import Shards
+
+    baselines_cfg = dict(baselines_cfg or {})
+    cfg = kmeans_config(kmeans_cfg, baselines_cfg)
+    source, extras = build_features(method, shards_path, descriptors_path, baselines_cfg=baselines_cfg)
+    log.info("%s: clustering %d points x %d features", method, source.n_rows, source.n_features)
+    model, selection = kmeans.fit_from_config(source, cfg, seed)
+    labels, order, stats = evaluate.order_labels_with_stats(model.labels_, shards_path,
+                                                            n_clusters=model.n_clusters)
+    result = evaluate.evaluate_clustering(
+        labels, model.split_, features=source, graph_path=graph_path, shards_path=shards_path,
+        descriptors_path=descriptors_path, truth_path=truth_path, interpret_cfg=interpret_cfg,
+        seed=seed, silhouette_sample=int(cfg.get("silhouette_sample", 10000)),
+        centers=model.cluster_centers_[order], series_stats=stats)
+    result["metrics"]["inertia_train"] = model.inertia_train_
+    result["metrics"]["inertia_test"] = model.inertia_test_
+    if selection is not None:
+        result["k_selection"] = selection
+    result.update(extras)
+    if method == "pca-kmeans":
+        result["centroid_spectrum"] = centroid_spectrum(stats[0], Shards(shards_path).grid_dates)
+    return labels, model.split_, result
+
+
+def default_methods(baselines_cfg: dict | None) -> list[str]:
+    """The peer methods switched on in the ``baselines:`` section (all by default)."""
+    cfg = baselines_cfg or {}
+    return [m for m in METHODS if cfg.get(m, True)]
+
