@@ -1,0 +1,208 @@
+"""H-hop smoothing: known answers on a hand-made graph, exact vs fanout, files."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.utils import scatter
+
+from insarclust import h5io
+from insarclust.graph import GeodesicKNNGraph, build_graph_file
+from insarclust.sampling import to_data
+from insarclust.smooth import GraphSmoother, smooth_feature_file
+from insarclust.spatial import morans_i
+
+# Hand-made directed graph: point -> its neighbours (weights). Point 4 has none.
+EDGES = {0: {1: 1.0, 2: 0.5}, 1: {0: 2.0}, 2: {0: 1.0, 1: 1.0, 3: 4.0}, 3: {2: 0.25}, 4: {}}
+
+
+def hand_graph():
+    indptr, indices, weight = [0], [], []
+    for i in range(5):
+        for j, w in EDGES[i].items():
+            indices.append(j)
+            weight.append(w)
+        indptr.append(len(indices))
+    return np.array(indptr), np.array(indices), np.array(weight, dtype=np.float32)
+
+
+def formula(X, H, alpha, aggregation):
+    """x_i^(h) = a x_i^(h-1) + (1-a) AGG_j x_j^(h-1), written out point by point."""
+    x = X.astype(np.float64)
+    for _ in range(H):
+        nxt = np.empty_like(x)
+        for i in range(len(x)):
+            nb = EDGES[i]
+            if aggregation == "sum":
+                agg = sum((x[j] for j in nb), np.zeros(x.shape[1]))
+            elif nb:
+                agg = sum(w * x[j] for j, w in nb.items()) / sum(nb.values())
+            else:
+                agg = x[i]                      # no neighbours: keep own features
+            nxt[i] = alpha * x[i] + (1 - alpha) * agg
+        x = nxt
+    return x
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "mean"])
+@pytest.mark.parametrize("H", [1, 3])
+@pytest.mark.parametrize("mode", ["exact", "fanout"])
+def test_matches_formula_on_hand_made_graph(aggregation, H, mode):
+    X = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, -1.0], [-2.0, 5.0], [7.0, 7.0]], dtype=np.float32)
+    indptr, indices, weight = hand_graph()
+    sm = GraphSmoother(H=H, alpha=0.3, aggregation=aggregation, mode=mode, fanout=[10], batch_size=2)
+    out = sm.fit(indptr, indices, weight).transform(X)
+    assert out.dtype == np.float32 and out.shape == X.shape
+    np.testing.assert_allclose(out, formula(X, H, 0.3, aggregation), rtol=1e-5, atol=1e-5)
+    if aggregation == "sum":
+        np.testing.assert_allclose(out[4], 0.3 ** H * X[4], rtol=1e-6)
+    else:
+        np.testing.assert_array_equal(out[4], X[4])
+
+
+@pytest.mark.parametrize("mode", ["exact", "fanout"])
+def test_zero_hops_is_identity(mode):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(5, 3)).astype(np.float32)
+    indptr, indices, weight = hand_graph()
+    for aggregation in ("sum", "mean"):
+        out = GraphSmoother(H=0, aggregation=aggregation, mode=mode, fanout=[3]).fit(
+            indptr, indices, weight).transform(X)
+        np.testing.assert_array_equal(out, X)
+        assert out is not X
+
+
+@pytest.fixture(scope="module")
+def knn():
+    rng = np.random.default_rng(1)
+    n = 1200
+    lat, lon = rng.uniform(69, 69.05, n), rng.uniform(20, 20.1, n)
+    return lat, lon
+
+
+def test_exact_equals_pyg_message_passing(knn):
+    g = GeodesicKNNGraph(k=6, symmetric=True).fit(*knn)
+    X = np.random.default_rng(2).normal(size=(g.n_points_, 4)).astype(np.float32)
+    out = GraphSmoother(H=2, alpha=0.6).fit(g.indptr_, g.indices_, g.weight_).transform(X)
+    data = to_data(g.indptr_, g.indices_, g.weight_)
+    src, dst = data.edge_index
+    w = data.edge_weight.double()
+    x = torch.as_tensor(X, dtype=torch.float64)
+    norm = scatter(w, dst, dim=0, dim_size=g.n_points_, reduce="sum")
+    for _ in range(2):
+        x = 0.6 * x + 0.4 * scatter(x[src] * w[:, None], dst, dim=0, dim_size=g.n_points_) / norm[:, None]
+    np.testing.assert_allclose(out, x.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "mean"])
+def test_fanout_with_full_fanout_equals_exact(knn, aggregation):
+    g = GeodesicKNNGraph(k=5, symmetric=True, weighting="inverse").fit(*knn)
+    X = np.random.default_rng(3).normal(size=(g.n_points_, 3)).astype(np.float32)
+    max_degree = int(np.diff(g.indptr_).max())
+    exact = GraphSmoother(H=3, aggregation=aggregation).fit(g.indptr_, g.indices_, g.weight_).transform(X)
+    fan = GraphSmoother(H=3, aggregation=aggregation, mode="fanout", fanout=[max_degree], batch_size=100)
+    np.testing.assert_allclose(fan.fit(g.indptr_, g.indices_, g.weight_).transform(X), exact, rtol=1e-4, atol=1e-4)
+
+
+def test_fanout_sum_rescales_to_unbiased_sum(knn):
+    # Every point has exactly k neighbours: a constant field's rescaled sampled sum is
+    # the full sum, so even 2-of-6 sampling reproduces exact smoothing.
+    g = GeodesicKNNGraph(k=6).fit(*knn)
+    X = np.ones((g.n_points_, 2), dtype=np.float32)
+    exact = GraphSmoother(H=3, alpha=0.5, aggregation="sum").fit(g.indptr_, g.indices_).transform(X)
+    np.testing.assert_allclose(exact, (0.5 + 0.5 * 6) ** 3)
+    fan = GraphSmoother(H=3, alpha=0.5, aggregation="sum", mode="fanout", fanout=[2, 2, 2]).fit(g.indptr_, g.indices_)
+    np.testing.assert_allclose(fan.transform(X), exact, rtol=1e-5)
+
+
+def test_fanout_is_seeded_and_batch_independent(knn):
+    g = GeodesicKNNGraph(k=8).fit(*knn)
+    X = np.random.default_rng(4).normal(size=(g.n_points_, 3)).astype(np.float32)
+    make = lambda seed: GraphSmoother(H=2, mode="fanout", fanout=[3, 3], batch_size=256,  # noqa: E731
+                                      random_state=seed).fit(g.indptr_, g.indices_, g.weight_)
+    a, b, c = make(0).transform(X), make(0).transform(X), make(1).transform(X)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    start, rows = make(0).transform_batch(2, lambda ids: X[ids])
+    np.testing.assert_array_equal(rows, a[start:start + len(rows)])
+    # Sampled smoothing is still smoothing: close to exact, much smoother than the input.
+    exact = GraphSmoother(H=2).fit(g.indptr_, g.indices_, g.weight_).transform(X)
+    assert np.abs(a - exact).mean() < 0.5 * np.abs(X - exact).mean()
+
+
+def test_parameter_errors():
+    indptr, indices, weight = hand_graph()
+    with pytest.raises(ValueError, match="aggregation"):
+        GraphSmoother(aggregation="max").fit(indptr, indices)
+    with pytest.raises(ValueError, match="fanout has 2 entries but H = 3"):
+        GraphSmoother(H=3, mode="fanout", fanout=[2, 2]).fit(indptr, indices)
+    with pytest.raises(ValueError, match="rows"):
+        GraphSmoother().fit(indptr, indices).transform(np.zeros((3, 2), dtype=np.float32))
+
+
+def make_feature_file(path, shards_path):
+    """A dyn+static-like feature file: 6 noisy series columns + a static column in metres."""
+    shards = h5io.Shards(shards_path)
+    regular = shards.read("series/regular")
+    height = shards.read("points/static")[:, :1]
+    X = np.concatenate([regular[:, ::20], height], axis=1).astype(np.float32)
+    names = [f"d{i}" for i in range(X.shape[1] - 1)] + ["height"]
+    h5io.write_features(path, X, names)
+    return X, names
+
+
+@pytest.mark.parametrize("mode", ["exact", "fanout"])
+def test_smooth_feature_file_writes_real_files(shards_file, tmp_path, mode):
+    shards_path, _ = shards_file
+    graph_path = tmp_path / "graph.h5"
+    build_graph_file(shards_path, graph_path, {"k": 8, "weighting": "gaussian"})
+    X, names = make_feature_file(tmp_path / "dyn.h5", shards_path)
+    out = tmp_path / "dyn_smoothed.h5"
+    cfg = {"H": 3, "alpha": 0.5, "aggregation": "mean", "mode": mode, "fanout": [8, 8, 8],
+           "batch_size": 300, "standardize": True, "moran_features": 3}
+    attrs = smooth_feature_file(tmp_path / "dyn.h5", graph_path, out, cfg, seed=5, block_rows=500)
+    Y, out_names = h5io.read_features(out)
+    assert out_names == names and Y.shape == X.shape and Y.dtype == np.float32
+    stored = h5io.read_attrs(out)
+    assert stored["H"] == 3 and stored["alpha"] == 0.5 and stored["aggregation"] == "mean"
+    assert stored["mode"] == mode and stored["moran_features"] == names[:3]
+    np.testing.assert_allclose(stored["standardise_mean"], X.mean(0), rtol=1e-4)
+    np.testing.assert_allclose(stored["standardise_scale"], X.std(0), rtol=1e-4)
+    before, after = np.asarray(stored["morans_i_before"]), np.asarray(stored["morans_i_after"])
+    assert before.shape == after.shape == (3,)
+    assert np.all(after > before + 0.1) and np.all(after > 0.6)
+    np.testing.assert_allclose(attrs["morans_i_after"], after)
+    # The known answer: exact smoothing of the z-scored columns.
+    g = h5io.read_graph(graph_path)
+    Z = (X - X.mean(0)) / X.std(0)
+    expected = GraphSmoother(H=3, alpha=0.5).fit(g["indptr"], g["indices"], g["weight"]).transform(Z)
+    if mode == "exact":
+        np.testing.assert_allclose(Y, expected, rtol=1e-4, atol=1e-4)
+    else:
+        assert np.abs(Y - expected).mean() < 0.25 * np.abs(Z - expected).mean()
+    np.testing.assert_allclose(after, morans_i(g["indptr"], g["indices"], Y[:, :3], g["weight"]), rtol=1e-6)
+    # Same input + seed => identical output.
+    smooth_feature_file(tmp_path / "dyn.h5", graph_path, tmp_path / "again.h5", cfg, seed=5, block_rows=500)
+    np.testing.assert_array_equal(h5io.read_features(tmp_path / "again.h5")[0], Y)
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_smooth_feature_file_h0_and_no_standardisation(shards_file, tmp_path):
+    shards_path, _ = shards_file
+    build_graph_file(shards_path, tmp_path / "graph.h5", {"k": 5})
+    X, _ = make_feature_file(tmp_path / "dyn.h5", shards_path)
+    smooth_feature_file(tmp_path / "dyn.h5", tmp_path / "graph.h5", tmp_path / "z.h5", {"H": 0})
+    np.testing.assert_allclose(h5io.read_features(tmp_path / "z.h5")[0], (X - X.mean(0)) / X.std(0),
+                               rtol=1e-4, atol=1e-4)
+    smooth_feature_file(tmp_path / "dyn.h5", tmp_path / "graph.h5", tmp_path / "raw.h5",
+                        {"H": 0, "standardize": False})
+    np.testing.assert_array_equal(h5io.read_features(tmp_path / "raw.h5")[0], X)
+
+
+def test_smooth_feature_file_rejects_mismatched_graph(shards_file, tmp_path):
+    shards_path, _ = shards_file
+    build_graph_file(shards_path, tmp_path / "graph.h5", {"k": 5})
+    h5io.write_features(tmp_path / "small.h5", np.zeros((10, 2), dtype=np.float32), ["a", "b"])
+    with pytest.raises(ValueError, match="same shards.h5"):
+        smooth_feature_file(tmp_path / "small.h5", tmp_path / "graph.h5", tmp_path / "out.h5", {})
+    assert not (tmp_path / "out.h5").exists()
