@@ -4,7 +4,8 @@ from insarclust.logs import setup_logging, timed
 
 log = setup_logging(snakemake.log[0])
 cfg = dict(snakemake.params.cfg)
-truth = list(snakemake.input.get("truth", []) or [])
+truth = snakemake.input.get("truth") or []  # demo sites only: a file name or a list of one
+truth = [truth] if isinstance(truth, str) else list(truth)
 with timed(log, f"kmeans {snakemake.wildcards.variant}"):
     labels, split, result = kmeans.run_stage(
         snakemake.input.features, snakemake.input.shards, snakemake.input.graph, cfg=cfg,

@@ -163,6 +163,22 @@ def member_spread(descriptors_path, labels: np.ndarray, n_clusters: int) -> dict
     return {name: std[:, j] for j, name in enumerate(source.names)}
 
 
+def _observed_dates_kwarg(shards) -> dict:
+    """``observed_dates`` for :func:`describe_clusters`: the acquisition dates the
+    per-point descriptors were fitted on, so cluster means are fitted alike."""
+    import inspect
+
+    if "observed_dates" not in inspect.signature(describe_clusters).parameters:
+        return {}
+    try:
+        from .descriptors import acquisition_dates
+    except ImportError:
+        return {"observed_dates": shards.dates}
+    first = shards.shard_bounds()[0] if shards.n_shards else (0, 0)
+    sample = shards.read("series/displacement", first[0], min(first[1], first[0] + 4096))
+    return {"observed_dates": acquisition_dates(shards.dates, sample)}
+
+
 def evaluate_clustering(labels: np.ndarray, split: np.ndarray, *, features, graph_path, shards_path,
                         descriptors_path=None, truth_path=None, interpret_cfg: dict, seed: int,
                         silhouette_sample: int = 10000, centers: np.ndarray | None = None,
@@ -199,7 +215,8 @@ def evaluate_clustering(labels: np.ndarray, split: np.ndarray, *, features, grap
     mean, _, counts = series_stats if series_stats is not None else \
         cluster_series_stats(shards_path, labels, n_clusters)
     spread = member_spread(descriptors_path, labels, n_clusters) if descriptors_path else None
-    clusters = describe_clusters(mean, shards.grid_dates, counts, interpret_cfg or {}, spread)
+    clusters = describe_clusters(mean, shards.grid_dates, counts, interpret_cfg or {}, spread,
+                                 **_observed_dates_kwarg(shards))
 
     if truth_path:
         truth = load_truth(truth_path, shards.pids())

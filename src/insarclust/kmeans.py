@@ -29,6 +29,7 @@ from sklearn.cluster import MiniBatchKMeans
 from sklearn.metrics import adjusted_rand_score
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from .batches import BLOCK_ROWS, BUFFER_ROWS, as_source, iter_batches, iter_blocks, n_batches
 from .logs import Progress
@@ -204,7 +205,12 @@ class BatchedKMeans(ClusterMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         """Fit on a row source (or an array / feature-file path). Returns self."""
-        source = as_source(X)
+        # Every step works on one small batch: extra OpenMP/BLAS threads only
+        # add synchronisation, which costs up to 10x on a shared machine.
+        with threadpool_limits(limits=1):
+            return self._fit(as_source(X))
+
+    def _fit(self, source):
         if self.engine not in ("numpy", "sklearn"):
             raise ValueError(f"engine must be 'numpy' or 'sklearn', got {self.engine!r}")
         if int(self.n_passes) < 1:

@@ -1,0 +1,172 @@
+"""Streamed quality metrics and the shared evaluation record: known answers."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
+from insarclust import evaluate, h5io, metrics
+from insarclust.batches import ArraySource, ShardsSource
+from insarclust.errors import InputError
+
+REGIMES = np.array(["stable", "subsiding", "seasonal", "uplifting"])
+
+
+def test_separated_blobs_score_near_perfect():
+    X, y = make_blobs(n_samples=3000, centers=[[0, 0], [100, 0], [0, 100]], cluster_std=0.5,
+                      random_state=0)
+    q = metrics.quality_metrics(ArraySource(X), y, seed=0, silhouette_sample=1000)
+    assert q["silhouette"] > 0.98
+    assert q["davies_bouldin"] < 0.02
+    assert q["calinski_harabasz"] > 1e5
+    # centroids at the corners of a right triangle with legs 100: (100 + 100 + 141.42) / 3
+    assert q["mean_intercentroid_distance"] == pytest.approx((200 + 100 * np.sqrt(2)) / 3, rel=1e-3)
+    assert q["sizes"].tolist() == [1000, 1000, 1000]
+
+
+@pytest.mark.parametrize("block_rows", [7, 100000])
+def test_streamed_metrics_equal_sklearn(block_rows):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(1500, 6)).astype(np.float32)
+    labels = rng.integers(0, 4, 1500)
+    labels[labels == 2] = 3  # an empty cluster id in the middle
+    X[labels == 3] += 2.0
+    source = ArraySource(X, shard_offsets=[0, 500, 1001, 1500])
+    q = metrics.quality_metrics(source, labels, n_clusters=4, seed=0, silhouette_sample=10**6,
+                                block_rows=block_rows)
+    X64 = X.astype(np.float64)  # the streamed moments are float64; so is this reference
+    assert q["davies_bouldin"] == pytest.approx(davies_bouldin_score(X64, labels), rel=1e-9)
+    assert q["calinski_harabasz"] == pytest.approx(calinski_harabasz_score(X64, labels), rel=1e-9)
+    assert q["silhouette"] == pytest.approx(silhouette_score(X, labels), rel=1e-6)  # sample = all
+    assert q["sizes"][2] == 0 and np.isnan(q["centroids"][2]).all()
+
+
+def test_silhouette_sample_is_fixed():
+    rows = metrics.sample_rows(100000, 500, seed=4)
+    assert len(rows) == 500 and np.all(np.diff(rows) > 0)
+    assert np.array_equal(rows, metrics.sample_rows(100000, 500, seed=4))
+    assert len(metrics.sample_rows(30, 500, seed=4)) == 30
+    X = np.random.default_rng(0).normal(size=(200, 2))
+    assert np.isnan(metrics.sampled_silhouette(ArraySource(X), np.zeros(200, int), 100, 0))
+
+
+def test_cluster_series_stats_equal_numpy(shards_file):
+    path, truth = shards_file
+    labels = truth.copy()
+    labels[labels == 2] = 5  # K = 6 with empty ids 2 and 4
+    mean, std, counts = evaluate.cluster_series_stats(path, labels)
+    regular = h5io.Shards(path).read("series/regular").astype(np.float64)
+    assert mean.shape == (6, regular.shape[1]) and counts.tolist() == np.bincount(labels).tolist()
+    for k in (0, 1, 3, 5):
+        np.testing.assert_allclose(mean[k], regular[labels == k].mean(axis=0), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(std[k], regular[labels == k].std(axis=0), rtol=1e-7, atol=1e-9)
+    assert np.isnan(mean[2]).all() and np.isnan(std[4]).all()
+
+
+def test_order_labels_by_trend(shards_file):
+    path, truth = shards_file
+    # truth: 0 stable, 1 subsiding (-8 mm/yr), 2 seasonal, 3 uplift (+5 mm/yr); scramble the ids
+    scrambled = np.array([7, 2, 0, 4])[truth]
+    ordered = evaluate.order_labels(scrambled, path)
+    assert ordered.dtype == np.int32
+    assert np.all(ordered[truth == 1] == 0)  # subsiding first
+    assert np.all(ordered[truth == 3] == 3)  # uplift last among the non-empty
+    assert set(np.unique(ordered)) == {0, 1, 2, 3}  # empty ids 1, 3, 5, 6 of the scrambled set go last
+    labels, order, (mean, _, counts) = evaluate.order_labels_with_stats(scrambled, path)
+    # subsiding (-8), seasonal (about -3 over its partial cycles), stable (0), uplift (+5)
+    assert order[:4].tolist() == [2, 0, 7, 4]
+    assert counts[4:].sum() == 0
+    trend = evaluate.trend_mm_yr(mean[:4], h5io.Shards(path).grid_dates)
+    assert trend[0] == pytest.approx(-8.0, abs=0.3) and trend[3] == pytest.approx(5.0, abs=0.3)
+
+
+def test_load_truth(tmp_path):
+    p = tmp_path / "truth.csv"
+    p.write_text("pid,regime\nb,subsiding\na,stable\nc,step\n")
+    assert evaluate.load_truth(p, np.array(["a", "b", "c", "a"])).tolist() == \
+        ["stable", "subsiding", "step", "stable"]
+    with pytest.raises(InputError, match="no true regime"):
+        evaluate.load_truth(p, np.array(["a", "zz"]))
+    p.write_text("pid,regime\na,sinking\n")
+    with pytest.raises(InputError, match="row 1.*unknown regime"):
+        evaluate.load_truth(p, np.array(["a"]))
+    p.write_text("pid,regime\na,stable\na,stable\n")
+    with pytest.raises(InputError, match="more than once"):
+        evaluate.load_truth(p, np.array(["a"]))
+    p.write_text("id,regime\na,stable\n")
+    with pytest.raises(InputError, match="column 'pid'"):
+        evaluate.load_truth(p, np.array(["a"]))
+
+
+def _graph(tmp_path, n, edges):
+    src, dst = np.array(edges).T
+    order = np.argsort(src, kind="stable")
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=n))])
+    path = tmp_path / "graph.h5"
+    h5io.write_graph(path, indptr, dst[order], np.ones(len(src)), np.ones(len(src)),
+                     {"k": 1, "weighting": "binary"})
+    return path
+
+
+def test_evaluate_clustering_and_outputs(tmp_path, shards_file):
+    path, truth = shards_file
+    n = len(truth)
+    # hand-made graph: every point -> next point (n - 1 edges) + point 0 -> point n - 1;
+    # rows are sorted by regime, so exactly 3 chain edges + the closing edge cross regimes
+    edges = [(i, i + 1) for i in range(n - 1)] + [(0, n - 1)]
+    graph = _graph(tmp_path, n, edges)
+    truth_csv = tmp_path / "truth.csv"
+    pids = h5io.Shards(path).pids()
+    truth_csv.write_text("pid,regime\n" + "".join(f"{p},{REGIMES[t]}\n" for p, t in zip(pids, truth)))
+    labels = evaluate.order_labels(truth, path)
+    split = (np.arange(n) % 5 == 0).astype(np.uint8)
+    result = evaluate.evaluate_clustering(
+        labels, split, features=ShardsSource(path), graph_path=graph, shards_path=path,
+        truth_path=truth_csv, interpret_cfg={}, seed=0, silhouette_sample=500)
+    m = result["metrics"]
+    assert m["spatial_coherence"] == pytest.approx(1 - 4 / n)
+    assert m["ari"] == pytest.approx(1.0) and m["nmi"] == pytest.approx(1.0)
+    suggested = {c["cluster"]: c["label"] for c in result["clusters"]}
+    expected = np.mean([suggested[lab] == REGIMES[t] for lab, t in zip(labels, truth)])
+    assert m["label_match"] == pytest.approx(expected)
+    assert suggested[0] == "subsiding" and suggested[3] == "uplifting"
+    assert (result["k"], result["n_points"], result["n_train"], result["n_test"]) == (4, n, n - 400, 400)
+    assert result["sizes"] == np.bincount(labels).tolist()
+    assert 0.3 < m["silhouette"] <= 1 and m["davies_bouldin"] > 0
+
+    result["metrics"]["undefined"] = float("nan")
+    h5, js = tmp_path / "clusters" / "m.h5", tmp_path / "clusters" / "m.json"
+    evaluate.write_method_outputs(h5, js, labels, split, {"site": "s", "method": "m", **result},
+                                  proba=np.full((n, 4), 0.25))
+    stored = h5io.read_clusters(h5)
+    assert stored["labels"].dtype == np.int32 and np.array_equal(stored["labels"], labels)
+    assert stored["split"].dtype == np.uint8 and stored["proba"].shape == (n, 4)
+    assert stored["attrs"]["method"] == "m"
+    back = json.loads(js.read_text())  # strict JSON: NaN written as null
+    assert back["metrics"]["undefined"] is None and back["site"] == "s"
+    assert sorted(p.name for p in h5.parent.iterdir()) == ["m.h5", "m.json"]
+
+
+def test_evaluate_with_member_spread_and_centers(tmp_path, shards_file):
+    path, truth = shards_file
+    n = len(truth)
+    graph = _graph(tmp_path, n, [(i, (i + 1) % n) for i in range(n)])
+    descriptors = tmp_path / "descriptors.h5"
+    values = np.stack([truth * 1.0, np.arange(n) % 2], axis=1)
+    h5io.write_features(descriptors, values, ["a", "b"])
+    centers = np.zeros((4, 120))
+    result = evaluate.evaluate_clustering(
+        truth, np.zeros(n, np.uint8), features=ShardsSource(path), graph_path=graph,
+        shards_path=path, descriptors_path=descriptors, interpret_cfg={}, seed=0,
+        silhouette_sample=200, centers=centers)
+    assert result["metrics"]["mean_intercentroid_distance"] == 0.0  # from the given centres
+    assert "ari" not in result["metrics"]
+    spread = [c["spread"] for c in result["clusters"]]
+    assert all(s["a"] == pytest.approx(0.0) for s in spread)
+    assert all(s["b"] == pytest.approx(0.5, abs=0.01) for s in spread)
+    with pytest.raises(ValueError, match="labels for"):
+        evaluate.evaluate_clustering(truth[:10], np.zeros(10), features=ShardsSource(path),
+                                     graph_path=graph, shards_path=path, interpret_cfg={}, seed=0)

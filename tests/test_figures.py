@@ -1,0 +1,119 @@
+"""Standard figures: written, non-empty PNGs with the agreed content."""
+from __future__ import annotations
+
+import json
+import math
+import runpy
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT
+from insarclust import evaluate, figures, h5io
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+CLUSTERS = [
+    {"cluster": 0, "label": "subsiding", "descriptors": {"trend_mm_yr": -8.04, "offset_mm": -1.0,
+                                                         "annual_amplitude_mm": 0.1, "step_date": None}},
+    {"cluster": 1, "label": "seasonal", "descriptors": {"trend_mm_yr": 0.1}},
+    {"cluster": 2, "label": "stable", "descriptors": {}},
+    {"cluster": 3, "label": "uplifting", "descriptors": {"trend_mm_yr": 5.0}},
+]
+
+
+def _png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == PNG and len(data) > 5000
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_colours_fixed_per_id():
+    assert figures.cluster_color(0) == figures.cluster_color(0 + len(figures.PALETTE))
+    assert len({figures.cluster_color(k) for k in range(12)}) == 12
+    assert figures.cluster_caption(2, 4210, CLUSTERS[0]) == "2: subsiding, -8.0 mm/yr (n=4,210)"
+    assert figures.cluster_caption(2, 5, None) == "2 (n=5)"
+
+
+def test_cluster_map(tmp_path, shards_file):
+    path, truth = shards_file
+    lat, lon = h5io.Shards(path).coords()
+    out = tmp_path / "map.png"
+    fig = figures.plot_cluster_map(lat, lon, truth, out, clusters=CLUSTERS, title="site - m",
+                                   max_points=500, seed=1)
+    ax = fig.axes[0]
+    assert ax.get_aspect() == pytest.approx(1 / math.cos(math.radians(lat.mean())))
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    counts = np.bincount(truth)
+    assert texts[0] == f"0: subsiding, -8.0 mm/yr (n={counts[0]:,})"  # counts of all points
+    scatter = ax.collections[0]
+    assert scatter.get_rasterized() and len(scatter.get_offsets()) == 500  # seeded subsample
+    # colour of each drawn point is its cluster's fixed colour
+    colours = {tuple(np.round(c, 4)) for c in scatter.get_facecolors()}
+    assert colours == {tuple(np.round(matplotlib.colors.to_rgba(figures.cluster_color(k)), 4))
+                       for k in range(4)}
+    plt.close(fig)
+    w, h = _png_size(out)
+    assert w > 600 and h > 600
+
+
+def test_cluster_series(tmp_path, shards_file):
+    path, truth = shards_file
+    mean, std, counts = evaluate.cluster_series_stats(path, truth, n_clusters=5)  # id 4 empty
+    grid = h5io.Shards(path).grid_dates
+    out = tmp_path / "series.png"
+    fig = figures.plot_cluster_series(grid, mean, std, counts, out, clusters=CLUSTERS, title="t")
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 5
+    assert axes[0].get_title() == "Cluster 0: subsiding (-8.0 mm/yr)"
+    assert axes[0].get_shared_y_axes().joined(axes[0], axes[3])
+    labels0 = [t.get_text() for t in axes[0].get_legend().get_texts()]
+    assert f"mean (n={counts[0]:,})" in labels0
+    assert "fit: trend + annual + step" in labels0  # cluster 0 has descriptors
+    assert "fit: trend + annual + step" not in [t.get_text() for t in axes[2].get_legend().get_texts()]
+    line = axes[0].get_lines()[0]
+    assert line.get_xdata()[0] == 0 and line.get_xdata()[-1] == grid[-1] - grid[0]
+    assert {ax.get_xlabel() for ax in axes[-3:]} == {"Days from first acquisition"}
+    assert axes[4].texts[0].get_text() == "empty"
+    plt.close(fig)
+    _png_size(out)
+
+
+def test_k_sweep_plot(tmp_path):
+    table = pd.DataFrame({"k": [2, 3, 4, 5], "silhouette": [0.3, 0.5, 0.4, 0.35],
+                          "davies_bouldin": [1.2, 0.8, 0.9, 1.0], "inertia_train": [9, 6, 5, 4.5],
+                          "inertia_test": [9.5, 6.2, 5.1, 4.7]})
+    fig = figures.plot_k_sweep(table, tmp_path / "k.png", title="s")
+    assert "k=3" in fig._suptitle.get_text()
+    assert len([ax for ax in fig.axes if ax.get_visible()]) == 3
+    plt.close(fig)
+    _png_size(tmp_path / "k.png")
+
+
+def test_figures_script(tmp_path, shards_file):
+    from snakemake.iocontainers import Namedlist
+
+    path, truth = shards_file
+    labels = evaluate.order_labels(truth, path)
+    h5, js = tmp_path / "clusters" / "dsc.h5", tmp_path / "clusters" / "dsc.json"
+    evaluate.write_method_outputs(h5, js, labels, np.zeros(len(labels), np.uint8),
+                                  {"site": "s", "method": "dsc", "k": 4, "clusters": CLUSTERS},
+                                  proba=np.full((len(labels), 4), 0.25))
+
+    class Snakemake:
+        input = Namedlist(fromdict={"labels": str(h5), "metrics": str(js), "shards": str(path)})
+        output = Namedlist(fromdict={"map": str(tmp_path / "figures" / "dsc_map.png"),
+                                     "clusters": str(tmp_path / "figures" / "dsc_clusters.png")})
+        params = Namedlist(fromdict={"cfg": {"max_map_points": 1000, "dpi": 80}, "seed": 0})
+        wildcards = Namedlist(fromdict={"site": "s", "method": "dsc"})
+        log = [str(tmp_path / "figures.log")]
+        threads = 1
+
+    runpy.run_path(str(ROOT / "scripts" / "figures.py"), init_globals={"snakemake": Snakemake})
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["dsc_clusters.png", "dsc_map.png"]
+    for name in ("dsc_clusters.png", "dsc_map.png"):
+        _png_size(tmp_path / "figures" / name)
+    assert json.loads(js.read_text())["method"] == "dsc"

@@ -1,0 +1,294 @@
+"""Batched mini-batch k-means: the seed method, its split and warm start, engines, k choice, the stage."""
+from __future__ import annotations
+
+import copy
+import json
+import runpy
+
+import numpy as np
+import pytest
+from scipy.stats import kstest
+from sklearn.cluster import MiniBatchKMeans
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+
+from conftest import ROOT
+from insarclust import h5io
+from insarclust.batches import ArraySource, H5FeatureSource, ShardsSource, iter_batches
+from insarclust.kmeans import (BatchedKMeans, _NumpyMiniBatchUpdate, fit_from_config, kmeans_params,
+                               run_stage, select_k, split_rows, sweep_k)
+
+REGIMES = np.array(["stable", "subsiding", "seasonal", "uplifting"])
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, y = make_blobs(n_samples=6000, centers=5, n_features=8, cluster_std=1.0, random_state=7)
+    return X.astype(np.float32), y
+
+
+# --------------------------------------------------------------------------- split
+
+
+def test_random_split_sizes():
+    split = split_rows(10001, 0.2, "random", seed=3)
+    assert split.dtype == np.uint8 and set(np.unique(split)) == {0, 1}
+    assert int(split.sum()) == round(0.2 * 10001)
+    assert np.array_equal(split, split_rows(10001, 0.2, "random", seed=3))
+    assert not np.array_equal(split, split_rows(10001, 0.2, "random", seed=4))
+    assert split_rows(100, 0.0, "random").sum() == 0
+
+
+def test_shard_split_holds_out_whole_shards():
+    offsets = np.array([0, 100, 350, 400, 700, 1000, 1300, 1500, 2000])
+    split = split_rows(2000, 0.25, "shard", offsets, seed=1)
+    for a, b in zip(offsets[:-1], offsets[1:]):
+        assert len(np.unique(split[a:b])) == 1  # a shard is all train or all test
+    assert abs(split.mean() - 0.25) <= 0.1
+    assert split_rows(2000, 0.9, "shard", [0, 2000], seed=0).sum() == 0  # one shard stays train
+    with pytest.raises(ValueError, match="shard offsets"):
+        split_rows(100, 0.2, "shard", None)
+
+
+# --------------------------------------------------------------------------- the method
+
+
+def test_every_point_one_label_and_split_sizes(blobs):
+    X, y = blobs
+    model = BatchedKMeans(5, batch_size=128, warm_start_size=1000, random_state=0).fit(X)
+    assert model.labels_.shape == (6000,) and model.labels_.dtype == np.int32
+    assert model.labels_.min() >= 0 and model.labels_.max() < 5
+    assert model.split_.dtype == np.uint8 and int(model.split_.sum()) == 1200
+    assert model.cluster_centers_.shape == (5, 8)
+    assert model.n_steps_ == -(-4800 // 128)
+    assert np.array_equal(model.predict(X), model.labels_)
+    assert adjusted_rand_score(y, model.labels_) > 0.99
+    # held-out points fit about as well as train points: no overfitting on blobs
+    assert 0.8 < model.inertia_test_ / model.inertia_train_ < 1.25
+
+
+def test_warm_start_is_uniform_sample_of_train_stream_prefix(blobs):
+    X, _ = blobs
+    S, B = 700, 256
+    model = BatchedKMeans(5, batch_size=B, warm_start_size=S, random_state=2).fit(X)
+    warm = model.warm_start_rows_
+    assert len(warm) == S and len(np.unique(warm)) == S
+    assert np.all(model.split_[warm] == 0)  # train points only
+    # the prefix of the train stream: the first ceil(S / B) batches
+    train = np.flatnonzero(model.split_ == 0)
+    stream = iter_batches(ArraySource(X), train, B, shuffle=True, seed=model._seeds()["warm"])
+    prefix = np.concatenate([next(stream)[0] for _ in range(-(-S // B))])
+    position = {row: i for i, row in enumerate(prefix)}
+    assert set(warm) <= set(prefix)
+    # uniform over the prefix: positions of the kept points ~ U(0, len(prefix))
+    kept = np.array([position[r] for r in warm]) / len(prefix)
+    assert kstest(kept, "uniform").pvalue > 0.01
+    # and the prefix itself is spread over the whole train set, not its first rows
+    assert kstest(prefix / len(X), "uniform").pvalue > 0.01
+    small = BatchedKMeans(5, warm_start_size=10**6, random_state=2).fit(X)
+    assert len(small.warm_start_rows_) == len(train)  # S capped at the train size
+
+
+def test_follows_the_seed_recipe_exactly(blobs):
+    """engine="sklearn" == MiniBatchKMeans.fit on the warm sample + partial_fit per train batch."""
+    X, _ = blobs
+    model = BatchedKMeans(4, batch_size=200, warm_start_size=900, n_passes=2, random_state=5,
+                          engine="sklearn").fit(X)
+    seeds = model._seeds()
+    train = np.flatnonzero(model.split_ == 0)
+    recipe = MiniBatchKMeans(n_clusters=4, batch_size=200, random_state=seeds["model"],
+                             compute_labels=False).fit(X[model.warm_start_rows_])
+    for pass_seed in seeds["passes"]:
+        for _, batch in iter_batches(ArraySource(X), train, 200, shuffle=True, seed=pass_seed):
+            recipe.partial_fit(batch)
+    assert np.array_equal(recipe.cluster_centers_, model.cluster_centers_)
+    assert np.array_equal(recipe.predict(X), model.labels_)
+
+
+def test_numpy_engine_matches_sklearn_update(blobs):
+    X, _ = blobs
+    a = BatchedKMeans(6, batch_size=256, warm_start_size=1000, random_state=1, engine="numpy").fit(X)
+    b = BatchedKMeans(6, batch_size=256, warm_start_size=1000, random_state=1, engine="sklearn").fit(X)
+    np.testing.assert_allclose(a.cluster_centers_, b.cluster_centers_, atol=1e-4)
+    assert np.array_equal(a.labels_, b.labels_)
+    assert a.inertia_train_ == pytest.approx(b.inertia_train_, rel=1e-5)
+
+
+def test_numpy_update_reassigns_starved_centres_like_sklearn():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(5000, 5)).astype(np.float32)
+    model = MiniBatchKMeans(4, batch_size=256, random_state=3, compute_labels=False).fit(X[:1000])
+    model._counts[1] = 0.5  # below 1 % of the largest count: re-seeded on a random batch point
+    update = _NumpyMiniBatchUpdate(copy.deepcopy(model))
+    before = model.cluster_centers_[1].copy()
+    for s in range(1000, 5000, 256):
+        model.partial_fit(X[s:s + 256])
+        update.partial_fit(X[s:s + 256])
+    assert not np.allclose(model.cluster_centers_[1], before)
+    np.testing.assert_allclose(update.centers, model.cluster_centers_, atol=1e-5)
+    np.testing.assert_array_equal(update.counts, model._counts)
+
+
+def test_deterministic_and_seed_stable(shards_file):
+    path, truth = shards_file
+    source = ShardsSource(path)
+    params = dict(n_clusters=4, warm_start_size=800, random_state=11)
+    a = BatchedKMeans(**params).fit(source)
+    b = BatchedKMeans(**params).fit(source)
+    assert np.array_equal(a.labels_, b.labels_) and np.array_equal(a.cluster_centers_, b.cluster_centers_)
+    c = BatchedKMeans(**{**params, "random_state": 12}).fit(source)
+    assert not np.array_equal(a.split_, c.split_)  # a different run ...
+    ari = adjusted_rand_score(a.labels_, c.labels_)
+    print(f"\nARI between seeds 11 and 12: {ari:.4f}")
+    assert ari > 0.95  # ... with the same partition
+    assert adjusted_rand_score(truth, a.labels_) > 0.95
+
+
+def test_bad_parameters(blobs):
+    X, _ = blobs
+    with pytest.raises(ValueError, match="engine"):
+        BatchedKMeans(engine="torch").fit(X)
+    with pytest.raises(ValueError, match="train points"):
+        BatchedKMeans(n_clusters=50).fit(X[:40])
+    with pytest.raises(ValueError, match="shard offsets"):
+        BatchedKMeans(split="shard").fit(X)
+
+
+def test_shard_split_fit(shards_file):
+    path, _ = shards_file
+    model = BatchedKMeans(4, warm_start_size=500, split="shard", test_fraction=0.25).fit(ShardsSource(path))
+    offsets = h5io.Shards(path).offsets
+    for a, b in zip(offsets[:-1], offsets[1:]):
+        assert len(np.unique(model.split_[a:b])) == 1
+    assert 0 < model.split_.sum() < len(model.split_)
+
+
+# --------------------------------------------------------------------------- k choice
+
+
+def test_k_auto_finds_the_number_of_blobs(blobs):
+    X, _ = blobs
+    selection = select_k(X, [2, 7], seed=0, silhouette_sample=2000, warm_start_size=1000)
+    assert selection["chosen"] == 5 and selection["k"] == [2, 3, 4, 5, 6, 7]
+    assert max(selection["silhouette"]) == selection["silhouette"][3]
+    model, sel = fit_from_config(X, {"k": "auto", "k_range": [4, 6], "silhouette_sample": 2000,
+                                     "warm_start_size": 1000}, seed=0)
+    assert model.n_clusters == 5 and sel["chosen"] == 5
+    model, sel = fit_from_config(X, {"k": 3}, seed=0)
+    assert model.n_clusters == 3 and sel is None
+
+
+def test_sweep_table(blobs):
+    X, _ = blobs
+    table = sweep_k(X, [3, 5], seed=0, silhouette_sample=1000, warm_start_size=1000)
+    assert table["k"].tolist() == [3, 5]
+    assert {"silhouette", "davies_bouldin", "calinski_harabasz", "inertia_train",
+            "inertia_test", "mean_intercentroid_distance"} <= set(table.columns)
+    assert table["inertia_train"].iloc[1] < table["inertia_train"].iloc[0]
+    assert table["silhouette"].iloc[1] > table["silhouette"].iloc[0]
+
+
+def test_kmeans_params_from_config():
+    p = kmeans_params({"k": 4, "batch_size": 64, "split": "shard", "engine": "sklearn"})
+    assert p["batch_size"] == 64 and p["split"] == "shard" and p["engine"] == "sklearn"
+    assert BatchedKMeans(**p).get_params()["warm_start_size"] == 25600
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def _site(tmp_path, shards_file):
+    """features/dyn.h5, graph.h5, descriptors.h5 and the truth table of the shards fixture."""
+    path, truth = shards_file
+    shards = h5io.Shards(path)
+    regular = shards.read("series/regular")
+    t_yr = (shards.grid_dates - shards.grid_dates[0]) / 365.25
+    features = tmp_path / "features" / "dyn.h5"
+    h5io.write_features(features, regular[:, ::4], [f"f{j}" for j in range(regular[:, ::4].shape[1])])
+    trend = np.polyfit(t_yr, regular.T, 1)[0]
+    descriptors = tmp_path / "features" / "descriptors.h5"
+    h5io.write_features(descriptors, np.stack([trend, regular.std(axis=1)], axis=1),
+                        ["trend_mm_yr", "residual_rms_mm"])
+    # a chain graph along the (quadrant-sorted) rows: neighbours share the regime
+    n = len(regular)
+    src = np.repeat(np.arange(n), 2)
+    dst = np.clip(src + np.tile([-1, 1], n), 0, n - 1)
+    graph = tmp_path / "graph.h5"
+    h5io.write_graph(graph, np.arange(0, 2 * n + 1, 2), dst, np.ones(2 * n), np.ones(2 * n),
+                     {"k": 2, "weighting": "binary"})
+    truth_csv = tmp_path / "truth.csv"
+    pids = shards.pids()
+    order = np.random.default_rng(0).permutation(n)  # rows matched by pid, not position
+    truth_csv.write_text("pid,regime\n" + "".join(f"{pids[i]},{REGIMES[truth[i]]}\n" for i in order))
+    return features, graph, descriptors, truth_csv
+
+
+CFG = {"k": 4, "batch_size": 128, "test_fraction": 0.2, "split": "random", "warm_start_size": 1000,
+       "n_passes": 1, "silhouette_sample": 1000, "engine": "numpy", "seed_stability": True}
+
+
+def test_run_stage(tmp_path, shards_file):
+    path, truth = shards_file
+    features, graph, descriptors, truth_csv = _site(tmp_path, shards_file)
+    labels, split, result = run_stage(features, path, graph, cfg=CFG, seed=3, interpret_cfg={},
+                                      descriptors_path=descriptors, truth_path=truth_csv)
+    assert labels.dtype == np.int32 and split.dtype == np.uint8 and len(labels) == 2000
+    m = result["metrics"]
+    assert m["ari"] > 0.95 and m["nmi"] > 0.9
+    assert m["spatial_coherence"] > 0.95
+    assert m["inertia_train"] > 0 and m["inertia_test"] > 0
+    assert result["seed_stability_ari"] > 0.95
+    assert result["n_train"] == 1600 and result["n_test"] == 400 and sum(result["sizes"]) == 2000
+    # ids by trend: 0 = the subsiding regime, 3 = the uplifting one
+    assert np.mean(labels[truth == 1] == 0) > 0.95 and np.mean(labels[truth == 3] == 3) > 0.95
+    assert [c["cluster"] for c in result["clusters"]] == [0, 1, 2, 3]
+    assert set(result["clusters"][0]["spread"]) == {"trend_mm_yr", "residual_rms_mm"}
+
+
+def test_kmeans_scripts(tmp_path, shards_file):
+    from snakemake.iocontainers import Namedlist
+
+    path, _ = shards_file
+    features, graph, descriptors, truth_csv = _site(tmp_path, shards_file)
+
+    class Snakemake:
+        def __init__(self, input, output, params, wildcards):
+            self.input, self.output = Namedlist(fromdict=input), Namedlist(fromdict=output)
+            self.params, self.wildcards = Namedlist(fromdict=params), Namedlist(fromdict=wildcards)
+            self.log, self.threads = [str(tmp_path / "rule.log")], 1
+
+    out = tmp_path / "clusters"
+    smk = Snakemake({"features": str(features), "graph": str(graph), "shards": str(path),
+                     "descriptors": str(descriptors), "truth": [str(truth_csv)]},
+                    {"labels": str(out / "kmeans-dyn.h5"), "metrics": str(out / "kmeans-dyn.json")},
+                    {"cfg": CFG, "interpret": {}, "seed": 3}, {"site": "demo-x", "variant": "dyn"})
+    runpy.run_path(str(ROOT / "scripts" / "kmeans.py"), init_globals={"snakemake": smk})
+    stored = h5io.read_clusters(out / "kmeans-dyn.h5")
+    assert stored["labels"].dtype == np.int32 and stored["split"].dtype == np.uint8
+    result = json.loads((out / "kmeans-dyn.json").read_text())
+    assert result["site"] == "demo-x" and result["method"] == "kmeans-dyn" and result["variant"] == "dyn"
+    assert result["metrics"]["ari"] > 0.95 and result["config"]["kmeans"]["k"] == 4
+    assert sorted(p.name for p in out.iterdir()) == ["kmeans-dyn.h5", "kmeans-dyn.json"]  # no temp files
+
+    # same input + config => identical labels
+    runpy.run_path(str(ROOT / "scripts" / "kmeans.py"), init_globals={"snakemake": smk})
+    assert np.array_equal(h5io.read_clusters(out / "kmeans-dyn.h5")["labels"], stored["labels"])
+
+    sweep = Snakemake({"features": str(features), "graph": str(graph), "shards": str(path)},
+                      {"table": str(out / "kmeans-dyn_k.tsv"), "figure": str(tmp_path / "k.png")},
+                      {"cfg": {**CFG, "k_range": [2, 5]}, "seed": 3}, {"site": "demo-x", "variant": "dyn"})
+    runpy.run_path(str(ROOT / "scripts" / "kmeans_sweep.py"), init_globals={"snakemake": sweep})
+    import pandas as pd
+
+    table = pd.read_csv(out / "kmeans-dyn_k.tsv", sep="\t")
+    assert table["k"].tolist() == [2, 3, 4, 5] and "spatial_coherence" in table
+    assert int(table.loc[table["silhouette"].idxmax(), "k"]) == 4
+    assert (tmp_path / "k.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_h5_feature_source_with_shard_split(tmp_path, shards_file):
+    path, _ = shards_file
+    features, *_ = _site(tmp_path, shards_file)
+    source = H5FeatureSource(features, shard_offsets=h5io.Shards(path).offsets)
+    model = BatchedKMeans(4, warm_start_size=500, split="shard", random_state=0).fit(source)
+    assert model.labels_.shape == (2000,)
