@@ -96,7 +96,7 @@ def test_follows_the_seed_recipe_exactly(blobs):
                           engine="sklearn").fit(X)
     seeds = model._seeds()
     train = np.flatnonzero(model.split_ == 0)
-    recipe = MiniBatchKMeans(n_clusters=4, batch_size=200, random_state=seeds["model"],
+    recipe = MiniBatchKMeans(n_clusters=4, batch_size=200, n_init=10, random_state=seeds["model"],
                              compute_labels=False).fit(X[model.warm_start_rows_])
     for pass_seed in seeds["passes"]:
         for _, batch in iter_batches(ArraySource(X), train, 200, shuffle=True, seed=pass_seed):

@@ -219,28 +219,36 @@ def iter_batches(source, rows=None, batch_size: int = 256, shuffle: bool = True,
     while pos < len(blocks):
         # a buffer: the next blocks in stream order up to buffer_rows selected rows
         stop, n_buf = pos, 0
-        while stop < len(blocks) and (n_buf == 0 or n_buf + last[blocks[stop]] - first[blocks[stop]] <= buffer_rows):
-            n_buf += last[blocks[stop]] - first[blocks[stop]]
+        while stop < len(blocks):
+            n_block = last[blocks[stop]] - first[blocks[stop]]
+            if n_buf and n_buf + n_block > buffer_rows:
+                break
+            n_buf += n_block
             stop += 1
         # disk order for reading; the stream order is set by the shuffle below
         buf = np.sort(blocks[pos:stop])
         pos = stop
         data = read_blocks(source, [tuple(bounds[i]) for i in buf])
-        idx_parts, X_parts = [], []
-        for i, X_block in zip(buf, data):
-            sel = rows[first[i]:last[i]]
-            idx_parts.append(sel)
-            X_parts.append(X_block if len(sel) == len(X_block) else X_block[sel - bounds[i, 0]])
-        idx = np.concatenate([carry_idx, *idx_parts])
-        X = np.concatenate([carry_X, *X_parts])
-        if shuffle:
-            perm = len(carry_idx) + rng.permutation(len(idx) - len(carry_idx))
-            order = np.concatenate([np.arange(len(carry_idx)), perm])
-            idx, X = idx[order], X[order]
+        n_carry, n_new = len(carry_idx), int(n_buf)
+        idx = np.empty(n_carry + n_new, dtype=np.int64)
+        X = np.empty((n_carry + n_new, source.n_features), dtype=np.float32)
+        idx[:n_carry], X[:n_carry] = carry_idx, carry_X
+        # scatter each block straight to its shuffled place: one copy, one buffer
+        dest = n_carry + (rng.permutation(n_new) if shuffle else np.arange(n_new))
+        at = 0
+        for j, i in enumerate(buf):
+            sel, X_block = rows[first[i]:last[i]], data[j]
+            data[j] = None
+            to = dest[at:at + len(sel)]
+            idx[to] = sel
+            X[to] = X_block if len(sel) == len(X_block) else X_block[sel - bounds[i, 0]]
+            at += len(sel)
+        del data
         n_full = (len(idx) // batch_size) * batch_size
         for s in range(0, n_full, batch_size):
             yield idx[s:s + batch_size], X[s:s + batch_size]
-        carry_idx, carry_X = idx[n_full:], X[n_full:]
+        # copies, so the spent buffer is freed before the next one is read
+        carry_idx, carry_X = idx[n_full:].copy(), X[n_full:].copy()
     if len(carry_idx):
         yield carry_idx, carry_X
 

@@ -152,7 +152,11 @@ class BatchedKMeans(ClusterMixin, BaseEstimator):
     Parameters: ``n_clusters`` K; ``batch_size`` points per mini-batch;
     ``warm_start_size`` S; ``n_passes`` partial-fit passes over the train
     stream; ``test_fraction`` and ``split`` (``random`` | ``shard``);
-    ``random_state``; ``engine`` (``numpy`` | ``sklearn``); ``block_rows`` /
+    ``random_state``; ``engine`` (``numpy`` | ``sklearn``); ``n_init``:
+    k-means++ seedings the warm-start fit tries, keeping the one with the
+    lowest inertia on a validation sample (cheap: each seeds on a few hundred
+    points; one seeding falls into a merged-clusters optimum for some seeds);
+    ``block_rows`` /
     ``buffer_rows`` of the batch stream (see :mod:`insarclust.batches`).
 
     Fitted: ``cluster_centers_ (K, D) float32``, ``labels_ (N,) int32``,
@@ -164,8 +168,8 @@ class BatchedKMeans(ClusterMixin, BaseEstimator):
 
     def __init__(self, n_clusters: int = 4, batch_size: int = 256, warm_start_size: int = 25600,
                  n_passes: int = 1, test_fraction: float = 0.2, split: str = "random",
-                 random_state: int = 0, engine: str = "numpy", block_rows: int = BLOCK_ROWS,
-                 buffer_rows: int = BUFFER_ROWS):
+                 random_state: int = 0, engine: str = "numpy", n_init: int = 10,
+                 block_rows: int = BLOCK_ROWS, buffer_rows: int = BUFFER_ROWS):
         self.n_clusters = n_clusters
         self.batch_size = batch_size
         self.warm_start_size = warm_start_size
@@ -174,6 +178,7 @@ class BatchedKMeans(ClusterMixin, BaseEstimator):
         self.split = split
         self.random_state = random_state
         self.engine = engine
+        self.n_init = n_init
         self.block_rows = block_rows
         self.buffer_rows = buffer_rows
 
@@ -226,7 +231,8 @@ class BatchedKMeans(ClusterMixin, BaseEstimator):
         log.info("k-means k=%d: %d points (%d train), warm start on %d points", self.n_clusters,
                  source.n_rows, len(train_rows), len(self.warm_start_rows_))
         model = MiniBatchKMeans(n_clusters=self.n_clusters, batch_size=self.batch_size,
-                                random_state=seeds["model"], compute_labels=False).fit(warm_X)
+                                n_init=int(self.n_init), random_state=seeds["model"],
+                                compute_labels=False).fit(warm_X)
         del warm_X
         update = (_NumpyMiniBatchUpdate if self.engine == "numpy" else _SklearnMiniBatchUpdate)(model)
         per_pass = n_batches(len(train_rows), self.batch_size)
@@ -286,6 +292,7 @@ def kmeans_params(cfg: dict) -> dict:
         "test_fraction": float(cfg.get("test_fraction", 0.2)),
         "split": cfg.get("split", "random"),
         "engine": cfg.get("engine", "numpy"),
+        "n_init": int(cfg.get("n_init", 10)),
     }
 
 
