@@ -112,14 +112,18 @@ def test_symmetric_graph_has_reverse_edges_and_more_than_k():
 
 def test_max_distance_isolates_far_points():
     rng = np.random.default_rng(4)
-    lat = np.r_[rng.uniform(69, 69.01, 300), 69.5]        # one point ~50 km away
-    lon = np.r_[rng.uniform(20, 20.02, 300), 20.0]
+    # A cluster, a pair ~11 m apart ~55 km away, and a lone point ~110 km away.
+    lat = np.r_[rng.uniform(69, 69.01, 300), 69.5, 69.5001, 70.0]
+    lon = np.r_[rng.uniform(20, 20.02, 300), 20.0, 20.0, 20.0]
     g = GeodesicKNNGraph(k=5, max_distance_m=2000.0).fit(lat, lon)
     deg = np.diff(g.indptr_)
-    assert deg[-1] == 0 and g.n_isolated_ == 1
-    assert np.all(deg[:-1] == 5)
-    assert g.distance_m_.max() <= 2000.0
-    assert 300 not in set(g.indices_.tolist())
+    assert np.all(deg[:300] == 5) and deg[300:].tolist() == [1, 1, 0] and g.n_isolated_ == 1
+    assert g.indices_[g.indptr_[300]] == 301 and g.indices_[g.indptr_[301]] == 300
+    assert g.distance_m_.max() <= 2000.0 and g.indices_.max() < len(lat)
+    assert 302 not in set(g.indices_.tolist())
+    # The cluster's edges are those of the uncapped graph.
+    full = GeodesicKNNGraph(k=5).fit(lat, lon)
+    np.testing.assert_array_equal(g.indices_[:1500], full.indices_[:1500])
 
 
 def test_duplicate_coordinates_no_self_loops_and_deterministic():

@@ -34,19 +34,29 @@ def unit_vectors(lat_deg, lon_deg) -> np.ndarray:
     """(N,) latitudes/longitudes in degrees -> (N, 3) float64 unit vectors (ECEF on the unit sphere)."""
     lat = np.radians(np.asarray(lat_deg, dtype=np.float64))
     lon = np.radians(np.asarray(lon_deg, dtype=np.float64))
+    xyz = np.empty((len(lat), 3), dtype=np.float64)
     cos_lat = np.cos(lat)
-    return np.stack([cos_lat * np.cos(lon), cos_lat * np.sin(lon), np.sin(lat)], axis=1)
+    np.sin(lat, out=xyz[:, 2])
+    np.cos(lon, out=xyz[:, 0])
+    np.sin(lon, out=xyz[:, 1])
+    xyz[:, 0] *= cos_lat
+    xyz[:, 1] *= cos_lat
+    return xyz
 
 
-def chord_to_distance_m(chord) -> np.ndarray:
+def chord_to_distance_m(chord, out: np.ndarray | None = None) -> np.ndarray:
     """Unit-sphere chord length -> great-circle distance in metres, float32.
 
     Equal to the haversine distance (the haversine of the angle is
     (chord/2)^2). float32 keeps a relative error near 1e-7 at every scale,
-    i.e. well under a millimetre at k-NN distances.
+    i.e. well under a millimetre at k-NN distances. ``out``: a float32 array of
+    the same shape to fill (no temporaries). Infinite chords (misses of a
+    bounded query) give the half circumference.
     """
-    chord = np.asarray(chord, dtype=np.float32)
-    half = np.atleast_1d(chord * np.float32(0.5))
+    chord = np.asarray(chord)
+    half = np.empty(chord.shape, dtype=np.float32) if out is None else out
+    half = half.reshape(-1) if half.ndim == 0 else half
+    np.multiply(chord.reshape(half.shape), 0.5, out=half, casting="same_kind")
     np.clip(half, 0.0, 1.0, out=half)
     np.arcsin(half, out=half)
     half *= np.float32(2.0 * EARTH_RADIUS_M)
@@ -155,13 +165,15 @@ class GeodesicKNNGraph:
         if k > 0:
             xyz = unit_vectors(lat, lon)
             with timed(log, "k-d tree build"):
-                # Unbalanced, non-compact trees build faster and query as fast
-                # on spatially sorted points (shards.h5 rows are).
-                tree = cKDTree(xyz, balanced_tree=False, compact_nodes=False)
+                tree = cKDTree(xyz)
+            # With a distance cap the tree prunes the search; misses come back as index n.
+            bound = np.inf
+            if self.max_distance_m is not None:
+                bound = 2.0 * np.sin(min(float(self.max_distance_m) / EARTH_RADIUS_M, np.pi) / 2) * (1 + 1e-9)
             progress = Progress(log, n, "k-NN query (points)")
             for a in range(0, n, self.block_size):
                 b = min(n, a + self.block_size)
-                chord, idx = tree.query(xyz[a:b], k=k + 1, workers=self.workers)
+                chord, idx = tree.query(xyz[a:b], k=k + 1, workers=self.workers, distance_upper_bound=bound)
                 self_ids = np.arange(a, b)
                 if np.array_equal(idx[:, 0], self_ids):
                     idx, chord = idx[:, 1:], chord[:, 1:]
@@ -171,14 +183,14 @@ class GeodesicKNNGraph:
                     keep[~is_self.any(axis=1), -1] = False
                     idx, chord = idx[keep].reshape(b - a, k), chord[keep].reshape(b - a, k)
                 indices[a:b] = idx
-                distance_m[a:b] = chord_to_distance_m(chord)
+                chord_to_distance_m(chord, out=distance_m[a:b])
                 progress.update(b - a)
             del tree, xyz
         indices = indices.reshape(-1)
         distance_m = distance_m.reshape(-1)
         counts = np.full(n, k, dtype=np.int64)
         if self.max_distance_m is not None:
-            near = distance_m <= np.float32(self.max_distance_m)
+            near = (distance_m <= np.float32(self.max_distance_m)) & (indices < n)
             if not near.all():
                 counts = near.reshape(n, k).sum(axis=1, dtype=np.int64)
                 indices, distance_m = indices[near], distance_m[near]
