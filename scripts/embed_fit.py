@@ -1,2 +1,12 @@
-"""Rule script (not yet implemented)."""
-raise NotImplementedError("embed_fit")
+"""Fit the reservoir embedder of a site on a seeded sample -> results/{site}/embed/model.pt."""
+import torch
+
+from insarclust import __version__, embed
+from insarclust.logs import setup_logging
+
+log = setup_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+model = embed.fit_site(snakemake.input[0], snakemake.params.cfg, seed=snakemake.params.seed,
+                       device=snakemake.params.device)
+embed.save_model(model, snakemake.output[0],
+                 meta={"site": snakemake.wildcards.site, "insarclust_version": __version__})

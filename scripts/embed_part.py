@@ -1,2 +1,10 @@
-"""Rule script (not yet implemented)."""
-raise NotImplementedError("embed_part")
+"""Embed one part (contiguous whole shards) of a site -> results/{site}/embed/parts/{part}-of-{n}.h5."""
+import torch
+
+from insarclust import embed
+from insarclust.logs import setup_logging
+
+log = setup_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+embed.embed_part(snakemake.input.shards, snakemake.input.model, int(snakemake.wildcards.part),
+                 int(snakemake.wildcards.n), snakemake.output[0], device=snakemake.params.device)

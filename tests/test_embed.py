@@ -1,0 +1,177 @@
+"""Stage embed on real shards.h5 files: fit, parts, gather, dyn+static, rule scripts."""
+import runpy
+from pathlib import Path
+from types import SimpleNamespace
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
+
+from conftest import make_shards_file
+from insarclust import embed, h5io
+
+ROOT = Path(__file__).resolve().parents[1]
+CFG = {
+    "representation": "reservoir", "n_units": 40, "spectral_radius": 0.59, "leak": 0.6,
+    "connectivity": 0.25, "input_scaling": 0.1, "noise_level": 0.01, "washout": 5,
+    "bidirectional": True, "n_pca": 8, "ridge": 10.0, "out_dim": 8, "scaling": "series",
+    "scale_features": True, "scale_weight": 1.0, "fit_sample": 300, "batch_size": 100,
+    "mode": "default", "matrix": "auto", "n_jobs": 1, "reference_site": None, "static_weight": 1.0,
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A 900-point shards.h5 (shards of 256 rows), its truth and a fitted model.pt."""
+    tmp = tmp_path_factory.mktemp("site")
+    shards, truth = make_shards_file(tmp / "shards.h5", n=900, n_grid=80, shard_size=256)
+    model = embed.fit_site(shards, CFG, seed=42)
+    embed.save_model(model, tmp / "model.pt", meta={"site": "synthetic"})
+    return SimpleNamespace(tmp=tmp, shards=shards, truth=truth, model=tmp / "model.pt")
+
+
+def embed_in_parts(site, n_parts, out):
+    paths = []
+    for part in range(1, n_parts + 1):
+        path = site.tmp / f"parts{n_parts}" / f"{part}-of-{n_parts}.h5"
+        embed.embed_part(site.shards, site.model, part, n_parts, path)
+        paths.append(path)
+    embed.gather_parts(paths[::-1], out)  # any order
+    return paths
+
+
+def test_part_ranges_tile_rows_on_shard_boundaries():
+    offsets = [0, 256, 512, 768, 900]
+    for n in (1, 2, 3, 4, 7):
+        ranges = [embed.part_range(offsets, p, n) for p in range(1, n + 1)]
+        assert ranges[0][0] == 0 and ranges[-1][1] == 900
+        assert all(a[1] == b[0] for a, b in zip(ranges[:-1], ranges[1:]))
+        assert all(a in offsets and b in offsets for a, b in ranges)
+    assert embed.part_range(offsets, 2, 3) == (256, 512)
+    # more parts than shards: some are empty, none overlaps
+    assert sum(b - a == 0 for a, b in (embed.part_range(offsets, p, 7) for p in range(1, 8))) == 3
+    with pytest.raises(ValueError):
+        embed.part_range(offsets, 0, 3)
+
+
+def test_one_part_and_three_parts_give_identical_dyn(site):
+    one, three = site.tmp / "dyn1.h5", site.tmp / "dyn3.h5"
+    embed_in_parts(site, 1, one)
+    paths = embed_in_parts(site, 3, three)
+    X1, names1 = h5io.read_features(one)
+    X3, names3 = h5io.read_features(three)
+    assert X1.shape == (900, 10) and X1.dtype == np.float32
+    assert names1 == names3 == [f"emb_{i:03d}" for i in range(8)] + ["log_std_mm", "trend_mm_yr"]
+    assert np.array_equal(X1, X3)
+    assert np.isfinite(X1).all()
+    # a missing part is an error, not a shorter file
+    with pytest.raises(ValueError, match="missing|follow"):
+        embed.gather_parts(paths[:1] + paths[2:], site.tmp / "bad.h5")
+    assert not (site.tmp / "bad.h5").exists()
+
+
+def test_embedding_separates_the_regimes(site):
+    out = site.tmp / "dyn_quality.h5"
+    embed_in_parts(site, 1, out)
+    X, names = h5io.read_features(out)
+    labels = KMeans(4, n_init=10, random_state=0).fit_predict(X)
+    assert adjusted_rand_score(site.truth, labels) > 0.9
+    # trend column is in mm/yr: the subsiding regime (-8 mm/yr) and uplift (+5 mm/yr)
+    model = embed.load_model(site.model)
+    trend = X[:, names.index("trend_mm_yr")] * model.scale_std_[1] + model.scale_mean_[1]
+    assert np.median(trend[site.truth == 1]) == pytest.approx(-8.0, abs=0.5)
+    assert np.median(trend[site.truth == 3]) == pytest.approx(5.0, abs=0.5)
+
+
+def test_model_file_is_plain_tensors_and_reloads_identically(site):
+    state = torch.load(site.model, weights_only=True)
+    assert state["params"]["seed"] == 42 and state["params"]["n_units"] == 40
+    assert state["fitted"]["recurrent_weights_"].shape == (40, 40)
+    assert state["fitted"]["pca_components_"].shape == (80, 8)
+    assert state["meta"]["site"] == "synthetic"
+    model = embed.load_model(site.model, batch_size=37)
+    again = embed.load_model(site.model)
+    X = h5io.Shards(site.shards).read("series/regular", 0, 150)
+    np.testing.assert_allclose(model.transform(X), again.transform(X), rtol=1e-5, atol=1e-5)
+    # same seed, same config -> same reservoir on another site
+    other, _ = make_shards_file(site.tmp / "other.h5", n=300, n_grid=80, shard_size=128, seed=5)
+    refit = embed.fit_site(other, CFG, seed=42)
+    np.testing.assert_array_equal(refit.recurrent_weights_, state["fitted"]["recurrent_weights_"].numpy())
+
+
+def test_reused_model_needs_the_same_grid_step(site):
+    other, _ = make_shards_file(site.tmp / "weekly.h5", n=300, n_grid=80, shard_size=128, step_days=7)
+    with pytest.raises(ValueError, match="grid step 7 days"):
+        embed.embed_part(other, site.model, 1, 1, site.tmp / "weekly_part.h5")
+
+
+def test_dyn_static_standardised_and_weighted(site, tmp_path):
+    dyn = tmp_path / "dyn.h5"
+    h5io.write_features(dyn, np.arange(1800, dtype=np.float32).reshape(900, 2), ["a", "b"])
+    out = tmp_path / "dyn+static.h5"
+    embed.write_dyn_static(dyn, site.shards, out, static_weight={"height": 2.0, "mean_velocity": 0.5},
+                           block_rows=200)
+    X, names = h5io.read_features(out)
+    assert names == ["a", "b", "static_height", "static_mean_velocity", "static_temporal_coherence"]
+    np.testing.assert_array_equal(X[:, :2], np.arange(1800, dtype=np.float32).reshape(900, 2))
+    np.testing.assert_allclose(X[:, 2:].mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(X[:, 2:].std(0), [2.0, 0.5, 1.0], rtol=1e-5)
+    static = h5io.Shards(site.shards).read("points/static")
+    expected = (static[:, 0] - static[:, 0].mean()) / static[:, 0].std() * 2
+    np.testing.assert_allclose(X[:, 2], expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="unknown static"):
+        embed.write_dyn_static(dyn, site.shards, out, static_weight={"nope": 1.0})
+
+
+def test_dyn_static_missing_and_constant_columns(tmp_path):
+    path, _ = make_shards_file(tmp_path / "s.h5", n=200, n_grid=30, shard_size=64)
+    with h5py.File(path, "r+") as f:
+        st = f["points/static"]
+        st[:10, 0] = np.nan
+        st[:, 2] = 0.75
+    dyn = tmp_path / "dyn.h5"
+    h5io.write_features(dyn, np.zeros((200, 1), np.float32), ["a"])
+    embed.write_dyn_static(dyn, path, tmp_path / "out.h5", static_weight=3.0)
+    X, _ = h5io.read_features(tmp_path / "out.h5")
+    assert np.isfinite(X).all()
+    np.testing.assert_array_equal(X[:10, 1], 0.0)       # missing -> column mean
+    np.testing.assert_array_equal(X[:, 3], 0.0)         # constant column
+    assert X[10:, 1].std() == pytest.approx(3.0, rel=0.05)
+
+
+def test_rule_scripts(site, tmp_path):
+    """The thin scripts, run as Snakemake runs them (a ``snakemake`` object in their globals)."""
+    def run(script, **kw):
+        log = tmp_path / f"{script}.log"
+        snk = SimpleNamespace(log=[str(log)], threads=1, **kw)
+        runpy.run_path(str(ROOT / "scripts" / f"{script}.py"), init_globals={"snakemake": snk})
+        assert log.exists()
+
+    model = tmp_path / "embed" / "model.pt"
+    run("embed_fit", input=[str(site.shards)], output=[str(model)],
+        params=SimpleNamespace(cfg=CFG, seed=42, device="cpu"), wildcards=SimpleNamespace(site="synthetic"))
+    parts = [tmp_path / "embed" / "parts" / f"{p}-of-2.h5" for p in (1, 2)]
+    for p, path in enumerate(parts, 1):
+        run("embed_part", input=SimpleNamespace(shards=str(site.shards), model=str(model)),
+            output=[str(path)], params=SimpleNamespace(cfg=CFG, device="auto"),
+            wildcards=SimpleNamespace(site="synthetic", part=str(p), n="2"))
+    dyn = tmp_path / "features" / "dyn.h5"
+    run("embed_gather", input=[str(p) for p in parts], output=[str(dyn)])
+    out = tmp_path / "features" / "dyn+static.h5"
+    run("static_features", input=SimpleNamespace(dyn=str(dyn), shards=str(site.shards)),
+        output=[str(out)], params=SimpleNamespace(static_weight=1.0))
+    X, names = h5io.read_features(out)
+    assert X.shape == (900, 13) and names[-3:] == ["static_height", "static_mean_velocity",
+                                                    "static_temporal_coherence"]
+    assert "series embedded" in (tmp_path / "embed_part.log").read_text()

@@ -1,0 +1,247 @@
+"""ReservoirEmbedder: known answers against reservoir_computing, ridge algebra, determinism."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from insarclust.reservoir import NOISE_BANK_ROWS, ReservoirEmbedder, noise_rows, ridge_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matrices: one thread is faster, and immune to other jobs on the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+TINY = dict(n_units=20, spectral_radius=0.59, leak=0.6, connectivity=0.3, input_scaling=0.1,
+            washout=3, n_pca=5, ridge=10.0)
+
+
+def walks(n=30, T=40, V=1, seed=3):
+    return np.random.default_rng(seed).normal(size=(n, T, V)).cumsum(1)
+
+
+def reference_repr(model: ReservoirEmbedder, X, representation, bidirectional):
+    """The package's representation with our reservoir matrices injected.
+
+    The package draws its reservoir from numpy's global RandomState; it is
+    saved and restored so the test leaves no trace on other tests.
+    """
+    pytest.importorskip("reservoir_computing")
+    from reservoir_computing.modules import RC_model
+    from reservoir_computing.reservoir import Reservoir
+
+    state = np.random.get_state()
+    try:
+        np.random.seed(0)
+        res = Reservoir(n_internal_units=TINY["n_units"], spectral_radius=TINY["spectral_radius"],
+                        leak=TINY["leak"], connectivity=TINY["connectivity"],
+                        input_scaling=TINY["input_scaling"], noise_level=0.0)
+        res._internal_weights = model.recurrent_weights_.copy()
+        res._input_weights = model.input_weights_.copy()
+        rc = RC_model(reservoir=res, n_drop=TINY["washout"], bidir=bidirectional,
+                      dimred_method="tenpca", n_dim=TINY["n_pca"], mts_rep=representation,
+                      w_ridge_embedding=TINY["ridge"], readout_type=None)
+        rc.fit(X, verbose=False)
+    finally:
+        np.random.set_state(state)
+    return rc.input_repr, np.real(rc._dim_red.first_eigs)
+
+
+@pytest.mark.parametrize("representation", ["last", "mean", "output", "reservoir"])
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_matches_reservoir_computing(representation, bidirectional):
+    X = walks()
+    model = ReservoirEmbedder(representation=representation, bidirectional=bidirectional,
+                              noise_level=0.0, out_dim=None, scaling="none", scale_features=False,
+                              mode="reference", dtype="float64", seed=1, **TINY).fit(X)
+    expected, eigvecs = reference_repr(model, X, representation, bidirectional)
+    # our streamed tensor PCA finds the package's components (up to sign)
+    signs = np.sign((eigvecs * model.pca_components_).sum(0))
+    np.testing.assert_allclose(model.pca_components_ * signs, eigvecs, atol=1e-10)
+    # same components (signs included) -> the same representation
+    model.pca_components_ = eigvecs.copy()
+    model._cache = None
+    ours = model.transform(X)
+    assert ours.shape == expected.shape
+    np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+
+
+def test_float32_close_to_reference():
+    X = walks()
+    model = ReservoirEmbedder(representation="reservoir", noise_level=0.0, out_dim=None,
+                              scaling="none", scale_features=False, mode="reference", seed=1,
+                              **TINY).fit(X)
+    expected, eigvecs = reference_repr(model, X, "reservoir", True)
+    model.pca_components_ = eigvecs.copy()
+    model._cache = None
+    np.testing.assert_allclose(model.transform(X), expected, atol=2e-4 * np.abs(expected).max())
+
+
+def test_default_mode_differs_where_documented():
+    X = walks()
+    kw = dict(representation="mean", noise_level=0.0, out_dim=None, scaling="none",
+              scale_features=False, dtype="float64", seed=1, **TINY)
+    ref = ReservoirEmbedder(mode="reference", **kw).fit(X)
+    default = ReservoirEmbedder(mode="default", **kw).fit(X)
+    np.testing.assert_array_equal(ref.recurrent_weights_, default.recurrent_weights_)
+    # leaky update scaled by leak keeps states in [-1, 1]; the reference's reaches up to 1/leak
+    states = {}
+    for name, m in (("ref", ref), ("default", default)):
+        peak = []
+        m._run_states(m._scale(X * 200)[0], np.arange(len(X)), lambda k, h: peak.append(h.abs().max().item()))
+        states[name] = max(peak)
+    assert states["default"] <= 1.0
+    assert states["ref"] > 1.0
+    # default centres the PCA transform on the mean state
+    assert np.abs(default.pca_mean_).max() > 0 and np.abs(ref.pca_mean_).max() == 0
+
+
+def test_reservoir_is_seeded_and_scaled():
+    X = walks(n=10)
+    a = ReservoirEmbedder(n_units=60, connectivity=0.25, spectral_radius=0.59, seed=7, n_pca=4,
+                          out_dim=None, fit_sample=10).fit(X)
+    b = ReservoirEmbedder(n_units=60, connectivity=0.25, spectral_radius=0.59, seed=7, n_pca=4,
+                          out_dim=None, fit_sample=10).fit(X)
+    c = ReservoirEmbedder(n_units=60, connectivity=0.25, spectral_radius=0.59, seed=8, n_pca=4,
+                          out_dim=None, fit_sample=10).fit(X)
+    np.testing.assert_array_equal(a.recurrent_weights_, b.recurrent_weights_)
+    np.testing.assert_array_equal(a.noise_bank_, b.noise_bank_)
+    assert not np.array_equal(a.recurrent_weights_, c.recurrent_weights_)
+    assert np.max(np.abs(np.linalg.eigvals(a.recurrent_weights_))) == pytest.approx(0.59, rel=1e-8)
+    assert 0.2 < np.mean(a.recurrent_weights_ != 0) < 0.3
+    assert set(np.unique(np.abs(a.input_weights_))) == {0.1}
+    np.testing.assert_array_equal(a.transform(X), b.transform(X))
+
+
+def test_ridge_weights_solve_the_normal_equations():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3, 12, 4))
+    Y = X @ rng.normal(size=(4, 2)) + 0.1 * rng.normal(size=(3, 12, 2)) + 5.0
+    alpha = 0.7
+    coef, intercept = ridge_weights(torch.from_numpy(X), torch.from_numpy(Y), alpha)
+    coef, intercept = coef.numpy(), intercept.numpy()
+    from sklearn.linear_model import Ridge
+
+    for i in range(3):
+        xc, yc = X[i] - X[i].mean(0), Y[i] - Y[i].mean(0)
+        w = np.linalg.solve(xc.T @ xc + alpha * np.eye(4), xc.T @ yc)
+        np.testing.assert_allclose(coef[i], w.T, rtol=1e-10)
+        np.testing.assert_allclose(intercept[i], Y[i].mean(0) - X[i].mean(0) @ w, rtol=1e-10)
+        sk = Ridge(alpha=alpha).fit(X[i], Y[i])
+        np.testing.assert_allclose(coef[i], sk.coef_, rtol=1e-8)
+        np.testing.assert_allclose(intercept[i], sk.intercept_, rtol=1e-8)
+    # alpha -> 0 on noise-free data recovers the generating weights
+    W = rng.normal(size=(4, 2))
+    Y = X @ W + 2.0
+    coef, intercept = ridge_weights(torch.from_numpy(X), torch.from_numpy(Y), 1e-10)
+    np.testing.assert_allclose(coef.numpy(), np.broadcast_to(W.T, (3, 2, 4)), atol=1e-6)
+    np.testing.assert_allclose(intercept.numpy(), 2.0, atol=1e-6)
+
+
+def test_noise_keys_depend_only_on_row_and_step():
+    rows = np.array([5, 17, 123456789])
+    full = noise_rows(3, rows, 2, 50)
+    assert full.shape == (50, 6) and full.min() >= 0 and full.max() < NOISE_BANK_ROWS
+    # the same row gives the same walk alone or in any batch
+    np.testing.assert_array_equal(noise_rows(3, rows[1:2], 2, 50), full[:, 2:4])
+    assert not np.array_equal(noise_rows(4, rows, 2, 50), full)
+    # directions and rows get different walks
+    assert len({tuple(col) for col in full.T}) == 6
+
+
+def test_embedding_independent_of_batching_and_noise_is_applied():
+    X = walks(n=40, T=30)
+    kw = dict(seed=2, out_dim=6, dtype="float64", fit_sample=40, **TINY)
+    a = ReservoirEmbedder(batch_size=40, **kw).fit(X)
+    full = a.transform(X, rows=np.arange(100, 140))
+    b = ReservoirEmbedder(batch_size=7, **kw).fit(X)
+    part = b.transform(X[13:29], rows=np.arange(113, 129))
+    np.testing.assert_allclose(part, full[13:29], rtol=1e-9, atol=1e-9)
+    # other row ids -> other noise -> (slightly) other embedding
+    other = a.transform(X, rows=np.arange(40))
+    assert not np.allclose(other, full, atol=1e-9)
+    quiet = ReservoirEmbedder(batch_size=40, **{**kw, "noise_level": 0.0}).fit(X)
+    assert np.array_equal(quiet.transform(X, rows=np.arange(40)), quiet.transform(X, rows=np.arange(100, 140)))
+
+
+def test_noise_distributions_by_mode():
+    X = walks(n=5)
+    d = ReservoirEmbedder(mode="default", out_dim=None, **TINY).fit(X).noise_bank_
+    r = ReservoirEmbedder(mode="reference", out_dim=None, **TINY).fit(X).noise_bank_
+    assert abs(d.mean()) < 0.02 and abs(d.std() - 1) < 0.02
+    assert r.min() >= 0 and r.max() < 1 and abs(r.mean() - 0.5) < 0.01
+
+
+def test_shapes_names_and_scale_features():
+    rng = np.random.default_rng(1)
+    T = 60
+    t = np.arange(T)
+    shape = np.sin(2 * np.pi * t / 20)
+    X = np.concatenate([
+        rng.normal(0, 0.2, (20, T)) + shape,          # small amplitude
+        rng.normal(0, 2.0, (20, T)) + 10 * shape,     # 10x amplitude, same shape
+        rng.normal(0, 0.2, (20, T)) + 0.5 * t,        # trend 0.5 per step
+    ])
+    model = ReservoirEmbedder(seed=0, out_dim=8, step=1.0, **TINY).fit(X)
+    names = model.get_feature_names_out()
+    assert names[:8] == [f"emb_{i:03d}" for i in range(8)] and names[8:] == ["log_std", "trend"]
+    E = model.transform(X)
+    assert E.shape == (60, 10) and E.dtype == np.float32 and np.isfinite(E).all()
+    # z-scoring made the two sine groups alike; the log-std column separates them
+    log_std, trend = E[:, 8], E[:, 9]
+    assert log_std[20:40].min() > log_std[:20].max()
+    assert trend[40:].min() > trend[:40].max()
+    # projected columns have mean variance 1 on the sample
+    assert np.mean(E[:, :8].var(0, ddof=1)) == pytest.approx(1.0, rel=1e-3)
+    # raw trend is in data units per step: recover 0.5 from the standardised column
+    raw_trend = trend * model.scale_std_[1] + model.scale_mean_[1]
+    np.testing.assert_allclose(raw_trend[40:], 0.5, atol=0.02)
+
+
+def test_multivariate_and_errors():
+    X = walks(n=12, T=25, V=3)
+    model = ReservoirEmbedder(out_dim=4, seed=0, **TINY).fit(X)
+    assert model.transform(X).shape == (12, 4 + 6)
+    with pytest.raises(ValueError, match="variables"):
+        model.transform(X[:, :, :2])
+    bad = X.copy()
+    bad[0, 3, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        model.transform(bad)
+    with pytest.raises(ValueError, match="representation"):
+        ReservoirEmbedder(representation="nope").fit(X)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        ReservoirEmbedder().transform(X)
+
+
+def test_state_roundtrip_and_sparse_matrix():
+    X = walks(n=20, T=30)
+    model = ReservoirEmbedder(out_dim=5, seed=4, **TINY).fit(X)
+    state = model.to_state()
+    again = ReservoirEmbedder.from_state(state)
+    np.testing.assert_array_equal(again.transform(X), model.transform(X))
+    sparse = ReservoirEmbedder.from_state(state, matrix="sparse")
+    np.testing.assert_allclose(sparse.transform(X), model.transform(X), atol=1e-4)
+
+
+# --------------------------------------------------------------------------- #
+# quality on real labelled data shipped inside a package (aeon's wheel)
+
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+@pytest.mark.parametrize("dataset", ["BasicMotions", "GunPoint"])
+def test_embedding_clusters_at_least_as_well_as_raw_series(dataset):
+    embed_quality = pytest.importorskip("embed_quality")
+    if embed_quality.aeon_data_dir() is None:
+        pytest.skip("aeon (dev dependency, data only) is not installed")
+    r = embed_quality.evaluate(dataset, seed=0)
+    assert r["embedding"]["ari"] >= r["raw"]["ari"], r
