@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from insarclust.descriptors import DESCRIPTOR_NAMES, infer_acquisition_dates, observed_grid_mask
+from insarclust.descriptors import (DESCRIPTOR_NAMES, infer_acquisition_dates, observed_grid_mask,
+                                    step_or_trend)
 from insarclust.interpret import (VOCABULARY, describe_clusters, polynomial_range_mm,
                                   suggest_label)
 
@@ -126,3 +127,25 @@ def test_gaps_are_recognised_in_linearly_interpolated_means(cluster_means):
     line = (0.01 * np.arange(len(grid)))[None, :]
     clusters = describe_clusters(line, grid, [1], THRESHOLDS)
     assert clusters[0]["descriptors"]["trend_mm_yr"] == pytest.approx(0.01 * 365.25 / 6, rel=1e-3)
+
+
+def test_a_cluster_of_steps_at_different_dates_is_a_step_cluster():
+    """The mean of steps at dates within a year looks like a ramp; the step model still fits it better."""
+    acq = northern_acquisitions()
+    grid = regular_grid(acq)
+    rng = np.random.default_rng(7)
+    dates = [_day(d) for d in ("2020-06-15", "2020-08-20", "2021-01-10", "2021-06-01")]
+    observed = np.concatenate([
+        signal(acq, grid, step=-18.0, step_date=d)[None, :] + rng.normal(0, 2.0, (150, len(acq)))
+        for d in dates])
+    mean = regularize_linear(acq, grid, observed).mean(axis=0, keepdims=True)
+    alt = step_or_trend(mean, grid, observed_dates=acq)
+    assert alt["rss_step"][0] < alt["rss_trend"][0]
+    cluster = describe_clusters(mean, grid, [600], THRESHOLDS, observed_dates=acq)[0]
+    assert cluster["label"] == "step"
+    assert cluster["step_instead_of_trend"]["rss_ratio"] < 1
+    # a linear subsider is not mistaken for a step
+    ramp = regularize_linear(acq, grid, signal(acq, grid, trend=-6.0)[None, :])
+    alt = step_or_trend(ramp, grid, observed_dates=acq)
+    assert alt["rss_trend"][0] < 1e-6 < alt["rss_step"][0]
+    assert describe_clusters(ramp, grid, [1], THRESHOLDS, observed_dates=acq)[0]["label"] == "subsiding"

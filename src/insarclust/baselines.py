@@ -11,7 +11,15 @@ groups would use without reservoirs or deep clustering.
 * ``raw-kmeans`` - the batched k-means on the z-scored regular series.
 * ``descriptors-kmeans`` - the batched k-means on standardised per-point
   descriptors (:mod:`insarclust.descriptors`): trend, acceleration, annual
-  amplitude, step, residual RMS.
+  amplitude, step, centred on the site mean and standardised
+  (``baselines.descriptor_scaling``): ``threshold`` (default) divides each by
+  its label threshold of the ``interpret:`` section, so one unit is the size
+  at which that signature starts to count and k-means distances mean what the
+  labels mean; ``zscore`` divides by the standard deviation over the site,
+  which blows a descriptor that hardly varies (no step anywhere, an
+  acceleration that is only noise on a short series) up to unit variance,
+  where its noise or a handful of outliers steer k-means. Descriptors without
+  a threshold (residual RMS, dates) are z-scored in both modes.
 
 z-scoring (``baselines.zscore``): ``epoch`` (default) standardises every
 epoch of the grid across the site's points (mean and std streamed, as
@@ -34,6 +42,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import IncrementalPCA
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from .batches import H5FeatureSource, MapSource, ShardsSource, as_source, iter_blocks
 from .logs import Progress
@@ -41,8 +50,10 @@ from .logs import Progress
 log = logging.getLogger(__name__)
 
 METHODS = ("pca-kmeans", "raw-kmeans", "descriptors-kmeans")
-DEFAULT_DESCRIPTOR_FEATURES = ["trend_mm_yr", "acceleration_mm_yr2", "annual_amplitude_mm",
-                               "step_mm", "residual_rms_mm"]
+DEFAULT_DESCRIPTOR_FEATURES = ["trend_mm_yr", "acceleration_mm_yr2", "annual_amplitude_mm", "step_mm"]
+# the interpretation threshold that gives each descriptor its physical scale
+THRESHOLD_OF = {"trend_mm_yr": "stable_trend_mm_yr", "acceleration_mm_yr2": "acceleration_mm_yr2",
+                "annual_amplitude_mm": "seasonal_amplitude_mm", "step_mm": "step_mm"}
 FIT_BLOCK_ROWS = 16384
 
 
@@ -101,24 +112,21 @@ class StreamedScaler(BaseEstimator, TransformerMixin):
 
 
 def knee_index(curve) -> int:
-    """Number of components (1-based) at the knee of an increasing, concave curve.
+    """Number of components (1-based) at the knee of a cumulative explained-variance curve.
 
-    The knee rule (Kneedle, Satopaa et al. 2011, without smoothing): scale
-    the curve and the component index to [0, 1], draw the chord from the
-    first to the last point, and take the point farthest above it. For a
-    cumulative explained-variance curve that is where adding components
-    stops paying off: before it each component adds more than the average
-    over the whole range, after it less.
+    The knee rule (Kneedle, Satopaa et al. 2011, without smoothing): prepend
+    the origin (no component, no variance), scale the curve and the
+    component count to [0, 1], draw the chord from the origin to the last
+    point, and take the point farthest above it. Before the knee each
+    component adds more variance than the average over the range, after it
+    less. A curve with no bend (a straight line) gives 1.
     """
-    y = np.asarray(curve, dtype=np.float64)
-    if len(y) <= 2:
-        return len(y)
+    y = np.concatenate([[0.0], np.asarray(curve, dtype=np.float64)])
+    if len(y) <= 2 or y[-1] <= 0:
+        return max(len(y) - 1, 1)
     x = np.linspace(0.0, 1.0, len(y))
-    span = y[-1] - y[0]
-    if span <= 0:
-        return 1
-    gap = (y - y[0]) / span - x
-    return int(np.argmax(gap)) + 1
+    gap = y / y[-1] - x
+    return max(int(np.argmax(np.round(gap, 12))), 1)
 
 
 class StreamedPCA(BaseEstimator, TransformerMixin):
@@ -143,11 +151,15 @@ class StreamedPCA(BaseEstimator, TransformerMixin):
         n_comp = int(min(self.max_components, source.n_features, source.n_rows))
         self.pca_ = IncrementalPCA(n_components=n_comp)
         progress = Progress(log, source.n_rows, "incremental PCA (rows)")
-        for X in _blocks(source, max(int(self.block_rows), n_comp), min_rows=n_comp):
-            if len(X) < n_comp:  # a tail shorter than the component count cannot be fitted
-                break
-            self.pca_.partial_fit(X)
-            progress.update(len(X))
+        # One BLAS thread: the SVD of a tall (block x epochs) matrix gains little
+        # from threads, and on shared cores OpenBLAS's spinning threads made a
+        # 16k x 200 SVD take 4-28 s instead of 0.3 s.
+        with threadpool_limits(limits=1, user_api="blas"):
+            for X in _blocks(source, max(int(self.block_rows), n_comp), min_rows=n_comp):
+                if len(X) < n_comp:  # a tail shorter than the component count cannot be fitted
+                    break
+                self.pca_.partial_fit(X)
+                progress.update(len(X))
         self.explained_variance_ratio_ = np.asarray(self.pca_.explained_variance_ratio_)
         cumulative = np.cumsum(self.explained_variance_ratio_)
         self.n_components_ = int(min(max(knee_index(cumulative), self.min_components), n_comp))
@@ -202,7 +214,21 @@ def kmeans_config(kmeans_cfg: dict, baselines_cfg: dict) -> dict:
     return cfg
 
 
-def build_features(method: str, shards_path, descriptors_path=None, *, baselines_cfg: dict):
+def descriptor_scale(std: np.ndarray, names, interpret_cfg: dict | None, scaling: str) -> np.ndarray:
+    """Per-descriptor divisor (D,): the label threshold (``threshold``) or the std (``zscore``)."""
+    from .interpret import DEFAULT_THRESHOLDS
+
+    if scaling not in ("threshold", "zscore"):
+        raise ValueError(f"descriptor_scaling must be 'threshold' or 'zscore', got {scaling!r}")
+    thresholds = {**DEFAULT_THRESHOLDS, **(interpret_cfg or {})}
+    std = np.asarray(std, dtype=np.float64)
+    scale = np.array([float(thresholds[THRESHOLD_OF[n]]) if scaling == "threshold" and n in THRESHOLD_OF
+                      else s for n, s in zip(names, std)])
+    return np.where(scale > 0, scale, 1.0)
+
+
+def build_features(method: str, shards_path, descriptors_path=None, *, baselines_cfg: dict,
+                   interpret_cfg: dict | None = None):
     """The row source a peer method clusters, and the method's extras for the JSON.
 
     Returns ``(source, extras)``; extras go to the top level of the metrics
@@ -220,10 +246,14 @@ def build_features(method: str, shards_path, descriptors_path=None, *, baselines
         raw = H5FeatureSource(descriptors_path, shard_offsets=ShardsSource(shards_path).shard_offsets)
         cols = descriptor_columns(raw.names, wanted)
         picked = MapSource(raw, lambda X: X[:, cols], names=wanted)
-        scaler = StreamedScaler("epoch").fit(picked)
-        source = MapSource(picked, scaler.transform, names=wanted)
-        extras = {"features": wanted, "feature_mean": scaler.scaler_.mean_.tolist(),
-                  "feature_std": scaler.scaler_.scale_.tolist()}
+        stats = StreamedScaler("epoch").fit(picked).scaler_
+        scaling = baselines_cfg.get("descriptor_scaling", "threshold")
+        mean = stats.mean_.astype(np.float32)
+        scale = descriptor_scale(np.sqrt(stats.var_), wanted, interpret_cfg, scaling)
+        inv_scale = (1.0 / scale).astype(np.float32)
+        source = MapSource(picked, lambda X: (X - mean) * inv_scale, names=wanted)
+        extras = {"features": wanted, "descriptor_scaling": scaling, "feature_mean": stats.mean_.tolist(),
+                  "feature_std": np.sqrt(stats.var_).tolist(), "feature_scale": scale.tolist()}
         return source, extras
     series = ShardsSource(shards_path, "series/regular")
     scaler = StreamedScaler(zscore).fit(series)
@@ -256,7 +286,8 @@ def run_baseline(method: str, shards_path, graph_path, descriptors_path=None, *,
 
     baselines_cfg = dict(baselines_cfg or {})
     cfg = kmeans_config(kmeans_cfg, baselines_cfg)
-    source, extras = build_features(method, shards_path, descriptors_path, baselines_cfg=baselines_cfg)
+    source, extras = build_features(method, shards_path, descriptors_path, baselines_cfg=baselines_cfg,
+                                    interpret_cfg=interpret_cfg)
     log.info("%s: clustering %d points x %d features", method, source.n_rows, source.n_features)
     model, selection = kmeans.fit_from_config(source, cfg, seed)
     labels, order, stats = evaluate.order_labels_with_stats(model.labels_, shards_path,

@@ -119,14 +119,16 @@ def reference_date_of(grid_dates: np.ndarray) -> float:
     return 0.5 * (float(grid_dates[0]) + float(grid_dates[-1]))
 
 
-def _design(grid_dates: np.ndarray, mask: np.ndarray, min_segment_days: float) -> _Design:
+def _design(grid_dates: np.ndarray, mask: np.ndarray, min_segment_days: float,
+            terms: tuple = (0, 1, 2, 3, 4)) -> _Design:
+    """The shared fit; ``terms`` picks base columns (offset, trend, acceleration, cos, sin)."""
     grid = np.asarray(grid_dates, dtype=np.float64)
     columns = np.flatnonzero(mask)
     if len(columns) < _BASE_TERMS + 3:  # too few supported epochs: use the whole grid
         columns = np.arange(len(grid))
     dates = grid[columns]
     ref = reference_date_of(grid)
-    B = _base_design(dates, ref)
+    B = _base_design(dates, ref)[:, list(terms)]
     B_pinv = np.linalg.pinv(B)
     # step candidates: first supported epoch after the step at position k
     k = np.arange(1, len(dates))
@@ -149,7 +151,7 @@ def _design(grid_dates: np.ndarray, mask: np.ndarray, min_segment_days: float) -
         step_on_base=M,
         step_dates=0.5 * (dates[k - 1] + dates[k]),
         step_first=k,
-        dof=max(len(dates) - _BASE_TERMS - (1 if len(k) else 0), 1),
+        dof=max(len(dates) - len(terms) - (1 if len(k) else 0), 1),
         reference_date=ref,
     )
 
@@ -284,6 +286,46 @@ def acquisition_dates(dates: np.ndarray, displacement_sample: np.ndarray | None 
         return dates
     coverage = np.mean(~np.isnan(displacement_sample), axis=0)
     return dates[coverage >= min_coverage]
+
+
+def step_or_trend(series: np.ndarray, grid_dates: np.ndarray, *,
+                  observed_dates: np.ndarray | None = None, max_gap_days: float = 36.0,
+                  min_segment_days: float = 90.0) -> dict:
+    """Is a series better explained by one step or by a trend? Both with the annual cycle.
+
+    Fits two models of equal size to each row of ``series`` (K, G) mm:
+    *trend* (offset, trend, acceleration, annual cos/sin) and *step*
+    (offset, annual cos/sin, one step at the best change point). A series
+    that drops once is explained by the joint fit of
+    :class:`DescriptorModel` as part trend, part step; the mean series of a
+    cluster of steps at different dates even looks like a ramp. Comparing the
+    residuals of the two models tells which explanation the data prefer.
+
+    Returns arrays (K,): ``step_mm`` and ``step_date`` of the step model,
+    ``rss_step`` and ``rss_trend`` (mm^2, over the supported epochs).
+    """
+    Y = np.atleast_2d(np.asarray(series, dtype=np.float64))
+    mask = observed_grid_mask(grid_dates, observed_dates, max_gap_days)
+    out = {}
+    for name, terms in (("trend", (0, 1, 2, 3, 4)), ("step", (0, 3, 4))):
+        d = _design(grid_dates, mask, min_segment_days, terms)
+        Ys = Y[:, d.columns]
+        base = d.base.astype(np.float64)
+        resid = Ys - (Ys @ d.base_pinv.T.astype(np.float64)) @ base.T
+        rss = np.einsum("ij,ij->i", resid, resid)
+        if name == "trend" or not len(d.step_first):
+            out[f"rss_{name}"] = rss
+            continue
+        proj = resid @ d.step_dirs.astype(np.float64)
+        best = np.abs(proj).argmax(axis=1)
+        best_proj = np.take_along_axis(proj, best[:, None], axis=1)[:, 0]
+        out["rss_step"] = np.maximum(rss - best_proj ** 2, 0.0)
+        out["step_mm"] = best_proj / d.step_norm[best]
+        out["step_date"] = d.step_dates[best]
+    if "step_mm" not in out:
+        out["step_mm"] = np.zeros(len(Y))
+        out["step_date"] = np.full(len(Y), np.nan)
+    return out
 
 
 def infer_acquisition_dates(series: np.ndarray, grid_dates: np.ndarray, rtol: float = 1e-5

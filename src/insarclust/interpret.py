@@ -9,12 +9,18 @@ are nearly noise-free, and the label is read off them with four thresholds
    |trend| >= ``stable_trend_mm_yr`` (or the series is accelerating, below),
    the annual cycle when its amplitude >= ``seasonal_amplitude_mm``, the step
    when |step| >= ``step_mm``.
-2. No signature present: ``stable``.
-3. Otherwise the present signature that moved the ground most over the
+2. Step or trend: a drop can be explained by a trend or by a step, and the
+   mean of a cluster of steps at different dates looks like a ramp. The mean
+   series is therefore also fitted with a step instead of the trend
+   (:func:`insarclust.descriptors.step_or_trend`); when that fits at least as
+   well and its step reaches ``step_mm``, the step (of that model) replaces
+   the trend as a signature.
+3. No signature present: ``stable``.
+4. Otherwise the present signature that moved the ground most over the
    observation period wins, measured in mm: the range of the polynomial
    trend over the period, the annual peak-to-peak (2 x amplitude), the step
    size.
-4. A winning trend is ``accelerating`` when |acceleration| >=
+5. A winning trend is ``accelerating`` when |acceleration| >=
    ``acceleration_mm_yr2``, the motion speeds up (acceleration and trend of
    the same sign) and the end-of-period velocity reaches the trend threshold;
    else ``subsiding`` (negative trend: away from the satellite, mostly down)
@@ -28,7 +34,7 @@ from typing import Mapping
 import numpy as np
 
 from insarclust.descriptors import (DAYS_PER_YEAR, DESCRIPTOR_NAMES, compute_descriptors,
-                                    infer_acquisition_dates)
+                                    infer_acquisition_dates, step_or_trend)
 
 VOCABULARY = ("stable", "subsiding", "uplifting", "seasonal", "accelerating", "step")
 
@@ -68,21 +74,36 @@ def polynomial_range_mm(trend_mm_yr: float, acceleration_mm_yr2: float, span_yea
     return max(values) - min(values)
 
 
-def signature_magnitudes(descriptors: Mapping, span_years: float, thresholds: Mapping | None = None
-                         ) -> dict:
-    """Ground motion (mm over the period) of each *present* signature: trend, seasonal, step."""
+def step_explains(step_model: Mapping | None, thresholds: Mapping) -> bool:
+    """The step-instead-of-trend model fits at least as well and its step reaches the threshold."""
+    if not step_model:
+        return False
+    return (float(step_model["rss_step"]) <= float(step_model["rss_trend"])
+            and abs(float(step_model["step_mm"])) >= thresholds["step_mm"])
+
+
+def signature_magnitudes(descriptors: Mapping, span_years: float, thresholds: Mapping | None = None,
+                         step_model: Mapping | None = None) -> dict:
+    """Ground motion (mm over the period) of each *present* signature: trend, seasonal, step.
+
+    ``step_model``: ``step_mm``, ``rss_step``, ``rss_trend`` of
+    :func:`insarclust.descriptors.step_or_trend` for this series (optional).
+    """
     thr = _thresholds(thresholds)
     v = float(descriptors["trend_mm_yr"])
     a = float(descriptors["acceleration_mm_yr2"])
     amplitude = float(descriptors["annual_amplitude_mm"])
     step = float(descriptors["step_mm"])
     out = {}
-    if abs(v) >= thr["stable_trend_mm_yr"] or is_accelerating(v, a, span_years, thr):
-        out["trend"] = polynomial_range_mm(v, a, span_years)
+    if step_explains(step_model, thr):
+        out["step"] = abs(float(step_model["step_mm"]))
+    else:
+        if abs(v) >= thr["stable_trend_mm_yr"] or is_accelerating(v, a, span_years, thr):
+            out["trend"] = polynomial_range_mm(v, a, span_years)
+        if abs(step) >= thr["step_mm"]:
+            out["step"] = abs(step)
     if amplitude >= thr["seasonal_amplitude_mm"]:
         out["seasonal"] = 2.0 * amplitude
-    if abs(step) >= thr["step_mm"]:
-        out["step"] = abs(step)
     return out
 
 
@@ -95,10 +116,11 @@ def is_accelerating(trend_mm_yr: float, acceleration_mm_yr2: float, span_years: 
             and abs(end_velocity) >= thresholds["stable_trend_mm_yr"])
 
 
-def suggest_label(descriptors: Mapping, span_years: float, thresholds: Mapping | None = None) -> str:
+def suggest_label(descriptors: Mapping, span_years: float, thresholds: Mapping | None = None,
+                  step_model: Mapping | None = None) -> str:
     """One word of :data:`VOCABULARY` for a (mean) series' descriptors; rules in the module doc."""
     thr = _thresholds(thresholds)
-    magnitudes = signature_magnitudes(descriptors, span_years, thr)
+    magnitudes = signature_magnitudes(descriptors, span_years, thr, step_model)
     if not magnitudes:
         return "stable"
     winner = max(magnitudes, key=lambda name: magnitudes[name])
@@ -118,7 +140,7 @@ def _json_float(x) -> float | None:
 def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: np.ndarray,
                       thresholds: dict, member_spread: dict | None = None, *,
                       observed_dates: np.ndarray | None = None) -> list[dict]:
-    """One dict per cluster: ``cluster``, ``size``, ``descriptors``, ``spread``, ``label``, ``evidence_mm``.
+    """One dict per cluster: ``cluster``, ``size``, ``descriptors``, ``spread``, ``label`` (+ evidence).
 
     mean_series (K, G) mm on the regular grid; grid_dates (G,) days since
     1970-01-01; counts (K,); thresholds: the ``interpret:`` config section;
@@ -128,7 +150,9 @@ def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: n
     per-point descriptors; without it every grid epoch counts and annual
     amplitudes of sites with long winter gaps come out too small.
     ``evidence_mm`` is the ground motion of each present signature that the
-    label was chosen from. All values are JSON-ready (non-finite -> None).
+    label was chosen from; ``step_instead_of_trend`` the step model of rule 2
+    (its step, date and residual ratio to the trend model; < 1: the step fits
+    better). All values are JSON-ready (non-finite -> None).
     """
     mean_series = np.nan_to_num(np.asarray(mean_series, dtype=np.float64))
     grid_dates = np.asarray(grid_dates)
@@ -137,8 +161,11 @@ def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: n
     span_years = (float(grid_dates[-1]) - float(grid_dates[0])) / DAYS_PER_YEAR
     if observed_dates is None:
         observed_dates = infer_acquisition_dates(mean_series, grid_dates)
+    fit = fit_settings(thresholds)
     descriptors = compute_descriptors(mean_series.astype(np.float32), grid_dates,
-                                      observed_dates=observed_dates, **fit_settings(thresholds))
+                                      observed_dates=observed_dates, **fit)
+    alternative = step_or_trend(mean_series, grid_dates, observed_dates=observed_dates,
+                                max_gap_days=fit["max_gap_days"], min_segment_days=fit["min_segment_days"])
     out = []
     for j, row in enumerate(descriptors):
         d = {name: _json_float(value) for name, value in zip(DESCRIPTOR_NAMES, row)}
@@ -146,13 +173,20 @@ def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: n
         spread = {}
         for name, values in (member_spread or {}).items():
             spread[name] = _json_float(np.asarray(values)[j])
-        magnitudes = signature_magnitudes(finite, span_years, thr)
+        step_model = {k: float(alternative[k][j]) for k in ("step_mm", "rss_step", "rss_trend")}
+        magnitudes = signature_magnitudes(finite, span_years, thr, step_model)
         out.append({
             "cluster": int(j),
             "size": int(counts[j]),
             "descriptors": d,
             "spread": spread,
-            "label": suggest_label(finite, span_years, thr),
+            "label": suggest_label(finite, span_years, thr, step_model),
             "evidence_mm": {k: round(v, 3) for k, v in magnitudes.items()},
+            "step_instead_of_trend": {
+                "step_mm": _json_float(step_model["step_mm"]),
+                "step_date": _json_float(alternative["step_date"][j]),
+                "rss_ratio": _json_float(step_model["rss_step"] / step_model["rss_trend"])
+                if step_model["rss_trend"] > 0 else None,
+            },
         })
     return out

@@ -1,0 +1,181 @@
+"""Peer methods on real files: scaler, incremental PCA with the knee, and the three baselines."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.spatial import cKDTree
+from sklearn.decomposition import PCA
+from sklearn.metrics import adjusted_rand_score
+from sklearn.preprocessing import StandardScaler
+
+from insarclust import evaluate, h5io
+from insarclust.baselines import (METHODS, StreamedPCA, StreamedScaler, build_features,
+                                  centroid_spectrum, default_methods, knee_index, run_baseline,
+                                  zscore_series)
+from insarclust.batches import ArraySource
+from insarclust.descriptors import write_descriptors
+
+from conftest import make_shards_file
+
+KMEANS_CFG = {"k": 4, "k_range": [2, 5], "batch_size": 128, "test_fraction": 0.2,
+              "split": "random", "warm_start_size": 1024, "n_passes": 1, "silhouette_sample": 1000}
+INTERPRET = {"stable_trend_mm_yr": 2.0, "seasonal_amplitude_mm": 4.0, "step_mm": 8.0,
+             "acceleration_mm_yr2": 1.5}
+REGIME_NAMES = np.array(["stable", "subsiding", "seasonal", "uplifting"])
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """shards.h5 (2,000 points, four regimes), a k-NN graph, descriptors.h5 and the truth table."""
+    tmp = tmp_path_factory.mktemp("site")
+    shards_path, truth = make_shards_file(tmp / "shards.h5", n=2000, shard_size=512)
+    lat, lon = h5io.Shards(shards_path).coords()
+    xyz = np.stack([lat, lon * np.cos(np.radians(69.0))], axis=1)
+    k = 6
+    dist, idx = cKDTree(xyz).query(xyz, k + 1)
+    n = len(lat)
+    h5io.write_graph(tmp / "graph.h5", np.arange(0, n * k + 1, k), idx[:, 1:].ravel(),
+                     dist[:, 1:].ravel() * 111e3, np.ones(n * k), {"k": k, "weighting": "binary"})
+    write_descriptors(shards_path, tmp / "descriptors.h5")
+    pids = h5io.Shards(shards_path).pids()
+    pd.DataFrame({"pid": pids, "regime": REGIME_NAMES[truth]}).to_csv(tmp / "truth.csv", index=False)
+    return {"shards": shards_path, "graph": tmp / "graph.h5", "descriptors": tmp / "descriptors.h5",
+            "truth_csv": tmp / "truth.csv", "truth": truth, "dir": tmp}
+
+
+def test_knee_index_known_answers():
+    # saturating after 3 components
+    assert knee_index(np.minimum(np.arange(1, 11), 3) / 3) == 3
+    # one dominant component
+    assert knee_index([0.9, 0.93, 0.95, 0.96, 0.97, 0.98]) == 1
+    # a straight line (equal shares) has no knee: the first component
+    assert knee_index(np.linspace(0.1, 1.0, 10)) == 1
+    assert knee_index([0.5, 1.0]) == 1
+    assert knee_index([0.8, 0.9, 1.0]) == 1 and knee_index([0.4, 0.8, 0.9, 1.0]) == 2
+
+
+def test_streamed_scaler_matches_standard_scaler():
+    rng = np.random.default_rng(0)
+    X = (rng.normal(3, 2, (3000, 7)) * np.arange(1, 8)).astype(np.float32)
+    X[:, 0] = 0.0  # a reference epoch: zero variance keeps scale 1
+    source = ArraySource(X, shard_offsets=[0, 1000, 2100, 3000])
+    scaler = StreamedScaler("epoch", block_rows=256).fit(source)
+    np.testing.assert_allclose(scaler.transform(X), StandardScaler().fit_transform(X), atol=1e-4)
+    rows = StreamedScaler("series").fit(source).transform(X[:, 1:])
+    np.testing.assert_allclose(rows.mean(axis=1), 0, atol=1e-5)
+    np.testing.assert_allclose(rows.std(axis=1), 1, atol=1e-4)
+    assert np.all(zscore_series(np.ones((2, 5))) == 0)
+    with pytest.raises(ValueError, match="zscore"):
+        StreamedScaler("global").fit(source)
+
+
+def test_streamed_pca_matches_pca_and_keeps_the_knee():
+    """Rank-3 signal + small noise: the knee is 3 and the subspace is PCA's."""
+    rng = np.random.default_rng(1)
+    basis = rng.normal(size=(3, 40))
+    X = (rng.normal(size=(5000, 3)) * [4.0, 3.5, 3.0]) @ basis + rng.normal(0, 0.05, (5000, 40))
+    source = ArraySource(X.astype(np.float32), shard_offsets=[0, 1700, 3333, 5000])
+    pca = StreamedPCA(max_components=10, block_rows=500).fit(source)
+    ref = PCA(n_components=10).fit(X)
+    assert pca.n_components_ == 3
+    np.testing.assert_allclose(pca.explained_variance_ratio_[:3], ref.explained_variance_ratio_[:3],
+                               rtol=1e-3)
+    scores = pca.transform(X[:100])
+    assert scores.shape == (100, 3) and scores.dtype == np.float32
+    # same subspace: |cosines| between matched components are 1
+    cos = np.abs(np.sum(pca.pca_.components_[:3] * ref.components_[:3], axis=1))
+    np.testing.assert_allclose(cos, 1.0, atol=1e-4)
+
+
+def test_centroid_spectrum_finds_the_annual_period():
+    grid = np.arange(17500, 17500 + 6 * 240, 6)
+    t = (grid - grid[0]) / 365.25
+    means = np.stack([5 * np.sin(2 * np.pi * t) - 3 * t, -8 * t + 0.01 * np.sin(40 * t)])
+    spec = centroid_spectrum(means, grid)
+    assert spec[0]["dominant_period_days"] == pytest.approx(6 * 240 / 4, rel=0.01)  # 4 cycles in 1440 d
+    assert spec[0]["power_share"] > 0.5
+
+
+def test_features_of_each_method(site):
+    cfg = {"pca_max_components": 12}
+    src, extras = build_features("pca-kmeans", site["shards"], baselines_cfg=cfg)
+    assert extras["pca"]["n_components"] == src.n_features >= 2
+    assert len(extras["pca"]["explained_variance_ratio"]) == 12
+    assert np.all(np.diff(extras["pca"]["cumulative_explained_variance"]) >= 0)
+    assert src.read(0, 10).shape == (10, src.n_features)
+    raw, extras = build_features("raw-kmeans", site["shards"], baselines_cfg={})
+    assert raw.n_features == 120 and extras["zscore"] == "epoch"
+    X = raw.read(0, raw.n_rows)
+    np.testing.assert_allclose(X[:, 1:].mean(axis=0), 0, atol=1e-3)
+    desc, extras = build_features("descriptors-kmeans", site["shards"], site["descriptors"],
+                                  baselines_cfg={"descriptor_features": ["trend_mm_yr", "step_mm"],
+                                                 "descriptor_scaling": "zscore"})
+    assert desc.names == ["trend_mm_yr", "step_mm"]
+    D = desc.read(0, desc.n_rows)
+    np.testing.assert_allclose(D.mean(axis=0), 0, atol=1e-3)
+    np.testing.assert_allclose(D[:, 0].std(), 1.0, atol=1e-3)
+    with pytest.raises(ValueError, match="descriptor_scaling"):
+        build_features("descriptors-kmeans", site["shards"], site["descriptors"],
+                       baselines_cfg={"descriptor_scaling": "minmax"})
+    with pytest.raises(ValueError, match="unknown peer method"):
+        build_features("tsne-kmeans", site["shards"], baselines_cfg={})
+    with pytest.raises(ValueError, match="lacks"):
+        build_features("descriptors-kmeans", site["shards"], site["descriptors"],
+                       baselines_cfg={"descriptor_features": ["velocity"]})
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_baseline_recovers_the_regimes(site, method, tmp_path):
+    labels, split, result = run_baseline(
+        method, site["shards"], site["graph"], site["descriptors"], kmeans_cfg=KMEANS_CFG,
+        baselines_cfg={"pca_max_components": 12}, interpret_cfg=INTERPRET, seed=3,
+        truth_path=site["truth_csv"])
+    n = len(site["truth"])
+    assert labels.shape == (n,) and labels.dtype == np.int32 and set(np.unique(labels)) <= set(range(4))
+    assert split.shape == (n,) and int(split.sum()) == 400
+    assert result["k"] == 4 and sum(result["sizes"]) == n
+    assert adjusted_rand_score(site["truth"], labels) > 0.9
+    m = result["metrics"]
+    assert m["ari"] > 0.9 and m["label_match"] > 0.9
+    assert m["spatial_coherence"] > 0.8
+    assert sorted(c["label"] for c in result["clusters"]) == ["seasonal", "stable", "subsiding", "uplifting"]
+    # ids ordered by trend: 0 subsides, 3 uplifts
+    assert result["clusters"][0]["label"] == "subsiding" and result["clusters"][3]["label"] == "uplifting"
+    if method == "pca-kmeans":
+        assert result["pca"]["n_components"] >= 2
+        assert len(result["centroid_spectrum"]) == 4
+    if method == "descriptors-kmeans":
+        assert result["features"] == ["trend_mm_yr", "acceleration_mm_yr2", "annual_amplitude_mm",
+                                      "step_mm"]
+        # threshold units: trend / 2 mm/yr, acceleration / 1.5, amplitude / 4 mm, step / 8 mm
+        assert result["feature_scale"] == pytest.approx([2.0, 1.5, 4.0, 8.0])
+        assert result["feature_std"][3] < 1.0  # no step on this site
+    # written through the shared writer: a valid JSON and the clusters file
+    h5, js = tmp_path / f"{method}.h5", tmp_path / f"{method}.json"
+    evaluate.write_method_outputs(h5, js, labels, split, {"site": "t", "method": method, **result})
+    assert json.loads(js.read_text())["method"] == method
+    np.testing.assert_array_equal(h5io.read_clusters(h5)["labels"], labels)
+
+
+def test_baseline_is_deterministic_and_k_auto(site):
+    kwargs = dict(kmeans_cfg=KMEANS_CFG, interpret_cfg=INTERPRET, seed=5)
+    a = run_baseline("descriptors-kmeans", site["shards"], site["graph"], site["descriptors"],
+                     baselines_cfg={}, **kwargs)
+    b = run_baseline("descriptors-kmeans", site["shards"], site["graph"], site["descriptors"],
+                     baselines_cfg={}, **kwargs)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[2]["metrics"] == b[2]["metrics"]
+    labels, _, result = run_baseline("pca-kmeans", site["shards"], site["graph"], site["descriptors"],
+                                     baselines_cfg={"k": "auto", "pca_max_components": 12}, **kwargs)
+    sel = result["k_selection"]
+    assert sel["k"] == [2, 3, 4, 5] and len(sel["silhouette"]) == 4
+    assert sel["chosen"] == result["k"] == int(labels.max()) + 1
+    assert result["k"] == 4  # four well separated regimes
+
+
+def test_default_methods():
+    assert default_methods(None) == list(METHODS)
+    assert default_methods({"raw-kmeans": False}) == ["pca-kmeans", "descriptors-kmeans"]
