@@ -80,6 +80,15 @@ def cpu_seconds() -> float:
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB. Linux' VmHWM starts afresh at exec;
+    ru_maxrss would carry over the parent's peak from the fork."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

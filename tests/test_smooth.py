@@ -80,8 +80,9 @@ def knn():
     return lat, lon
 
 
-def test_exact_equals_pyg_message_passing(knn):
-    g = GeodesicKNNGraph(k=6, symmetric=True).fit(*knn)
+@pytest.mark.parametrize("symmetric", [True, False])      # variable / fixed degree
+def test_exact_equals_pyg_message_passing(knn, symmetric):
+    g = GeodesicKNNGraph(k=6, symmetric=symmetric).fit(*knn)
     X = np.random.default_rng(2).normal(size=(g.n_points_, 4)).astype(np.float32)
     out = GraphSmoother(H=2, alpha=0.6).fit(g.indptr_, g.indices_, g.weight_).transform(X)
     data = to_data(g.indptr_, g.indices_, g.weight_)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -85,14 +86,25 @@ def aggregation_operator(indptr, indices, weight=None, aggregation: str = "mean"
             w = torch.ones(len(indices), dtype=torch.float32)
         else:
             w = torch.as_tensor(np.asarray(weight, dtype=np.float32)) if not torch.is_tensor(weight) else weight.float()
-        rows = torch.repeat_interleave(torch.arange(n), counts)
-        row_sum = torch.zeros(n, dtype=torch.float64).index_add_(0, rows, w.double())
+        k = len(w) // n if n else 0
+        fixed_degree = n > 0 and k > 0 and bool((counts == k).all())
+        if fixed_degree:
+            # Plain k-NN graphs: rows are an (N, k) block; no per-edge row index needed.
+            row_sum = w.view(n, k).sum(1, dtype=torch.float64)
+        else:
+            # Row sums from a float64 running sum: one pass, no (nnz,) row-index array.
+            running = torch.zeros(len(w) + 1, dtype=torch.float64)
+            torch.cumsum(w, 0, dtype=torch.float64, out=running[1:])
+            row_sum = running[indptr[1:]] - running[indptr[:-1]]
+            del running
         isolated = row_sum <= 0
         inv = torch.where(isolated, 0.0, 1.0 / torch.where(isolated, 1.0, row_sum)).float()
-        values = w * inv[rows]
+        values = (w.view(n, k) * inv[:, None]).view(-1) if fixed_degree else w * torch.repeat_interleave(inv, counts)
     else:
         raise ValueError(f"unknown aggregation '{aggregation}'; use one of {', '.join(AGGREGATIONS)}")
-    op = torch.sparse_csr_tensor(indptr, indices, values, size=(n, n), check_invariants=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        op = torch.sparse_csr_tensor(indptr, indices, values, size=(n, n), check_invariants=False)
     return op, isolated
 
 
@@ -104,16 +116,16 @@ def propagate(op: torch.Tensor, isolated: torch.Tensor, X: torch.Tensor, H: int,
     the spare one); with ``overwrite`` one of them is ``X`` itself, otherwise
     ``X`` is left untouched.
     """
-    cur = X if overwrite else X.clone()
     if H == 0:
-        return cur
+        return X if overwrite else X.clone()
     keep = torch.nonzero(isolated).flatten() if aggregation == "mean" else None
-    spare = torch.empty_like(X)
+    cur, spare = X, torch.empty_like(X)
     for _ in range(int(H)):
         torch.addmm(cur, op, cur, beta=alpha, alpha=1.0 - alpha, out=spare)
         if keep is not None and len(keep):
             spare[keep] = cur[keep]
-        cur, spare = spare, cur
+        # Without overwrite, X is only read: the second buffer is allocated after hop 1.
+        cur, spare = spare, (cur if (overwrite or cur is not X) else torch.empty_like(X))
     return cur
 
 
