@@ -8,15 +8,15 @@ from conftest import make_shards_file
 from insarclust import provenance
 
 RULES = {
-    "shards": {"benchmark": "benchmarks/shards/{site}.tsv", "log": "logs/shards/{site}.log", "torch": False},
+    "shards": {"benchmark": "benchmarks/shards/{site}.tsv", "log": "logs/shards/{site}.log", "device": False},
     "kmeans": {"benchmark": "benchmarks/kmeans/{site}.{variant}.tsv",
-               "log": "logs/kmeans/{site}.{variant}.log", "torch": False},
+               "log": "logs/kmeans/{site}.{variant}.log", "device": False},
     "embed_part": {"benchmark": "benchmarks/embed/{site}.{part}-of-{n}.tsv",
-                   "log": "logs/embed/{site}.{part}-of-{n}.log", "torch": True},
+                   "log": "logs/embed/{site}.{part}-of-{n}.log", "device": True},
     "smooth": {"benchmark": "benchmarks/smooth/{site}.{base}.tsv",
-               "log": "logs/smooth/{site}.{base}.log", "torch": True},
-    "dsc": {"benchmark": "benchmarks/dsc/{site}.tsv", "log": "logs/dsc/{site}.log", "torch": True},
-    "summary": {"benchmark": None, "log": "logs/summary.log", "torch": False},
+               "log": "logs/smooth/{site}.{base}.log", "device": True},
+    "dsc": {"benchmark": "benchmarks/dsc/{site}.tsv", "log": "logs/dsc/{site}.log", "device": True},
+    "summary": {"benchmark": None, "log": "logs/summary.log", "device": False},
 }
 
 BENCH_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
@@ -70,10 +70,14 @@ def test_stage_records(workdir):
     assert stages["shards"]["device"] == "cpu"
 
 
-def test_torch_rule_without_record_says_so(workdir):
+def test_device_rule_without_record(workdir):
     _bench(workdir / "benchmarks/smooth/demo-a.dyn.tsv", 1.0, 100.0)
     stages = provenance.stage_records(RULES, "demo-a")
-    assert stages["smooth"]["device"] == "not recorded"
+    assert stages["smooth"]["device"] == "not recorded (device: auto)"
+    # an explicit device is what the stage ran on (it fails rather than fall back)
+    stages = provenance.stage_records(RULES, "demo-a", configured_device="cuda:1")
+    assert stages["smooth"]["device"] == "cuda:1"
+    assert stages["embed_part"]["device"] == "cuda:0"  # a record wins
 
 
 def test_device_regex(tmp_path):
@@ -130,3 +134,14 @@ def test_build_and_write(workdir):
     assert back["stages"]["embed_part"]["device"] == "cuda:0"
     assert back["methods"] == ["dsc"]
     assert back["inputs"]["source_sha256"] == "0" * 64
+
+
+def test_patterns_with_wildcard_constraints(workdir):
+    rules = {"kmeans": {"benchmark": "benchmarks/kmeans/{site,demo-a|demo-ab}.{variant,dyn|dyn\\+static}.tsv",
+                        "log": None, "device": False},
+             "embed_part": {"benchmark": "benchmarks/embed/{site,[a-z-]+}.{part,[0-9]{1,3}}-of-{n,[0-9]+}.tsv",
+                            "log": None, "device": True}}
+    assert provenance.strip_constraints(rules["embed_part"]["benchmark"]) == \
+        "benchmarks/embed/{site}.{part}-of-{n}.tsv"
+    stages = provenance.stage_records(rules, "demo-a")
+    assert stages["kmeans"]["jobs"] == 2 and stages["embed_part"]["jobs"] == 2

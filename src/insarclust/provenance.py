@@ -89,12 +89,17 @@ def input_checksums(shards_path, files: Iterable = (), hash_files: bool = True) 
     return out
 
 
+def strip_constraints(pattern: str) -> str:
+    """``{site,[a-z]+}`` -> ``{site}`` (constraints may hold one level of ``{m,n}``)."""
+    return re.sub(r"\{(\w+),(?:[^{}]|\{[^{}]*\})*\}", r"{\1}", pattern)
+
+
 def _pattern_regex(pattern: str, site: str) -> tuple[str, re.Pattern]:
     """Glob and regex (named groups = wildcards) of a rule's file pattern for one site."""
-    fixed = pattern.replace("{site}", site)
+    fixed = strip_constraints(pattern).replace("{site}", site)
     glob_pattern = re.sub(r"\{[^}]+\}", "*", fixed)
     regex, pos, seen = "", 0, set()
-    for m in re.finditer(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:,[^}]*)?\}", fixed):
+    for m in re.finditer(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", fixed):
         name = m.group(1)
         group = f"(?P={name})" if name in seen else f"(?P<{name}>[^/]+)"
         seen.add(name)
@@ -111,7 +116,7 @@ def find_rule_files(patterns: Mapping[str, str], site: str) -> list[tuple[str, d
     """
     found = []
     for rule, pattern in patterns.items():
-        if not pattern or "{site}" not in pattern:
+        if not pattern or "{site}" not in strip_constraints(pattern):
             continue
         glob_pattern, regex = _pattern_regex(pattern, site)
         for path in sorted(glob.glob(glob_pattern)):
@@ -158,12 +163,15 @@ def device_from_result(result: Mapping) -> str | None:
     return None
 
 
-def stage_records(rules: Mapping[str, Mapping], site: str, metrics_paths: Iterable = ()) -> dict:
+def stage_records(rules: Mapping[str, Mapping], site: str, metrics_paths: Iterable = (),
+                  configured_device: str | None = None) -> dict:
     """Per rule: jobs, total wall time, peak memory, device, and per-job entries.
 
-    ``rules``: ``{rule: {"benchmark": pattern, "log": pattern, "torch": bool}}``
-    (from the workflow). A torch rule's device comes from its metrics JSON or
-    log; rules that do not use torch run on the CPU.
+    ``rules``: ``{rule: {"benchmark": pattern, "log": pattern, "device": bool}}``
+    (from the workflow; ``device``: the rule picks a torch device). Such a
+    rule's device comes from its metrics JSON or its log, else from the
+    configured device when that is explicit (``cpu``, ``cuda:1``: the stage
+    fails rather than fall back); the other rules run on the CPU.
     """
     results_device = {}
     for path in metrics_paths:
@@ -200,8 +208,15 @@ def stage_records(rules: Mapping[str, Mapping], site: str, metrics_paths: Iterab
         found |= {d for method, d in results_device.items() if method == rule or method.startswith(rule)}
         if found:
             stage["device"] = ", ".join(sorted(found))
+        elif not info.get("device"):
+            stage["device"] = "cpu"
+        elif configured_device and configured_device != "auto":
+            stage["device"] = configured_device
         else:
-            stage["device"] = "not recorded" if info.get("torch") else "cpu"
+            stage["device"] = "not recorded (device: auto)"
+    for stage in stages.values():
+        if stage["wall_s"] is not None:
+            stage["wall_s"] = round(stage["wall_s"], 3)
     return dict(sorted(stages.items()))
 
 
@@ -223,7 +238,7 @@ def build_provenance(site: str, *, config: Mapping, site_row: Mapping | None = N
         "packages": package_versions(),
         "environment": {"python_executable": sys.executable, "platform": platform.platform()},
         "inputs": input_checksums(shards_path, files, hash_files=hash_files),
-        "stages": stage_records(rules or {}, site, metrics_paths),
+        "stages": stage_records(rules or {}, site, metrics_paths, configured_device=config.get("device")),
         "methods": [Path(p).stem for p in metrics_paths],
     }
 

@@ -65,12 +65,16 @@ def _numeric(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _flatten(prefix: str, value, out: dict) -> None:
+def _flatten(prefix: str, value, out: dict, null_is_nan: bool = False) -> None:
     if isinstance(value, Mapping):
         for key, sub in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), sub, out)
-    elif _numeric(value) and not _VOLATILE.search(prefix.rsplit(".", 1)[-1]):
+            _flatten(f"{prefix}.{key}" if prefix else str(key), sub, out, null_is_nan)
+    elif _VOLATILE.search(prefix.rsplit(".", 1)[-1]):
+        return
+    elif _numeric(value):
         out[prefix] = value
+    elif value is None and null_is_nan:
+        out[prefix] = float("nan")  # metrics JSONs store NaN (undefined metric) as null
 
 
 def site_method_from_path(path) -> tuple[str, str]:
@@ -91,7 +95,7 @@ def metrics_of(result: Mapping) -> dict[str, float]:
         if key in _SKIP_KEYS or isinstance(value, (list, tuple, str)):
             continue
         _flatten(key, value, out)
-    _flatten("", result.get("metrics") or {}, out)
+    _flatten("", result.get("metrics") or {}, out, null_is_nan=True)
     sizes = result.get("sizes")
     if sizes is None and result.get("clusters"):
         sizes = [c.get("size", 0) for c in result["clusters"]]

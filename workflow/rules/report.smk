@@ -28,18 +28,25 @@ rule cluster_figures:
 
 
 def rule_file_patterns(_wildcards=None):
-    """Benchmark and log patterns of every rule, and whether it runs torch.
+    """Benchmark and log patterns of every rule, and whether it picks a torch device.
 
     provenance.py recovers each job of a site (and its wildcards) from these
     file names; the dict only changes when a rule's log/benchmark path does.
     """
+    import re
+
+    def plain(pattern):
+        # drop wildcard constraints ({site,a|b} -> {site}): the site list must
+        # not enter the params, or adding a site would rerun every provenance
+        return re.sub(r"\{(\w+),(?:[^{}]|\{[^{}]*\})*\}", r"{\1}", str(pattern))
+
     out = {}
     for r in sorted(workflow.rules, key=lambda r: r.name):
-        logs = [str(f) for f in r.log]
+        logs = [plain(f) for f in r.log]
         out[r.name] = {
-            "benchmark": str(r.benchmark) if r.benchmark else None,
+            "benchmark": plain(r.benchmark) if r.benchmark else None,
             "log": logs[0] if logs else None,
-            "torch": "torch" in str(r.conda_env or ""),
+            "device": "device" in r.params.keys(),
         }
     return out
 

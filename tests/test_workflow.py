@@ -1,0 +1,376 @@
+"""End-to-end: real Snakemake runs of the whole workflow on tiny demo sites.
+
+The workflow (Snakefile, workflow/, config/, scripts/, envs/, src/) is copied
+into a temporary directory with a small configuration, run once for the
+module, and then checked: the file contract, one label per point and method,
+the comparison table, provenance, the HTML report, the jobs an added site or
+a changed ``smooth.H`` plans, and that untouched outputs keep their
+timestamps. The slow test reruns everything from scratch and compares bytes.
+"""
+from __future__ import annotations
+
+import base64
+import copy
+import csv
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from insarclust import h5io
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+COPY = ["Snakefile", "workflow", "config", "scripts", "envs", "src"]
+SITES = [("demo-a", "demo:mainland", "ngu"), ("demo-b", "demo:arctic", "svalbard")]
+N_POINTS = 1500
+
+# Each module's tests share one run: keep them on one xdist worker.
+pytestmark = pytest.mark.xdist_group("workflow")
+
+TINY = {
+    "demo": {"n_points": N_POINTS, "years": 3.0},
+    "shards": {"shard_size": 512},
+    "graph": {"k": 6},
+    "embed": {"n_units": 40, "n_pca": 8, "out_dim": 8, "fit_sample": 500, "batch_size": 512},
+    "smooth": {"H": 2},
+    "kmeans": {"k": 4, "warm_start_size": 600, "silhouette_sample": 500},
+    "baselines": {"pca_max_components": 8},
+    "dsc": {"enabled": True, "k": 4, "patch_size": 5, "channels": [4, 8], "lstm_hidden": 8,
+            "latent_dim": 4, "time_stride": 4, "batch_size": 128, "pretrain_epochs": 1,
+            "epochs": 1, "train_sample": 400, "update_interval": 5},
+    "report": {"max_map_points": 100000},
+    "device": "cpu",
+}
+
+
+# The module's shared run: two sites, one raw and one smoothed k-means variant
+# and one peer (enough for every incremental-rerun question). The slow test
+# runs every method, DSC included.
+FAST = {
+    "kmeans": {"variants": ["dyn", "dyn_smoothed"]},
+    "baselines": {"pca-kmeans": False, "raw-kmeans": False, "descriptors-kmeans": True},
+    "dsc": {"enabled": False},
+}
+
+
+def _deep_update(base: dict, new: dict) -> dict:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def write_sites(workdir: Path, sites) -> None:
+    lines = ["site\tsource\tformat"] + ["\t".join(s) for s in sites]
+    (workdir / "config/sites.tsv").write_text("\n".join(lines) + "\n")
+
+
+def edit_config(workdir: Path, changes: dict) -> dict:
+    """Deep-update config/config.yaml of ``workdir``; returns the previous config."""
+    path = workdir / "config/config.yaml"
+    before = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump(_deep_update(copy.deepcopy(before), changes), sort_keys=False))
+    return before
+
+
+def make_workdir(dest: Path, sites=SITES, changes: dict | None = None) -> Path:
+    """A runnable copy of the workflow with the tiny configuration, as its own git repo."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in COPY:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, dest / name)
+    edit_config(dest, _deep_update(copy.deepcopy(TINY), changes or {}))
+    write_sites(dest, sites)
+    git = ["git", "-C", str(dest), "-c", "user.name=test", "-c", "user.email=test@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "workflow under test"], check=True)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 900) -> str:
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    proc = subprocess.run([SNAKEMAKE, "--cores", "2", *args], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((workdir / "logs").rglob("*.log"))
+                         if "Error" in p.read_text() or "Traceback" in p.read_text())
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{out[-6000:]}\n{logs}")
+    return out
+
+
+def planned_jobs(workdir: Path, *args: str) -> list[dict]:
+    """``[{"rule", "output": [...], "wildcards": {...}}]`` of a dry-run."""
+    out = snakemake(workdir, "--dry-run", *args)
+    jobs = []
+    for line in out.splitlines():
+        m = re.match(r"^(?:local)?rule (\S+):$", line)
+        if m:
+            jobs.append({"rule": m.group(1), "output": [], "wildcards": {}})
+        elif jobs and line.startswith("    output: "):
+            jobs[-1]["output"] = line[len("    output: "):].split(", ")
+        elif jobs and line.startswith("    wildcards: "):
+            jobs[-1]["wildcards"] = dict(kv.split("=", 1) for kv in line[len("    wildcards: "):].split(", "))
+    return jobs
+
+
+def config_of(workdir: Path) -> dict:
+    return yaml.safe_load((workdir / "config/config.yaml").read_text())
+
+
+def methods_of(cfg: dict) -> list[str]:
+    out = [f"kmeans-{v}" for v in cfg["kmeans"]["variants"]]
+    out += [m for m in ["pca-kmeans", "raw-kmeans", "descriptors-kmeans"] if cfg["baselines"].get(m, True)]
+    return out + (["dsc"] if cfg["dsc"]["enabled"] else [])
+
+
+def fingerprint(workdir: Path) -> dict:
+    """Bytes that must repeat exactly: label arrays, clusters.csv, summary.tsv."""
+    out = {"summary.tsv": (workdir / "results/summary.tsv").read_bytes()}
+    for path in sorted((workdir / "results").glob("*/clusters/*.h5")):
+        data = h5io.read_datasets(path, ["labels", "split"])
+        out[str(path.relative_to(workdir))] = data["labels"].tobytes() + data["split"].tobytes()
+    for path in sorted((workdir / "results").glob("*/clusters.csv")):
+        out[str(path.relative_to(workdir))] = path.read_bytes()
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """The tiny workflow (FAST methods) run once from scratch: ``(workdir, fingerprint)``."""
+    workdir = make_workdir(tmp_path_factory.mktemp("workflow") / "repo", changes=FAST)
+    snakemake(workdir)
+    return workdir, fingerprint(workdir)
+
+
+# --------------------------------------------------------------------------- #
+# checks shared by the fast run and the full (slow) runs
+
+
+def check_contract(workdir: Path) -> None:
+    cfg = config_of(workdir)
+    methods = methods_of(cfg)
+    for site, _, fmt in SITES:
+        res = workdir / "results" / site
+        shards = h5io.Shards(res / "shards.h5")
+        n = shards.n_points
+        assert n == N_POINTS
+        data = h5io.read_datasets(res / "shards.h5", ["points/lat", "points/lon", "points/static",
+                                                     "series/displacement", "series/regular",
+                                                     "series/dates", "series/grid_dates"])
+        assert data["points/lat"].dtype == np.float64 and np.all(np.abs(data["points/lat"]) <= 90)
+        assert data["points/static"].dtype == np.float32 and data["points/static"].shape[0] == n
+        assert data["series/dates"].dtype == np.int32 and data["series/grid_dates"].dtype == np.int32
+        assert data["series/displacement"].shape == (n, len(data["series/dates"]))
+        assert data["series/regular"].shape == (n, len(data["series/grid_dates"]))
+        assert not np.isnan(data["series/regular"]).any()
+        assert shards.offsets[0] == 0 and shards.offsets[-1] == n and np.all(np.diff(shards.offsets) > 0)
+        assert shards.offsets.dtype == np.int64
+        assert shards.attrs["site"] == site and shards.attrs["format"] == fmt
+        assert re.fullmatch(r"[0-9a-f]{64}", shards.attrs["source_sha256"])
+        pids = shards.pids()
+        assert len(set(pids)) == n
+
+        # every point exactly one label per method, in clusters.csv too
+        with open(res / "clusters.csv", newline="") as fh:
+            rows = list(csv.reader(fh))
+        assert rows[0] == ["pid", "lat", "lon", *methods]
+        assert [r[0] for r in rows[1:]] == list(pids)
+        for j, method in enumerate(methods):
+            clusters = h5io.read_clusters(res / "clusters" / f"{method}.h5")
+            labels, split = clusters["labels"], clusters["split"]
+            assert labels.shape == (n,) and labels.dtype == np.int32
+            assert split.shape == (n,) and split.dtype == np.uint8 and set(np.unique(split)) <= {0, 1}
+            result = json.loads((res / "clusters" / f"{method}.json").read_text())
+            assert labels.min() >= 0 and labels.max() < result["k"]
+            assert sum(result["sizes"]) == n
+            np.testing.assert_array_equal([int(r[3 + j]) for r in rows[1:]], labels)
+        geo = json.loads((res / "clusters.geojson").read_text())
+        assert len(geo["features"]) == n
+        assert set(geo["features"][0]["properties"]) == {"pid", "lat", "lon", *methods}
+
+        for method in methods:
+            for kind in ("map", "clusters"):
+                png = res / "figures" / f"{method}_{kind}.png"
+                assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+        if cfg["dsc"]["enabled"]:
+            assert (res / "figures/dsc_loss.png").stat().st_size > 5000
+
+
+def check_summary(workdir: Path) -> None:
+    methods = methods_of(config_of(workdir))
+    with open(workdir / "results/summary.tsv", newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    assert list(rows[0]) == ["site", "method", "metric", "value"]
+    table = {(r["site"], r["method"], r["metric"]): r["value"] for r in rows}
+    assert {(s, m) for s, m, _ in table} == {(s, m) for s, *_ in SITES for m in methods}
+    for site, *_ in SITES:
+        for method in methods:
+            result = json.loads((workdir / f"results/{site}/clusters/{method}.json").read_text())
+            assert int(table[(site, method, "k")]) == result["k"]
+            for metric in ("ari", "nmi", "label_match", "silhouette", "davies_bouldin",
+                           "spatial_coherence"):
+                value = result["metrics"][metric]
+                expect = float("nan") if value is None else value
+                np.testing.assert_equal(float(table[(site, method, metric)]), expect)
+            assert 0 <= float(table[(site, method, "label_match")]) <= 1
+    html = (workdir / "results/summary.html").read_text()
+    assert all(f"<h2>{site}</h2>" in html for site, *_ in SITES)
+
+
+def check_provenance(workdir: Path) -> None:
+    cfg = config_of(workdir)
+    head = subprocess.run(["git", "-C", str(workdir), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    for site, source, fmt in SITES:
+        prov = json.loads((workdir / f"results/{site}/provenance.json").read_text())
+        assert prov["site"] == site
+        assert prov["site_row"] == {"site": site, "source": source, "format": fmt}
+        assert prov["config"] == config_of(workdir)
+        assert prov["git"]["commit"] == head
+        assert prov["packages"]["numpy"] == np.__version__
+        demo_csv = workdir / f"resources/demo/{site}.csv.gz"
+        files = {f["path"]: f["sha256"] for f in prov["inputs"]["files"]}
+        assert files[f"resources/demo/{site}.csv.gz"] == hashlib.sha256(demo_csv.read_bytes()).hexdigest()
+        assert prov["inputs"]["source_sha256"] == h5io.read_attrs(
+            workdir / f"results/{site}/shards.h5")["source_sha256"]
+        stages = prov["stages"]
+        for rule in ("demo_data", "shards", "graph", "embed_fit", "embed_part", "smooth", "kmeans",
+                     "baseline", "cluster_figures", "export_labels"):
+            assert stages[rule]["jobs"] >= 1 and stages[rule]["wall_s"] > 0, rule
+        n_variants = len(cfg["kmeans"]["variants"])
+        assert stages["kmeans"]["jobs"] == n_variants
+        assert stages["smooth"]["jobs"] == len({v.replace("_smoothed", "") for v in cfg["kmeans"]["variants"]
+                                                if v.endswith("_smoothed")})
+        assert stages["cluster_figures"]["jobs"] == len(methods_of(cfg))
+        # the config asks for the CPU: torch stages must have recorded it
+        torch_rules = ["embed_fit", "embed_part"] + (["dsc"] if cfg["dsc"]["enabled"] else [])
+        for rule in torch_rules:
+            assert stages[rule]["device"] == "cpu", (rule, stages[rule])
+
+
+def check_report(workdir: Path) -> None:
+    snakemake(workdir, "--report", "report.html")
+    text = (workdir / "report.html").read_text(encoding="utf-8")
+    results = json.loads(re.search(r"var results = (\{.*?\});\n", text, re.S).group(1))
+    figures = sorted(str(p.relative_to(workdir)) for p in (workdir / "results").glob("*/figures/*.png"))
+    assert figures
+    expected = figures + ["results/summary.tsv", "results/summary.html"]
+    expected += [f"results/{s}/provenance.json" for s, *_ in SITES]
+    assert set(expected) <= set(results)
+    for path in expected:
+        entry = results[path]
+        payload = entry["data_uri"].split("base64,", 1)[1]
+        assert base64.b64decode(payload) == (workdir / path).read_bytes(), path
+        assert entry["caption"].strip(), f"{path} has no caption"
+        assert "TODO" not in entry["caption"]
+    # captions are rendered per site/method
+    some_map = next(p for p in figures if p.endswith("kmeans-dyn_smoothed_map.png"))
+    assert "kmeans-dyn_smoothed" in results[some_map]["caption"]
+    assert "smoothed over each point" in results[some_map]["caption"]
+    # front page lists the sites and explains the run; nothing is fetched from the network
+    desc = json.loads(re.search(r"var workflow_desc = (\".*?\");\n", text, re.S).group(1))
+    assert all(site in desc for site, *_ in SITES)
+    assert "What the pipeline did" in desc
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=[\"']https?://", text)
+
+
+def test_outputs_follow_the_contract(run):
+    check_contract(run[0])
+
+
+def test_summary_table(run):
+    check_summary(run[0])
+
+
+def test_provenance(run):
+    check_provenance(run[0])
+
+
+def test_report_embeds_every_figure(run):
+    check_report(run[0])
+
+
+def test_added_site_plans_only_its_jobs(run):
+    workdir, _ = run
+    write_sites(workdir, [*SITES, ("demo-c", "demo:mainland", "ngu")])
+    try:
+        jobs = planned_jobs(workdir)
+    finally:
+        write_sites(workdir, SITES)
+    others = [j for j in jobs if j["wildcards"].get("site") != "demo-c"]
+    assert sorted(j["rule"] for j in others) == ["all", "summary"]
+    rules = {j["rule"] for j in jobs}
+    assert {"demo_data", "shards", "graph", "embed_fit", "kmeans", "baseline", "cluster_figures",
+            "export_labels", "provenance"} <= rules
+
+
+def test_changed_smooth_H_reruns_only_smoothing_and_dependents(run):
+    workdir, _ = run
+    methods = methods_of(config_of(workdir))
+    before = {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("*") if p.is_file()}
+    old = edit_config(workdir, {"smooth": {"H": 3}})
+    try:
+        jobs = planned_jobs(workdir)
+        allowed = {"smooth", "kmeans", "kmeans_sweep", "cluster_figures", "export_labels",
+                   "provenance", "summary", "all"}
+        assert {j["rule"] for j in jobs} <= allowed
+        for job in jobs:
+            if job["rule"] in ("kmeans", "kmeans_sweep"):
+                assert job["wildcards"]["variant"].endswith("_smoothed"), job
+            if job["rule"] == "cluster_figures":
+                assert job["wildcards"]["method"].endswith("_smoothed"), job
+        n_sites = len(SITES)
+        smoothed = [v for v in config_of(workdir)["kmeans"]["variants"] if v.endswith("_smoothed")]
+        assert sum(j["rule"] == "smooth" for j in jobs) == len(smoothed) * n_sites
+        assert sum(j["rule"] == "kmeans" for j in jobs) == len(smoothed) * n_sites
+        assert sum(j["rule"] == "cluster_figures" for j in jobs) == len(smoothed) * n_sites
+        assert sum(j["rule"] == "provenance" for j in jobs) == n_sites
+
+        # run it: everything else keeps its timestamp
+        snakemake(workdir)
+    finally:
+        edit_config(workdir, old)
+    changed = {p for p, t in before.items() if p.stat().st_mtime_ns != t}
+    rel = {str(p.relative_to(workdir / "results")) for p in changed}
+    for site, *_ in SITES:
+        assert f"{site}/features/dyn_smoothed.h5" in rel
+        assert f"{site}/clusters/kmeans-dyn.h5" not in rel
+        assert f"{site}/figures/kmeans-dyn_map.png" not in rel
+        assert f"{site}/shards.h5" not in rel and f"{site}/features/dyn.h5" not in rel
+        if "dsc" in methods:
+            assert f"{site}/clusters/dsc.h5" not in rel
+    assert all(re.search(r"_smoothed|clusters\.(csv|geojson)$|provenance\.json$|summary\.", r) for r in rel), rel
+
+
+@pytest.mark.slow
+def test_two_full_runs_from_scratch_are_complete_and_identical(tmp_path):
+    """Every method (DSC and all peers): the checks above, then byte equality of two runs."""
+    first = make_workdir(tmp_path / "first")
+    snakemake(first)
+    check_contract(first)
+    check_summary(first)
+    check_provenance(first)
+    check_report(first)
+    second = make_workdir(tmp_path / "second")
+    snakemake(second)
+    a, b = fingerprint(first), fingerprint(second)
+    assert sorted(a) == sorted(b)
+    assert any("/dsc.h5" in key for key in a)
+    for key in a:
+        assert a[key] == b[key], f"{key} differs between two runs from scratch"
