@@ -292,3 +292,16 @@ def test_h5_feature_source_with_shard_split(tmp_path, shards_file):
     source = H5FeatureSource(features, shard_offsets=h5io.Shards(path).offsets)
     model = BatchedKMeans(4, warm_start_size=500, split="shard", random_state=0).fit(source)
     assert model.labels_.shape == (2000,)
+
+
+def test_run_stage_on_a_derived_source(tmp_path, shards_file):
+    """The baselines' path: a MapSource over shards.h5 instead of a feature file."""
+    from insarclust.batches import MapSource
+
+    path, truth = shards_file
+    _, graph, _, truth_csv = _site(tmp_path, shards_file)
+    centred = MapSource(ShardsSource(path), lambda b: b - b.mean(axis=1, keepdims=True))
+    labels, split, result = run_stage(centred, path, graph, cfg={**CFG, "seed_stability": False},
+                                      seed=0, interpret_cfg={}, truth_path=truth_csv)
+    assert result["metrics"]["ari"] > 0.95 and "seed_stability_ari" not in result
+    assert result["clusters"][0]["label"] == "subsiding"

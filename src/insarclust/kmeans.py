@@ -378,9 +378,13 @@ def seed_stability(source, model: BatchedKMeans, seed: int) -> float:
     return float(adjusted_rand_score(model.labels_, other.labels_))
 
 
-def run_stage(features_path: str | os.PathLike, shards_path, graph_path, *, cfg: dict, seed: int,
+def run_stage(features, shards_path, graph_path, *, cfg: dict, seed: int,
               interpret_cfg: dict, descriptors_path=None, truth_path=None) -> tuple:
     """The ``kmeans`` stage: fit, order labels by trend, evaluate.
+
+    ``features``: a ``features/{name}.h5`` path, or any row source in shard
+    order (the baselines pass a :class:`~insarclust.batches.MapSource` over
+    ``shards.h5``); ``cfg``: the ``kmeans:`` config section.
 
     Returns ``(labels (N,) int32, split (N,) uint8, result dict)``; the
     result is :func:`insarclust.evaluate.evaluate_clustering`'s plus
@@ -391,7 +395,10 @@ def run_stage(features_path: str | os.PathLike, shards_path, graph_path, *, cfg:
     from .batches import H5FeatureSource
     from .h5io import Shards
 
-    source = H5FeatureSource(features_path, shard_offsets=Shards(shards_path).offsets)
+    if isinstance(features, (str, os.PathLike)):
+        source = H5FeatureSource(features, shard_offsets=Shards(shards_path).offsets)
+    else:
+        source = features
     model, selection = fit_from_config(source, cfg, seed)
     labels, order, stats = evaluate.order_labels_with_stats(model.labels_, shards_path,
                                                             n_clusters=model.n_clusters)
