@@ -31,7 +31,8 @@ _PARAM_KEYS = {
     "input_scaling": "input_scaling", "noise_level": "noise_level", "washout": "washout",
     "bidirectional": "bidirectional", "n_pca": "n_pca", "ridge": "ridge", "out_dim": "out_dim",
     "scaling": "scaling", "scale_features": "scale_features", "scale_weight": "scale_weight",
-    "fit_sample": "fit_sample", "batch_size": "batch_size", "mode": "mode", "matrix": "matrix",
+    "fit_sample": "fit_sample", "pca_sample": "pca_sample", "batch_size": "batch_size",
+    "mode": "mode", "matrix": "matrix",
 }
 
 

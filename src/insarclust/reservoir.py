@@ -132,6 +132,8 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
         variable, standardised on the sample and times ``scale_weight``, so
         amplitude is not lost to z-scoring.
     fit_sample: series (seeded sample) used by :meth:`fit`.
+    pca_sample: the first this many of them fit the state PCA (1,024 series x
+        T steps is far more state vectors than a 900-dim covariance needs).
     batch_size: series per torch batch; bounds memory.
     mode: ``default`` | ``reference`` (see module docstring).
     matrix: ``auto`` | ``dense`` | ``sparse`` recurrent matrix product.
@@ -150,7 +152,7 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
                  connectivity=0.25, input_scaling=0.1, noise_level=0.01, washout=5,
                  bidirectional=True, n_pca=75, ridge=10.0, out_dim=64, scaling="series",
                  scale_features=True, scale_weight=1.0, step=1.0, fit_sample=4096,
-                 batch_size=1024, mode="default", matrix="auto", device="auto",
+                 pca_sample=1024, batch_size=1024, mode="default", matrix="auto", device="auto",
                  dtype="float32", seed=0):
         self.representation = representation
         self.n_units = n_units
@@ -169,6 +171,7 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
         self.scale_weight = scale_weight
         self.step = step
         self.fit_sample = fit_sample
+        self.pca_sample = pca_sample
         self.batch_size = batch_size
         self.mode = mode
         self.matrix = matrix
@@ -456,7 +459,9 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
         self.pca_components_ = None
         self.pca_mean_ = None
         if self.n_pca is not None:
-            self._fit_pca(X, rows)
+            # the sample is already a random draw, so its first rows are one too
+            n_pca_rows = min(len(X), int(self.pca_sample))
+            self._fit_pca(X[:n_pca_rows], rows[:n_pca_rows])
 
         reps, feats = [], []
         for a, b in self._batches(len(X)):
