@@ -14,12 +14,14 @@ it directly (layer name = site). One feature per line keeps it greppable.
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring
 import logging
 import os
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+from numpy.dtypes import StringDType
 
 from insarclust import h5io
 from insarclust.logs import Progress
@@ -48,25 +50,48 @@ def _check_method_names(methods) -> None:
                              f"(reserved: {sorted(reserved)}; no commas, quotes or newlines)")
 
 
-def _csv_lines(pid, lat, lon, columns) -> str:
-    rows = zip(pid.tolist(), lat.tolist(), lon.tolist(), *[c.tolist() for c in columns])
-    out = []
-    for p, la, lo, *labs in rows:
-        if any(c in p for c in ',"\n\r'):
-            p = '"' + p.replace('"', '""') + '"'
-        out.append(",".join([p, repr(la), repr(lo), *map(str, labs)]))
-    return "\n".join(out) + "\n"
+_TEXT = StringDType()
 
 
-def _geojson_lines(pid, lat, lon, methods, columns, first: bool) -> str:
-    out = []
-    for i, (p, la, lo) in enumerate(zip(pid.tolist(), lat.tolist(), lon.tolist())):
-        props = "".join(f", {json.dumps(m)}: {int(c[i])}" for m, c in zip(methods, columns))
-        sep = "" if first and i == 0 else ",\n"
-        out.append(f'{sep}{{"type": "Feature", "geometry": {{"type": "Point", "coordinates": '
-                   f'[{lo!r}, {la!r}]}}, "properties": {{"pid": {json.dumps(p)}, '
-                   f'"lat": {la!r}, "lon": {lo!r}{props}}}}}')
-    return "".join(out)
+def _text(values: np.ndarray) -> np.ndarray:
+    """Numbers as text, vectorised; floats in the shortest round-trip form (as ``repr``)."""
+    return np.asarray(values).astype(_TEXT)
+
+
+def _cat(*parts) -> np.ndarray:
+    """Element-wise concatenation of string arrays and scalars."""
+    out = parts[0]
+    for part in parts[1:]:
+        out = np.strings.add(out, part)
+    return out
+
+
+def _csv_field(pid: np.ndarray) -> np.ndarray:
+    text = np.asarray(pid).astype(_TEXT)
+    special = np.zeros(len(text), dtype=bool)
+    for ch in ',"\n\r':
+        special |= np.strings.find(text, ch) >= 0
+    if special.any():
+        text[special] = _cat('"', np.strings.replace(text[special], '"', '""'), '"')
+    return text
+
+
+def _csv_lines(pid, lat_t, lon_t, label_t) -> str:
+    parts = [_csv_field(pid), ",", lat_t, ",", lon_t]
+    for column in label_t:
+        parts += [",", column]
+    return "\n".join(_cat(*parts).tolist()) + "\n"
+
+
+def _geojson_lines(pid, lat_t, lon_t, methods, label_t, first: bool) -> str:
+    pid_t = np.array([encode_basestring(p) for p in pid.tolist()], dtype=_TEXT)
+    parts = ['{"type": "Feature", "geometry": {"type": "Point", "coordinates": [', lon_t, ", ", lat_t,
+             ']}, "properties": {"pid": ', pid_t, ', "lat": ', lat_t, ', "lon": ', lon_t]
+    for method, column in zip(methods, label_t):
+        parts += [f", {encode_basestring(method)}: ", column]
+    parts.append("}}")
+    text = ",\n".join(_cat(*parts).tolist())
+    return text if first else ",\n" + text
 
 
 def export_labels(shards_path, label_paths: Mapping[str, str | os.PathLike], csv_path,
@@ -94,10 +119,11 @@ def export_labels(shards_path, label_paths: Mapping[str, str | os.PathLike], csv
                 pid = shards.read("points/pid", start, stop)
                 lat = shards.read("points/lat", start, stop)
                 lon = shards.read("points/lon", start, stop)
-                columns = [labels[m][start:stop] for m in methods]
-                csv_fh.write(_csv_lines(pid, lat, lon, columns))
+                lat_t, lon_t = _text(lat), _text(lon)
+                label_t = [_text(labels[m][start:stop]) for m in methods]
+                csv_fh.write(_csv_lines(pid, lat_t, lon_t, label_t))
                 if geo_fh:
-                    geo_fh.write(_geojson_lines(pid, lat, lon, methods, columns, first=start == 0))
+                    geo_fh.write(_geojson_lines(pid, lat_t, lon_t, methods, label_t, first=start == 0))
                 progress.update(stop - start)
             if geo_fh:
                 geo_fh.write("\n]}\n")
