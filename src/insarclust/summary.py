@@ -35,6 +35,15 @@ METRIC_ORDER = [
     "spatial_coherence", "inertia_train", "inertia_test",
 ]
 
+# Columns of the report's comparison table (the TSV keeps every metric).
+DISPLAY_METRICS = ["k", "ari", "nmi", "label_match", "spatial_coherence", "silhouette",
+                   "davies_bouldin", "calinski_harabasz", "largest_cluster_share"]
+METRIC_TITLE = {"k": "k", "ari": "ARI", "nmi": "NMI", "label_match": "label match",
+                "spatial_coherence": "spatial coherence", "silhouette": "silhouette",
+                "davies_bouldin": "Davies-Bouldin", "calinski_harabasz": "Calinski-Harabasz",
+                "largest_cluster_share": "largest cluster share",
+                "mean_intercentroid_distance": "mean inter-centroid distance"}
+
 # Direction of "better" for highlighting the best method per site.
 HIGHER_IS_BETTER = {"ari", "nmi", "label_match", "silhouette", "calinski_harabasz",
                     "mean_intercentroid_distance", "spatial_coherence"}
@@ -175,7 +184,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.2em
 h1{font-size:1.4em} h2{font-size:1.2em;margin-top:1.6em} h3{font-size:1.05em}
 table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.25em .5em;text-align:right}
-th{background:#f2f2f2} td.l,th.l{text-align:left}
+th{background:#f2f2f2} td.l,th.l{text-align:left;white-space:nowrap}
 td.best{font-weight:bold;background:#e6f4ea}
 .note{color:#555;font-size:.85em;max-width:60em}
 """
@@ -202,11 +211,11 @@ def _best(values: pd.Series, metric: str):
     return None
 
 
-def comparison_table_html(table: pd.DataFrame) -> str:
-    """HTML table of :func:`pivot_wide`, best value per site and metric in bold."""
-    wide = pivot_wide(table)
-    head = "".join(f'<th title="{html.escape(METRIC_HELP.get(m, m))}">{html.escape(m)}</th>'
-                   for m in wide.columns)
+def comparison_table_html(table: pd.DataFrame, metrics: Sequence[str] = DISPLAY_METRICS) -> str:
+    """HTML table of :func:`pivot_wide` (``metrics`` columns), best value per site and metric in bold."""
+    wide = pivot_wide(table, metrics)
+    head = "".join(f'<th title="{html.escape(METRIC_HELP.get(m, m))}">'
+                   f"{html.escape(METRIC_TITLE.get(m, m))}</th>" for m in wide.columns)
     best = {(site, m): _best(wide.loc[site][m], m)
             for site in wide.index.get_level_values(0).unique() for m in wide.columns}
     rows = []
@@ -285,7 +294,8 @@ def comparison_html(table: pd.DataFrame, results: Mapping[tuple[str, str], Mappi
     ``results``: ``{(site, method): metrics JSON}``; ``provenance``: ``{site: provenance.json}``.
     """
     sites = list(dict.fromkeys(table["site"])) or list(dict.fromkeys(s for s, _ in results))
-    legend = "".join(f"<li><b>{html.escape(m)}</b>: {html.escape(t)}</li>" for m, t in METRIC_HELP.items())
+    legend = "".join(f"<li><b>{html.escape(METRIC_TITLE.get(m, m))}</b>: {html.escape(t)}</li>"
+                     for m, t in METRIC_HELP.items() if m in DISPLAY_METRICS)
     body = ["<h1>Comparison of clustering methods</h1>",
             '<p class="note">One row per site and method; the best value per site and metric is '
             "highlighted (for metrics with a clear direction). Feature-space metrics "
@@ -293,7 +303,9 @@ def comparison_html(table: pd.DataFrame, results: Mapping[tuple[str, str], Mappi
             "the same feature space; ARI, NMI, label match and spatial coherence compare "
             "all methods on equal terms.</p>",
             comparison_table_html(table),
-            f'<ul class="note">{legend}</ul>']
+            f'<ul class="note">{legend}</ul>',
+            '<p class="note">Every metric of every method (train/test sizes, inertia, ...) is in '
+            "<code>results/summary.tsv</code>.</p>"]
     for site in sites:
         body.append(f"<h2>{html.escape(site)}</h2>")
         body.append("<h3>Clusters and their suggested deformation regime</h3>")
