@@ -8,8 +8,10 @@ method). Coordinates are written with Python's shortest round-trip float
 format, so the exported degrees equal the float64 values in ``shards.h5``.
 
 The GeoJSON is an RFC 7946 FeatureCollection of Point features (WGS84
-longitude, latitude), written with the standard library: QGIS and GDAL open
-it directly (layer name = site). One feature per line keeps it greppable.
+longitude, latitude) written without a GIS library (the standard library's
+JSON string escaping, rows built with numpy string ops at ~10^5 points/s):
+QGIS and GDAL open it directly (layer name = site). One feature per line
+keeps it greppable.
 """
 from __future__ import annotations
 
