@@ -59,7 +59,7 @@ def peak_rss_mb() -> float:
 
 def bench_memory(n: int, n_grid: int, block: int) -> dict:
     grid, acquisitions = grids(n_grid)
-    model = DescriptorModel(grid, acquisitions)
+    model = DescriptorModel(grid, acquisitions).fit()
     rng = np.random.default_rng(0)
     fit_s = 0.0
     for start in range(0, n, block):

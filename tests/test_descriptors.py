@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 from insarclust import h5io
 from insarclust.descriptors import (DESCRIPTOR_NAMES, DescriptorModel, acquisition_dates,
@@ -175,13 +177,19 @@ def test_rows_are_independent_of_blocking(northern):
     acq, grid = northern
     rng = np.random.default_rng(5)
     regular = rng.normal(0, 3, (257, len(grid))).astype(np.float32).cumsum(axis=1)
-    model = DescriptorModel(grid, acq)
+    model = DescriptorModel(grid, acq).fit()
     whole = model.transform(regular)
     parts = np.concatenate([model.transform(regular[:100]), model.transform(regular[100:])])
     np.testing.assert_allclose(whole, parts, rtol=1e-5, atol=1e-4)
     np.testing.assert_array_equal(whole, model.transform(regular))  # deterministic
     assert whole.dtype == np.float32 and whole.shape == (257, len(DESCRIPTOR_NAMES))
     assert np.isfinite(whole).all()
+    # a scikit-learn transformer: parameters stored unchanged, design learned in fit
+    unfitted = clone(model)
+    assert unfitted.get_params()["max_gap_days"] == 36.0 and not hasattr(unfitted, "design_")
+    with pytest.raises(NotFittedError):
+        unfitted.transform(regular)
+    np.testing.assert_array_equal(unfitted.fit_transform(regular), whole)
 
 
 def test_acquisition_dates_drops_empty_date_columns():

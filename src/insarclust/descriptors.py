@@ -53,6 +53,8 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 
 DAYS_PER_YEAR = 365.25
 
@@ -95,11 +97,11 @@ class _Design:
     """Everything about the fit that depends only on the grid (shared by all rows)."""
 
     columns: np.ndarray        # (Gs,) indices of the supported grid epochs
-    base_pinv: np.ndarray      # (5, Gs) float32 pseudo-inverse of the base design
-    base: np.ndarray           # (Gs, 5) float32 base design
+    base_pinv: np.ndarray      # (P, Gs) float32 pseudo-inverse of the base design (P terms)
+    base: np.ndarray           # (Gs, P) float32 base design
     step_dirs: np.ndarray      # (Gs, K) float32 step columns, base projected out, unit norm
     step_norm: np.ndarray      # (K,) float64 norm of the projected step columns
-    step_on_base: np.ndarray   # (5, K) float64 base coefficients of each raw step column
+    step_on_base: np.ndarray   # (P, K) float64 base coefficients of each raw step column
     step_dates: np.ndarray     # (K,) float64 step dates (middle between the two epochs)
     step_first: np.ndarray     # (K,) int first supported column index after the step
     dof: int                   # residual degrees of freedom of the full model
@@ -156,38 +158,47 @@ def _design(grid_dates: np.ndarray, mask: np.ndarray, min_segment_days: float,
     )
 
 
-class DescriptorModel:
+class DescriptorModel(TransformerMixin, BaseEstimator):
     """Fits the descriptor model to blocks of series on one regular grid.
 
     grid_dates (G,) int days since 1970-01-01; observed_dates (T,) the site's
     acquisition dates (``/series/dates``) or None to use every grid epoch.
+    ``fit()`` builds the design shared by all series (it depends on the grid
+    only: ``mask_`` (G,) of the fitted epochs, ``design_``);
     ``transform(regular (n, G)) -> (n, D) float32`` with columns
-    :data:`DESCRIPTOR_NAMES`. Stateless across blocks: the design is built
-    once from the grid, so rows are independent of how a site is cut into
+    :data:`DESCRIPTOR_NAMES`. Rows are independent of how a site is cut into
     blocks.
     """
 
-    def __init__(self, grid_dates: np.ndarray, observed_dates: np.ndarray | None = None,
-                 max_gap_days: float = 36.0, min_segment_days: float = 90.0,
-                 step_z_min: float = 4.5):
-        self.grid_dates = np.asarray(grid_dates)
+    def __init__(self, grid_dates=None, observed_dates=None, max_gap_days: float = 36.0,
+                 min_segment_days: float = 90.0, step_z_min: float = 4.5):
+        self.grid_dates = grid_dates
         self.observed_dates = observed_dates
         self.max_gap_days = max_gap_days
         self.min_segment_days = min_segment_days
         self.step_z_min = step_z_min
-        self.mask_ = observed_grid_mask(self.grid_dates, observed_dates, max_gap_days)
-        self.design_ = _design(self.grid_dates, self.mask_, min_segment_days)
+
+    def fit(self, X=None, y=None):
+        """Build the shared design from the grid (``X`` is not needed). Returns self."""
+        if self.grid_dates is None:
+            raise ValueError("DescriptorModel needs grid_dates")
+        grid = np.asarray(self.grid_dates)
+        self.mask_ = observed_grid_mask(grid, self.observed_dates, self.max_gap_days)
+        self.design_ = _design(grid, self.mask_, self.min_segment_days)
+        return self
 
     @property
     def reference_date(self) -> float:
+        check_is_fitted(self, "design_")
         return self.design_.reference_date
 
     def transform(self, regular: np.ndarray) -> np.ndarray:
         """(n, G) mm -> (n, D) float32 descriptors; memory ~ n x (G + K) floats."""
+        check_is_fitted(self, "design_")
         d = self.design_
         Y = np.asarray(regular, dtype=np.float32)
-        if Y.ndim != 2 or Y.shape[1] != len(self.grid_dates):
-            raise ValueError(f"regular series of shape {Y.shape}, expected (n, {len(self.grid_dates)})")
+        if Y.ndim != 2 or Y.shape[1] != len(self.mask_):
+            raise ValueError(f"regular series of shape {Y.shape}, expected (n, {len(self.mask_)})")
         if len(d.columns) != Y.shape[1]:
             Y = Y[:, d.columns]
         n = len(Y)
@@ -237,7 +248,7 @@ def compute_descriptors(regular: np.ndarray, grid_dates: np.ndarray, *,
     :class:`DescriptorModel` once and call ``transform`` per block.
     """
     model = DescriptorModel(grid_dates, observed_dates, max_gap_days, min_segment_days, step_z_min)
-    return model.transform(regular)
+    return model.fit().transform(regular)
 
 
 def as_dict(row) -> dict:
@@ -371,7 +382,7 @@ def write_descriptors(shards_path, out_path, *, max_gap_days: float = 36.0,
     first = shards.shard_bounds()[0] if shards.n_shards else (0, 0)
     sample = shards.read("series/displacement", first[0], min(first[1], first[0] + 4096))
     observed = acquisition_dates(shards.dates, sample)
-    model = DescriptorModel(shards.grid_dates, observed, max_gap_days, min_segment_days, step_z_min)
+    model = DescriptorModel(shards.grid_dates, observed, max_gap_days, min_segment_days, step_z_min).fit()
     log.info("descriptor fit on %d of %d grid epochs (%d acquisition dates, gaps > %g days left out), "
              "%d step candidates", len(model.design_.columns), len(shards.grid_dates), len(observed),
              max_gap_days, len(model.design_.step_first))
