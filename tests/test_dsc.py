@@ -1,0 +1,312 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import adjusted_rand_score
+
+from insarclust.dsc import (VARIANTS, DeepSpatiotemporalClustering, DSCNet, PatchIndexer, PointSeries,
+                            gather_patches, kl_divergence, make_patch_set, masked_mse, student_t_assignment,
+                            target_distribution, write_train_log)
+from insarclust.dsc import train as dsc_train
+from insarclust.dsc.patches import EARTH_RADIUS_M, median_spacing_m, stride_time
+from insarclust.dsc.plots import plot_training_curve
+from conftest import make_shards_file
+
+LAT0, LON0 = 69.0, 20.0
+
+
+def lattice(n_rows, n_cols, spacing_m, jitter_m=0.0, seed=0):
+    """Points on a local east/north lattice (row 0 = north) -> lat, lon (degrees), row, col."""
+    rng = np.random.default_rng(seed)
+    r, c = np.meshgrid(np.arange(n_rows), np.arange(n_cols), indexing="ij")
+    r, c = r.ravel(), c.ravel()
+    east = c * spacing_m + rng.uniform(-jitter_m, jitter_m, len(c))
+    north = -r * spacing_m + rng.uniform(-jitter_m, jitter_m, len(r))
+    lat = LAT0 + np.degrees(north / EARTH_RADIUS_M)
+    lon = LON0 + np.degrees(east / (EARTH_RADIUS_M * math.cos(math.radians(LAT0))))
+    return lat, lon, r, c
+
+
+def two_regime_points(n_side=20, n_grid=48, seed=0):
+    """West half subsides, east half is seasonal; noise 1 mm."""
+    lat, lon, _, col = lattice(n_side, n_side, 40.0, jitter_m=5.0, seed=seed)
+    rng = np.random.default_rng(seed)
+    t_yr = np.arange(n_grid) * 12 / 365.25
+    truth = (col >= n_side // 2).astype(int)
+    base = np.stack([-10.0 * t_yr, 6.0 * np.sin(2 * np.pi * t_yr)])
+    regular = base[truth] + rng.normal(0, 1.0, (len(lat), n_grid))
+    return PointSeries.from_arrays(lat, lon, regular, (17500 + 12 * np.arange(n_grid))), truth
+
+
+TINY = dict(n_clusters=2, patch_size=3, cell_size_m=40.0, time_stride=2, latent_dim=4, channels=(4, 8),
+            lstm_hidden=16, batch_size=32, pretrain_epochs=3, epochs=3, lr=3e-3, update_interval=5,
+            tol=0.0, train_sample=300, random_state=0, log_every_s=1e9)
+
+
+# --------------------------------------------------------------------------- #
+# clustering maths
+
+
+def test_student_t_and_target_against_hand_computation():
+    z = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+    mu = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
+    # alpha = 1: kernel 1 / (1 + d^2); point 0: d^2 = 0, 4; point 1: d^2 = 1, 1
+    q = student_t_assignment(z, mu, alpha=1.0)
+    torch.testing.assert_close(q, torch.tensor([[5 / 6, 1 / 6], [0.5, 0.5]]))
+    # f = column sums = (4/3, 2/3); p_ij ∝ q_ij^2 / f_j
+    p = target_distribution(q)
+    torch.testing.assert_close(p, torch.tensor([[25 / 27, 2 / 27], [1 / 3, 2 / 3]]))
+    # alpha = 2: kernel (1 + d^2 / 2)^(-3/2)
+    q2 = student_t_assignment(z[:1], mu, alpha=2.0)
+    k = torch.tensor([1.0, 3.0 ** -1.5])
+    torch.testing.assert_close(q2[0], k / k.sum())
+    kl = kl_divergence(p, q)
+    hand = ((p * (p / q).log()).sum(1)).mean()
+    torch.testing.assert_close(kl, hand)
+    assert kl > 0
+    assert kl_divergence(q, q) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_kl_gradient_pulls_points_and_centroids_together():
+    """The target sharpens q; descending KL(P||Q) moves a point towards its nearer centroid."""
+    z = torch.tensor([[0.8, 0.0], [-0.2, 0.1], [2.1, 0.0]], requires_grad=True)
+    mu = torch.tensor([[0.0, 0.0], [2.0, 0.0]], requires_grad=True)
+    q = student_t_assignment(z, mu)
+    p = target_distribution(q).detach()
+    assert p[0, 0] > q[0, 0]  # sharpened towards the nearer centroid
+    kl_divergence(p, q).backward()
+    # d KL / d z_0x > 0: a descent step lowers x, towards centroid 0 at x = 0
+    assert z.grad[0, 0] > 0
+    with torch.no_grad():
+        z_new = z - 0.1 * z.grad
+        mu_new = mu - 0.1 * mu.grad
+        q_new = student_t_assignment(z_new, mu_new)
+    own = q.argmax(1)
+    rows = torch.arange(3)
+    assert torch.all(q_new[rows, own] > q[rows, own])  # every point more confident in its cluster
+    assert kl_divergence(p, q_new) < kl_divergence(p, q)
+
+
+def test_masked_mse_ignores_empty_cells():
+    x = torch.zeros(1, 2, 2, 2, 2)
+    x[:, :, 0] = 1.0
+    x[:, :, 1, 0, 0] = 1.0  # one valid cell
+    recon = torch.ones(1, 2, 2, 2) * 5
+    recon[:, :, 0, 0] = 3.0
+    assert masked_mse(recon, x).item() == pytest.approx(4.0)
+
+
+# --------------------------------------------------------------------------- #
+# patches
+
+
+def test_patch_index_on_a_lattice():
+    lat, lon, r, c = lattice(6, 7, 50.0, jitter_m=10.0)
+    drop = 2 * 7 + 4  # one missing point leaves an empty cell
+    keep = np.arange(len(lat)) != drop
+    lat, lon, r, c = lat[keep], lon[keep], r[keep], c[keep]
+    where = {(a, b): i for i, (a, b) in enumerate(zip(r, c))}
+    idx = PatchIndexer(lat, lon, patch_size=3, cell_size_m=50.0)
+    centre = where[(2, 3)]
+    patch = idx.index(np.array([centre]))[0]
+    expected = np.array([[where.get((2 + dr, 3 + dc), -1) for dc in (-1, 0, 1)] for dr in (-1, 0, 1)])
+    np.testing.assert_array_equal(patch, expected)
+    assert patch[1, 2] == -1  # the dropped point at (2, 4), east of the centre
+    corner = idx.index(np.array([where[(0, 0)]]))[0]
+    assert (corner[0, :] == -1).all() and (corner[:, 0] == -1).all()  # nothing north or west
+    assert corner[1, 1] == where[(0, 0)] and corner[2, 2] == where[(1, 1)]
+    d = idx.distances_m(np.array([centre]), patch[None])[0]
+    assert d[1, 1] == 0 and np.isnan(d[1, 2])
+    assert 30 < d[0, 1] < 70  # northern neighbour about 50 m away
+
+
+def test_patch_cell_takes_nearest_point_inside_the_cell():
+    # cells centred 0, 50, 100 m east of the point, each 50 m wide
+    east = np.array([0.0, 40.0, 55.0, 130.0])
+    lat = np.full(4, LAT0)
+    lon = LON0 + np.degrees(east / (EARTH_RADIUS_M * math.cos(math.radians(LAT0))))
+    patch = PatchIndexer(lat, lon, patch_size=5, cell_size_m=50.0).index(np.array([0]))[0]
+    assert patch[2, 2] == 0
+    assert patch[2, 3] == 2  # 40 m and 55 m share the cell at 50 m; 55 m is nearer its centre
+    assert patch[2, 4] == -1  # 130 m lies beyond the cell at 100 m (75..125 m)
+    assert (patch[[0, 1, 3, 4]] == -1).all() and (patch[2, :2] == -1).all()
+
+
+def test_make_patch_set_and_gather_match_direct_reading():
+    lat, lon, _, _ = lattice(5, 5, 30.0, jitter_m=3.0)
+    rng = np.random.default_rng(1)
+    regular = rng.normal(size=(25, 12)).astype(np.float32)
+    points = PointSeries.from_arrays(lat, lon, regular)
+    idx = PatchIndexer(lat, lon, 3, 30.0)
+    rows = np.array([0, 12, 24])
+    ps = make_patch_set(points, idx, rows, time_stride=3)
+    assert ps.n_steps == 4
+    x = gather_patches(torch.from_numpy(ps.series), torch.from_numpy(ps.index), ps.empty_row).numpy()
+    assert x.shape == (3, 4, 2, 3, 3)
+    point_index = idx.index(rows)
+    strided = stride_time(regular, 3)
+    centred = strided - strided.mean(1, keepdims=True)
+    for i in range(3):
+        for a in range(3):
+            for b in range(3):
+                j = point_index[i, a, b]
+                if j < 0:
+                    assert x[i, 0, 1, a, b] == 0 and np.all(x[i, :, 0, a, b] == 0)
+                else:
+                    assert x[i, 0, 1, a, b] == 1
+                    np.testing.assert_allclose(x[i, :, 0, a, b], centred[j], rtol=1e-6, atol=1e-6)
+
+
+def test_stride_time_averages_windows():
+    x = np.arange(10, dtype=np.float32)[None]
+    np.testing.assert_allclose(stride_time(x, 4), [[1.5, 5.5, 8.5]])
+    np.testing.assert_array_equal(stride_time(x, 1), x)
+
+
+def test_median_spacing():
+    lat, lon, _, _ = lattice(10, 10, 25.0)
+    assert median_spacing_m(lat, lon) == pytest.approx(25.0, rel=1e-3)
+
+
+# --------------------------------------------------------------------------- #
+# model
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("spatial_bands", [0, 3])
+def test_variants_forward_backward(variant, spatial_bands):
+    torch.manual_seed(0)
+    P, T = 7, 10
+    net = DSCNet(T, P, 3, latent_dim=4, channels=(4, 8, 8), lstm_hidden=8, variant=variant,
+                 spatial_bands=spatial_bands, spatial_scale_m=100.0)
+    x = torch.randn(5, T, 2, P, P)
+    x[:, :, 1] = (torch.rand(5, 1, P, P) > 0.3).float()
+    distance = torch.rand(5, P * P) * 150
+    distance[:, 3] = float("nan")
+    recon, emb, q = net(x, distance)
+    assert emb.shape == (5, 4 + spatial_bands)
+    assert q.shape == (5, 3)
+    torch.testing.assert_close(q.sum(1), torch.ones(5))
+    if variant == "encoder-only":
+        assert recon is None
+        loss = kl_divergence(target_distribution(q), q)
+    else:
+        assert recon.shape == (5, T, P, P)
+        loss = masked_mse(recon, x) + kl_divergence(target_distribution(q), q)
+    loss.backward()
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert net.to_latent.weight.grad.abs().sum() > 0
+    if spatial_bands:
+        assert net.spatial.centres.grad is not None
+
+
+def test_unknown_variant_is_rejected():
+    with pytest.raises(ValueError, match="variant"):
+        DSCNet(10, 5, 2, variant="transformer")
+
+
+def test_autocast_dtype_on_cpu_is_float32():
+    assert dsc_train.autocast_dtype("cpu", "auto") is None
+    assert dsc_train.autocast_dtype("cpu", "bf16") is None
+    with pytest.raises(ValueError, match="precision"):
+        dsc_train.autocast_dtype("cpu", "int8")
+
+
+# --------------------------------------------------------------------------- #
+# estimator
+
+
+def test_tiny_dsc_finds_two_obvious_regimes(tmp_path):
+    points, truth = two_regime_points()
+    est = DeepSpatiotemporalClustering(**TINY).fit(points)
+    labels = est.predict(points)
+    assert labels.shape == (400,) and labels.dtype == np.int32
+    assert adjusted_rand_score(truth, labels) >= 0.9
+    proba = est.predict_proba(points)
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)
+    assert est.cluster_centers_.shape == (2, 4)
+    assert [r["phase"] for r in est.history_] == ["pretrain"] * 3 + ["joint"] * 3
+    recon = [r["recon_loss"] for r in est.history_]
+    assert recon[-1] < recon[0]
+
+
+def test_resume_continues_the_same_loss_curve(tmp_path, monkeypatch):
+    points, _ = two_regime_points(n_side=12, n_grid=24)
+    params = dict(TINY, pretrain_epochs=2, epochs=3, train_sample=144)
+    full = DeepSpatiotemporalClustering(**params, checkpoint_dir=tmp_path / "full").fit(points)
+    assert (tmp_path / "full" / "dsc.pt").exists()
+
+    saves = {"n": 0}
+    original = dsc_train.save_checkpoint
+
+    def killed_after_third_epoch(path, payload):
+        original(path, payload)
+        saves["n"] += 1
+        if saves["n"] == 3:
+            raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(dsc_train, "save_checkpoint", killed_after_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        DeepSpatiotemporalClustering(**params, checkpoint_dir=tmp_path / "cut").fit(points)
+    monkeypatch.setattr(dsc_train, "save_checkpoint", original)
+
+    trained = []
+    real_batch = dsc_train._DeviceMemory.batch
+
+    def counting_batch(self, positions):
+        trained.append(len(positions))
+        return real_batch(self, positions)
+
+    monkeypatch.setattr(dsc_train._DeviceMemory, "batch", counting_batch)
+    resumed = DeepSpatiotemporalClustering(**params, checkpoint_dir=tmp_path / "cut").fit(points)
+    monkeypatch.setattr(dsc_train._DeviceMemory, "batch", real_batch)
+
+    assert len(resumed.history_) == len(full.history_) == 5
+    for a, b in zip(full.history_, resumed.history_):
+        assert a["phase"] == b["phase"]
+        for key in ("recon_loss", "kl_loss", "label_change"):
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-6, equal_nan=True)
+    # only the two remaining epochs were trained (plus forward passes for targets)
+    assert sum(trained) < 3 * 144 + 20 * 144
+    np.testing.assert_array_equal(full.predict(points), resumed.predict(points))
+
+    # other parameters: the checkpoint is not reused
+    other = DeepSpatiotemporalClustering(**dict(params, gamma=0.5, epochs=1),
+                                         checkpoint_dir=tmp_path / "cut").fit(points)
+    assert len(other.history_) == 3
+
+
+def test_labelling_in_blocks_matches_one_pass(tmp_path):
+    path, truth = make_shards_file(tmp_path / "shards.h5", n=600, n_grid=40, shard_size=200)
+    points = PointSeries.from_shards(path)
+    assert list(points.offsets) == [0, 200, 400, 600]
+    est = DeepSpatiotemporalClustering(**dict(TINY, n_clusters=4, pretrain_epochs=1, epochs=1,
+                                              cell_size_m=None, train_sample=200, spatial_branch=True,
+                                              spatial_bands=3))
+    est.fit(points)
+    assert est.cell_size_m_ > 0
+    emb_small, q_small = est.set_params(predict_block_rows=64).embed_and_assign(points)
+    emb_big, q_big = est.set_params(predict_block_rows=10_000).embed_and_assign(points)
+    assert emb_small.shape == (600, 4 + 3) and q_small.shape == (600, 4)
+    np.testing.assert_allclose(emb_small, emb_big, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(q_small, q_big, rtol=1e-5, atol=1e-6)
+    rows = np.array([599, 0, 300])
+    np.testing.assert_allclose(est.transform(points, rows), emb_big[rows], rtol=1e-5, atol=1e-6)
+
+
+def test_train_log_and_loss_figure(tmp_path):
+    history = [
+        {"epoch": 1, "phase": "pretrain", "recon_loss": 0.9, "kl_loss": float("nan"),
+         "label_change": float("nan"), "seconds": 1.0},
+        {"epoch": 2, "phase": "joint", "recon_loss": 0.5, "kl_loss": 0.01, "label_change": 0.1, "seconds": 1.0},
+    ]
+    write_train_log(history, tmp_path / "train_log.tsv")
+    frame = pd.read_csv(tmp_path / "train_log.tsv", sep="\t")
+    assert list(frame.columns[:5]) == ["epoch", "phase", "recon_loss", "kl_loss", "label_change"]
+    assert frame["phase"].tolist() == ["pretrain", "joint"]
+    assert np.isnan(frame["kl_loss"][0]) and frame["kl_loss"][1] == pytest.approx(0.01)
+    plot_training_curve(history, tmp_path / "loss.png")
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
