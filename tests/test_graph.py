@@ -96,7 +96,7 @@ def test_symmetric_graph_has_reverse_edges_and_more_than_k():
     A = g.to_csr("distance_m")
     assert (A != A.T).nnz == 0
     deg = np.diff(g.indptr_)
-    assert deg.min() >= k and deg.max() > k
+    assert deg.min() >= k and deg.max() > k and g.max_degree_ == deg.max()
     # Union of the k-NN edges and their reverses, each once, no self loops.
     knn_pairs = {(i, j) for i, r in enumerate(rows(knn)) for j in r}
     pairs = [(i, j) for i, r in enumerate(rows(g)) for j in r]

@@ -127,7 +127,8 @@ class GeodesicKNNGraph:
 
     Attributes after :meth:`fit`: ``indptr_ (N+1,) int64``, ``indices_ (nnz,)
     int64``, ``distance_m_ (nnz,) float32``, ``weight_ (nnz,) float32``,
-    ``bandwidth_m_`` (float), ``n_points_``, ``n_isolated_`` (points without edges).
+    ``bandwidth_m_`` (float), ``n_points_``, ``n_isolated_`` (points without edges),
+    ``max_degree_``.
 
     Duplicate coordinates: the query returns ``k + 1`` points and drops the
     point itself wherever it appears among them (ties at distance 0 are not
@@ -214,8 +215,10 @@ class GeodesicKNNGraph:
         self.distance_m_ = distance_m
         self.weight_ = edge_weights(distance_m, self.weighting, bandwidth, self.min_distance_m)
         self.n_isolated_ = int(np.count_nonzero(counts == 0))
-        log.info("graph: %d points, %d edges (k=%d, %s, bandwidth %.1f m, symmetric=%s), %d isolated",
-                 n, len(indices), k, self.weighting, bandwidth, self.symmetric, self.n_isolated_)
+        self.max_degree_ = int(counts.max()) if n else 0
+        log.info("graph: %d points, %d edges (k=%d, %s, bandwidth %.1f m, symmetric=%s), "
+                 "%d isolated, largest degree %d", n, len(indices), k, self.weighting, bandwidth,
+                 self.symmetric, self.n_isolated_, self.max_degree_)
         return self
 
     def to_csr(self, values: str = "weight"):
@@ -238,6 +241,7 @@ class GeodesicKNNGraph:
             "n_points": int(self.n_points_),
             "n_edges": int(len(self.indices_)),
             "n_isolated": int(self.n_isolated_),
+            "max_degree": int(self.max_degree_),
             "earth_radius_m": EARTH_RADIUS_M,
         }
 
