@@ -238,7 +238,7 @@ def test_state_roundtrip_and_sparse_matrix():
 sys.path.insert(0, str(ROOT / "bench"))
 
 
-@pytest.mark.parametrize("dataset", ["BasicMotions", "GunPoint"])
+@pytest.mark.parametrize("dataset", ["BasicMotions", "JapaneseVowels_eq"])
 def test_embedding_clusters_at_least_as_well_as_raw_series(dataset):
     embed_quality = pytest.importorskip("embed_quality")
     if embed_quality.aeon_data_dir() is None:

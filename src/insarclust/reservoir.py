@@ -43,6 +43,7 @@ the recurrent matrix is not symmetric).
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -244,10 +245,15 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
         w = torch.as_tensor(self.recurrent_weights_, dtype=dt, device=device)
         use_sparse = self.matrix == "sparse" or (
             self.matrix == "auto" and self.connectivity <= SPARSE_MAX_DENSITY and n >= SPARSE_MIN_UNITS)
+        w_sparse = None
+        if use_sparse:
+            with warnings.catch_warnings():  # "sparse CSR support is in beta": CSR @ dense is all we use
+                warnings.simplefilter("ignore", UserWarning)
+                w_sparse = w.to_sparse_csr()
         cache = {
             "key": key, "device": device, "dtype": dt,
             "w_t": w.T.contiguous(),
-            "w_sparse": w.to_sparse_csr() if use_sparse else None,
+            "w_sparse": w_sparse,
             "w_in_t": torch.as_tensor(self.input_weights_.T, dtype=dt, device=device).contiguous(),
             "bank": torch.as_tensor(self.noise_bank_, dtype=dt, device=device),
         }
