@@ -59,7 +59,10 @@ def test_labels_of_clear_cluster_means(cluster_means, dates_given):
     # the descriptors of the means carry the set values
     assert clusters[1]["descriptors"]["trend_mm_yr"] == pytest.approx(-8.0, abs=0.3)
     assert clusters[3]["descriptors"]["annual_amplitude_mm"] == pytest.approx(8.0, abs=0.3)
-    assert clusters[6]["descriptors"]["step_mm"] == pytest.approx(-20.0, abs=0.5)
+    # the step cluster is described by the step model (rule 2): no trend, the whole drop is the step
+    assert clusters[6]["model"] == "step" and clusters[6]["descriptors"]["trend_mm_yr"] == 0.0
+    assert clusters[6]["descriptors"]["step_mm"] == pytest.approx(-20.0, abs=1.5)
+    assert [c["model"] for c in clusters].count("step") == 1
     assert clusters[4]["descriptors"]["acceleration_mm_yr2"] == pytest.approx(-2.7, abs=0.3)
     assert set(clusters[6]["evidence_mm"]) == {"step"}
     assert clusters[0]["evidence_mm"] == {}
@@ -142,8 +145,9 @@ def test_a_cluster_of_steps_at_different_dates_is_a_step_cluster():
     alt = step_or_trend(mean, grid, observed_dates=acq)
     assert alt["rss_step"][0] < alt["rss_trend"][0]
     cluster = describe_clusters(mean, grid, [600], THRESHOLDS, observed_dates=acq)[0]
-    assert cluster["label"] == "step"
+    assert cluster["label"] == "step" and cluster["model"] == "step"
     assert cluster["step_instead_of_trend"]["rss_ratio"] < 1
+    assert cluster["descriptors"]["step_mm"] < -8.0
     # a linear subsider is not mistaken for a step
     ramp = regularize_linear(acq, grid, signal(acq, grid, trend=-6.0)[None, :])
     alt = step_or_trend(ramp, grid, observed_dates=acq)

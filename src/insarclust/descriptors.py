@@ -225,10 +225,7 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
             rss = rss_base
         out[:, 0] = coef[:, 1]
         out[:, 1] = coef[:, 2]
-        out[:, 2] = np.hypot(coef[:, 3], coef[:, 4])
-        # A cos(w d - phi) peaks at d = phi / w (mod one year); 1970-01-01 is day 1
-        phi = np.arctan2(coef[:, 4], coef[:, 3])
-        out[:, 3] = np.mod(phi / (2 * np.pi) * DAYS_PER_YEAR, DAYS_PER_YEAR) + 1.0
+        out[:, 2], out[:, 3] = _annual(coef[:, 3], coef[:, 4])
         out[:, 4] = step
         out[:, 5] = step_date
         dof = np.where(step != 0, d.dof, d.dof + 1)
@@ -299,6 +296,13 @@ def acquisition_dates(dates: np.ndarray, displacement_sample: np.ndarray | None 
     return dates[coverage >= min_coverage]
 
 
+def _annual(cos_coef: np.ndarray, sin_coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Amplitude (mm) and peak day of year (1 = 1 January) of c cos(w d) + s sin(w d)."""
+    # A cos(w d - phi) peaks at d = phi / w (mod one year); 1970-01-01 is day 1
+    phi = np.arctan2(sin_coef, cos_coef)
+    return np.hypot(cos_coef, sin_coef), np.mod(phi / (2 * np.pi) * DAYS_PER_YEAR, DAYS_PER_YEAR) + 1.0
+
+
 def step_or_trend(series: np.ndarray, grid_dates: np.ndarray, *,
                   observed_dates: np.ndarray | None = None, max_gap_days: float = 36.0,
                   min_segment_days: float = 90.0) -> dict:
@@ -313,29 +317,43 @@ def step_or_trend(series: np.ndarray, grid_dates: np.ndarray, *,
     residuals of the two models tells which explanation the data prefer.
 
     Returns arrays (K,): ``step_mm`` and ``step_date`` of the step model,
-    ``rss_step`` and ``rss_trend`` (mm^2, over the supported epochs).
+    ``rss_step`` and ``rss_trend`` (mm^2, over the supported epochs), and
+    ``descriptors_step`` (K, D): the step model as a descriptor row (trend
+    and acceleration 0), which :func:`model_curve` can draw.
     """
     Y = np.atleast_2d(np.asarray(series, dtype=np.float64))
-    mask = observed_grid_mask(grid_dates, observed_dates, max_gap_days)
+    grid = np.asarray(grid_dates)
+    mask = observed_grid_mask(grid, observed_dates, max_gap_days)
     out = {}
     for name, terms in (("trend", (0, 1, 2, 3, 4)), ("step", (0, 3, 4))):
-        d = _design(grid_dates, mask, min_segment_days, terms)
+        d = _design(grid, mask, min_segment_days, terms)
         Ys = Y[:, d.columns]
-        base = d.base.astype(np.float64)
-        resid = Ys - (Ys @ d.base_pinv.T.astype(np.float64)) @ base.T
+        coef = Ys @ d.base_pinv.T.astype(np.float64)
+        resid = Ys - coef @ d.base.T.astype(np.float64)
         rss = np.einsum("ij,ij->i", resid, resid)
-        if name == "trend" or not len(d.step_first):
-            out[f"rss_{name}"] = rss
+        if name == "trend":
+            out["rss_trend"] = rss
             continue
-        proj = resid @ d.step_dirs.astype(np.float64)
-        best = np.abs(proj).argmax(axis=1)
-        best_proj = np.take_along_axis(proj, best[:, None], axis=1)[:, 0]
-        out["rss_step"] = np.maximum(rss - best_proj ** 2, 0.0)
-        out["step_mm"] = best_proj / d.step_norm[best]
-        out["step_date"] = d.step_dates[best]
-    if "step_mm" not in out:
-        out["step_mm"] = np.zeros(len(Y))
-        out["step_date"] = np.full(len(Y), np.nan)
+        if len(d.step_first):
+            proj = resid @ d.step_dirs.astype(np.float64)
+            best = np.abs(proj).argmax(axis=1)
+            best_proj = np.take_along_axis(proj, best[:, None], axis=1)[:, 0]
+            step = best_proj / d.step_norm[best]
+            coef = coef - step[:, None] * d.step_on_base[:, best].T
+            rss = np.maximum(rss - best_proj ** 2, 0.0)
+            step_date = d.step_dates[best]
+        else:
+            step, step_date = np.zeros(len(Y)), np.full(len(Y), np.nan)
+        amplitude, peak = _annual(coef[:, 1], coef[:, 2])
+        row = np.zeros((len(Y), N_DESCRIPTORS))
+        col = {n: i for i, n in enumerate(DESCRIPTOR_NAMES)}
+        row[:, col["annual_amplitude_mm"]] = amplitude
+        row[:, col["annual_peak_doy"]] = peak
+        row[:, col["step_mm"]] = step
+        row[:, col["step_date"]] = step_date
+        row[:, col["residual_rms_mm"]] = np.sqrt(rss / d.dof)
+        row[:, col["offset_mm"]] = coef[:, 0]
+        out.update(rss_step=rss, step_mm=step, step_date=step_date, descriptors_step=row)
     return out
 
 

@@ -14,7 +14,7 @@ are nearly noise-free, and the label is read off them with four thresholds
    series is therefore also fitted with a step instead of the trend
    (:func:`insarclust.descriptors.step_or_trend`); when that fits at least as
    well and its step reaches ``step_mm``, the step (of that model) replaces
-   the trend as a signature.
+   the trend as a signature, and the cluster is described by that model.
 3. No signature present: ``stable``.
 4. Otherwise the present signature that moved the ground most over the
    observation period wins, measured in mm: the range of the polynomial
@@ -149,10 +149,14 @@ def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: n
     ``/series/dates``) leaves winter-gap epochs out of the fit, as for the
     per-point descriptors; without it every grid epoch counts and annual
     amplitudes of sites with long winter gaps come out too small.
-    ``evidence_mm`` is the ground motion of each present signature that the
-    label was chosen from; ``step_instead_of_trend`` the step model of rule 2
-    (its step, date and residual ratio to the trend model; < 1: the step fits
-    better). All values are JSON-ready (non-finite -> None).
+    ``model`` says which fit the ``descriptors`` come from: ``trend`` (the
+    joint trend + annual + step fit of the per-point descriptors) or ``step``
+    (rule 2: offset + annual + one step, trend and acceleration 0), so that
+    the curve :func:`insarclust.descriptors.model_curve` draws is the one the
+    label was read from. ``evidence_mm`` is the ground motion of each present
+    signature; ``step_instead_of_trend`` the step model of rule 2 (its step,
+    date and residual ratio to the trend model; < 1: the step fits better).
+    All values are JSON-ready (non-finite -> None).
     """
     mean_series = np.nan_to_num(np.asarray(mean_series, dtype=np.float64))
     grid_dates = np.asarray(grid_dates)
@@ -168,12 +172,15 @@ def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: n
                                 max_gap_days=fit["max_gap_days"], min_segment_days=fit["min_segment_days"])
     out = []
     for j, row in enumerate(descriptors):
+        step_model = {k: float(alternative[k][j]) for k in ("step_mm", "rss_step", "rss_trend")}
+        model = "step" if step_explains(step_model, thr) else "trend"
+        if model == "step":  # describe the mean with the model the label is read from
+            row = alternative["descriptors_step"][j]
         d = {name: _json_float(value) for name, value in zip(DESCRIPTOR_NAMES, row)}
         finite = {k: (v if v is not None else 0.0) for k, v in d.items()}
         spread = {}
         for name, values in (member_spread or {}).items():
             spread[name] = _json_float(np.asarray(values)[j])
-        step_model = {k: float(alternative[k][j]) for k in ("step_mm", "rss_step", "rss_trend")}
         magnitudes = signature_magnitudes(finite, span_years, thr, step_model)
         out.append({
             "cluster": int(j),
@@ -181,6 +188,7 @@ def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: n
             "descriptors": d,
             "spread": spread,
             "label": suggest_label(finite, span_years, thr, step_model),
+            "model": model,
             "evidence_mm": {k: round(v, 3) for k, v in magnitudes.items()},
             "step_instead_of_trend": {
                 "step_mm": _json_float(step_model["step_mm"]),
