@@ -246,12 +246,14 @@ def test_demo_on_slurm_equals_local_run(cluster, tmp_path):
     threads = yaml.safe_load((SLURM_DIR / "profile/config.yaml").read_text())["set-threads"]
     set_threads = ["--set-threads", *(f"{rule}={n}" for rule, n in threads.items())]
 
+    # both runs from one snapshot of the working tree (it may change meanwhile)
     local = make_workdir(tmp_path / "local")
+    remote = tmp_path / "slurm"
+    shutil.copytree(local, remote, symlinks=True)
     t0 = time.perf_counter()
     run_snakemake(local, ["--cores", "2", *set_threads, *config], slurm_env(), limit_s=600)
     local_s = time.perf_counter() - t0
 
-    remote = make_workdir(tmp_path / "slurm")
     t0 = time.perf_counter()
     log = run_snakemake(remote, ["--profile", "slurm", "--profile", str(SLURM_DIR / "profile"),
                                  *config], slurm_env(), limit_s=900)
