@@ -4,9 +4,9 @@ Conda channels are not reachable in CI, so ``--use-conda`` cannot be run;
 this check is static. For every rule it reads the rule's ``conda:`` env and
 its code (``script:``, ``python`` calls in ``shell:``, ``run:`` blocks),
 follows imports from there into the workflow's own packages under ``src/``
-(transitively, imports inside functions included: they run when the function
-is called), and checks that every third-party module is provided by that
-env. It also checks that each env pins the same versions as pyproject.toml.
+(transitively; an import inside a function counts when the rule's code can
+reach that function), and checks that every third-party module is provided
+by that env. It also checks that each env pins the same versions as pyproject.toml.
 Everything is derived from the files, so new scripts and modules are covered
 without editing this test.
 """
@@ -40,6 +40,9 @@ IMPORT_TO_CONDA: dict[str, set[str]] = {
     "mpl_toolkits": {"matplotlib", "matplotlib-base"},
     "dateutil": {"python-dateutil"},
     "reservoir_computing": {"reservoir-computing"},
+    # required dependencies of scikit-learn: installed with it, not pinned separately
+    "threadpoolctl": {"threadpoolctl", "scikit-learn"},
+    "joblib": {"joblib", "scikit-learn"},
 }
 # Snakemake puts its own package on sys.path of every script job, whatever the env.
 ALWAYS_PROVIDED = {"snakemake"}
@@ -243,97 +246,257 @@ def _make_rule(name: str, file: Path, d: dict[str, str]) -> Rule:
 
 # --------------------------------------------------------------------------- #
 # imports
+#
+# Library modules import heavy packages inside the functions that need them
+# (e.g. torch in save_model), so that a light rule can use the module's other
+# functions in a light env. The walk therefore follows what rule code really
+# references: a module's top-level imports always count (they run on import),
+# an import inside a function counts when the function is reachable from the
+# rule's script through references (calls, attribute access; a class counts
+# whole). References made through values (getattr, callbacks looked up by
+# string) are not seen; those imports must then sit at module level.
 
 @dataclass(frozen=True)
 class Import:
     module: str   # dotted name as written (absolute; relative ones resolved)
-    names: tuple  # names of `from module import a, b`
+    names: tuple  # names of `from module import a, b` (empty for `import module`)
     optional: bool  # inside try/except ImportError
+    asname: str | None = None  # `import module as asname` (single name)
 
 
 def _catches_import_error(handler: ast.ExceptHandler) -> bool:
-    names = []
     t = handler.type
-    for node in (t.elts if isinstance(t, ast.Tuple) else [t]):
-        if isinstance(node, ast.Name):
-            names.append(node.id)
+    names = [n.id for n in (t.elts if isinstance(t, ast.Tuple) else [t]) if isinstance(n, ast.Name)]
     return any(n in ("ImportError", "ModuleNotFoundError") for n in names)
 
 
-def imports_of(code: str, package: str | None = None) -> list[Import]:
-    """All imports in ``code`` (top level and inside functions).
-
-    ``package`` is the dotted package of the module, to resolve relative imports.
-    """
-    tree = ast.parse(code)
-    optional_nodes: set[int] = set()
+def _optional_nodes(tree: ast.AST) -> set[int]:
+    out: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Try) and any(_catches_import_error(h) for h in node.handlers):
             for stmt in node.body:
-                for sub in ast.walk(stmt):
-                    optional_nodes.add(id(sub))
+                out |= {id(sub) for sub in ast.walk(stmt)}
+    return out
+
+
+def _import_records(nodes, package: str | None, optional: set[int]) -> list[Import]:
     out = []
-    for node in ast.walk(tree):
-        optional = id(node) in optional_nodes
+    for node in nodes:
+        opt = id(node) in optional
         if isinstance(node, ast.Import):
-            out += [Import(a.name, (), optional) for a in node.names]
+            out += [Import(a.name, (), opt, a.asname) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""
             if node.level:
                 if not package:
                     continue
                 base = package.split(".")
-                base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+                base = base[: len(base) - (node.level - 1)]
                 module = ".".join(base + ([module] if module else []))
-            out.append(Import(module, tuple(a.name for a in node.names), optional))
+            out.append(Import(module, tuple(a.name for a in node.names), opt))
     return out
 
 
+def _walk_skip_defs(node):
+    """ast.walk that does not enter function or class bodies (module-level code)."""
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        yield n
+        for child in ast.iter_child_nodes(n):
+            if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                todo.append(child)
+
+
+def imports_of(code: str, package: str | None = None) -> list[Import]:
+    """All imports in ``code``, top level and inside functions.
+
+    ``package`` is the dotted package of the module, to resolve relative imports.
+    """
+    tree = ast.parse(code)
+    return _import_records(ast.walk(tree), package, _optional_nodes(tree))
+
+
+def _references(node) -> set[tuple[str, ...]]:
+    """Dotted names used in ``node`` (``a.b.c`` -> ('a', 'b', 'c')), annotations excluded."""
+    refs: set[tuple[str, ...]] = set()
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, (ast.Attribute, ast.Name)):
+            chain, cur = [], n
+            while isinstance(cur, ast.Attribute):
+                chain.append(cur.attr)
+                cur = cur.value
+            if isinstance(cur, ast.Name):
+                refs.add(tuple([cur.id] + chain[::-1]))
+                continue
+            todo.append(cur)
+            continue
+        for field_name, value in ast.iter_fields(n):
+            if field_name in ("annotation", "returns"):
+                continue
+            for child in (value if isinstance(value, list) else [value]):
+                if isinstance(child, ast.AST):
+                    todo.append(child)
+    return refs
+
+
+@dataclass
+class Module:
+    dotted: str
+    label: str  # path shown in messages
+    tree: ast.Module
+    package: str | None
+    optional: set[int]
+    defs: dict[str, ast.AST] = field(default_factory=dict)
+
+
 class ImportWalker:
-    """Follows imports from rule code into local packages; collects third-party ones."""
+    """Follows rule code into local packages; collects the third-party modules it needs."""
 
     def __init__(self, src: Path):
         self.src = Path(src)
         self.local = {p.name for p in self.src.iterdir()
                       if p.is_dir() and (p / "__init__.py").exists()} if self.src.exists() else set()
+        self._modules: dict[str, Module] = {}
 
     def module_file(self, dotted: str) -> Path | None:
-        parts = dotted.split(".")
-        base = self.src.joinpath(*parts)
+        base = self.src.joinpath(*dotted.split("."))
         if (base / "__init__.py").exists():
             return base / "__init__.py"
         if base.with_suffix(".py").exists():
             return base.with_suffix(".py")
         return None
 
+    def _make(self, dotted, label, code, package) -> Module:
+        tree = ast.parse(code)
+        mod = Module(dotted, label, tree, package, _optional_nodes(tree))
+        for stmt in tree.body:
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                mod.defs[stmt.name] = stmt
+        return mod
+
+    def module(self, dotted: str) -> Module | None:
+        if dotted not in self._modules:
+            f = self.module_file(dotted)
+            if f is None:
+                return None
+            package = dotted if f.name == "__init__.py" else dotted.rpartition(".")[0]
+            label = str(f.relative_to(self.src.parent)) if f.is_relative_to(self.src.parent) else str(f)
+            self._modules[dotted] = self._make(dotted, label, f.read_text(), package)
+        return self._modules[dotted]
+
+    def _is_local(self, dotted: str) -> bool:
+        return dotted.split(".")[0] in self.local
+
     def third_party(self, code: str, origin: str, package: str | None = None):
-        """{top-level module: chain of files that leads to it} for non-optional imports."""
+        """{top-level module: chain of files that leads to it} needed to run ``code``."""
         found: dict[str, list[str]] = {}
-        seen: set[Path] = set()
-        stack = [(code, package, [origin])]
-        while stack:
-            text, pkg, chain = stack.pop()
-            for imp in imports_of(text, pkg):
+        done: set[tuple] = set()
+        aliases: dict[str, dict[str, tuple]] = {}  # module -> name -> ("mod", d) | ("sym", d, n)
+        queue: list[tuple] = []
+
+        def use_imports(mod: Module, imports: list[Import], chain, scope: dict):
+            """Record imports run by ``mod``; bind their names in ``scope``."""
+            for imp in imports:
                 top = imp.module.split(".")[0]
                 if not top or top == "__future__" or top in sys.stdlib_module_names:
                     continue
-                if top not in self.local:
+                if not self._is_local(imp.module):
                     if not imp.optional:
                         found.setdefault(top, chain)
                     continue
-                # a local import runs every package __init__ on the way, the
-                # module itself and, for `from pkg import sub`, the submodules
                 parts = imp.module.split(".")
-                targets = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
-                targets += [f"{imp.module}.{n}" for n in imp.names]
-                for dotted in targets:
-                    f = self.module_file(dotted)
-                    if f is None or f in seen:
-                        continue
-                    seen.add(f)
-                    mod_pkg = dotted if f.name == "__init__.py" else dotted.rpartition(".")[0]
-                    rel = f.relative_to(self.src.parent) if f.is_relative_to(self.src.parent) else f
-                    stack.append((f.read_text(), mod_pkg, chain + [str(rel)]))
+                for i in range(1, len(parts) + 1):  # package __init__s run on the way
+                    queue.append(("module", ".".join(parts[:i]), chain))
+                if not imp.names:
+                    scope[imp.asname or top] = ("mod", imp.module if imp.asname else top)
+                for name in imp.names:
+                    if name == "*":
+                        queue.append(("star", imp.module, chain))
+                    elif self.module_file(f"{imp.module}.{name}"):
+                        queue.append(("module", f"{imp.module}.{name}", chain))
+                        scope[name] = ("mod", f"{imp.module}.{name}")
+                    else:
+                        scope[name] = ("sym", imp.module, name)
+
+        def resolve(mod: Module, ref: tuple[str, ...], chain, scope: dict):
+            """Queue the definition a dotted reference made in ``mod`` points to."""
+            current, names = mod, list(ref)
+            while names and current is not None:
+                name = names.pop(0)
+                table = scope if current is mod else aliases.get(current.dotted, {})
+                if name in current.defs:
+                    queue.append(("symbol", current.dotted, name, chain))
+                    return
+                target = table.get(name)
+                if target is None and self.module_file(f"{current.dotted}.{name}"):
+                    target = ("mod", f"{current.dotted}.{name}")
+                if target is None:
+                    return
+                if target[0] == "mod":
+                    current = self.module(target[1])
+                else:
+                    queue.append(("symbol", target[1], target[2], chain))
+                    return
+
+        def visit_module(mod: Module, chain):
+            chain = chain + [mod.label]
+            scope = aliases.setdefault(mod.dotted, {})
+            use_imports(mod, _import_records(_walk_skip_defs(mod.tree), mod.package, mod.optional),
+                        chain, scope)
+            # module-level code (not function/class bodies) runs on import
+            for stmt in mod.tree.body:
+                if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
+                                         ast.Import, ast.ImportFrom)):
+                    for ref in _references(stmt):
+                        resolve(mod, ref, chain, scope)
+            return chain
+
+        def visit_symbol(mod: Module, name: str, chain):
+            node = mod.defs.get(name)
+            scope = aliases.setdefault(mod.dotted, {})
+            if node is None:  # a re-export, e.g. `from .x import f` in __init__
+                target = scope.get(name)
+                if target and target[0] == "sym":
+                    queue.append(("symbol", target[1], target[2], chain))
+                return
+            local_scope = dict(scope)
+            use_imports(mod, _import_records(ast.walk(node), mod.package, mod.optional),
+                        chain, local_scope)
+            for bound, target in local_scope.items():  # names imported inside the function
+                if scope.get(bound) != target and target[0] == "sym":
+                    queue.append(("symbol", target[1], target[2], chain))
+            for ref in _references(node):
+                resolve(mod, ref, chain, local_scope)
+
+        entry = self._make("__main__", origin, code, package)
+        chain0 = visit_module(entry, [])
+        for name in entry.defs:  # everything the rule's own code defines may run
+            visit_symbol(entry, name, chain0)
+        while queue:
+            item = queue.pop()
+            key = item[:3] if item[0] == "symbol" else item[:2]
+            if key in done:
+                continue
+            done.add(key)
+            mod = self.module(item[1])
+            if mod is None:
+                continue
+            if item[0] == "module":
+                visit_module(mod, item[2])
+            elif item[0] == "star":
+                chain = visit_module(mod, item[2])
+                for name in mod.defs:
+                    queue.append(("symbol", mod.dotted, name, chain))
+            else:
+                if ("module", mod.dotted) not in done:
+                    queue.append(item)
+                    queue.append(("module", mod.dotted, item[3]))
+                    done.discard(key)
+                    continue
+                visit_symbol(mod, item[2], item[3] + [f"{mod.label}:{item[2]}"])
         return found
 
 
@@ -540,7 +703,7 @@ def test_check_fails_when_a_rule_imports_a_module_its_env_lacks(fixture_workflow
     # rule a (script) and rule c (python -m) both reach torch through mypkg.store
     assert {p.split(":")[0] for p in torch_problems} == {"rule a", "rule c"}
     a = next(p for p in torch_problems if p.startswith("rule a"))
-    assert "scripts/a.py -> src/mypkg/store.py -> src/mypkg/model.py" in a
+    assert "scripts/a.py -> src/mypkg/store.py:save -> src/mypkg/model.py:train" in a
     assert "envs/io.yaml" in a and "pytorch" in a
     assert len(problems) == 2
 
@@ -593,5 +756,47 @@ def test_imports_of_resolves_relative_and_optional_imports():
     imps = imports_of(code, package="pkg.sub")
     assert Import("pkg.sub", ("h5io",), False) in imps
     assert Import("pkg.core.io", ("read",), False) in imps
-    assert Import("numpy", (), False) in imps
+    assert Import("numpy", (), False, "np") in imps
     assert Import("torch", (), True) in imps
+
+
+def test_lazy_import_counts_only_when_its_function_is_reachable(fixture_workflow):
+    # a heavy import inside a function rules a and c never call: io.yaml is still enough
+    # (a star import would count every function of the module)
+    _write(fixture_workflow / "src/mypkg/cli.py", "import sys\nfrom .store import save\nsave(sys.argv[1])\n")
+    store = fixture_workflow / "src/mypkg/store.py"
+    store.write_text(store.read_text() + textwrap.dedent("""\
+
+
+        def plot(path):
+            import matplotlib.pyplot as plt
+            plt.savefig(path)
+
+
+        def save(path):
+            return path
+        """))
+    assert check_workflow(fixture_workflow) == []
+    # ... and it counts once the script reaches it through another function
+    store.write_text(store.read_text().replace("    return path\n", "    return plot(path)\n"))
+    problems = check_workflow(fixture_workflow)
+    assert [p.split(":")[0] for p in problems] == ["rule a", "rule c"]
+    assert all("imports 'matplotlib'" in p for p in problems)
+    assert "src/mypkg/store.py:save -> src/mypkg/store.py:plot" in problems[0]
+
+
+def test_reexported_names_and_classes_are_followed(fixture_workflow):
+    # `from mypkg import Trainer` where __init__ re-exports a class whose method imports torch
+    _write(fixture_workflow / "src/mypkg/__init__.py", "from .trainer import Trainer\n")
+    _write(fixture_workflow / "src/mypkg/trainer.py", """\
+        class Trainer:
+            def fit(self):
+                import torch
+                return torch.zeros(1)
+        """)
+    _write(fixture_workflow / "scripts/a.py", "from mypkg import Trainer\nTrainer().fit()\n")
+    problems = check_workflow(fixture_workflow)
+    assert len(problems) == 1 and problems[0].startswith("rule a: imports 'torch'")
+    # importing the package without using the class needs no torch
+    _write(fixture_workflow / "scripts/a.py", "from mypkg import store\n")
+    assert check_workflow(fixture_workflow) == []
