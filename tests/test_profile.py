@@ -21,6 +21,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+# the module's dry runs share one plan: keep them on one xdist worker
+pytestmark = pytest.mark.xdist_group("profile")
+
 ENV_VARS = {
     "INSARCLUST_SLURM_PARTITION": "cpu-test",
     "INSARCLUST_SLURM_ACCOUNT": "proj42",
