@@ -11,6 +11,7 @@ from scipy.stats import kstest
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
+from threadpoolctl import threadpool_limits
 
 from conftest import ROOT
 from insarclust import h5io
@@ -96,11 +97,12 @@ def test_follows_the_seed_recipe_exactly(blobs):
                           engine="sklearn").fit(X)
     seeds = model._seeds()
     train = np.flatnonzero(model.split_ == 0)
-    recipe = MiniBatchKMeans(n_clusters=4, batch_size=200, n_init=10, random_state=seeds["model"],
-                             compute_labels=False).fit(X[model.warm_start_rows_])
-    for pass_seed in seeds["passes"]:
-        for _, batch in iter_batches(ArraySource(X), train, 200, shuffle=True, seed=pass_seed):
-            recipe.partial_fit(batch)
+    with threadpool_limits(limits=1):  # only for speed on a shared machine
+        recipe = MiniBatchKMeans(n_clusters=4, batch_size=200, n_init=10, random_state=seeds["model"],
+                                 compute_labels=False).fit(X[model.warm_start_rows_])
+        for pass_seed in seeds["passes"]:
+            for _, batch in iter_batches(ArraySource(X), train, 200, shuffle=True, seed=pass_seed):
+                recipe.partial_fit(batch)
     assert np.array_equal(recipe.cluster_centers_, model.cluster_centers_)
     assert np.array_equal(recipe.predict(X), model.labels_)
 
@@ -117,13 +119,15 @@ def test_numpy_engine_matches_sklearn_update(blobs):
 def test_numpy_update_reassigns_starved_centres_like_sklearn():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(5000, 5)).astype(np.float32)
-    model = MiniBatchKMeans(4, batch_size=256, random_state=3, compute_labels=False).fit(X[:1000])
+    with threadpool_limits(limits=1):
+        model = MiniBatchKMeans(4, batch_size=256, random_state=3, compute_labels=False).fit(X[:1000])
     model._counts[1] = 0.5  # below 1 % of the largest count: re-seeded on a random batch point
     update = _NumpyMiniBatchUpdate(copy.deepcopy(model))
     before = model.cluster_centers_[1].copy()
-    for s in range(1000, 5000, 256):
-        model.partial_fit(X[s:s + 256])
-        update.partial_fit(X[s:s + 256])
+    with threadpool_limits(limits=1):
+        for s in range(1000, 5000, 256):
+            model.partial_fit(X[s:s + 256])
+            update.partial_fit(X[s:s + 256])
     assert not np.allclose(model.cluster_centers_[1], before)
     np.testing.assert_allclose(update.centers, model.cluster_centers_, atol=1e-5)
     np.testing.assert_array_equal(update.counts, model._counts)
