@@ -295,7 +295,7 @@ def smooth_feature_file(features_path, graph_path, out_path, cfg: Mapping, seed:
     """
     cfg = dict(cfg)
     features = h5io.Features(features_path)
-    graph = h5io.read_graph(graph_path)
+    graph = h5io.read_datasets(graph_path, ["indptr", "indices", "weight"])   # distances not needed
     n = features.n_rows
     if len(graph["indptr"]) - 1 != n:
         raise ValueError(f"{features_path} has {n} rows but {graph_path} has {len(graph['indptr']) - 1} "
