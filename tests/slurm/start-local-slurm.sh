@@ -17,7 +17,7 @@
 #   tests/slurm/stop-local-slurm.sh
 set -euo pipefail
 
-STATE_DIR=${INSARCLUST_SLURM_STATE:-/tmp/insarclust-slurm}
+STATE_DIR=${INSARCLUST_SLURM_STATE:-/run/insarclust-test-slurm}
 CONF=/etc/slurm/slurm.conf
 MARK="# written by insarclust tests/slurm/start-local-slurm.sh"
 WAIT_S=${INSARCLUST_SLURM_WAIT_S:-60}

@@ -5,7 +5,7 @@
 # the start script ran are left alone.
 set -uo pipefail
 
-STATE_DIR=${INSARCLUST_SLURM_STATE:-/tmp/insarclust-slurm}
+STATE_DIR=${INSARCLUST_SLURM_STATE:-/run/insarclust-test-slurm}
 PIDS="$STATE_DIR/pids"
 log() { echo "[stop-local-slurm] $*" >&2; }
 
