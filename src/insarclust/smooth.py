@@ -43,7 +43,7 @@ from sklearn.preprocessing import StandardScaler
 
 from . import h5io
 from .logs import Progress, timed
-from .sampling import NeighbourSampler, batch_seed
+from .sampling import NeighbourSampler, batch_seed, to_csr
 from .spatial import morans_i
 
 log = logging.getLogger(__name__)
@@ -132,8 +132,6 @@ def propagate(op: torch.Tensor, isolated: torch.Tensor, X: torch.Tensor, H: int,
 def smooth_subgraph(data, x: torch.Tensor, H: int, alpha: float, aggregation: str) -> torch.Tensor:
     """Smooth a sampled neighbourhood (``NeighbourSampler.sample`` output); rows of the seeds
     (``[:data.batch_size]``) are valid, (n, D) ``x`` holds the features of ``data.n_id``."""
-    from .sampling import to_csr
-
     n = int(data.num_nodes)
     weight = getattr(data, "edge_weight", None)
     indptr, indices, w, _ = to_csr(data.edge_index, n, weight)
