@@ -116,3 +116,12 @@ def test_bad_rows_and_offsets(feature_file):
         H5FeatureSource(path, shard_offsets=np.array([0, 10]))
     with pytest.raises(IndexError):
         list(iter_batches(H5FeatureSource(path), np.array([5000])))
+
+
+def test_sorted_unique():
+    from insarclust.batches import sorted_unique
+
+    assert sorted_unique([5, 1, 5, 3, 1]).tolist() == [1, 3, 5]
+    rows = np.arange(10, dtype=np.int64)
+    assert np.shares_memory(sorted_unique(rows), rows)
+    assert sorted_unique([]).tolist() == []
