@@ -101,7 +101,8 @@ class _NumpyMiniBatchUpdate:
         X = np.ascontiguousarray(X, dtype=np.float32)
         n, k = len(X), self.n_clusters
         reassign = self._random_reassign()
-        labels = assign(X, self.centers)[0]
+        c = self.centers
+        labels = np.argmin(np.sum(c * c, axis=1) - 2.0 * (X @ c.T), axis=1)
         hits = np.bincount(labels, minlength=k).astype(np.float32)
         onehot = np.zeros((k, n), dtype=np.float32)
         onehot[labels, np.arange(n)] = 1.0
