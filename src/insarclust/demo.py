@@ -25,6 +25,8 @@ The true regime of each point goes to a side file (``pid,regime``).
 from __future__ import annotations
 
 import datetime as dt
+import gzip
+import io
 import zlib
 from dataclasses import dataclass
 
@@ -243,8 +245,10 @@ def write_demo(csv_path, truth_path, site: str, preset: str, fmt: Format, **kwar
     from .h5io import atomic_path
 
     table, truth = generate(site, preset, fmt, **kwargs)
-    with atomic_path(csv_path) as tmp:
-        table.to_csv(tmp, index=False,
-                     compression={"method": "gzip", "compresslevel": 1, "mtime": 0})
+    # gzip header without file name or time stamp: identical bytes on every run
+    with atomic_path(csv_path) as tmp, open(tmp, "wb") as raw, \
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1, mtime=0) as gz, \
+            io.TextIOWrapper(gz, encoding="utf-8", newline="") as text:
+        table.to_csv(text, index=False)
     with atomic_path(truth_path) as tmp:
         truth.to_csv(tmp, index=False)
