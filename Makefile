@@ -35,7 +35,7 @@ report: demo
 	$(BIN)/snakemake --cores $(CORES) --report report.html
 
 setup-slurm:
-	ln -sfn profiles/slurm slurm
+	bash scripts/setup-profile.sh
 
 clean:
 	rm -rf results logs benchmarks resources .snakemake report.html
