@@ -14,7 +14,8 @@ rule embed_fit:
         device=config["device"],
     threads: 2
     resources:
-        mem_mb=mem_mb(4000, 0),
+        # the fit sample's representations (fit_sample x 5,700 float64) dominate
+        mem_mb=lambda wc, attempt: int((2000 + config["embed"]["fit_sample"] * 0.1) * attempt),
         runtime=runtime_min(15, 0),
     conda:
         "../../envs/torch.yaml"
@@ -38,7 +39,9 @@ rule embed_part:
         device=config["device"],
     threads: 2
     resources:
-        mem_mb=mem_mb(4000, 0),
+        # peak RSS ~1.2 GB at batch_size 1024 whatever the part size (docs/perf/embed.md)
+        mem_mb=lambda wc, attempt: int((1500 + config["embed"]["batch_size"]) * attempt),
+        # ~300 series/s on 2 CPU cores (far more on a GPU)
         runtime=lambda wc, attempt: int((15 + 60 * site_points(wc) / 1e6 / int(wc.n)) * attempt),
     conda:
         "../../envs/torch.yaml"
