@@ -1,12 +1,23 @@
 """Pick the torch device from the config value (``auto`` = CUDA when present)."""
 from __future__ import annotations
 
+import logging
+
+log = logging.getLogger("insarclust.device")
+_logged: set = set()
+
 
 def resolve_device(device: str = "auto") -> str:
     import torch
 
     if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+        chosen = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device '{device}' requested but CUDA is not available; use device: auto or cpu")
-    return device
+    else:
+        chosen = device
+    if chosen not in _logged:  # provenance reads the device of each stage from its log
+        _logged.add(chosen)
+        name = torch.cuda.get_device_name(chosen) if chosen.startswith("cuda") else "cpu"
+        log.info("torch device: %s (%s)", chosen, name)
+    return chosen

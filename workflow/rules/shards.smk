@@ -12,6 +12,7 @@ rule shards:
         fmt_name=lambda wc: SITES.loc[wc.site, "format"],
         fmt=lambda wc: FORMATS[SITES.loc[wc.site, "format"]],
         cfg=config["shards"],
+        seed=config["seed"],
     threads: 2
     resources:
         mem_mb=mem_mb(2000, 400),
