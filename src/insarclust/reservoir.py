@@ -412,14 +412,20 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
                 acc["shift"] = torch.zeros(kept, Dn, dtype=c["dtype"], device=c["device"])
                 acc["sums"] = torch.zeros(kept, Dn, dtype=torch.float64)
 
-            def accumulate(k, h, first=first):
+            cross = torch.zeros(Dn, Dn, dtype=c["dtype"], device=c["device"])
+            sums = torch.zeros_like(acc["shift"])
+
+            def accumulate(k, h, first=first, cross=cross, sums=sums):
                 if first:
                     acc["shift"][k] = h.mean(dim=0)
                 hc = h - acc["shift"][k]
-                acc["cross"] += (hc.T @ hc).to("cpu", torch.float64)
-                acc["sums"][k] += hc.sum(dim=0).to("cpu", torch.float64)
+                cross.addmm_(hc.T, hc)
+                sums[k] += hc.sum(dim=0)
 
             self._run_states(U, rows[a:b], accumulate)
+            # one batch in the compute dtype (centred, so no cancellation), batches summed in float64
+            acc["cross"] += cross.to("cpu", torch.float64)
+            acc["sums"] += sums.to("cpu", torch.float64)
             n_total += b - a
         shift = acc["shift"].to("cpu", torch.float64)
         dev = acc["sums"] / n_total  # (T', Dn): per-step mean minus shift
