@@ -17,6 +17,15 @@ from conftest import make_shards_file
 LAT0, LON0 = 69.0, 20.0
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and spinning threads suffer on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def lattice(n_rows, n_cols, spacing_m, jitter_m=0.0, seed=0):
     """Points on a local east/north lattice (row 0 = north) -> lat, lon (degrees), row, col."""
     rng = np.random.default_rng(seed)
@@ -96,6 +105,18 @@ def test_masked_mse_ignores_empty_cells():
     recon = torch.ones(1, 2, 2, 2) * 5
     recon[:, :, 0, 0] = 3.0
     assert masked_mse(recon, x).item() == pytest.approx(4.0)
+
+
+def test_centre_weight_splits_the_loss_between_point_and_neighbours():
+    x = torch.zeros(1, 1, 2, 3, 3)
+    x[:, :, 1] = 1.0  # all nine cells valid, values 0
+    recon = torch.ones(1, 1, 3, 3)
+    recon[..., 1, 1] = 3.0  # centre error 9, each neighbour error 1
+    assert masked_mse(recon, x).item() == pytest.approx((9 + 8) / 9)
+    assert masked_mse(recon, x, centre_weight=0.5).item() == pytest.approx(0.5 * 9 + 0.5 * 1)
+    x[:, :, 1] = 0.0
+    x[..., 1, 1, 1] = 1.0  # a lonely point: only the centre counts
+    assert masked_mse(recon, x, centre_weight=0.5).item() == pytest.approx(0.5 * 9)
 
 
 # --------------------------------------------------------------------------- #
@@ -201,6 +222,24 @@ def test_variants_forward_backward(variant, spatial_bands):
     assert net.to_latent.weight.grad.abs().sum() > 0
     if spatial_bands:
         assert net.spatial.centres.grad is not None
+
+
+def test_skips_carry_the_layout_not_the_series():
+    """Changing the series of a patch may change the reconstruction only through z."""
+    torch.manual_seed(0)
+    net = DSCNet(6, 5, 2, latent_dim=3, channels=(4, 8), lstm_hidden=8, variant="cnn-lstm")
+    x = torch.randn(2, 6, 2, 5, 5)
+    x[:, :, 1] = 1.0
+    _, skips = net.encode(x)
+    x2 = x.clone()
+    x2[:, :, 0] = torch.randn(2, 6, 5, 5) * 10
+    _, skips2 = net.encode(x2)
+    for a, b in zip(skips, skips2):
+        torch.testing.assert_close(a, b)
+    x3 = x.clone()
+    x3[:, :, 1, 0, 0] = 0.0  # another layout
+    _, skips3 = net.encode(x3)
+    assert not torch.allclose(skips[0], skips3[0])
 
 
 def test_unknown_variant_is_rejected():
@@ -310,3 +349,17 @@ def test_train_log_and_loss_figure(tmp_path):
     assert np.isnan(frame["kl_loss"][0]) and frame["kl_loss"][1] == pytest.approx(0.01)
     plot_training_curve(history, tmp_path / "loss.png")
     assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_estimator_from_config_maps_every_key():
+    import yaml
+
+    from insarclust.dsc.stage import estimator_from_config
+    from conftest import ROOT
+
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())["dsc"]
+    est = estimator_from_config(cfg, seed=7, device="cpu", checkpoint_dir="ck")
+    assert est.n_clusters == cfg["k"] and est.random_state == 7 and est.checkpoint_dir == "ck"
+    assert est.channels == tuple(cfg["channels"]) and est.variant == cfg["variant"]
+    with pytest.raises(ValueError, match="unknown keys"):
+        estimator_from_config(dict(cfg, dropout=0.1), seed=0)

@@ -101,7 +101,8 @@ class DeepSpatiotemporalClustering(BaseEstimator):
                  channels=(16, 32), lstm_hidden: int = 64, alpha: float = 1.0, gamma: float = 0.1,
                  spatial_branch: bool = False, spatial_bands: int = 5, batch_size: int = 256,
                  pretrain_epochs: int = 3, epochs: int = 5, lr: float = 1e-3, update_interval: int = 50,
-                 tol: float = 1e-3, train_sample: int = 8000, kmeans_n_init: int = 10,
+                 tol: float = 1e-3, train_sample: int = 8000, centre_weight: float = 0.5,
+                 kmeans_n_init: int = 10,
                  device: str = "auto", precision: str = "auto", checkpoint_dir=None,
                  predict_block_rows: int = 8192, random_state: int = 0, log_every_s: float = 5.0):
         self.n_clusters = n_clusters
@@ -123,6 +124,7 @@ class DeepSpatiotemporalClustering(BaseEstimator):
         self.update_interval = update_interval
         self.tol = tol
         self.train_sample = train_sample
+        self.centre_weight = centre_weight
         self.kmeans_n_init = kmeans_n_init
         self.device = device
         self.precision = precision
@@ -177,10 +179,12 @@ class DeepSpatiotemporalClustering(BaseEstimator):
         # neither depends on nor disturbs the caller's random state.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.random_state)
-            return DSCNet(self.n_steps_, self.patch_size, self.n_clusters, latent_dim=self.latent_dim,
-                          channels=list(self.channels), lstm_hidden=self.lstm_hidden, variant=self.variant,
-                          alpha=self.alpha, spatial_bands=self.spatial_bands if self.spatial_branch else 0,
-                          spatial_scale_m=self.cell_size_m_ * max(self.patch_size // 2, 1))
+            net = DSCNet(self.n_steps_, self.patch_size, self.n_clusters, latent_dim=self.latent_dim,
+                         channels=list(self.channels), lstm_hidden=self.lstm_hidden, variant=self.variant,
+                         alpha=self.alpha, spatial_bands=self.spatial_bands if self.spatial_branch else 0,
+                         spatial_scale_m=self.cell_size_m_ * max(self.patch_size // 2, 1))
+        # Channels-last convolutions run about a quarter faster on CPU (oneDNN) and suit cuDNN.
+        return net.to(memory_format=torch.channels_last)
 
     def _fingerprint(self, points: PointSeries, patches: PatchSet) -> str:
         params = {k: v for k, v in self.get_params().items() if k not in _NOT_IN_FINGERPRINT}
@@ -255,7 +259,10 @@ class DeepSpatiotemporalClustering(BaseEstimator):
             n_batches = -(-n // self.batch_size)
             progress = Progress(log, n_batches, f"dsc epoch {epoch + 1}/{n_total} ({'joint' if joint else 'pretrain'}) batches",
                                 every_s=self.log_every_s)
-            recon_sum, kl_sum, seen = 0.0, 0.0, 0
+            # Sums stay on the device: no host sync per batch on a GPU.
+            recon_sum = torch.zeros((), device=self.device_)
+            kl_sum = torch.zeros((), device=self.device_)
+            seen = 0
             change_this_epoch = float("nan")
             for b in range(n_batches):
                 if joint and state["batches"] > 0 and state["batches"] % self.update_interval == 0:
@@ -269,7 +276,7 @@ class DeepSpatiotemporalClustering(BaseEstimator):
                 x, dist = data.batch(pos)
                 with self._autocast():
                     recon, _, q = model(x, dist)
-                recon_loss = masked_mse(recon, x) if recon is not None else torch.zeros((), device=x.device)
+                recon_loss = masked_mse(recon, x, self.centre_weight) if recon is not None else torch.zeros((), device=x.device)
                 loss = recon_loss
                 kl = torch.zeros((), device=x.device)
                 if joint:
@@ -279,15 +286,15 @@ class DeepSpatiotemporalClustering(BaseEstimator):
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
-                recon_sum += float(recon_loss.detach()) * len(pos_np)
-                kl_sum += float(kl.detach()) * len(pos_np)
+                recon_sum += recon_loss.detach().float() * len(pos_np)
+                kl_sum += kl.detach().float() * len(pos_np)
                 seen += len(pos_np)
                 if joint:
                     state["batches"] += 1
                 progress.update(1)
             row = {"epoch": epoch + 1, "phase": "joint" if joint else "pretrain",
-                   "recon_loss": recon_sum / max(seen, 1) if model.has_decoder else float("nan"),
-                   "kl_loss": kl_sum / max(seen, 1) if joint else float("nan"),
+                   "recon_loss": float(recon_sum) / max(seen, 1) if model.has_decoder else float("nan"),
+                   "kl_loss": float(kl_sum) / max(seen, 1) if joint else float("nan"),
                    "label_change": change_this_epoch, "seconds": time.perf_counter() - t0}
             state["history"].append(row)
             state["epoch"] = epoch + 1
