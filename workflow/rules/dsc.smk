@@ -25,7 +25,9 @@ rule dsc:
         checkpoint_dir=lambda wc: f"results/{wc.site}/dsc/checkpoints",
     threads: 2
     resources:
-        mem_mb=mem_mb(6000, 2000),
+        # training memory is set by train_sample and the patch size, not N; the
+        # per-million term covers the k-d tree, latents and label arrays
+        mem_mb=mem_mb(3000, 1500),
         runtime=runtime_min(30, 60),
         gpu=1,
     conda:

@@ -38,7 +38,7 @@ def plot_training_curve(history: list[dict], path, title: str = "DSC training") 
     if len(epochs):
         ax.set_xticks(epochs)
     if handles:
-        ax.legend(handles, labels, loc="upper right", fontsize=8)
+        ax.legend(handles, labels, loc="center right", fontsize=8)
     ax.set_title(title)
     with h5io.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

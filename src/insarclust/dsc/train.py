@@ -274,18 +274,9 @@ class DeepSpatiotemporalClustering(BaseEstimator):
                 pos_np = order[b * self.batch_size:(b + 1) * self.batch_size]
                 pos = torch.from_numpy(pos_np).to(self.device_)
                 x, dist = data.batch(pos)
-                with self._autocast():
-                    recon, _, q = model(x, dist)
-                recon_loss = masked_mse(recon, x, self.centre_weight) if recon is not None else torch.zeros((), device=x.device)
-                loss = recon_loss
-                kl = torch.zeros((), device=x.device)
-                if joint:
-                    kl = kl_divergence(state["target"][pos], q)
-                    loss = loss + self.gamma * kl
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                recon_loss, kl = training_step(model, x, dist, state["target"][pos] if joint else None,
+                                               optimizer, scaler, gamma=self.gamma,
+                                               centre_weight=self.centre_weight, amp_dtype=self._amp_dtype)
                 recon_sum += recon_loss.detach().float() * len(pos_np)
                 kl_sum += kl.detach().float() * len(pos_np)
                 seen += len(pos_np)
@@ -382,6 +373,28 @@ class DeepSpatiotemporalClustering(BaseEstimator):
     def _check_fitted(self):
         if not hasattr(self, "model_"):
             raise RuntimeError("DeepSpatiotemporalClustering is not fitted; call fit first")
+
+
+def training_step(model: DSCNet, x: torch.Tensor, distance_m: torch.Tensor, target: torch.Tensor | None,
+                  optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *, gamma: float,
+                  centre_weight: float, amp_dtype: torch.dtype | None = None):
+    """One optimiser step on a batch: masked MSE (+ gamma * KL(target || q) when ``target`` is given).
+
+    ``x`` (n, T, 2, P, P), ``distance_m`` (n, P * P), ``target`` (n, K) or
+    None (pre-training). Returns the detached (recon_loss, kl_loss) tensors.
+    """
+    autocast = torch.autocast(device_type="cuda", dtype=amp_dtype) if amp_dtype else nullcontext()
+    with autocast:
+        recon, _, q = model(x, distance_m)
+    zero = torch.zeros((), device=x.device)
+    recon_loss = masked_mse(recon, x, centre_weight) if recon is not None else zero
+    kl = kl_divergence(target, q) if target is not None else zero
+    loss = recon_loss + gamma * kl if target is not None else recon_loss
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return recon_loss.detach(), kl.detach()
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
