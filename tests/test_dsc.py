@@ -363,3 +363,46 @@ def test_estimator_from_config_maps_every_key():
     assert est.channels == tuple(cfg["channels"]) and est.variant == cfg["variant"]
     with pytest.raises(ValueError, match="unknown keys"):
         estimator_from_config(dict(cfg, dropout=0.1), seed=0)
+    # the library's defaults are the shipped configuration
+    defaults = DeepSpatiotemporalClustering().get_params()
+    for key, value in cfg.items():
+        if key != "enabled":
+            name = {"k": "n_clusters"}.get(key, key)
+            expected = tuple(value) if key == "channels" else value
+            assert defaults[name] == expected, key
+
+
+def test_run_stage_writes_the_method_outputs(tmp_path):
+    """Fit, label, order and evaluate on small real files, as the rule does."""
+    from scipy.spatial import cKDTree
+
+    from insarclust import evaluate, h5io
+    from insarclust.dsc.stage import run_stage
+
+    shards_path, truth = make_shards_file(tmp_path / "shards.h5", n=500, n_grid=40, shard_size=200)
+    shards = h5io.Shards(shards_path)
+    lat, lon = shards.coords()
+    xy = np.c_[lat * 111_000, lon * 111_000 * math.cos(math.radians(69.05))]
+    dist, nbr = cKDTree(xy).query(xy, k=6)
+    h5io.write_graph(tmp_path / "graph.h5", np.arange(0, 5 * 501, 5), nbr[:, 1:].ravel(),
+                     dist[:, 1:].ravel(), np.ones(5 * 500), {"k": 5, "weighting": "binary"})
+    regular = shards.read("series/regular")
+    h5io.write_features(tmp_path / "dyn.h5", regular[:, ::4], [f"d{j}" for j in range(10)])
+    regimes = np.array(["stable", "subsiding", "seasonal", "uplifting"])[truth]
+    pd.DataFrame({"pid": shards.pids(), "regime": regimes}).to_csv(tmp_path / "truth.csv", index=False)
+    cfg = dict(k=4, patch_size=3, time_stride=2, latent_dim=4, channels=[4, 8], lstm_hidden=16,
+               batch_size=32, pretrain_epochs=2, epochs=1, update_interval=5, train_sample=200)
+    labels, split, proba, latent, result, est = run_stage(
+        shards_path, tmp_path / "graph.h5", tmp_path / "dyn.h5", cfg=cfg, seed=3, device="cpu",
+        checkpoint_dir=tmp_path / "ck", interpret_cfg={}, truth_path=tmp_path / "truth.csv",
+        silhouette_sample=300)
+    assert labels.shape == (500,) and labels.dtype == np.int32
+    assert proba.shape == (500, 4) and latent.shape == (500, 4)
+    np.testing.assert_array_equal(proba.argmax(1), labels)  # columns follow the ordered labels
+    np.testing.assert_array_equal(labels, evaluate.order_labels(labels, shards_path))  # already ordered
+    assert split.sum() == 300 and (split[est.train_rows_] == 0).all()
+    assert result["n_train"] == 200 and result["k"] == 4
+    assert set(result["metrics_latent"]) == {"silhouette", "davies_bouldin", "calinski_harabasz",
+                                             "mean_intercentroid_distance"}
+    assert "ari" in result["metrics"] and result["training"]["epochs_run"] == 3
+    assert (tmp_path / "ck" / "dsc.pt").exists()

@@ -83,7 +83,8 @@ class DeepSpatiotemporalClustering(BaseEstimator):
     Data come as a :class:`~insarclust.dsc.patches.PointSeries` (coordinates +
     regular series, e.g. ``PointSeries.from_shards("shards.h5")``).
 
-    Parameters mirror the ``dsc:`` config section. ``cell_size_m=None`` uses
+    Parameters mirror the ``dsc:`` config section (the defaults are its CPU
+    defaults; docs/dsc.md gives GPU-sized ones). ``cell_size_m=None`` uses
     the median nearest-neighbour spacing of the site (about one point per
     cell). ``precision``: ``auto`` (bf16, else fp16, on CUDA; fp32 on CPU),
     ``fp32``, ``bf16``, ``fp16``. ``checkpoint_dir``: where ``dsc.pt`` is
@@ -97,13 +98,12 @@ class DeepSpatiotemporalClustering(BaseEstimator):
     """
 
     def __init__(self, n_clusters: int = 4, variant: str = "cnn-lstm", patch_size: int = 9,
-                 cell_size_m: float | None = None, time_stride: int = 2, latent_dim: int = 16,
-                 channels=(16, 32), lstm_hidden: int = 64, alpha: float = 1.0, gamma: float = 0.1,
-                 spatial_branch: bool = False, spatial_bands: int = 5, batch_size: int = 256,
-                 pretrain_epochs: int = 3, epochs: int = 5, lr: float = 1e-3, update_interval: int = 50,
-                 tol: float = 1e-3, train_sample: int = 8000, centre_weight: float = 0.5,
-                 kmeans_n_init: int = 10,
-                 device: str = "auto", precision: str = "auto", checkpoint_dir=None,
+                 cell_size_m: float | None = None, time_stride: int = 8, latent_dim: int = 8,
+                 channels=(8, 16), lstm_hidden: int = 32, alpha: float = 1.0, gamma: float = 0.1,
+                 spatial_branch: bool = False, spatial_bands: int = 5, batch_size: int = 32,
+                 pretrain_epochs: int = 5, epochs: int = 4, lr: float = 3e-3, update_interval: int = 50,
+                 tol: float = 1e-3, train_sample: int = 3000, centre_weight: float = 0.5,
+                 kmeans_n_init: int = 10, device: str = "auto", precision: str = "auto", checkpoint_dir=None,
                  predict_block_rows: int = 8192, random_state: int = 0, log_every_s: float = 5.0):
         self.n_clusters = n_clusters
         self.variant = variant
