@@ -2,7 +2,7 @@
 
     python bench/embed.py                      # all CPU figures below, one run each
     python bench/embed.py --only ours --n 20000
-    python bench/embed.py --device cuda --n 1000000 --T 200 --only ours   # on a GPU machine
+    python bench/embed.py --device cuda --n 1000000 --T 200 --only ours --batch-size 16384  # GPU
 
 - ours: the stage path on a synthetic shards.h5 (fit on the seeded sample,
   embed all rows into a feature file), defaults of config/config.yaml
@@ -66,11 +66,13 @@ def write_shards(path, n, T, shard_size=16384, seed=0):
                     np.zeros((b - a, 1), np.float32), reg, reg)
 
 
-def run_ours(n, T, device, threads):
+def run_ours(n, T, device, threads, batch_size=DEFAULTS["batch_size"]):
     """Child: fit + embed a synthetic site of n series; prints one JSON line."""
     import torch
 
     from insarclust import embed
+
+    DEFAULTS["batch_size"] = batch_size
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,11 +85,12 @@ def run_ours(n, T, device, threads):
         model = embed.fit_site(shards, DEFAULTS, seed=42, device=device)
         embed.save_model(model, Path(tmp) / "model.pt")
         t_fit = time.perf_counter() - t0
-        model = embed.load_model(Path(tmp) / "model.pt", device=device)
+        model = embed.load_model(Path(tmp) / "model.pt", device=device, batch_size=batch_size)
         t0 = time.perf_counter()
         embed.embed_range(shards, model, 0, n, Path(tmp) / "dyn.h5")
         t_embed = time.perf_counter() - t0
     print(json.dumps({"what": "ours", "n": n, "T": T, "device": device, "threads": threads,
+                      "batch_size": batch_size,
                       "fit_s": round(t_fit, 1), "embed_s": round(t_embed, 1),
                       "series_per_s_embed": round(n / t_embed, 1),
                       "series_per_s_total": round(n / (t_fit + t_embed), 1),
@@ -155,6 +158,8 @@ def main(argv=None):
     ap.add_argument("--n-package", type=int, default=2000)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"],
+                    help="series per batch (larger on a GPU)")
     ap.add_argument("--only", choices=["ours", "package", "matrix"], nargs="+",
                     default=["ours", "package", "matrix"])
     ap.add_argument("--json", help="write all results here")
@@ -163,7 +168,7 @@ def main(argv=None):
     if args.child:
         kind, *rest = args.child
         if kind == "ours":
-            run_ours(int(rest[0]), int(rest[1]), rest[2], int(rest[3]))
+            run_ours(int(rest[0]), int(rest[1]), rest[2], int(rest[3]), int(rest[4]))
         elif kind == "package":
             run_package(int(rest[0]), int(rest[1]))
         else:
@@ -172,7 +177,8 @@ def main(argv=None):
     results = []
     if "ours" in args.only:
         for n in args.n:
-            results.append(child(["ours", str(n), str(args.T), args.device, str(args.threads)]))
+            results.append(child(["ours", str(n), str(args.T), args.device, str(args.threads),
+                                  str(args.batch_size)]))
             print(json.dumps(results[-1]), flush=True)
     if "package" in args.only:
         results.append(child(["package", str(args.n_package), str(args.T)]))
