@@ -72,6 +72,24 @@ def test_zero_hops_is_identity(mode):
         assert out is not X
 
 
+@pytest.mark.parametrize("fixed_degree", [True, False])
+def test_mean_of_subnormal_weights_is_finite(fixed_degree):
+    """A far point whose gaussian weights all underflow to float32 subnormals still gets the
+    weighted mean of its neighbours (a float32 reciprocal of their sum would be inf)."""
+    w_far = np.float32(1e-44)                       # subnormal: 1 / w overflows float32
+    assert w_far > 0 and not np.isfinite(np.float32(1) / w_far)
+    if fixed_degree:                                # every row has 2 edges
+        indptr, indices = np.array([0, 2, 4, 6]), np.array([1, 2, 0, 2, 0, 1])
+        weight = np.array([w_far, 3 * w_far, 1, 1, 1, 1], np.float32)
+    else:
+        indptr, indices = np.array([0, 2, 3, 4]), np.array([1, 2, 0, 0])
+        weight = np.array([w_far, 3 * w_far, 1, 1], np.float32)
+    X = np.array([[0.0], [4.0], [8.0]], np.float32)
+    out = GraphSmoother(H=1, alpha=0.0, aggregation="mean").fit(indptr, indices, weight).transform(X)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out[0], [0.25 * 4 + 0.75 * 8], rtol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def knn():
     rng = np.random.default_rng(1)

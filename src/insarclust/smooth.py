@@ -98,8 +98,13 @@ def aggregation_operator(indptr, indices, weight=None, aggregation: str = "mean"
             row_sum = running[indptr[1:]] - running[indptr[:-1]]
             del running
         isolated = row_sum <= 0
-        inv = torch.where(isolated, 0.0, 1.0 / torch.where(isolated, 1.0, row_sum)).float()
-        values = (w.view(n, k) * inv[:, None]).view(-1) if fixed_degree else w * torch.repeat_interleave(inv, counts)
+        # Normalise in float64: far points under a gaussian weighting can have only
+        # subnormal float32 weights, whose float32 reciprocal overflows to inf (inf * w = nan).
+        inv = torch.where(isolated, 0.0, 1.0 / torch.where(isolated, 1.0, row_sum))
+        if fixed_degree:
+            values = (w.view(n, k).double() * inv[:, None]).float().view(-1)
+        else:
+            values = (w.double() * torch.repeat_interleave(inv, counts)).float()
     else:
         raise ValueError(f"unknown aggregation '{aggregation}'; use one of {', '.join(AGGREGATIONS)}")
     with warnings.catch_warnings():
