@@ -148,6 +148,28 @@ def test_every_method_fills_every_gap(tmp_path, demo_table, method):
     assert not np.isnan(reg).any() and s.attrs["regularization"] == method
 
 
+@pytest.mark.parametrize("method", ["linear", "pchip", "ransac"])
+def test_regular_equals_regularize_of_the_stored_series(tmp_path, demo_table, method):
+    """Row-wise methods resample per read block, ransac per shard: either way /series/regular
+    is the method applied to /series/displacement, whatever the block size (many blocks here,
+    with dropped all-NaN rows inside them)."""
+    from insarclust.regularize import regularize
+
+    table, _ = demo_table
+    t = table.copy()
+    date_cols = [c for c in t.columns if c.isdigit()]
+    t.loc[t.index[[7, 400, 1201]], date_cols] = np.nan
+    out = tmp_path / "s.h5"
+    build_shards([_write(t, tmp_path / "a.csv")], get_format("ngu", FORMATS), out, "u",
+                 ShardsConfig(method=method, shard_size=256, read_block_mb=0.05, all_nan="drop"))
+    s = h5io.Shards(out)
+    assert s.n_points == 1497
+    disp, dates, grid = s.read("series/displacement"), s.dates, s.grid_dates
+    expected = np.concatenate([regularize(disp[a:b], dates, grid, method, seed=i)
+                               for i, (a, b) in enumerate(zip(s.offsets[:-1], s.offsets[1:]))])
+    np.testing.assert_array_equal(s.read("series/regular"), expected)
+
+
 def test_all_nan_rows_can_be_dropped(tmp_path, demo_table):
     table, _ = demo_table
     t = table.iloc[:200].copy()

@@ -236,14 +236,12 @@ def _linear(values: np.ndarray, dates: np.ndarray, grid: np.ndarray) -> np.ndarr
     """Linear interpolation with end holds, float32, in the original (n, T) layout.
 
     Grid epochs that coincide with an observation take it as is; only the
-    remaining cells (gaps, off-cadence grid epochs) are interpolated, from the
-    previous/next observation indices, so the cost follows the gaps.
+    remaining cells (gaps, off-cadence grid epochs) are interpolated. Their
+    previous/next observations are found by binary search in the sorted flat
+    indices of all observations, so the cost follows the gaps (no (n, T)
+    running max/min along rows, which is slow on row-major arrays).
     """
     n, T = values.shape
-    mask = ~np.isnan(values)
-    ar = np.arange(T, dtype=np.int32)
-    prev = np.maximum.accumulate(np.where(mask, ar, np.int32(-1)), axis=1)
-    nxt = np.minimum.accumulate(np.where(mask, ar, np.int32(T))[:, ::-1], axis=1)[:, ::-1]
     pos = np.searchsorted(dates, grid, side="left")
     on = (pos < T) & (dates[np.minimum(pos, T - 1)] == grid)
     out = np.full((n, len(grid)), np.nan, dtype=np.float32)
@@ -252,10 +250,16 @@ def _linear(values: np.ndarray, dates: np.ndarray, grid: np.ndarray) -> np.ndarr
     if len(r) == 0:
         return out
     g = grid[c]
-    j = np.searchsorted(dates, g, side="right") - 1              # last epoch <= grid date
-    jn = np.minimum(np.searchsorted(dates, g, side="left"), T - 1)  # first epoch >= grid date
-    p = np.where(j >= 0, prev[r, np.maximum(j, 0)], -1)
-    q = np.where(g <= dates[-1], nxt[r, jn], T)
+    j = np.searchsorted(dates, g, side="right") - 1     # last epoch <= grid date (-1: none)
+    jn = np.searchsorted(dates, g, side="left")          # first epoch >= grid date (T: none)
+    valid = np.flatnonzero(~np.isnan(values))            # observed cells, sorted flat indices
+    row0 = r.astype(np.int64) * T
+    kp = np.searchsorted(valid, row0 + j, side="right") - 1
+    pf = valid[np.maximum(kp, 0)]
+    p = np.where((j >= 0) & (kp >= 0) & (pf >= row0), pf - row0, -1)
+    kn = np.searchsorted(valid, row0 + jn, side="left")
+    nf = valid[np.minimum(kn, len(valid) - 1)]
+    q = np.where((jn < T) & (kn < len(valid)) & (nf < row0 + T), nf - row0, T)
     # leading gap: hold the first observation; trailing gap: hold the last
     p = np.where(p < 0, q, p)
     q = np.where(q >= T, p, q)

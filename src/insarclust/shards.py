@@ -5,14 +5,15 @@ by the block and shard sizes, not by the catalogue:
 
 1. *read*: each CSV block is parsed (pyarrow), validated, given Hilbert keys
    (``ordering.spatial_keys``, global frame, so no extent is needed up front),
-   sorted by key and spilled to a temporary *run* on disk (``.npy`` files);
+   sorted by key, resampled onto the regular grid (row-wise methods) and
+   spilled to a temporary *run* on disk (``.npy`` files);
    only per-point keys and id hashes (16 bytes/point) stay in memory;
 2. *plan*: duplicate ids are found from the hashes; the global order is the
    sort of (key, input position); shard ``s`` is global ranks
    ``[s*shard_size, (s+1)*shard_size)``;
 3. *merge*: for each shard, the (contiguous) slice of every run that falls in
-   it is read back, rows are put in rank order, series are resampled onto the
-   regular grid, and the shard is appended to ``shards.h5``.
+   it is read back, rows are put in rank order (``ransac`` resamples here, per
+   shard), and the shard is appended to ``shards.h5``.
 
 The output is written under a temporary name and renamed when complete
 (``h5io.atomic_path``), and the temporary runs are always removed, so a bad
@@ -40,6 +41,11 @@ from .readers import CsvInput, expand_inputs, iter_blocks, plan_columns, prefetc
 from .regularize import regular_grid, regularize
 
 log = logging.getLogger("insarclust.shards")
+
+# Regularization methods whose result for a row depends on that row alone: they run per
+# read block in the first pass (overlapping the CSV parser); ransac draws from a per-shard
+# seed and runs when the shards are assembled.
+ROW_WISE = ("linear", "pchip", "makima")
 
 
 @dataclass
@@ -159,7 +165,7 @@ def build_shards(paths, fmt: Format, out_path, site: str, cfg: ShardsConfig | No
         shutil.rmtree(tmpdir)
     tmpdir.mkdir(parents=True)
     try:
-        runs, keys, hashes, keep, origin = _spill_runs(inputs, plans, dates, fmt, cfg, tmpdir)
+        runs, keys, hashes, keep, origin = _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir)
         keep &= _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg)
         hasher.join()
         summary = _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, digest["sha256"])
@@ -170,7 +176,7 @@ def build_shards(paths, fmt: Format, out_path, site: str, cfg: ShardsConfig | No
     return summary
 
 
-def _spill_runs(inputs, plans, dates, fmt, cfg, tmpdir):
+def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
     runs, keys, hashes, keeps = [], [], [], []
     origin = _Origin()
     total = 0
@@ -190,8 +196,14 @@ def _spill_runs(inputs, plans, dates, fmt, cfg, tmpdir):
             order = np.argsort(key, kind="stable")
             run = _Run(tmpdir / f"run{len(runs):05d}", n, total + order.astype(np.int64))
             pid = np.asarray(block.pid, dtype=str)
+            disp = disp[order]
+            extra = {}
+            if cfg.method in ROW_WISE:
+                # Resampled here, on this core, while the reader thread parses the next block.
+                rows = disp if keep.all() else np.where(keep[order, None], disp, np.float32(0))
+                extra["regular"] = regularize(rows, dates, grid, cfg.method)
             run.save(pid=pid[order], lat=block.lat[order], lon=block.lon[order],
-                     static=block.static[order], disp=disp[order])
+                     static=block.static[order], disp=disp, **extra)
             runs.append(run)
             keys.append(key)
             hashes.append(pd.util.hash_array(pid.astype(object), categorize=False))
@@ -269,6 +281,7 @@ def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, sha256)
         run_ranks.append((r, np.maximum.accumulate(r)))
     del rank
     S = int(cfg.shard_size)
+    pre_regular = cfg.method in ROW_WISE
     n_shards = -(-n // S)
     attrs = {"site": site, "format": fmt.name, "source_sha256": sha256,
              "insarclust_version": __version__, "regularization": cfg.method,
@@ -283,6 +296,7 @@ def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, sha256)
             lon = np.empty(m)
             static = np.empty((m, len(fmt.static)), dtype=np.float32)
             disp = np.empty((m, len(dates)), dtype=np.float32)
+            regular = np.empty((m, len(grid)), dtype=np.float32) if pre_regular else None
             for run, (r, mono) in zip(runs, run_ranks):
                 lo = int(np.searchsorted(mono, start, side="left"))
                 hi = int(np.searchsorted(mono, stop, side="left"))
@@ -295,8 +309,11 @@ def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, sha256)
                 lon[dest] = run.read("lon", lo, hi)[sel]
                 static[dest] = run.read("static", lo, hi)[sel]
                 disp[dest] = run.read("disp", lo, hi)[sel]
-            regular = regularize(disp, dates, grid, cfg.method, cfg.ransac_trials,
-                                 cfg.ransac_threshold_mm, seed=cfg.seed + s)
+                if pre_regular:
+                    regular[dest] = run.read("regular", lo, hi)[sel]
+            if not pre_regular:  # ransac: seeded per shard, so it runs on whole shards
+                regular = regularize(disp, dates, grid, cfg.method, cfg.ransac_trials,
+                                     cfg.ransac_threshold_mm, seed=cfg.seed + s)
             writer.write(pid, lat, lon, static, disp, regular)
             progress.update(1)
     log.info("%s: %d points in %d shards -> %s", site, n, n_shards, out_path)
