@@ -236,10 +236,10 @@ def _linear(values: np.ndarray, dates: np.ndarray, grid: np.ndarray) -> np.ndarr
     """Linear interpolation with end holds, float32, in the original (n, T) layout.
 
     Grid epochs that coincide with an observation take it as is; only the
-    remaining cells (gaps, off-cadence grid epochs) are interpolated. Their
-    previous/next observations are found by binary search in the sorted flat
-    indices of all observations, so the cost follows the gaps (no (n, T)
-    running max/min along rows, which is slow on row-major arrays).
+    remaining cells (gaps, off-cadence grid epochs) are interpolated. The
+    missing cells are grouped into gaps (runs of NaN within a row); a cell's
+    previous/next observations are the cells just outside its gap, so the
+    cost follows the number of missing cells, not n x T.
     """
     n, T = values.shape
     pos = np.searchsorted(dates, grid, side="left")
@@ -252,14 +252,28 @@ def _linear(values: np.ndarray, dates: np.ndarray, grid: np.ndarray) -> np.ndarr
     g = grid[c]
     j = np.searchsorted(dates, g, side="right") - 1     # last epoch <= grid date (-1: none)
     jn = np.searchsorted(dates, g, side="left")          # first epoch >= grid date (T: none)
-    valid = np.flatnonzero(~np.isnan(values))            # observed cells, sorted flat indices
+    miss = np.isnan(values)
+    nan_flat = np.flatnonzero(miss)                      # sorted; gaps never cross rows
+    first = np.ones(len(nan_flat), dtype=bool)           # first cell of its gap
+    first[1:] = (nan_flat[1:] != nan_flat[:-1] + 1) | (nan_flat[1:] % T == 0)
+    gap = np.cumsum(first) - 1
+    last = np.ones(len(nan_flat), dtype=bool)
+    last[:-1] = first[1:]
+    gap_first, gap_last = nan_flat[first], nan_flat[last]
     row0 = r.astype(np.int64) * T
-    kp = np.searchsorted(valid, row0 + j, side="right") - 1
-    pf = valid[np.maximum(kp, 0)]
-    p = np.where((j >= 0) & (kp >= 0) & (pf >= row0), pf - row0, -1)
-    kn = np.searchsorted(valid, row0 + jn, side="left")
-    nf = valid[np.minimum(kn, len(valid) - 1)]
-    q = np.where((jn < T) & (kn < len(valid)) & (nf < row0 + T), nf - row0, T)
+
+    def outside(col, before):
+        """Observed column just before/after the gap holding (r, col); col itself if observed."""
+        res = col.astype(np.int64)
+        inside = (col >= 0) & (col < T)
+        hit = np.zeros(len(col), dtype=bool)
+        hit[inside] = miss[r[inside], col[inside]]
+        k = gap[np.searchsorted(nan_flat, row0[hit] + col[hit])]
+        res[hit] = (gap_first[k] - row0[hit] - 1) if before else (gap_last[k] - row0[hit] + 1)
+        return res
+
+    p = outside(j, before=True)                          # -1: no observation before
+    q = outside(jn, before=False)                        # T: no observation after
     # leading gap: hold the first observation; trailing gap: hold the last
     p = np.where(p < 0, q, p)
     q = np.where(q >= T, p, q)
