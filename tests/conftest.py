@@ -57,3 +57,14 @@ def make_shards_file(path, n: int = 2000, n_grid: int = 120, shard_size: int = 5
 def shards_file(tmp_path):
     """A 2,000-point shards.h5 with known regimes: ``(path, truth)``."""
     return make_shards_file(tmp_path / "shards.h5")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny matrices: one torch thread is faster, and immune to other jobs on the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

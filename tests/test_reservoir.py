@@ -11,13 +11,7 @@ from insarclust.reservoir import NOISE_BANK_ROWS, ReservoirEmbedder, noise_rows,
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: one thread is faster, and immune to other jobs on the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = dict(n_units=20, spectral_radius=0.59, leak=0.6, connectivity=0.3, input_scaling=0.1,

@@ -281,7 +281,7 @@ def run_baseline(method: str, shards_path, graph_path, descriptors_path=None, *,
     Returns ``(labels (N,) int32, split (N,) uint8, result dict)`` ready for
     :func:`insarclust.evaluate.write_method_outputs`.
     """
-    from . import evaluate, kmeans
+    from . import kmeans
     from .h5io import Shards
 
     baselines_cfg = dict(baselines_cfg or {})
@@ -289,18 +289,9 @@ def run_baseline(method: str, shards_path, graph_path, descriptors_path=None, *,
     source, extras = build_features(method, shards_path, descriptors_path, baselines_cfg=baselines_cfg,
                                     interpret_cfg=interpret_cfg)
     log.info("%s: clustering %d points x %d features", method, source.n_rows, source.n_features)
-    model, selection = kmeans.fit_from_config(source, cfg, seed)
-    labels, order, stats = evaluate.order_labels_with_stats(model.labels_, shards_path,
-                                                            n_clusters=model.n_clusters)
-    result = evaluate.evaluate_clustering(
-        labels, model.split_, features=source, graph_path=graph_path, shards_path=shards_path,
-        descriptors_path=descriptors_path, truth_path=truth_path, interpret_cfg=interpret_cfg,
-        seed=seed, silhouette_sample=int(cfg.get("silhouette_sample", 10000)),
-        centers=model.cluster_centers_[order], series_stats=stats)
-    result["metrics"]["inertia_train"] = model.inertia_train_
-    result["metrics"]["inertia_test"] = model.inertia_test_
-    if selection is not None:
-        result["k_selection"] = selection
+    model, labels, stats, result = kmeans.fit_and_evaluate(
+        source, shards_path, graph_path, cfg=cfg, seed=seed, interpret_cfg=interpret_cfg,
+        descriptors_path=descriptors_path, truth_path=truth_path)
     result.update(extras)
     if method == "pca-kmeans":
         result["centroid_spectrum"] = centroid_spectrum(stats[0], Shards(shards_path).grid_dates)

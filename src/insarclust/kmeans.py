@@ -379,6 +379,30 @@ def seed_stability(source, model: BatchedKMeans, seed: int) -> float:
     return float(adjusted_rand_score(model.labels_, other.labels_))
 
 
+def fit_and_evaluate(source, shards_path, graph_path, *, cfg: dict, seed: int, interpret_cfg: dict,
+                     descriptors_path=None, truth_path=None) -> tuple:
+    """Fit on a row source, order labels by trend, evaluate (shared by k-means and the baselines).
+
+    Returns ``(model, labels (N,) int32, series_stats, result dict)``; ``series_stats`` are
+    :func:`insarclust.evaluate.order_labels_with_stats`'s per-cluster series statistics.
+    """
+    from . import evaluate
+
+    model, selection = fit_from_config(source, cfg, seed)
+    labels, order, stats = evaluate.order_labels_with_stats(model.labels_, shards_path,
+                                                            n_clusters=model.n_clusters)
+    result = evaluate.evaluate_clustering(
+        labels, model.split_, features=source, graph_path=graph_path, shards_path=shards_path,
+        descriptors_path=descriptors_path, truth_path=truth_path, interpret_cfg=interpret_cfg,
+        seed=seed, silhouette_sample=int(cfg.get("silhouette_sample", 10000)),
+        centers=model.cluster_centers_[order], series_stats=stats)
+    result["metrics"]["inertia_train"] = model.inertia_train_
+    result["metrics"]["inertia_test"] = model.inertia_test_
+    if selection is not None:
+        result["k_selection"] = selection
+    return model, labels, stats, result
+
+
 def run_stage(features, shards_path, graph_path, *, cfg: dict, seed: int,
               interpret_cfg: dict, descriptors_path=None, truth_path=None) -> tuple:
     """The ``kmeans`` stage: fit, order labels by trend, evaluate.
@@ -392,7 +416,6 @@ def run_stage(features, shards_path, graph_path, *, cfg: dict, seed: int,
     ``inertia_train`` / ``inertia_test`` in ``metrics``, ``k_selection``
     (``k: auto``) and ``seed_stability_ari`` (``seed_stability: true``).
     """
-    from . import evaluate
     from .batches import H5FeatureSource
     from .h5io import Shards
 
@@ -400,18 +423,9 @@ def run_stage(features, shards_path, graph_path, *, cfg: dict, seed: int,
         source = H5FeatureSource(features, shard_offsets=Shards(shards_path).offsets)
     else:
         source = features
-    model, selection = fit_from_config(source, cfg, seed)
-    labels, order, stats = evaluate.order_labels_with_stats(model.labels_, shards_path,
-                                                            n_clusters=model.n_clusters)
-    result = evaluate.evaluate_clustering(
-        labels, model.split_, features=source, graph_path=graph_path, shards_path=shards_path,
-        descriptors_path=descriptors_path, truth_path=truth_path, interpret_cfg=interpret_cfg,
-        seed=seed, silhouette_sample=int(cfg.get("silhouette_sample", 10000)),
-        centers=model.cluster_centers_[order], series_stats=stats)
-    result["metrics"]["inertia_train"] = model.inertia_train_
-    result["metrics"]["inertia_test"] = model.inertia_test_
-    if selection is not None:
-        result["k_selection"] = selection
+    model, labels, _, result = fit_and_evaluate(
+        source, shards_path, graph_path, cfg=cfg, seed=seed, interpret_cfg=interpret_cfg,
+        descriptors_path=descriptors_path, truth_path=truth_path)
     if cfg.get("seed_stability", False):
         result["seed_stability_ari"] = seed_stability(source, model, seed)
         log.info("seed stability: ARI %.3f between seed %d and %d",

@@ -202,19 +202,24 @@ class DeepSpatiotemporalClustering(BaseEstimator):
         return torch.autocast(device_type="cuda", dtype=self._amp_dtype) if self._amp_dtype else nullcontext()
 
     @torch.no_grad()
+    def _embed_batches(self, data: _DeviceMemory):
+        """Yield ``(first row, emb (b, e) float32, q (b, K))`` over ``data`` in eval batches."""
+        step = self.batch_size * 4
+        for s in range(0, data.n, step):
+            x, dist = data.batch(torch.arange(s, min(data.n, s + step), device=self.device_))
+            with self._autocast():
+                emb, _ = self.model_.embed(x, dist)
+            emb = emb.float()
+            yield s, emb, self.model_.clustering(emb)
+
+    @torch.no_grad()
     def _embed_all(self, data: _DeviceMemory) -> tuple[np.ndarray, torch.Tensor]:
         """Embeddings (n, e) float64 numpy and q (n, K) tensor of every training patch."""
         self.model_.eval()
         embs, qs = [], []
-        step = self.batch_size * 4
-        for s in range(0, data.n, step):
-            pos = torch.arange(s, min(data.n, s + step), device=self.device_)
-            x, dist = data.batch(pos)
-            with self._autocast():
-                emb, _ = self.model_.embed(x, dist)
-            emb = emb.float()
+        for _, emb, q in self._embed_batches(data):
             embs.append(emb)
-            qs.append(self.model_.clustering(emb))
+            qs.append(q)
         self.model_.train()
         return torch.cat(embs).double().cpu().numpy(), torch.cat(qs)
 
@@ -344,16 +349,9 @@ class DeepSpatiotemporalClustering(BaseEstimator):
             if data.series.shape[1] != self.n_steps_:
                 raise ValueError(f"points have {data.series.shape[1]} time steps after striding, "
                                  f"the model was trained on {self.n_steps_}")
-            step = self.batch_size * 4
-            for s in range(0, data.n, step):
-                pos = torch.arange(s, min(data.n, s + step), device=self.device_)
-                x, dist = data.batch(pos)
-                with self._autocast():
-                    emb, _ = self.model_.embed(x, dist)
-                emb = emb.float()
-                q = self.model_.clustering(emb)
-                emb_out[done + s:done + s + len(pos)] = emb.cpu().numpy()
-                q_out[done + s:done + s + len(pos)] = q.cpu().numpy()
+            for s, emb, q in self._embed_batches(data):
+                emb_out[done + s:done + s + len(emb)] = emb.cpu().numpy()
+                q_out[done + s:done + s + len(emb)] = q.cpu().numpy()
             done += data.n
             progress.update(data.n)
         return emb_out, q_out
