@@ -134,3 +134,14 @@ def test_ragged_line(tmp_path, table):
     text[5] = text[5] + ",1.0,2.0"
     p.write_text("\n".join(text) + "\n")
     _fails(tmp_path, [p], str(p), "row 5", "fields")
+
+
+def test_blank_point_id(tmp_path, table):
+    t = table.copy()
+    id_col = NGU.id
+    t[id_col] = t[id_col].astype(object)
+    t.loc[t.index[52], id_col] = "   "
+    p = tmp_path / "a.csv"
+    t.to_csv(p, index=False)
+    e = _fails(tmp_path, [p], str(p), "empty point id", "row 53")
+    assert e.row == 53 and e.column == id_col

@@ -150,9 +150,9 @@ def test_every_method_fills_every_gap(tmp_path, demo_table, method):
 
 @pytest.mark.parametrize("method", ["linear", "pchip", "ransac"])
 def test_regular_equals_regularize_of_the_stored_series(tmp_path, demo_table, method):
-    """Row-wise methods resample per read block, ransac per shard: either way /series/regular
-    is the method applied to /series/displacement, whatever the block size (many blocks here,
-    with dropped all-NaN rows inside them)."""
+    """/series/regular is the method applied to /series/displacement shard by shard (ransac
+    seeded per shard), whatever the read block size (many blocks here, with dropped all-NaN
+    rows inside them)."""
     from insarclust.regularize import regularize
 
     table, _ = demo_table
@@ -205,3 +205,22 @@ def test_every_shipped_format_reads(tmp_path, name):
     s = h5io.Shards(out)
     assert s.n_points == 250 and s.static_names == list(fmt.static) and s.attrs["format"] == name
     assert sorted(s.pids()) == sorted(truth.pid)
+
+
+@pytest.mark.parametrize("block_bytes", [1, 7, 64, 1 << 20])
+@pytest.mark.parametrize("trailing_newline", [True, False])
+def test_byte_blocks_cut_whole_lines(block_bytes, trailing_newline):
+    """The reader's blocks are whole lines whose concatenation is the body of the file,
+    whatever the block size (smaller than a line included) and with or without a final newline."""
+    import io
+
+    from insarclust.readers import _byte_blocks
+
+    rng = np.random.default_rng(block_bytes)
+    lines = [b"pid,lat,lon"] + [b"P%d,%s" % (i, b"x" * int(rng.integers(0, 40))) for i in range(300)]
+    body = b"\n".join(lines[1:]) + (b"\n" if trailing_newline else b"")
+    blocks = [bytes(b) for b in _byte_blocks(io.BytesIO(lines[0] + b"\n" + body), block_bytes)]
+    assert b"".join(blocks) == body
+    assert all(b.endswith(b"\n") for b in blocks[:-1]) and all(blocks)
+    if block_bytes == 1 << 20:
+        assert len(blocks) == 1

@@ -232,6 +232,20 @@ def _weighted_line(x, y, w):
     return slope, my - slope * mx
 
 
+def _copy_columns(out: np.ndarray, values: np.ndarray, dst: np.ndarray, src: np.ndarray) -> None:
+    """``out[:, dst] = values[:, src]``, as slice copies where both step by one
+    (a grid on the acquisition cadence is one or a few such runs; a fancy
+    column gather is several times slower)."""
+    if len(dst) == 0:
+        return
+    brk = np.flatnonzero((np.diff(dst) != 1) | (np.diff(src) != 1)) + 1
+    if len(brk) > 8:
+        out[:, dst] = values[:, src]
+        return
+    for a, b in zip(np.r_[0, brk], np.r_[brk, len(dst)]):
+        out[:, dst[a]:dst[b - 1] + 1] = values[:, src[a]:src[b - 1] + 1]
+
+
 def _linear(values: np.ndarray, dates: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Linear interpolation with end holds, float32, in the original (n, T) layout.
 
@@ -242,42 +256,70 @@ def _linear(values: np.ndarray, dates: np.ndarray, grid: np.ndarray) -> np.ndarr
     cost follows the number of missing cells, not n x T.
     """
     n, T = values.shape
+    G = len(grid)
     pos = np.searchsorted(dates, grid, side="left")
     on = (pos < T) & (dates[np.minimum(pos, T - 1)] == grid)
-    out = np.full((n, len(grid)), np.nan, dtype=np.float32)
-    out[:, on] = values[:, pos[on]]
-    r, c = np.nonzero(np.isnan(out))
-    if len(r) == 0:
-        return out
-    g = grid[c]
-    j = np.searchsorted(dates, g, side="right") - 1     # last epoch <= grid date (-1: none)
-    jn = np.searchsorted(dates, g, side="left")          # first epoch >= grid date (T: none)
-    miss = np.isnan(values)
-    nan_flat = np.flatnonzero(miss)                      # sorted; gaps never cross rows
+    out = np.empty((n, G), dtype=np.float32)
+    _copy_columns(out, values, np.flatnonzero(on), pos[on])
+
+    # Gaps: maximal runs of missing cells within a row (flat, row-major indices).
+    nan_flat = np.flatnonzero(np.isnan(values))
     first = np.ones(len(nan_flat), dtype=bool)           # first cell of its gap
     first[1:] = (nan_flat[1:] != nan_flat[:-1] + 1) | (nan_flat[1:] % T == 0)
-    gap = np.cumsum(first) - 1
     last = np.ones(len(nan_flat), dtype=bool)
     last[:-1] = first[1:]
+    gap = np.cumsum(first) - 1
     gap_first, gap_last = nan_flat[first], nan_flat[last]
-    row0 = r.astype(np.int64) * T
+    del first, last
 
-    def outside(col, before):
-        """Observed column just before/after the gap holding (r, col); col itself if observed."""
-        res = col.astype(np.int64)
-        inside = (col >= 0) & (col < T)
-        hit = np.zeros(len(col), dtype=bool)
-        hit[inside] = miss[r[inside], col[inside]]
-        k = gap[np.searchsorted(nan_flat, row0[hit] + col[hit])]
-        res[hit] = (gap_first[k] - row0[hit] - 1) if before else (gap_last[k] - row0[hit] + 1)
-        return res
+    # Missing cells on grid epochs: the observations just outside their gap.
+    grid_col = np.full(T, -1, dtype=np.int64)
+    grid_col[pos[on]] = np.flatnonzero(on)
+    cell_row, cell_col = np.divmod(nan_flat, T)
+    gc = grid_col[cell_col]
+    hit = gc >= 0
+    row0 = (cell_row * T)[hit]
+    r, c = cell_row[hit], gc[hit]
+    p = gap_first[gap[hit]] - row0 - 1                   # -1: no observation before
+    q = gap_last[gap[hit]] - row0 + 1                    # T: no observation after
+    del cell_row, cell_col, gc, hit
 
-    p = outside(j, before=True)                          # -1: no observation before
-    q = outside(jn, before=False)                        # T: no observation after
+    # Off-cadence grid epochs: every row, between the epochs around the grid date.
+    off = np.flatnonzero(~on)
+    if len(off):
+        j = np.searchsorted(dates, grid[off], side="right") - 1   # last epoch before (-1: none)
+        rows = np.repeat(np.arange(n, dtype=np.int64), len(off))
+        offc = np.tile(off, n)
+        jp = np.tile(j, n).astype(np.int64)
+        jq = jp + 1
+        row0_off = rows * T
+
+        def outside(col, before):
+            res = col.copy()
+            cell = row0_off + col
+            inside = (col >= 0) & (col < T)
+            k = np.searchsorted(nan_flat, cell[inside])
+            k_ok = np.minimum(k, max(len(nan_flat) - 1, 0))
+            missing = np.zeros(len(col), dtype=bool)
+            if len(nan_flat):
+                missing[inside] = nan_flat[k_ok] == cell[inside]
+            g = gap[np.searchsorted(nan_flat, cell[missing])]
+            res[missing] = (gap_first[g] - row0_off[missing] - 1) if before else (gap_last[g] - row0_off[missing] + 1)
+            return res
+
+        r = np.concatenate([r, rows])
+        c = np.concatenate([c, offc])
+        p = np.concatenate([p, outside(jp, True)])
+        q = np.concatenate([q, outside(jq, False)])
+    if len(r) == 0:
+        return out
     # leading gap: hold the first observation; trailing gap: hold the last
     p = np.where(p < 0, q, p)
     q = np.where(q >= T, p, q)
-    y0, y1 = values[r, p], values[r, q]
+    flat = values.reshape(-1)
+    base = r * T
+    y0, y1 = flat[base + p], flat[base + q]
+    g = grid[c]
     x0, x1 = dates[p], dates[q]
     h = x1 - x0
     t = np.where(h > 0, (g - x0) / np.where(h > 0, h, 1), 0.0)

@@ -5,15 +5,15 @@ by the block and shard sizes, not by the catalogue:
 
 1. *read*: each CSV block is parsed (pyarrow), validated, given Hilbert keys
    (``ordering.spatial_keys``, global frame, so no extent is needed up front),
-   sorted by key, resampled onto the regular grid (row-wise methods) and
-   spilled to a temporary *run* on disk (``.npy`` files);
+   sorted by key and spilled to a temporary *run* on disk (``.npy`` files);
    only per-point keys and id hashes (16 bytes/point) stay in memory;
 2. *plan*: duplicate ids are found from the hashes; the global order is the
    sort of (key, input position); shard ``s`` is global ranks
    ``[s*shard_size, (s+1)*shard_size)``;
 3. *merge*: for each shard, the (contiguous) slice of every run that falls in
-   it is read back, rows are put in rank order (``ransac`` resamples here, per
-   shard), and the shard is appended to ``shards.h5``.
+   it is read back, rows are put in rank order and resampled onto the regular
+   grid, and the shard is appended to ``shards.h5``; a second thread
+   assembles the next shards while one is written.
 
 The output is written under a temporary name and renamed when complete
 (``h5io.atomic_path``), and the temporary runs are always removed, so a bad
@@ -41,11 +41,6 @@ from .readers import CsvInput, expand_inputs, iter_blocks, plan_columns, prefetc
 from .regularize import regular_grid, regularize
 
 log = logging.getLogger("insarclust.shards")
-
-# Regularization methods whose result for a row depends on that row alone: they run per
-# read block in the first pass (overlapping the CSV parser); ransac draws from a per-shard
-# seed and runs when the shards are assembled.
-ROW_WISE = ("linear", "pchip", "makima")
 
 
 @dataclass
@@ -128,7 +123,7 @@ def _validate_block(block, src: CsvInput, fmt: Format, cfg: ShardsConfig) -> np.
                              row=block.first_row + i, column=name,
                              fix="coordinates must be WGS84 latitude/longitude in degrees; check the "
                                  "format's lat/lon columns (projected exports need converting first)")
-    empty_id = np.array([p is None or str(p).strip() == "" for p in block.pid])
+    empty_id = block.blank_id
     if empty_id.any():
         i = int(np.argmax(empty_id))
         raise InputError("empty point id", file=src.label, row=block.first_row + i, column=fmt.id,
@@ -196,14 +191,8 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
             order = np.argsort(key, kind="stable")
             run = _Run(tmpdir / f"run{len(runs):05d}", n, total + order.astype(np.int64))
             pid = np.asarray(block.pid, dtype=str)
-            disp = disp[order]
-            extra = {}
-            if cfg.method in ROW_WISE:
-                # Resampled here, on this core, while the reader thread parses the next block.
-                rows = disp if keep.all() else np.where(keep[order, None], disp, np.float32(0))
-                extra["regular"] = regularize(rows, dates, grid, cfg.method)
             run.save(pid=pid[order], lat=block.lat[order], lon=block.lon[order],
-                     static=block.static[order], disp=disp, **extra)
+                     static=block.static[order], disp=disp[order])
             runs.append(run)
             keys.append(key)
             hashes.append(pd.util.hash_array(pid.astype(object), categorize=False))
@@ -281,40 +270,43 @@ def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, sha256)
         run_ranks.append((r, np.maximum.accumulate(r)))
     del rank
     S = int(cfg.shard_size)
-    pre_regular = cfg.method in ROW_WISE
     n_shards = -(-n // S)
     attrs = {"site": site, "format": fmt.name, "source_sha256": sha256,
              "insarclust_version": __version__, "regularization": cfg.method,
              "grid_step_days": int(cfg.grid_step_days), "n_dropped": int(len(keys) - n)}
+
+    def assemble(s: int):
+        """Rows of shard ``s`` in rank order, read back from the runs, and their regular series."""
+        start, stop = s * S, min(n, (s + 1) * S)
+        m = stop - start
+        pid = np.empty(m, dtype=object)
+        lat = np.empty(m)
+        lon = np.empty(m)
+        static = np.empty((m, len(fmt.static)), dtype=np.float32)
+        disp = np.empty((m, len(dates)), dtype=np.float32)
+        for run, (r, mono) in zip(runs, run_ranks):
+            lo = int(np.searchsorted(mono, start, side="left"))
+            hi = int(np.searchsorted(mono, stop, side="left"))
+            if hi <= lo:
+                continue
+            sel = (r[lo:hi] >= start) & (r[lo:hi] < stop)
+            dest = r[lo:hi][sel] - start
+            pid[dest] = run.read("pid", lo, hi)[sel]
+            lat[dest] = run.read("lat", lo, hi)[sel]
+            lon[dest] = run.read("lon", lo, hi)[sel]
+            static[dest] = run.read("static", lo, hi)[sel]
+            disp[dest] = run.read("disp", lo, hi)[sel]
+        # ransac draws from a per-shard seed; the row-wise methods ignore it.
+        regular = regularize(disp, dates, grid, cfg.method, cfg.ransac_trials,
+                             cfg.ransac_threshold_mm, seed=cfg.seed + s)
+        return pid, lat, lon, static, disp, regular
+
     progress = Progress(log, n_shards, "shards written", every_s=0)
     with ShardsWriter(out_path, n, dates, grid, list(fmt.static), attrs) as writer:
-        for s in range(n_shards):
-            start, stop = s * S, min(n, (s + 1) * S)
-            m = stop - start
-            pid = np.empty(m, dtype=object)
-            lat = np.empty(m)
-            lon = np.empty(m)
-            static = np.empty((m, len(fmt.static)), dtype=np.float32)
-            disp = np.empty((m, len(dates)), dtype=np.float32)
-            regular = np.empty((m, len(grid)), dtype=np.float32) if pre_regular else None
-            for run, (r, mono) in zip(runs, run_ranks):
-                lo = int(np.searchsorted(mono, start, side="left"))
-                hi = int(np.searchsorted(mono, stop, side="left"))
-                if hi <= lo:
-                    continue
-                sel = (r[lo:hi] >= start) & (r[lo:hi] < stop)
-                dest = r[lo:hi][sel] - start
-                pid[dest] = run.read("pid", lo, hi)[sel]
-                lat[dest] = run.read("lat", lo, hi)[sel]
-                lon[dest] = run.read("lon", lo, hi)[sel]
-                static[dest] = run.read("static", lo, hi)[sel]
-                disp[dest] = run.read("disp", lo, hi)[sel]
-                if pre_regular:
-                    regular[dest] = run.read("regular", lo, hi)[sel]
-            if not pre_regular:  # ransac: seeded per shard, so it runs on whole shards
-                regular = regularize(disp, dates, grid, cfg.method, cfg.ransac_trials,
-                                     cfg.ransac_threshold_mm, seed=cfg.seed + s)
-            writer.write(pid, lat, lon, static, disp, regular)
+        # The next shards are read back and resampled in a second thread while this one
+        # writes (numpy and h5py release the GIL for their bulk work).
+        for arrays in prefetch((assemble(s) for s in range(n_shards)), depth=2):
+            writer.write(*arrays)
             progress.update(1)
     log.info("%s: %d points in %d shards -> %s", site, n, n_shards, out_path)
     return {"n_points": n, "n_shards": n_shards, "n_dates": len(dates), "n_grid": len(grid),
