@@ -125,20 +125,16 @@ def _byte_blocks(fh, block_bytes: int) -> Iterator[memoryview]:
             if not got:
                 break
             filled += got
-        if filled == len(carry):   # end of the stream
-            break
+        if filled < len(buf):   # end of the stream: the rest, last line with or without its newline
+            if not np.isin(buf[:filled], np.frombuffer(b" \t\r\n", np.uint8)).all():
+                yield view[:filled]
+            return
         cut = _last_newline(buf, filled)
-        if cut < 0:   # no line end yet: carry everything on (or stop at the end of the stream)
+        if cut < 0:   # no line end yet: carry everything on
             carry = view[:filled].tobytes()
-            if filled < len(buf):
-                break
             continue
         yield view[:cut + 1]
         carry = view[cut + 1:filled].tobytes()
-        if filled < len(buf):
-            break
-    if carry.strip():
-        yield memoryview(carry)
 
 
 def _last_newline(buf: np.ndarray, filled: int) -> int:
