@@ -108,6 +108,9 @@ def child(kind: str, workdir: Path, k: int, workers: int) -> dict:
     else:
         from insarclust.graph import build_graph_file
 
+        # Snakemake removes a job's outputs before it runs; renaming over an existing
+        # file would add an ext4 flush (auto_da_alloc) that the workflow never pays.
+        (workdir / "graph.h5").unlink(missing_ok=True)
         rss0 = peak_rss_mb()
         t0, c0 = time.perf_counter(), cpu_seconds()
         build_graph_file(workdir / "shards.h5", workdir / "graph.h5",

@@ -6,8 +6,8 @@ import pytest
 
 from insarclust import h5io
 from insarclust.errors import InputError
-from insarclust.graph import (EARTH_RADIUS_M, GeodesicKNNGraph, build_graph_file, chord_to_distance_m,
-                              haversine_m, unit_vectors)
+from insarclust.graph import (EARTH_RADIUS_M, GeodesicKNNGraph, _top_bits_histogram, build_graph_file,
+                              chord_to_distance_m, haversine_m, median_from_histogram, unit_vectors)
 
 
 def brute_knn(lat, lon, k):
@@ -173,6 +173,40 @@ def test_build_graph_file_writes_contract(shards_file, tmp_path):
     np.testing.assert_array_equal(g["indices"].reshape(n, 7), idx)
     assert h5io.graph_csr(out).shape == (n, n)
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("cfg", [{}, {"symmetric": True}, {"max_distance_m": 400.0}])
+def test_streamed_file_equals_the_fitted_graph(shards_file, tmp_path, cfg):
+    """build_graph_file writes a plain k-NN graph block by block while querying (threads), and
+    the other graphs in one go: either way the file holds exactly the graph that fit() builds,
+    and the result does not depend on the block size or the number of threads."""
+    path, _ = shards_file
+    out = tmp_path / "graph.h5"
+    cfg = {"k": 6, "weighting": "gaussian", **cfg}
+    build_graph_file(path, out, cfg, workers=2)
+    lat, lon = h5io.Shards(path).coords()
+    ref = GeodesicKNNGraph(k=6, symmetric=cfg.get("symmetric", False), max_distance_m=cfg.get("max_distance_m"),
+                           block_size=97, workers=1).fit(lat, lon)
+    g = h5io.read_graph(out)
+    for name, want in (("indptr", ref.indptr_), ("indices", ref.indices_), ("distance_m", ref.distance_m_),
+                       ("weight", ref.weight_)):
+        np.testing.assert_array_equal(g[name], want, err_msg=name)
+    assert g["attrs"]["bandwidth_m"] == ref.bandwidth_m_ == float(np.median(ref.distance_m_))
+    threaded = GeodesicKNNGraph(k=6, symmetric=cfg.get("symmetric", False),
+                                max_distance_m=cfg.get("max_distance_m"), block_size=50, workers=3).fit(lat, lon)
+    np.testing.assert_array_equal(threaded.indices_, ref.indices_)
+    np.testing.assert_array_equal(threaded.weight_, ref.weight_)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 1000, 100_001])
+def test_median_from_histogram_equals_numpy(n):
+    rng = np.random.default_rng(n)
+    v = (rng.lognormal(3, 2, n)).astype(np.float32)
+    v[: n // 3] = v[-1]          # many ties
+    parts = np.array_split(v, 7)
+    hist = sum(_top_bits_histogram(p) for p in parts)
+    got = median_from_histogram(v, hist)
+    assert got == np.median(v) and got.dtype == np.float32
 
 
 def test_bad_coordinates_name_the_row(tmp_path):

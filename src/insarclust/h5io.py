@@ -284,6 +284,52 @@ def write_graph(path, indptr, indices, distance_m, weight, attrs: Mapping) -> No
     }, attrs)
 
 
+class GraphWriter:
+    """Write ``graph.h5`` while the graph is being built: the edges of each block of
+    rows as soon as they are known (:meth:`write_edges`), then ``indptr``, the
+    weights and attrs (:meth:`finish`). Atomic like every writer here.
+
+    Usage::
+
+        with GraphWriter(path, n_points, n_edges) as w:
+            w.write_edges(start, indices, distance_m)   # any number of times
+            w.finish(indptr, weight, attrs)
+    """
+
+    def __init__(self, path, n_points: int, n_edges: int):
+        self.path = Path(path)
+        self.n_points = int(n_points)
+        self.n_edges = int(n_edges)
+        self._finished = False
+
+    def __enter__(self):
+        self._ctx = atomic_path(self.path)
+        self._file = h5py.File(self._ctx.__enter__(), "w")
+        self._indices = self._file.create_dataset("indices", shape=(self.n_edges,), dtype=np.int64)
+        self._distance = self._file.create_dataset("distance_m", shape=(self.n_edges,), dtype=np.float32)
+        return self
+
+    def write_edges(self, start: int, indices, distance_m) -> None:
+        stop = start + len(indices)
+        self._indices[start:stop] = np.asarray(indices, dtype=np.int64)
+        self._distance[start:stop] = np.asarray(distance_m, dtype=np.float32)
+
+    def finish(self, indptr, weight, attrs: Mapping) -> None:
+        f = self._file
+        f.create_dataset("indptr", data=np.asarray(indptr, dtype=np.int64))
+        f.create_dataset("weight", data=np.asarray(weight, dtype=np.float32))
+        _set_attrs(f, attrs)
+        self._finished = True
+
+    def __exit__(self, exc_type, exc, tb):
+        self._file.close()
+        if exc_type is None and not self._finished:
+            err = RuntimeError(f"{self.path}: GraphWriter closed before finish()")
+            self._ctx.__exit__(RuntimeError, err, None)   # removes the temporary file
+            raise err
+        return self._ctx.__exit__(exc_type, exc, tb)
+
+
 def read_graph(path) -> dict:
     """``{"indptr", "indices", "distance_m", "weight", "attrs"}``."""
     out = read_datasets(path, ["indptr", "indices", "distance_m", "weight"])
