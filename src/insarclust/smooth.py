@@ -127,14 +127,23 @@ def propagate(op: torch.Tensor, isolated: torch.Tensor, X: torch.Tensor, H: int,
     if H == 0:
         return X if overwrite else X.clone()
     keep = torch.nonzero(isolated).flatten() if aggregation == "mean" else None
-    cur, spare = X, torch.empty_like(X)
+    cur, spare = X, _empty_like(X)
     for _ in range(int(H)):
         torch.addmm(cur, op, cur, beta=alpha, alpha=1.0 - alpha, out=spare)
         if keep is not None and len(keep):
             spare[keep] = cur[keep]
         # Without overwrite, X is only read: the second buffer is allocated after hop 1.
-        cur, spare = spare, (cur if (overwrite or cur is not X) else torch.empty_like(X))
+        cur, spare = spare, (cur if (overwrite or cur is not X) else _empty_like(X))
     return cur
+
+
+def _empty_like(X: torch.Tensor) -> torch.Tensor:
+    """An uninitialised buffer like ``X``; on the CPU allocated by numpy, which asks the
+    kernel for transparent huge pages (torch's allocator does not by default): first
+    touching a fresh 256 MB buffer then costs ~3x less, a sizeable part of a hop."""
+    if X.device.type != "cpu":
+        return torch.empty_like(X)
+    return torch.from_numpy(np.empty(tuple(X.shape), dtype=torch.empty(0, dtype=X.dtype).numpy().dtype))
 
 
 def smooth_subgraph(data, x: torch.Tensor, H: int, alpha: float, aggregation: str) -> torch.Tensor:
