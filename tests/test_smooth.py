@@ -226,3 +226,21 @@ def test_smooth_feature_file_rejects_mismatched_graph(shards_file, tmp_path):
     with pytest.raises(ValueError, match="same shards.h5"):
         smooth_feature_file(tmp_path / "small.h5", tmp_path / "graph.h5", tmp_path / "out.h5", {})
     assert not (tmp_path / "out.h5").exists()
+
+
+@pytest.mark.parametrize("H", [1, 2, 3, 4])
+def test_transform_leaves_input_and_earlier_results_untouched(H):
+    """transform reuses one work buffer between calls: neither the input nor the array an
+    earlier call returned may change, and the spare's old content must not leak in."""
+    indptr, indices, weight = hand_graph()
+    X = np.arange(10, dtype=np.float32).reshape(5, 2)
+    sm = GraphSmoother(H=H, alpha=0.4).fit(indptr, indices, weight)
+    first = sm.transform(X)
+    kept = first.copy()
+    if getattr(sm, "_spare", None) is not None:
+        sm._spare.fill_(float("nan"))
+    second = sm.transform(X[::-1].copy())
+    np.testing.assert_array_equal(first, kept)
+    np.testing.assert_array_equal(X, np.arange(10, dtype=np.float32).reshape(5, 2))
+    np.testing.assert_allclose(first, formula(X, H, 0.4, "mean"), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(second, formula(X[::-1], H, 0.4, "mean"), rtol=1e-5, atol=1e-5)

@@ -71,6 +71,59 @@ def aggregation_operator(indptr, indices, weight=None, aggregation: str = "mean"
     ``degree_scale`` (N,) multiplies row ``i`` of the ``sum`` operator (used to
     rescale sampled sums).
     """
+    indptr, indices, values, isolated = _aggregation_values(indptr, indices, weight, aggregation, degree_scale)
+    return _csr(indptr, indices, values), isolated
+
+
+def hop_operator(indptr, indices, weight=None, aggregation: str = "mean", alpha: float = 0.5,
+                 degree_scale=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (N, N) torch CSR matrix ``S = a I + (1 - a) P`` of one hop, ``x <- S x``, and the
+    isolated-points mask of :func:`aggregation_operator`.
+
+    Isolated points keep their features under ``mean`` (their row of ``S`` is
+    the identity) and are scaled by ``a`` under ``sum``. With the point's own
+    term inside the matrix (first entry of each row) a hop is one product
+    that reads each feature row through the neighbour gather only, ~25 %
+    faster than ``a x + (1 - a) P x`` with a separate pass over ``x``.
+    """
+    indptr, indices, values, isolated = _aggregation_values(indptr, indices, weight, aggregation, degree_scale)
+    n = len(indptr) - 1
+    counts = indptr.diff()
+    diag = torch.full((n,), float(alpha), dtype=torch.float32)
+    if aggregation == "mean":
+        diag[isolated] = 1.0
+    values = values * np.float32(1.0 - alpha)
+    k = len(indices) // n if n else 0
+    if n and k and bool((counts == k).all()):
+        # Plain k-NN graphs: rows are an (N, k) block; prepend the diagonal column.
+        cols = torch.cat([torch.arange(n, dtype=indices.dtype)[:, None], indices.view(n, k)], 1).view(-1)
+        values = torch.cat([diag[:, None], values.view(n, k)], 1).view(-1)
+    else:
+        first = indptr[:-1] + torch.arange(n)             # the diagonal entry opens each row
+        rest = torch.ones(len(indices) + n, dtype=torch.bool)
+        rest[first] = False
+        cols = torch.empty(len(indices) + n, dtype=indices.dtype)
+        cols[first] = torch.arange(n, dtype=indices.dtype)
+        cols[rest] = indices
+        new_values = torch.empty(len(indices) + n, dtype=torch.float32)
+        new_values[first] = diag
+        new_values[rest] = values
+        values = new_values
+    return _csr(indptr + torch.arange(n + 1, dtype=indptr.dtype), cols, values), isolated
+
+
+def _csr(indptr: torch.Tensor, indices: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    n = len(indptr) - 1
+    if len(indices) < 2**31 - 1 and n < 2**31 - 1:
+        # int32 index arrays: the CPU CSR product runs ~10-15 % faster than with int64.
+        indptr, indices = indptr.to(torch.int32), indices.to(torch.int32)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(indptr, indices, values, size=(n, n), check_invariants=False)
+
+
+def _aggregation_values(indptr, indices, weight, aggregation, degree_scale):
+    """int64 ``indptr``/``indices``, float32 values of ``P`` and the isolated mask."""
     indptr = torch.as_tensor(np.asarray(indptr, dtype=np.int64)) if not torch.is_tensor(indptr) else indptr.long()
     indices = torch.as_tensor(np.asarray(indices, dtype=np.int64)) if not torch.is_tensor(indices) else indices.long()
     n = len(indptr) - 1
@@ -107,33 +160,34 @@ def aggregation_operator(indptr, indices, weight=None, aggregation: str = "mean"
             values = (w.double() * torch.repeat_interleave(inv, counts)).float()
     else:
         raise ValueError(f"unknown aggregation '{aggregation}'; use one of {', '.join(AGGREGATIONS)}")
-    if len(indices) < 2**31 - 1 and n < 2**31 - 1:
-        # int32 index arrays: the CPU CSR product runs ~10-15 % faster than with int64.
-        indptr, indices = indptr.to(torch.int32), indices.to(torch.int32)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        op = torch.sparse_csr_tensor(indptr, indices, values, size=(n, n), check_invariants=False)
-    return op, isolated
+    return indptr, indices, values, isolated
 
 
-def propagate(op: torch.Tensor, isolated: torch.Tensor, X: torch.Tensor, H: int, alpha: float,
-              aggregation: str, overwrite: bool = False) -> torch.Tensor:
-    """Apply H hops ``x <- a x + (1 - a) P x`` to (N, D) float32 ``X``.
+def propagate(op: torch.Tensor, X: torch.Tensor, H: int, overwrite: bool = False,
+              spare: torch.Tensor | None = None) -> torch.Tensor:
+    """Apply H hops ``x <- S x`` (``S`` from :func:`hop_operator`) to (N, D) float32 ``X``.
 
-    Ping-pongs between two (N, D) buffers (``addmm`` writes the next hop into
-    the spare one); with ``overwrite`` one of them is ``X`` itself, otherwise
-    ``X`` is left untouched.
+    Each hop is one ``addmm`` from one (N, D) buffer into another. With
+    ``overwrite`` the buffers are ``X`` itself and a spare; otherwise ``X`` is
+    only read and the result is a new array. ``spare``: an (N, D) work buffer
+    to use instead of allocating one (its content is ignored).
     """
     if H == 0:
         return X if overwrite else X.clone()
-    keep = torch.nonzero(isolated).flatten() if aggregation == "mean" else None
-    cur, spare = X, _empty_like(X)
-    for _ in range(int(H)):
-        torch.addmm(cur, op, cur, beta=alpha, alpha=1.0 - alpha, out=spare)
-        if keep is not None and len(keep):
-            spare[keep] = cur[keep]
-        # Without overwrite, X is only read: the second buffer is allocated after hop 1.
-        cur, spare = spare, (cur if (overwrite or cur is not X) else _empty_like(X))
+    if spare is None and (overwrite or H > 1):
+        spare = _empty_like(X)
+    if overwrite:
+        first, second = spare, X
+    else:
+        out = _empty_like(X)
+        # the last hop must land in `out`: it takes hops H, H-2, ...; the spare the others
+        first, second = (out, spare) if H % 2 else (spare, out)
+    cur = X
+    for h in range(int(H)):
+        target = first if h % 2 == 0 else second
+        # beta = 0: the target's old content is ignored (not read, NaN-safe).
+        torch.addmm(target, op, cur, beta=0.0, alpha=1.0, out=target)
+        cur = target
     return cur
 
 
@@ -157,8 +211,8 @@ def smooth_subgraph(data, x: torch.Tensor, H: int, alpha: float, aggregation: st
         sampled = indptr.diff()
         # The last hop's nodes were never expanded (sampled = 0); their scale is irrelevant.
         scale = torch.where(sampled > 0, data.degree.float() / sampled.clamp_min(1).float(), 1.0)
-    op, isolated = aggregation_operator(indptr, indices, w, aggregation, degree_scale=scale)
-    return propagate(op, isolated, x, H, alpha, aggregation, overwrite=True)
+    op, _ = hop_operator(indptr, indices, w, aggregation, alpha, degree_scale=scale)
+    return propagate(op, x, H, overwrite=True)
 
 
 class GraphSmoother:
@@ -170,8 +224,10 @@ class GraphSmoother:
     values), ``batch_size`` seed points per fanout batch, ``random_state``
     seed of the sampling, ``n_threads`` torch threads (None = torch default).
 
-    :meth:`fit` takes the CSR graph; learned state: ``operator_`` (exact),
-    ``sampler_`` (fanout), ``isolated_`` (N,) bool, ``n_points_``.
+    :meth:`fit` takes the CSR graph; learned state: ``operator_`` (exact: the
+    one-hop matrix of :func:`hop_operator`),
+    ``sampler_`` (fanout), ``isolated_`` (N,) bool, ``n_points_``. Exact
+    :meth:`transform` keeps one (N, D) work buffer between calls (for H > 1).
     """
 
     def __init__(self, H: int = 3, alpha: float = 0.5, aggregation: str = "mean", mode: str = "exact",
@@ -200,8 +256,10 @@ class GraphSmoother:
         if self.n_threads:
             torch.set_num_threads(int(self.n_threads))
         self.n_points_ = len(indptr) - 1
+        self._spare = None
         if self.mode == "exact":
-            self.operator_, self.isolated_ = aggregation_operator(indptr, indices, weight, self.aggregation)
+            self.operator_, self.isolated_ = hop_operator(indptr, indices, weight, self.aggregation,
+                                                          float(self.alpha))
         else:
             self.sampler_ = NeighbourSampler(indptr, indices, weight, self._fanouts(), self.random_state)
             self.isolated_ = torch.as_tensor(np.diff(np.asarray(indptr)) == 0)
@@ -231,8 +289,13 @@ class GraphSmoother:
         if X.shape[0] != self.n_points_:
             raise ValueError(f"features have {X.shape[0]} rows, the graph {self.n_points_} points")
         if self.mode == "exact":
-            return propagate(self.operator_, self.isolated_, X, int(self.H), float(self.alpha),
-                             self.aggregation).numpy()
+            if int(self.H) > 1:
+                # One work buffer is kept between calls: a fresh (N, D) buffer costs a page
+                # fault per page on first touch, as much as a hop here.
+                if getattr(self, "_spare", None) is None or self._spare.shape != X.shape:
+                    self._spare = _empty_like(X)
+                return propagate(self.operator_, X, int(self.H), spare=self._spare).numpy()
+            return propagate(self.operator_, X, int(self.H)).numpy()
         Xn = X.numpy()
         out = np.empty_like(Xn)
         with single_thread():
@@ -337,8 +400,7 @@ def smooth_feature_file(features_path, graph_path, out_path, cfg: Mapping, seed:
             X[a:b] = _standardise(block, scaler)
         before = X[:, :n_moran].copy()
         with timed(log, f"exact smoothing, H={smoother.H}, {n} x {features.n_features}"):
-            Y = propagate(smoother.operator_, smoother.isolated_, torch.from_numpy(X), int(smoother.H),
-                          float(smoother.alpha), smoother.aggregation, overwrite=True).numpy()
+            Y = propagate(smoother.operator_, torch.from_numpy(X), int(smoother.H), overwrite=True).numpy()
         del X
         after = Y[:, :n_moran].copy()
         _write_moran_attrs(attrs, graph, before, after)
