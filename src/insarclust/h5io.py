@@ -112,20 +112,42 @@ def read_datasets(path, names: Sequence[str] | None = None) -> dict:
 # shards.h5
 
 
-def _write_rows(ds, start: int, rows: np.ndarray, chunk_rows: int) -> None:
-    """``ds[start:start + len(rows)] = rows`` for an unfiltered (N, C) dataset chunked
-    as (chunk_rows, C): whole chunks go straight to the file (``write_direct_chunk``),
-    skipping HDF5's chunk cache and conversion path, which halved the write rate of
-    shards.h5; the rest (a partial last chunk, unaligned starts) goes the usual way."""
-    rows = np.ascontiguousarray(rows, dtype=ds.dtype)
-    a = 0
-    if start % chunk_rows == 0 and ds.chunks == (chunk_rows, ds.shape[1]) and not ds.compression:
-        whole = (len(rows) // chunk_rows) * chunk_rows
-        for a in range(0, whole, chunk_rows):
-            ds.id.write_direct_chunk((start + a, 0), rows[a:a + chunk_rows])
-        a = whole
-    if a < len(rows):
-        ds[start + a:start + len(rows)] = rows[a:]
+class _RowChunks:
+    """Rows of an (N, C) float32 dataset chunked as (chunk_rows, C), written by ``pwrite``.
+
+    The chunks are allocated when the dataset is created (no fill values
+    written) and their file offsets looked up once; whole chunks are then
+    written straight into the file with ``os.pwrite``, from any thread and in
+    parallel (h5py serialises all its calls, and its write path ran at half the
+    disk's rate here). Chunks a write covers only in part go through h5py.
+    """
+
+    def __init__(self, group, name: str, shape: tuple[int, int], chunk_rows: int):
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_chunk((chunk_rows, max(shape[1], 1)))
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+        self.ds = group.create_dataset(name, shape=shape, dtype=np.float32, dcpl=dcpl)
+        self.chunk_rows = chunk_rows
+        self.row_bytes = shape[1] * 4
+        self.offsets = np.zeros(-(-shape[0] // chunk_rows), dtype=np.int64)
+        for i in range(self.ds.id.get_num_chunks()):
+            info = self.ds.id.get_chunk_info(i)
+            self.offsets[info.chunk_offset[0] // chunk_rows] = info.byte_offset
+        self.fd = None
+
+    def write(self, start: int, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        stop, n, c = start + len(rows), self.ds.shape[0], self.chunk_rows
+        first = -(-start // c) * c                       # first chunk boundary at or after start
+        last = stop if stop == n else (stop // c) * c     # whole chunks end here (the final one may be short)
+        if first > start:
+            self.ds[start:min(first, stop)] = rows[:min(first, stop) - start]
+        for a in range(first, last, c):
+            b = min(a + c, last)
+            os.pwrite(self.fd, rows[a - start:b - start], int(self.offsets[a // c]))
+        if max(first, last) < stop:
+            self.ds[max(first, last):stop] = rows[max(first, last) - start:]
 
 
 class ShardsWriter:
@@ -136,6 +158,10 @@ class ShardsWriter:
         with ShardsWriter(path, n_points, dates, grid_dates, static_names, attrs) as w:
             for shard in ...:
                 w.write(pid, lat, lon, static, displacement, regular)
+
+    or, to write the series of several shards from worker threads, in any order:
+    ``w.write_series(start, displacement, regular)`` there and
+    ``w.write_points(pid, lat, lon, static)`` in shard order in one thread.
     """
 
     def __init__(self, path, n_points: int, dates: np.ndarray, grid_dates: np.ndarray,
@@ -153,25 +179,42 @@ class ShardsWriter:
     def __enter__(self):
         self._ctx = atomic_path(self.path)
         tmp = self._ctx.__enter__()
-        self._file = h5py.File(tmp, "w")
-        f, n = self._file, self.n_points
-        T, G, S = len(self.dates), len(self.grid_dates), len(self.static_names)
-        c = self.chunk_rows
-        p = f.create_group("points")
-        p.create_dataset("pid", shape=(n,), dtype=STR)
-        p.create_dataset("lat", shape=(n,), dtype=np.float64)
-        p.create_dataset("lon", shape=(n,), dtype=np.float64)
-        st = p.create_dataset("static", shape=(n, S), dtype=np.float32,
-                              chunks=(c, max(S, 1)) if S else None)
-        st.attrs.create("names", self.static_names, dtype=STR)
-        s = f.create_group("series")
-        s.create_dataset("dates", data=self.dates)
-        s.create_dataset("grid_dates", data=self.grid_dates)
-        s.create_dataset("displacement", shape=(n, T), dtype=np.float32, chunks=(c, T))
-        s.create_dataset("regular", shape=(n, G), dtype=np.float32, chunks=(c, G))
+        try:
+            self._file = h5py.File(tmp, "w")
+            f, n = self._file, self.n_points
+            T, G, S = len(self.dates), len(self.grid_dates), len(self.static_names)
+            c = self.chunk_rows
+            p = f.create_group("points")
+            p.create_dataset("pid", shape=(n,), dtype=STR)
+            p.create_dataset("lat", shape=(n,), dtype=np.float64)
+            p.create_dataset("lon", shape=(n,), dtype=np.float64)
+            st = p.create_dataset("static", shape=(n, S), dtype=np.float32,
+                                  chunks=(c, max(S, 1)) if S else None)
+            st.attrs.create("names", self.static_names, dtype=STR)
+            s = f.create_group("series")
+            s.create_dataset("dates", data=self.dates)
+            s.create_dataset("grid_dates", data=self.grid_dates)
+            self._series = {"displacement": _RowChunks(s, "displacement", (n, T), c),
+                            "regular": _RowChunks(s, "regular", (n, G), c)}
+            fd = os.open(tmp, os.O_WRONLY)
+            for rc in self._series.values():
+                rc.fd = fd
+        except BaseException as err:
+            self._ctx.__exit__(type(err), err, err.__traceback__)
+            raise
         return self
 
     def write(self, pid, lat, lon, static, displacement, regular) -> None:
+        self.write_series(self._offsets[-1], displacement, regular)
+        self.write_points(pid, lat, lon, static)
+
+    def write_series(self, start: int, displacement, regular) -> None:
+        """Rows ``[start, start + len)`` of /series/displacement and /series/regular (thread-safe)."""
+        self._series["displacement"].write(start, displacement)
+        self._series["regular"].write(start, regular)
+
+    def write_points(self, pid, lat, lon, static) -> None:
+        """The next shard's /points rows (call in shard order); records the shard boundary."""
         start = self._offsets[-1]
         stop = start + len(lat)
         f = self._file
@@ -180,11 +223,10 @@ class ShardsWriter:
         f["points/lon"][start:stop] = lon
         if len(self.static_names):
             f["points/static"][start:stop] = static
-        _write_rows(f["series/displacement"], start, displacement, self.chunk_rows)
-        _write_rows(f["series/regular"], start, regular, self.chunk_rows)
         self._offsets.append(stop)
 
     def __exit__(self, exc_type, exc, tb):
+        os.close(self._series["displacement"].fd)
         if exc_type is None:
             try:
                 if self._offsets[-1] != self.n_points:

@@ -90,7 +90,12 @@ def read_header(src: CsvInput, fmt: Format) -> list[str]:
 
 @dataclass
 class Block:
-    """One parsed block of rows of one file (row numbers 1-based, header = row 0)."""
+    """One parsed block of rows of one file (row numbers 1-based, header = row 0).
+
+    With ``sort_by`` (:func:`to_block`) the arrays hold the rows in key order:
+    ``order[i]`` is the position in the block (file order) of stored row ``i``
+    and ``key`` holds the keys in file order.
+    """
 
     first_row: int
     pid: np.ndarray        # (n,) object str
@@ -99,6 +104,14 @@ class Block:
     static: np.ndarray     # (n, S) float32
     displacement: np.ndarray  # (n, T_file) float32 mm, NaN = missing
     blank_id: np.ndarray   # (n,) bool: the id is empty or whitespace only
+    order: np.ndarray | None = None
+    key: np.ndarray | None = None
+
+    def first(self, mask: np.ndarray) -> tuple[int, int]:
+        """(stored index, file row number) of the earliest row in the file where ``mask`` holds."""
+        hits = np.flatnonzero(mask)
+        i = int(hits[0]) if self.order is None else int(hits[np.argmin(self.order[hits])])
+        return i, self.first_row + (i if self.order is None else int(self.order[i]))
 
 
 def _column(batch: pa.RecordBatch, name: str, dtype) -> np.ndarray:
@@ -109,14 +122,18 @@ def _column(batch: pa.RecordBatch, name: str, dtype) -> np.ndarray:
 def _byte_blocks(fh, block_bytes: int) -> Iterator[memoryview]:
     """Whole lines of a binary stream, about ``block_bytes`` at a time (header excluded).
 
-    Each block is read straight into a fresh buffer (``readinto``) behind the
-    partial line carried over from the previous one: slicing and concatenating
-    ``bytes`` copied every block twice, which cost as much as a third of the parse.
+    Each block is read straight into one reused buffer (``readinto``) behind
+    the partial line carried over from the previous one: slicing and
+    concatenating ``bytes`` copied every block twice, and a fresh buffer per
+    block is paid again in page faults. A yielded block is valid until the next
+    one is requested (pyarrow copies what it parses).
     """
     fh.readline()  # the header (read_header parsed it)
     carry = b""
+    buf = np.empty(0, dtype=np.uint8)
     while True:
-        buf = np.empty(len(carry) + block_bytes, dtype=np.uint8)
+        if len(buf) != len(carry) + block_bytes:
+            buf = np.empty(len(carry) + block_bytes, dtype=np.uint8)
         view = memoryview(buf)
         view[:len(carry)] = carry
         filled = len(carry)
@@ -149,8 +166,16 @@ def _last_newline(buf: np.ndarray, filled: int) -> int:
     return -1
 
 
-def iter_blocks(src: CsvInput, plan: ColumnPlan, fmt: Format, block_bytes: int = 64 << 20) -> Iterator[Block]:
-    """Parse the needed columns of ``src`` block by block.
+def iter_blocks(src: CsvInput, plan: ColumnPlan, fmt: Format, block_bytes: int = 64 << 20,
+                sort_by=None) -> Iterator[Block]:
+    """Parse the needed columns of ``src`` block by block (:func:`iter_tables` + :func:`to_block`)."""
+    for first_row, table in iter_tables(src, plan, fmt, block_bytes):
+        yield to_block(table, first_row, plan, fmt, sort_by)
+
+
+def iter_tables(src: CsvInput, plan: ColumnPlan, fmt: Format,
+                block_bytes: int = 64 << 20) -> Iterator[tuple[int, pa.Table]]:
+    """``(first row number, pyarrow table)`` of the needed columns, block by block.
 
     The stream (plain, gunzipped or unzipped) is cut into blocks of whole lines
     and each block is parsed by ``pyarrow.csv.read_csv`` on all cores: pyarrow's
@@ -167,39 +192,91 @@ def iter_blocks(src: CsvInput, plan: ColumnPlan, fmt: Format, block_bytes: int =
     conv_opts = pacsv.ConvertOptions(column_types=types, include_columns=include,
                                      null_values=list(fmt.na_values), strings_can_be_null=False,
                                      quoted_strings_can_be_null=False)
+    pool = _block_pool()
     row = 1
     try:
         with src.open_binary() as fh:
             for raw in _byte_blocks(fh, int(block_bytes)):
                 table = pacsv.read_csv(pa.py_buffer(raw), read_options=read_opts, parse_options=parse_opts,
-                                       convert_options=conv_opts)
+                                       convert_options=conv_opts, memory_pool=pool)
                 del raw
-                n = table.num_rows
-                if n == 0:
-                    continue
-                # Column by column into a (T, n) array, then one transpose: writing each
-                # column into an (n, T) array directly is a strided scatter, ~2x slower.
-                by_date = np.empty((len(plan.date_columns), n), dtype=np.float32)
-                for j, c in enumerate(plan.date_columns):
-                    by_date[j] = _column(table, c, np.float32)
-                disp = np.ascontiguousarray(by_date.T)
-                del by_date
-                if fmt.to_mm != 1.0:
-                    disp *= fmt.to_mm
-                static = np.empty((n, len(fmt.static)), dtype=np.float32)
-                for j, c in enumerate(fmt.static):
-                    static[:, j] = _column(table, c, np.float32)
-                pid_col = table.column(fmt.id)
-                blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(pid_col)), 0)
-                yield Block(row, pid_col.to_numpy(zero_copy_only=False).astype(object),
-                            _column(table, fmt.lat, np.float64), _column(table, fmt.lon, np.float64),
-                            static, disp, blank.to_numpy(zero_copy_only=False).astype(bool, copy=False))
-                row += n
+                if table.num_rows:
+                    yield row, table
+                    row += table.num_rows
     except pa.ArrowInvalid as err:
         raise _locate_parse_error(err, src, plan, fmt) from None
     except (OSError, EOFError, zipfile.BadZipFile) as err:
         raise InputError(f"cannot read the file ({err})", file=src.label,
                          fix="check that it is a CSV (plain, .gz or .zip) and not truncated") from None
+
+
+def _buffer(scratch: dict | None, name: str, shape: tuple) -> np.ndarray:
+    """A float32 array of ``shape``: reused from ``scratch`` when it has room, else new."""
+    if scratch is None:
+        return np.empty(shape, dtype=np.float32)
+    size = int(np.prod(shape))
+    if name not in scratch or scratch[name].size < size:
+        scratch[name] = np.empty(size, dtype=np.float32)
+    return scratch[name][:size].reshape(shape)
+
+
+def _block_pool():
+    """pyarrow memory pool for the parsed blocks: jemalloc keeping freed pages for 10 s.
+
+    Every block allocates and frees the same ~100 MB; the default pool hands freed
+    pages back to the kernel at once, so each block faulted them in afresh (~10 %
+    of the parse). Falls back to the default pool where jemalloc is not built in.
+    """
+    try:
+        pool = pa.jemalloc_memory_pool()
+        pa.jemalloc_set_decay_ms(10_000)
+        return pool
+    except (NotImplementedError, pa.ArrowNotImplementedError, AttributeError):
+        return None
+
+
+def to_block(table: pa.Table, first_row: int, plan: ColumnPlan, fmt: Format, sort_by=None,
+             scratch: dict | None = None) -> Block:
+    """numpy arrays of a parsed table; ``sort_by(lat, lon) -> keys``: store the rows in key
+    order (stable), gathered while the columns are copied anyway.
+
+    ``scratch``: a dict kept by the caller across blocks; the (n, T) series are
+    then built in buffers reused from block to block (fresh 50 MB buffers cost
+    as much in page faults as the copy), so ``displacement`` is valid until the
+    next call with the same dict.
+    """
+    n = table.num_rows
+    lat = _column(table, fmt.lat, np.float64)
+    lon = _column(table, fmt.lon, np.float64)
+    key = order = None
+    if sort_by is not None:
+        key = sort_by(lat, lon)
+        order = np.argsort(key, kind="stable")
+        lat, lon = lat[order], lon[order]
+    # Column by column into a (T, n) array, then one transpose: writing each column
+    # into an (n, T) array directly is a strided scatter, ~2x slower.
+    by_date = _buffer(scratch, "by_date", (len(plan.date_columns), n))
+    for j, c in enumerate(plan.date_columns):
+        if order is None:
+            by_date[j] = _column(table, c, np.float32)
+        else:
+            np.take(_column(table, c, np.float32), order, out=by_date[j])
+    disp = _buffer(scratch, "disp", (n, len(plan.date_columns)))
+    disp[...] = by_date.T
+    del by_date
+    if fmt.to_mm != 1.0:
+        disp *= fmt.to_mm
+    static = np.empty((n, len(fmt.static)), dtype=np.float32)
+    for j, c in enumerate(fmt.static):
+        col = _column(table, c, np.float32)
+        static[:, j] = col if order is None else col[order]
+    pid_col = table.column(fmt.id)
+    blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(pid_col)), 0)
+    blank = blank.to_numpy(zero_copy_only=False).astype(bool, copy=False)
+    pid = pid_col.to_numpy(zero_copy_only=False).astype(object)
+    if order is not None:
+        pid, blank = pid[order], blank[order]
+    return Block(first_row, pid, lat, lon, static, disp, blank, order, key)
 
 
 def prefetch(iterable, depth: int = 2):

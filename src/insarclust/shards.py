@@ -21,10 +21,12 @@ input leaves nothing behind.
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import logging
 import shutil
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +39,7 @@ from .formats import Format
 from .h5io import ShardsWriter
 from .logs import Progress
 from .ordering import spatial_keys
-from .readers import CsvInput, expand_inputs, iter_blocks, plan_columns, prefetch, read_header
+from .readers import CsvInput, expand_inputs, iter_tables, plan_columns, prefetch, read_header, to_block
 from .regularize import regular_grid, regularize
 
 log = logging.getLogger("insarclust.shards")
@@ -114,29 +116,34 @@ def _sha256_files(paths, out: dict):
 
 
 def _validate_block(block, src: CsvInput, fmt: Format, cfg: ShardsConfig) -> np.ndarray:
-    """Check coordinates and series; return the mask of rows to keep."""
+    """Check coordinates and series; return the mask of rows to keep (in stored order).
+    Errors name the earliest offending row of the file."""
     for name, values, lo, hi in ((fmt.lat, block.lat, -90, 90), (fmt.lon, block.lon, -180, 180)):
         bad = ~((values >= lo) & (values <= hi))
         if bad.any():
-            i = int(np.argmax(bad))
+            i, row = block.first(bad)
             raise InputError(f"value {values[i]} is outside [{lo}, {hi}] degrees", file=src.label,
-                             row=block.first_row + i, column=name,
+                             row=row, column=name,
                              fix="coordinates must be WGS84 latitude/longitude in degrees; check the "
                                  "format's lat/lon columns (projected exports need converting first)")
-    empty_id = block.blank_id
-    if empty_id.any():
-        i = int(np.argmax(empty_id))
-        raise InputError("empty point id", file=src.label, row=block.first_row + i, column=fmt.id,
+    if block.blank_id.any():
+        _, row = block.first(block.blank_id)
+        raise InputError("empty point id", file=src.label, row=row, column=fmt.id,
                          fix="every point needs a unique id")
     no_obs = np.isnan(block.displacement).all(axis=1)
     if no_obs.any() and cfg.all_nan == "error":
-        i = int(np.argmax(no_obs))
+        i, row = block.first(no_obs)
         raise InputError(f"point '{block.pid[i]}' has no displacement value in any date column "
-                         f"({int(no_obs.sum())} such rows in this block)", file=src.label,
-                         row=block.first_row + i,
+                         f"({int(no_obs.sum())} such rows in this block)", file=src.label, row=row,
                          fix="remove such points, or set shards.all_nan: drop in config/config.yaml "
                              "to skip them")
     return ~no_obs
+
+
+def _sort_key(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    # invalid coordinates get meaningless keys here and are reported by _validate_block
+    with np.errstate(invalid="ignore"):
+        return spatial_keys(lat, lon)
 
 
 def build_shards(paths, fmt: Format, out_path, site: str, cfg: ShardsConfig | None = None) -> dict:
@@ -178,24 +185,33 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
     for src, plan in zip(inputs, plans):
         cols = np.searchsorted(dates, np.asarray(plan.dates, dtype=np.int32))
         n_file = 0
-        for block in prefetch(iter_blocks(src, plan, fmt, int(cfg.read_block_mb * (1 << 20)))):
+        # The reader thread only cuts and parses (pyarrow, all cores); this thread turns
+        # each table into arrays already in key order, validates and spills them.
+        scratch: dict = {}
+        for first_row, table in prefetch(iter_tables(src, plan, fmt, int(cfg.read_block_mb * (1 << 20)))):
+            block = to_block(table, first_row, plan, fmt, sort_by=_sort_key, scratch=scratch)
+            del table
             n = len(block.lat)
-            keep = _validate_block(block, src, fmt, cfg)
+            keep_sorted = _validate_block(block, src, fmt, cfg)
             origin.add(total, src.label, block.first_row)
             if len(cols) == len(dates):
                 disp = block.displacement
             else:
                 disp = np.full((n, len(dates)), np.nan, dtype=np.float32)
                 disp[:, cols] = block.displacement
-            key = spatial_keys(block.lat, block.lon)
-            order = np.argsort(key, kind="stable")
+            order = block.order
             run = _Run(tmpdir / f"run{len(runs):05d}", n, total + order.astype(np.int64))
             pid = np.asarray(block.pid, dtype=str)
-            run.save(pid=pid[order], lat=block.lat[order], lon=block.lon[order],
-                     static=block.static[order], disp=disp[order])
+            run.save(pid=pid, lat=block.lat, lon=block.lon, static=block.static, disp=disp)
+            # per-point arrays of the plan are kept in file order
+            keep = np.empty(n, dtype=bool)
+            keep[order] = keep_sorted
+            hashed = np.empty(n, dtype=np.uint64)
+            hashed[order] = pd.util.hash_array(block.pid, categorize=False)
+            key = block.key
             runs.append(run)
             keys.append(key)
-            hashes.append(pd.util.hash_array(pid.astype(object), categorize=False))
+            hashes.append(hashed)
             keeps.append(keep)
             total += n
             n_file += n
@@ -275,8 +291,9 @@ def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, sha256)
              "insarclust_version": __version__, "regularization": cfg.method,
              "grid_step_days": int(cfg.grid_step_days), "n_dropped": int(len(keys) - n)}
 
-    def assemble(s: int):
-        """Rows of shard ``s`` in rank order, read back from the runs, and their regular series."""
+    def assemble(s: int, writer: ShardsWriter):
+        """Shard ``s``: rows read back from the runs in rank order, resampled; its series are
+        written here (any thread), its /points rows returned for writing in shard order."""
         start, stop = s * S, min(n, (s + 1) * S)
         m = stop - start
         pid = np.empty(m, dtype=object)
@@ -299,15 +316,24 @@ def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, sha256)
         # ransac draws from a per-shard seed; the row-wise methods ignore it.
         regular = regularize(disp, dates, grid, cfg.method, cfg.ransac_trials,
                              cfg.ransac_threshold_mm, seed=cfg.seed + s)
-        return pid, lat, lon, static, disp, regular
+        writer.write_series(start, disp, regular)
+        return pid, lat, lon, static
 
     progress = Progress(log, n_shards, "shards written", every_s=0)
     with ShardsWriter(out_path, n, dates, grid, list(fmt.static), attrs) as writer:
-        # The next shards are read back and resampled in a second thread while this one
-        # writes (numpy and h5py release the GIL for their bulk work).
-        for arrays in prefetch((assemble(s) for s in range(n_shards)), depth=2):
-            writer.write(*arrays)
-            progress.update(1)
+        # Shards are assembled, resampled and their series written by two threads (numpy
+        # and pwrite release the GIL); the small /points rows follow in shard order here.
+        # At most a few shards run ahead of the one being written.
+        with ThreadPoolExecutor(2) as pool:
+            pending = collections.deque()
+            for s in range(n_shards):
+                pending.append(pool.submit(assemble, s, writer))
+                if len(pending) >= 4:
+                    writer.write_points(*pending.popleft().result())
+                    progress.update(1)
+            while pending:
+                writer.write_points(*pending.popleft().result())
+                progress.update(1)
     log.info("%s: %d points in %d shards -> %s", site, n, n_shards, out_path)
     return {"n_points": n, "n_shards": n_shards, "n_dates": len(dates), "n_grid": len(grid),
             "n_dropped": int(len(keys) - n)}
