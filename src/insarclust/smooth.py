@@ -92,24 +92,29 @@ def hop_operator(indptr, indices, weight=None, aggregation: str = "mean", alpha:
     diag = torch.full((n,), float(alpha), dtype=torch.float32)
     if aggregation == "mean":
         diag[isolated] = 1.0
-    values = values * np.float32(1.0 - alpha)
     k = len(indices) // n if n else 0
-    if n and k and bool((counts == k).all()):
-        # Plain k-NN graphs: rows are an (N, k) block; prepend the diagonal column.
-        cols = torch.cat([torch.arange(n, dtype=indices.dtype)[:, None], indices.view(n, k)], 1).view(-1)
-        values = torch.cat([diag[:, None], values.view(n, k)], 1).view(-1)
-    else:
-        first = indptr[:-1] + torch.arange(n)             # the diagonal entry opens each row
-        rest = torch.ones(len(indices) + n, dtype=torch.bool)
-        rest[first] = False
-        cols = torch.empty(len(indices) + n, dtype=indices.dtype)
-        cols[first] = torch.arange(n, dtype=indices.dtype)
-        cols[rest] = indices
-        new_values = torch.empty(len(indices) + n, dtype=torch.float32)
-        new_values[first] = diag
-        new_values[rest] = values
-        values = new_values
-    return _csr(indptr + torch.arange(n + 1, dtype=indptr.dtype), cols, values), isolated
+    if n and k and bool((counts == k).all()) and n * (k + 1) < 2**31 - 1:
+        # Plain k-NN graphs: rows are an (N, k) block; prepend the diagonal column,
+        # writing the int32 indices of the product directly.
+        cols = torch.empty((n, k + 1), dtype=torch.int32)
+        cols[:, 0] = torch.arange(n, dtype=torch.int32)
+        cols[:, 1:] = indices.view(n, k)
+        scaled = torch.empty((n, k + 1), dtype=torch.float32)
+        scaled[:, 0] = diag
+        torch.mul(values.view(n, k), np.float32(1.0 - alpha), out=scaled[:, 1:])
+        indptr = torch.arange(0, (n + 1) * (k + 1), k + 1, dtype=torch.int32)
+        return _csr(indptr, cols.view(-1), scaled.view(-1)), isolated
+    # General graphs (symmetric, distance-capped, sampled): the diagonal entry opens each row.
+    first = indptr[:-1] + torch.arange(n)
+    rest = torch.ones(len(indices) + n, dtype=torch.bool)
+    rest[first] = False
+    cols = torch.empty(len(indices) + n, dtype=indices.dtype)
+    cols[first] = torch.arange(n, dtype=indices.dtype)
+    cols[rest] = indices
+    scaled = torch.empty(len(indices) + n, dtype=torch.float32)
+    scaled[first] = diag
+    scaled[rest] = values * np.float32(1.0 - alpha)
+    return _csr(indptr + torch.arange(n + 1, dtype=indptr.dtype), cols, scaled), isolated
 
 
 def _csr(indptr: torch.Tensor, indices: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
