@@ -21,7 +21,7 @@ end (patch index, k-means init, target refreshes included).
 
 Presets: ``demo`` = the CPU defaults of config/config.yaml on a 6-day grid of
 4.5 years (T = 272 / 8 = 34 steps, P = 9, channels 8,16, hidden 32, batch 32);
-``gpu-target`` = the issue's GPU target shape (P = 9, T = 200, channels
+``gpu-target`` = the GPU target shape (P = 9, T = 200, channels
 16,32, hidden 64, latent 16, batch 1024): one epoch over 400,000 patches must
 take under 60 s on one H100, i.e. at least 6,667 patches/s.
 """
