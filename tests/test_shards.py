@@ -98,8 +98,11 @@ def test_gzip_zip_and_several_files_give_the_same_result(tmp_path, demo_table):
         table.iloc[:700].to_csv(fh, index=False)
     zp = tmp_path / "part2.zip"
     with zipfile.ZipFile(zp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("export/part2.csv", table.iloc[700:].to_csv(index=False))
-    build_shards([gz, zp], fmt, tmp_path / "split.h5", "u")
+        zf.writestr("export/part2.csv", table.iloc[700:1100].to_csv(index=False))
+        # a gzipped CSV inside the zip, with CRLF line ends and trailing blanks without a newline
+        zf.writestr("export/part3.csv.gz", gzip.compress(
+            table.iloc[1100:].to_csv(index=False, lineterminator="\r\n").encode() + b"  "))
+    build_shards([gz, zp], fmt, tmp_path / "split.h5", "u", ShardsConfig(read_block_mb=0.02))
     a, b = h5io.Shards(tmp_path / "plain.h5"), h5io.Shards(tmp_path / "split.h5")
     np.testing.assert_array_equal(a.pids(), b.pids())
     np.testing.assert_array_equal(a.read("series/regular"), b.read("series/regular"))
@@ -221,6 +224,9 @@ def test_byte_blocks_cut_whole_lines(block_bytes, trailing_newline):
     body = b"\n".join(lines[1:]) + (b"\n" if trailing_newline else b"")
     blocks = [bytes(b) for b in _byte_blocks(io.BytesIO(lines[0] + b"\n" + body), block_bytes)]
     assert b"".join(blocks) == body
+    # blanks after the last line end are not a line, whatever the block size
+    padded = [bytes(b) for b in _byte_blocks(io.BytesIO(lines[0] + b"\n" + body + b"\n \t "), block_bytes)]
+    assert b"".join(padded) == body + b"\n"
     assert all(b.endswith(b"\n") for b in blocks[:-1]) and all(blocks)
     if block_bytes == 1 << 20:
         assert len(blocks) == 1

@@ -301,7 +301,8 @@ def median_from_histogram(values: np.ndarray, hist: np.ndarray) -> np.float32:
     """
     values = values.reshape(-1)
     n = len(values)
-    if hist[1 << 15:].any() or hist.sum() != n:   # negative or NaN values: not this function's case
+    # negative, infinite or NaN values (sign bit, or an all-ones exponent): not this function's case
+    if hist[0x7F80:].any() or hist.sum() != n:
         return np.median(values)
     cum = np.cumsum(hist)
     middle = []
@@ -358,7 +359,7 @@ def build_graph_file(shards_path, graph_path, cfg: Mapping, workers: int = 1) ->
     attrs = {"site": shards.attrs.get("site", "")}
     n = len(lat)
     k = min(int(model.k), max(n - 1, 0))
-    if not model.streams_edges():
+    if not model.streams_edges() or k < 1:   # k < 1: fit() names the error
         model.fit(lat, lon)
         with timed(log, f"write {graph_path}"):
             model.write(graph_path, attrs)

@@ -130,11 +130,25 @@ class _RowChunks:
         self.ds = group.create_dataset(name, shape=shape, dtype=np.float32, dcpl=dcpl)
         self.chunk_rows = chunk_rows
         self.row_bytes = shape[1] * 4
-        self.offsets = np.zeros(-(-shape[0] // chunk_rows), dtype=np.int64)
-        for i in range(self.ds.id.get_num_chunks()):
-            info = self.ds.id.get_chunk_info(i)
+        self.offsets = np.full(-(-shape[0] // chunk_rows), -1, dtype=np.int64)
+
+        def note(info):
             self.offsets[info.chunk_offset[0] // chunk_rows] = info.byte_offset
+
+        # one pass over the chunk index (get_chunk_info(i) walks it from the start: O(chunks^2))
+        self.ds.id.chunk_iter(note)
+        if (self.offsets < 0).any():
+            raise RuntimeError(f"{name}: HDF5 did not allocate every chunk at creation")
         self.fd = None
+
+    def _pwrite(self, data: np.ndarray, offset: int) -> None:
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):   # pwrite may write less than asked (network file systems)
+            n = os.pwrite(self.fd, view[done:], offset + done)
+            if n <= 0:
+                raise OSError(f"{self.ds.name}: short write at byte {offset + done} of the file")
+            done += n
 
     def write(self, start: int, rows: np.ndarray) -> None:
         rows = np.ascontiguousarray(rows, dtype=np.float32)
@@ -145,7 +159,7 @@ class _RowChunks:
             self.ds[start:min(first, stop)] = rows[:min(first, stop) - start]
         for a in range(first, last, c):
             b = min(a + c, last)
-            os.pwrite(self.fd, rows[a - start:b - start], int(self.offsets[a // c]))
+            self._pwrite(rows[a - start:b - start], int(self.offsets[a // c]))
         if max(first, last) < stop:
             self.ds[max(first, last):stop] = rows[max(first, last) - start:]
 
@@ -346,9 +360,16 @@ class GraphWriter:
 
     def __enter__(self):
         self._ctx = atomic_path(self.path)
-        self._file = h5py.File(self._ctx.__enter__(), "w")
-        self._indices = self._file.create_dataset("indices", shape=(self.n_edges,), dtype=np.int64)
-        self._distance = self._file.create_dataset("distance_m", shape=(self.n_edges,), dtype=np.float32)
+        tmp = self._ctx.__enter__()
+        try:
+            self._file = h5py.File(tmp, "w")
+            self._indices = self._file.create_dataset("indices", shape=(self.n_edges,), dtype=np.int64)
+            self._distance = self._file.create_dataset("distance_m", shape=(self.n_edges,), dtype=np.float32)
+        except BaseException as err:
+            if getattr(self, "_file", None) is not None:
+                self._file.close()
+            self._ctx.__exit__(type(err), err, err.__traceback__)
+            raise
         return self
 
     def write_edges(self, start: int, indices, distance_m) -> None:

@@ -37,7 +37,8 @@ class CsvInput:
 
     def open_binary(self):
         if self.member is not None:
-            return zipfile.ZipFile(self.path).open(self.member)
+            member = zipfile.ZipFile(self.path).open(self.member)
+            return gzip.GzipFile(fileobj=member, mode="rb") if self.member.lower().endswith(".gz") else member
         if str(self.path).endswith(".gz"):
             return gzip.open(self.path, "rb")
         return open(self.path, "rb")
@@ -132,21 +133,25 @@ def _byte_blocks(fh, block_bytes: int) -> Iterator[memoryview]:
     carry = b""
     buf = np.empty(0, dtype=np.uint8)
     while True:
-        if len(buf) != len(carry) + block_bytes:
-            buf = np.empty(len(carry) + block_bytes, dtype=np.uint8)
-        view = memoryview(buf)
+        need = len(carry) + block_bytes
+        if len(buf) < need:
+            buf = np.empty(need + (1 << 20), dtype=np.uint8)   # room for the carried lines to vary
+        view = memoryview(buf)[:need]
         view[:len(carry)] = carry
         filled = len(carry)
-        while filled < len(buf):
+        while filled < need:
             got = fh.readinto(view[filled:])
             if not got:
                 break
             filled += got
-        if filled < len(buf):   # end of the stream: the rest, last line with or without its newline
-            if not np.isin(buf[:filled], np.frombuffer(b" \t\r\n", np.uint8)).all():
-                yield view[:filled]
-            return
         cut = _last_newline(buf, filled)
+        if filled < need:   # end of the stream
+            # the last line may lack its newline; a whitespace-only tail is not a line
+            tail = view[cut + 1:filled].tobytes()
+            end = filled if tail.strip() else cut + 1
+            if end > 0:
+                yield view[:end]
+            return
         if cut < 0:   # no line end yet: carry everything on
             carry = view[:filled].tobytes()
             continue

@@ -142,7 +142,7 @@ def _validate_block(block, src: CsvInput, fmt: Format, cfg: ShardsConfig) -> np.
 
 def _sort_key(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     # invalid coordinates get meaningless keys here and are reported by _validate_block
-    with np.errstate(invalid="ignore"):
+    with np.errstate(all="ignore"):
         return spatial_keys(lat, lon)
 
 

@@ -296,7 +296,8 @@ class GraphSmoother:
         if self.mode == "exact":
             if int(self.H) > 1:
                 # One work buffer is kept between calls: a fresh (N, D) buffer costs a page
-                # fault per page on first touch, as much as a hop here.
+                # fault per page on first touch, as much as a hop here. (So one smoother must
+                # not transform from several threads at once.)
                 if getattr(self, "_spare", None) is None or self._spare.shape != X.shape:
                     self._spare = _empty_like(X)
                 return propagate(self.operator_, X, int(self.H), spare=self._spare).numpy()
