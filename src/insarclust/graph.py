@@ -178,8 +178,13 @@ class GeodesicKNNGraph:
         distance_m = np.empty((n, k), dtype=np.float32)
         if k > 0:
             xyz = unit_vectors(lat, lon)
-            with timed(log, "k-d tree build"):
+            # The tree is built on one core: meanwhile a second thread touches the output
+            # arrays' pages, which the query threads would otherwise fault in one by one.
+            with ThreadPoolExecutor(1) as pool, timed(log, "k-d tree build"):
+                touched = [pool.submit(a.fill, 0) for a in (indices, distance_m)]
                 tree = cKDTree(xyz)
+                for job in touched:
+                    job.result()
             # With a distance cap the tree prunes the search; misses come back as index n.
             bound = np.inf
             if self.max_distance_m is not None:
