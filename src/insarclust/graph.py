@@ -157,6 +157,10 @@ class GeodesicKNNGraph:
         ``on_block`` as soon as they are known."""
         return self.max_distance_m is None and not self.symmetric
 
+    def n_neighbours(self, n_points: int) -> int:
+        """Neighbours per point on a site of ``n_points``: ``k``, fewer when the site is smaller."""
+        return min(int(self.k), max(n_points - 1, 0))
+
     def fit(self, lat_deg, lon_deg, on_block=None) -> "GeodesicKNNGraph":
         """Build the graph of (N,) points given in degrees WGS84.
 
@@ -172,7 +176,7 @@ class GeodesicKNNGraph:
             raise ValueError(f"graph: bandwidth_m must be > 0 or null, got {self.bandwidth_m}")
         lat, lon = check_coordinates(lat_deg, lon_deg)
         n = len(lat)
-        k = min(int(self.k), max(n - 1, 0))
+        k = self.n_neighbours(n)
         self.n_points_ = n
         indices = np.empty((n, k), dtype=np.int64)
         distance_m = np.empty((n, k), dtype=np.float32)
@@ -363,7 +367,7 @@ def build_graph_file(shards_path, graph_path, cfg: Mapping, workers: int = 1) ->
     model = from_config(cfg, workers=workers)
     attrs = {"site": shards.attrs.get("site", "")}
     n = len(lat)
-    k = min(int(model.k), max(n - 1, 0))
+    k = model.n_neighbours(n)
     if not model.streams_edges() or k < 1:   # k < 1: fit() names the error
         model.fit(lat, lon)
         with timed(log, f"write {graph_path}"):

@@ -112,6 +112,54 @@ def read_datasets(path, names: Sequence[str] | None = None) -> dict:
 # shards.h5
 
 
+class _AtomicWriter:
+    """Base of the incremental writers: an HDF5 file under a temporary name
+    (:func:`atomic_path`), laid out by ``_create`` on entry, completed by
+    ``_complete`` on a clean exit and renamed into place; any failure on the
+    way removes it. ``_release`` frees what ``_create`` opened besides the file.
+    """
+
+    path: Path
+
+    def _create(self, f: h5py.File, tmp: Path) -> None:
+        raise NotImplementedError
+
+    def _complete(self, f: h5py.File) -> None:
+        pass
+
+    def _release(self) -> None:
+        pass
+
+    def __enter__(self):
+        self._ctx = atomic_path(self.path)
+        tmp = self._ctx.__enter__()
+        self._file = None
+        try:
+            self._file = h5py.File(tmp, "w")
+            self._create(self._file, tmp)
+        except BaseException as err:
+            self._abort(err)
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            try:
+                self._complete(self._file)
+            except BaseException as err:
+                self._abort(err)
+                raise
+        self._release()
+        self._file.close()
+        return self._ctx.__exit__(exc_type, exc, tb)
+
+    def _abort(self, err: BaseException) -> None:
+        self._release()
+        if self._file is not None:
+            self._file.close()
+        self._ctx.__exit__(type(err), err, err.__traceback__)   # removes the temporary file
+
+
 class _RowChunks:
     """Rows of an (N, C) float32 dataset chunked as (chunk_rows, C), written by ``pwrite``.
 
@@ -122,14 +170,14 @@ class _RowChunks:
     disk's rate here). Chunks a write covers only in part go through h5py.
     """
 
-    def __init__(self, group, name: str, shape: tuple[int, int], chunk_rows: int):
+    def __init__(self, group, name: str, shape: tuple[int, int], chunk_rows: int, fd: int):
         dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
         dcpl.set_chunk((chunk_rows, max(shape[1], 1)))
         dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
         dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
         self.ds = group.create_dataset(name, shape=shape, dtype=np.float32, dcpl=dcpl)
         self.chunk_rows = chunk_rows
-        self.row_bytes = shape[1] * 4
+        self.fd = fd
         self.offsets = np.full(-(-shape[0] // chunk_rows), -1, dtype=np.int64)
 
         def note(info):
@@ -139,7 +187,6 @@ class _RowChunks:
         self.ds.id.chunk_iter(note)
         if (self.offsets < 0).any():
             raise RuntimeError(f"{name}: HDF5 did not allocate every chunk at creation")
-        self.fd = None
 
     def _pwrite(self, data: np.ndarray, offset: int) -> None:
         view = memoryview(data).cast("B")
@@ -164,7 +211,7 @@ class _RowChunks:
             self.ds[max(first, last):stop] = rows[max(first, last) - start:]
 
 
-class ShardsWriter:
+class ShardsWriter(_AtomicWriter):
     """Write ``shards.h5`` shard by shard (rows must arrive in shard order).
 
     Usage::
@@ -188,35 +235,24 @@ class ShardsWriter:
         self.attrs = dict(attrs)
         self.chunk_rows = max(1, min(chunk_rows, self.n_points))
         self._offsets = [0]
-        self._ctx = None
 
-    def __enter__(self):
-        self._ctx = atomic_path(self.path)
-        tmp = self._ctx.__enter__()
-        try:
-            self._file = h5py.File(tmp, "w")
-            f, n = self._file, self.n_points
-            T, G, S = len(self.dates), len(self.grid_dates), len(self.static_names)
-            c = self.chunk_rows
-            p = f.create_group("points")
-            p.create_dataset("pid", shape=(n,), dtype=STR)
-            p.create_dataset("lat", shape=(n,), dtype=np.float64)
-            p.create_dataset("lon", shape=(n,), dtype=np.float64)
-            st = p.create_dataset("static", shape=(n, S), dtype=np.float32,
-                                  chunks=(c, max(S, 1)) if S else None)
-            st.attrs.create("names", self.static_names, dtype=STR)
-            s = f.create_group("series")
-            s.create_dataset("dates", data=self.dates)
-            s.create_dataset("grid_dates", data=self.grid_dates)
-            self._series = {"displacement": _RowChunks(s, "displacement", (n, T), c),
-                            "regular": _RowChunks(s, "regular", (n, G), c)}
-            fd = os.open(tmp, os.O_WRONLY)
-            for rc in self._series.values():
-                rc.fd = fd
-        except BaseException as err:
-            self._ctx.__exit__(type(err), err, err.__traceback__)
-            raise
-        return self
+    def _create(self, f: h5py.File, tmp: Path) -> None:
+        n = self.n_points
+        T, G, S = len(self.dates), len(self.grid_dates), len(self.static_names)
+        c = self.chunk_rows
+        p = f.create_group("points")
+        p.create_dataset("pid", shape=(n,), dtype=STR)
+        p.create_dataset("lat", shape=(n,), dtype=np.float64)
+        p.create_dataset("lon", shape=(n,), dtype=np.float64)
+        st = p.create_dataset("static", shape=(n, S), dtype=np.float32,
+                              chunks=(c, max(S, 1)) if S else None)
+        st.attrs.create("names", self.static_names, dtype=STR)
+        s = f.create_group("series")
+        s.create_dataset("dates", data=self.dates)
+        s.create_dataset("grid_dates", data=self.grid_dates)
+        self._fd = os.open(tmp, os.O_WRONLY)
+        self._series = {"displacement": _RowChunks(s, "displacement", (n, T), c, self._fd),
+                        "regular": _RowChunks(s, "regular", (n, G), c, self._fd)}
 
     def write(self, pid, lat, lon, static, displacement, regular) -> None:
         self.write_series(self._offsets[-1], displacement, regular)
@@ -239,22 +275,16 @@ class ShardsWriter:
             f["points/static"][start:stop] = static
         self._offsets.append(stop)
 
-    def __exit__(self, exc_type, exc, tb):
-        os.close(self._series["displacement"].fd)
-        if exc_type is None:
-            try:
-                if self._offsets[-1] != self.n_points:
-                    raise RuntimeError(
-                        f"{self.path}: wrote {self._offsets[-1]} rows, expected {self.n_points}")
-                self._file.create_group("shards").create_dataset(
-                    "offsets", data=np.asarray(self._offsets, dtype=np.int64))
-                _set_attrs(self._file, {**self.attrs, "n_points": self.n_points})
-            except BaseException as err:
-                self._file.close()
-                self._ctx.__exit__(type(err), err, err.__traceback__)
-                raise
-        self._file.close()
-        return self._ctx.__exit__(exc_type, exc, tb)
+    def _complete(self, f: h5py.File) -> None:
+        if self._offsets[-1] != self.n_points:
+            raise RuntimeError(f"{self.path}: wrote {self._offsets[-1]} rows, expected {self.n_points}")
+        f.create_group("shards").create_dataset("offsets", data=np.asarray(self._offsets, dtype=np.int64))
+        _set_attrs(f, {**self.attrs, "n_points": self.n_points})
+
+    def _release(self) -> None:
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class Shards:
@@ -340,7 +370,7 @@ def write_graph(path, indptr, indices, distance_m, weight, attrs: Mapping) -> No
     }, attrs)
 
 
-class GraphWriter:
+class GraphWriter(_AtomicWriter):
     """Write ``graph.h5`` while the graph is being built: the edges of each block of
     rows as soon as they are known (:meth:`write_edges`), then ``indptr``, the
     weights and attrs (:meth:`finish`). Atomic like every writer here.
@@ -358,19 +388,9 @@ class GraphWriter:
         self.n_edges = int(n_edges)
         self._finished = False
 
-    def __enter__(self):
-        self._ctx = atomic_path(self.path)
-        tmp = self._ctx.__enter__()
-        try:
-            self._file = h5py.File(tmp, "w")
-            self._indices = self._file.create_dataset("indices", shape=(self.n_edges,), dtype=np.int64)
-            self._distance = self._file.create_dataset("distance_m", shape=(self.n_edges,), dtype=np.float32)
-        except BaseException as err:
-            if getattr(self, "_file", None) is not None:
-                self._file.close()
-            self._ctx.__exit__(type(err), err, err.__traceback__)
-            raise
-        return self
+    def _create(self, f: h5py.File, tmp: Path) -> None:
+        self._indices = f.create_dataset("indices", shape=(self.n_edges,), dtype=np.int64)
+        self._distance = f.create_dataset("distance_m", shape=(self.n_edges,), dtype=np.float32)
 
     def write_edges(self, start: int, indices, distance_m) -> None:
         stop = start + len(indices)
@@ -384,13 +404,9 @@ class GraphWriter:
         _set_attrs(f, attrs)
         self._finished = True
 
-    def __exit__(self, exc_type, exc, tb):
-        self._file.close()
-        if exc_type is None and not self._finished:
-            err = RuntimeError(f"{self.path}: GraphWriter closed before finish()")
-            self._ctx.__exit__(RuntimeError, err, None)   # removes the temporary file
-            raise err
-        return self._ctx.__exit__(exc_type, exc, tb)
+    def _complete(self, f: h5py.File) -> None:
+        if not self._finished:
+            raise RuntimeError(f"{self.path}: GraphWriter closed before finish()")
 
 
 def read_graph(path) -> dict:
@@ -413,7 +429,7 @@ def graph_csr(path, values: str = "weight"):
 # features/{name}.h5
 
 
-class FeatureWriter:
+class FeatureWriter(_AtomicWriter):
     """Write ``/X (N, D) float32`` incrementally by row blocks; atomic on close.
 
     ``with FeatureWriter(path, n_rows, names) as w: w.write(start, X_block)``
@@ -429,17 +445,13 @@ class FeatureWriter:
         self.chunk_rows = max(1, min(chunk_rows, self.n_rows))
         self._written = 0
 
-    def __enter__(self):
-        self._ctx = atomic_path(self.path)
-        tmp = self._ctx.__enter__()
-        self._file = h5py.File(tmp, "w")
+    def _create(self, f: h5py.File, tmp: Path) -> None:
         d = max(len(self.names), 1)
-        self._X = self._file.create_dataset("X", shape=(self.n_rows, len(self.names)),
-                                            dtype=np.float32, chunks=(self.chunk_rows, d))
+        self._X = f.create_dataset("X", shape=(self.n_rows, len(self.names)),
+                                   dtype=np.float32, chunks=(self.chunk_rows, d))
         self._X.attrs.create("names", self.names, dtype=STR)
-        self._file.attrs.create("names", self.names, dtype=STR)
-        _set_attrs(self._file, self.attrs)
-        return self
+        f.attrs.create("names", self.names, dtype=STR)
+        _set_attrs(f, self.attrs)
 
     def write(self, start: int, X: np.ndarray) -> None:
         X = np.asarray(X, dtype=np.float32)
@@ -448,13 +460,9 @@ class FeatureWriter:
         self._X[start:start + len(X)] = X
         self._written += len(X)
 
-    def __exit__(self, exc_type, exc, tb):
-        self._file.close()
-        if exc_type is None and self._written != self.n_rows:
-            err = RuntimeError(f"{self.path}: wrote {self._written} rows, expected {self.n_rows}")
-            self._ctx.__exit__(RuntimeError, err, None)
-            raise err
-        return self._ctx.__exit__(exc_type, exc, tb)
+    def _complete(self, f: h5py.File) -> None:
+        if self._written != self.n_rows:
+            raise RuntimeError(f"{self.path}: wrote {self._written} rows, expected {self.n_rows}")
 
 
 def write_features(path, X: np.ndarray, names: Sequence[str], attrs: Mapping | None = None) -> None:

@@ -171,13 +171,6 @@ def _last_newline(buf: np.ndarray, filled: int) -> int:
     return -1
 
 
-def iter_blocks(src: CsvInput, plan: ColumnPlan, fmt: Format, block_bytes: int = 64 << 20,
-                sort_by=None) -> Iterator[Block]:
-    """Parse the needed columns of ``src`` block by block (:func:`iter_tables` + :func:`to_block`)."""
-    for first_row, table in iter_tables(src, plan, fmt, block_bytes):
-        yield to_block(table, first_row, plan, fmt, sort_by)
-
-
 def iter_tables(src: CsvInput, plan: ColumnPlan, fmt: Format,
                 block_bytes: int = 64 << 20) -> Iterator[tuple[int, pa.Table]]:
     """``(first row number, pyarrow table)`` of the needed columns, block by block.

@@ -63,22 +63,12 @@ def _check_params(H, alpha, aggregation, mode="exact"):
         raise ValueError(f"smooth: unknown mode '{mode}'; use one of {', '.join(MODES)}")
 
 
-def aggregation_operator(indptr, indices, weight=None, aggregation: str = "mean",
-                         degree_scale=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (N, N) torch CSR matrix ``P`` with ``P x = AGG_{j in N(i)} x_j``, and the (N,) bool
-    mask of points without neighbours (no edges, or all weights 0 under ``mean``).
-
-    ``degree_scale`` (N,) multiplies row ``i`` of the ``sum`` operator (used to
-    rescale sampled sums).
-    """
-    indptr, indices, values, isolated = _aggregation_values(indptr, indices, weight, aggregation, degree_scale)
-    return _csr(indptr, indices, values), isolated
-
-
 def hop_operator(indptr, indices, weight=None, aggregation: str = "mean", alpha: float = 0.5,
                  degree_scale=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (N, N) torch CSR matrix ``S = a I + (1 - a) P`` of one hop, ``x <- S x``, and the
-    isolated-points mask of :func:`aggregation_operator`.
+    """The (N, N) torch CSR matrix ``S = a I + (1 - a) P`` of one hop, ``x <- S x``, with
+    ``P x = AGG_{j in N(i)} x_j``, and the (N,) bool mask of points without
+    neighbours (no edges, or all weights 0 under ``mean``). ``degree_scale`` (N,)
+    multiplies row ``i`` of the ``sum`` aggregation (used to rescale sampled sums).
 
     Isolated points keep their features under ``mean`` (their row of ``S`` is
     the identity) and are scaled by ``a`` under ``sum``. With the point's own
