@@ -1,9 +1,9 @@
 """Rule ``baseline``: one peer method (pca-kmeans, raw-kmeans, descriptors-kmeans) -> clusters/{baseline}.h5|.json."""
 from insarclust import evaluate
 from insarclust.baselines import run_baseline
-from insarclust.logs import setup_logging, timed
+from insarclust.logs import start_rule, timed
 
-log = setup_logging(snakemake.log[0])
+log = start_rule(snakemake)
 method = snakemake.wildcards.baseline
 kmeans_cfg = dict(snakemake.params.cfg)
 baselines_cfg = dict(snakemake.params.baselines)

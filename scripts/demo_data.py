@@ -1,9 +1,9 @@
 """Rule demo_data: write a synthetic demo site and its true regimes."""
 from insarclust.demo import write_demo
 from insarclust.formats import Format
-from insarclust.logs import setup_logging, timed
+from insarclust.logs import start_rule, timed
 
-log = setup_logging(snakemake.log[0])
+log = start_rule(snakemake)
 site = snakemake.wildcards.site
 demo = snakemake.params.demo
 fmt = Format.from_dict(snakemake.params.fmt_name, snakemake.params.fmt)

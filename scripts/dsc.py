@@ -5,9 +5,9 @@ from insarclust import evaluate
 from insarclust.dsc import write_train_log
 from insarclust.dsc.plots import plot_training_curve
 from insarclust.dsc.stage import run_stage
-from insarclust.logs import setup_logging
+from insarclust.logs import start_rule
 
-log = setup_logging(snakemake.log[0])
+log = start_rule(snakemake)
 torch.set_num_threads(max(1, int(snakemake.threads)))
 torch.backends.cudnn.benchmark = True  # fixed patch shapes: let cuDNN pick its fastest kernels
 cfg = dict(snakemake.params.cfg)

@@ -2,9 +2,9 @@
 import torch
 
 from insarclust import __version__, embed
-from insarclust.logs import setup_logging
+from insarclust.logs import start_rule
 
-log = setup_logging(snakemake.log[0])
+log = start_rule(snakemake)
 torch.set_num_threads(snakemake.threads)
 model = embed.fit_site(snakemake.input[0], snakemake.params.cfg, seed=snakemake.params.seed,
                        device=snakemake.params.device)

@@ -2,9 +2,9 @@
 import torch
 
 from insarclust import embed
-from insarclust.logs import setup_logging
+from insarclust.logs import start_rule
 
-log = setup_logging(snakemake.log[0])
+log = start_rule(snakemake)
 torch.set_num_threads(snakemake.threads)
 embed.embed_part(snakemake.input.shards, snakemake.input.model, int(snakemake.wildcards.part),
                  int(snakemake.wildcards.n), snakemake.output[0], device=snakemake.params.device)

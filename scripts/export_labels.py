@@ -1,8 +1,8 @@
 """Rule export_labels: clusters.csv and clusters.geojson of one site."""
 from insarclust.export import export_labels
-from insarclust.logs import setup_logging
+from insarclust.logs import start_rule
 
-setup_logging(snakemake.log[0])
+start_rule(snakemake)
 methods = list(snakemake.params.methods)
 label_paths = dict(zip(methods, snakemake.input.labels))
 export_labels(snakemake.input.shards, label_paths, snakemake.output.csv,

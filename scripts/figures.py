@@ -1,8 +1,8 @@
 """Rule ``cluster_figures``: cluster map and per-cluster mean +/- std series of one method."""
 from insarclust import figures
-from insarclust.logs import setup_logging
+from insarclust.logs import start_rule
 
-setup_logging(snakemake.log[0])
+start_rule(snakemake)
 cfg = snakemake.params.cfg or {}
 figures.method_figures(snakemake.input.labels, snakemake.input.metrics, snakemake.input.shards,
                        snakemake.output.map, snakemake.output.clusters,

@@ -1,6 +1,6 @@
 """Rule ``graph``: geodesic k-NN graph of a site's points -> graph.h5."""
 from insarclust.graph import build_graph_file
-from insarclust.logs import setup_logging
+from insarclust.logs import start_rule
 
-setup_logging(snakemake.log[0])
+start_rule(snakemake)
 build_graph_file(snakemake.input[0], snakemake.output[0], snakemake.params.cfg, workers=snakemake.threads)

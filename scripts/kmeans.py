@@ -1,8 +1,8 @@
 """Rule ``kmeans``: batched mini-batch k-means on one feature variant -> clusters/kmeans-{variant}.h5|.json."""
 from insarclust import evaluate, kmeans
-from insarclust.logs import setup_logging, timed
+from insarclust.logs import start_rule, timed
 
-log = setup_logging(snakemake.log[0])
+log = start_rule(snakemake)
 cfg = dict(snakemake.params.cfg)
 truth = snakemake.input.get("truth") or []  # demo sites only: a file name or a list of one
 truth = [truth] if isinstance(truth, str) else list(truth)

@@ -3,9 +3,9 @@ import matplotlib.pyplot as plt
 
 from insarclust import figures, h5io, kmeans
 from insarclust.batches import H5FeatureSource
-from insarclust.logs import setup_logging, timed
+from insarclust.logs import start_rule, timed
 
-log = setup_logging(snakemake.log[0])
+log = start_rule(snakemake)
 cfg = snakemake.params.cfg
 seed = int(snakemake.params.seed)
 lo, hi = (int(k) for k in cfg["k_range"])

@@ -7,9 +7,9 @@ outputs it changes, never on its own (a params change would rerun every site).
 from pathlib import Path
 
 from insarclust import provenance
-from insarclust.logs import setup_logging
+from insarclust.logs import start_rule
 
-log = setup_logging(snakemake.log[0])
+log = start_rule(snakemake)
 site = snakemake.wildcards.site
 record = provenance.build_provenance(
     site,

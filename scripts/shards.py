@@ -1,12 +1,16 @@
 """Rule shards: stream the site's CSV(s) into shards.h5."""
 from insarclust.formats import Format
-from insarclust.logs import setup_logging, timed
+from insarclust.logs import start_rule, timed
+from insarclust.requirements import site_needs
 from insarclust.shards import ShardsConfig, build_shards
 
-log = setup_logging(snakemake.log[0])
+log = start_rule(snakemake)
 site = snakemake.wildcards.site
 fmt = Format.from_dict(snakemake.params.fmt_name, snakemake.params.fmt)
 cfg = ShardsConfig.from_config(snakemake.params.cfg, seed=snakemake.params.seed)
+# The minimum site size follows from the later stages' settings; read from the run's
+# config rather than params, so that changing kmeans.k does not rebuild shards.h5.
+needs = site_needs(snakemake.config)
 with timed(log, f"shards {site}"):
-    summary = build_shards(list(snakemake.input), fmt, snakemake.output[0], site, cfg)
+    summary = build_shards(list(snakemake.input), fmt, snakemake.output[0], site, cfg, needs=needs)
 log.info("summary: %s", summary)

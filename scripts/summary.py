@@ -1,8 +1,8 @@
 """Rule summary: results/summary.tsv (site x method x metric) and the report's comparison page."""
 from insarclust import summary
-from insarclust.logs import setup_logging
+from insarclust.logs import start_rule
 
-log = setup_logging(snakemake.log[0])
+log = start_rule(snakemake)
 table = summary.summarize(snakemake.input.metrics)
 summary.write_summary(table, snakemake.output.tsv)
 summary.write_comparison_html(snakemake.input.metrics, snakemake.output.html,

@@ -2,10 +2,11 @@
 attributes and dated displacements (config/formats.yaml)."""
 from __future__ import annotations
 
+import codecs
 import datetime as dt
+import logging
 import re
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, fields
 
 import yaml
 
@@ -13,6 +14,13 @@ from .errors import InputError
 
 UNIT_TO_MM = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
 EPOCH = dt.date(1970, 1, 1)
+# A header field that looks like an acquisition date: five or more digits in a row,
+# or year-month-day with separators. Used to catch date columns that the format's
+# date_pattern silently skips (a 7-digit "2020013", a "2020-01-13").
+DATE_LIKE = re.compile(r"\d{5,}|\d{4}[-_/.]\d{1,2}[-_/.]\d{1,2}")
+DELIMITERS = (",", ";", "\t", "|")
+
+log = logging.getLogger("insarclust.formats")
 
 
 @dataclass(frozen=True)
@@ -28,14 +36,53 @@ class Format:
     displacement_unit: str = "mm"
     delimiter: str = ","
     na_values: tuple[str, ...] = ("", "NaN", "nan", "NA")
+    encoding: str = "utf-8"
+    unmatched_dates: str = "error"   # error | warn: date-like columns the pattern does not take
     description: str = ""
 
     @classmethod
-    def from_dict(cls, name: str, spec: dict) -> "Format":
+    def from_dict(cls, name: str, spec: dict, source: str = "config/formats.yaml") -> "Format":
+        """The format ``name`` of formats.yaml; a bad value stops naming the format and key."""
         spec = dict(spec)
         spec["static"] = tuple(spec.get("static", ()))
         spec["na_values"] = tuple(spec.get("na_values", cls.na_values))
-        return cls(name=name, **spec)
+        unknown = sorted(set(spec) - {f.name for f in fields(cls)} - {"name"})
+        if unknown:
+            raise InputError(f"format '{name}' has unknown key(s) {unknown}", file=source,
+                             column=unknown[0], fix="remove or correct them (keys: see the comments "
+                                                    f"at the top of {source})")
+        fmt = cls(name=name, **spec)
+        fmt.check(source)
+        return fmt
+
+    def check(self, source: str = "config/formats.yaml") -> None:
+        """Values that would otherwise fail late, or silently (a pattern that matches nothing)."""
+        def bad(key, problem, fix):
+            raise InputError(f"format '{self.name}', key '{key}': {problem}", file=source, column=key,
+                             fix=fix)
+
+        try:
+            pattern = re.compile(self.date_pattern)
+        except re.error as err:
+            bad("date_pattern", f"'{self.date_pattern}' is not a valid regular expression ({err})",
+                "write a Python regular expression whose first group is the YYYYMMDD date, "
+                "e.g. '^(\\d{8})$' or '^D(\\d{8})$'; in YAML, quote it with single quotes")
+        if pattern.groups > 1:
+            bad("date_pattern", f"'{self.date_pattern}' has {pattern.groups} groups",
+                "use one group around the YYYYMMDD part (make others non-capturing: (?:...))")
+        if self.displacement_unit not in UNIT_TO_MM:
+            bad("displacement_unit", f"unknown unit '{self.displacement_unit}'",
+                f"use one of {', '.join(UNIT_TO_MM)}")
+        if len(self.delimiter) != 1:
+            bad("delimiter", f"'{self.delimiter}' is not one character", "e.g. ',' or ';' or '\\t'")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            bad("encoding", f"unknown text encoding '{self.encoding}'", "e.g. utf-8 or latin-1")
+        if self.unmatched_dates not in ("error", "warn"):
+            bad("unmatched_dates", f"'{self.unmatched_dates}' is not error or warn",
+                "error stops on date-like columns that date_pattern does not take; warn lists them "
+                "and ignores them")
 
     @property
     def to_mm(self) -> float:
@@ -53,7 +100,7 @@ def get_format(name: str, formats: dict, source: str = "config/formats.yaml") ->
         raise InputError(f"unknown format '{name}'", file=source,
                          fix=f"use one of {', '.join(sorted(formats))} in the site table's format "
                              f"column, or add a '{name}' block to {source}")
-    return Format.from_dict(name, formats[name])
+    return Format.from_dict(name, formats[name], source=source)
 
 
 def parse_date(text: str) -> int:
@@ -76,50 +123,90 @@ class ColumnPlan:
 
 
 def plan_columns(header: list[str], fmt: Format, file: str) -> ColumnPlan:
-    """Check the header against the format and find the date columns.
+    """Check the header against the format and find the date columns, in date order.
 
-    Raises InputError naming the missing column(s) or the date pattern.
+    Exports list dates in any order (some newest first); the plan sorts them so
+    that column ``j`` of every parsed block is the ``j``-th date. Raises
+    InputError naming the missing column(s), a date column that is not a date,
+    or the date pattern.
     """
     header = [h.strip() for h in header]
     required = [fmt.id, fmt.lat, fmt.lon, *fmt.static]
     missing = [c for c in required if c not in header]
     if missing:
+        fix = (f"check that the site uses the right format, or edit the '{fmt.name}' block "
+               "of config/formats.yaml to match the file's column names")
+        guess = _guess_delimiter(header, fmt, required)
+        if guess is not None:
+            fix = (f"the header looks {_DELIMITER_NAMES[guess]}-separated: set delimiter: "
+                   f"'{guess if guess != chr(9) else chr(92) + 't'}' in the '{fmt.name}' block of "
+                   "config/formats.yaml (or add a format for this export)")
+        shown = ", ".join(header[:12]) + (", ..." if len(header) > 12 else "")
+        shown = shown if len(shown) <= 300 else shown[:300] + " ..."
         raise InputError(
             f"missing required column(s) {', '.join(repr(c) for c in missing)} for format "
-            f"'{fmt.name}' (header has: {', '.join(header[:12])}{', ...' if len(header) > 12 else ''})",
-            file=file, row=0, column=missing[0],
-            fix=f"check that the site uses the right format, or edit the '{fmt.name}' block "
-                "of config/formats.yaml to match the file's column names")
+            f"'{fmt.name}' (header has: {shown})", file=file, row=0, column=missing[0], fix=fix)
     dup = sorted({h for h in header if header.count(h) > 1})
     if dup:
         raise InputError(f"repeated column name(s) {dup}", file=file, row=0, column=dup[0],
                          fix="give every column a unique name")
     pattern = re.compile(fmt.date_pattern)
-    plan = ColumnPlan(file=file, header=header)
+    columns, dates, skipped = [], [], []
     for col in header:
         m = pattern.match(col)
         if not m:
+            if col not in required and DATE_LIKE.search(col):
+                skipped.append(col)
             continue
         text = m.group(1) if m.groups() else m.group(0)
         try:
+            if len(text) != 8 or not text.isdigit():
+                raise ValueError(text)
             day = parse_date(text)
         except ValueError:
             raise InputError(f"date column '{col}' is not a valid YYYYMMDD date", file=file,
                              row=0, column=col,
                              fix=f"rename the column or narrow date_pattern of format '{fmt.name}'") from None
-        plan.date_columns.append(col)
-        plan.dates.append(day)
-    if not plan.date_columns:
+        columns.append(col)
+        dates.append(day)
+    if skipped:
+        what = (f"{len(skipped)} column(s) look like dates but do not match date_pattern "
+                f"'{fmt.date_pattern}' of format '{fmt.name}': {', '.join(skipped[:8])}"
+                f"{', ...' if len(skipped) > 8 else ''}")
+        if fmt.unmatched_dates == "error":
+            raise InputError(what + "; their values would be left out", file=file, row=0, column=skipped[0],
+                             fix="rename them to the format's date form (e.g. YYYYMMDD), or set "
+                                 f"unmatched_dates: warn in the '{fmt.name}' block of config/formats.yaml "
+                                 "to leave them out on purpose")
+        log.warning("%s: %s; left out (unmatched_dates: warn)", file, what)
+    if not columns:
         raise InputError(
             f"no date columns match date_pattern '{fmt.date_pattern}' of format '{fmt.name}'",
             file=file, row=0,
             fix="check the site's format, or set date_pattern in config/formats.yaml "
                 "(e.g. '^(\\d{8})$' for 20180605 or '^D(\\d{8})$' for D20180605)")
-    if len(set(plan.dates)) != len(plan.dates):
-        raise InputError("two date columns name the same date", file=file, row=0,
-                         fix="remove the repeated acquisition column")
-    return plan
+    if len(set(dates)) != len(dates):
+        seen: dict = {}
+        for col, day in zip(columns, dates):
+            if day in seen:
+                raise InputError(f"date columns '{seen[day]}' and '{col}' name the same date", file=file,
+                                 row=0, column=col, fix="remove the repeated acquisition column")
+            seen[day] = col
+    order = sorted(range(len(dates)), key=dates.__getitem__)
+    return ColumnPlan(file=file, header=header, date_columns=[columns[i] for i in order],
+                      dates=[dates[i] for i in order])
 
 
-def format_path_default() -> Path:
-    return Path(__file__).resolve().parents[2] / "config" / "formats.yaml"
+_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def _guess_delimiter(header: list[str], fmt: Format, required: list[str]) -> str | None:
+    """Another delimiter that splits the header into the format's columns, if one does."""
+    line = fmt.delimiter.join(header)
+    for delim in DELIMITERS:
+        if delim == fmt.delimiter:
+            continue
+        fields_ = [f.strip().strip('"') for f in line.split(delim)]
+        if len(fields_) > 1 and sum(c in fields_ for c in required) > len(required) / 2:
+            return delim
+    return None

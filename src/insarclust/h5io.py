@@ -14,7 +14,9 @@ Files (see DESIGN.md): ``shards.h5`` (:class:`ShardsWriter`, :class:`Shards`),
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import shutil
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
@@ -28,24 +30,88 @@ STR = h5py.string_dtype(encoding="utf-8")
 DEFAULT_CHUNK_ROWS = 1024
 
 
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+TEMP_KINDS = ("tmp", "runs")   # .NAME.tmp-PID (a file being written), .NAME.runs-PID (shards' sorted runs)
+
+# Bytes a failed write had reached (output path -> bytes), for the disk-full message.
+partial_bytes: dict[str, int] = {}
+
+
+def _tmp_name(path: Path, kind: str = "tmp") -> Path:
+    return path.with_name(f".{path.name}.{kind}-{os.getpid()}")
+
+
+def temp_dir(path: str | os.PathLike, kind: str = "runs") -> Path:
+    """A fresh temporary directory beside ``path`` (removed by :func:`remove_stale_temporaries`
+    if its process dies before removing it)."""
+    path = Path(path)
+    tmp = _tmp_name(path, kind)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove temporaries of ``path`` left by killed jobs (their PID is dead); returns them.
+
+    A job killed by SIGKILL (out of memory, a SLURM time limit) cannot clean
+    up, and on a national-scale site its temporary files are gigabytes.
+    Snakemake never runs two jobs for one output at once, so any temporary of
+    the same output whose process is gone is stale.
+    """
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for kind in TEMP_KINDS:
+        for tmp in path.parent.glob(f".{glob.escape(path.name)}.{kind}-*"):
+            pid = tmp.name.rsplit("-", 1)[1]
+            if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+                continue
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
+def _size(tmp: Path) -> int:
+    if tmp.is_dir():
+        return sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
+    return tmp.stat().st_size if tmp.exists() else 0
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` on success.
 
-    On any exception the temporary file is removed and ``path`` is untouched.
+    On any exception the temporary file is removed (its size noted in
+    :data:`partial_bytes`) and ``path`` is untouched. Stale temporaries of
+    ``path`` from killed jobs are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = _tmp_name(path)
     if tmp.exists():
         tmp.unlink()
     try:
         yield tmp
     except BaseException:
+        with contextlib.suppress(OSError):
+            partial_bytes[str(path)] = _size(tmp)
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise

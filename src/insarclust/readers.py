@@ -6,6 +6,7 @@ cores, so memory is bounded by the block size, never by the file.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -75,12 +76,26 @@ def expand_inputs(paths) -> list[CsvInput]:
     return out
 
 
+def _text_encoding(fmt: Format) -> str:
+    """Python codec of the format's encoding; UTF-8 may start with a byte-order mark."""
+    return "utf-8-sig" if codecs.lookup(fmt.encoding).name == "utf-8" else fmt.encoding
+
+
+def _encoding_fix(fmt: Format) -> str:
+    return (f"the format '{fmt.name}' expects {fmt.encoding} text: convert the file, e.g. "
+            f"iconv -f latin1 -t {fmt.encoding} in.csv > out.csv, or set encoding: <the file's encoding> "
+            f"(e.g. latin-1 or cp1252) in the '{fmt.name}' block of config/formats.yaml")
+
+
 def read_header(src: CsvInput, fmt: Format) -> list[str]:
     try:
         with src.open_binary() as fh:
-            text = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
+            text = io.TextIOWrapper(fh, encoding=_text_encoding(fmt), newline="")
             header = next(csv.reader(text, delimiter=fmt.delimiter), None)
-    except (OSError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as err:
+    except UnicodeDecodeError as err:
+        raise InputError(f"the header line is not valid {fmt.encoding} text (byte {err.object[err.start]:#04x})",
+                         file=src.label, row=0, fix=_encoding_fix(fmt)) from None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
         raise InputError(f"cannot read the file ({err})", file=src.label,
                          fix="check that it is a CSV (plain, .gz or .zip) and not truncated") from None
     if not header or all(not h.strip() for h in header):
@@ -185,7 +200,8 @@ def iter_tables(src: CsvInput, plan: ColumnPlan, fmt: Format,
     types.update({c: pa.float32() for c in fmt.static})
     types.update({c: pa.float32() for c in plan.date_columns})
     include = [fmt.id, fmt.lat, fmt.lon, *fmt.static, *plan.date_columns]
-    read_opts = pacsv.ReadOptions(column_names=header, use_threads=True)
+    read_opts = pacsv.ReadOptions(column_names=header, use_threads=True,
+                                  **({} if _text_encoding(fmt) == "utf-8-sig" else {"encoding": fmt.encoding}))
     parse_opts = pacsv.ParseOptions(delimiter=fmt.delimiter)
     conv_opts = pacsv.ConvertOptions(column_types=types, include_columns=include,
                                      null_values=list(fmt.na_values), strings_can_be_null=False,
@@ -328,11 +344,15 @@ def _locate_parse_error(err: Exception, src: CsvInput, plan: ColumnPlan, fmt: Fo
     msg = str(err)
     if "Empty CSV file" in msg:
         return InputError("the file is empty", file=src.label, fix="re-export the data")
+    bad_text = _locate_bad_encoding(src, fmt)
+    if bad_text is not None:
+        return bad_text
     m = _COL_RE.search(msg)
     numeric = {fmt.lat, fmt.lon, *fmt.static, *plan.date_columns}
     na = set(fmt.na_values)
     with src.open_binary() as fh:
-        reader = csv.reader(io.TextIOWrapper(fh, encoding="utf-8-sig", newline=""), delimiter=fmt.delimiter)
+        reader = csv.reader(io.TextIOWrapper(fh, encoding=_text_encoding(fmt), newline=""),
+                            delimiter=fmt.delimiter)
         header = [h.strip() for h in next(reader)]
         cols = [header[int(m.group(1))]] if m and int(m.group(1)) < len(header) else [c for c in header if c in numeric]
         idx = [header.index(c) for c in cols]
@@ -351,3 +371,23 @@ def _locate_parse_error(err: Exception, src: CsvInput, plan: ColumnPlan, fmt: Fo
                                       fix="correct the value, or leave it empty/NaN if it is missing")
     return InputError(f"cannot parse the CSV ({msg})", file=src.label,
                       fix="check the delimiter and quoting of the file")
+
+
+def _locate_bad_encoding(src: CsvInput, fmt: Format) -> InputError | None:
+    """The first line that is not valid text in the format's encoding (row, column), or None."""
+    codec = _text_encoding(fmt)
+    with src.open_binary() as fh:
+        for r, raw in enumerate(fh):
+            try:
+                raw.decode(codec)
+            except UnicodeDecodeError as err:
+                if r == 0:
+                    return InputError(f"the header line is not valid {fmt.encoding} text", file=src.label,
+                                      row=0, fix=_encoding_fix(fmt))
+                fields = raw.decode(codec, errors="replace").rstrip("\r\n").split(fmt.delimiter)
+                header = read_header(src, fmt)
+                col = next((header[i] for i, f in enumerate(fields) if "\ufffd" in f and i < len(header)), None)
+                return InputError(f"byte {err.object[err.start]:#04x} is not valid {fmt.encoding} text "
+                                  f"(value {fields[header.index(col)] if col else '?'!r})", file=src.label,
+                                  row=r, column=col, fix=_encoding_fix(fmt))
+    return None

@@ -22,10 +22,12 @@ input leaves nothing behind.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import logging
 import shutil
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +37,13 @@ import pandas as pd
 
 from . import __version__
 from .errors import InputError
-from .formats import Format
-from .h5io import ShardsWriter
+from .formats import Format, days_to_iso
+from .h5io import ShardsWriter, partial_bytes, remove_stale_temporaries, temp_dir
 from .logs import Progress
 from .ordering import spatial_keys
 from .readers import CsvInput, expand_inputs, iter_tables, plan_columns, prefetch, read_header, to_block
 from .regularize import regular_grid, regularize
+from .requirements import SiteNeeds, check_site
 
 log = logging.getLogger("insarclust.shards")
 
@@ -57,6 +60,7 @@ class ShardsConfig:
     ransac_threshold_mm: float | None = None
     duplicates: str = "error"   # error | keep-first
     all_nan: str = "error"      # error | drop
+    max_abs_mm: float | None = 10000.0   # plausibility bound of a displacement; None: finite only
     seed: int = 0
 
     @classmethod
@@ -65,7 +69,8 @@ class ShardsConfig:
         return cls(shard_size=cfg.get("shard_size", 16384), read_block_mb=cfg.get("read_block_mb", 64),
                    grid_step_days=cfg.get("grid_step_days", 6), method=cfg.get("method", "linear"),
                    ransac_trials=ransac.get("n_trials", 50), ransac_threshold_mm=ransac.get("threshold_mm"),
-                   duplicates=cfg.get("duplicates", "error"), all_nan=cfg.get("all_nan", "error"), seed=seed)
+                   duplicates=cfg.get("duplicates", "error"), all_nan=cfg.get("all_nan", "error"),
+                   max_abs_mm=cfg.get("max_abs_mm", 10000.0), seed=seed)
 
 
 @dataclass
@@ -115,6 +120,34 @@ def _sha256_files(paths, out: dict):
     out["sha256"] = h.hexdigest()
 
 
+def _check_values(block, src: CsvInput, plan, cfg: ShardsConfig) -> None:
+    """Displacements must be finite and within +-max_abs_mm (NaN = missing is fine).
+
+    A 1e30 or an inf would pass every later stage and silently wreck the
+    clusters (or fail much later, naming no point), so it stops here.
+    """
+    disp = block.displacement
+    bound = np.float32(cfg.max_abs_mm) if cfg.max_abs_mm is not None else np.finfo(np.float32).max
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # an all-NaN block has no max
+        if not (np.nanmax(disp, initial=-np.inf) > bound or np.nanmin(disp, initial=np.inf) < -bound):
+            return
+        bad = np.abs(disp) > bound
+    i, row = block.first(bad.any(axis=1))
+    j = int(np.argmax(bad[i]))
+    value = float(disp[i, j])
+    if np.isfinite(value):
+        problem = (f"displacement {value:.6g} mm of point '{block.pid[i]}' is beyond the plausibility "
+                   f"bound of +-{float(bound):g} mm (shards.max_abs_mm)")
+        fix = ("correct or blank the value (an empty cell is a missing epoch); check the format's "
+               "displacement_unit; or raise shards.max_abs_mm in config/config.yaml if such motion is real")
+    else:
+        problem = (f"displacement of point '{block.pid[i]}' is {value:g}: not a finite number "
+                   "(or beyond the float32 range)")
+        fix = "correct the value, or leave the cell empty if the epoch is missing"
+    raise InputError(problem, file=src.label, row=row, column=plan.date_columns[j], fix=fix)
+
+
 def _validate_block(block, src: CsvInput, fmt: Format, cfg: ShardsConfig) -> np.ndarray:
     """Check coordinates and series; return the mask of rows to keep (in stored order).
     Errors name the earliest offending row of the file."""
@@ -146,8 +179,13 @@ def _sort_key(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
         return spatial_keys(lat, lon)
 
 
-def build_shards(paths, fmt: Format, out_path, site: str, cfg: ShardsConfig | None = None) -> dict:
-    """Convert CSV file(s) of one site into ``shards.h5``; returns a summary dict."""
+def build_shards(paths, fmt: Format, out_path, site: str, cfg: ShardsConfig | None = None,
+                 needs: SiteNeeds | None = None) -> dict:
+    """Convert CSV file(s) of one site into ``shards.h5``; returns a summary dict.
+
+    ``needs``: the minimum points/dates of the configuration
+    (:func:`insarclust.requirements.site_needs`), checked before anything is written.
+    """
     cfg = cfg or ShardsConfig()
     out_path = Path(out_path)
     inputs = expand_inputs(paths)
@@ -157,20 +195,30 @@ def build_shards(paths, fmt: Format, out_path, site: str, cfg: ShardsConfig | No
     dates = np.array(sorted({d for p in plans for d in p.dates}), dtype=np.int32)
     grid = regular_grid(dates, cfg.grid_step_days)
     log.info("%s: %d input stream(s), %d epochs %s..%s, grid of %d x %d days",
-             site, len(inputs), len(dates), dates[0], dates[-1], len(grid), cfg.grid_step_days)
+             site, len(inputs), len(dates), days_to_iso(dates[0]), days_to_iso(dates[-1]), len(grid),
+             cfg.grid_step_days)
+    if needs is not None:
+        check_site(site, needs, n_dates=len(dates), n_grid=len(grid), grid_step_days=cfg.grid_step_days,
+                   file=", ".join(s.label for s in inputs))
 
     digest: dict = {}
     hasher = threading.Thread(target=_sha256_files, args=(sorted({s.path for s in inputs}), digest))
     hasher.start()
-    tmpdir = out_path.parent / f".{out_path.name}.runs"
-    if tmpdir.exists():
-        shutil.rmtree(tmpdir)
-    tmpdir.mkdir(parents=True)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out_path)
+    tmpdir = temp_dir(out_path, "runs")
     try:
         runs, keys, hashes, keep, origin = _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir)
         keep &= _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg)
+        if needs is not None:
+            check_site(site, needs, n_points=int(keep.sum()), file=", ".join(s.label for s in inputs))
         hasher.join()
         summary = _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, digest["sha256"])
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial_bytes[f"{out_path} (sorted runs)"] = sum(
+                f.stat().st_size for f in tmpdir.iterdir() if f.is_file())
+        raise
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
         if hasher.is_alive():
@@ -183,7 +231,10 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
     origin = _Origin()
     total = 0
     for src, plan in zip(inputs, plans):
+        # the plan lists a file's date columns in date order, so its block columns
+        # land in the site's date columns by one increasing index
         cols = np.searchsorted(dates, np.asarray(plan.dates, dtype=np.int32))
+        all_dates = np.array_equal(cols, np.arange(len(dates)))
         n_file = 0
         # The reader thread only cuts and parses (pyarrow, all cores); this thread turns
         # each table into arrays already in key order, validates and spills them.
@@ -193,8 +244,9 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
             del table
             n = len(block.lat)
             keep_sorted = _validate_block(block, src, fmt, cfg)
+            _check_values(block, src, plan, cfg)
             origin.add(total, src.label, block.first_row)
-            if len(cols) == len(dates):
+            if all_dates:
                 disp = block.displacement
             else:
                 disp = np.full((n, len(dates)), np.nan, dtype=np.float32)

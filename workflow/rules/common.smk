@@ -1,6 +1,7 @@
 """Site table, validation, wildcard constraints, input functions and resources."""
 import glob
 import os
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -14,25 +15,77 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")] if p
 )
 
+# the workflow's own library, for the checks below (rules get it through PYTHONPATH)
+sys.path.insert(0, str(ROOT / "src"))
+from insarclust.config import coerce_to_schema, first_schema_error  # noqa: E402
+from insarclust.errors import InputError  # noqa: E402
+from insarclust.formats import Format  # noqa: E402
+from insarclust.requirements import check_site, site_needs  # noqa: E402
+
+with open(ROOT / "workflow/schemas/config.schema.yaml") as _fh:
+    _SCHEMA = yaml.safe_load(_fh)
+# nested --config values arrive as strings ('kmeans={"k": 6}' gives "6")
+config.update(coerce_to_schema(config, _SCHEMA))
 validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
 
 SITES = pd.read_csv(config["sites"], sep="\t", dtype=str, comment="#").fillna("")
-for _row in SITES.to_dict("records"):
-    validate(_row, str(ROOT / "workflow/schemas/sites.schema.yaml"))
+_missing = [c for c in ("site", "source", "format") if c not in SITES.columns]
+if _missing:
+    raise InputError(f"the site table lacks column(s) {_missing} (it has {list(SITES.columns)})",
+                     file=config["sites"], row=0,
+                     fix="the first line must be: site<TAB>source<TAB>format (tab-separated)")
+for _i, _row in enumerate(SITES.to_dict("records"), start=1):
+    try:
+        validate(_row, str(ROOT / "workflow/schemas/sites.schema.yaml"))
+    except Exception as _err:
+        _msg = str(getattr(_err, "message", None) or _err).splitlines()[-1]
+        raise InputError(f"bad site row {_row}: {_msg}", file=config["sites"], row=_i,
+                         fix="site names are letters, digits, - and _ (they become folder names); "
+                             "source and format must not be empty") from None
 if SITES["site"].duplicated().any():
-    raise ValueError(f"{config['sites']}: site names must be unique, repeated: "
-                     f"{sorted(SITES.loc[SITES['site'].duplicated(), 'site'])}")
+    raise InputError(f"site names must be unique, repeated: "
+                     f"{sorted(SITES.loc[SITES['site'].duplicated(), 'site'])}", file=config["sites"],
+                     fix="rename or remove the repeated rows")
 SITES = SITES.set_index("site", drop=False)
 
 with open(config["formats"]) as _fh:
     FORMATS = yaml.safe_load(_fh)
-validate(FORMATS, str(ROOT / "workflow/schemas/formats.schema.yaml"))
+with open(ROOT / "workflow/schemas/formats.schema.yaml") as _fh:
+    _bad = first_schema_error(FORMATS, yaml.safe_load(_fh))
+if _bad:
+    raise InputError(f"format '{_bad[0][0] if _bad[0] else '?'}'"
+                     + (f", key '{'.'.join(_bad[0][1:])}'" if len(_bad[0]) > 1 else "") + f": {_bad[1]}",
+                     file=config["formats"], fix="see the comments at the top of formats.yaml for the keys")
+for _name, _spec in FORMATS.items():
+    Format.from_dict(_name, _spec, source=config["formats"])  # regexes, units, encodings
 for _site, _fmt in SITES["format"].items():
     if _fmt not in FORMATS:
-        raise ValueError(
-            f"{config['sites']}: site '{_site}' uses unknown format '{_fmt}'; "
-            f"known formats in {config['formats']}: {', '.join(sorted(FORMATS))}. "
-            "Fix the format column or add the format to formats.yaml.")
+        raise InputError(
+            f"site '{_site}' uses unknown format '{_fmt}'; known formats in {config['formats']}: "
+            f"{', '.join(sorted(FORMATS))}", file=config["sites"],
+            fix="fix the format column or add the format to formats.yaml")
+
+
+def _check_built_sites():
+    """A shards.h5 that is up to date must still be big enough for the current config."""
+    import h5py
+
+    needs = site_needs(config)
+    for site in SITES.index:
+        path = Path(f"results/{site}/shards.h5")
+        if not path.exists():
+            continue
+        try:
+            sources = [] if is_demo(site) else glob.glob(os.path.expanduser(SITES.loc[site, "source"]))
+            if any(os.path.getmtime(s) > path.stat().st_mtime for s in sources):
+                continue  # it will be rebuilt from newer input
+            with h5py.File(path, "r") as f:
+                counts = (int(f.attrs["n_points"]), len(f["series/dates"]), len(f["series/grid_dates"]))
+                step = int(f.attrs.get("grid_step_days", 0)) or None
+        except (OSError, KeyError):
+            continue  # unreadable: its stage reruns and reports
+        check_site(site, needs, *counts, file=str(path), grid_step_days=step)
+
 
 VARIANTS = ["dyn", "dyn+static", "dyn_smoothed", "dyn+static_smoothed"]
 BASELINES = [m for m in ["pca-kmeans", "raw-kmeans", "descriptors-kmeans"]
@@ -64,9 +117,12 @@ def source_files(wildcards):
         return [f"resources/demo/{site}.csv.gz"]
     files = sorted(glob.glob(os.path.expanduser(SITES.loc[site, "source"])))
     if not files:
-        raise ValueError(f"{config['sites']}: site '{site}': no file matches source "
-                         f"'{SITES.loc[site, 'source']}'. Fix the path or glob.")
+        raise InputError(f"site '{site}': no file matches source '{SITES.loc[site, 'source']}'",
+                         file=config["sites"], fix="fix the path or glob (relative to the working directory)")
     return files
+
+
+_check_built_sites()
 
 
 def truth_file(wildcards):
