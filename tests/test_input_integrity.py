@@ -382,3 +382,63 @@ def test_full_disk_is_said_plainly(small_site, table):
     log = (small_site / "logs/shards/small.log").read_text()
     assert "no space left on the device holding results/small" in log, log[-3000:]
     assert "fix:" in log and "free space" in log
+
+
+# --------------------------------------------------------------------------- #
+# the pieces on their own
+
+
+def test_disk_full_is_told_apart_from_other_errors(tmp_path):
+    import errno
+
+    from insarclust.logs import explain_disk_full
+
+    out = [tmp_path / "x.h5"]
+    full = explain_disk_full(OSError(errno.ENOSPC, "No space left on device"), out)
+    assert full is not None and f"device holding {tmp_path}" in str(full)
+    # the same wording with room on the disk is some other failure: left as it is
+    assert explain_disk_full(OSError("40000 requested and 39904 written"), out) is None
+    assert explain_disk_full(ValueError("bad value"), out) is None
+    # found through the chain of causes (h5py and torch wrap the OS error)
+    try:
+        try:
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
+        except OSError as inner:
+            raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos") from inner
+    except RuntimeError as err:
+        assert explain_disk_full(err, out) is not None
+
+
+def test_config_strings_become_the_schema_types():
+    from insarclust.config import coerce_to_schema
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    cfg["kmeans"].update(k="6", k_range=["3", "9"], variants=["dyn"])
+    cfg["dsc"]["enabled"] = "false"
+    cfg["graph"]["bandwidth_m"] = "null"
+    cfg["embed"]["static_weight"] = {"height": "0.5"}
+    out = coerce_to_schema(cfg, schema)
+    assert out["kmeans"]["k"] == 6 and out["kmeans"]["k_range"] == [3, 9] and out["kmeans"]["variants"] == ["dyn"]
+    assert out["dsc"]["enabled"] is False and out["graph"]["bandwidth_m"] is None
+    assert out["embed"]["static_weight"] == {"height": 0.5}
+    cfg["kmeans"]["k"] = "auto"
+    assert coerce_to_schema(cfg, schema)["kmeans"]["k"] == "auto"
+    cfg["kmeans"]["k"] = "six"   # not coercible: left for validation to reject
+    assert coerce_to_schema(cfg, schema)["kmeans"]["k"] == "six"
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("date_pattern", r"^(\d{8}$", "not a valid regular expression"),
+    ("date_pattern", r"^(\d{4})(\d{4})$", "has 2 groups"),
+    ("displacement_unit", "inch", "unknown unit"),
+    ("encoding", "utf-99", "unknown text encoding"),
+    ("unmatched_dates", "ignore", "not error or warn"),
+])
+def test_format_values_are_checked_naming_format_and_key(key, value, needle):
+    from insarclust.errors import InputError
+
+    with pytest.raises(InputError) as err:
+        get_format("ngu", {"ngu": {**FORMATS["ngu"], key: value}})
+    assert f"format 'ngu', key '{key}'" in str(err.value) and needle in str(err.value)
+    assert "fix:" in str(err.value)
