@@ -21,6 +21,7 @@ include: "workflow/rules/smooth.smk"
 include: "workflow/rules/kmeans.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/dsc.smk"
+include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 

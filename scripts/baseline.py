@@ -1,20 +1,12 @@
-"""Rule ``baseline``: one peer method (pca-kmeans, raw-kmeans, descriptors-kmeans) -> clusters/{baseline}.h5|.json."""
-from insarclust import evaluate
-from insarclust.baselines import run_baseline
+"""Rule ``baseline``: one peer method (pca-kmeans, raw-kmeans, descriptors-kmeans) -> clusters/{baseline}.h5."""
+from insarclust.baselines import fit_baseline
 from insarclust.logs import start_rule, timed
 
 log = start_rule(snakemake)
-method = snakemake.wildcards.baseline
-kmeans_cfg = dict(snakemake.params.cfg)
-baselines_cfg = dict(snakemake.params.baselines)
-seed = int(snakemake.params.seed)
-truth = list(snakemake.input.get("truth", []) or [])
+method, seed = snakemake.wildcards.baseline, int(snakemake.params.seed)
+cfg = {key: dict(value) for key, value in snakemake.params.cfg.items()}
 with timed(log, f"{method} {snakemake.wildcards.site}"):
-    labels, split, result = run_baseline(
-        method, snakemake.input.shards, snakemake.input.graph, snakemake.input.descriptors,
-        kmeans_cfg=kmeans_cfg, baselines_cfg=baselines_cfg,
-        interpret_cfg=dict(snakemake.params.interpret), seed=seed,
-        truth_path=truth[0] if truth else None)
-result = {"site": snakemake.wildcards.site, "method": method, **result,
-          "config": {"kmeans": kmeans_cfg, "baselines": baselines_cfg, "seed": seed}}
-evaluate.write_method_outputs(snakemake.output.labels, snakemake.output.metrics, labels, split, result)
+    labelling = fit_baseline(method, snakemake.input.shards, snakemake.input.descriptors, kmeans_cfg=cfg["kmeans"],
+                             baselines_cfg=cfg["baselines"], thresholds=cfg.get("interpret"), seed=seed)
+labelling.stamp(snakemake.wildcards.site, method, {**cfg, "seed": seed})
+labelling.write(snakemake.output[0])

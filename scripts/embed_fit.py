@@ -6,7 +6,8 @@ from insarclust.logs import start_rule
 
 log = start_rule(snakemake)
 torch.set_num_threads(snakemake.threads)
-model = embed.fit_site(snakemake.input[0], snakemake.params.cfg, seed=snakemake.params.seed,
-                       device=snakemake.params.device)
+# params hold the settings that change the model; memory and kernel settings come from the run's config
+cfg = {**snakemake.config["embed"], **snakemake.params.cfg}
+model = embed.fit_site(snakemake.input[0], cfg, seed=snakemake.params.seed, device=snakemake.config["device"])
 embed.save_model(model, snakemake.output[0],
                  meta={"site": snakemake.wildcards.site, "insarclust_version": __version__})

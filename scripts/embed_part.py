@@ -7,4 +7,5 @@ from insarclust.logs import start_rule
 log = start_rule(snakemake)
 torch.set_num_threads(snakemake.threads)
 embed.embed_part(snakemake.input.shards, snakemake.input.model, int(snakemake.wildcards.part),
-                 int(snakemake.wildcards.n), snakemake.output[0], device=snakemake.params.device)
+                 int(snakemake.wildcards.n), snakemake.output[0], device=snakemake.config["device"],
+                 batch_size=snakemake.config["embed"]["batch_size"])

@@ -3,5 +3,7 @@ from insarclust.logs import start_rule
 from insarclust.smooth import smooth_feature_file
 
 start_rule(snakemake)
-smooth_feature_file(snakemake.input.features, snakemake.input.graph, snakemake.output[0],
-                    snakemake.params.cfg, seed=snakemake.params.seed, n_threads=snakemake.threads)
+cfg = dict(snakemake.params.cfg)
+seed = cfg.pop("seed", snakemake.config["seed"])   # a param only where sampling reads it (fanout)
+smooth_feature_file(snakemake.input.features, snakemake.input.graph, snakemake.output[0], cfg, seed=seed,
+                    n_threads=snakemake.threads)

@@ -13,8 +13,8 @@ from sklearn.preprocessing import StandardScaler
 
 from insarclust import evaluate, h5io
 from insarclust.baselines import (METHODS, StreamedPCA, StreamedScaler, build_features,
-                                  centroid_spectrum, default_methods, knee_index, run_baseline,
-                                  zscore_series)
+                                  centroid_spectrum, fit_baseline, knee_index, zscore_series)
+from insarclust.labels import Labelling
 from insarclust.batches import ArraySource
 from insarclust.descriptors import write_descriptors
 
@@ -127,12 +127,19 @@ def test_features_of_each_method(site):
                        baselines_cfg={"descriptor_features": ["velocity"]})
 
 
+def run_baseline(method, site, baselines_cfg, seed, truth=False):
+    """Fit a peer, then evaluate it as the workflow's two rules do: ``(labels, split, result)``."""
+    fit = fit_baseline(method, site["shards"], site["descriptors"], kmeans_cfg=KMEANS_CFG,
+                       baselines_cfg=baselines_cfg, thresholds=INTERPRET, seed=seed)
+    result = evaluate.evaluate_labelling(fit, graph_path=site["graph"], shards_path=site["shards"],
+                                         descriptors_path=site["descriptors"],
+                                         truth_path=site["truth_csv"] if truth else None, thresholds=INTERPRET)
+    return fit.labels, fit.split, result, fit
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_each_baseline_recovers_the_regimes(site, method, tmp_path):
-    labels, split, result = run_baseline(
-        method, site["shards"], site["graph"], site["descriptors"], kmeans_cfg=KMEANS_CFG,
-        baselines_cfg={"pca_max_components": 12}, interpret_cfg=INTERPRET, seed=3,
-        truth_path=site["truth_csv"])
+    labels, split, result, fit = run_baseline(method, site, {"pca_max_components": 12}, seed=3, truth=True)
     n = len(site["truth"])
     assert labels.shape == (n,) and labels.dtype == np.int32 and set(np.unique(labels)) <= set(range(4))
     assert split.shape == (n,) and int(split.sum()) == 400
@@ -153,29 +160,25 @@ def test_each_baseline_recovers_the_regimes(site, method, tmp_path):
         # threshold units: trend / 2 mm/yr, acceleration / 1.5, amplitude / 4 mm, step / 8 mm
         assert result["feature_scale"] == pytest.approx([2.0, 1.5, 4.0, 8.0])
         assert result["feature_std"][3] < 1.0  # no step on this site
-    # written through the shared writer: a valid JSON and the clusters file
+    # the clusters file keeps labels, centres and the fit record; evaluating it gives the same JSON
     h5, js = tmp_path / f"{method}.h5", tmp_path / f"{method}.json"
-    evaluate.write_method_outputs(h5, js, labels, split, {"site": "t", "method": method, **result})
-    assert json.loads(js.read_text())["method"] == method
-    np.testing.assert_array_equal(h5io.read_clusters(h5)["labels"], labels)
+    fit.stamp("t", method, {"seed": 3}).write(h5)
+    back = Labelling.read(h5)
+    np.testing.assert_array_equal(back.labels, labels)
+    assert back.centers.shape[0] == 4 and back.record["method"] == method
+    evaluate.evaluate_file(h5, js, graph_path=site["graph"], shards_path=site["shards"],
+                           descriptors_path=site["descriptors"], truth_path=site["truth_csv"], thresholds=INTERPRET)
+    stored = json.loads(js.read_text())
+    assert stored["method"] == method and stored["metrics"]["ari"] == pytest.approx(m["ari"])
 
 
 def test_baseline_is_deterministic_and_k_auto(site):
-    kwargs = dict(kmeans_cfg=KMEANS_CFG, interpret_cfg=INTERPRET, seed=5)
-    a = run_baseline("descriptors-kmeans", site["shards"], site["graph"], site["descriptors"],
-                     baselines_cfg={}, **kwargs)
-    b = run_baseline("descriptors-kmeans", site["shards"], site["graph"], site["descriptors"],
-                     baselines_cfg={}, **kwargs)
+    a = run_baseline("descriptors-kmeans", site, {}, seed=5)
+    b = run_baseline("descriptors-kmeans", site, {}, seed=5)
     np.testing.assert_array_equal(a[0], b[0])
     assert a[2]["metrics"] == b[2]["metrics"]
-    labels, _, result = run_baseline("pca-kmeans", site["shards"], site["graph"], site["descriptors"],
-                                     baselines_cfg={"k": "auto", "pca_max_components": 12}, **kwargs)
+    labels, _, result, _ = run_baseline("pca-kmeans", site, {"k": "auto", "pca_max_components": 12}, seed=5)
     sel = result["k_selection"]
     assert sel["k"] == [2, 3, 4, 5] and len(sel["silhouette"]) == 4
     assert sel["chosen"] == result["k"] == int(labels.max()) + 1
     assert result["k"] == 4  # four well separated regimes
-
-
-def test_default_methods():
-    assert default_methods(None) == list(METHODS)
-    assert default_methods({"raw-kmeans": False}) == ["pca-kmeans", "descriptors-kmeans"]

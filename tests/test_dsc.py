@@ -11,7 +11,7 @@ from insarclust.dsc import (VARIANTS, DeepSpatiotemporalClustering, DSCNet, Patc
                             target_distribution, write_train_log)
 from insarclust.dsc import train as dsc_train
 from insarclust.dsc.patches import EARTH_RADIUS_M, median_spacing_m, stride_time
-from insarclust.dsc.plots import plot_training_curve
+from insarclust.figures import plot_training_curve
 from conftest import make_shards_file
 
 LAT0, LON0 = 69.0, 20.0
@@ -361,23 +361,24 @@ def test_estimator_from_config_maps_every_key():
     est = estimator_from_config(cfg, seed=7, device="cpu", checkpoint_dir="ck")
     assert est.n_clusters == cfg["k"] and est.random_state == 7 and est.checkpoint_dir == "ck"
     assert est.channels == tuple(cfg["channels"]) and est.variant == cfg["variant"]
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown setting 'dropout'"):
         estimator_from_config(dict(cfg, dropout=0.1), seed=0)
     # the library's defaults are the shipped configuration
     defaults = DeepSpatiotemporalClustering().get_params()
     for key, value in cfg.items():
-        if key != "enabled":
+        if key not in ("enabled", "silhouette_sample"):
             name = {"k": "n_clusters"}.get(key, key)
             expected = tuple(value) if key == "channels" else value
             assert defaults[name] == expected, key
 
 
-def test_run_stage_writes_the_method_outputs(tmp_path):
-    """Fit, label, order and evaluate on small real files, as the rule does."""
+def test_fit_stage_then_evaluate(tmp_path):
+    """Fit, label and order on small real files, then evaluate, as the two rules do."""
     from scipy.spatial import cKDTree
 
     from insarclust import evaluate, h5io
-    from insarclust.dsc.stage import run_stage
+    from insarclust.dsc.stage import fit_stage
+    from insarclust.labels import order_labels
 
     shards_path, truth = make_shards_file(tmp_path / "shards.h5", n=500, n_grid=40, shard_size=200)
     shards = h5io.Shards(shards_path)
@@ -392,14 +393,15 @@ def test_run_stage_writes_the_method_outputs(tmp_path):
     pd.DataFrame({"pid": shards.pids(), "regime": regimes}).to_csv(tmp_path / "truth.csv", index=False)
     cfg = dict(k=4, patch_size=3, time_stride=2, latent_dim=4, channels=[4, 8], lstm_hidden=16,
                batch_size=32, pretrain_epochs=2, epochs=1, update_interval=5, train_sample=200)
-    labels, split, proba, latent, result, est = run_stage(
-        shards_path, tmp_path / "graph.h5", tmp_path / "dyn.h5", cfg=cfg, seed=3, device="cpu",
-        checkpoint_dir=tmp_path / "ck", interpret_cfg={}, truth_path=tmp_path / "truth.csv",
-        silhouette_sample=300)
+    fit, est = fit_stage(shards_path, tmp_path / "dyn.h5", cfg=cfg, seed=3, device="cpu",
+                         checkpoint_dir=tmp_path / "ck", silhouette_sample=300)
+    labels, split, proba, latent = fit.labels, fit.split, fit.proba, fit.latent
+    result = evaluate.evaluate_labelling(fit, graph_path=tmp_path / "graph.h5", shards_path=shards_path,
+                                         truth_path=tmp_path / "truth.csv", thresholds={})
     assert labels.shape == (500,) and labels.dtype == np.int32
     assert proba.shape == (500, 4) and latent.shape == (500, 4)
     np.testing.assert_array_equal(proba.argmax(1), labels)  # columns follow the ordered labels
-    np.testing.assert_array_equal(labels, evaluate.order_labels(labels, shards_path))  # already ordered
+    np.testing.assert_array_equal(labels, order_labels(labels, shards_path))  # already ordered
     assert split.sum() == 300 and (split[est.train_rows_] == 0).all()
     assert result["n_train"] == 200 and result["k"] == 4
     assert set(result["metrics_latent"]) == {"silhouette", "davies_bouldin", "calinski_harabasz",

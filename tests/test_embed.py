@@ -149,17 +149,18 @@ def test_rule_scripts(site, tmp_path):
     """The thin scripts, run as Snakemake runs them (a ``snakemake`` object in their globals)."""
     def run(script, **kw):
         log = tmp_path / f"{script}.log"
-        snk = SimpleNamespace(log=[str(log)], threads=1, **kw)
+        config = {"device": "cpu", "embed": {**CFG, "batch_size": 256}}
+        snk = SimpleNamespace(log=[str(log)], threads=1, config=config, **kw)
         runpy.run_path(str(ROOT / "scripts" / f"{script}.py"), init_globals={"snakemake": snk})
         assert log.exists()
 
     model = tmp_path / "embed" / "model.pt"
     run("embed_fit", input=[str(site.shards)], output=[str(model)],
-        params=SimpleNamespace(cfg=CFG, seed=42, device="cpu"), wildcards=SimpleNamespace(site="synthetic"))
+        params=SimpleNamespace(cfg=CFG, seed=42), wildcards=SimpleNamespace(site="synthetic"))
     parts = [tmp_path / "embed" / "parts" / f"{p}-of-2.h5" for p in (1, 2)]
     for p, path in enumerate(parts, 1):
         run("embed_part", input=SimpleNamespace(shards=str(site.shards), model=str(model)),
-            output=[str(path)], params=SimpleNamespace(cfg=CFG, device="auto"),
+            output=[str(path)],
             wildcards=SimpleNamespace(site="synthetic", part=str(p), n="2"))
     dyn = tmp_path / "features" / "dyn.h5"
     run("embed_gather", input=[str(p) for p in parts], output=[str(dyn)])

@@ -9,6 +9,7 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
 from insarclust import evaluate, h5io, metrics
+from insarclust import labels as labels_mod
 from insarclust.batches import ArraySource, ShardsSource
 from insarclust.errors import InputError
 
@@ -57,7 +58,7 @@ def test_cluster_series_stats_equal_numpy(shards_file):
     path, truth = shards_file
     labels = truth.copy()
     labels[labels == 2] = 5  # K = 6 with empty ids 2 and 4
-    mean, std, counts = evaluate.cluster_series_stats(path, labels)
+    mean, std, counts = labels_mod.cluster_series_stats(path, labels)
     regular = h5io.Shards(path).read("series/regular").astype(np.float64)
     assert mean.shape == (6, regular.shape[1]) and counts.tolist() == np.bincount(labels).tolist()
     for k in (0, 1, 3, 5):
@@ -70,16 +71,16 @@ def test_order_labels_by_trend(shards_file):
     path, truth = shards_file
     # truth: 0 stable, 1 subsiding (-8 mm/yr), 2 seasonal, 3 uplift (+5 mm/yr); scramble the ids
     scrambled = np.array([7, 2, 0, 4])[truth]
-    ordered = evaluate.order_labels(scrambled, path)
+    ordered = labels_mod.order_labels(scrambled, path)
     assert ordered.dtype == np.int32
     assert np.all(ordered[truth == 1] == 0)  # subsiding first
     assert np.all(ordered[truth == 3] == 3)  # uplift last among the non-empty
     assert set(np.unique(ordered)) == {0, 1, 2, 3}  # empty ids 1, 3, 5, 6 of the scrambled set go last
-    labels, order, (mean, _, counts) = evaluate.order_labels_with_stats(scrambled, path)
+    labels, order, (mean, _, counts) = labels_mod.order_labels_with_stats(scrambled, path)
     # subsiding (-8), seasonal (about -3 over its partial cycles), stable (0), uplift (+5)
     assert order[:4].tolist() == [2, 0, 7, 4]
     assert counts[4:].sum() == 0
-    trend = evaluate.trend_mm_yr(mean[:4], h5io.Shards(path).grid_dates)
+    trend = labels_mod.trend_mm_yr(mean[:4], h5io.Shards(path).grid_dates)
     assert trend[0] == pytest.approx(-8.0, abs=0.3) and trend[3] == pytest.approx(5.0, abs=0.3)
 
 
@@ -111,7 +112,16 @@ def _graph(tmp_path, n, edges):
     return path
 
 
-def test_evaluate_clustering_and_outputs(tmp_path, shards_file):
+def _labelling(labels, split, source, path, centers=None, seed=0, silhouette_sample=500):
+    """What a method rule writes: labels, split and the fit measured in ``source``'s space."""
+    k = int(np.max(labels)) + 1 if centers is None else len(centers)
+    quality = labels_mod.fit_metrics(source, labels, k, seed=seed, silhouette_sample=silhouette_sample,
+                                     centers=centers)
+    return labels_mod.Labelling(labels=np.asarray(labels, np.int32), split=np.asarray(split, np.uint8),
+                                record={"k": k, "metrics": quality}, centers=centers)
+
+
+def test_evaluate_labelling_and_outputs(tmp_path, shards_file):
     path, truth = shards_file
     n = len(truth)
     # hand-made graph: every point -> next point (n - 1 edges) + point 0 -> point n - 1;
@@ -121,11 +131,11 @@ def test_evaluate_clustering_and_outputs(tmp_path, shards_file):
     truth_csv = tmp_path / "truth.csv"
     pids = h5io.Shards(path).pids()
     truth_csv.write_text("pid,regime\n" + "".join(f"{p},{REGIMES[t]}\n" for p, t in zip(pids, truth)))
-    labels = evaluate.order_labels(truth, path)
+    labels = labels_mod.order_labels(truth, path)
     split = (np.arange(n) % 5 == 0).astype(np.uint8)
-    result = evaluate.evaluate_clustering(
-        labels, split, features=ShardsSource(path), graph_path=graph, shards_path=path,
-        truth_path=truth_csv, interpret_cfg={}, seed=0, silhouette_sample=500)
+    fit = _labelling(labels, split, ShardsSource(path), path)
+    result = evaluate.evaluate_labelling(fit, graph_path=graph, shards_path=path, truth_path=truth_csv,
+                                         thresholds={})
     m = result["metrics"]
     assert m["spatial_coherence"] == pytest.approx(1 - 4 / n)
     assert m["ari"] == pytest.approx(1.0) and m["nmi"] == pytest.approx(1.0)
@@ -137,16 +147,18 @@ def test_evaluate_clustering_and_outputs(tmp_path, shards_file):
     assert result["sizes"] == np.bincount(labels).tolist()
     assert 0.3 < m["silhouette"] <= 1 and m["davies_bouldin"] > 0
 
-    result["metrics"]["undefined"] = float("nan")
+    fit.record["metrics"]["undefined"] = float("nan")
+    fit.proba = np.full((n, 4), 0.25)
     h5, js = tmp_path / "clusters" / "m.h5", tmp_path / "clusters" / "m.json"
-    evaluate.write_method_outputs(h5, js, labels, split, {"site": "s", "method": "m", **result},
-                                  proba=np.full((n, 4), 0.25))
+    fit.stamp("s", "m", {"seed": 0}).write(h5)
     stored = h5io.read_clusters(h5)
     assert stored["labels"].dtype == np.int32 and np.array_equal(stored["labels"], labels)
     assert stored["split"].dtype == np.uint8 and stored["proba"].shape == (n, 4)
     assert stored["attrs"]["method"] == "m"
+    evaluate.evaluate_file(h5, js, graph_path=graph, shards_path=path, truth_path=truth_csv, thresholds={})
     back = json.loads(js.read_text())  # strict JSON: NaN written as null
     assert back["metrics"]["undefined"] is None and back["site"] == "s"
+    assert back["metrics"]["ari"] == pytest.approx(1.0)
     assert sorted(p.name for p in h5.parent.iterdir()) == ["m.h5", "m.json"]
 
 
@@ -158,15 +170,24 @@ def test_evaluate_with_member_spread_and_centers(tmp_path, shards_file):
     values = np.stack([truth * 1.0, np.arange(n) % 2], axis=1)
     h5io.write_features(descriptors, values, ["a", "b"])
     centers = np.zeros((4, 120))
-    result = evaluate.evaluate_clustering(
-        truth, np.zeros(n, np.uint8), features=ShardsSource(path), graph_path=graph,
-        shards_path=path, descriptors_path=descriptors, interpret_cfg={}, seed=0,
-        silhouette_sample=200, centers=centers)
+    fit = _labelling(truth, np.zeros(n, np.uint8), ShardsSource(path), path, centers=centers, silhouette_sample=200)
+    result = evaluate.evaluate_labelling(fit, graph_path=graph, shards_path=path, descriptors_path=descriptors,
+                                         thresholds={})
     assert result["metrics"]["mean_intercentroid_distance"] == 0.0  # from the given centres
     assert "ari" not in result["metrics"]
     spread = [c["spread"] for c in result["clusters"]]
     assert all(s["a"] == pytest.approx(0.0) for s in spread)
     assert all(s["b"] == pytest.approx(0.5, abs=0.01) for s in spread)
-    with pytest.raises(ValueError, match="labels for"):
-        evaluate.evaluate_clustering(truth[:10], np.zeros(10), features=ShardsSource(path),
-                                     graph_path=graph, shards_path=path, interpret_cfg={}, seed=0)
+
+
+def test_a_threshold_changes_the_names_not_the_fit(tmp_path, shards_file):
+    path, truth = shards_file
+    n = len(truth)
+    graph = _graph(tmp_path, n, [(i, (i + 1) % n) for i in range(n)])
+    fit = _labelling(labels_mod.order_labels(truth, path), np.zeros(n, np.uint8), ShardsSource(path), path)
+    low = evaluate.evaluate_labelling(fit, graph_path=graph, shards_path=path, thresholds={})
+    high = evaluate.evaluate_labelling(fit, graph_path=graph, shards_path=path,
+                                       thresholds={"stable_trend_mm_yr": 20.0, "seasonal_amplitude_mm": 40.0})
+    assert [c["label"] for c in low["clusters"]] == ["subsiding", "seasonal", "stable", "uplifting"]
+    assert {c["label"] for c in high["clusters"]} == {"stable"}
+    assert low["metrics"]["silhouette"] == high["metrics"]["silhouette"]

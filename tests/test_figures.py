@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT
-from insarclust import evaluate, figures, h5io
+from insarclust import figures, h5io
+from insarclust.jsonio import write_json
+from insarclust.labels import Labelling, cluster_series_stats, order_labels
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -62,7 +64,7 @@ def test_cluster_map(tmp_path, shards_file):
 
 def test_cluster_series(tmp_path, shards_file):
     path, truth = shards_file
-    mean, std, counts = evaluate.cluster_series_stats(path, truth, n_clusters=5)  # id 4 empty
+    mean, std, counts = cluster_series_stats(path, truth, n_clusters=5)  # id 4 empty
     grid = h5io.Shards(path).grid_dates
     out = tmp_path / "series.png"
     fig = figures.plot_cluster_series(grid, mean, std, counts, out, clusters=CLUSTERS, title="t")
@@ -97,11 +99,11 @@ def test_figures_script(tmp_path, shards_file):
     from snakemake.iocontainers import Namedlist
 
     path, truth = shards_file
-    labels = evaluate.order_labels(truth, path)
+    labels = order_labels(truth, path)
     h5, js = tmp_path / "clusters" / "dsc.h5", tmp_path / "clusters" / "dsc.json"
-    evaluate.write_method_outputs(h5, js, labels, np.zeros(len(labels), np.uint8),
-                                  {"site": "s", "method": "dsc", "k": 4, "clusters": CLUSTERS},
-                                  proba=np.full((len(labels), 4), 0.25))
+    Labelling(labels, np.zeros(len(labels), np.uint8), {"k": 4}, proba=np.full((len(labels), 4), 0.25),
+              attrs={"site": "s", "method": "dsc"}).write(h5)
+    write_json({"site": "s", "method": "dsc", "k": 4, "clusters": CLUSTERS}, js)
 
     class Snakemake:
         input = Namedlist(fromdict={"labels": str(h5), "metrics": str(js), "shards": str(path)})

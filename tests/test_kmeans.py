@@ -17,7 +17,7 @@ from conftest import ROOT
 from insarclust import h5io
 from insarclust.batches import ArraySource, H5FeatureSource, ShardsSource, iter_batches
 from insarclust.kmeans import (BatchedKMeans, _NumpyMiniBatchUpdate, fit_from_config, kmeans_params,
-                               run_stage, select_k, split_rows, sweep_k)
+                               fit_stage, select_k, split_rows, sweep_k)
 
 REGIMES = np.array(["stable", "subsiding", "seasonal", "uplifting"])
 
@@ -231,12 +231,22 @@ CFG = {"k": 4, "batch_size": 128, "test_fraction": 0.2, "split": "random", "warm
        "n_passes": 1, "silhouette_sample": 1000, "engine": "numpy", "seed_stability": True}
 
 
-def test_run_stage(tmp_path, shards_file):
+def fit_and_evaluate(features, path, graph, cfg, seed, descriptors=None, truth_csv=None):
+    """The two rules in a row: kmeans (fit) then evaluate."""
+    from insarclust.evaluate import evaluate_labelling
+
+    fit = fit_stage(features, path, cfg=cfg, seed=seed)
+    return fit, evaluate_labelling(fit, graph_path=graph, shards_path=path, descriptors_path=descriptors,
+                                   truth_path=truth_csv, thresholds={})
+
+
+def test_fit_stage_then_evaluate(tmp_path, shards_file):
     path, truth = shards_file
     features, graph, descriptors, truth_csv = _site(tmp_path, shards_file)
-    labels, split, result = run_stage(features, path, graph, cfg=CFG, seed=3, interpret_cfg={},
-                                      descriptors_path=descriptors, truth_path=truth_csv)
+    fit, result = fit_and_evaluate(features, path, graph, CFG, 3, descriptors, truth_csv)
+    labels, split = fit.labels, fit.split
     assert labels.dtype == np.int32 and split.dtype == np.uint8 and len(labels) == 2000
+    assert fit.centers.shape == (4, h5io.Features(features).n_features)
     m = result["metrics"]
     assert m["ari"] > 0.95 and m["nmi"] > 0.9
     assert m["spatial_coherence"] > 0.95
@@ -247,6 +257,9 @@ def test_run_stage(tmp_path, shards_file):
     assert np.mean(labels[truth == 1] == 0) > 0.95 and np.mean(labels[truth == 3] == 3) > 0.95
     assert [c["cluster"] for c in result["clusters"]] == [0, 1, 2, 3]
     assert set(result["clusters"][0]["spread"]) == {"trend_mm_yr", "residual_rms_mm"}
+    # the fit itself reads no threshold, truth or graph
+    assert set(fit.record) == {"k", "metrics", "seed_stability_ari"}
+    assert "spatial_coherence" not in fit.record["metrics"]
 
 
 def test_kmeans_scripts(tmp_path, shards_file):
@@ -259,14 +272,20 @@ def test_kmeans_scripts(tmp_path, shards_file):
         def __init__(self, input, output, params, wildcards):
             self.input, self.output = Namedlist(fromdict=input), Namedlist(fromdict=output)
             self.params, self.wildcards = Namedlist(fromdict=params), Namedlist(fromdict=wildcards)
-            self.log, self.threads = [str(tmp_path / "rule.log")], 1
+            self.log, self.threads, self.config = [str(tmp_path / "rule.log")], 1, {}
+
+    def run(script, *args):
+        runpy.run_path(str(ROOT / "scripts" / script), init_globals={"snakemake": Snakemake(*args)})
 
     out = tmp_path / "clusters"
-    smk = Snakemake({"features": str(features), "graph": str(graph), "shards": str(path),
-                     "descriptors": str(descriptors), "truth": [str(truth_csv)]},
-                    {"labels": str(out / "kmeans-dyn.h5"), "metrics": str(out / "kmeans-dyn.json")},
-                    {"cfg": CFG, "interpret": {}, "seed": 3}, {"site": "demo-x", "variant": "dyn"})
-    runpy.run_path(str(ROOT / "scripts" / "kmeans.py"), init_globals={"snakemake": smk})
+    wildcards = {"site": "demo-x", "variant": "dyn", "method": "kmeans-dyn"}
+    fit_args = ({"features": str(features), "shards": str(path)}, {"labels": str(out / "kmeans-dyn.h5")},
+                {"cfg": CFG, "seed": 3}, wildcards)
+    eval_args = ({"labels": str(out / "kmeans-dyn.h5"), "graph": str(graph), "shards": str(path),
+                  "descriptors": str(descriptors), "truth": [str(truth_csv)]},
+                 {"metrics": str(out / "kmeans-dyn.json")}, {"thresholds": {}}, wildcards)
+    run("kmeans.py", *fit_args)
+    run("evaluate.py", *eval_args)
     stored = h5io.read_clusters(out / "kmeans-dyn.h5")
     assert stored["labels"].dtype == np.int32 and stored["split"].dtype == np.uint8
     result = json.loads((out / "kmeans-dyn.json").read_text())
@@ -275,13 +294,13 @@ def test_kmeans_scripts(tmp_path, shards_file):
     assert sorted(p.name for p in out.iterdir()) == ["kmeans-dyn.h5", "kmeans-dyn.json"]  # no temp files
 
     # same input + config => identical labels
-    runpy.run_path(str(ROOT / "scripts" / "kmeans.py"), init_globals={"snakemake": smk})
+    run("kmeans.py", *fit_args)
     assert np.array_equal(h5io.read_clusters(out / "kmeans-dyn.h5")["labels"], stored["labels"])
 
-    sweep = Snakemake({"features": str(features), "graph": str(graph), "shards": str(path)},
-                      {"table": str(out / "kmeans-dyn_k.tsv"), "figure": str(tmp_path / "k.png")},
-                      {"cfg": {**CFG, "k_range": [2, 5]}, "seed": 3}, {"site": "demo-x", "variant": "dyn"})
-    runpy.run_path(str(ROOT / "scripts" / "kmeans_sweep.py"), init_globals={"snakemake": sweep})
+    run("kmeans_sweep.py", {"features": str(features), "graph": str(graph), "shards": str(path)},
+        {"table": str(out / "kmeans-dyn_k.tsv")}, {"cfg": {**CFG, "k_range": [2, 5]}, "seed": 3}, wildcards)
+    run("k_sweep_figure.py", {"table": str(out / "kmeans-dyn_k.tsv")}, {"figure": str(tmp_path / "k.png")},
+        {"dpi": 80}, wildcards)
     import pandas as pd
 
     table = pd.read_csv(out / "kmeans-dyn_k.tsv", sep="\t")
@@ -298,14 +317,14 @@ def test_h5_feature_source_with_shard_split(tmp_path, shards_file):
     assert model.labels_.shape == (2000,)
 
 
-def test_run_stage_on_a_derived_source(tmp_path, shards_file):
+def test_fit_stage_on_a_derived_source(tmp_path, shards_file):
     """The baselines' path: a MapSource over shards.h5 instead of a feature file."""
     from insarclust.batches import MapSource
 
     path, truth = shards_file
     _, graph, _, truth_csv = _site(tmp_path, shards_file)
     centred = MapSource(ShardsSource(path), lambda b: b - b.mean(axis=1, keepdims=True))
-    labels, split, result = run_stage(centred, path, graph, cfg={**CFG, "seed_stability": False},
-                                      seed=0, interpret_cfg={}, truth_path=truth_csv)
+    _, result = fit_and_evaluate(centred, path, graph, {**CFG, "seed_stability": False}, 0,
+                                 truth_csv=truth_csv)
     assert result["metrics"]["ari"] > 0.95 and "seed_stability_ari" not in result
     assert result["clusters"][0]["label"] == "subsiding"

@@ -37,7 +37,7 @@ def jsons(tmp_path):
         _write(tmp_path, "demo-a", "dsc", _result("demo-a", "dsc", k=4, ari=0.9, sil=0.2,
                                                   extra={"device": "cuda", "train_seconds": 12.3,
                                                          "metrics_latent": {"silhouette": 0.5}})),
-        # evaluate.to_jsonable writes an undefined metric (NaN) as null
+        # jsonio.to_jsonable writes an undefined metric (NaN) as null
         _write(tmp_path, "real", "kmeans-dyn", _result("real", "kmeans-dyn", sil=None)),
     ]
     return paths

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import yaml
 
-from insarclust import h5io
+from insarclust import h5io, methods
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -134,9 +134,7 @@ def config_of(workdir: Path) -> dict:
 
 
 def methods_of(cfg: dict) -> list[str]:
-    out = [f"kmeans-{v}" for v in cfg["kmeans"]["variants"]]
-    out += [m for m in ["pca-kmeans", "raw-kmeans", "descriptors-kmeans"] if cfg["baselines"].get(m, True)]
-    return out + (["dsc"] if cfg["dsc"]["enabled"] else [])
+    return methods.methods(cfg)
 
 
 def fingerprint(workdir: Path) -> dict:
@@ -327,13 +325,13 @@ def test_changed_smooth_H_reruns_only_smoothing_and_dependents(run):
     old = edit_config(workdir, {"smooth": {"H": 3}})
     try:
         jobs = planned_jobs(workdir)
-        allowed = {"smooth", "kmeans", "kmeans_sweep", "cluster_figures", "export_labels",
+        allowed = {"smooth", "kmeans", "kmeans_sweep", "evaluate", "cluster_figures", "export_labels",
                    "provenance", "summary", "all"}
         assert {j["rule"] for j in jobs} <= allowed
         for job in jobs:
             if job["rule"] in ("kmeans", "kmeans_sweep"):
                 assert job["wildcards"]["variant"].endswith("_smoothed"), job
-            if job["rule"] == "cluster_figures":
+            if job["rule"] in ("cluster_figures", "evaluate"):
                 assert job["wildcards"]["method"].endswith("_smoothed"), job
         n_sites = len(SITES)
         smoothed = [v for v in config_of(workdir)["kmeans"]["variants"] if v.endswith("_smoothed")]

@@ -45,11 +45,13 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from .batches import H5FeatureSource, MapSource, ShardsSource, as_source, iter_blocks
+from .labels import Labelling
+from .methods import PEERS
 from .logs import Progress
 
 log = logging.getLogger(__name__)
 
-METHODS = ("pca-kmeans", "raw-kmeans", "descriptors-kmeans")
+METHODS = PEERS
 DEFAULT_DESCRIPTOR_FEATURES = ["trend_mm_yr", "acceleration_mm_yr2", "annual_amplitude_mm", "step_mm"]
 # the interpretation threshold that gives each descriptor its physical scale
 THRESHOLD_OF = {"trend_mm_yr": "stable_trend_mm_yr", "acceleration_mm_yr2": "acceleration_mm_yr2",
@@ -274,32 +276,26 @@ def build_features(method: str, shards_path, descriptors_path=None, *, baselines
     return source, extras
 
 
-def run_baseline(method: str, shards_path, graph_path, descriptors_path=None, *, kmeans_cfg: dict,
-                 baselines_cfg: dict, interpret_cfg: dict, seed: int, truth_path=None) -> tuple:
-    """One peer method end to end: features, batched k-means, ordering, evaluation.
+def fit_baseline(method: str, shards_path, descriptors_path=None, *, kmeans_cfg: dict,
+                 baselines_cfg: dict, seed: int, thresholds: dict | None = None) -> Labelling:
+    """One peer method: features, batched k-means, labels in trend order, fit record.
 
-    Returns ``(labels (N,) int32, split (N,) uint8, result dict)`` ready for
-    :func:`insarclust.evaluate.write_method_outputs`.
+    ``thresholds``: the ``interpret:`` label thresholds, read only by
+    ``descriptors-kmeans`` with ``descriptor_scaling: threshold`` (they set the
+    scale of its features).
     """
     from . import kmeans
     from .h5io import Shards
 
     baselines_cfg = dict(baselines_cfg or {})
-    cfg = kmeans_config(kmeans_cfg, baselines_cfg)
+    # the peers are references, fitted once: no seed-stability refit
+    cfg = {**kmeans_config(kmeans_cfg, baselines_cfg), "seed_stability": False}
     source, extras = build_features(method, shards_path, descriptors_path, baselines_cfg=baselines_cfg,
-                                    interpret_cfg=interpret_cfg)
+                                    interpret_cfg=thresholds)
     log.info("%s: clustering %d points x %d features", method, source.n_rows, source.n_features)
-    model, labels, stats, result = kmeans.fit_and_evaluate(
-        source, shards_path, graph_path, cfg=cfg, seed=seed, interpret_cfg=interpret_cfg,
-        descriptors_path=descriptors_path, truth_path=truth_path)
-    result.update(extras)
+    result = kmeans.fit_stage(source, shards_path, cfg=cfg, seed=seed)
+    result.record.update(extras)
     if method == "pca-kmeans":
-        result["centroid_spectrum"] = centroid_spectrum(stats[0], Shards(shards_path).grid_dates)
-    return labels, model.split_, result
-
-
-def default_methods(baselines_cfg: dict | None) -> list[str]:
-    """The peer methods switched on in the ``baselines:`` section (all by default)."""
-    cfg = baselines_cfg or {}
-    return [m for m in METHODS if cfg.get(m, True)]
-
+        result.record["centroid_spectrum"] = centroid_spectrum(result.series_stats[0],
+                                                               Shards(shards_path).grid_dates)
+    return result

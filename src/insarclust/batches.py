@@ -268,3 +268,11 @@ def iter_batches(source, rows=None, batch_size: int = 256, shuffle: bool = True,
 def n_batches(n_rows: int, batch_size: int) -> int:
     """Batches :func:`iter_batches` yields for ``n_rows`` rows."""
     return -(-int(n_rows) // max(1, int(batch_size)))
+
+
+def sample_rows(n_rows: int, size: int, seed) -> np.ndarray:
+    """Sorted ``(min(size, n_rows),)`` int64 rows drawn without replacement by ``seed``
+    (an int, or a sequence such as ``[seed, stream]`` for an independent stream)."""
+    size = min(int(size), int(n_rows))
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(int(n_rows), size=size, replace=False)).astype(np.int64)

@@ -8,13 +8,14 @@ valid there itself.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping
 
-import yaml
-from jsonschema import Draft202012Validator
 
 
 def _valid(value: Any, schema: Mapping, defs: Mapping) -> bool:
+    from jsonschema import Draft202012Validator   # only the workflow's start needs it, not the rules
+
     return Draft202012Validator({**schema, "$defs": defs}).is_valid(value)
 
 
@@ -35,6 +36,8 @@ def _coerce(value: Any, schema: Mapping, defs: Mapping) -> Any:
     if isinstance(value, str):
         if _valid(value, schema, defs):
             return value
+        import yaml
+
         try:
             parsed = yaml.safe_load(value)
         except yaml.YAMLError:
@@ -62,8 +65,178 @@ def coerce_to_schema(config: Mapping, schema: Mapping) -> dict:
 
 def first_schema_error(instance: Any, schema: Mapping) -> tuple[list, str] | None:
     """``(path, message)`` of the first schema violation (path of keys/indices), or None."""
+    from jsonschema import Draft202012Validator
+
     errors = sorted(Draft202012Validator(schema).iter_errors(instance), key=lambda e: list(e.absolute_path))
     if not errors:
         return None
     err = errors[0]
     return [str(p) for p in err.absolute_path], err.message
+
+
+# --------------------------------------------------------------------------- #
+# defaults: the schema's ``default`` of every key
+
+
+def schema_defaults(schema: Mapping) -> dict:
+    """The configuration made of the schema's defaults alone (nested sections included)."""
+    defs = schema.get("$defs", {})
+
+    def walk(node):
+        node = _resolve(node, defs)
+        if "properties" in node:
+            out = {}
+            for key, sub in node["properties"].items():
+                value = walk(sub)
+                if value is not _NO_DEFAULT:
+                    out[key] = value
+            return out
+        return node.get("default", _NO_DEFAULT)
+
+    return walk(schema)
+
+
+_NO_DEFAULT = object()
+
+
+def with_defaults(config: Mapping, schema: Mapping) -> dict:
+    """``config`` over the schema's defaults: a user's config may omit any key."""
+    def merge(base, over):
+        out = dict(base)
+        for key, value in over.items():
+            out[key] = merge(base[key], value) if isinstance(value, Mapping) and isinstance(
+                base.get(key), Mapping) and key in base else value
+        return out
+
+    return merge(schema_defaults(schema), config)
+
+
+# --------------------------------------------------------------------------- #
+# one builder: a config section -> a library object, from the object's own parameters
+
+
+def param_names(cls) -> list[str]:
+    """Keyword parameters of ``cls`` (scikit-learn estimators, dataclasses, plain classes)."""
+    import inspect
+
+    sig = inspect.signature(cls.__init__ if not dataclasses.is_dataclass(cls) else cls)
+    return [p.name for p in sig.parameters.values()
+            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+# Config keys that group settings of one method (``shards.ransac.n_trials``); a
+# mapping anywhere else is a value (``embed.static_weight: {height: 0.5}``).
+GROUPS = frozenset({"ransac"})
+
+
+def flatten(section: Mapping) -> dict:
+    """``{"ransac": {"n_trials": 50}}`` -> ``{"ransac_n_trials": 50}`` (the groups of :data:`GROUPS`)."""
+    out = {}
+    for key, value in section.items():
+        if key in GROUPS and isinstance(value, Mapping):
+            out.update({f"{key}_{sub}": v for sub, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def kwargs_for(cls, section: Mapping, *, renames: Mapping | None = None, ignore=()) -> dict:
+    """Keyword arguments of ``cls`` from a config section; a key that is neither a parameter
+    nor in ``ignore`` is an error (a typo in a dict passed from Python)."""
+    renames = dict(renames or {})
+    names = set(param_names(cls))
+    out = {}
+    for key, value in flatten(section).items():
+        if key in ignore:
+            continue
+        name = renames.get(key, key)
+        if name not in names:
+            raise ValueError(f"{cls.__name__}: unknown setting {key!r}; known: "
+                             f"{sorted({next((k for k, v in renames.items() if v == n), n) for n in names})}")
+        out[name] = value
+    return out
+
+
+def build(cls, section: Mapping, *, renames: Mapping | None = None, ignore=(), **fixed):
+    """An instance of ``cls`` from a config section (:func:`kwargs_for`) plus ``fixed`` arguments."""
+    return cls(**{**kwargs_for(cls, section, renames=renames, ignore=ignore), **fixed})
+
+
+# --------------------------------------------------------------------------- #
+# which keys can change a result: the params of the fitting rules
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """How a config section maps onto its library object.
+
+    ``target``: ``module:Class`` of the object (imported on demand: the
+    workflow must not import torch to plan a run); ``renames``: config key ->
+    parameter; ``stage_keys``: keys the stage function reads besides the
+    object's parameters; ``elsewhere``: keys of the section read by other
+    rules; ``runtime``: parameters that cannot change a result (memory,
+    parallelism, which matrix kernel) and so are never rule params.
+    """
+
+    target: str
+    renames: Mapping = dataclasses.field(default_factory=dict)
+    stage_keys: frozenset = frozenset()
+    elsewhere: frozenset = frozenset()
+    runtime: frozenset = frozenset()
+
+    def cls(self):
+        import importlib
+
+        module, name = self.target.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+STAGES = {
+    "shards": Stage("insarclust.shards:ShardsConfig", runtime=frozenset({"read_block_mb"})),
+    "graph": Stage("insarclust.graph:GeodesicKNNGraph", runtime=frozenset({"workers", "block_size"})),
+    "embed": Stage("insarclust.reservoir:ReservoirEmbedder",
+                   elsewhere=frozenset({"n_jobs", "reference_site", "static_weight"}),
+                   runtime=frozenset({"batch_size", "matrix", "device"})),
+    "smooth": Stage("insarclust.smooth:GraphSmoother", stage_keys=frozenset({"standardize", "moran_features"}),
+                    runtime=frozenset({"n_threads"})),
+    "kmeans": Stage("insarclust.kmeans:BatchedKMeans", renames={"k": "n_clusters"},
+                    stage_keys=frozenset({"k_range", "silhouette_sample", "seed_stability"}),
+                    elsewhere=frozenset({"variants", "k_sweep"})),
+    "dsc": Stage("insarclust.dsc.train:DeepSpatiotemporalClustering", renames={"k": "n_clusters"},
+                 stage_keys=frozenset({"silhouette_sample"}), elsewhere=frozenset({"enabled"}),
+                 runtime=frozenset({"predict_block_rows", "device", "checkpoint_dir", "log_every_s"})),
+}
+
+def stage_keys(name: str, section: Mapping) -> list[str]:
+    """The keys of a config section that its stage reads and that can change its result."""
+    stage = STAGES[name]
+    inverse = {v: k for k, v in stage.renames.items()}
+    params = {inverse.get(p, p) for p in param_names(stage.cls())}
+    keep = []
+    for key, value in section.items():
+        flat = list(flatten({key: value})) if isinstance(value, Mapping) else [key]
+        if key in stage.runtime or key in stage.elsewhere:
+            continue
+        if key in stage.stage_keys or any(f in params for f in flat):
+            keep.append(key)
+    return keep
+
+
+def result_params(config: Mapping, name: str, drop=()) -> dict:
+    """The part of ``config[name]`` that can change the stage's result (rule ``params``)."""
+    section = config[name]
+    return {k: section[k] for k in stage_keys(name, section) if k not in drop}
+
+
+def build_stage(name: str, section: Mapping, **fixed):
+    """The library object of stage ``name`` (:data:`STAGES`) from its config section."""
+    stage = STAGES[name]
+    return build(stage.cls(), section, renames=stage.renames, ignore=stage.stage_keys | stage.elsewhere,
+                 **fixed)
+
+
+def stage_kwargs(name: str, section: Mapping, ignore=()) -> dict:
+    """:func:`build_stage`'s keyword arguments, for callers that add their own (``n_clusters``)."""
+    stage = STAGES[name]
+    return kwargs_for(stage.cls(), section, renames=stage.renames,
+                      ignore=stage.stage_keys | stage.elsewhere | set(ignore))

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .formats import EPOCH, Format
+from .dates import DAYS_PER_YEAR, EPOCH
+from .formats import Format
 
 REGIMES = ("stable", "subsiding", "uplifting", "seasonal", "accelerating", "step")
 S1B_LOSS = dt.date(2021, 12, 23)
@@ -63,7 +64,7 @@ PRESETS = {
 def acquisition_dates(start: str, years: float, preset: Preset) -> np.ndarray:
     """Sentinel-1 epochs (days since 1970-01-01) without the snow season."""
     d0 = dt.date.fromisoformat(start)
-    end = d0 + dt.timedelta(days=int(years * 365.25))
+    end = d0 + dt.timedelta(days=int(years * DAYS_PER_YEAR))
     out, d = [], d0
     while d <= end:
         md = (d.month, d.day)
@@ -130,7 +131,7 @@ def _signals(rng, t_yr, doy, regime, cell, n_cells):
     sig[m] = (up[cell[m]] * jitter[m])[:, None] * t_yr
     m = r == REGIMES.index("seasonal")
     # thaw settlement through the snow-free season, recovered (heave) over winter
-    phase = 2 * np.pi * (doy - 200) / 365.25
+    phase = 2 * np.pi * (doy - 200) / DAYS_PER_YEAR
     sig[m] = -(amp[cell[m]] * jitter[m])[:, None] * 0.5 * (1 - np.cos(phase))[None, :]
     m = r == REGIMES.index("accelerating")
     sig[m] = (-2.0 * t_yr)[None, :] + (acc[cell[m]] * jitter[m])[:, None] * t_yr ** 2
@@ -166,7 +167,7 @@ def generate(site: str, preset: str, fmt: Format, n_points: int = 20000, start: 
     x, y = _points(rng, n_points, extent_m)
     cell, regime, n_cells = _regions(rng, x, y, extent_m)
     dates = acquisition_dates(start, years, p)
-    t_yr = (dates - dates[0]) / 365.25
+    t_yr = (dates - dates[0]) / DAYS_PER_YEAR
     doy = np.array([(EPOCH + dt.timedelta(days=int(d))).timetuple().tm_yday for d in dates])
     disp = _signals(rng, t_yr, doy, regime, cell, n_cells)
     disp += _atmosphere(rng, x, y, len(dates), p.atmo_mm)

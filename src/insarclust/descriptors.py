@@ -56,7 +56,12 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-DAYS_PER_YEAR = 365.25
+from .dates import DAYS_PER_YEAR
+
+# Fit settings shared by the per-point descriptors and the cluster means (the
+# ``interpret:`` config section carries them), so both are fitted alike.
+FIT_DEFAULTS = {"max_gap_days": 36.0, "min_segment_days": 90.0, "step_z_min": 4.5}
+
 
 DESCRIPTOR_NAMES = [
     "trend_mm_yr",          # velocity at mid-period = mean velocity (mm/yr)
@@ -73,7 +78,7 @@ _BASE_TERMS = 5  # offset, trend, acceleration, annual cos, annual sin
 
 
 def observed_grid_mask(grid_dates: np.ndarray, observed_dates: np.ndarray | None,
-                       max_gap_days: float = 36.0) -> np.ndarray:
+                       max_gap_days: float = FIT_DEFAULTS["max_gap_days"]) -> np.ndarray:
     """Grid epochs backed by acquisitions: (G,) bool.
 
     An epoch is unsupported when it lies strictly inside a gap between two
@@ -170,8 +175,8 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
     blocks.
     """
 
-    def __init__(self, grid_dates=None, observed_dates=None, max_gap_days: float = 36.0,
-                 min_segment_days: float = 90.0, step_z_min: float = 4.5):
+    def __init__(self, grid_dates=None, observed_dates=None, max_gap_days: float = FIT_DEFAULTS["max_gap_days"],
+                 min_segment_days: float = FIT_DEFAULTS["min_segment_days"], step_z_min: float = FIT_DEFAULTS["step_z_min"]):
         self.grid_dates = grid_dates
         self.observed_dates = observed_dates
         self.max_gap_days = max_gap_days
@@ -235,8 +240,8 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
 
 
 def compute_descriptors(regular: np.ndarray, grid_dates: np.ndarray, *,
-                        observed_dates: np.ndarray | None = None, max_gap_days: float = 36.0,
-                        min_segment_days: float = 90.0, step_z_min: float = 4.5) -> np.ndarray:
+                        observed_dates: np.ndarray | None = None, max_gap_days: float = FIT_DEFAULTS["max_gap_days"],
+                        min_segment_days: float = FIT_DEFAULTS["min_segment_days"], step_z_min: float = FIT_DEFAULTS["step_z_min"]) -> np.ndarray:
     """Descriptors (n, D) float32 of regular series (n, G) mm on ``grid_dates`` (G,) days.
 
     Columns are :data:`DESCRIPTOR_NAMES`. ``observed_dates`` (the site's
@@ -304,8 +309,8 @@ def _annual(cos_coef: np.ndarray, sin_coef: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def step_or_trend(series: np.ndarray, grid_dates: np.ndarray, *,
-                  observed_dates: np.ndarray | None = None, max_gap_days: float = 36.0,
-                  min_segment_days: float = 90.0) -> dict:
+                  observed_dates: np.ndarray | None = None, max_gap_days: float = FIT_DEFAULTS["max_gap_days"],
+                  min_segment_days: float = FIT_DEFAULTS["min_segment_days"]) -> dict:
     """Is a series better explained by one step or by a trend? Both with the annual cycle.
 
     Fits two models of equal size to each row of ``series`` (K, G) mm:
@@ -381,8 +386,8 @@ def infer_acquisition_dates(series: np.ndarray, grid_dates: np.ndarray, rtol: fl
     return grid_dates[~interpolated]
 
 
-def write_descriptors(shards_path, out_path, *, max_gap_days: float = 36.0,
-                      min_segment_days: float = 90.0, step_z_min: float = 4.5,
+def write_descriptors(shards_path, out_path, *, max_gap_days: float = FIT_DEFAULTS["max_gap_days"],
+                      min_segment_days: float = FIT_DEFAULTS["min_segment_days"], step_z_min: float = FIT_DEFAULTS["step_z_min"],
                       block_rows: int = 65536, log=None) -> DescriptorModel:
     """Stream ``shards.h5`` (``/series/regular``) into ``features/descriptors.h5``.
 

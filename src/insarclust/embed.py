@@ -17,30 +17,19 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from . import h5io
+from .config import build_stage
+from .dates import DAYS_PER_YEAR
+from .batches import sample_rows
 from .logs import Progress, timed
 from .reservoir import ReservoirEmbedder
 
 log = logging.getLogger("insarclust.embed")
 
-DAYS_PER_YEAR = 365.25
-
-# config key (embed: section) -> ReservoirEmbedder parameter
-_PARAM_KEYS = {
-    "representation": "representation", "n_units": "n_units",
-    "spectral_radius": "spectral_radius", "leak": "leak", "connectivity": "connectivity",
-    "input_scaling": "input_scaling", "noise_level": "noise_level", "washout": "washout",
-    "bidirectional": "bidirectional", "n_pca": "n_pca", "ridge": "ridge", "out_dim": "out_dim",
-    "scaling": "scaling", "scale_features": "scale_features", "scale_weight": "scale_weight",
-    "fit_sample": "fit_sample", "pca_sample": "pca_sample", "batch_size": "batch_size",
-    "mode": "mode", "matrix": "matrix",
-}
-
 
 def embedder_from_config(cfg: Mapping, seed: int, device: str = "auto", step_years: float = 1.0
                          ) -> ReservoirEmbedder:
-    """A ReservoirEmbedder from the ``embed:`` config section (unknown keys ignored)."""
-    params = {p: cfg[k] for k, p in _PARAM_KEYS.items() if k in cfg}
-    return ReservoirEmbedder(**params, step=step_years, device=device, seed=int(seed))
+    """A ReservoirEmbedder from the ``embed:`` config section (keys of other rules ignored)."""
+    return build_stage("embed", cfg, step=step_years, device=device, seed=int(seed))
 
 
 def grid_step_years(grid_dates: np.ndarray, path=None) -> float:
@@ -50,13 +39,6 @@ def grid_step_years(grid_dates: np.ndarray, path=None) -> float:
         raise ValueError(f"{path}: /series/grid_dates is not a regular increasing grid "
                          f"(steps {steps[:5].tolist()} days); rebuild shards.h5")
     return float(steps[0]) / DAYS_PER_YEAR
-
-
-def sample_rows(n_points: int, size: int, seed: int) -> np.ndarray:
-    """Seeded uniform sample (sorted) of ``size`` rows out of ``n_points``."""
-    size = min(int(size), int(n_points))
-    rng = np.random.default_rng([int(seed), 5])
-    return np.sort(rng.choice(int(n_points), size, replace=False))
 
 
 def feature_names(model: ReservoirEmbedder) -> list[str]:
@@ -70,7 +52,7 @@ def fit_site(shards_path, cfg: Mapping, seed: int, device: str = "auto") -> Rese
     shards = h5io.Shards(shards_path)
     step_years = grid_step_years(shards.grid_dates, shards_path)
     model = embedder_from_config(cfg, seed, device, step_years)
-    rows = sample_rows(shards.n_points, model.fit_sample, seed)
+    rows = sample_rows(shards.n_points, model.fit_sample, [int(seed), 5])
     with timed(log, f"reading {len(rows)} sample series"):
         X = shards.read_rows("series/regular", rows)
     with timed(log, f"fitting {model.representation} embedder on {len(rows)} series"):
@@ -144,10 +126,14 @@ def embed_range(shards_path, model: ReservoirEmbedder, start: int, stop: int, ou
 
 
 def embed_part(shards_path, model_path, part: int, n_parts: int, out_path,
-               device: str | None = None) -> tuple[int, int]:
-    """Embed part ``part`` of ``n_parts`` of a site; returns its row range."""
+               device: str | None = None, batch_size: int | None = None) -> tuple[int, int]:
+    """Embed part ``part`` of ``n_parts`` of a site; returns its row range.
+
+    ``device`` and ``batch_size`` override the model's: they change speed and
+    memory, not the embedding (beyond float rounding).
+    """
     shards = h5io.Shards(shards_path)
-    model = load_model(model_path, device=device)
+    model = load_model(model_path, device=device, batch_size=batch_size)
     step_years = grid_step_years(shards.grid_dates, shards_path)
     if not np.isclose(step_years, model.step, rtol=1e-9):
         raise ValueError(f"{shards_path}: grid step {step_years * DAYS_PER_YEAR:g} days differs from the "

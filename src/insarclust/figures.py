@@ -1,6 +1,6 @@
 """The standard figures of every clustering method: cluster map, per-cluster series, k sweep.
 
-Cluster ids are ordered by trend (:func:`insarclust.evaluate.order_labels`)
+Cluster ids are ordered by trend (:func:`insarclust.labels.order_labels`)
 and each id has a fixed colour (:func:`cluster_color`), so the same regime
 looks the same in every method's figures: with four clusters, red-orange for
 the subsiding ones through green to blue for the uplifting one.
@@ -236,7 +236,7 @@ def method_figures(labels_path, metrics_path, shards_path, map_path, series_path
                    max_map_points: int = 200000, seed: int = 0, dpi: int = 150,
                    title: str | None = None) -> None:
     """Both standard figures of one method from its ``clusters/{method}.h5|.json`` and ``shards.h5``."""
-    from .evaluate import cluster_series_stats
+    from .labels import cluster_series_stats
 
     labels = h5io.read_datasets(labels_path, ["labels"])["labels"]
     result = json.loads(Path(metrics_path).read_text())
@@ -255,3 +255,48 @@ def method_figures(labels_path, metrics_path, shards_path, map_path, series_path
                               title=title, dpi=dpi)
     plt.close(fig)
     log.info("figures of %s: %s, %s", title, map_path, series_path)
+
+
+# --------------------------------------------------------------------------- #
+# DSC training
+
+
+def plot_training_curve(history: list[dict], path, title: str = "DSC training", dpi: int = 150) -> None:
+    """PNG of recon_loss and kl_loss per epoch, pre-training and joint phases shaded apart.
+
+    ``history``: the estimator's ``history_`` (or rows of train_log.tsv, :func:`read_train_log`).
+    """
+    epochs = np.array([r["epoch"] for r in history], dtype=float)
+    recon = np.array([r["recon_loss"] for r in history], dtype=float)
+    kl = np.array([r["kl_loss"] for r in history], dtype=float)
+    joint = np.array([r["phase"] == "joint" for r in history], dtype=bool)
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), constrained_layout=True)
+    if np.isfinite(recon).any():
+        ax.plot(epochs, recon, "o-", color="tab:blue", label="reconstruction MSE")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("reconstruction MSE (scaled units)")
+    handles, labels = ax.get_legend_handles_labels()
+    if np.isfinite(kl).any():
+        ax2 = ax.twinx()
+        ax2.plot(epochs, kl, "s--", color="tab:red", label="KL(P||Q)")
+        ax2.set_ylabel("clustering loss KL(P||Q)")
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    if joint.any() and (~joint).any():
+        ax.axvspan(epochs[joint].min() - 0.5, epochs[joint].max() + 0.5, color="0.92", zorder=0)
+        ax.text(epochs[joint].min() - 0.4, ax.get_ylim()[1], "joint", va="top", fontsize=8)
+    if len(epochs):
+        ax.set_xticks(epochs)
+    if handles:
+        ax.legend(handles, labels, loc="center right", fontsize=8)
+    ax.set_title(title)
+    with h5io.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)
+
+
+def read_train_log(path) -> list[dict]:
+    """Rows of ``train_log.tsv`` as dicts (the figure is drawn from the file, apart from training)."""
+    import pandas as pd
+
+    return pd.read_csv(path, sep="\t").to_dict("records")

@@ -3,17 +3,16 @@ attributes and dated displacements (config/formats.yaml)."""
 from __future__ import annotations
 
 import codecs
-import datetime as dt
 import logging
 import re
 from dataclasses import dataclass, field, fields
 
 import yaml
 
+from .dates import EPOCH, days_to_iso, parse_date  # noqa: F401
 from .errors import InputError
 
 UNIT_TO_MM = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
-EPOCH = dt.date(1970, 1, 1)
 # A header field that looks like an acquisition date: five or more digits in a row,
 # or year-month-day with separators. Used to catch date columns that the format's
 # date_pattern silently skips (a 7-digit "2020013", a "2020-01-13").
@@ -101,15 +100,6 @@ def get_format(name: str, formats: dict, source: str = "config/formats.yaml") ->
                          fix=f"use one of {', '.join(sorted(formats))} in the site table's format "
                              f"column, or add a '{name}' block to {source}")
     return Format.from_dict(name, formats[name], source=source)
-
-
-def parse_date(text: str) -> int:
-    """YYYYMMDD -> days since 1970-01-01."""
-    return (dt.date(int(text[:4]), int(text[4:6]), int(text[6:8])) - EPOCH).days
-
-
-def days_to_iso(days) -> str:
-    return (EPOCH + dt.timedelta(days=int(days))).isoformat()
 
 
 @dataclass

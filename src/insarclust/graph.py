@@ -21,55 +21,14 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from . import h5io
+from .config import build_stage
 from .errors import InputError
+from .geodesy import EARTH_RADIUS_M, chord_to_distance_m, haversine_m, unit_vectors  # noqa: F401
 from .logs import Progress, timed
 
 log = logging.getLogger(__name__)
 
-# IUGG mean Earth radius: the haversine convention used by most GIS tools.
-EARTH_RADIUS_M = 6_371_008.8
-
 WEIGHTINGS = ("gaussian", "inverse", "binary")
-
-
-def unit_vectors(lat_deg, lon_deg) -> np.ndarray:
-    """(N,) latitudes/longitudes in degrees -> (N, 3) float64 unit vectors (ECEF on the unit sphere)."""
-    lat = np.radians(np.asarray(lat_deg, dtype=np.float64))
-    lon = np.radians(np.asarray(lon_deg, dtype=np.float64))
-    xyz = np.empty((len(lat), 3), dtype=np.float64)
-    cos_lat = np.cos(lat)
-    np.sin(lat, out=xyz[:, 2])
-    np.cos(lon, out=xyz[:, 0])
-    np.sin(lon, out=xyz[:, 1])
-    xyz[:, 0] *= cos_lat
-    xyz[:, 1] *= cos_lat
-    return xyz
-
-
-def chord_to_distance_m(chord, out: np.ndarray | None = None) -> np.ndarray:
-    """Unit-sphere chord length -> great-circle distance in metres, float32.
-
-    Equal to the haversine distance (the haversine of the angle is
-    (chord/2)^2). float32 keeps a relative error near 1e-7 at every scale,
-    i.e. well under a millimetre at k-NN distances. ``out``: a float32 array of
-    the same shape to fill (no temporaries). Infinite chords (misses of a
-    bounded query) give the half circumference.
-    """
-    chord = np.asarray(chord)
-    half = np.empty(chord.shape, dtype=np.float32) if out is None else out
-    half = half.reshape(-1) if half.ndim == 0 else half
-    np.multiply(chord.reshape(half.shape), 0.5, out=half, casting="same_kind")
-    np.clip(half, 0.0, 1.0, out=half)
-    np.arcsin(half, out=half)
-    half *= np.float32(2.0 * EARTH_RADIUS_M)
-    return half.reshape(chord.shape)
-
-
-def haversine_m(lat1, lon1, lat2, lon2) -> np.ndarray:
-    """Great-circle distance in metres between points given in degrees (broadcasts)."""
-    lat1, lon1, lat2, lon2 = (np.radians(np.asarray(v, dtype=np.float64)) for v in (lat1, lon1, lat2, lon2))
-    h = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    return 2.0 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
 
 
 def edge_weights(distance_m, weighting: str, bandwidth_m: float, min_distance_m: float = 1.0) -> np.ndarray:
@@ -344,13 +303,6 @@ def _symmetrise(rows, cols, distance_m, n):
     return r[order], c[order], d[order]
 
 
-def from_config(cfg: Mapping, workers: int = 1) -> GeodesicKNNGraph:
-    """A :class:`GeodesicKNNGraph` from the ``graph:`` config section."""
-    return GeodesicKNNGraph(k=int(cfg.get("k", 10)), weighting=cfg.get("weighting", "gaussian"),
-                            bandwidth_m=cfg.get("bandwidth_m"), symmetric=bool(cfg.get("symmetric", False)),
-                            max_distance_m=cfg.get("max_distance_m"), workers=workers)
-
-
 def build_graph_file(shards_path, graph_path, cfg: Mapping, workers: int = 1) -> GeodesicKNNGraph:
     """Stage ``graph``: read coordinates from ``shards.h5``, write ``graph.h5``.
 
@@ -364,7 +316,7 @@ def build_graph_file(shards_path, graph_path, cfg: Mapping, workers: int = 1) ->
     lat, lon = shards.coords()
     log.info("graph: %d points from %s", len(lat), shards_path)
     check_coordinates(lat, lon, file=shards_path)
-    model = from_config(cfg, workers=workers)
+    model = build_stage("graph", cfg, workers=workers)
     attrs = {"site": shards.attrs.get("site", "")}
     n = len(lat)
     k = model.n_neighbours(n)

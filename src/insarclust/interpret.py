@@ -33,8 +33,9 @@ from typing import Mapping
 
 import numpy as np
 
-from insarclust.descriptors import (DAYS_PER_YEAR, DESCRIPTOR_NAMES, compute_descriptors,
-                                    infer_acquisition_dates, step_or_trend)
+from .dates import DAYS_PER_YEAR
+from .descriptors import (DESCRIPTOR_NAMES, FIT_DEFAULTS, compute_descriptors, infer_acquisition_dates,
+                          step_or_trend)
 
 VOCABULARY = ("stable", "subsiding", "uplifting", "seasonal", "accelerating", "step")
 
@@ -44,9 +45,6 @@ DEFAULT_THRESHOLDS = {
     "step_mm": 8.0,
     "acceleration_mm_yr2": 1.5,
 }
-# Descriptor fit settings that may sit in the same ``interpret:`` section, so
-# that per-point descriptors and cluster means are fitted alike.
-FIT_DEFAULTS = {"max_gap_days": 36.0, "min_segment_days": 90.0, "step_z_min": 4.5}
 
 
 def _thresholds(thresholds: Mapping | None) -> dict:

@@ -32,6 +32,8 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from .batches import BLOCK_ROWS, BUFFER_ROWS, as_source, iter_batches, iter_blocks, n_batches
+from .config import stage_kwargs
+from .labels import Labelling, fit_metrics, order_labels_with_stats
 from .logs import Progress
 
 log = logging.getLogger(__name__)
@@ -286,15 +288,7 @@ class BatchedKMeans(ClusterMixin, BaseEstimator):
 
 def kmeans_params(cfg: dict) -> dict:
     """``BatchedKMeans`` keyword arguments (all but k and the seed) from the ``kmeans:`` config."""
-    return {
-        "batch_size": int(cfg.get("batch_size", 256)),
-        "warm_start_size": int(cfg.get("warm_start_size", 25600)),
-        "n_passes": int(cfg.get("n_passes", 1)),
-        "test_fraction": float(cfg.get("test_fraction", 0.2)),
-        "split": cfg.get("split", "random"),
-        "engine": cfg.get("engine", "numpy"),
-        "n_init": int(cfg.get("n_init", 10)),
-    }
+    return stage_kwargs("kmeans", cfg, ignore={"k"})
 
 
 def sweep_k(source, k_values, *, seed: int, silhouette_sample: int = 10000, graph_path=None,
@@ -379,42 +373,16 @@ def seed_stability(source, model: BatchedKMeans, seed: int) -> float:
     return float(adjusted_rand_score(model.labels_, other.labels_))
 
 
-def fit_and_evaluate(source, shards_path, graph_path, *, cfg: dict, seed: int, interpret_cfg: dict,
-                     descriptors_path=None, truth_path=None) -> tuple:
-    """Fit on a row source, order labels by trend, evaluate (shared by k-means and the baselines).
-
-    Returns ``(model, labels (N,) int32, series_stats, result dict)``; ``series_stats`` are
-    :func:`insarclust.evaluate.order_labels_with_stats`'s per-cluster series statistics.
-    """
-    from . import evaluate
-
-    model, selection = fit_from_config(source, cfg, seed)
-    labels, order, stats = evaluate.order_labels_with_stats(model.labels_, shards_path,
-                                                            n_clusters=model.n_clusters)
-    result = evaluate.evaluate_clustering(
-        labels, model.split_, features=source, graph_path=graph_path, shards_path=shards_path,
-        descriptors_path=descriptors_path, truth_path=truth_path, interpret_cfg=interpret_cfg,
-        seed=seed, silhouette_sample=int(cfg.get("silhouette_sample", 10000)),
-        centers=model.cluster_centers_[order], series_stats=stats)
-    result["metrics"]["inertia_train"] = model.inertia_train_
-    result["metrics"]["inertia_test"] = model.inertia_test_
-    if selection is not None:
-        result["k_selection"] = selection
-    return model, labels, stats, result
-
-
-def run_stage(features, shards_path, graph_path, *, cfg: dict, seed: int,
-              interpret_cfg: dict, descriptors_path=None, truth_path=None) -> tuple:
-    """The ``kmeans`` stage: fit, order labels by trend, evaluate.
+def fit_stage(features, shards_path, *, cfg: dict, seed: int) -> Labelling:
+    """The ``kmeans`` stage (and the peers' k-means): fit, order labels by trend, measure the fit.
 
     ``features``: a ``features/{name}.h5`` path, or any row source in shard
-    order (the baselines pass a :class:`~insarclust.batches.MapSource` over
-    ``shards.h5``); ``cfg``: the ``kmeans:`` config section.
-
-    Returns ``(labels (N,) int32, split (N,) uint8, result dict)``; the
-    result is :func:`insarclust.evaluate.evaluate_clustering`'s plus
-    ``inertia_train`` / ``inertia_test`` in ``metrics``, ``k_selection``
-    (``k: auto``) and ``seed_stability_ari`` (``seed_stability: true``).
+    order (the peers pass a :class:`~insarclust.batches.MapSource` over
+    ``shards.h5``); ``cfg``: the ``kmeans:`` config section. The record holds
+    ``k``, the feature-space ``metrics`` (silhouette, Davies-Bouldin,
+    Calinski-Harabasz, mean inter-centroid distance, train/test inertia),
+    ``k_selection`` (``k: auto``) and ``seed_stability_ari``
+    (``seed_stability: true``). The centres come in the new label order.
     """
     from .batches import H5FeatureSource
     from .h5io import Shards
@@ -423,11 +391,16 @@ def run_stage(features, shards_path, graph_path, *, cfg: dict, seed: int,
         source = H5FeatureSource(features, shard_offsets=Shards(shards_path).offsets)
     else:
         source = features
-    model, labels, _, result = fit_and_evaluate(
-        source, shards_path, graph_path, cfg=cfg, seed=seed, interpret_cfg=interpret_cfg,
-        descriptors_path=descriptors_path, truth_path=truth_path)
+    model, selection = fit_from_config(source, cfg, seed)
+    labels, order, stats = order_labels_with_stats(model.labels_, shards_path, n_clusters=model.n_clusters)
+    centers = model.cluster_centers_[order]
+    quality = fit_metrics(source, labels, model.n_clusters, seed=seed,
+                          silhouette_sample=int(cfg.get("silhouette_sample", 10000)), centers=centers)
+    record = {"k": int(model.n_clusters),
+              "metrics": {**quality, "inertia_train": model.inertia_train_, "inertia_test": model.inertia_test_}}
+    if selection is not None:
+        record["k_selection"] = selection
     if cfg.get("seed_stability", False):
-        result["seed_stability_ari"] = seed_stability(source, model, seed)
-        log.info("seed stability: ARI %.3f between seed %d and %d",
-                 result["seed_stability_ari"], seed, seed + 1)
-    return labels, model.split_, result
+        record["seed_stability_ari"] = seed_stability(source, model, seed)
+        log.info("seed stability: ARI %.3f between seed %d and %d", record["seed_stability_ari"], seed, seed + 1)
+    return Labelling(labels=labels, split=model.split_, record=record, centers=centers, series_stats=stats)

@@ -13,16 +13,9 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.metrics import silhouette_score
 
-from .batches import block_bounds
+from .batches import block_bounds, sample_rows
 
 METRIC_BLOCK_ROWS = 32768
-
-
-def sample_rows(n_rows: int, size: int, seed: int) -> np.ndarray:
-    """Sorted ``(min(size, n_rows),)`` int64 rows drawn without replacement by ``seed``."""
-    size = min(int(size), int(n_rows))
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(n_rows, size=size, replace=False)).astype(np.int64)
 
 
 def sampled_silhouette(source, labels: np.ndarray, sample_size: int = 10000, seed: int = 0,

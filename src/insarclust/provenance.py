@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from insarclust import h5io
+from insarclust.jsonio import write_json  # noqa: F401  (the rule script's entry point)
 
 log = logging.getLogger("insarclust.provenance")
 
@@ -241,17 +242,3 @@ def build_provenance(site: str, *, config: Mapping, site_row: Mapping | None = N
         "stages": stage_records(rules or {}, site, metrics_paths, configured_device=config.get("device")),
         "methods": [Path(p).stem for p in metrics_paths],
     }
-
-
-def _json_default(value):
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    return str(value)
-
-
-def write_json(obj, path) -> None:
-    """Atomic, pretty JSON (numpy values converted)."""
-    with h5io.atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(obj, indent=2, default=_json_default) + "\n", encoding="utf-8")

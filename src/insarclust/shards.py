@@ -50,27 +50,18 @@ log = logging.getLogger("insarclust.shards")
 
 @dataclass
 class ShardsConfig:
-    """Parameters of the stage (the ``shards:`` config section)."""
+    """Parameters of the stage (the ``shards:`` config section; ``ransac.*`` as ``ransac_*``)."""
 
     shard_size: int = 16384
     read_block_mb: float = 64
     grid_step_days: int = 6
     method: str = "linear"
-    ransac_trials: int = 50
+    ransac_n_trials: int = 50
     ransac_threshold_mm: float | None = None
     duplicates: str = "error"   # error | keep-first
     all_nan: str = "error"      # error | drop
     max_abs_mm: float | None = 10000.0   # plausibility bound of a displacement; None: finite only
     seed: int = 0
-
-    @classmethod
-    def from_config(cls, cfg: dict, seed: int = 0) -> "ShardsConfig":
-        ransac = cfg.get("ransac") or {}
-        return cls(shard_size=cfg.get("shard_size", 16384), read_block_mb=cfg.get("read_block_mb", 64),
-                   grid_step_days=cfg.get("grid_step_days", 6), method=cfg.get("method", "linear"),
-                   ransac_trials=ransac.get("n_trials", 50), ransac_threshold_mm=ransac.get("threshold_mm"),
-                   duplicates=cfg.get("duplicates", "error"), all_nan=cfg.get("all_nan", "error"),
-                   max_abs_mm=cfg.get("max_abs_mm", 10000.0), seed=seed)
 
 
 @dataclass
@@ -366,7 +357,7 @@ def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, sha256)
             static[dest] = run.read("static", lo, hi)[sel]
             disp[dest] = run.read("disp", lo, hi)[sel]
         # ransac draws from a per-shard seed; the row-wise methods ignore it.
-        regular = regularize(disp, dates, grid, cfg.method, cfg.ransac_trials,
+        regular = regularize(disp, dates, grid, cfg.method, cfg.ransac_n_trials,
                              cfg.ransac_threshold_mm, seed=cfg.seed + s)
         writer.write_series(start, disp, regular)
         return pid, lat, lon, static

@@ -42,6 +42,7 @@ import torch
 from sklearn.preprocessing import StandardScaler
 
 from . import h5io
+from .config import build_stage
 from .logs import Progress, timed
 from .sampling import NeighbourSampler, batch_seed, to_csr
 from .spatial import morans_i
@@ -314,14 +315,6 @@ def single_thread():
         torch.set_num_threads(before)
 
 
-def from_config(cfg: Mapping, seed: int = 0, n_threads: int | None = None) -> GraphSmoother:
-    """A :class:`GraphSmoother` from the ``smooth:`` config section."""
-    return GraphSmoother(H=int(cfg.get("H", 3)), alpha=float(cfg.get("alpha", 0.5)),
-                         aggregation=cfg.get("aggregation", "mean"), mode=cfg.get("mode", "exact"),
-                         fanout=cfg.get("fanout", [10, 10, 10]), batch_size=int(cfg.get("batch_size", 4096)),
-                         random_state=seed, n_threads=n_threads)
-
-
 # --------------------------------------------------------------------------- #
 # files
 
@@ -374,7 +367,7 @@ def smooth_feature_file(features_path, graph_path, out_path, cfg: Mapping, seed:
     if len(graph["indptr"]) - 1 != n:
         raise ValueError(f"{features_path} has {n} rows but {graph_path} has {len(graph['indptr']) - 1} "
                          "points; rebuild both from the same shards.h5")
-    smoother = from_config(cfg, seed=seed, n_threads=n_threads)
+    smoother = build_stage("smooth", cfg, random_state=seed, n_threads=n_threads)
     with timed(log, "standardisation pass"):
         scaler = fit_scaler(features, block_rows) if cfg.get("standardize", True) else None
     smoother.fit(graph["indptr"], graph["indices"], graph["weight"])

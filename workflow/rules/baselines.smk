@@ -10,8 +10,7 @@ rule descriptors:
         bench_path("descriptors")
     params:
         # only the fit settings: a change of a label threshold must not refit every point
-        fit={k: v for k, v in config.get("interpret", {}).items()
-             if k in ("max_gap_days", "min_segment_days", "step_z_min")},
+        fit={k: config["interpret"][k] for k in FIT_SETTINGS},
     threads: 2
     resources:
         # one shard of series and its step scan at a time, whatever N
@@ -24,23 +23,18 @@ rule descriptors:
 
 
 rule baseline:
-    """Peer methods: pca-kmeans, raw-kmeans, descriptors-kmeans."""
+    """Peer methods: pca-kmeans, raw-kmeans, descriptors-kmeans (labels, centres, fit metrics)."""
     input:
         shards="results/{site}/shards.h5",
         descriptors="results/{site}/features/descriptors.h5",
-        graph="results/{site}/graph.h5",
-        truth=truth_file,
     output:
-        labels="results/{site}/clusters/{baseline}.h5",
-        metrics="results/{site}/clusters/{baseline}.json",
+        "results/{site}/clusters/{baseline}.h5",
     log:
         log_path("baseline", "{site}.{baseline}"),
     benchmark:
         bench_path("baseline", "{site}.{baseline}")
     params:
-        cfg=config["kmeans"],
-        baselines=config.get("baselines", {}),
-        interpret=config.get("interpret", {}),
+        cfg=baseline_params,
         seed=config["seed"],
     threads: 2
     resources:

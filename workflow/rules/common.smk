@@ -1,162 +1,115 @@
-"""Site table, validation, wildcard constraints, input functions and resources."""
-import glob
+"""Configuration, site table, wildcard constraints, input functions, rule params and resources."""
+
 import os
 import sys
 from pathlib import Path
 
-import pandas as pd
 import yaml
 from snakemake.utils import validate
 
 ROOT = Path(workflow.basedir)
 # Rules import the library from the working tree: no install needed inside a
 # conda env or on a compute node, and jobs always run the checked-out code.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")] if p
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        p for p in [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")] if p
+    )
 )
-
-# the workflow's own library, for the checks below (rules get it through PYTHONPATH)
 sys.path.insert(0, str(ROOT / "src"))
-from insarclust.config import coerce_to_schema, first_schema_error  # noqa: E402
-from insarclust.errors import InputError  # noqa: E402
-from insarclust.formats import Format  # noqa: E402
-from insarclust.requirements import check_site, site_needs  # noqa: E402
 
-with open(ROOT / "workflow/schemas/config.schema.yaml") as _fh:
-    _SCHEMA = yaml.safe_load(_fh)
-# nested --config values arrive as strings ('kmeans={"k": 6}' gives "6")
-config.update(coerce_to_schema(config, _SCHEMA))
-validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
-
-SITES = pd.read_csv(config["sites"], sep="\t", dtype=str, comment="#").fillna("")
-_missing = [c for c in ("site", "source", "format") if c not in SITES.columns]
-if _missing:
-    raise InputError(f"the site table lacks column(s) {_missing} (it has {list(SITES.columns)})",
-                     file=config["sites"], row=0,
-                     fix="the first line must be: site<TAB>source<TAB>format (tab-separated)")
-for _i, _row in enumerate(SITES.to_dict("records"), start=1):
-    try:
-        validate(_row, str(ROOT / "workflow/schemas/sites.schema.yaml"))
-    except Exception as _err:
-        _msg = str(getattr(_err, "message", None) or _err).splitlines()[-1]
-        raise InputError(f"bad site row {_row}: {_msg}", file=config["sites"], row=_i,
-                         fix="site names are letters, digits, - and _ (they become folder names); "
-                             "source and format must not be empty") from None
-if SITES["site"].duplicated().any():
-    raise InputError(f"site names must be unique, repeated: "
-                     f"{sorted(SITES.loc[SITES['site'].duplicated(), 'site'])}", file=config["sites"],
-                     fix="rename or remove the repeated rows")
-SITES = SITES.set_index("site", drop=False)
-
-with open(config["formats"]) as _fh:
-    FORMATS = yaml.safe_load(_fh)
-with open(ROOT / "workflow/schemas/formats.schema.yaml") as _fh:
-    _bad = first_schema_error(FORMATS, yaml.safe_load(_fh))
-if _bad:
-    raise InputError(f"format '{_bad[0][0] if _bad[0] else '?'}'"
-                     + (f", key '{'.'.join(_bad[0][1:])}'" if len(_bad[0]) > 1 else "") + f": {_bad[1]}",
-                     file=config["formats"], fix="see the comments at the top of formats.yaml for the keys")
-for _name, _spec in FORMATS.items():
-    Format.from_dict(_name, _spec, source=config["formats"])  # regexes, units, encodings
-for _site, _fmt in SITES["format"].items():
-    if _fmt not in FORMATS:
-        raise InputError(
-            f"site '{_site}' uses unknown format '{_fmt}'; known formats in {config['formats']}: "
-            f"{', '.join(sorted(FORMATS))}", file=config["sites"],
-            fix="fix the format column or add the format to formats.yaml")
+from insarclust import methods as _methods  # noqa: E402
+from insarclust import sites as _sites  # noqa: E402
+from insarclust.config import coerce_to_schema, result_params, with_defaults  # noqa: E402
+from insarclust.descriptors import FIT_DEFAULTS  # noqa: E402
+from insarclust.interpret import DEFAULT_THRESHOLDS  # noqa: E402
 
 
-def _check_built_sites():
-    """A shards.h5 that is up to date must still be big enough for the current config."""
-    import h5py
-
-    needs = site_needs(config)
-    for site in SITES.index:
-        path = Path(f"results/{site}/shards.h5")
-        if not path.exists():
-            continue
-        try:
-            sources = [] if is_demo(site) else glob.glob(os.path.expanduser(SITES.loc[site, "source"]))
-            if any(os.path.getmtime(s) > path.stat().st_mtime for s in sources):
-                continue  # it will be rebuilt from newer input
-            with h5py.File(path, "r") as f:
-                counts = (int(f.attrs["n_points"]), len(f["series/dates"]), len(f["series/grid_dates"]))
-                step = int(f.attrs.get("grid_step_days", 0)) or None
-        except (OSError, KeyError):
-            continue  # unreadable: its stage reruns and reports
-        check_site(site, needs, *counts, file=str(path), grid_step_days=step)
+def _schema(name):
+    with open(ROOT / "workflow" / "schemas" / f"{name}.schema.yaml") as fh:
+        return yaml.safe_load(fh)
 
 
-VARIANTS = ["dyn", "dyn+static", "dyn_smoothed", "dyn+static_smoothed"]
-BASELINES = [m for m in ["pca-kmeans", "raw-kmeans", "descriptors-kmeans"]
-             if config.get("baselines", {}).get(m, True)]
+# Defaults live in the schema; nested --config values arrive as strings
+# ('kmeans={"k": 6}' gives "6") and are turned into the schema's types first.
+config.update(with_defaults(coerce_to_schema(config, _schema("config")), _schema("config")))
+validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"), set_default=True)
+
+SITES = _sites.read_site_table(config["sites"], _schema("sites"))
+FORMATS = _sites.read_formats(config["formats"], _schema("formats"))
+_sites.check_site_formats(SITES, FORMATS, config["sites"], config["formats"])
+_sites.check_built_sites(SITES, config)
+METHODS = _methods.methods(config)
 
 
 wildcard_constraints:
-    site="|".join(SITES.index) if len(SITES) else "[^/]+",
-    variant="dyn|dyn\\+static|dyn_smoothed|dyn\\+static_smoothed",
+    site=_methods.pattern(SITES.index) if len(SITES) else "[^/]+",
+    variant=_methods.pattern(_methods.KMEANS_VARIANTS),
     base="dyn|dyn\\+static",
-    baseline="pca-kmeans|raw-kmeans|descriptors-kmeans",
-    method="kmeans-(dyn|dyn\\+static|dyn_smoothed|dyn\\+static_smoothed)|dsc|pca-kmeans|raw-kmeans|descriptors-kmeans",
+    baseline=_methods.pattern(_methods.PEERS),
+    method=_methods.pattern(_methods.ALL),
     part="[0-9]+",
     n="[0-9]+",
 
 
+# --------------------------------------------------------------------------- #
+# sites and inputs
+
+
 def is_demo(site):
-    return SITES.loc[site, "source"].startswith("demo:")
+    return _sites.is_demo(SITES.loc[site, "source"])
 
 
 def demo_preset(site):
     return SITES.loc[site, "source"].split(":", 1)[1]
 
 
+def site_format(site):
+    return FORMATS[SITES.loc[site, "format"]]
+
+
 def source_files(wildcards):
     """Input CSV files of a site (the generated CSV for demo sites)."""
     site = wildcards.site
-    if is_demo(site):
-        return [f"resources/demo/{site}.csv.gz"]
-    files = sorted(glob.glob(os.path.expanduser(SITES.loc[site, "source"])))
-    if not files:
-        raise InputError(f"site '{site}': no file matches source '{SITES.loc[site, 'source']}'",
-                         file=config["sites"], fix="fix the path or glob (relative to the working directory)")
-    return files
-
-
-_check_built_sites()
+    return _sites.source_files(site, SITES.loc[site, "source"], config["sites"])
 
 
 def truth_file(wildcards):
     """True regimes of demo sites (empty list for real sites)."""
-    return [f"resources/demo/{wildcards.site}.truth.csv"] if is_demo(wildcards.site) else []
-
-
-def methods(site=None):
-    out = [f"kmeans-{v}" for v in config["kmeans"]["variants"]]
-    out += BASELINES
-    if config["dsc"]["enabled"]:
-        out.append("dsc")
-    return out
+    return (
+        [f"resources/demo/{wildcards.site}.truth.csv"] if is_demo(wildcards.site) else []
+    )
 
 
 def embed_model(wildcards):
-    ref = config["embed"].get("reference_site") or wildcards.site
+    ref = config["embed"]["reference_site"] or wildcards.site
     return f"results/{ref}/embed/model.pt"
 
 
 def embed_parts(wildcards):
     n = config["embed"]["n_jobs"]
-    return [f"results/{wildcards.site}/embed/parts/{i}-of-{n}.h5" for i in range(1, n + 1)]
+    return [
+        f"results/{wildcards.site}/embed/parts/{i}-of-{n}.h5" for i in range(1, n + 1)
+    ]
 
 
 def site_outputs(site):
-    out = [f"results/{site}/clusters/{m}.{ext}" for m in methods() for ext in ("h5", "json")]
-    out += [f"results/{site}/figures/{m}_{kind}.png" for m in methods() for kind in ("map", "clusters")]
-    out += [f"results/{site}/clusters.csv", f"results/{site}/clusters.geojson",
-            f"results/{site}/provenance.json"]
+    out = [f"results/{site}/clusters/{m}.{ext}" for m in METHODS for ext in ("h5", "json")]
+    out += [
+        f"results/{site}/figures/{m}_{kind}.png"
+        for m in METHODS
+        for kind in ("map", "clusters")
+    ]
+    out += [
+        f"results/{site}/clusters.csv",
+        f"results/{site}/clusters.geojson",
+        f"results/{site}/provenance.json",
+    ]
     if config["dsc"]["enabled"]:
         out += [f"results/{site}/figures/dsc_loss.png"]
-    if config["kmeans"].get("k_sweep"):
-        out += [f"results/{site}/figures/kmeans-{v}_k.png" for v in config["kmeans"]["variants"]]
+    if config["kmeans"]["k_sweep"]:
+        out += [
+            f"results/{site}/figures/kmeans-{v}_k.png" for v in config["kmeans"]["variants"]
+        ]
     return out
 
 
@@ -164,6 +117,99 @@ def all_outputs():
     out = [f for site in SITES.index for f in site_outputs(site)]
     out.append("results/summary.tsv")
     return out
+
+
+def site_products(wildcards):
+    """Everything a site's run leaves behind but its provenance (so provenance runs last)."""
+    own = f"results/{wildcards.site}/provenance.json"
+    return [
+        f
+        for f in site_outputs(wildcards.site)
+        if f != own and not f.endswith(".json")
+    ]
+
+
+def rule_file_patterns(_wildcards=None):
+    """Benchmark and log patterns of every rule, and whether it picks a torch device.
+
+    provenance.py recovers each job of a site (and its wildcards) from these
+    file names; the dict only changes when a rule's log/benchmark path does.
+    """
+    import re
+
+    def plain(pattern):
+        # drop wildcard constraints ({site,a|b} -> {site}): the site list must
+        # not enter the params, or adding a site would rerun every provenance
+        return re.sub(r"\{(\w+),(?:[^{}]|\{[^{}]*\})*\}", r"{\1}", str(pattern))
+
+    out = {}
+    for r in sorted(workflow.rules, key=lambda r: r.name):
+        logs = [plain(f) for f in r.log]
+        out[r.name] = {
+            "benchmark": plain(r.benchmark) if r.benchmark else None,
+            "log": logs[0] if logs else None,
+            "device": r.name in TORCH_RULES,
+        }
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# params: exactly the settings that can change a rule's result. Memory,
+# parallelism and device settings (batch_size of the embedding, n_jobs,
+# read_block_mb, predict_block_rows, device, ...) are read by the scripts from
+# the run's config instead, so changing them never reruns a job
+# (config/README.md lists them).
+
+TORCH_RULES = {"embed_fit", "embed_part", "dsc"}
+
+
+def shards_params():
+    ransac = config["shards"]["method"] == "ransac"
+    out = result_params(config, "shards", drop=() if ransac else ("ransac",))
+    return {**out, "seed": config["seed"]} if ransac else out
+
+
+def smooth_params():
+    exact = config["smooth"]["mode"] == "exact"
+    out = result_params(config, "smooth", drop=("fanout", "batch_size") if exact else ())
+    return out if exact else {**out, "seed": config["seed"]}
+
+
+def kmeans_params(sweep=False):
+    auto = sweep or config["kmeans"]["k"] == "auto"
+    drop = ("seed_stability", "k") if sweep else (() if auto else ("k_range",))
+    return result_params(config, "kmeans", drop=drop)
+
+
+# which keys of the baselines: section each peer reads
+PEER_KEYS = {
+    "raw-kmeans": ("zscore",),
+    "pca-kmeans": ("zscore", "pca_max_components"),
+    "descriptors-kmeans": ("descriptor_features", "descriptor_scaling"),
+}
+THRESHOLDS = tuple(DEFAULT_THRESHOLDS)  # the label thresholds of interpret:
+FIT_SETTINGS = tuple(FIT_DEFAULTS)  # the descriptor fit settings of interpret:
+
+
+def baseline_params(wildcards):
+    method = wildcards.baseline
+    peers = config["baselines"]
+    k = config["kmeans"]["k"] if peers["k"] is None else peers["k"]
+    kmeans = result_params(config, "kmeans", drop=("seed_stability", "k", "k_range"))
+    if k == "auto":
+        kmeans["k_range"] = config["kmeans"]["k_range"]
+    out = {
+        "kmeans": {"k": k, **kmeans},
+        "baselines": {key: peers[key] for key in PEER_KEYS[method] if key != "k"},
+    }
+    if method == "descriptors-kmeans" and peers["descriptor_scaling"] == "threshold":
+        # the label thresholds are the scale of its features
+        out["interpret"] = {key: config["interpret"][key] for key in THRESHOLDS}
+    return out
+
+
+def report_params():
+    return {k: config["report"][k] for k in ("max_map_points", "dpi")}
 
 
 # --------------------------------------------------------------------------- #
@@ -184,7 +230,7 @@ def site_points(wildcards):
         except Exception:
             pass
     if is_demo(site):
-        return int(config.get("demo", {}).get("n_points", 20000))
+        return int(config["demo"]["n_points"])
     try:
         return max(1, sum(os.path.getsize(f) for f in source_files(wildcards)) // 2000)
     except Exception:

@@ -10,8 +10,8 @@ rule demo_data:
     params:
         preset=lambda wc: demo_preset(wc.site),
         fmt_name=lambda wc: SITES.loc[wc.site, "format"],
-        fmt=lambda wc: FORMATS[SITES.loc[wc.site, "format"]],
-        demo=config.get("demo", {}),
+        fmt=lambda wc: site_format(wc.site),
+        demo=config["demo"],
         seed=config["seed"],
     threads: 1
     resources:

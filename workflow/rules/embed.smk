@@ -9,13 +9,14 @@ rule embed_fit:
     benchmark:
         bench_path("embed_fit")
     params:
-        cfg=config["embed"],
+        cfg=result_params(config, "embed"),
         seed=config["seed"],
-        device=config["device"],
     threads: 2
     resources:
         # the fit sample's representations (fit_sample x 5,700 float64) dominate
-        mem_mb=lambda wc, attempt: int((2000 + config["embed"]["fit_sample"] * 0.1) * attempt),
+        mem_mb=lambda wc, attempt: int(
+            (2000 + config["embed"]["fit_sample"] * 0.1) * attempt
+        ),
         runtime=runtime_min(15, 0),
     conda:
         "../../envs/torch.yaml"
@@ -34,15 +35,16 @@ rule embed_part:
         log_path("embed", "{site}.{part}-of-{n}"),
     benchmark:
         bench_path("embed", "{site}.{part}-of-{n}")
-    params:
-        cfg=config["embed"],
-        device=config["device"],
     threads: 2
     resources:
         # peak RSS ~1.2 GB at batch_size 1024 whatever the part size (docs/perf/embed.md)
-        mem_mb=lambda wc, attempt: int((1500 + config["embed"]["batch_size"]) * attempt),
+        mem_mb=lambda wc, attempt: int(
+            (1500 + config["embed"]["batch_size"]) * attempt
+        ),
         # ~300 series/s on 2 CPU cores (far more on a GPU)
-        runtime=lambda wc, attempt: int((15 + 60 * site_points(wc) / 1e6 / int(wc.n)) * attempt),
+        runtime=lambda wc, attempt: int(
+            (15 + 60 * site_points(wc) / 1e6 / int(wc.n)) * attempt
+        ),
     conda:
         "../../envs/torch.yaml"
     script:

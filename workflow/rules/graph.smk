@@ -9,7 +9,7 @@ rule graph:
     benchmark:
         bench_path("graph")
     params:
-        cfg=config["graph"],
+        cfg=result_params(config, "graph"),
     threads: 2
     resources:
         mem_mb=mem_mb(1000, 1500),

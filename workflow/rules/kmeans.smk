@@ -1,21 +1,16 @@
 rule kmeans:
-    """Batched mini-batch k-means on one feature variant, with metrics JSON."""
+    """Batched mini-batch k-means on one feature variant: labels, centres, fit metrics."""
     input:
         features="results/{site}/features/{variant}.h5",
-        graph="results/{site}/graph.h5",
         shards="results/{site}/shards.h5",
-        descriptors="results/{site}/features/descriptors.h5",
-        truth=truth_file,
     output:
-        labels="results/{site}/clusters/kmeans-{variant}.h5",
-        metrics="results/{site}/clusters/kmeans-{variant}.json",
+        "results/{site}/clusters/kmeans-{variant}.h5",
     log:
         log_path("kmeans", "{site}.{variant}"),
     benchmark:
         bench_path("kmeans", "{site}.{variant}")
     params:
-        cfg=config["kmeans"],
-        interpret=config.get("interpret", {}),
+        cfg=kmeans_params(),
         seed=config["seed"],
     threads: 2
     resources:
@@ -34,21 +29,19 @@ rule kmeans_sweep:
         graph="results/{site}/graph.h5",
         shards="results/{site}/shards.h5",
     output:
-        table="results/{site}/clusters/kmeans-{variant}_k.tsv",
-        figure=report("results/{site}/figures/kmeans-{variant}_k.png",
-                      caption="../report/k_sweep.rst", category="{site}", subcategory="k choice"),
+        "results/{site}/clusters/kmeans-{variant}_k.tsv",
     log:
         log_path("kmeans_sweep", "{site}.{variant}"),
     benchmark:
         bench_path("kmeans_sweep", "{site}.{variant}")
     params:
-        cfg=config["kmeans"],
+        cfg=kmeans_params(sweep=True),
         seed=config["seed"],
     threads: 2
     resources:
         mem_mb=mem_mb(1500, 100),
         runtime=runtime_min(10, 30),
     conda:
-        "../../envs/report.yaml"
+        "../../envs/io.yaml"
     script:
         "../../scripts/kmeans_sweep.py"

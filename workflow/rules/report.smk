@@ -5,17 +5,24 @@ rule cluster_figures:
         metrics="results/{site}/clusters/{method}.json",
         shards="results/{site}/shards.h5",
     output:
-        map=report("results/{site}/figures/{method}_map.png", caption="../report/cluster_map.rst",
-                   category="{site}", subcategory="{method}"),
-        clusters=report("results/{site}/figures/{method}_clusters.png",
-                        caption="../report/cluster_series.rst", category="{site}",
-                        subcategory="{method}"),
+        map=report(
+            "results/{site}/figures/{method}_map.png",
+            caption="../report/cluster_map.rst",
+            category="{site}",
+            subcategory="{method}",
+        ),
+        clusters=report(
+            "results/{site}/figures/{method}_clusters.png",
+            caption="../report/cluster_series.rst",
+            category="{site}",
+            subcategory="{method}",
+        ),
     log:
         log_path("figures", "{site}.{method}"),
     benchmark:
         bench_path("figures", "{site}.{method}")
     params:
-        cfg=config.get("report", {}),
+        cfg=report_params(),
         seed=config["seed"],
     threads: 1
     resources:
@@ -27,41 +34,62 @@ rule cluster_figures:
         "../../scripts/figures.py"
 
 
-def rule_file_patterns(_wildcards=None):
-    """Benchmark and log patterns of every rule, and whether it picks a torch device.
+rule dsc_figure:
+    """DSC loss per epoch, drawn from the training log."""
+    input:
+        "results/{site}/dsc/train_log.tsv",
+    output:
+        report(
+            "results/{site}/figures/dsc_loss.png",
+            caption="../report/dsc_loss.rst",
+            category="{site}",
+            subcategory="dsc",
+        ),
+    log:
+        log_path("dsc_figure"),
+    params:
+        dpi=config["report"]["dpi"],
+        variant=config["dsc"]["variant"],
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../../scripts/dsc_figure.py"
 
-    provenance.py recovers each job of a site (and its wildcards) from these
-    file names; the dict only changes when a rule's log/benchmark path does.
-    """
-    import re
 
-    def plain(pattern):
-        # drop wildcard constraints ({site,a|b} -> {site}): the site list must
-        # not enter the params, or adding a site would rerun every provenance
-        return re.sub(r"\{(\w+),(?:[^{}]|\{[^{}]*\})*\}", r"{\1}", str(pattern))
-
-    out = {}
-    for r in sorted(workflow.rules, key=lambda r: r.name):
-        logs = [plain(f) for f in r.log]
-        out[r.name] = {
-            "benchmark": plain(r.benchmark) if r.benchmark else None,
-            "log": logs[0] if logs else None,
-            "device": "device" in r.params.keys(),
-        }
-    return out
-
-
-def site_products(wildcards):
-    """Everything a site's run leaves behind but its provenance (so provenance runs last)."""
-    own = f"results/{wildcards.site}/provenance.json"
-    return [f for f in site_outputs(wildcards.site) if f != own and not f.endswith(".json")]
+rule k_sweep_figure:
+    """Quality metrics against k, to choose k (kmeans.k_sweep: true)."""
+    input:
+        "results/{site}/clusters/kmeans-{variant}_k.tsv",
+    output:
+        report(
+            "results/{site}/figures/kmeans-{variant}_k.png",
+            caption="../report/k_sweep.rst",
+            category="{site}",
+            subcategory="k choice",
+        ),
+    log:
+        log_path("k_sweep_figure", "{site}.{variant}"),
+    params:
+        dpi=config["report"]["dpi"],
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../../scripts/k_sweep_figure.py"
 
 
 rule export_labels:
     """clusters.csv (pid,lat,lon,<method>...) and a GeoJSON layer for QGIS."""
     input:
         shards="results/{site}/shards.h5",
-        labels=lambda wc: [f"results/{wc.site}/clusters/{m}.h5" for m in methods()],
+        labels=lambda wc: [f"results/{wc.site}/clusters/{m}.h5" for m in METHODS],
     output:
         csv="results/{site}/clusters.csv",
         geojson="results/{site}/clusters.geojson",
@@ -70,7 +98,7 @@ rule export_labels:
     benchmark:
         bench_path("export")
     params:
-        methods=methods(),
+        methods=METHODS,
     threads: 1
     resources:
         mem_mb=mem_mb(500, 60),
@@ -87,20 +115,24 @@ rule provenance:
         shards="results/{site}/shards.h5",
         sources=source_files,
         truth=truth_file,
-        metrics=lambda wc: [f"results/{wc.site}/clusters/{m}.json" for m in methods()],
+        metrics=lambda wc: [f"results/{wc.site}/clusters/{m}.json" for m in METHODS],
         products=site_products,
     output:
-        report("results/{site}/provenance.json", caption="../report/provenance.rst",
-               category="{site}", subcategory="provenance"),
+        report(
+            "results/{site}/provenance.json",
+            caption="../report/provenance.rst",
+            category="{site}",
+            subcategory="provenance",
+        ),
     log:
         log_path("provenance"),
     params:
         # Only what describes this site; the resolved config is read at run time
         # (a config param would rerun every site's provenance on any change).
         site=lambda wc: SITES.loc[wc.site].to_dict(),
-        fmt=lambda wc: FORMATS[SITES.loc[wc.site, "format"]],
+        fmt=lambda wc: site_format(wc.site),
         rules=rule_file_patterns,
-        hash_sources=config.get("report", {}).get("hash_sources", True),
+        hash_sources=config["report"]["hash_sources"],
     threads: 1
     resources:
         mem_mb=500,
@@ -114,11 +146,17 @@ rule provenance:
 rule summary:
     """Cross-site table (site x method x metric) and the report's comparison page."""
     input:
-        metrics=lambda wc: [f"results/{s}/clusters/{m}.json" for s in SITES.index for m in methods()],
+        metrics=[f"results/{s}/clusters/{m}.json" for s in SITES.index for m in METHODS],
         provenance=expand("results/{site}/provenance.json", site=SITES.index),
     output:
-        tsv=report("results/summary.tsv", caption="../report/summary.rst", category="Summary"),
-        html=report("results/summary.html", caption="../report/comparison.rst", category="Summary"),
+        tsv=report(
+            "results/summary.tsv", caption="../report/summary.rst", category="Summary"
+        ),
+        html=report(
+            "results/summary.html",
+            caption="../report/comparison.rst",
+            category="Summary",
+        ),
     log:
         "logs/summary.log",
     threads: 1

@@ -10,9 +10,8 @@ rule shards:
         bench_path("shards")
     params:
         fmt_name=lambda wc: SITES.loc[wc.site, "format"],
-        fmt=lambda wc: FORMATS[SITES.loc[wc.site, "format"]],
-        cfg=config["shards"],
-        seed=config["seed"],
+        fmt=lambda wc: site_format(wc.site),
+        cfg=shards_params(),
     threads: 2
     resources:
         mem_mb=mem_mb(2000, 400),

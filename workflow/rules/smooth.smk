@@ -10,8 +10,7 @@ rule smooth:
     benchmark:
         bench_path("smooth", "{site}.{base}")
     params:
-        cfg=config["smooth"],
-        seed=config["seed"],
+        cfg=smooth_params(),
     threads: 2
     resources:
         mem_mb=mem_mb(1000, 1200),

@@ -2,7 +2,7 @@
 
 ``patches`` builds each point's P x P x T neighbourhood, ``model`` the
 CNN + LSTM autoencoder with its Student's-t clustering layer, ``train`` the
-estimator :class:`DeepSpatiotemporalClustering`, ``plots`` the loss curve.
+estimator :class:`DeepSpatiotemporalClustering` (its loss curve: :func:`insarclust.figures.plot_training_curve`).
 """
 from .model import (VARIANTS, ClusteringLayer, DSCNet, kl_divergence, masked_mse, student_t_assignment,
                     target_distribution)

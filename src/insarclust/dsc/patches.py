@@ -26,16 +26,9 @@ import torch
 from scipy.spatial import cKDTree
 
 from .. import h5io
+from ..geodesy import EARTH_RADIUS_M, ecef_m  # noqa: F401
 
-EARTH_RADIUS_M = 6371008.8
 EMPTY = -1
-
-
-def ecef_m(lat_deg: np.ndarray, lon_deg: np.ndarray) -> np.ndarray:
-    """(n, 3) positions in metres on a sphere of radius EARTH_RADIUS_M."""
-    phi, lam = np.radians(lat_deg), np.radians(lon_deg)
-    cos_phi = np.cos(phi)
-    return EARTH_RADIUS_M * np.stack([cos_phi * np.cos(lam), cos_phi * np.sin(lam), np.sin(phi)], axis=1)
 
 
 def east_north(lat_deg: np.ndarray, lon_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,10 @@
+"""Rule ``evaluate``: metrics, cluster descriptors and suggested labels of one method -> clusters/{method}.json."""
+from insarclust.evaluate import evaluate_file
+from insarclust.logs import start_rule, timed
+
+log = start_rule(snakemake)
+truth = list(snakemake.input.get("truth", []) or [])
+with timed(log, f"evaluate {snakemake.wildcards.method}"):
+    evaluate_file(snakemake.input.labels, snakemake.output[0], graph_path=snakemake.input.graph,
+                  shards_path=snakemake.input.shards, descriptors_path=snakemake.input.descriptors,
+                  truth_path=truth[0] if truth else None, thresholds=dict(snakemake.params.thresholds))

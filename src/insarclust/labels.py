@@ -1,0 +1,169 @@
+"""What a clustering method's fit leaves behind: ordered labels, centres, fit diagnostics.
+
+Every method rule (k-means variants, peers, DSC) ends the same way: cluster
+ids are renumbered by the trend of their mean series (:func:`order_labels`,
+so that id 0 subsides fastest and a colour means the same motion in every
+figure), the quality of the partition is measured in the method's own
+feature space (silhouette, Davies-Bouldin, Calinski-Harabasz, centre
+distances: :func:`fit_metrics`), and :class:`Labelling` is written to
+``clusters/{method}.h5``. Nothing here reads the interpretation thresholds:
+metrics against the graph, the truth and the suggested regime names come
+later, in :mod:`insarclust.evaluate`, so a threshold change never refits.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import h5io, metrics
+from .dates import DAYS_PER_YEAR
+from .jsonio import to_jsonable
+
+
+def grouped_mean_std(blocks, labels: np.ndarray, n_clusters: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-cluster mean and (population) std of rows streamed as ``(start, stop, X)`` blocks.
+
+    Exact two-pass moments within each block, merged across blocks with Chan's
+    formula, so a block of large values does not lose precision.
+    Returns ``mean (K, D)``, ``std (K, D)`` float64 (NaN for empty clusters), ``counts (K,)``.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    counts = mean = m2 = None
+    for a, b, X in blocks:
+        X = np.asarray(X, dtype=np.float64)
+        lab = labels[a:b]
+        if counts is None:
+            counts = np.zeros(n_clusters, dtype=np.int64)
+            mean = np.zeros((n_clusters, X.shape[1]))
+            m2 = np.zeros((n_clusters, X.shape[1]))
+        onehot = sp.csr_array((np.ones(len(lab)), (lab, np.arange(len(lab)))),
+                              shape=(n_clusters, len(lab)))
+        n_b = np.bincount(lab, minlength=n_clusters)
+        hit = n_b > 0
+        mean_b = np.zeros_like(mean)
+        mean_b[hit] = (onehot @ X)[hit] / n_b[hit, None]
+        m2_b = onehot @ (X - mean_b[lab]) ** 2
+        n_new = counts + n_b
+        delta = mean_b - mean
+        frac = np.where(hit, n_b / np.maximum(n_new, 1), 0.0)
+        mean = mean + delta * frac[:, None]
+        m2 = m2 + m2_b + delta ** 2 * (counts * frac)[:, None]
+        counts = n_new
+    if counts is None:
+        raise ValueError("no rows to summarise")
+    empty = counts == 0
+    mean[empty] = np.nan
+    std = np.sqrt(m2 / np.maximum(counts, 1)[:, None])
+    std[empty] = np.nan
+    return mean, std, counts
+
+
+def cluster_series_stats(shards_path, labels: np.ndarray, n_clusters: int | None = None,
+                         dataset: str = "series/regular") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-cluster ``mean (K, G)``, ``std (K, G)`` (mm) of the regular series and ``counts (K,)``.
+
+    Streamed over the shards of ``shards.h5``; K defaults to ``labels.max() + 1``.
+    """
+    labels = np.asarray(labels)
+    k = int(labels.max()) + 1 if n_clusters is None else int(n_clusters)
+    return grouped_mean_std(h5io.Shards(shards_path).iter_shards(dataset), labels, k)
+
+
+def trend_mm_yr(mean_series: np.ndarray, grid_dates: np.ndarray) -> np.ndarray:
+    """Least-squares linear trend (mm/yr) of each row of ``mean_series (K, G)``; NaN rows stay NaN."""
+    mean_series = np.atleast_2d(np.asarray(mean_series, dtype=np.float64))
+    t_yr = (np.asarray(grid_dates, dtype=np.float64) - grid_dates[0]) / DAYS_PER_YEAR
+    t_c = t_yr - t_yr.mean()
+    denom = float(np.sum(t_c ** 2))
+    if denom == 0:
+        return np.zeros(len(mean_series))
+    return (mean_series - mean_series.mean(axis=1, keepdims=True)) @ t_c / denom
+
+
+def trend_order(mean_series: np.ndarray, grid_dates: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Old cluster ids in their new order: ascending trend, empty clusters last, ties by id."""
+    trend = trend_mm_yr(mean_series, grid_dates)
+    empty = (np.asarray(counts) == 0) | ~np.isfinite(trend)
+    return np.lexsort((np.arange(len(trend)), np.where(empty, 0.0, trend), empty))
+
+
+def order_labels_with_stats(labels: np.ndarray, shards_path, n_clusters: int | None = None):
+    """:func:`order_labels` plus what it computed on the way.
+
+    Returns ``(labels (N,) int32, order (K,), (mean, std, counts))``:
+    ``order[new_id] = old_id`` (apply it to centres: ``centers[order]``) and
+    the series statistics already in the new numbering.
+    """
+    labels = np.asarray(labels)
+    mean, std, counts = cluster_series_stats(shards_path, labels, n_clusters)
+    order = trend_order(mean, h5io.Shards(shards_path).grid_dates, counts)
+    new_id = np.empty_like(order)
+    new_id[order] = np.arange(len(order))
+    return new_id[labels].astype(np.int32), order, (mean[order], std[order], counts[order])
+
+
+def order_labels(labels: np.ndarray, shards_path) -> np.ndarray:
+    """Labels renumbered so cluster ids go by ascending trend of the cluster mean series.
+
+    Cluster 0 subsides fastest; the same regime gets the same id (and colour)
+    whatever method found it. Empty ids (a k-means centre nobody chose) go last.
+    """
+    return order_labels_with_stats(labels, shards_path)[0]
+
+
+def fit_metrics(source, labels: np.ndarray, n_clusters: int, *, seed: int, silhouette_sample: int,
+                centers: np.ndarray | None = None) -> dict:
+    """Quality of a partition in the feature space it was found in (JSON-ready floats)."""
+    q = metrics.quality_metrics(source, labels, n_clusters=n_clusters, seed=seed,
+                                silhouette_sample=silhouette_sample, centers=centers)
+    return {m: float(q[m]) for m in ("silhouette", "davies_bouldin", "calinski_harabasz",
+                                     "mean_intercentroid_distance")}
+
+
+@dataclass
+class Labelling:
+    """One method's result on one site, in shard order.
+
+    ``labels (N,) int32`` ordered by trend, ``split (N,) uint8`` (0 train, 1
+    test / not trained on), ``centers (K, D)`` in the method's feature space,
+    ``record``: the JSON-ready fit record (``k``, ``metrics`` measured in
+    the feature space, and whatever the method adds: ``k_selection``, ``pca``,
+    ``training``, ``config`` ...); for DSC also ``proba (N, K)`` and ``latent (N, e)``.
+    """
+
+    labels: np.ndarray
+    split: np.ndarray
+    record: dict
+    centers: np.ndarray | None = None
+    proba: np.ndarray | None = None
+    latent: np.ndarray | None = None
+    attrs: dict = field(default_factory=dict)
+    # per-cluster (mean, std, counts) of the regular series from the ordering; not written
+    series_stats: tuple | None = field(default=None, repr=False)
+
+    def stamp(self, site: str, method: str, config: dict) -> "Labelling":
+        """Name the site and method, and record the configuration the fit read."""
+        self.record = {"site": site, "method": method, **self.record, "config": config}
+        self.attrs.update(site=site, method=method)
+        return self
+
+    def write(self, path) -> None:
+        """``clusters/{method}.h5``: labels, split, centres (+ proba, latent) and the record (``/fit``)."""
+        extra = {"fit": np.array(json.dumps(to_jsonable(self.record), allow_nan=False), dtype=object)}
+        if self.centers is not None:
+            extra["centers"] = np.asarray(self.centers, dtype=np.float64)
+        attrs = {**self.attrs, "k": int(self.record["k"])}
+        h5io.write_clusters(path, self.labels, self.split, proba=self.proba, latent=self.latent,
+                            attrs=attrs, extra=extra)
+
+    @classmethod
+    def read(cls, path) -> "Labelling":
+        data = h5io.read_clusters(path)
+        fit = data.get("fit")
+        record = json.loads(fit if isinstance(fit, str) else fit.item()) if fit is not None else {}
+        return cls(labels=data["labels"], split=data["split"], record=record, centers=data.get("centers"),
+                   proba=data.get("proba"), latent=data.get("latent"), attrs=data["attrs"])
