@@ -112,16 +112,25 @@ def _regions(rng, x, y, extent_m: float):
     return cell, regime_of_seed[cell], n_seeds
 
 
+def _region_params(rng, n_cells: int, t_end_yr: float) -> dict:
+    """Motion parameters of each region (Voronoi cell)."""
+    return {"rate": rng.uniform(-15, -5, n_cells), "up": rng.uniform(3, 8, n_cells),
+            "amp": rng.uniform(6, 14, n_cells), "acc": rng.uniform(-4, -2, n_cells),
+            "step_size": rng.uniform(-30, -15, n_cells),
+            "step_t": rng.uniform(0.3, 0.7, n_cells) * t_end_yr}
+
+
 def _signals(rng, t_yr, doy, regime, cell, n_cells):
     """Deformation signal (n, T) mm of each point from its regime and cell."""
+    jitter = rng.uniform(0.75, 1.25, len(regime))
+    return _signal_of(_region_params(rng, n_cells, t_yr[-1]), t_yr, doy, regime, cell, jitter)
+
+
+def _signal_of(params: dict, t_yr, doy, regime, cell, jitter):
+    """Signal (n, T) mm from region parameters; t_yr (T,) years since the reference epoch."""
+    rate, up, amp, acc = params["rate"], params["up"], params["amp"], params["acc"]
+    step_size, step_t = params["step_size"], params["step_t"]
     n = len(regime)
-    jitter = rng.uniform(0.75, 1.25, n)
-    rate = rng.uniform(-15, -5, n_cells)
-    up = rng.uniform(3, 8, n_cells)
-    amp = rng.uniform(6, 14, n_cells)
-    acc = rng.uniform(-4, -2, n_cells)
-    step_size = rng.uniform(-30, -15, n_cells)
-    step_t = rng.uniform(0.3, 0.7, n_cells) * t_yr[-1]
     sig = np.zeros((n, len(t_yr)))
     r = regime
     m = r == REGIMES.index("subsiding")
@@ -201,7 +210,7 @@ def generate(site: str, preset: str, fmt: Format, n_points: int = 20000, start: 
                          150 / 2500.0 * np.cos(y / 2500.0))
     static = _static_columns(fmt, rng, dem, np.degrees(np.arctan(dem_slope)), vel, coherence,
                              incidence, x, y, disp, dates, p)
-    cols = {fmt.id: pid, fmt.lat: np.round(lat, 7), fmt.lon: np.round(lon, 7)}
+    cols = {fmt.id: pid, **_position_columns(fmt, lat, lon)}
     cols.update(static)
     table = pd.DataFrame(cols)
     table = pd.concat([table, pd.DataFrame(np.round(disp, 1).astype(np.float32), columns=date_cols)], axis=1)
@@ -212,7 +221,18 @@ def generate(site: str, preset: str, fmt: Format, n_points: int = 20000, start: 
     return table, truth
 
 
-def _static_columns(fmt, rng, dem, slope_deg, vel, coherence, incidence, x, y, disp, dates, p):
+def _position_columns(fmt: Format, lat: np.ndarray, lon: np.ndarray) -> dict:
+    """The format's position columns: lat/lon (1e-7 deg), or projected x/y (1 mm) like EGMS L3."""
+    if not fmt.projected:
+        return {fmt.lat: np.round(lat, 7), fmt.lon: np.round(lon, 7)}
+    from .coords import from_wgs84
+
+    x, y = from_wgs84(lat, lon, fmt.crs)
+    return {fmt.x: np.round(x, 3), fmt.y: np.round(y, 3)}
+
+
+def _static_columns(fmt, rng, dem, slope_deg, vel, coherence, incidence, x, y, disp, dates, p,
+                    track_angle=None):
     n = len(dem)
     slope = np.clip(slope_deg + rng.normal(0, 2, n), 0, 60)
     values = {
@@ -222,7 +242,7 @@ def _static_columns(fmt, rng, dem, slope_deg, vel, coherence, incidence, x, y, d
         "temporal_coherence": coherence, "COHERENCE": coherence,
         "amplitude_dispersion": rng.uniform(0.12, 0.4, n),
         "incidence_angle": incidence,
-        "track_angle": p.track_angle + rng.normal(0, 0.01, n),
+        "track_angle": (p.track_angle if track_angle is None else track_angle) + rng.normal(0, 0.01, n),
         "MAXDISP": np.nanmax(np.abs(disp), axis=1),
         "RANGE": (x / 20.0).round(),
         "AZIMUTH": (y / 14.0).round(),
@@ -231,8 +251,23 @@ def _static_columns(fmt, rng, dem, slope_deg, vel, coherence, incidence, x, y, d
         "DOYMAX": np.array([(EPOCH + dt.timedelta(days=int(d))).timetuple().tm_yday
                             for d in dates])[np.nanargmax(np.abs(np.nan_to_num(disp)), axis=1)],
     }
+    # further columns of the EGMS products (L2a/L2b/L3), drawn only for formats that have them
+    wanted = set(fmt.static + fmt.optional_static)
+    if wanted & {"los_east", "los_north", "los_up"}:
+        from .coords import los_vector
+
+        values["los_east"], values["los_north"], values["los_up"] = los_vector(incidence, values["track_angle"])
+    extra = {
+        "height_wgs84": lambda: dem + 38.0,
+        "mean_velocity_std": lambda: rng.uniform(0.1, 0.8, n),
+        "acceleration": lambda: rng.normal(0, 0.5, n),
+        "acceleration_std": lambda: rng.uniform(0.05, 0.4, n),
+        "seasonality": lambda: rng.uniform(0.0, 4.0, n),
+        "seasonality_std": lambda: rng.uniform(0.1, 1.0, n),
+    }
+    values.update({name: draw() for name, draw in extra.items() if name in wanted})
     out = {}
-    for name in fmt.static:
+    for name in fmt.static + fmt.optional_static:
         if name in values:
             out[name] = np.round(values[name], 3)
         else:  # a column the generator does not model: plausible noise

@@ -2,6 +2,7 @@
 attributes and dated displacements (config/formats.yaml)."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass, field
@@ -21,10 +22,16 @@ class Format:
 
     name: str
     id: str
-    lat: str
-    lon: str
     static: tuple[str, ...]
     date_pattern: str
+    # position: WGS84 lat/lon columns, or projected x/y columns in ``crs`` (see insarclust.coords)
+    lat: str = ""
+    lon: str = ""
+    x: str = ""
+    y: str = ""
+    crs: str = ""
+    # static columns read when a file has them (every file of the site), skipped otherwise
+    optional_static: tuple[str, ...] = ()
     displacement_unit: str = "mm"
     delimiter: str = ","
     na_values: tuple[str, ...] = ("", "NaN", "nan", "NA")
@@ -34,12 +41,40 @@ class Format:
     def from_dict(cls, name: str, spec: dict) -> "Format":
         spec = dict(spec)
         spec["static"] = tuple(spec.get("static", ()))
+        spec["optional_static"] = tuple(spec.get("optional_static", ()))
         spec["na_values"] = tuple(spec.get("na_values", cls.na_values))
-        return cls(name=name, **spec)
+        if "crs" in spec:
+            spec["crs"] = str(spec["crs"])
+        fmt = cls(name=name, **spec)
+        geographic, projected = bool(fmt.lat and fmt.lon), bool(fmt.x and fmt.y and fmt.crs)
+        if geographic == projected:
+            raise InputError(f"format '{name}' must give either lat and lon, or x, y and crs",
+                             file="config/formats.yaml",
+                             fix="name the WGS84 latitude/longitude columns (lat:, lon:), or the "
+                                 "projected coordinate columns and their CRS (x:, y:, crs: EPSG:3035)")
+        return fmt
 
     @property
     def to_mm(self) -> float:
         return UNIT_TO_MM[self.displacement_unit]
+
+    @property
+    def projected(self) -> bool:
+        """Positions come as projected x/y in ``crs`` (converted to WGS84 on reading)."""
+        return bool(self.crs)
+
+    @property
+    def position_columns(self) -> tuple[str, str]:
+        """``(y/lat column, x/lon column)``: the columns the reader takes the position from."""
+        return (self.y, self.x) if self.projected else (self.lat, self.lon)
+
+    def with_optional(self, headers) -> "Format":
+        """This format with the optional static columns that every header has appended to
+        ``static`` (and none left optional), so all files of a site share one static layout."""
+        headers = [{h.strip() for h in header} for header in headers]
+        present = tuple(c for c in self.optional_static
+                        if c not in self.static and all(c in h for h in headers))
+        return dataclasses.replace(self, static=self.static + present, optional_static=())
 
 
 def load_formats(path) -> dict[str, dict]:
@@ -81,7 +116,7 @@ def plan_columns(header: list[str], fmt: Format, file: str) -> ColumnPlan:
     Raises InputError naming the missing column(s) or the date pattern.
     """
     header = [h.strip() for h in header]
-    required = [fmt.id, fmt.lat, fmt.lon, *fmt.static]
+    required = [fmt.id, *fmt.position_columns, *fmt.static]
     missing = [c for c in required if c not in header]
     if missing:
         raise InputError(
