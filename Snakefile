@@ -22,6 +22,7 @@ include: "workflow/rules/kmeans.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/dsc.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/gis.smk"
 
 
 rule all:

@@ -35,6 +35,7 @@ for _site, _fmt in SITES["format"].items():
             "Fix the format column or add the format to formats.yaml.")
 
 VARIANTS = ["dyn", "dyn+static", "dyn_smoothed", "dyn+static_smoothed"]
+GEOJSON = bool(config.get("report", {}).get("geojson", False))
 BASELINES = [m for m in ["pca-kmeans", "raw-kmeans", "descriptors-kmeans"]
              if config.get("baselines", {}).get(m, True)]
 
@@ -95,8 +96,10 @@ def embed_parts(wildcards):
 def site_outputs(site):
     out = [f"results/{site}/clusters/{m}.{ext}" for m in methods() for ext in ("h5", "json")]
     out += [f"results/{site}/figures/{m}_{kind}.png" for m in methods() for kind in ("map", "clusters")]
-    out += [f"results/{site}/clusters.csv", f"results/{site}/clusters.geojson",
+    out += [f"results/{site}/clusters.csv", f"results/{site}/clusters.gpkg",
             f"results/{site}/provenance.json"]
+    if GEOJSON:
+        out.append(f"results/{site}/clusters.geojson")
     if config["dsc"]["enabled"]:
         out += [f"results/{site}/figures/dsc_loss.png"]
     if config["kmeans"].get("k_sweep"):

@@ -58,13 +58,13 @@ def site_products(wildcards):
 
 
 rule export_labels:
-    """clusters.csv (pid,lat,lon,<method>...) and a GeoJSON layer for QGIS."""
+    """clusters.csv (pid,lat,lon,<method>...) and, with report.geojson, a GeoJSON layer."""
     input:
         shards="results/{site}/shards.h5",
         labels=lambda wc: [f"results/{wc.site}/clusters/{m}.h5" for m in methods()],
     output:
         csv="results/{site}/clusters.csv",
-        geojson="results/{site}/clusters.geojson",
+        **({"geojson": "results/{site}/clusters.geojson"} if GEOJSON else {}),
     log:
         log_path("export"),
     benchmark:
