@@ -1,6 +1,7 @@
 """Site table, validation, wildcard constraints, input functions and resources."""
 import glob
 import os
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +24,12 @@ if SITES["site"].duplicated().any():
     raise ValueError(f"{config['sites']}: site names must be unique, repeated: "
                      f"{sorted(SITES.loc[SITES['site'].duplicated(), 'site'])}")
 SITES = SITES.set_index("site", drop=False)
+# sources: files, demo:<preset>, or an asc=...;desc=... pair (parsed by the library of this tree)
+sys.path.insert(0, str(ROOT / "src"))
+from insarclust.sites import parse_source
+
+SOURCES = {s: parse_source(src, s, config["sites"]) for s, src in SITES["source"].items()}
+PAIRS = [s for s, src in SOURCES.items() if src.kind == "pair"]
 
 with open(config["formats"]) as _fh:
     FORMATS = yaml.safe_load(_fh)
@@ -58,9 +65,23 @@ def demo_preset(site):
     return SITES.loc[site, "source"].split(":", 1)[1]
 
 
+def track_files(site, track):
+    """Input CSV files of one track (asc, desc) of a pair site (generated ones for a demo pair)."""
+    source = SOURCES[site].tracks[track]
+    if source.startswith("demo:"):
+        return [f"resources/demo/{site}.{track}.csv.gz"]
+    files = sorted(glob.glob(os.path.expanduser(source)))
+    if not files:
+        raise ValueError(f"{config['sites']}: site '{site}': no file matches the {track} source "
+                         f"'{source}'. Fix the path or glob.")
+    return files
+
+
 def source_files(wildcards):
-    """Input CSV files of a site (the generated CSV for demo sites)."""
+    """Input CSV files of a site (the generated CSV for demo sites; both tracks of a pair)."""
     site = wildcards.site
+    if site in PAIRS:
+        return track_files(site, "asc") + track_files(site, "desc")
     if is_demo(site):
         return [f"resources/demo/{site}.csv.gz"]
     files = sorted(glob.glob(os.path.expanduser(SITES.loc[site, "source"])))
@@ -71,7 +92,9 @@ def source_files(wildcards):
 
 
 def truth_file(wildcards):
-    """True regimes of demo sites (empty list for real sites)."""
+    """True regimes of demo sites (empty list for real sites); of the cells for a demo pair."""
+    if wildcards.site in PAIRS:
+        return [f"resources/demo/{wildcards.site}.cells.truth.csv"] if SOURCES[wildcards.site].is_demo else []
     return [f"resources/demo/{wildcards.site}.truth.csv"] if is_demo(wildcards.site) else []
 
 
@@ -130,7 +153,7 @@ def site_points(wildcards):
                 return int(f.attrs["n_points"])
         except Exception:
             pass
-    if is_demo(site):
+    if SOURCES[site].is_demo:
         return int(config.get("demo", {}).get("n_points", 20000))
     try:
         return max(1, sum(os.path.getsize(f) for f in source_files(wildcards)) // 2000)
