@@ -167,3 +167,51 @@ def test_missing_los_vectors_stop(tmp_path):
     with pytest.raises(InputError, match=r"(?s)a\.h5: the line-of-sight vectors are missing and cannot be "
                                          r"derived.*fix: add los_east"):
         decompose(a, b, tmp_path / "s.h5", "p")
+
+
+# --------------------------------------------------------------------------- #
+# the site table's pair syntax
+
+
+def test_site_sources():
+    from insarclust.sites import parse_source
+
+    assert parse_source("data/lyngen/*.csv").kind == "files"
+    demo = parse_source("demo:arctic")
+    assert demo.kind == "demo" and demo.preset == "arctic" and demo.is_demo
+    pair = parse_source(" desc = data/d/*.zip ; asc=data/a/*.zip")
+    assert pair.kind == "pair" and pair.tracks == {"asc": "data/a/*.zip", "desc": "data/d/*.zip"}
+    assert not pair.is_demo
+    demo_pair = parse_source("asc=demo:mainland;desc=demo:mainland")
+    assert demo_pair.kind == "pair" and demo_pair.preset == "mainland"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("asc=data/a/*.zip", "has no desc geometry: a vertical/east-west decomposition needs one ascending"),
+    ("desc=data/d.csv;", "has no asc geometry"),
+    ("asc=a.csv;desc=b.csv;asc=c.csv", "names 'asc' twice"),
+    ("asc=a.csv;up=b.csv", "cannot read 'up=b.csv'"),
+    ("asc=demo:mainland;desc=data/d.csv", "same demo:<preset> on both sides"),
+])
+def test_malformed_pairs_name_the_site(text, message):
+    from insarclust.sites import parse_source
+
+    with pytest.raises(InputError, match=f"(?s)config/sites.tsv, column 'source': site 'oslo': .*{message}.*fix:"):
+        parse_source(text, "oslo")
+
+
+def test_demo_pair_sees_one_motion_from_both_sides():
+    from insarclust.demo import generate_pair
+    from insarclust.formats import get_format, load_formats
+
+    from conftest import ROOT
+
+    fmt = get_format("egms", load_formats(ROOT / "config" / "formats.yaml"))
+    tables, truth = generate_pair("p", "mainland", fmt, n_points=400, years=1.0, seed=1, cell_size_m=500)
+    asc, desc = tables["asc"], tables["desc"]
+    assert (asc.los_east < -0.4).all() and (desc.los_east > 0.4).all()
+    assert np.allclose(asc.track_angle, -12.5, atol=0.1) and np.allclose(desc.track_angle, 192.5, atol=0.1)
+    dates = [c for c in asc.columns if c.isdigit()]
+    assert dates[0] == "20180601" and [c for c in desc.columns if c.isdigit()][0] == "20180604"
+    assert not set(asc.pid) & set(desc.pid)
+    assert truth.pid.str.startswith("500mE").all() and truth.pid.is_unique and len(truth) > 20
