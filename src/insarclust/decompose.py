@@ -134,8 +134,15 @@ class Track:
         x, y = coords.from_wgs84(lat, lon, cfg.crs)
         i, j = coords.cell_index(x, y, cfg.cell_size_m)
         key = coords.cell_key(i, j)
-        static = shards.read("points/static")
-        los, source = los_unit_vectors(static, shards.static_names, path)
+        names = list(shards.static_names)
+        # block by block: only the LOS vectors and heights are kept, not every static column
+        los_blocks, heights = [], []
+        for _, _, static in shards.iter_blocks("points/static", block_rows=1 << 18):
+            block_los, source = los_unit_vectors(static, names, path)
+            los_blocks.append(block_los)
+            if "height" in names:
+                heights.append(static[:, names.index("height")].astype(np.float64))
+        los = np.concatenate(los_blocks)
         norm = np.sqrt(np.sum(los ** 2, axis=1))
         bad = ~(np.isfinite(norm) & (np.abs(norm - 1.0) < 0.05)) | ~np.isfinite(x) | ~np.isfinite(y)
         if bad.all():
@@ -143,8 +150,7 @@ class Track:
                              f"(from {source})", file=path,
                              fix="check the LOS columns of the file (unit vectors, no empty values)")
         key = np.where(bad, -1, key)
-        names = list(shards.static_names)
-        height = static[:, names.index("height")].astype(np.float64) if "height" in names else None
+        height = np.concatenate(heights) if heights else None
         log.info("%s track %s: %d points, LOS from %s, mean LOS (E, N, U) = (%.2f, %.2f, %.2f)%s",
                  name, path, shards.n_points, source, *np.nanmean(los[~bad], axis=0),
                  f", {int(bad.sum())} without a valid LOS vector skipped" if bad.any() else "")
