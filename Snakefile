@@ -15,6 +15,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/shards.smk"
+include: "workflow/rules/decompose.smk"
 include: "workflow/rules/graph.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/smooth.smk"
@@ -23,6 +24,7 @@ include: "workflow/rules/baselines.smk"
 include: "workflow/rules/dsc.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/gis.smk"
 
 
 rule all:

@@ -105,7 +105,7 @@ def test_header_only(tmp_path, table):
 
 
 def test_unknown_format():
-    with pytest.raises(InputError, match="(?s)unknown format 'egms2'.*fix:.*egms, ngu, svalbard"):
+    with pytest.raises(InputError, match="(?s)unknown format 'egms2'.*fix:.*egms, egms-l3, ngu, svalbard"):
         get_format("egms2", FORMATS)
 
 

@@ -46,7 +46,7 @@ def test_unknown_format_in_site_table(tmp_path):
     res = _dry_run(tmp_path, {}, "site\tsource\tformat\nx\tdemo:mainland\tegms3\n")
     assert res.returncode != 0
     out = res.stderr + res.stdout
-    assert "egms3" in out and "egms, ngu, svalbard" in out
+    assert "egms3" in out and "egms, egms-l3, ngu, svalbard" in out
 
 
 def test_bad_site_name(tmp_path):

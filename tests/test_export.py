@@ -95,3 +95,99 @@ def test_reserved_method_name_rejected(tmp_path):
     paths, _ = _labels(tmp_path, 300, ["lat"])
     with pytest.raises(ValueError, match="reserved"):
         export_labels(shards, paths, tmp_path / "c.csv")
+
+
+# --------------------------------------------------------------------------- #
+# GeoPackage
+
+
+def _metrics(tmp_path, methods, arrays):
+    paths = {}
+    for m in methods:
+        k = int(arrays[m].max()) + 1
+        clusters = [{"cluster": j, "size": int((arrays[m] == j).sum()),
+                     "label": ["subsiding", "stable", "uplifting", "seasonal", "step"][j % 5]} for j in range(k)]
+        paths[m] = tmp_path / "clusters" / f"{m}.json"
+        paths[m].write_text(json.dumps({"k": k, "clusters": clusters}))
+    return paths
+
+
+def test_geopackage_layer_schema_crs_and_rows(tmp_path):
+    import pyogrio
+    import pyogrio.raw
+
+    from insarclust.descriptors import DESCRIPTOR_NAMES
+    from insarclust.export import write_geopackage
+
+    n = 1300
+    shards, _ = make_shards_file(tmp_path / "shards.h5", n=n, n_grid=20, shard_size=512)
+    methods = ["kmeans-dyn", "kmeans-dyn+static_smoothed", "dsc"]
+    paths, arrays = _labels(tmp_path, n, methods)
+    metrics = _metrics(tmp_path, methods, arrays)
+    rng = np.random.default_rng(1)
+    D = rng.normal(0, 5, (n, len(DESCRIPTOR_NAMES))).astype(np.float32)
+    D[:, DESCRIPTOR_NAMES.index("step_date")] = 18000 + rng.integers(0, 900, n)
+    D[5, DESCRIPTOR_NAMES.index("step_date")] = np.nan     # no step: an empty date
+    h5io.write_features(tmp_path / "descriptors.h5", D, DESCRIPTOR_NAMES)
+    out = tmp_path / "clusters.gpkg"
+    # small blocks: the layer is streamed in many pieces
+    assert write_geopackage(shards, paths, out, metrics_paths=metrics, descriptors_path=tmp_path / "descriptors.h5",
+                            layer_name="demo-x", block_rows=200) == n
+    assert not list(tmp_path.glob(".clusters*"))
+
+    info = pyogrio.read_info(out)
+    assert info["layer_name"] == "demo-x" and info["geometry_type"] == "Point" and info["features"] == n
+    assert info["crs"] == "EPSG:4326"
+    expected = ["pid", "lat", "lon"]
+    for m in methods:
+        expected += [m, f"{m}_regime"]
+    expected += DESCRIPTOR_NAMES
+    assert list(info["fields"]) == expected
+    types = dict(zip(info["fields"], info["ogr_types"]))
+    assert types["kmeans-dyn"] == "OFTInteger" and types["step_date"] == "OFTDate"
+    assert types["trend_mm_yr"] == "OFTReal" and types["dsc_regime"] == "OFTString"
+
+    s = h5io.Shards(shards)
+    pid, (lat, lon) = s.pids(), s.coords()
+    rows = [0, 5, 777, n - 1]
+    meta, _, geometry, values = pyogrio.raw.read(out, skip_features=0, max_features=n)
+    col = dict(zip(meta["fields"], values))
+    assert list(col["pid"][rows]) == list(pid[rows])
+    np.testing.assert_array_equal(col["lat"], lat)
+    for m in methods:
+        np.testing.assert_array_equal(col[m], arrays[m])
+        names = {c["cluster"]: c["label"] for c in json.loads(metrics[m].read_text())["clusters"]}
+        assert [col[f"{m}_regime"][r] for r in rows] == [names[arrays[m][r]] for r in rows]
+    np.testing.assert_allclose(col["trend_mm_yr"], D[:, 0].astype(np.float64))
+    step = col["step_date"]
+    assert np.isnat(step[5]) and step[0] == np.datetime64("1970-01-01") + np.timedelta64(int(D[0, 5]), "D")
+    # point geometry: WKB of (lon, lat)
+    import struct
+    assert struct.unpack("<dd", bytes(geometry[777])[5:21]) == (lon[777], lat[777])
+
+
+def test_geopackage_of_a_projected_site_keeps_its_crs(tmp_path):
+    import pyogrio
+    import pyogrio.raw
+
+    from insarclust.demo import generate
+    from insarclust.export import write_geopackage
+    from insarclust.formats import get_format, load_formats
+    from insarclust.shards import build_shards
+
+    from conftest import ROOT
+
+    fmt = get_format("egms-l3", load_formats(ROOT / "config" / "formats.yaml"))
+    table, _ = generate("l3", "mainland", fmt, n_points=400, years=1.0, seed=3)
+    table.to_csv(tmp_path / "l3.csv", index=False)
+    build_shards([tmp_path / "l3.csv"], fmt, tmp_path / "shards.h5", "l3")
+    paths, _ = _labels(tmp_path, 400, ["kmeans-dyn"])
+    write_geopackage(tmp_path / "shards.h5", paths, tmp_path / "clusters.gpkg")
+    info = pyogrio.read_info(tmp_path / "clusters.gpkg")
+    assert info["crs"] == "EPSG:3035" and list(info["fields"]) == ["pid", "lat", "lon", "x", "y", "kmeans-dyn"]
+    meta, _, geometry, values = pyogrio.raw.read(tmp_path / "clusters.gpkg")
+    col = dict(zip(meta["fields"], values))
+    by_pid = table.set_index("pid").loc[col["pid"]]
+    np.testing.assert_array_equal(col["x"], by_pid["easting"].to_numpy())
+    import struct
+    assert struct.unpack("<dd", bytes(geometry[0])[5:21]) == (col["x"][0], col["y"][0])

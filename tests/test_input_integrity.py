@@ -16,7 +16,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import yaml
@@ -24,7 +23,7 @@ import yaml
 from insarclust import h5io
 from insarclust.demo import generate
 from insarclust.formats import get_format, load_formats
-from insarclust.shards import ShardsConfig, build_shards
+from insarclust.shards import build_shards
 
 from conftest import ROOT
 from test_workflow import make_workdir, write_sites

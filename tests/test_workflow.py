@@ -198,9 +198,11 @@ def check_contract(workdir: Path) -> None:
             assert labels.min() >= 0 and labels.max() < result["k"]
             assert sum(result["sizes"]) == n
             np.testing.assert_array_equal([int(r[3 + j]) for r in rows[1:]], labels)
-        geo = json.loads((res / "clusters.geojson").read_text())
-        assert len(geo["features"]) == n
-        assert set(geo["features"][0]["properties"]) == {"pid", "lat", "lon", *methods}
+        if cfg["report"].get("geojson"):
+            geo = json.loads((res / "clusters.geojson").read_text())
+            assert len(geo["features"]) == n
+            assert set(geo["features"][0]["properties"]) == {"pid", "lat", "lon", *methods}
+        check_gpkg(res / "clusters.gpkg", pids, methods)
 
         for method in methods:
             for kind in ("map", "clusters"):
@@ -208,6 +210,18 @@ def check_contract(workdir: Path) -> None:
                 assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
         if cfg["dsc"]["enabled"]:
             assert (res / "figures/dsc_loss.png").stat().st_size > 5000
+
+
+def check_gpkg(path: Path, pids, methods) -> None:
+    """The site's GeoPackage: one point layer, every point in shard order, labels and regimes."""
+    import pyogrio
+    import pyogrio.raw
+
+    info = pyogrio.read_info(path)
+    assert info["geometry_type"] == "Point" and info["features"] == len(pids)
+    assert {*methods, *(f"{m}_regime" for m in methods), "trend_mm_yr"} <= set(info["fields"])
+    meta, _, _, values = pyogrio.raw.read(path, columns=["pid", *methods[:1]], max_features=5)
+    assert list(values[0]) == list(pids[:5])
 
 
 def check_summary(workdir: Path) -> None:
@@ -249,7 +263,7 @@ def check_provenance(workdir: Path) -> None:
             workdir / f"results/{site}/shards.h5")["source_sha256"]
         stages = prov["stages"]
         for rule in ("demo_data", "shards", "graph", "embed_fit", "embed_part", "smooth", "kmeans",
-                     "baseline", "cluster_figures", "export_labels"):
+                     "baseline", "cluster_figures", "export_labels", "export_gpkg"):
             assert stages[rule]["jobs"] >= 1 and stages[rule]["wall_s"] > 0, rule
         n_variants = len(cfg["kmeans"]["variants"])
         assert stages["kmeans"]["jobs"] == n_variants
@@ -326,6 +340,7 @@ def test_changed_smooth_H_reruns_only_smoothing_and_dependents(run):
     try:
         jobs = planned_jobs(workdir)
         allowed = {"smooth", "kmeans", "kmeans_sweep", "evaluate", "cluster_figures", "export_labels",
+                   "export_gpkg",
                    "provenance", "summary", "all"}
         assert {j["rule"] for j in jobs} <= allowed
         for job in jobs:
@@ -353,7 +368,7 @@ def test_changed_smooth_H_reruns_only_smoothing_and_dependents(run):
         assert f"{site}/shards.h5" not in rel and f"{site}/features/dyn.h5" not in rel
         if "dsc" in methods:
             assert f"{site}/clusters/dsc.h5" not in rel
-    assert all(re.search(r"_smoothed|clusters\.(csv|geojson)$|provenance\.json$|summary\.", r) for r in rel), rel
+    assert all(re.search(r"_smoothed|clusters\.(csv|geojson|gpkg)$|provenance\.json$|summary\.", r) for r in rel), rel
 
 
 @pytest.mark.slow

@@ -193,6 +193,7 @@ class Stage:
 
 STAGES = {
     "shards": Stage("insarclust.shards:ShardsConfig", runtime=frozenset({"read_block_mb"})),
+    "decompose": Stage("insarclust.decompose:DecomposeConfig"),
     "graph": Stage("insarclust.graph:GeodesicKNNGraph", runtime=frozenset({"workers", "block_size"})),
     "embed": Stage("insarclust.reservoir:ReservoirEmbedder",
                    elsewhere=frozenset({"n_jobs", "reference_site", "static_weight"}),

@@ -113,16 +113,25 @@ def _regions(rng, x, y, extent_m: float):
     return cell, regime_of_seed[cell], n_seeds
 
 
+def _region_params(rng, n_cells: int, t_end_yr: float) -> dict:
+    """Motion parameters of each region (Voronoi cell)."""
+    return {"rate": rng.uniform(-15, -5, n_cells), "up": rng.uniform(3, 8, n_cells),
+            "amp": rng.uniform(6, 14, n_cells), "acc": rng.uniform(-4, -2, n_cells),
+            "step_size": rng.uniform(-30, -15, n_cells),
+            "step_t": rng.uniform(0.3, 0.7, n_cells) * t_end_yr}
+
+
 def _signals(rng, t_yr, doy, regime, cell, n_cells):
     """Deformation signal (n, T) mm of each point from its regime and cell."""
+    jitter = rng.uniform(0.75, 1.25, len(regime))
+    return _signal_of(_region_params(rng, n_cells, t_yr[-1]), t_yr, doy, regime, cell, jitter)
+
+
+def _signal_of(params: dict, t_yr, doy, regime, cell, jitter):
+    """Signal (n, T) mm from region parameters; t_yr (T,) years since the reference epoch."""
+    rate, up, amp, acc = params["rate"], params["up"], params["amp"], params["acc"]
+    step_size, step_t = params["step_size"], params["step_t"]
     n = len(regime)
-    jitter = rng.uniform(0.75, 1.25, n)
-    rate = rng.uniform(-15, -5, n_cells)
-    up = rng.uniform(3, 8, n_cells)
-    amp = rng.uniform(6, 14, n_cells)
-    acc = rng.uniform(-4, -2, n_cells)
-    step_size = rng.uniform(-30, -15, n_cells)
-    step_t = rng.uniform(0.3, 0.7, n_cells) * t_yr[-1]
     sig = np.zeros((n, len(t_yr)))
     r = regime
     m = r == REGIMES.index("subsiding")
@@ -169,14 +178,32 @@ def generate(site: str, preset: str, fmt: Format, n_points: int = 20000, start: 
     dates = acquisition_dates(start, years, p)
     t_yr = (dates - dates[0]) / DAYS_PER_YEAR
     doy = np.array([(EPOCH + dt.timedelta(days=int(d))).timetuple().tm_yday for d in dates])
-    disp = _signals(rng, t_yr, doy, regime, cell, n_cells)
-    disp += _atmosphere(rng, x, y, len(dates), p.atmo_mm)
+    disp = _observed(rng, p, x, y, _signals(rng, t_yr, doy, regime, cell, n_cells))
+    table, pid = _table(site, fmt, rng, p, x, y, extent_m, disp, dates, t_yr, 33 + 10 * x / extent_m)
+    # rows in arbitrary (provider) order: the shards stage must sort them
+    perm = rng.permutation(n_points)
+    table = table.iloc[perm].reset_index(drop=True)
+    truth = pd.DataFrame({"pid": pid[perm], "regime": np.array(REGIMES)[regime[perm]]})
+    return table, truth
+
+
+def _observed(rng, p: Preset, x, y, signal: np.ndarray) -> np.ndarray:
+    """What a service delivers of a signal (n, T): plus atmosphere and noise, referenced to the
+    first epoch, 3-8 % of the epochs of each point missing."""
+    n = len(signal)
+    disp = signal + _atmosphere(rng, x, y, signal.shape[1], p.atmo_mm)
     disp += rng.normal(0, p.noise_mm, disp.shape)
     disp -= disp[:, :1]  # referenced to the first epoch
-    missing = rng.random(disp.shape) < rng.uniform(0.03, 0.08, n_points)[:, None]
+    missing = rng.random(disp.shape) < rng.uniform(0.03, 0.08, n)[:, None]
     missing[:, 0] = False
     disp[missing] = np.nan
+    return disp
 
+
+def _table(site, fmt, rng, p: Preset, x, y, extent_m, disp, dates, t_yr, incidence_deg,
+           track_angle=None, pid_tag: str = "") -> tuple[pd.DataFrame, np.ndarray]:
+    """The CSV table (format's columns, points in generation order) and the point ids."""
+    n_points = len(x)
     lat = p.center_lat + (y - extent_m / 2) / 111_320.0
     lon = p.center_lon + (x - extent_m / 2) / (111_320.0 * np.cos(np.deg2rad(p.center_lat)))
     # synthetic DEM: valley floor near sea level, mountains around
@@ -190,8 +217,8 @@ def generate(site: str, preset: str, fmt: Format, n_points: int = 20000, start: 
     mt, md = tt.sum(1) / cnt, dd.sum(1) / cnt
     vel = ((tt - mt[:, None]) * (dd - md[:, None]) * obs).sum(1) / (((tt - mt[:, None]) ** 2) * obs).sum(1)
     coherence = np.clip(0.98 - 0.04 * np.abs(rng.normal(0, 2, n_points)) - 0.01 * np.nanstd(disp, axis=1) / 5, 0.3, 1)
-    incidence = 33 + 10 * x / extent_m + rng.normal(0, 0.05, n_points)
-    prefix = "".join(c for c in site.upper() if c.isalnum())[:6]
+    incidence = incidence_deg + rng.normal(0, 0.05, n_points)
+    prefix = "".join(c for c in site.upper() if c.isalnum())[:6] + pid_tag
     pid = np.array([f"{prefix}{i:07d}" for i in range(n_points)])
 
     date_names = [(EPOCH + dt.timedelta(days=int(d))).strftime("%Y%m%d") for d in dates]
@@ -201,19 +228,116 @@ def generate(site: str, preset: str, fmt: Format, n_points: int = 20000, start: 
                          * np.exp(-(((x - extent_m / 2) / (0.35 * extent_m)) ** 2)),
                          150 / 2500.0 * np.cos(y / 2500.0))
     static = _static_columns(fmt, rng, dem, np.degrees(np.arctan(dem_slope)), vel, coherence,
-                             incidence, x, y, disp, dates, p)
-    cols = {fmt.id: pid, fmt.lat: np.round(lat, 7), fmt.lon: np.round(lon, 7)}
+                             incidence, x, y, disp, dates, p, track_angle=track_angle)
+    cols = {fmt.id: pid, **_position_columns(fmt, lat, lon)}
     cols.update(static)
     table = pd.DataFrame(cols)
     table = pd.concat([table, pd.DataFrame(np.round(disp, 1).astype(np.float32), columns=date_cols)], axis=1)
-    # rows in arbitrary (provider) order: the shards stage must sort them
-    perm = rng.permutation(n_points)
-    table = table.iloc[perm].reset_index(drop=True)
-    truth = pd.DataFrame({"pid": pid[perm], "regime": np.array(REGIMES)[regime[perm]]})
-    return table, truth
+    return table, pid
 
 
-def _static_columns(fmt, rng, dem, slope_deg, vel, coherence, incidence, x, y, disp, dates, p):
+# The two passes of a demo pair: heading (deg from north), first acquisition after ``start``
+# (days), incidence across the swath from west to east (deg). Ascending passes look east,
+# descending ones west, so the incidence grows eastwards on one and westwards on the other.
+PAIR_TRACKS = {"asc": (-12.5, 0, (30.0, 44.0)), "desc": (192.5, 3, (44.0, 30.0))}
+
+
+def generate_pair(site: str, preset: str, fmt: Format, n_points: int = 20000, start: str = "2018-06-01",
+                  years: float = 4.5, seed: int = 42, cell_size_m: float = 100.0, crs: str = "EPSG:3035",
+                  ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """An ascending + descending pair over one synthetic site: ``({"asc": table, "desc": table}, truth)``.
+
+    One ground motion (the regime regions of :func:`generate`, vertical, plus
+    an east-west creep of up to 6 mm/yr in every region that is not stable) is
+    seen by two tracks of ``n_points`` different scatterers each, on dates 3
+    days apart, each in its line of sight (``los_east/north/up`` and
+    incidence/track angles in the static columns the format has) with its own
+    atmosphere and noise. ``truth``: the regime of each ``cell_size_m`` cell of
+    ``crs`` that holds points of both tracks (majority of its points), with the
+    cell ids of the decompose stage.
+    """
+    from .coords import cell_index, cell_names, from_wgs84, los_vector
+
+    if preset not in PRESETS:
+        raise ValueError(f"unknown demo preset '{preset}'; choose one of {sorted(PRESETS)}")
+    p = PRESETS[preset]
+    rng = np.random.default_rng([seed, zlib.crc32(site.encode()), 2])
+    extent_m = p.extent_km * 1000
+    n_seeds = 24
+    seeds = rng.uniform(0, extent_m, (n_seeds, 2))
+    regime_of_seed = np.concatenate([np.arange(len(REGIMES)),
+                                     rng.choice(len(REGIMES), n_seeds - len(REGIMES),
+                                                p=[0.35, 0.15, 0.1, 0.15, 0.1, 0.15])])
+    params = _region_params(rng, n_seeds, years)
+    east_rate = np.where(regime_of_seed == REGIMES.index("stable"), 0.0, rng.uniform(-6, 6, n_seeds))
+    day0 = (dt.date.fromisoformat(start) - EPOCH).days
+    tables, cells, regimes = {}, [], []
+    for track, (heading, offset, (inc_west, inc_east)) in PAIR_TRACKS.items():
+        x, y = _points(rng, n_points, extent_m)
+        cell = np.argmin((x[:, None] - seeds[None, :, 0]) ** 2 + (y[:, None] - seeds[None, :, 1]) ** 2, axis=1)
+        regime = regime_of_seed[cell]
+        first = (EPOCH + dt.timedelta(days=day0 + offset)).isoformat()
+        dates = acquisition_dates(first, years, p)
+        t_yr = (dates - day0) / 365.25          # one clock for both tracks: the same motion
+        doy = np.array([(EPOCH + dt.timedelta(days=int(d))).timetuple().tm_yday for d in dates])
+        jitter = rng.uniform(0.75, 1.25, n_points)
+        up = _signal_of(params, t_yr, doy, regime, cell, jitter)
+        east = (east_rate[cell] * jitter)[:, None] * t_yr[None, :]
+        incidence = inc_west + (inc_east - inc_west) * x / extent_m
+        e, _, u = los_vector(incidence, heading)
+        disp = _observed(rng, p, x, y, e[:, None] * east + u[:, None] * up)
+        table, pid = _table(site, fmt, rng, p, x, y, extent_m, disp, dates, t_yr, incidence,
+                            track_angle=heading, pid_tag=track[0].upper())
+        tables[track] = table.iloc[rng.permutation(n_points)].reset_index(drop=True)
+        lat = p.center_lat + (y - extent_m / 2) / 111_320.0
+        lon = p.center_lon + (x - extent_m / 2) / (111_320.0 * np.cos(np.deg2rad(p.center_lat)))
+        cells.append(np.stack(cell_index(*from_wgs84(lat, lon, crs), cell_size_m), axis=1))
+        regimes.append(regime)
+    # truth of the cells seen by both tracks: the most common regime of their points
+    both = np.intersect1d(*[np.unique(c[:, 0] * (1 << 32) + c[:, 1]) for c in cells])
+    ij = np.concatenate(cells)
+    key = ij[:, 0] * (1 << 32) + ij[:, 1]
+    keep = np.isin(key, both)
+    votes = np.zeros((len(both), len(REGIMES)), dtype=np.int64)
+    np.add.at(votes, (np.searchsorted(both, key[keep]), np.concatenate(regimes)[keep]), 1)
+    i, j = both // (1 << 32), both % (1 << 32)
+    truth = pd.DataFrame({"pid": cell_names(i, j, cell_size_m), "regime": np.array(REGIMES)[votes.argmax(1)]})
+    return tables, truth
+
+
+def write_demo_pair(track_paths: dict, truth_path, site: str, preset: str, fmt: Format, **kwargs) -> None:
+    """Write a demo pair (``{"asc": path, "desc": path}``, gzip CSV) and its cell truth atomically."""
+    tables, truth = generate_pair(site, preset, fmt, **kwargs)
+    for track, path in track_paths.items():
+        _write_csv_gz(tables[track], path)
+    from .h5io import atomic_path
+
+    with atomic_path(truth_path) as tmp:
+        truth.to_csv(tmp, index=False)
+
+
+def _write_csv_gz(table: pd.DataFrame, path) -> None:
+    from .h5io import atomic_path
+
+    # gzip header without file name or time stamp: identical bytes on every run
+    with atomic_path(path) as tmp, open(tmp, "wb") as raw, \
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1, mtime=0) as gz, \
+            io.TextIOWrapper(gz, encoding="utf-8", newline="") as text:
+        table.to_csv(text, index=False)
+
+
+def _position_columns(fmt: Format, lat: np.ndarray, lon: np.ndarray) -> dict:
+    """The format's position columns: lat/lon (1e-7 deg), or projected x/y (1 mm) like EGMS L3."""
+    if not fmt.projected:
+        return {fmt.lat: np.round(lat, 7), fmt.lon: np.round(lon, 7)}
+    from .coords import from_wgs84
+
+    x, y = from_wgs84(lat, lon, fmt.crs)
+    return {fmt.x: np.round(x, 3), fmt.y: np.round(y, 3)}
+
+
+def _static_columns(fmt, rng, dem, slope_deg, vel, coherence, incidence, x, y, disp, dates, p,
+                    track_angle=None):
     n = len(dem)
     slope = np.clip(slope_deg + rng.normal(0, 2, n), 0, 60)
     values = {
@@ -223,7 +347,7 @@ def _static_columns(fmt, rng, dem, slope_deg, vel, coherence, incidence, x, y, d
         "temporal_coherence": coherence, "COHERENCE": coherence,
         "amplitude_dispersion": rng.uniform(0.12, 0.4, n),
         "incidence_angle": incidence,
-        "track_angle": p.track_angle + rng.normal(0, 0.01, n),
+        "track_angle": (p.track_angle if track_angle is None else track_angle) + rng.normal(0, 0.01, n),
         "MAXDISP": np.nanmax(np.abs(disp), axis=1),
         "RANGE": (x / 20.0).round(),
         "AZIMUTH": (y / 14.0).round(),
@@ -232,8 +356,23 @@ def _static_columns(fmt, rng, dem, slope_deg, vel, coherence, incidence, x, y, d
         "DOYMAX": np.array([(EPOCH + dt.timedelta(days=int(d))).timetuple().tm_yday
                             for d in dates])[np.nanargmax(np.abs(np.nan_to_num(disp)), axis=1)],
     }
+    # further columns of the EGMS products (L2a/L2b/L3), drawn only for formats that have them
+    wanted = set(fmt.static + fmt.optional_static)
+    if wanted & {"los_east", "los_north", "los_up"}:
+        from .coords import los_vector
+
+        values["los_east"], values["los_north"], values["los_up"] = los_vector(incidence, values["track_angle"])
+    extra = {
+        "height_wgs84": lambda: dem + 38.0,
+        "mean_velocity_std": lambda: rng.uniform(0.1, 0.8, n),
+        "acceleration": lambda: rng.normal(0, 0.5, n),
+        "acceleration_std": lambda: rng.uniform(0.05, 0.4, n),
+        "seasonality": lambda: rng.uniform(0.0, 4.0, n),
+        "seasonality_std": lambda: rng.uniform(0.1, 1.0, n),
+    }
+    values.update({name: draw() for name, draw in extra.items() if name in wanted})
     out = {}
-    for name in fmt.static:
+    for name in fmt.static + fmt.optional_static:
         if name in values:
             out[name] = np.round(values[name], 3)
         else:  # a column the generator does not model: plausible noise

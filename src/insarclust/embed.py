@@ -41,10 +41,34 @@ def grid_step_years(grid_dates: np.ndarray, path=None) -> float:
     return float(steps[0]) / DAYS_PER_YEAR
 
 
-def feature_names(model: ReservoirEmbedder) -> list[str]:
-    """Output column names with units: ``emb_000``..., ``log_std_mm``, ``trend_mm_yr``."""
-    rename = {"log_std": "log_std_mm", "trend": "trend_mm_yr"}
-    return [rename.get(n, n) for n in model.get_feature_names_out()]
+def feature_names(model: ReservoirEmbedder, components: Sequence[str] | None = None) -> list[str]:
+    """Output column names with units: ``emb_000``..., ``log_std_mm``, ``trend_mm_yr``; with several
+    components (e.g. up, east) one pair per component: ``log_std_mm_up``, ``trend_mm_yr_east``."""
+    import re
+
+    units = {"log_std": "log_std_mm", "trend": "trend_mm_yr"}
+    out = []
+    for name in model.get_feature_names_out():
+        m = re.fullmatch(r"(log_std|trend)(?:_(\d+))?", name)
+        if not m:
+            out.append(name)
+        elif m.group(2) is None:
+            out.append(units[m.group(1)])
+        else:
+            v = int(m.group(2))
+            tag = components[v] if components and v < len(components) else str(v)
+            out.append(f"{units[m.group(1)]}_{tag}")
+    return out
+
+
+def series_blocks(shards: h5io.Shards, start: int, stop: int, block_rows: int):
+    """``(a, b, X)`` blocks of the regular series the embedding reads: ``(n, G)``, or ``(n, G, V)``
+    for a site with several components (vertical and east-west of a decomposed pair)."""
+    for a, b, block in shards.iter_blocks("series/regular", start, stop, block_rows=block_rows):
+        if len(shards.components) > 1:
+            block = np.stack([block] + [shards.read(shards.component_dataset(c), a, b)
+                                        for c in shards.components[1:]], axis=-1)
+        yield a, b, block
 
 
 def fit_site(shards_path, cfg: Mapping, seed: int, device: str = "auto") -> ReservoirEmbedder:
@@ -54,7 +78,7 @@ def fit_site(shards_path, cfg: Mapping, seed: int, device: str = "auto") -> Rese
     model = embedder_from_config(cfg, seed, device, step_years)
     rows = sample_rows(shards.n_points, model.fit_sample, [int(seed), 5])
     with timed(log, f"reading {len(rows)} sample series"):
-        X = shards.read_rows("series/regular", rows)
+        X = shards.read_components(rows=rows)   # (n, G), or (n, G, V) with several components
     with timed(log, f"fitting {model.representation} embedder on {len(rows)} series"):
         model.fit(X, rows=rows)
     log.info("embedding: %d features (%s representation, %d numbers before projection)",
@@ -114,13 +138,18 @@ def embed_range(shards_path, model: ReservoirEmbedder, start: int, stop: int, ou
     always embedded in the same batch whatever range it is part of.
     """
     shards = h5io.Shards(shards_path)
-    names = feature_names(model)
+    n_vars = max(len(shards.components), 1)
+    if int(getattr(model, "n_features_in_", n_vars) or n_vars) != n_vars:
+        raise ValueError(f"{shards_path} has {n_vars} displacement component(s) {shards.components}, the "
+                         f"model {model.n_features_in_}: a model fitted on another kind of site (e.g. "
+                         "embed.reference_site on a line-of-sight site for a decomposed pair) cannot "
+                         "embed it; unset embed.reference_site")
+    names = feature_names(model, shards.components)
     meta = {"start": int(start), "stop": int(stop), "n_points": shards.n_points, **(attrs or {})}
     progress = Progress(log, stop - start, "series embedded")
     with h5io.FeatureWriter(out_path, stop - start, names, attrs=meta) as writer:
         if stop > start:
-            for a, b, block in shards.iter_blocks("series/regular", start, stop,
-                                                  block_rows=int(model.batch_size)):
+            for a, b, block in series_blocks(shards, start, stop, int(model.batch_size)):
                 writer.write(a - start, model.transform(block, rows=np.arange(a, b)))
                 progress.update(b - a)
 

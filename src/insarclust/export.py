@@ -1,8 +1,9 @@
-"""Per-point label export for GIS users: ``clusters.csv`` and a GeoJSON layer.
+"""Per-point label export for GIS users: ``clusters.csv``, ``clusters.gpkg`` and,
+optionally, a GeoJSON layer.
 
-Both files carry the same columns, ``pid, lat, lon, <method>...`` (one integer
-label column per clustering method), one row per point in the shard order of
-``shards.h5``. They are written shard by shard, so the text never has to be
+The CSV and the GeoJSON carry the same columns, ``pid, lat, lon, <method>...``
+(one integer label column per clustering method), one row per point in the
+shard order of ``shards.h5``. They are written shard by shard, so the text never has to be
 held in memory; only the final (N,) label arrays are (4 bytes per point and
 method). Coordinates are written with Python's shortest round-trip float
 format, so the exported degrees equal the float64 values in ``shards.h5``.
@@ -11,7 +12,10 @@ The GeoJSON is an RFC 7946 FeatureCollection of Point features (WGS84
 longitude, latitude) written without a GIS library (the standard library's
 JSON string escaping, rows built with numpy string ops at ~10^5 points/s):
 QGIS and GDAL open it directly (layer name = site). One feature per line
-keeps it greppable.
+keeps it greppable. It is text of ~200 bytes per point, slow to load above a
+few hundred thousand points: the GeoPackage (:func:`write_geopackage`, written
+through GDAL by pyogrio, with a spatial index) is the layer for large sites;
+it also carries each method's suggested regime and the point's descriptors.
 """
 from __future__ import annotations
 
@@ -148,3 +152,140 @@ def _maybe_atomic(path):
 
 def _maybe_open(path):
     return open(path, "w", encoding="utf-8") if path is not None else _Nothing()
+
+
+# --------------------------------------------------------------------------- #
+# GeoPackage: one point layer with labels, suggested regimes and descriptors
+
+GPKG_BLOCK_ROWS = 65536
+
+
+def regime_names(metrics_path) -> dict[int, str]:
+    """``{cluster id: suggested regime}`` from a method's ``clusters/{method}.json``."""
+    result = json.loads(Path(metrics_path).read_text())
+    return {int(c["cluster"]): str(c.get("label") or "") for c in result.get("clusters") or []}
+
+
+def _wkb_points(x: np.ndarray, y: np.ndarray):
+    """Little-endian WKB points (21 bytes each) as a pyarrow binary array, built without a loop."""
+    import pyarrow as pa
+
+    n = len(x)
+    rec = np.empty(n, dtype=np.dtype([("order", "u1"), ("kind", "<u4"), ("x", "<f8"), ("y", "<f8")]))
+    rec["order"], rec["kind"], rec["x"], rec["y"] = 1, 1, x, y
+    offsets = np.arange(0, 21 * (n + 1), 21, dtype=np.int32)
+    return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(rec.view(np.uint8))])
+
+
+def _regime_column(labels: np.ndarray, names: dict[int, str]):
+    """Regime text per point as a dictionary-encoded arrow column (a few distinct values)."""
+    import pyarrow as pa
+
+    k = int(max(names, default=-1)) + 1
+    k = max(k, int(labels.max()) + 1 if len(labels) else 0)
+    dictionary = pa.array([names.get(j, "") for j in range(k)], type=pa.string())
+    return pa.DictionaryArray.from_arrays(pa.array(labels, type=pa.int32()), dictionary).cast(pa.string())
+
+
+def write_geopackage(shards_path, label_paths: Mapping[str, str | os.PathLike], gpkg_path, *,
+                     metrics_paths: Mapping[str, str | os.PathLike] | None = None,
+                     descriptors_path=None, layer_name: str | None = None,
+                     block_rows: int = GPKG_BLOCK_ROWS) -> int:
+    """``clusters.gpkg``: one point layer, one feature per point in shard order.
+
+    Fields: ``pid``, ``lat``, ``lon`` (WGS84 degrees), ``x``, ``y`` (projected
+    sites), per method ``<method>`` (int label) and ``<method>_regime`` (the
+    suggested regime of its cluster, from ``metrics_paths``), then the point's
+    descriptors (``features/descriptors.h5``: trend mm/yr, ..., ``step_date``
+    as a date). Geometry: the site's projected CRS when it has one (the
+    coordinates as delivered), else WGS84 longitude/latitude.
+
+    Streamed with pyogrio (GDAL) from an Arrow stream of ``block_rows`` blocks,
+    so memory is one block plus the (N,) label arrays, whatever N. Written
+    under a temporary name and renamed when complete. Returns the row count.
+    """
+    import pyarrow as pa
+    import pyogrio
+
+    from .coords import WGS84, crs_wkt
+
+    shards = h5io.Shards(shards_path)
+    methods = list(label_paths)
+    labels = load_method_labels(label_paths, shards.n_points)
+    regimes = {m: regime_names(p) for m, p in (metrics_paths or {}).items()}
+    desc = h5io.Features(descriptors_path) if descriptors_path is not None else None
+    if desc is not None and desc.n_rows != shards.n_points:
+        raise ValueError(f"{descriptors_path} has {desc.n_rows} rows, {shards_path} {shards.n_points}; "
+                         "rerun the descriptors stage for this site")
+    projected = shards.crs is not None
+    layer_name = layer_name or shards.attrs.get("site") or Path(gpkg_path).stem
+
+    fields = [pa.field("pid", pa.string()), pa.field("lat", pa.float64()), pa.field("lon", pa.float64())]
+    if projected:
+        fields += [pa.field("x", pa.float64()), pa.field("y", pa.float64())]
+    for m in methods:
+        fields.append(pa.field(m, pa.int32()))
+        if m in regimes:
+            fields.append(pa.field(f"{m}_regime", pa.string()))
+    desc_names = list(desc.names) if desc is not None else []
+    for name in desc_names:
+        fields.append(pa.field(name, pa.date32() if name == "step_date" else pa.float64()))
+    fields.append(pa.field("geometry", pa.binary()))
+    schema = pa.schema(fields)
+
+    def batches():
+        progress = Progress(log, shards.n_points, "points written to the GeoPackage")
+        for start, stop in h5io_blocks(shards, block_rows):
+            lat = shards.read("points/lat", start, stop)
+            lon = shards.read("points/lon", start, stop)
+            cols = [pa.array(shards.read("points/pid", start, stop), type=pa.string()), lat, lon]
+            if projected:
+                x = shards.read("points/x", start, stop)
+                y = shards.read("points/y", start, stop)
+                cols += [x, y]
+            else:
+                x, y = lon, lat
+            for m in methods:
+                lab = labels[m][start:stop]
+                cols.append(pa.array(lab, type=pa.int32()))
+                if m in regimes:
+                    cols.append(_regime_column(lab, regimes[m]))
+            if desc is not None:
+                D = desc.read(start, stop).astype(np.float64)
+                for j, name in enumerate(desc_names):
+                    values = D[:, j]
+                    if name == "step_date":
+                        ok = np.isfinite(values)
+                        cols.append(pa.array(np.where(ok, np.round(values), 0).astype(np.int32),
+                                             type=pa.date32(), mask=~ok))
+                    else:
+                        cols.append(pa.array(values, mask=~np.isfinite(values)))
+            cols.append(_wkb_points(x, y))
+            yield pa.RecordBatch.from_arrays(cols, schema=schema)
+            progress.update(stop - start)
+
+    crs = shards.crs if projected else WGS84
+    gpkg_path = Path(gpkg_path)
+    gpkg_path.parent.mkdir(parents=True, exist_ok=True)
+    # GDAL wants the .gpkg extension, so the temporary name keeps it
+    tmp = gpkg_path.with_name(f".{gpkg_path.stem}.tmp-{os.getpid()}.gpkg")
+    try:
+        tmp.unlink(missing_ok=True)
+        reader = pa.RecordBatchReader.from_batches(schema, batches())
+        pyogrio.write_arrow(reader, str(tmp), layer=layer_name, driver="GPKG", geometry_name="geometry",
+                            geometry_type="Point", crs=crs_wkt(crs))
+    except BaseException:
+        for leftover in (tmp, Path(f"{tmp}-journal"), Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+            leftover.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, gpkg_path)
+    log.info("wrote %d points x %d methods to %s (layer %s, %s)", shards.n_points, len(methods),
+             gpkg_path, layer_name, crs)
+    return shards.n_points
+
+
+def h5io_blocks(shards: h5io.Shards, block_rows: int):
+    """``(start, stop)`` blocks of at most ``block_rows`` rows that never cross a shard boundary."""
+    for a, b in shards.shard_bounds():
+        for s in range(a, b, max(1, int(block_rows))):
+            yield s, min(b, s + int(block_rows))

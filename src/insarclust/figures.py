@@ -126,13 +126,17 @@ def _model_curve(entry, grid_dates):
 
 def plot_cluster_series(grid_dates: np.ndarray, mean: np.ndarray, std: np.ndarray, counts: np.ndarray,
                         path=None, *, clusters: list | None = None, first_date: int | None = None,
-                        title: str = "", dpi: int = 150):
+                        title: str = "", dpi: int = 150, components: tuple[str, str] | None = None,
+                        second: tuple[np.ndarray, np.ndarray] | None = None):
     """One panel per cluster (shared axes): mean +/- std displacement (mm) vs days from first acquisition.
 
     grid_dates (G,) days since 1970-01-01; mean, std (K, G) mm; counts (K,).
     ``first_date``: the first acquisition (``/series/dates[0]``), default
     ``grid_dates[0]``. When a ``clusters`` entry has descriptors, the fitted
     trend + annual harmonic + step curve is drawn over the mean.
+    ``second``: ``(mean, std)`` (K, G) of a second component (the east-west
+    motion of a decomposed pair), drawn dashed over the first; ``components``
+    names both, e.g. ``("up", "east")``.
     """
     _style()
     mean, std = np.atleast_2d(mean), np.atleast_2d(std)
@@ -158,9 +162,15 @@ def plot_cluster_series(grid_dates: np.ndarray, mean: np.ndarray, std: np.ndarra
         if counts[j] == 0:
             ax.text(0.5, 0.5, "empty", transform=ax.transAxes, ha="center", va="center")
             continue
+        first_name = f"{components[0]} " if components else ""
         ax.fill_between(days, mean[j] - std[j], mean[j] + std[j], color=color, alpha=0.25,
                         linewidth=0, label="± 1 std")
-        ax.plot(days, mean[j], color=color, linewidth=1.8, label=f"mean (n={int(counts[j]):,})")
+        ax.plot(days, mean[j], color=color, linewidth=1.8, label=f"{first_name}mean (n={int(counts[j]):,})")
+        if second is not None:
+            m2, s2 = second[0][j], second[1][j]
+            ax.fill_between(days, m2 - s2, m2 + s2, color="#555555", alpha=0.12, linewidth=0)
+            ax.plot(days, m2, color="#333333", linewidth=1.2, linestyle="-.",
+                    label=f"{components[1] if components else 'second'} mean ± 1 std")
         curve = _model_curve(entry, grid_dates)
         if curve is not None:
             ax.plot(days, curve, color="black", linewidth=1.0, linestyle="--",
@@ -250,9 +260,14 @@ def method_figures(labels_path, metrics_path, shards_path, map_path, series_path
                            max_points=max_map_points, seed=seed, dpi=dpi)
     plt.close(fig)
     mean, std, counts = cluster_series_stats(shards_path, labels, k)
+    second, names = None, None
+    if len(shards.components) > 1:   # a decomposed pair: the east-west motion beside the vertical
+        names = (shards.components[0], shards.components[1])
+        m2, s2, _ = cluster_series_stats(shards_path, labels, k, dataset=shards.component_dataset(names[1]))
+        second = (m2, s2)
     fig = plot_cluster_series(shards.grid_dates, mean, std, counts, series_path, clusters=clusters,
                               first_date=int(shards.dates[0]) if len(shards.dates) else None,
-                              title=title, dpi=dpi)
+                              title=title, dpi=dpi, components=names, second=second)
     plt.close(fig)
     log.info("figures of %s: %s, %s", title, map_path, series_path)
 

@@ -3,6 +3,7 @@ attributes and dated displacements (config/formats.yaml)."""
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import logging
 import re
 from dataclasses import dataclass, field, fields
@@ -28,10 +29,16 @@ class Format:
 
     name: str
     id: str
-    lat: str
-    lon: str
     static: tuple[str, ...]
     date_pattern: str
+    # position: WGS84 lat/lon columns, or projected x/y columns in ``crs`` (see insarclust.coords)
+    lat: str = ""
+    lon: str = ""
+    x: str = ""
+    y: str = ""
+    crs: str = ""
+    # static columns read when a file has them (every file of the site), skipped otherwise
+    optional_static: tuple[str, ...] = ()
     displacement_unit: str = "mm"
     delimiter: str = ","
     na_values: tuple[str, ...] = ("", "NaN", "nan", "NA")
@@ -44,12 +51,15 @@ class Format:
         """The format ``name`` of formats.yaml; a bad value stops naming the format and key."""
         spec = dict(spec)
         spec["static"] = tuple(spec.get("static", ()))
+        spec["optional_static"] = tuple(spec.get("optional_static", ()))
         spec["na_values"] = tuple(spec.get("na_values", cls.na_values))
         unknown = sorted(set(spec) - {f.name for f in fields(cls)} - {"name"})
         if unknown:
             raise InputError(f"format '{name}' has unknown key(s) {unknown}", file=source,
                              column=unknown[0], fix="remove or correct them (keys: see the comments "
                                                     f"at the top of {source})")
+        if "crs" in spec:
+            spec["crs"] = str(spec["crs"])
         fmt = cls(name=name, **spec)
         fmt.check(source)
         return fmt
@@ -82,10 +92,34 @@ class Format:
             bad("unmatched_dates", f"'{self.unmatched_dates}' is not error or warn",
                 "error stops on date-like columns that date_pattern does not take; warn lists them "
                 "and ignores them")
+        geographic, projected = bool(self.lat and self.lon), bool(self.x and self.y and self.crs)
+        if geographic == projected:
+            raise InputError(f"format '{self.name}' must give either lat and lon, or x, y and crs",
+                             file=source,
+                             fix="name the WGS84 latitude/longitude columns (lat:, lon:), or the "
+                                 "projected coordinate columns and their CRS (x:, y:, crs: EPSG:3035)")
 
     @property
     def to_mm(self) -> float:
         return UNIT_TO_MM[self.displacement_unit]
+
+    @property
+    def projected(self) -> bool:
+        """Positions come as projected x/y in ``crs`` (converted to WGS84 on reading)."""
+        return bool(self.crs)
+
+    @property
+    def position_columns(self) -> tuple[str, str]:
+        """``(y/lat column, x/lon column)``: the columns the reader takes the position from."""
+        return (self.y, self.x) if self.projected else (self.lat, self.lon)
+
+    def with_optional(self, headers) -> "Format":
+        """This format with the optional static columns that every header has appended to
+        ``static`` (and none left optional), so all files of a site share one static layout."""
+        headers = [{h.strip() for h in header} for header in headers]
+        present = tuple(c for c in self.optional_static
+                        if c not in self.static and all(c in h for h in headers))
+        return dataclasses.replace(self, static=self.static + present, optional_static=())
 
 
 def load_formats(path) -> dict[str, dict]:
@@ -121,7 +155,7 @@ def plan_columns(header: list[str], fmt: Format, file: str) -> ColumnPlan:
     or the date pattern.
     """
     header = [h.strip() for h in header]
-    required = [fmt.id, fmt.lat, fmt.lon, *fmt.static]
+    required = [fmt.id, *fmt.position_columns, *fmt.static]
     missing = [c for c in required if c not in header]
     if missing:
         fix = (f"check that the site uses the right format, or edit the '{fmt.name}' block "

@@ -289,10 +289,19 @@ class ShardsWriter(_AtomicWriter):
     or, to write the series of several shards from worker threads, in any order:
     ``w.write_series(start, displacement, regular)`` there and
     ``w.write_points(pid, lat, lon, static)`` in shard order in one thread.
+
+    ``crs``: the points also have projected coordinates, ``/points/x`` and
+    ``/points/y`` (N,) float64 with attr ``crs`` (pass ``x``, ``y`` to
+    :meth:`write_points`). ``components``: names of the displacement
+    components of a multi-component site, e.g. ``["up", "east"]``: the first is
+    stored in ``/series`` like any site's, each further one in
+    ``/components/{name}/displacement`` and ``/components/{name}/regular``
+    (same shapes, :meth:`write_component`); root attr ``components``.
     """
 
     def __init__(self, path, n_points: int, dates: np.ndarray, grid_dates: np.ndarray,
-                 static_names: Sequence[str], attrs: Mapping, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+                 static_names: Sequence[str], attrs: Mapping, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                 crs: str | None = None, components: Sequence[str] | None = None):
         self.path = Path(path)
         self.n_points = int(n_points)
         self.dates = np.asarray(dates, dtype=np.int32)
@@ -300,6 +309,8 @@ class ShardsWriter(_AtomicWriter):
         self.static_names = list(static_names)
         self.attrs = dict(attrs)
         self.chunk_rows = max(1, min(chunk_rows, self.n_points))
+        self.crs = crs
+        self.components = list(components or [])
         self._offsets = [0]
 
     def _create(self, f: h5py.File, tmp: Path) -> None:
@@ -316,9 +327,17 @@ class ShardsWriter(_AtomicWriter):
         s = f.create_group("series")
         s.create_dataset("dates", data=self.dates)
         s.create_dataset("grid_dates", data=self.grid_dates)
+        if self.crs:
+            for name in ("x", "y"):
+                p.create_dataset(name, shape=(n,), dtype=np.float64).attrs["crs"] = str(self.crs)
         self._fd = os.open(tmp, os.O_WRONLY)
         self._series = {"displacement": _RowChunks(s, "displacement", (n, T), c, self._fd),
                         "regular": _RowChunks(s, "regular", (n, G), c, self._fd)}
+        self._components = {}
+        for name in self.components[1:]:
+            g = f.create_group(f"components/{name}")
+            self._components[name] = {"displacement": _RowChunks(g, "displacement", (n, T), c, self._fd),
+                                      "regular": _RowChunks(g, "regular", (n, G), c, self._fd)}
 
     def write(self, pid, lat, lon, static, displacement, regular) -> None:
         self.write_series(self._offsets[-1], displacement, regular)
@@ -329,7 +348,12 @@ class ShardsWriter(_AtomicWriter):
         self._series["displacement"].write(start, displacement)
         self._series["regular"].write(start, regular)
 
-    def write_points(self, pid, lat, lon, static) -> None:
+    def write_component(self, name: str, start: int, displacement, regular) -> None:
+        """Rows ``[start, start + len)`` of a further component's series (thread-safe)."""
+        self._components[name]["displacement"].write(start, displacement)
+        self._components[name]["regular"].write(start, regular)
+
+    def write_points(self, pid, lat, lon, static, x=None, y=None) -> None:
         """The next shard's /points rows (call in shard order); records the shard boundary."""
         start = self._offsets[-1]
         stop = start + len(lat)
@@ -337,6 +361,9 @@ class ShardsWriter(_AtomicWriter):
         f["points/pid"][start:stop] = np.asarray(pid, dtype=object)
         f["points/lat"][start:stop] = lat
         f["points/lon"][start:stop] = lon
+        if self.crs:
+            f["points/x"][start:stop] = x
+            f["points/y"][start:stop] = y
         if len(self.static_names):
             f["points/static"][start:stop] = static
         self._offsets.append(stop)
@@ -345,7 +372,8 @@ class ShardsWriter(_AtomicWriter):
         if self._offsets[-1] != self.n_points:
             raise RuntimeError(f"{self.path}: wrote {self._offsets[-1]} rows, expected {self.n_points}")
         f.create_group("shards").create_dataset("offsets", data=np.asarray(self._offsets, dtype=np.int64))
-        _set_attrs(f, {**self.attrs, "n_points": self.n_points})
+        extra = {"components": self.components} if self.components else {}
+        _set_attrs(f, {**self.attrs, **extra, "n_points": self.n_points})
 
     def _release(self) -> None:
         if getattr(self, "_fd", None) is not None:
@@ -357,7 +385,9 @@ class Shards:
     """Read access to ``shards.h5``; cheap to create, opens the file per call.
 
     Attributes: ``n_points``, ``offsets`` (M+1,), ``n_shards``, ``dates`` (T,),
-    ``grid_dates`` (G,), ``static_names``, ``attrs``.
+    ``grid_dates`` (G,), ``static_names``, ``attrs``; ``crs`` of ``/points/x|y``
+    (None when the points have no projected coordinates) and ``components``
+    (``[]`` for a site with one displacement per point, e.g. ``["up", "east"]``).
     """
 
     def __init__(self, path):
@@ -368,8 +398,34 @@ class Shards:
             self.grid_dates = f["series/grid_dates"][...]
             self.static_names = _decode(f["points/static"].attrs["names"])
             self.attrs = {k: _decode(v) for k, v in f.attrs.items()}
+            self.crs = _decode(f["points/x"].attrs["crs"]) if "points/x" in f else None
+        self.components = list(self.attrs.get("components") or [])
         self.n_points = int(self.offsets[-1])
         self.n_shards = len(self.offsets) - 1
+
+    def component_dataset(self, component: str | None = None, kind: str = "regular") -> str:
+        """Path of the ``regular`` (or ``displacement``) series of a component (None: the first)."""
+        if component is None or (self.components and component == self.components[0]):
+            return f"series/{kind}"
+        if component not in self.components[1:]:
+            raise KeyError(f"{self.path} has no component '{component}' (components: {self.components})")
+        return f"components/{component}/{kind}"
+
+    def read_components(self, start: int = 0, stop: int | None = None, rows=None) -> np.ndarray:
+        """Regular series of every component, ``(n, G)`` or ``(n, G, V)`` for a multi-component
+        site; rows ``start:stop``, or the given ``rows`` (any order)."""
+        names = self.components or [None]
+        read = (lambda ds: self.read(ds, start, stop)) if rows is None else \
+            (lambda ds: self.read_rows(ds, rows))
+        blocks = [read(self.component_dataset(c)) for c in names]
+        return blocks[0] if len(blocks) == 1 else np.stack(blocks, axis=-1)
+
+    def xy(self) -> tuple[np.ndarray, np.ndarray, str] | None:
+        """``(x, y, crs)`` of the points' projected coordinates, or None."""
+        if self.crs is None:
+            return None
+        with h5py.File(self.path, "r") as f:
+            return f["points/x"][...], f["points/y"][...], self.crs
 
     def shard_bounds(self) -> list[tuple[int, int]]:
         return [(int(a), int(b)) for a, b in zip(self.offsets[:-1], self.offsets[1:])]

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .errors import InputError
-from .formats import ColumnPlan, Format, plan_columns
+from .formats import ColumnPlan, Format
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,8 @@ class Block:
     blank_id: np.ndarray   # (n,) bool: the id is empty or whitespace only
     order: np.ndarray | None = None
     key: np.ndarray | None = None
+    x: np.ndarray | None = None   # (n,) float64 projected coordinates as read (projected formats)
+    y: np.ndarray | None = None
 
     def first(self, mask: np.ndarray) -> tuple[int, int]:
         """(stored index, file row number) of the earliest row in the file where ``mask`` holds."""
@@ -196,10 +198,11 @@ def iter_tables(src: CsvInput, plan: ColumnPlan, fmt: Format,
     Values never contain newlines in these exports (quoted newlines are not supported).
     """
     header = read_header(src, fmt)
-    types = {fmt.lat: pa.float64(), fmt.lon: pa.float64(), fmt.id: pa.string()}
+    types = {c: pa.float64() for c in fmt.position_columns}
+    types[fmt.id] = pa.string()
     types.update({c: pa.float32() for c in fmt.static})
     types.update({c: pa.float32() for c in plan.date_columns})
-    include = [fmt.id, fmt.lat, fmt.lon, *fmt.static, *plan.date_columns]
+    include = [fmt.id, *fmt.position_columns, *fmt.static, *plan.date_columns]
     read_opts = pacsv.ReadOptions(column_names=header, use_threads=True,
                                   **({} if _text_encoding(fmt) == "utf-8-sig" else {"encoding": fmt.encoding}))
     parse_opts = pacsv.ParseOptions(delimiter=fmt.delimiter)
@@ -260,13 +263,23 @@ def to_block(table: pa.Table, first_row: int, plan: ColumnPlan, fmt: Format, sor
     next call with the same dict.
     """
     n = table.num_rows
-    lat = _column(table, fmt.lat, np.float64)
-    lon = _column(table, fmt.lon, np.float64)
+    x = y = None
+    if fmt.projected:
+        from .coords import to_wgs84
+
+        x = _column(table, fmt.x, np.float64)
+        y = _column(table, fmt.y, np.float64)
+        lat, lon = to_wgs84(x, y, fmt.crs)
+    else:
+        lat = _column(table, fmt.lat, np.float64)
+        lon = _column(table, fmt.lon, np.float64)
     key = order = None
     if sort_by is not None:
         key = sort_by(lat, lon)
         order = np.argsort(key, kind="stable")
         lat, lon = lat[order], lon[order]
+        if x is not None:
+            x, y = x[order], y[order]
     # Column by column into a (T, n) array, then one transpose: writing each column
     # into an (n, T) array directly is a strided scatter, ~2x slower.
     by_date = _buffer(scratch, "by_date", (len(plan.date_columns), n))
@@ -290,7 +303,7 @@ def to_block(table: pa.Table, first_row: int, plan: ColumnPlan, fmt: Format, sor
     pid = pid_col.to_numpy(zero_copy_only=False).astype(object)
     if order is not None:
         pid, blank = pid[order], blank[order]
-    return Block(first_row, pid, lat, lon, static, disp, blank, order, key)
+    return Block(first_row, pid, lat, lon, static, disp, blank, order, key, x, y)
 
 
 def prefetch(iterable, depth: int = 2):
@@ -348,7 +361,7 @@ def _locate_parse_error(err: Exception, src: CsvInput, plan: ColumnPlan, fmt: Fo
     if bad_text is not None:
         return bad_text
     m = _COL_RE.search(msg)
-    numeric = {fmt.lat, fmt.lon, *fmt.static, *plan.date_columns}
+    numeric = {*fmt.position_columns, *fmt.static, *plan.date_columns}
     na = set(fmt.na_values)
     with src.open_binary() as fh:
         reader = csv.reader(io.TextIOWrapper(fh, encoding=_text_encoding(fmt), newline=""),

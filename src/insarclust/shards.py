@@ -36,12 +36,13 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from .coords import normalize_crs
 from .errors import InputError
-from .formats import Format, days_to_iso
+from .formats import Format, days_to_iso, plan_columns
 from .h5io import ShardsWriter, partial_bytes, remove_stale_temporaries, temp_dir
 from .logs import Progress
 from .ordering import spatial_keys
-from .readers import CsvInput, expand_inputs, iter_tables, plan_columns, prefetch, read_header, to_block
+from .readers import CsvInput, expand_inputs, iter_tables, prefetch, read_header, to_block
 from .regularize import regular_grid, regularize
 from .requirements import SiteNeeds, check_site
 
@@ -146,10 +147,15 @@ def _validate_block(block, src: CsvInput, fmt: Format, cfg: ShardsConfig) -> np.
         bad = ~((values >= lo) & (values <= hi))
         if bad.any():
             i, row = block.first(bad)
+            if fmt.projected:
+                raise InputError(f"x={block.x[i]}, y={block.y[i]} is not a valid position in {fmt.crs}",
+                                 file=src.label, row=row, column=f"{fmt.x}, {fmt.y}",
+                                 fix=f"check the coordinates, or the crs of format '{fmt.name}' in "
+                                     "config/formats.yaml")
             raise InputError(f"value {values[i]} is outside [{lo}, {hi}] degrees", file=src.label,
                              row=row, column=name,
                              fix="coordinates must be WGS84 latitude/longitude in degrees; check the "
-                                 "format's lat/lon columns (projected exports need converting first)")
+                                 "format's lat/lon columns (projected exports: give x, y and crs instead)")
     if block.blank_id.any():
         _, row = block.first(block.blank_id)
         raise InputError("empty point id", file=src.label, row=row, column=fmt.id,
@@ -162,6 +168,17 @@ def _validate_block(block, src: CsvInput, fmt: Format, cfg: ShardsConfig) -> np.
                          fix="remove such points, or set shards.all_nan: drop in config/config.yaml "
                              "to skip them")
     return ~no_obs
+
+
+def _with_optional_columns(fmt: Format, plans) -> Format:
+    """The format with the optional static columns present in every input file."""
+    resolved = fmt.with_optional([p.header for p in plans])
+    used = resolved.static[len(fmt.static):]
+    skipped = [c for c in fmt.optional_static if c not in used and c not in fmt.static]
+    if used or skipped:
+        log.info("optional static columns: %s used%s", ", ".join(used) or "none",
+                 f"; not in every file, skipped: {', '.join(skipped)}" if skipped else "")
+    return resolved
 
 
 def _sort_key(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
@@ -183,6 +200,7 @@ def build_shards(paths, fmt: Format, out_path, site: str, cfg: ShardsConfig | No
     plans = []
     for src in inputs:
         plans.append(plan_columns(read_header(src, fmt), fmt, src.label))
+    fmt = _with_optional_columns(fmt, plans)
     dates = np.array(sorted({d for p in plans for d in p.dates}), dtype=np.int32)
     grid = regular_grid(dates, cfg.grid_step_days)
     log.info("%s: %d input stream(s), %d epochs %s..%s, grid of %d x %d days",
@@ -245,7 +263,8 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
             order = block.order
             run = _Run(tmpdir / f"run{len(runs):05d}", n, total + order.astype(np.int64))
             pid = np.asarray(block.pid, dtype=str)
-            run.save(pid=pid, lat=block.lat, lon=block.lon, static=block.static, disp=disp)
+            xy = {"x": block.x, "y": block.y} if fmt.projected else {}
+            run.save(pid=pid, lat=block.lat, lon=block.lon, static=block.static, disp=disp, **xy)
             # per-point arrays of the plan are kept in file order
             keep = np.empty(n, dtype=bool)
             keep[order] = keep_sorted
@@ -344,6 +363,7 @@ def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, sha256)
         lon = np.empty(m)
         static = np.empty((m, len(fmt.static)), dtype=np.float32)
         disp = np.empty((m, len(dates)), dtype=np.float32)
+        xy = {"x": np.empty(m), "y": np.empty(m)} if fmt.projected else {}
         for run, (r, mono) in zip(runs, run_ranks):
             lo = int(np.searchsorted(mono, start, side="left"))
             hi = int(np.searchsorted(mono, stop, side="left"))
@@ -356,14 +376,17 @@ def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, sha256)
             lon[dest] = run.read("lon", lo, hi)[sel]
             static[dest] = run.read("static", lo, hi)[sel]
             disp[dest] = run.read("disp", lo, hi)[sel]
+            for name, values in xy.items():
+                values[dest] = run.read(name, lo, hi)[sel]
         # ransac draws from a per-shard seed; the row-wise methods ignore it.
         regular = regularize(disp, dates, grid, cfg.method, cfg.ransac_n_trials,
                              cfg.ransac_threshold_mm, seed=cfg.seed + s)
         writer.write_series(start, disp, regular)
-        return pid, lat, lon, static
+        return (pid, lat, lon, static, *xy.values())
 
     progress = Progress(log, n_shards, "shards written", every_s=0)
-    with ShardsWriter(out_path, n, dates, grid, list(fmt.static), attrs) as writer:
+    with ShardsWriter(out_path, n, dates, grid, list(fmt.static), attrs,
+                      crs=normalize_crs(fmt.crs) if fmt.projected else None) as writer:
         # Shards are assembled, resampled and their series written by two threads (numpy
         # and pwrite release the GIL); the small /points rows follow in shard order here.
         # At most a few shards run ahead of the one being written.

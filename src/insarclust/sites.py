@@ -1,9 +1,23 @@
 """The site table (config/sites.tsv) and the input formats (config/formats.yaml), checked
-before any job runs, with messages that name the file, row and key."""
+before any job runs, with messages that name the file, row and key.
+
+Three kinds of ``source``::
+
+    data/lyngen/*.csv                               files: a path or glob (plain, .gz, .zip)
+    demo:mainland                                   the embedded synthetic generator
+    asc=data/egms/asc/*.zip;desc=data/egms/desc/*.zip   an ascending + descending pair
+
+A pair names two line-of-sight sources of the same area and period, each a
+path/glob (both tracks read with the site's format); the site is then the
+vertical/east-west decomposition of the two (stage ``decompose``). A demo
+pair is ``asc=demo:mainland;desc=demo:mainland`` (one preset, both sides).
+"""
 from __future__ import annotations
 
 import glob
 import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -31,6 +45,7 @@ def read_site_table(path, schema: Mapping) -> pd.DataFrame:
             raise InputError(f"bad site row {row}: {bad[1]}", file=path, row=i, column=(bad[0] or [None])[0],
                              fix="site names are letters, digits, - and _ (they become folder names); "
                                  "source and format must not be empty")
+        parse_source(row["source"], row["site"], str(path))
     repeated = table["site"].duplicated()
     if repeated.any():
         raise InputError(f"site names must be unique, repeated: {sorted(table.loc[repeated, 'site'])}",
@@ -63,19 +78,29 @@ def check_site_formats(sites: pd.DataFrame, formats: Mapping, sites_path, format
                              fix="fix the format column or add the format to formats.yaml")
 
 
-def is_demo(source: str) -> bool:
-    return source.startswith("demo:")
-
-
-def source_files(site: str, source: str, sites_path) -> list[str]:
-    """The CSV files of a site's source glob (a demo site's: its generated CSV)."""
-    if is_demo(source):
-        return [f"resources/demo/{site}.csv.gz"]
-    files = sorted(glob.glob(os.path.expanduser(source)))
+def glob_files(site: str, pattern: str, sites_path, what: str = "source") -> list[str]:
+    """The files of a source glob; an error naming the site when none matches."""
+    files = sorted(glob.glob(os.path.expanduser(pattern)))
     if not files:
-        raise InputError(f"site '{site}': no file matches source '{source}'", file=sites_path,
-                         fix="fix the path or glob (relative to the working directory)")
+        raise InputError(f"site '{site}': no file matches the {what} '{pattern}'", file=sites_path,
+                         column="source", fix="fix the path or glob (relative to the working directory)")
     return files
+
+
+def track_files(site: str, source: "SiteSource", track: str, sites_path) -> list[str]:
+    """Input CSV files of one track (asc, desc) of a pair site (generated ones for a demo pair)."""
+    if source.is_demo:
+        return [f"resources/demo/{site}.{track}.csv.gz"]
+    return glob_files(site, source.tracks[track], sites_path, f"{track} source")
+
+
+def source_files(site: str, source: "SiteSource", sites_path) -> list[str]:
+    """The CSV files of a site (a demo site's generated CSV; both tracks of a pair)."""
+    if source.kind == "pair":
+        return track_files(site, source, "asc", sites_path) + track_files(site, source, "desc", sites_path)
+    if source.kind == "demo":
+        return [f"resources/demo/{site}.csv.gz"]
+    return glob_files(site, source.text, sites_path)
 
 
 def check_built_sites(sites: pd.DataFrame, config: Mapping, results="results") -> None:
@@ -84,12 +109,14 @@ def check_built_sites(sites: pd.DataFrame, config: Mapping, results="results") -
     import h5py
 
     needs = site_needs(config)
-    for site, source in sites["source"].items():
+    for site, text in sites["source"].items():
         path = Path(results) / site / "shards.h5"
         if not path.exists():
             continue
+        source = parse_source(text, site)
         try:
-            files = [] if is_demo(source) else glob.glob(os.path.expanduser(source))
+            files = [] if source.is_demo else [f for pattern in (source.tracks.values() or [text])
+                                                for f in glob.glob(os.path.expanduser(pattern))]
             if any(os.path.getmtime(f) > path.stat().st_mtime for f in files):
                 continue  # it will be rebuilt from newer input
             with h5py.File(path, "r") as f:
@@ -98,3 +125,66 @@ def check_built_sites(sites: pd.DataFrame, config: Mapping, results="results") -
         except (OSError, KeyError):
             continue  # unreadable: its stage reruns and reports
         check_site(site, needs, *counts, file=str(path), grid_step_days=step)
+
+
+# --------------------------------------------------------------------------- #
+# the source column
+
+
+TRACKS = ("asc", "desc")
+_PAIR = re.compile(r"^\s*(asc|desc)\s*=")
+
+
+@dataclass(frozen=True)
+class SiteSource:
+    """A parsed ``source``: ``kind`` is ``files``, ``demo`` or ``pair``.
+
+    ``tracks`` (pairs): ``{"asc": source, "desc": source}``, each a path/glob
+    or ``demo:<preset>``; ``preset``: the demo preset (demo sites and demo pairs).
+    """
+
+    text: str
+    kind: str
+    tracks: dict = field(default_factory=dict)
+    preset: str | None = None
+
+    @property
+    def is_demo(self) -> bool:
+        return self.preset is not None
+
+
+def parse_source(text: str, site: str = "", table: str = "config/sites.tsv") -> SiteSource:
+    """Parse one ``source`` cell; InputError (naming the site) for a malformed pair."""
+    text = str(text).strip()
+    if not _PAIR.match(text):
+        if text.startswith("demo:"):
+            return SiteSource(text, "demo", preset=text.split(":", 1)[1])
+        return SiteSource(text, "files")
+    where = f"site '{site}': " if site else ""
+    fix = ("write the pair as asc=<path or glob>;desc=<path or glob> (one ascending and one descending "
+           "download of the same area), or asc=demo:<preset>;desc=demo:<preset>")
+    tracks = {}
+    for part in (p for p in text.split(";") if p.strip()):
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or key not in TRACKS or not value:
+            raise InputError(f"{where}cannot read '{part.strip()}' of the pair source '{text}'",
+                             file=table, column="source", fix=fix)
+        if key in tracks:
+            raise InputError(f"{where}the pair source '{text}' names '{key}' twice", file=table,
+                             column="source", fix=fix)
+        tracks[key] = value
+    missing = [t for t in TRACKS if t not in tracks]
+    if missing:
+        raise InputError(f"{where}the pair source '{text}' has no {' and no '.join(missing)} geometry: a "
+                         "vertical/east-west decomposition needs one ascending and one descending track",
+                         file=table, column="source", fix=fix)
+    demo = [tracks[t].startswith("demo:") for t in TRACKS]
+    preset = None
+    if any(demo):
+        presets = {tracks[t].split(":", 1)[1] for t in TRACKS if tracks[t].startswith("demo:")}
+        if not all(demo) or len(presets) != 1:
+            raise InputError(f"{where}a demo pair needs the same demo:<preset> on both sides, got '{text}'",
+                             file=table, column="source", fix="e.g. asc=demo:mainland;desc=demo:mainland")
+        preset = presets.pop()
+    return SiteSource(text, "pair", tracks, preset)

@@ -38,7 +38,13 @@ SITES = _sites.read_site_table(config["sites"], _schema("sites"))
 FORMATS = _sites.read_formats(config["formats"], _schema("formats"))
 _sites.check_site_formats(SITES, FORMATS, config["sites"], config["formats"])
 _sites.check_built_sites(SITES, config)
+# sources: files, demo:<preset>, or an asc=...;desc=... pair
+SOURCES = {
+    s: _sites.parse_source(src, s, config["sites"]) for s, src in SITES["source"].items()
+}
+PAIRS = [s for s, src in SOURCES.items() if src.kind == "pair"]
 METHODS = _methods.methods(config)
+GEOJSON = config["report"]["geojson"]
 
 
 wildcard_constraints:
@@ -56,11 +62,11 @@ wildcard_constraints:
 
 
 def is_demo(site):
-    return _sites.is_demo(SITES.loc[site, "source"])
+    return SOURCES[site].is_demo
 
 
 def demo_preset(site):
-    return SITES.loc[site, "source"].split(":", 1)[1]
+    return SOURCES[site].preset
 
 
 def site_format(site):
@@ -68,16 +74,24 @@ def site_format(site):
 
 
 def source_files(wildcards):
-    """Input CSV files of a site (the generated CSV for demo sites)."""
+    """Input CSV files of a site (the generated CSV for demo sites; both tracks of a pair)."""
     site = wildcards.site
-    return _sites.source_files(site, SITES.loc[site, "source"], config["sites"])
+    return _sites.source_files(site, SOURCES[site], config["sites"])
+
+
+def track_files(site, track):
+    """Input CSV files of one track (asc, desc) of a pair site."""
+    return _sites.track_files(site, SOURCES[site], track, config["sites"])
 
 
 def truth_file(wildcards):
-    """True regimes of demo sites (empty list for real sites)."""
-    return (
-        [f"resources/demo/{wildcards.site}.truth.csv"] if is_demo(wildcards.site) else []
-    )
+    """True regimes of demo sites (empty list for real sites); of the cells for a demo pair."""
+    site = wildcards.site
+    if not is_demo(site):
+        return []
+    if site in PAIRS:
+        return [f"resources/demo/{site}.cells.truth.csv"]
+    return [f"resources/demo/{site}.truth.csv"]
 
 
 def embed_model(wildcards):
@@ -101,9 +115,11 @@ def site_outputs(site):
     ]
     out += [
         f"results/{site}/clusters.csv",
-        f"results/{site}/clusters.geojson",
+        f"results/{site}/clusters.gpkg",
         f"results/{site}/provenance.json",
     ]
+    if GEOJSON:
+        out.append(f"results/{site}/clusters.geojson")
     if config["dsc"]["enabled"]:
         out += [f"results/{site}/figures/dsc_loss.png"]
     if config["kmeans"]["k_sweep"]:

@@ -86,13 +86,13 @@ rule k_sweep_figure:
 
 
 rule export_labels:
-    """clusters.csv (pid,lat,lon,<method>...) and a GeoJSON layer for QGIS."""
+    """clusters.csv (pid,lat,lon,<method>...) and, with report.geojson, a GeoJSON layer."""
     input:
         shards="results/{site}/shards.h5",
         labels=lambda wc: [f"results/{wc.site}/clusters/{m}.h5" for m in METHODS],
     output:
         csv="results/{site}/clusters.csv",
-        geojson="results/{site}/clusters.geojson",
+        **({"geojson": "results/{site}/clusters.geojson"} if GEOJSON else {}),
     log:
         log_path("export"),
     benchmark:

@@ -1,0 +1,217 @@
+"""decompose stage: ascending + descending LOS tracks -> vertical and east-west series on cells."""
+import numpy as np
+import pytest
+
+from insarclust import coords, h5io
+from insarclust.decompose import DecomposeConfig, covered, decompose, interpolation_matrix, solve_up_east
+from insarclust.errors import InputError
+
+LAT0, LON0 = 69.60, 20.20
+D0 = 17700          # 2018-06-18, days since 1970-01-01
+SIZE_M = 2000.0
+
+
+def truth(lat, lon, days):
+    """Known ground motion (mm), referenced to D0: (up, east) (n, T) at the points."""
+    x = (lon - LON0) * 111320 * np.cos(np.deg2rad(LAT0))
+    t = (np.asarray(days) - D0) / 365.25
+    v_up = -10.0 + 6.0 * x / SIZE_M                     # -10 .. -4 mm/yr from west to east
+    up = v_up[:, None] * t + 4.0 * np.sin(2 * np.pi * t)[None, :]
+    east = np.full_like(x, 5.0)[:, None] * t + 0.0 * x[:, None]
+    return up, east
+
+
+def write_track(path, *, heading, first_day, n=3000, years=2.0, step=12, seed=0, noise_mm=1.0,
+                angles=False, drop_los=False, lat0=LAT0):
+    """A LOS shards.h5 of ``n`` points over a 2 x 2 km square, motion from :func:`truth`."""
+    rng = np.random.default_rng(seed)
+    lat = lat0 + rng.uniform(0, SIZE_M, n) / 111320
+    lon = LON0 + rng.uniform(0, SIZE_M, n) / (111320 * np.cos(np.deg2rad(LAT0)))
+    dates = (first_day + step * np.arange(int(years * 365.25 / step))).astype(np.int32)
+    incidence = rng.uniform(32, 44, n)
+    e, nn, u = coords.los_vector(incidence, heading + rng.normal(0, 0.2, n))
+    up, east = truth(lat, lon, dates)
+    north = rng.normal(0, 1, n)[:, None] * (dates - D0)[None, :] / 365.25   # neglected by the solve
+    los = e[:, None] * east + nn[:, None] * north + u[:, None] * up
+    los = los - los[:, :1] + rng.normal(0, noise_mm, los.shape)            # referenced to the first epoch
+    if drop_los:
+        names, static = ["height"], rng.uniform(10, 50, (n, 1))
+    elif angles:
+        names, static = ["height", "incidence_angle", "track_angle"], np.stack(
+            [rng.uniform(10, 50, n), incidence, np.full(n, heading)], axis=1)
+    else:
+        names, static = ["height", "los_east", "los_north", "los_up"], np.stack(
+            [rng.uniform(10, 50, n), e, nn, u], axis=1)
+    pid = np.array([f"T{seed}-{i}" for i in range(n)], dtype=object)
+    with h5io.ShardsWriter(path, n, dates, dates, names, {"site": "t", "format": "egms"}) as w:
+        for a in range(0, n, 1000):
+            b = min(n, a + 1000)
+            w.write(pid[a:b], lat[a:b], lon[a:b], static[a:b].astype(np.float32),
+                    los[a:b].astype(np.float32), los[a:b].astype(np.float32))
+    return path
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pair")
+    asc = write_track(root / "asc.h5", heading=-12.0, first_day=D0, seed=1)
+    desc = write_track(root / "desc.h5", heading=192.0, first_day=D0 + 5, seed=2)
+    out = root / "shards.h5"
+    summary = decompose(asc, desc, out, "pair", DecomposeConfig(grid_step_days=6, shard_size=100))
+    return root, out, summary
+
+
+def test_known_vertical_and_east_west_motion_is_recovered(pair):
+    _, out, summary = pair
+    s = h5io.Shards(out)
+    assert s.components == ["up", "east"] and s.crs == "EPSG:3035"
+    assert s.static_names == ["height", "mean_velocity_up", "mean_velocity_east"]
+    assert s.n_points == summary["n_cells"] and s.n_shards == summary["n_shards"] > 1
+    # the common period: from the later first date, every 6 days
+    assert s.grid_dates[0] == D0 + 5 and np.all(np.diff(s.grid_dates) == 6)
+    up = s.read("series/regular")
+    east = s.read(s.component_dataset("east"))
+    lat, lon = s.coords()
+    true_up, true_east = truth(lat, lon, s.grid_dates)
+    true_up -= true_up[:, :1]
+    true_east -= true_east[:, :1]
+    # ~7 points per track and cell, 1 mm noise each: a fraction of a mm after averaging
+    err_up, err_east = up - true_up, east - true_east
+    assert np.sqrt(np.mean(err_up ** 2)) < 0.8 and np.sqrt(np.mean(err_east ** 2)) < 0.8
+    assert np.percentile(np.abs(err_up), 99) < 3.0 and np.percentile(np.abs(err_east), 99) < 3.0
+    # the cell velocities follow the west-east gradient of the vertical motion
+    v_up = s.read("points/static")[:, 1]
+    x = (lon - LON0) * 111320 * np.cos(np.deg2rad(LAT0))
+    assert np.corrcoef(v_up, x)[0, 1] > 0.95
+    np.testing.assert_allclose(np.median(s.read("points/static")[:, 2]), 5.0, atol=0.3)
+    # (N, T, 2) for the embedding, in the components' order
+    both = s.read_components(0, 10)
+    assert both.shape == (10, len(s.grid_dates), 2) and np.array_equal(both[..., 1], east[:10])
+
+
+def test_cells_are_100m_cells_of_etrs89_laea_in_hilbert_order(pair):
+    _, out, summary = pair
+    s = h5io.Shards(out)
+    x, y, crs = s.xy()
+    assert np.allclose(np.mod(x, 100), 50) and np.allclose(np.mod(y, 100), 50)
+    pid = s.pids()
+    assert pid[0] == f"100mE{int(x[0] // 100)}N{int(y[0] // 100)}" and len(set(pid)) == len(pid)
+    lat, lon = s.coords()
+    xb, yb = coords.from_wgs84(lat, lon, crs)
+    assert np.max(np.hypot(xb - x, yb - y)) < 0.01
+    from insarclust.ordering import spatial_keys
+    assert np.all(np.diff(spatial_keys(lat, lon)) >= 0)
+    # 2 x 2 km: about 400 cells seen by both; a few at the edges by one track only
+    assert 300 < summary["n_cells"] <= 441
+    assert summary["n_cells_ascending_only"] + summary["n_cells_descending_only"] < 60
+    assert s.attrs["n_cells_ascending_only"] == summary["n_cells_ascending_only"]
+
+
+def test_observed_dates_skip_the_common_winter_gap(tmp_path):
+    grid = np.arange(0, 200, 6)
+    acq = np.r_[np.arange(0, 60, 12), np.arange(150, 200, 12)]   # a 90-day gap
+    mask = covered(grid, acq, 36)
+    assert mask[grid == 48].all() and not mask[(grid > 60) & (grid < 150)].any() and mask[grid == 150].all()
+    W = interpolation_matrix(np.array([0, 10, 20]), np.array([0, 5, 20, 30]))
+    np.testing.assert_allclose(np.array([[0.0, 1.0, 4.0]]) @ W, [[0.0, 0.5, 4.0, 4.0]])
+
+
+def test_los_from_incidence_and_heading_gives_the_same_result(pair, tmp_path):
+    root, out, _ = pair
+    asc = write_track(tmp_path / "asc.h5", heading=-12.0, first_day=D0, seed=1, angles=True)
+    desc = write_track(tmp_path / "desc.h5", heading=192.0, first_day=D0 + 5, seed=2, angles=True)
+    decompose(asc, desc, tmp_path / "s.h5", "pair", DecomposeConfig(grid_step_days=6))
+    a, b = h5io.Shards(out), h5io.Shards(tmp_path / "s.h5")
+    assert b.attrs["los_source_ascending"] == "incidence_angle/track_angle"
+    assert np.array_equal(a.pids(), b.pids())
+    # the per-point headings differ by their 0.2 deg jitter only
+    np.testing.assert_allclose(b.read("series/regular"), a.read("series/regular"), atol=0.3)
+
+
+def test_solve_is_exact_without_noise():
+    los_a = np.array([[-0.6, -0.12, 0.79]])
+    los_b = np.array([[0.62, -0.12, 0.78]])
+    up, east = np.array([[0.0, -3.0, 7.5]]), np.array([[0.0, 2.0, -1.0]])
+    d_a = los_a[:, :1] * east + los_a[:, 2:] * up
+    d_b = los_b[:, :1] * east + los_b[:, 2:] * up
+    u, e = solve_up_east(los_a, los_b, d_a, d_b)
+    np.testing.assert_allclose(u, up, atol=1e-12)
+    np.testing.assert_allclose(e, east, atol=1e-12)
+
+
+def test_two_ascending_tracks_stop(tmp_path):
+    a = write_track(tmp_path / "a.h5", heading=-12.0, first_day=D0, seed=1, n=500)
+    b = write_track(tmp_path / "b.h5", heading=-14.0, first_day=D0 + 5, seed=2, n=500)
+    with pytest.raises(InputError, match="same side.*one ascending and one descending"):
+        decompose(a, b, tmp_path / "s.h5", "p")
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_tracks_without_common_period_stop(tmp_path):
+    a = write_track(tmp_path / "a.h5", heading=-12.0, first_day=D0, seed=1, n=300, years=1.0)
+    b = write_track(tmp_path / "b.h5", heading=192.0, first_day=D0 + 400, seed=2, n=300, years=1.0)
+    with pytest.raises(InputError, match="do not overlap in time: ascending covers 2018-06-18 to"):
+        decompose(a, b, tmp_path / "s.h5", "p")
+
+
+def test_tracks_of_different_areas_stop(tmp_path):
+    a = write_track(tmp_path / "a.h5", heading=-12.0, first_day=D0, seed=1, n=300)
+    b = write_track(tmp_path / "b.h5", heading=192.0, first_day=D0, seed=2, n=300, lat0=LAT0 + 0.5)
+    with pytest.raises(InputError, match="do not overlap in space"):
+        decompose(a, b, tmp_path / "s.h5", "p")
+
+
+def test_missing_los_vectors_stop(tmp_path):
+    a = write_track(tmp_path / "a.h5", heading=-12.0, first_day=D0, seed=1, n=300, drop_los=True)
+    b = write_track(tmp_path / "b.h5", heading=192.0, first_day=D0, seed=2, n=300)
+    with pytest.raises(InputError, match=r"(?s)a\.h5: the line-of-sight vectors are missing and cannot be "
+                                         r"derived.*fix: add los_east"):
+        decompose(a, b, tmp_path / "s.h5", "p")
+
+
+# --------------------------------------------------------------------------- #
+# the site table's pair syntax
+
+
+def test_site_sources():
+    from insarclust.sites import parse_source
+
+    assert parse_source("data/lyngen/*.csv").kind == "files"
+    demo = parse_source("demo:arctic")
+    assert demo.kind == "demo" and demo.preset == "arctic" and demo.is_demo
+    pair = parse_source(" desc = data/d/*.zip ; asc=data/a/*.zip")
+    assert pair.kind == "pair" and pair.tracks == {"asc": "data/a/*.zip", "desc": "data/d/*.zip"}
+    assert not pair.is_demo
+    demo_pair = parse_source("asc=demo:mainland;desc=demo:mainland")
+    assert demo_pair.kind == "pair" and demo_pair.preset == "mainland"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("asc=data/a/*.zip", "has no desc geometry: a vertical/east-west decomposition needs one ascending"),
+    ("desc=data/d.csv;", "has no asc geometry"),
+    ("asc=a.csv;desc=b.csv;asc=c.csv", "names 'asc' twice"),
+    ("asc=a.csv;up=b.csv", "cannot read 'up=b.csv'"),
+    ("asc=demo:mainland;desc=data/d.csv", "same demo:<preset> on both sides"),
+])
+def test_malformed_pairs_name_the_site(text, message):
+    from insarclust.sites import parse_source
+
+    with pytest.raises(InputError, match=f"(?s)config/sites.tsv, column 'source': site 'oslo': .*{message}.*fix:"):
+        parse_source(text, "oslo")
+
+
+def test_demo_pair_sees_one_motion_from_both_sides():
+    from insarclust.demo import generate_pair
+    from insarclust.formats import get_format, load_formats
+
+    from conftest import ROOT
+
+    fmt = get_format("egms", load_formats(ROOT / "config" / "formats.yaml"))
+    tables, truth = generate_pair("p", "mainland", fmt, n_points=400, years=1.0, seed=1, cell_size_m=500)
+    asc, desc = tables["asc"], tables["desc"]
+    assert (asc.los_east < -0.4).all() and (desc.los_east > 0.4).all()
+    assert np.allclose(asc.track_angle, -12.5, atol=0.1) and np.allclose(desc.track_angle, 192.5, atol=0.1)
+    dates = [c for c in asc.columns if c.isdigit()]
+    assert dates[0] == "20180601" and [c for c in desc.columns if c.isdigit()][0] == "20180604"
+    assert not set(asc.pid) & set(desc.pid)
+    assert truth.pid.str.startswith("500mE").all() and truth.pid.is_unique and len(truth) > 20

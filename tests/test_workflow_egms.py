@@ -1,0 +1,98 @@
+"""End-to-end: EGMS as downloaded, in a real Snakemake run of the workflow.
+
+Two tiny demo sites: an EGMS L3 Ortho file (``format: egms-l3``: easting /
+northing in EPSG:3035, no column edits) and an EGMS L2b ascending +
+descending pair (``asc=...;desc=...``) decomposed into vertical and
+east-west series on grid cells. One k-means variant keeps the run short;
+everything else is covered by tests/test_workflow.py.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from insarclust import coords, h5io
+
+from test_workflow import make_workdir, snakemake
+
+pytestmark = pytest.mark.xdist_group("workflow-egms")
+
+SITES = [("l3", "demo:mainland", "egms-l3"), ("ud", "asc=demo:mainland;desc=demo:mainland", "egms")]
+CHANGES = {
+    "demo": {"n_points": 800, "years": 2.5},
+    "decompose": {"cell_size_m": 400},     # 800 scattered points a track over 16 x 16 km: ~100 cells hold both
+    "kmeans": {"variants": ["dyn"], "k": 4},
+    "baselines": {"pca-kmeans": False, "raw-kmeans": False, "descriptors-kmeans": False},
+    "dsc": {"enabled": False},
+    "embed": {"fit_sample": 300, "n_units": 30},
+}
+METHODS = ["kmeans-dyn"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    workdir = make_workdir(tmp_path_factory.mktemp("egms") / "repo", sites=SITES, changes=CHANGES)
+    snakemake(workdir)
+    return workdir
+
+
+def _gpkg(path):
+    import pyogrio
+    import pyogrio.raw
+
+    info = pyogrio.read_info(path)
+    meta, _, _, values = pyogrio.raw.read(path)
+    return info, dict(zip(meta["fields"], values))
+
+
+def test_egms_l3_file_runs_end_to_end(run):
+    res = run / "results/l3"
+    s = h5io.Shards(res / "shards.h5")
+    assert s.attrs["format"] == "egms-l3" and s.crs == "EPSG:3035" and s.n_points == 800
+    with gzip.open(run / "resources/demo/l3.csv.gz", "rt") as fh:
+        table = pd.read_csv(fh)
+    assert list(table.columns[:3]) == ["pid", "easting", "northing"]
+    by_pid = table.set_index("pid").loc[s.pids()]
+    x, y, crs = s.xy()
+    np.testing.assert_array_equal(x, by_pid["easting"].to_numpy())
+    lat, lon = s.coords()
+    xb, yb = coords.from_wgs84(lat, lon, crs)
+    assert np.max(np.hypot(xb - x, yb - y)) < 0.01       # 1 cm round trip
+    with open(res / "clusters.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["pid", "lat", "lon", *METHODS] and len(rows) == 801
+    info, col = _gpkg(res / "clusters.gpkg")
+    assert info["crs"] == "EPSG:3035" and info["features"] == 800
+    np.testing.assert_array_equal(col["x"], x)
+    assert set(col["kmeans-dyn_regime"]) <= {"stable", "subsiding", "uplifting", "seasonal", "accelerating", "step"}
+    assert not (res / "clusters.geojson").exists()    # report.geojson is off by default
+
+
+def test_ascending_descending_pair_runs_end_to_end(run):
+    res = run / "results/ud"
+    s = h5io.Shards(res / "shards.h5")
+    assert s.components == ["up", "east"] and s.crs == "EPSG:3035"
+    assert s.attrs["cell_size_m"] == 400 and s.attrs["los_source_ascending"] == "los_east/los_north/los_up"
+    truth = pd.read_csv(run / "resources/demo/ud.cells.truth.csv")
+    assert sorted(truth.pid) == sorted(s.pids()) and s.n_points > 50
+    # the embedding saw both components
+    names = h5io.Features(res / "features/dyn.h5").names
+    assert {"trend_mm_yr_up", "trend_mm_yr_east"} <= set(names)
+    for method in METHODS:
+        result = json.loads((res / f"clusters/{method}.json").read_text())
+        assert sum(result["sizes"]) == s.n_points and "ari" in result["metrics"]
+        assert (res / f"figures/{method}_clusters.png").stat().st_size > 5000
+    info, col = _gpkg(res / "clusters.gpkg")
+    assert info["features"] == s.n_points and {"x", "y", "trend_mm_yr"} <= set(info["fields"])
+    # the track files were temporary; the summary has both sites
+    assert not (res / "los/asc.h5").exists()
+    summary = pd.read_csv(run / "results/summary.tsv", sep="\t")
+    assert set(summary.site) == {"l3", "ud"}
+    prov = json.loads((res / "provenance.json").read_text())
+    assert {"demo_pair", "los_shards", "decompose"} <= set(prov["stages"])
+    assert prov["stages"]["los_shards"]["jobs"] == 2

@@ -1,0 +1,91 @@
+# Sites declared as an ascending + descending pair (source asc=...;desc=...):
+# each track is read like any site into results/{site}/los/{track}.h5, then
+# decompose solves for vertical and east-west series on grid cells and writes
+# the site's shards.h5, which every later stage takes as usual.
+
+
+def pair_constraint():
+    """Regex of the pair sites (one that matches nothing when there are none)."""
+    return "|".join(PAIRS) if PAIRS else "(?!)"
+
+
+rule demo_pair:
+    """Synthetic ascending + descending tracks of one ground motion, and the true regime of each cell."""
+    output:
+        asc="resources/demo/{site}.asc.csv.gz",
+        desc="resources/demo/{site}.desc.csv.gz",
+        truth="resources/demo/{site}.cells.truth.csv",
+    log:
+        log_path("demo_pair"),
+    benchmark:
+        bench_path("demo_pair")
+    params:
+        preset=lambda wc: SOURCES[wc.site].preset,
+        fmt_name=lambda wc: SITES.loc[wc.site, "format"],
+        fmt=lambda wc: site_format(wc.site),
+        demo=config["demo"],
+        cells={k: config["decompose"][k] for k in ("cell_size_m", "crs")},
+        seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, 8000),
+        runtime=runtime_min(10, 60),
+    conda:
+        "../../envs/io.yaml"
+    script:
+        "../../scripts/demo_pair.py"
+
+
+rule los_shards:
+    """One track of a pair site: its CSV(s) into a shards.h5 of line-of-sight series."""
+    input:
+        lambda wc: track_files(wc.site, wc.track),
+    output:
+        temp("results/{site}/los/{track}.h5"),
+    log:
+        log_path("los_shards", "{site}.{track}"),
+    benchmark:
+        bench_path("los_shards", "{site}.{track}")
+    wildcard_constraints:
+        track="asc|desc",
+    params:
+        fmt_name=lambda wc: SITES.loc[wc.site, "format"],
+        fmt=lambda wc: site_format(wc.site),
+        cfg=shards_params(),
+    threads: 2
+    resources:
+        mem_mb=mem_mb(2000, 400),
+        runtime=runtime_min(10, 20),
+    conda:
+        "../../envs/io.yaml"
+    script:
+        "../../scripts/los_shards.py"
+
+
+rule decompose:
+    """Ascending + descending line of sight -> vertical and east-west series on grid cells (shards.h5)."""
+    input:
+        asc="results/{site}/los/asc.h5",
+        desc="results/{site}/los/desc.h5",
+    output:
+        f"results/{{site,{pair_constraint()}}}/shards.h5",
+    log:
+        log_path("decompose"),
+    benchmark:
+        bench_path("decompose")
+    params:
+        cfg=config["decompose"],
+        shards={k: config["shards"][k] for k in ("grid_step_days", "shard_size")},
+        fmt_name=lambda wc: SITES.loc[wc.site, "format"],
+    threads: 1
+    resources:
+        # per track the (N,) cell keys and LOS vectors, then one shard of cells at a time
+        mem_mb=mem_mb(1500, 100),
+        runtime=runtime_min(10, 10),
+    conda:
+        "../../envs/io.yaml"
+    script:
+        "../../scripts/decompose.py"
+
+
+ruleorder: decompose > shards

@@ -1,0 +1,24 @@
+rule export_gpkg:
+    """clusters.gpkg: one point layer with every method's label and regime and the descriptors."""
+    input:
+        shards="results/{site}/shards.h5",
+        labels=lambda wc: [f"results/{wc.site}/clusters/{m}.h5" for m in METHODS],
+        metrics=lambda wc: [f"results/{wc.site}/clusters/{m}.json" for m in METHODS],
+        descriptors="results/{site}/features/descriptors.h5",
+    output:
+        "results/{site}/clusters.gpkg",
+    log:
+        log_path("export_gpkg"),
+    benchmark:
+        bench_path("export_gpkg")
+    params:
+        methods=METHODS,
+    threads: 1
+    resources:
+        # streamed in 65,536-row blocks: the (N,) label arrays are what grows
+        mem_mb=mem_mb(500, 60),
+        runtime=runtime_min(5, 10),
+    conda:
+        "../../envs/io.yaml"
+    script:
+        "../../scripts/export_gpkg.py"
