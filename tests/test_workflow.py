@@ -56,7 +56,7 @@ TINY = {
 # and one peer (enough for every incremental-rerun question). The slow test
 # runs every method, DSC included.
 FAST = {
-    "kmeans": {"variants": ["dyn", "dyn_smoothed"]},
+    "kmeans": {"variants": ["dyn", "dyn+static", "dyn_smoothed"]},
     "baselines": {"pca-kmeans": False, "raw-kmeans": False, "descriptors-kmeans": True},
     "dsc": {"enabled": False},
 }
@@ -371,6 +371,66 @@ def test_changed_smooth_H_reruns_only_smoothing_and_dependents(run):
     assert all(re.search(r"_smoothed|clusters\.(csv|geojson|gpkg)$|provenance\.json$|summary\.", r) for r in rel), rel
 
 
+# A changed setting plans exactly the jobs whose result it can change (per site, the
+# rules and the wildcard they run for). FAST runs kmeans-{dyn, dyn+static, dyn_smoothed}
+# and descriptors-kmeans; every site-level aggregate (exports, provenance) and the
+# summary follow any changed method result.
+AGGREGATES = {"export_labels", "export_gpkg", "provenance", "summary", "all"}
+FIT_RULES = {"shards", "graph", "embed_fit", "embed_part", "embed_gather", "descriptors", "smooth", "kmeans",
+             "baseline", "dsc"}
+PLANS = {
+    # memory and parallelism: nothing to redo
+    "embed.batch_size": ({"embed": {"batch_size": 256}}, set()),
+    "embed.n_jobs": ({"embed": {"n_jobs": 2}}, set()),
+    # the static columns' weight: dyn+static and what reads it, never the embedding
+    "embed.static_weight": ({"embed": {"static_weight": 2.0}},
+                            {("static_features", None), ("kmeans", "kmeans-dyn+static"),
+                             ("evaluate", "kmeans-dyn+static"), ("cluster_figures", "kmeans-dyn+static"),
+                             *AGGREGATES}),
+    # a label threshold: the evaluation and what shows it; descriptors-kmeans scales its
+    # features by the thresholds (descriptor_scaling: threshold), so it refits too
+    "interpret.step_mm": ({"interpret": {"step_mm": 9.0}},
+                          {("baseline", "descriptors-kmeans"),
+                           *(("evaluate", m) for m in ("kmeans-dyn", "kmeans-dyn+static", "kmeans-dyn_smoothed",
+                                                       "descriptors-kmeans")),
+                           *(("cluster_figures", m) for m in ("kmeans-dyn", "kmeans-dyn+static",
+                                                              "kmeans-dyn_smoothed", "descriptors-kmeans")),
+                           *AGGREGATES}),
+    # a new variant: its own smoothing, fit, evaluation and figures
+    "kmeans.variants +1": ({"kmeans": {"variants": ["dyn", "dyn+static", "dyn_smoothed", "dyn+static_smoothed"]}},
+                           {("smooth", "dyn+static"), ("kmeans", "kmeans-dyn+static_smoothed"),
+                            ("evaluate", "kmeans-dyn+static_smoothed"),
+                            ("cluster_figures", "kmeans-dyn+static_smoothed"), *AGGREGATES}),
+    # the figures' resolution: the figures only
+    "report.dpi": ({"report": {"dpi": 100}},
+                   {*(("cluster_figures", m) for m in ("kmeans-dyn", "kmeans-dyn+static", "kmeans-dyn_smoothed",
+                                                       "descriptors-kmeans")), "all"}),
+}
+
+
+def _job_key(job: dict):
+    rule, wc = job["rule"], job["wildcards"]
+    if rule in AGGREGATES:
+        return rule
+    if rule == "kmeans":
+        return rule, f"kmeans-{wc['variant']}"
+    return rule, wc.get("method") or wc.get("baseline") or wc.get("base")
+
+
+@pytest.mark.parametrize("name", list(PLANS))
+def test_a_changed_setting_plans_exactly_its_jobs(run, name):
+    workdir, _ = run
+    change, expected = PLANS[name]
+    old = edit_config(workdir, change)
+    try:
+        jobs = planned_jobs(workdir)
+    finally:
+        edit_config(workdir, old)
+    for site, *_ in SITES:
+        planned = {_job_key(j) for j in jobs if j["wildcards"].get("site") in (site, None)}
+        assert planned == set(expected), f"{name} on {site}: planned {sorted(map(str, planned))}"
+
+
 @pytest.mark.slow
 def test_two_full_runs_from_scratch_are_complete_and_identical(tmp_path):
     """Every method (DSC and all peers): the checks above, then byte equality of two runs."""
@@ -380,7 +440,8 @@ def test_two_full_runs_from_scratch_are_complete_and_identical(tmp_path):
     check_summary(first)
     check_provenance(first)
     check_report(first)
-    second = make_workdir(tmp_path / "second")
+    # the second run splits the embedding into two jobs: the split changes nothing
+    second = make_workdir(tmp_path / "second", changes={"embed": {"n_jobs": 2}})
     snakemake(second)
     a, b = fingerprint(first), fingerprint(second)
     assert sorted(a) == sorted(b)

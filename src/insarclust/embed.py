@@ -194,7 +194,7 @@ def gather_parts(part_paths: Sequence, out_path, block_rows: int = 65536) -> Non
     if expected != n_points:
         raise ValueError(f"parts end at row {expected}, the site has {n_points}; a part is missing")
     progress = Progress(log, n_points, "rows gathered")
-    with h5io.FeatureWriter(out_path, n_points, names) as writer:
+    with h5io.FeatureWriter(out_path, n_points, names, attrs={"n_parts": len(parts)}) as writer:
         for f in parts:
             offset = int(f.attrs["start"])
             for a, b, X in f.iter_blocks(block_rows):

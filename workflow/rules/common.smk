@@ -100,7 +100,20 @@ def embed_model(wildcards):
 
 
 def embed_parts(wildcards):
+    """The part files of features/dyn.h5. The split (embed.n_jobs) changes how the work is
+    cut into jobs, not the result: an up-to-date dyn.h5 keeps the split it was made with,
+    so changing n_jobs alone reruns nothing; the next rebuild uses the new split."""
     n = config["embed"]["n_jobs"]
+    dyn = Path(f"results/{wildcards.site}/features/dyn.h5")
+    inputs = [Path(f"results/{wildcards.site}/shards.h5"), Path(embed_model(wildcards))]
+    if dyn.exists() and all(p.exists() and p.stat().st_mtime <= dyn.stat().st_mtime for p in inputs):
+        try:
+            import h5py
+
+            with h5py.File(dyn, "r") as f:
+                n = int(f.attrs.get("n_parts", n))
+        except OSError:
+            pass
     return [
         f"results/{wildcards.site}/embed/parts/{i}-of-{n}.h5" for i in range(1, n + 1)
     ]

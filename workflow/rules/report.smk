@@ -116,7 +116,8 @@ rule provenance:
         sources=source_files,
         truth=truth_file,
         metrics=lambda wc: [f"results/{wc.site}/clusters/{m}.json" for m in METHODS],
-        products=site_products,
+        # waits for them, but a redrawn figure alone does not rewrite the record
+        products=lambda wc: [ancient(f) for f in site_products(wc)],
     output:
         report(
             "results/{site}/provenance.json",
