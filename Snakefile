@@ -28,6 +28,6 @@ include: "workflow/rules/gis.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_outputs(),
-    default_target: True

@@ -8,16 +8,16 @@ rule descriptors:
         log_path("descriptors"),
     benchmark:
         bench_path("descriptors")
-    params:
-        # only the fit settings: a change of a label threshold must not refit every point
-        fit={k: config["interpret"][k] for k in FIT_SETTINGS},
+    conda:
+        "../../envs/io.yaml"
     threads: 2
     resources:
         # one shard of series and its step scan at a time, whatever N
         mem_mb=mem_mb(1000, 0),
         runtime=runtime_min(5, 2),
-    conda:
-        "../../envs/io.yaml"
+    params:
+        # only the fit settings: a change of a label threshold must not refit every point
+        fit={k: config["interpret"][k] for k in FIT_SETTINGS},
     script:
         "../../scripts/descriptors.py"
 
@@ -33,14 +33,14 @@ rule baseline:
         log_path("baseline", "{site}.{baseline}"),
     benchmark:
         bench_path("baseline", "{site}.{baseline}")
-    params:
-        cfg=baseline_params,
-        seed=config["seed"],
+    conda:
+        "../../envs/io.yaml"
     threads: 2
     resources:
         mem_mb=mem_mb(1500, 100),
         runtime=runtime_min(5, 15),
-    conda:
-        "../../envs/io.yaml"
+    params:
+        cfg=baseline_params,
+        seed=config["seed"],
     script:
         "../../scripts/baseline.py"

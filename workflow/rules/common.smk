@@ -7,7 +7,8 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-ROOT = Path(workflow.basedir)
+# the workflow's own folder, also when it is used as a module of another workflow
+ROOT = Path(workflow.current_basedir).parents[1]
 # Rules import the library from the working tree: no install needed inside a
 # conda env or on a compute node, and jobs always run the checked-out code.
 os.environ.update(
@@ -19,7 +20,11 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from insarclust import methods as _methods  # noqa: E402
 from insarclust import sites as _sites  # noqa: E402
-from insarclust.config import coerce_to_schema, result_params, with_defaults  # noqa: E402
+from insarclust.config import (
+    coerce_to_schema,
+    result_params,
+    with_defaults,
+)  # noqa: E402
 from insarclust.descriptors import FIT_DEFAULTS  # noqa: E402
 from insarclust.interpret import DEFAULT_THRESHOLDS  # noqa: E402
 
@@ -31,8 +36,12 @@ def _schema(name):
 
 # Defaults live in the schema; nested --config values arrive as strings
 # ('kmeans={"k": 6}' gives "6") and are turned into the schema's types first.
-config.update(with_defaults(coerce_to_schema(config, _schema("config")), _schema("config")))
-validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"), set_default=True)
+config.update(
+    with_defaults(coerce_to_schema(config, _schema("config")), _schema("config"))
+)
+validate(
+    config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"), set_default=True
+)
 
 SITES = _sites.read_site_table(config["sites"], _schema("sites"))
 FORMATS = _sites.read_formats(config["formats"], _schema("formats"))
@@ -40,7 +49,8 @@ _sites.check_site_formats(SITES, FORMATS, config["sites"], config["formats"])
 _sites.check_built_sites(SITES, config)
 # sources: files, demo:<preset>, or an asc=...;desc=... pair
 SOURCES = {
-    s: _sites.parse_source(src, s, config["sites"]) for s, src in SITES["source"].items()
+    s: _sites.parse_source(src, s, config["sites"])
+    for s, src in SITES["source"].items()
 }
 PAIRS = [s for s, src in SOURCES.items() if src.kind == "pair"]
 METHODS = _methods.methods(config)
@@ -79,6 +89,11 @@ def source_files(wildcards):
     return _sites.source_files(site, SOURCES[site], config["sites"])
 
 
+def pair_constraint():
+    """Regex of the pair sites (one that matches nothing when there are none)."""
+    return "|".join(PAIRS) if PAIRS else "(?!)"
+
+
 def track_files(site, track):
     """Input CSV files of one track (asc, desc) of a pair site."""
     return _sites.track_files(site, SOURCES[site], track, config["sites"])
@@ -106,7 +121,9 @@ def embed_parts(wildcards):
     n = config["embed"]["n_jobs"]
     dyn = Path(f"results/{wildcards.site}/features/dyn.h5")
     inputs = [Path(f"results/{wildcards.site}/shards.h5"), Path(embed_model(wildcards))]
-    if dyn.exists() and all(p.exists() and p.stat().st_mtime <= dyn.stat().st_mtime for p in inputs):
+    if dyn.exists() and all(
+        p.exists() and p.stat().st_mtime <= dyn.stat().st_mtime for p in inputs
+    ):
         try:
             import h5py
 
@@ -120,7 +137,9 @@ def embed_parts(wildcards):
 
 
 def site_outputs(site):
-    out = [f"results/{site}/clusters/{m}.{ext}" for m in METHODS for ext in ("h5", "json")]
+    out = [
+        f"results/{site}/clusters/{m}.{ext}" for m in METHODS for ext in ("h5", "json")
+    ]
     out += [
         f"results/{site}/figures/{m}_{kind}.png"
         for m in METHODS
@@ -137,7 +156,8 @@ def site_outputs(site):
         out += [f"results/{site}/figures/dsc_loss.png"]
     if config["kmeans"]["k_sweep"]:
         out += [
-            f"results/{site}/figures/kmeans-{v}_k.png" for v in config["kmeans"]["variants"]
+            f"results/{site}/figures/kmeans-{v}_k.png"
+            for v in config["kmeans"]["variants"]
         ]
     return out
 
@@ -152,9 +172,7 @@ def site_products(wildcards):
     """Everything a site's run leaves behind but its provenance (so provenance runs last)."""
     own = f"results/{wildcards.site}/provenance.json"
     return [
-        f
-        for f in site_outputs(wildcards.site)
-        if f != own and not f.endswith(".json")
+        f for f in site_outputs(wildcards.site) if f != own and not f.endswith(".json")
     ]
 
 
@@ -177,7 +195,8 @@ def rule_file_patterns(_wildcards=None):
         out[r.name] = {
             "benchmark": plain(r.benchmark) if r.benchmark else None,
             "log": logs[0] if logs else None,
-            "device": r.name in TORCH_RULES,
+            # (as a module of another workflow, rule names carry its prefix)
+            "device": any(r.name == t or r.name.endswith(f"_{t}") for t in TORCH_RULES),
         }
     return out
 
@@ -200,7 +219,9 @@ def shards_params():
 
 def smooth_params():
     exact = config["smooth"]["mode"] == "exact"
-    out = result_params(config, "smooth", drop=("fanout", "batch_size") if exact else ())
+    out = result_params(
+        config, "smooth", drop=("fanout", "batch_size") if exact else ()
+    )
     return out if exact else {**out, "seed": config["seed"]}
 
 

@@ -4,11 +4,6 @@
 # the site's shards.h5, which every later stage takes as usual.
 
 
-def pair_constraint():
-    """Regex of the pair sites (one that matches nothing when there are none)."""
-    return "|".join(PAIRS) if PAIRS else "(?!)"
-
-
 rule demo_pair:
     """Synthetic ascending + descending tracks of one ground motion, and the true regime of each cell."""
     output:
@@ -19,6 +14,12 @@ rule demo_pair:
         log_path("demo_pair"),
     benchmark:
         bench_path("demo_pair")
+    conda:
+        "../../envs/io.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, 8000),
+        runtime=runtime_min(10, 60),
     params:
         preset=lambda wc: SOURCES[wc.site].preset,
         fmt_name=lambda wc: SITES.loc[wc.site, "format"],
@@ -26,12 +27,6 @@ rule demo_pair:
         demo=config["demo"],
         cells={k: config["decompose"][k] for k in ("cell_size_m", "crs")},
         seed=config["seed"],
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000, 8000),
-        runtime=runtime_min(10, 60),
-    conda:
-        "../../envs/io.yaml"
     script:
         "../../scripts/demo_pair.py"
 
@@ -48,16 +43,16 @@ rule los_shards:
         bench_path("los_shards", "{site}.{track}")
     wildcard_constraints:
         track="asc|desc",
-    params:
-        fmt_name=lambda wc: SITES.loc[wc.site, "format"],
-        fmt=lambda wc: site_format(wc.site),
-        cfg=shards_params(),
+    conda:
+        "../../envs/io.yaml"
     threads: 2
     resources:
         mem_mb=mem_mb(2000, 400),
         runtime=runtime_min(10, 20),
-    conda:
-        "../../envs/io.yaml"
+    params:
+        fmt_name=lambda wc: SITES.loc[wc.site, "format"],
+        fmt=lambda wc: site_format(wc.site),
+        cfg=shards_params(),
     script:
         "../../scripts/los_shards.py"
 
@@ -73,17 +68,17 @@ rule decompose:
         log_path("decompose"),
     benchmark:
         bench_path("decompose")
-    params:
-        cfg=config["decompose"],
-        shards={k: config["shards"][k] for k in ("grid_step_days", "shard_size")},
-        fmt_name=lambda wc: SITES.loc[wc.site, "format"],
+    conda:
+        "../../envs/io.yaml"
     threads: 1
     resources:
         # per track the (N,) cell keys and LOS vectors, then one shard of cells at a time
         mem_mb=mem_mb(1500, 100),
         runtime=runtime_min(10, 10),
-    conda:
-        "../../envs/io.yaml"
+    params:
+        cfg=config["decompose"],
+        shards={k: config["shards"][k] for k in ("grid_step_days", "shard_size")},
+        fmt_name=lambda wc: SITES.loc[wc.site, "format"],
     script:
         "../../scripts/decompose.py"
 

@@ -7,17 +7,17 @@ rule demo_data:
         log_path("demo"),
     benchmark:
         bench_path("demo")
+    conda:
+        "../../envs/io.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, 4000),
+        runtime=runtime_min(10, 30),
     params:
         preset=lambda wc: demo_preset(wc.site),
         fmt_name=lambda wc: SITES.loc[wc.site, "format"],
         fmt=lambda wc: site_format(wc.site),
         demo=config["demo"],
         seed=config["seed"],
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000, 4000),
-        runtime=runtime_min(10, 30),
-    conda:
-        "../../envs/io.yaml"
     script:
         "../../scripts/demo_data.py"

@@ -10,10 +10,8 @@ rule dsc:
         log_path("dsc"),
     benchmark:
         bench_path("dsc")
-    params:
-        cfg=result_params(config, "dsc"),
-        seed=config["seed"],
-        checkpoint_dir=lambda wc: f"results/{wc.site}/dsc/checkpoints",
+    conda:
+        "../../envs/torch-gpu.yaml"
     threads: 2
     resources:
         # training memory is set by train_sample and the patch size, not N; the
@@ -21,7 +19,9 @@ rule dsc:
         mem_mb=mem_mb(3000, 1500),
         runtime=runtime_min(30, 60),
         gpu=1,
-    conda:
-        "../../envs/torch-gpu.yaml"
+    params:
+        cfg=result_params(config, "dsc"),
+        seed=config["seed"],
+        checkpoint_dir=lambda wc: f"results/{wc.site}/dsc/checkpoints",
     script:
         "../../scripts/dsc.py"

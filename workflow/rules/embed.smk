@@ -8,9 +8,8 @@ rule embed_fit:
         log_path("embed_fit"),
     benchmark:
         bench_path("embed_fit")
-    params:
-        cfg=result_params(config, "embed"),
-        seed=config["seed"],
+    conda:
+        "../../envs/torch.yaml"
     threads: 2
     resources:
         # the fit sample's representations (fit_sample x 5,700 float64) dominate
@@ -18,8 +17,9 @@ rule embed_fit:
             (2000 + config["embed"]["fit_sample"] * 0.1) * attempt
         ),
         runtime=runtime_min(15, 0),
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=result_params(config, "embed"),
+        seed=config["seed"],
     script:
         "../../scripts/embed_fit.py"
 
@@ -35,18 +35,16 @@ rule embed_part:
         log_path("embed", "{site}.{part}-of-{n}"),
     benchmark:
         bench_path("embed", "{site}.{part}-of-{n}")
+    conda:
+        "../../envs/torch.yaml"
     threads: 2
     resources:
         # peak RSS ~1.2 GB at batch_size 1024 whatever the part size (docs/perf/embed.md)
-        mem_mb=lambda wc, attempt: int(
-            (1500 + config["embed"]["batch_size"]) * attempt
-        ),
+        mem_mb=lambda wc, attempt: int((1500 + config["embed"]["batch_size"]) * attempt),
         # ~300 series/s on 2 CPU cores (far more on a GPU)
         runtime=lambda wc, attempt: int(
             (15 + 60 * site_points(wc) / 1e6 / int(wc.n)) * attempt
         ),
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../../scripts/embed_part.py"
 
@@ -61,12 +59,12 @@ rule embed_gather:
         log_path("embed_gather"),
     benchmark:
         bench_path("embed_gather")
+    conda:
+        "../../envs/io.yaml"
     threads: 1
     resources:
         mem_mb=mem_mb(1000, 0),
         runtime=runtime_min(5, 5),
-    conda:
-        "../../envs/io.yaml"
     script:
         "../../scripts/embed_gather.py"
 
@@ -82,13 +80,13 @@ rule static_features:
         log_path("static_features"),
     benchmark:
         bench_path("static_features")
-    params:
-        static_weight=config["embed"]["static_weight"],
+    conda:
+        "../../envs/io.yaml"
     threads: 1
     resources:
         mem_mb=mem_mb(1000, 0),
         runtime=runtime_min(5, 5),
-    conda:
-        "../../envs/io.yaml"
+    params:
+        static_weight=config["embed"]["static_weight"],
     script:
         "../../scripts/static_features.py"

@@ -12,13 +12,13 @@ rule evaluate:
         log_path("evaluate", "{site}.{method}"),
     benchmark:
         bench_path("evaluate", "{site}.{method}")
-    params:
-        thresholds={k: config["interpret"][k] for k in (*THRESHOLDS, *FIT_SETTINGS)},
+    conda:
+        "../../envs/io.yaml"
     threads: 1
     resources:
         mem_mb=mem_mb(1000, 100),
         runtime=runtime_min(5, 5),
-    conda:
-        "../../envs/io.yaml"
+    params:
+        thresholds={k: config["interpret"][k] for k in (*THRESHOLDS, *FIT_SETTINGS)},
     script:
         "../../scripts/evaluate.py"

@@ -11,14 +11,14 @@ rule export_gpkg:
         log_path("export_gpkg"),
     benchmark:
         bench_path("export_gpkg")
-    params:
-        methods=METHODS,
+    conda:
+        "../../envs/io.yaml"
     threads: 1
     resources:
         # streamed in 65,536-row blocks: the (N,) label arrays are what grows
         mem_mb=mem_mb(500, 60),
         runtime=runtime_min(5, 10),
-    conda:
-        "../../envs/io.yaml"
+    params:
+        methods=METHODS,
     script:
         "../../scripts/export_gpkg.py"

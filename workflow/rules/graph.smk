@@ -8,13 +8,13 @@ rule graph:
         log_path("graph"),
     benchmark:
         bench_path("graph")
-    params:
-        cfg=result_params(config, "graph"),
+    conda:
+        "../../envs/io.yaml"
     threads: 2
     resources:
         mem_mb=mem_mb(1000, 1500),
         runtime=runtime_min(5, 5),
-    conda:
-        "../../envs/io.yaml"
+    params:
+        cfg=result_params(config, "graph"),
     script:
         "../../scripts/graph.py"

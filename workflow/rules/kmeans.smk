@@ -9,15 +9,15 @@ rule kmeans:
         log_path("kmeans", "{site}.{variant}"),
     benchmark:
         bench_path("kmeans", "{site}.{variant}")
-    params:
-        cfg=kmeans_params(),
-        seed=config["seed"],
+    conda:
+        "../../envs/io.yaml"
     threads: 2
     resources:
         mem_mb=mem_mb(1500, 100),
         runtime=runtime_min(5, 10),
-    conda:
-        "../../envs/io.yaml"
+    params:
+        cfg=kmeans_params(),
+        seed=config["seed"],
     script:
         "../../scripts/kmeans.py"
 
@@ -34,14 +34,14 @@ rule kmeans_sweep:
         log_path("kmeans_sweep", "{site}.{variant}"),
     benchmark:
         bench_path("kmeans_sweep", "{site}.{variant}")
-    params:
-        cfg=kmeans_params(sweep=True),
-        seed=config["seed"],
+    conda:
+        "../../envs/io.yaml"
     threads: 2
     resources:
         mem_mb=mem_mb(1500, 100),
         runtime=runtime_min(10, 30),
-    conda:
-        "../../envs/io.yaml"
+    params:
+        cfg=kmeans_params(sweep=True),
+        seed=config["seed"],
     script:
         "../../scripts/kmeans_sweep.py"

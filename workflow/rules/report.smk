@@ -21,15 +21,15 @@ rule cluster_figures:
         log_path("figures", "{site}.{method}"),
     benchmark:
         bench_path("figures", "{site}.{method}")
-    params:
-        cfg=report_params(),
-        seed=config["seed"],
+    conda:
+        "../../envs/report.yaml"
     threads: 1
     resources:
         mem_mb=mem_mb(1500, 300),
         runtime=runtime_min(5, 10),
-    conda:
-        "../../envs/report.yaml"
+    params:
+        cfg=report_params(),
+        seed=config["seed"],
     script:
         "../../scripts/figures.py"
 
@@ -47,15 +47,15 @@ rule dsc_figure:
         ),
     log:
         log_path("dsc_figure"),
-    params:
-        dpi=config["report"]["dpi"],
-        variant=config["dsc"]["variant"],
+    conda:
+        "../../envs/report.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        "../../envs/report.yaml"
+    params:
+        dpi=config["report"]["dpi"],
+        variant=config["dsc"]["variant"],
     script:
         "../../scripts/dsc_figure.py"
 
@@ -73,14 +73,14 @@ rule k_sweep_figure:
         ),
     log:
         log_path("k_sweep_figure", "{site}.{variant}"),
-    params:
-        dpi=config["report"]["dpi"],
+    conda:
+        "../../envs/report.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        "../../envs/report.yaml"
+    params:
+        dpi=config["report"]["dpi"],
     script:
         "../../scripts/k_sweep_figure.py"
 
@@ -91,20 +91,20 @@ rule export_labels:
         shards="results/{site}/shards.h5",
         labels=lambda wc: [f"results/{wc.site}/clusters/{m}.h5" for m in METHODS],
     output:
-        csv="results/{site}/clusters.csv",
         **({"geojson": "results/{site}/clusters.geojson"} if GEOJSON else {}),
+        csv="results/{site}/clusters.csv",
     log:
         log_path("export"),
     benchmark:
         bench_path("export")
-    params:
-        methods=METHODS,
+    conda:
+        "../../envs/io.yaml"
     threads: 1
     resources:
         mem_mb=mem_mb(500, 60),
         runtime=runtime_min(5, 10),
-    conda:
-        "../../envs/io.yaml"
+    params:
+        methods=METHODS,
     script:
         "../../scripts/export_labels.py"
 
@@ -127,6 +127,12 @@ rule provenance:
         ),
     log:
         log_path("provenance"),
+    conda:
+        "../../envs/io.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=runtime_min(5, 10),
     params:
         # Only what describes this site; the resolved config is read at run time
         # (a config param would rerun every site's provenance on any change).
@@ -134,12 +140,6 @@ rule provenance:
         fmt=lambda wc: site_format(wc.site),
         rules=rule_file_patterns,
         hash_sources=config["report"]["hash_sources"],
-    threads: 1
-    resources:
-        mem_mb=500,
-        runtime=runtime_min(5, 10),
-    conda:
-        "../../envs/io.yaml"
     script:
         "../../scripts/provenance.py"
 
@@ -160,11 +160,11 @@ rule summary:
         ),
     log:
         "logs/summary.log",
+    conda:
+        "../../envs/io.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        "../../envs/io.yaml"
     script:
         "../../scripts/summary.py"

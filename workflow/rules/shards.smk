@@ -8,15 +8,15 @@ rule shards:
         log_path("shards"),
     benchmark:
         bench_path("shards")
-    params:
-        fmt_name=lambda wc: SITES.loc[wc.site, "format"],
-        fmt=lambda wc: site_format(wc.site),
-        cfg=shards_params(),
+    conda:
+        "../../envs/io.yaml"
     threads: 2
     resources:
         mem_mb=mem_mb(2000, 400),
         runtime=runtime_min(10, 20),
-    conda:
-        "../../envs/io.yaml"
+    params:
+        fmt_name=lambda wc: SITES.loc[wc.site, "format"],
+        fmt=lambda wc: site_format(wc.site),
+        cfg=shards_params(),
     script:
         "../../scripts/shards.py"

@@ -9,13 +9,13 @@ rule smooth:
         log_path("smooth", "{site}.{base}"),
     benchmark:
         bench_path("smooth", "{site}.{base}")
-    params:
-        cfg=smooth_params(),
+    conda:
+        "../../envs/torch.yaml"
     threads: 2
     resources:
         mem_mb=mem_mb(1000, 1200),
         runtime=runtime_min(5, 5),
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        cfg=smooth_params(),
     script:
         "../../scripts/smooth.py"
