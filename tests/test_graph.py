@@ -171,7 +171,6 @@ def test_build_graph_file_writes_contract(shards_file, tmp_path):
     lat, lon = h5io.Shards(path).coords()
     idx, dist = brute_knn(lat, lon, 7)
     np.testing.assert_array_equal(g["indices"].reshape(n, 7), idx)
-    assert h5io.graph_csr(out).shape == (n, n)
     assert not list(tmp_path.glob(".*tmp*"))
 
 

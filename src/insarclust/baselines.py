@@ -154,8 +154,8 @@ class StreamedPCA(BaseEstimator, TransformerMixin):
         self.pca_ = IncrementalPCA(n_components=n_comp)
         progress = Progress(log, source.n_rows, "incremental PCA (rows)")
         # One BLAS thread: the SVD of a tall (block x epochs) matrix gains little
-        # from threads, and on shared cores OpenBLAS's spinning threads made a
-        # 16k x 200 SVD take 4-28 s instead of 0.3 s.
+        # from threads, and on shared cores OpenBLAS's spinning threads slow it
+        # down by an order of magnitude (docs/perf/kmeans.md).
         with threadpool_limits(limits=1, user_api="blas"):
             for X in _blocks(source, max(int(self.block_rows), n_comp), min_rows=n_comp):
                 if len(X) < n_comp:  # a tail shorter than the component count cannot be fitted

@@ -538,15 +538,6 @@ def read_graph(path) -> dict:
     return out
 
 
-def graph_csr(path, values: str = "weight"):
-    """The graph as a ``scipy.sparse.csr_array`` (N, N) holding ``weight`` or ``distance_m``."""
-    import scipy.sparse as sp
-
-    g = read_graph(path)
-    n = len(g["indptr"]) - 1
-    return sp.csr_array((g[values], g["indices"], g["indptr"]), shape=(n, n))
-
-
 # --------------------------------------------------------------------------- #
 # features/{name}.h5
 

@@ -159,19 +159,16 @@ def _aggregation_values(indptr, indices, weight, aggregation, degree_scale):
     return indptr, indices, values, isolated
 
 
-def propagate(op: torch.Tensor, X: torch.Tensor, H: int, overwrite: bool = False,
-              spare: torch.Tensor | None = None) -> torch.Tensor:
+def propagate(op: torch.Tensor, X: torch.Tensor, H: int, overwrite: bool = False) -> torch.Tensor:
     """Apply H hops ``x <- S x`` (``S`` from :func:`hop_operator`) to (N, D) float32 ``X``.
 
     Each hop is one ``addmm`` from one (N, D) buffer into another. With
     ``overwrite`` the buffers are ``X`` itself and a spare; otherwise ``X`` is
-    only read and the result is a new array. ``spare``: an (N, D) work buffer
-    to use instead of allocating one (its content is ignored).
+    only read and the result is a new array.
     """
     if H == 0:
         return X if overwrite else X.clone()
-    if spare is None and (overwrite or H > 1):
-        spare = _empty_like(X)
+    spare = _empty_like(X) if (overwrite or H > 1) else None
     if overwrite:
         first, second = spare, X
     else:
@@ -222,8 +219,7 @@ class GraphSmoother:
 
     :meth:`fit` takes the CSR graph; learned state: ``operator_`` (exact: the
     one-hop matrix of :func:`hop_operator`),
-    ``sampler_`` (fanout), ``isolated_`` (N,) bool, ``n_points_``. Exact
-    :meth:`transform` keeps one (N, D) work buffer between calls (for H > 1).
+    ``sampler_`` (fanout), ``isolated_`` (N,) bool, ``n_points_``.
     """
 
     def __init__(self, H: int = 3, alpha: float = 0.5, aggregation: str = "mean", mode: str = "exact",
@@ -252,7 +248,6 @@ class GraphSmoother:
         if self.n_threads:
             torch.set_num_threads(int(self.n_threads))
         self.n_points_ = len(indptr) - 1
-        self._spare = None
         if self.mode == "exact":
             self.operator_, self.isolated_ = hop_operator(indptr, indices, weight, self.aggregation,
                                                           float(self.alpha))
@@ -279,20 +274,17 @@ class GraphSmoother:
         out = smooth_subgraph(data, x, int(self.H), float(self.alpha), self.aggregation)
         return start, out[:data.batch_size].numpy()
 
-    def transform(self, X) -> np.ndarray:
-        """Smoothed copy of (N, D) float32 features ``X`` (numpy or torch)."""
+    def transform(self, X, overwrite: bool = False) -> np.ndarray:
+        """Smoothed (N, D) float32 features ``X`` (numpy or torch).
+
+        ``overwrite``: ``X`` is the caller's float32 buffer and may be used as the
+        work buffer of the hops (the stage does this: no second (N, D) array).
+        """
         X = torch.as_tensor(np.asarray(X, dtype=np.float32)) if not torch.is_tensor(X) else X.float()
         if X.shape[0] != self.n_points_:
             raise ValueError(f"features have {X.shape[0]} rows, the graph {self.n_points_} points")
         if self.mode == "exact":
-            if int(self.H) > 1:
-                # One work buffer is kept between calls: a fresh (N, D) buffer costs a page
-                # fault per page on first touch, as much as a hop here. (So one smoother must
-                # not transform from several threads at once.)
-                if getattr(self, "_spare", None) is None or self._spare.shape != X.shape:
-                    self._spare = _empty_like(X)
-                return propagate(self.operator_, X, int(self.H), spare=self._spare).numpy()
-            return propagate(self.operator_, X, int(self.H)).numpy()
+            return propagate(self.operator_, X, int(self.H), overwrite=overwrite).numpy()
         Xn = X.numpy()
         out = np.empty_like(Xn)
         with single_thread():
@@ -389,7 +381,7 @@ def smooth_feature_file(features_path, graph_path, out_path, cfg: Mapping, seed:
             X[a:b] = _standardise(block, scaler)
         before = X[:, :n_moran].copy()
         with timed(log, f"exact smoothing, H={smoother.H}, {n} x {features.n_features}"):
-            Y = propagate(smoother.operator_, torch.from_numpy(X), int(smoother.H), overwrite=True).numpy()
+            Y = smoother.transform(torch.from_numpy(X), overwrite=True)
         del X
         after = Y[:, :n_moran].copy()
         _write_moran_attrs(attrs, graph, before, after)
