@@ -29,7 +29,7 @@ def generate_csv(path: Path, n_points: int, n_epochs: int, seed: int = 0, chunk:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    from insarclust.formats import days_to_iso
+    from insarclust.dates import days_to_iso
 
     rng = np.random.default_rng(seed)
     day0 = 17532  # 2018-01-01

@@ -7,6 +7,6 @@ method, seed = snakemake.wildcards.baseline, int(snakemake.params.seed)
 cfg = {key: dict(value) for key, value in snakemake.params.cfg.items()}
 with timed(log, f"{method} {snakemake.wildcards.site}"):
     labelling = fit_baseline(method, snakemake.input.shards, snakemake.input.descriptors, kmeans_cfg=cfg["kmeans"],
-                             baselines_cfg=cfg["baselines"], thresholds=cfg.get("interpret"), seed=seed)
+                             baselines_cfg=cfg["baselines"], seed=seed)
 labelling.stamp(snakemake.wildcards.site, method, {**cfg, "seed": seed})
 labelling.write(snakemake.output[0])

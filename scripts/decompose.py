@@ -2,10 +2,11 @@
 from insarclust.config import build_stage
 from insarclust.decompose import decompose
 from insarclust.logs import start_rule, timed
+from insarclust.requirements import site_needs
 
 log = start_rule(snakemake)
 site = snakemake.wildcards.site
 cfg = build_stage("decompose", {**snakemake.params.cfg, **snakemake.params.shards})
 with timed(log, f"decompose {site}"):
     decompose(snakemake.input.asc, snakemake.input.desc, snakemake.output[0], site, cfg,
-              fmt_name=snakemake.params.fmt_name)
+              fmt_name=snakemake.params.fmt_name, needs=site_needs(snakemake.config))

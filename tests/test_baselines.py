@@ -130,7 +130,7 @@ def test_features_of_each_method(site):
 def run_baseline(method, site, baselines_cfg, seed, truth=False):
     """Fit a peer, then evaluate it as the workflow's two rules do: ``(labels, split, result)``."""
     fit = fit_baseline(method, site["shards"], site["descriptors"], kmeans_cfg=KMEANS_CFG,
-                       baselines_cfg=baselines_cfg, thresholds=INTERPRET, seed=seed)
+                       baselines_cfg=baselines_cfg, seed=seed)
     result = evaluate.evaluate_labelling(fit, graph_path=site["graph"], shards_path=site["shards"],
                                          descriptors_path=site["descriptors"],
                                          truth_path=site["truth_csv"] if truth else None, thresholds=INTERPRET)

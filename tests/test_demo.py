@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from insarclust.demo import PRESETS, REGIMES, acquisition_dates, generate
-from insarclust.formats import EPOCH, get_format, load_formats, plan_columns
+from insarclust.dates import EPOCH
+from insarclust.formats import get_format, load_formats, plan_columns
 from insarclust.interpret import VOCABULARY
 
 from conftest import ROOT

@@ -125,8 +125,21 @@ def test_dyn_static_standardised_and_weighted(site, tmp_path):
     static = h5io.Shards(site.shards).read("points/static")
     expected = (static[:, 0] - static[:, 0].mean()) / static[:, 0].std() * 2
     np.testing.assert_allclose(X[:, 2], expected, rtol=1e-4, atol=1e-4)
-    with pytest.raises(ValueError, match="unknown static"):
-        embed.write_dyn_static(dyn, site.shards, out, static_weight={"nope": 1.0})
+    # a name this site lacks (one config for sites of several formats) is ignored
+    embed.write_dyn_static(dyn, site.shards, out, static_weight={"nope": 1.0, "height": 2.0})
+    assert h5io.read_features(out)[1] == names
+
+
+def test_geometry_columns_are_not_features(tmp_path):
+    path, _ = make_shards_file(tmp_path / "s.h5", n=200, n_grid=30, shard_size=64)
+    with h5py.File(path, "r+") as f:    # call the third static column a LOS component
+        f.attrs["geometry_columns"] = ["temporal_coherence"]
+    dyn = tmp_path / "dyn.h5"
+    h5io.write_features(dyn, np.zeros((200, 1), np.float32), ["a"])
+    embed.write_dyn_static(dyn, path, tmp_path / "out.h5")
+    assert h5io.read_features(tmp_path / "out.h5")[1] == ["a", "static_height", "static_mean_velocity"]
+    embed.write_dyn_static(dyn, path, tmp_path / "out.h5", static_weight={"temporal_coherence": 1.0})
+    assert h5io.read_features(tmp_path / "out.h5")[1][-1] == "static_temporal_coherence"
 
 
 def test_dyn_static_missing_and_constant_columns(tmp_path):
@@ -149,7 +162,7 @@ def test_rule_scripts(site, tmp_path):
     """The thin scripts, run as Snakemake runs them (a ``snakemake`` object in their globals)."""
     def run(script, **kw):
         log = tmp_path / f"{script}.log"
-        config = {"device": "cpu", "embed": {**CFG, "batch_size": 256}}
+        config = {"device": "cpu", "seed": 42, "embed": {**CFG, "batch_size": 256, "n_jobs": 2}}
         snk = SimpleNamespace(log=[str(log)], threads=1, config=config, **kw)
         runpy.run_path(str(ROOT / "scripts" / f"{script}.py"), init_globals={"snakemake": snk})
         assert log.exists()

@@ -207,9 +207,9 @@ def keep_going(tmp_path_factory, table):
     stale = workdir / "results/sorted"
     stale.mkdir(parents=True)
     pid = dead_pid()
-    (stale / f".shards.h5.tmp-{pid}").write_bytes(b"x" * 1000)
-    (stale / f".shards.h5.runs-{pid}").mkdir()
-    (stale / f".shards.h5.runs-{pid}" / "run00000.disp.npy").write_bytes(b"x" * 1000)
+    (stale / f".shards.h5.tmp-{h5io._HOST}-{pid}").write_bytes(b"x" * 1000)
+    (stale / f".shards.h5.runs-{h5io._HOST}-{pid}").mkdir()
+    (stale / f".shards.h5.runs-{h5io._HOST}-{pid}" / "run00000.disp.npy").write_bytes(b"x" * 1000)
     targets = [f"results/{site}/shards.h5" for site in {**good, **bad}]
     rc, out = run(workdir, "--keep-going", *targets)
     return workdir, rc, out, good, bad
@@ -308,6 +308,22 @@ def test_a_killed_writer_leaves_a_temporary_that_the_next_job_removes(tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["dyn.h5"]
 
 
+def test_stale_temporaries_of_other_hosts_and_geopackages_are_removed(tmp_path):
+    gpkg = tmp_path / "clusters.gpkg"
+    pid = dead_pid()
+    names = [f".clusters.gpkg.tmp-{h5io._HOST}-{pid}.gpkg", f".clusters.gpkg.tmp-{h5io._HOST}-{pid}.gpkg-journal",
+             f".clusters.gpkg.tmp-othernode-{os.getpid()}.gpkg"]       # a live PID, but on another node
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    mine = h5io.temp_name(gpkg, keep_suffix=True)
+    mine.write_bytes(b"x")                                         # this process's own: kept
+    live = tmp_path / f".clusters.gpkg.tmp-{h5io._HOST}-{os.getppid()}.gpkg"
+    live.write_bytes(b"x")                                         # alive on this host: kept
+    removed = {p.name for p in h5io.remove_stale_temporaries(gpkg)}
+    assert removed == set(names)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, live.name])
+
+
 # --------------------------------------------------------------------------- #
 # errors before any job: configuration, formats.yaml, site table
 
@@ -387,17 +403,31 @@ def test_full_disk_is_said_plainly(small_site, table):
 # the pieces on their own
 
 
-def test_disk_full_is_told_apart_from_other_errors(tmp_path):
+def test_disk_full_is_told_apart_from_other_errors(tmp_path, monkeypatch):
     import errno
 
     from insarclust.logs import explain_disk_full
 
+    from insarclust import h5io
+    from insarclust import logs
+
     out = [tmp_path / "x.h5"]
     full = explain_disk_full(OSError(errno.ENOSPC, "No space left on device"), out)
     assert full is not None and f"device holding {tmp_path}" in str(full)
+    # numpy's short write carries no errno: decided by whether the partial files took the free space
+    short = OSError("40000 requested and 39904 written")
+    total, free = 200 << 30, 3 << 30
+    monkeypatch.setattr(logs.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(total, total - free, free))
+    monkeypatch.setitem(h5io.partial_bytes, str(out[0]), free - (1 << 20))
+    message = explain_disk_full(short, out)
+    assert message is not None and "had reached 3.0 GB" in str(message)
+    h5io.partial_bytes.clear()
     # the same wording with room on the disk is some other failure: left as it is
-    assert explain_disk_full(OSError("40000 requested and 39904 written"), out) is None
+    assert explain_disk_full(short, out) is None
     assert explain_disk_full(ValueError("bad value"), out) is None
+    # a corrupt model file (no write failure) on a big, nearly full disk is not a full disk
+    assert explain_disk_full(RuntimeError("PytorchStreamReader failed reading zip archive: "
+                                          "inline_container.cc:290"), out) is None
     # found through the chain of causes (h5py and torch wrap the OS error)
     try:
         try:
@@ -423,6 +453,8 @@ def test_config_strings_become_the_schema_types():
     assert out["embed"]["static_weight"] == {"height": 0.5}
     cfg["kmeans"]["k"] = "auto"
     assert coerce_to_schema(cfg, schema)["kmeans"]["k"] == "auto"
+    cfg["shards"]["max_abs_mm"] = "1e5"   # YAML reads this as text
+    assert coerce_to_schema(cfg, schema)["shards"]["max_abs_mm"] == 1e5
     cfg["kmeans"]["k"] = "six"   # not coercible: left for validation to reject
     assert coerce_to_schema(cfg, schema)["kmeans"]["k"] == "six"
 
@@ -441,3 +473,27 @@ def test_format_values_are_checked_naming_format_and_key(key, value, needle):
         get_format("ngu", {"ngu": {**FORMATS["ngu"], key: value}})
     assert f"format 'ngu', key '{key}'" in str(err.value) and needle in str(err.value)
     assert "fix:" in str(err.value)
+
+
+def test_header_fields_with_spaces_are_read(tmp_path, table):
+    path = tmp_path / "a.csv"
+    text = table.to_csv(index=False).splitlines()
+    text[0] = ", ".join(text[0].split(","))   # "pid, latitude, longitude, ..."
+    path.write_text("\n".join(text) + "\n")
+    build_shards([path], NGU, tmp_path / "a.h5", "s")
+    assert h5io.Shards(tmp_path / "a.h5").n_points == len(table)
+
+
+def test_a_date_pattern_without_group_says_so(tmp_path, table):
+    from insarclust.errors import InputError
+
+    t = table.rename(columns={c: "D" + c for c in date_columns(table)})
+    fmt = get_format("ngu", {"ngu": {**FORMATS["ngu"], "date_pattern": r"^D\d{8}$"}})
+    with pytest.raises(InputError, match=r"(?s)is not a valid YYYYMMDD date.*has no group"):
+        build_shards([csv(tmp_path / "a.csv", t)], fmt, tmp_path / "a.h5", "s")
+
+
+def test_numbered_columns_that_are_not_dates_pass(tmp_path, table):
+    t = table.copy()
+    t.insert(9, "band_10001", 1.0)
+    build_shards([csv(tmp_path / "a.csv", t)], NGU, tmp_path / "a.h5", "s")

@@ -8,7 +8,8 @@ import pytest
 
 from insarclust import h5io
 from insarclust.demo import generate
-from insarclust.formats import get_format, load_formats, parse_date
+from insarclust.dates import parse_date
+from insarclust.formats import get_format, load_formats
 from insarclust.ordering import spatial_keys
 from insarclust.shards import ShardsConfig, build_shards
 

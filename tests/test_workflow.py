@@ -387,11 +387,9 @@ PLANS = {
                             {("static_features", None), ("kmeans", "kmeans-dyn+static"),
                              ("evaluate", "kmeans-dyn+static"), ("cluster_figures", "kmeans-dyn+static"),
                              *AGGREGATES}),
-    # a label threshold: the evaluation and what shows it; descriptors-kmeans scales its
-    # features by the thresholds (descriptor_scaling: threshold), so it refits too
+    # a label threshold: the evaluation and what shows it, never a fit
     "interpret.step_mm": ({"interpret": {"step_mm": 9.0}},
-                          {("baseline", "descriptors-kmeans"),
-                           *(("evaluate", m) for m in ("kmeans-dyn", "kmeans-dyn+static", "kmeans-dyn_smoothed",
+                          {*(("evaluate", m) for m in ("kmeans-dyn", "kmeans-dyn+static", "kmeans-dyn_smoothed",
                                                        "descriptors-kmeans")),
                            *(("cluster_figures", m) for m in ("kmeans-dyn", "kmeans-dyn+static",
                                                               "kmeans-dyn_smoothed", "descriptors-kmeans")),

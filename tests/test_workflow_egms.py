@@ -85,7 +85,9 @@ def test_ascending_descending_pair_runs_end_to_end(run):
     assert {"trend_mm_yr_up", "trend_mm_yr_east"} <= set(names)
     for method in METHODS:
         result = json.loads((res / f"clusters/{method}.json").read_text())
-        assert sum(result["sizes"]) == s.n_points and "ari" in result["metrics"]
+        assert sum(result["sizes"]) == s.n_points
+        # the regimes of the cells are found (0.52 / 0.65 on these ~90 cells; chance is 0)
+        assert result["metrics"]["ari"] > 0.3 and result["metrics"]["label_match"] > 0.45
         assert (res / f"figures/{method}_clusters.png").stat().st_size > 5000
     info, col = _gpkg(res / "clusters.gpkg")
     assert info["features"] == s.n_points and {"x", "y", "trend_mm_yr"} <= set(info["fields"])

@@ -13,7 +13,8 @@ groups would use without reservoirs or deep clustering.
   descriptors (:mod:`insarclust.descriptors`): trend, acceleration, annual
   amplitude, step, centred on the site mean and standardised
   (``baselines.descriptor_scaling``): ``threshold`` (default) divides each by
-  its label threshold of the ``interpret:`` section, so one unit is the size
+  its physical scale (``baselines.descriptor_scale``, by default the label
+  thresholds of the ``interpret:`` section's defaults), so one unit is the size
   at which that signature starts to count and k-means distances mean what the
   labels mean; ``zscore`` divides by the standard deviation over the site,
   which blows a descriptor that hardly varies (no step anywhere, an
@@ -53,9 +54,10 @@ log = logging.getLogger(__name__)
 
 METHODS = PEERS
 DEFAULT_DESCRIPTOR_FEATURES = ["trend_mm_yr", "acceleration_mm_yr2", "annual_amplitude_mm", "step_mm"]
-# the interpretation threshold that gives each descriptor its physical scale
-THRESHOLD_OF = {"trend_mm_yr": "stable_trend_mm_yr", "acceleration_mm_yr2": "acceleration_mm_yr2",
-                "annual_amplitude_mm": "seasonal_amplitude_mm", "step_mm": "step_mm"}
+# The physical scale of each descriptor (baselines.descriptor_scale): by default the
+# size at which the interpretation starts to count it (the default label thresholds).
+DEFAULT_DESCRIPTOR_SCALE = {"trend_mm_yr": 2.0, "acceleration_mm_yr2": 1.5, "annual_amplitude_mm": 4.0,
+                            "step_mm": 8.0}
 FIT_BLOCK_ROWS = 16384
 
 
@@ -216,21 +218,22 @@ def kmeans_config(kmeans_cfg: dict, baselines_cfg: dict) -> dict:
     return cfg
 
 
-def descriptor_scale(std: np.ndarray, names, interpret_cfg: dict | None, scaling: str) -> np.ndarray:
-    """Per-descriptor divisor (D,): the label threshold (``threshold``) or the std (``zscore``)."""
-    from .interpret import DEFAULT_THRESHOLDS
+def descriptor_scale(std: np.ndarray, names, scales: dict | None, scaling: str) -> np.ndarray:
+    """Per-descriptor divisor (D,): its physical scale (``threshold``) or its std (``zscore``).
 
+    ``scales``: descriptor -> scale (``baselines.descriptor_scale``); descriptors
+    without one are divided by their std in both modes.
+    """
     if scaling not in ("threshold", "zscore"):
         raise ValueError(f"descriptor_scaling must be 'threshold' or 'zscore', got {scaling!r}")
-    thresholds = {**DEFAULT_THRESHOLDS, **(interpret_cfg or {})}
+    scales = {**DEFAULT_DESCRIPTOR_SCALE, **(scales or {})}
     std = np.asarray(std, dtype=np.float64)
-    scale = np.array([float(thresholds[THRESHOLD_OF[n]]) if scaling == "threshold" and n in THRESHOLD_OF
-                      else s for n, s in zip(names, std)])
+    scale = np.array([float(scales[n]) if scaling == "threshold" and n in scales else s
+                      for n, s in zip(names, std)])
     return np.where(scale > 0, scale, 1.0)
 
 
-def build_features(method: str, shards_path, descriptors_path=None, *, baselines_cfg: dict,
-                   interpret_cfg: dict | None = None):
+def build_features(method: str, shards_path, descriptors_path=None, *, baselines_cfg: dict):
     """The row source a peer method clusters, and the method's extras for the JSON.
 
     Returns ``(source, extras)``; extras go to the top level of the metrics
@@ -251,7 +254,7 @@ def build_features(method: str, shards_path, descriptors_path=None, *, baselines
         stats = StreamedScaler("epoch").fit(picked).scaler_
         scaling = baselines_cfg.get("descriptor_scaling", "threshold")
         mean = stats.mean_.astype(np.float32)
-        scale = descriptor_scale(np.sqrt(stats.var_), wanted, interpret_cfg, scaling)
+        scale = descriptor_scale(np.sqrt(stats.var_), wanted, baselines_cfg.get("descriptor_scale"), scaling)
         inv_scale = (1.0 / scale).astype(np.float32)
         source = MapSource(picked, lambda X: (X - mean) * inv_scale, names=wanted)
         extras = {"features": wanted, "descriptor_scaling": scaling, "feature_mean": stats.mean_.tolist(),
@@ -277,21 +280,15 @@ def build_features(method: str, shards_path, descriptors_path=None, *, baselines
 
 
 def fit_baseline(method: str, shards_path, descriptors_path=None, *, kmeans_cfg: dict,
-                 baselines_cfg: dict, seed: int, thresholds: dict | None = None) -> Labelling:
-    """One peer method: features, batched k-means, labels in trend order, fit record.
-
-    ``thresholds``: the ``interpret:`` label thresholds, read only by
-    ``descriptors-kmeans`` with ``descriptor_scaling: threshold`` (they set the
-    scale of its features).
-    """
+                 baselines_cfg: dict, seed: int) -> Labelling:
+    """One peer method: features, batched k-means, labels in trend order, fit record."""
     from . import kmeans
     from .h5io import Shards
 
     baselines_cfg = dict(baselines_cfg or {})
     # the peers are references, fitted once: no seed-stability refit
     cfg = {**kmeans_config(kmeans_cfg, baselines_cfg), "seed_stability": False}
-    source, extras = build_features(method, shards_path, descriptors_path, baselines_cfg=baselines_cfg,
-                                    interpret_cfg=thresholds)
+    source, extras = build_features(method, shards_path, descriptors_path, baselines_cfg=baselines_cfg)
     log.info("%s: clustering %d points x %d features", method, source.n_rows, source.n_features)
     result = kmeans.fit_stage(source, shards_path, cfg=cfg, seed=seed)
     result.record.update(extras)

@@ -44,6 +44,14 @@ def _coerce(value: Any, schema: Mapping, defs: Mapping) -> Any:
             return value
         # "6" -> 6, "false" -> False, "null" -> None, "[2, 8]" -> [2, 8]
         if isinstance(parsed, str):
+            # YAML 1.1 reads 1e5 (no dot, no sign) as text; Python does not
+            for number in (int, float):
+                try:
+                    candidate = number(value)
+                except ValueError:
+                    continue
+                if _valid(candidate, schema, defs):
+                    return candidate
             return value
         parsed = _coerce(parsed, schema, defs)
         return parsed if _valid(parsed, schema, defs) else value
@@ -192,7 +200,8 @@ class Stage:
 
 
 STAGES = {
-    "shards": Stage("insarclust.shards:ShardsConfig", runtime=frozenset({"read_block_mb"})),
+    # max_abs_mm only decides whether the stage stops: it cannot change a shards.h5
+    "shards": Stage("insarclust.shards:ShardsConfig", runtime=frozenset({"read_block_mb", "max_abs_mm"})),
     "decompose": Stage("insarclust.decompose:DecomposeConfig"),
     "graph": Stage("insarclust.graph:GeodesicKNNGraph", runtime=frozenset({"workers", "block_size"})),
     "embed": Stage("insarclust.reservoir:ReservoirEmbedder",

@@ -15,3 +15,17 @@ def parse_date(text: str) -> int:
 
 def days_to_iso(days) -> str:
     return (EPOCH + dt.timedelta(days=int(days))).isoformat()
+
+
+def linear_trend_per_year(series, days):
+    """Least-squares linear trend per year of each row of ``series (n, T)`` on dates ``days (T,)``
+    (days since 1970-01-01); rows of NaN stay NaN, a single date gives 0."""
+    import numpy as np
+
+    series = np.atleast_2d(np.asarray(series, dtype=np.float64))
+    t = (np.asarray(days, dtype=np.float64) - days[0]) / DAYS_PER_YEAR
+    t_c = t - t.mean()
+    denom = float(np.sum(t_c ** 2))
+    if denom == 0:
+        return np.zeros(len(series))
+    return (series - series.mean(axis=1, keepdims=True)) @ t_c / denom

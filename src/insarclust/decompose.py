@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,14 +44,14 @@ import numpy as np
 
 from . import __version__, coords, h5io
 from .errors import InputError
-from .formats import days_to_iso
+from .dates import days_to_iso, linear_trend_per_year
 from .logs import Progress
 from .ordering import spatial_keys
+from .requirements import SiteNeeds, check_site
 
 log = logging.getLogger("insarclust.decompose")
 
 COMPONENTS = ("up", "east")
-DAYS_PER_YEAR = 365.25
 # |det| of the 2x2 up/east system below this: too ill-conditioned to solve (asc + desc: ~0.9)
 MIN_DETERMINANT = 0.2
 # rows closer than this are read in one slab (one h5 chunk is 1,024 rows)
@@ -232,13 +233,6 @@ def solve_up_east(los_a: np.ndarray, los_b: np.ndarray, d_a: np.ndarray, d_b: np
     return up, east
 
 
-def _trend_mm_yr(series: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    t = (np.asarray(grid, dtype=np.float64) - grid[0]) / DAYS_PER_YEAR
-    t = t - t.mean()
-    denom = float(np.sum(t ** 2)) or 1.0
-    return (series - series.mean(axis=1, keepdims=True)) @ t / denom
-
-
 def _cell_position(cells: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of each point's cell in the sorted ``cells`` and whether it is there."""
     pos = np.clip(np.searchsorted(cells, key), 0, max(len(cells) - 1, 0))
@@ -278,13 +272,15 @@ def _read_rows(shards: h5io.Shards, dataset: str, rows: np.ndarray) -> np.ndarra
 
 
 def decompose(asc_path, desc_path, out_path, site: str, cfg: DecomposeConfig | None = None,
-              fmt_name: str = "") -> dict:
+              fmt_name: str = "", needs: SiteNeeds | None = None) -> dict:
     """Write the vertical/east-west site of cells of an ascending + descending pair; returns a summary.
 
     Raises InputError when the tracks do not overlap in space or time, see the
-    ground from the same side, or have no LOS vectors (and nothing derivable).
+    ground from the same side, or have no LOS vectors (and nothing derivable),
+    and (``needs``: :func:`insarclust.requirements.site_needs`) when the cells
+    and common dates are too few for the configured stages.
     """
-    cfg = cfg or DecomposeConfig()
+    cfg = dataclasses.replace(cfg or DecomposeConfig())
     cfg.crs = coords.normalize_crs(cfg.crs)
     if not coords.is_projected(cfg.crs):
         raise InputError(f"decompose.crs {cfg.crs} is not a projected CRS", file="config/config.yaml",
@@ -332,6 +328,9 @@ def decompose(asc_path, desc_path, out_path, site: str, cfg: DecomposeConfig | N
     clat, clon = coords.to_wgs84(cx, cy, cfg.crs)
     order = np.argsort(spatial_keys(clat, clon), kind="stable")
     n_cells = len(common)
+    if needs is not None:
+        check_site(site, needs, n_points=n_cells, n_dates=len(obs_idx), n_grid=len(grid),
+                   file=f"{asc.path} + {desc.path}", grid_step_days=cfg.grid_step_days)
     rank_of_cell = np.empty(n_cells, dtype=np.int64)   # common is key-sorted; rank = output position
     rank_of_cell[order] = np.arange(n_cells)
     ci, cj, cx, cy, clat, clon = (a[order] for a in (ci, cj, cx, cy, clat, clon))
@@ -400,7 +399,7 @@ def decompose(asc_path, desc_path, out_path, site: str, cfg: DecomposeConfig | N
             east -= east[:, :1]
             up32, east32 = up.astype(np.float32), east.astype(np.float32)
             static = [np.mean([heights["ascending"], heights["descending"]], axis=0)] if has_height else []
-            static += [_trend_mm_yr(up, grid), _trend_mm_yr(east, grid)]
+            static += [linear_trend_per_year(up, grid), linear_trend_per_year(east, grid)]
             writer.write_series(c0, up32[:, obs_idx], up32)
             writer.write_component("east", c0, east32[:, obs_idx], east32)
             writer.write_points(coords.cell_names(ci[c0:c1], cj[c0:c1], cfg.cell_size_m),

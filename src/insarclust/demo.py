@@ -256,7 +256,7 @@ def generate_pair(site: str, preset: str, fmt: Format, n_points: int = 20000, st
     ``crs`` that holds points of both tracks (majority of its points), with the
     cell ids of the decompose stage.
     """
-    from .coords import cell_index, cell_names, from_wgs84, los_vector
+    from .coords import cell_index, cell_key, cell_names, cell_of_key, from_wgs84, los_vector
 
     if preset not in PRESETS:
         raise ValueError(f"unknown demo preset '{preset}'; choose one of {sorted(PRESETS)}")
@@ -294,13 +294,13 @@ def generate_pair(site: str, preset: str, fmt: Format, n_points: int = 20000, st
         cells.append(np.stack(cell_index(*from_wgs84(lat, lon, crs), cell_size_m), axis=1))
         regimes.append(regime)
     # truth of the cells seen by both tracks: the most common regime of their points
-    both = np.intersect1d(*[np.unique(c[:, 0] * (1 << 32) + c[:, 1]) for c in cells])
+    both = np.intersect1d(*[np.unique(cell_key(c[:, 0], c[:, 1])) for c in cells])
     ij = np.concatenate(cells)
-    key = ij[:, 0] * (1 << 32) + ij[:, 1]
+    key = cell_key(ij[:, 0], ij[:, 1])
     keep = np.isin(key, both)
     votes = np.zeros((len(both), len(REGIMES)), dtype=np.int64)
     np.add.at(votes, (np.searchsorted(both, key[keep]), np.concatenate(regimes)[keep]), 1)
-    i, j = both // (1 << 32), both % (1 << 32)
+    i, j = cell_of_key(both)
     truth = pd.DataFrame({"pid": cell_names(i, j, cell_size_m), "regime": np.array(REGIMES)[votes.argmax(1)]})
     return tables, truth
 
@@ -357,7 +357,7 @@ def _static_columns(fmt, rng, dem, slope_deg, vel, coherence, incidence, x, y, d
                             for d in dates])[np.nanargmax(np.abs(np.nan_to_num(disp)), axis=1)],
     }
     # further columns of the EGMS products (L2a/L2b/L3), drawn only for formats that have them
-    wanted = set(fmt.static + fmt.optional_static)
+    wanted = set(fmt.static + fmt.optional_static + fmt.geometry)
     if wanted & {"los_east", "los_north", "los_up"}:
         from .coords import los_vector
 
@@ -372,7 +372,7 @@ def _static_columns(fmt, rng, dem, slope_deg, vel, coherence, incidence, x, y, d
     }
     values.update({name: draw() for name, draw in extra.items() if name in wanted})
     out = {}
-    for name in fmt.static + fmt.optional_static:
+    for name in fmt.static + fmt.optional_static + fmt.geometry:
         if name in values:
             out[name] = np.round(values[name], 3)
         else:  # a column the generator does not model: plausible noise

@@ -175,8 +175,11 @@ def embed_part(shards_path, model_path, part: int, n_parts: int, out_path,
     return start, stop
 
 
-def gather_parts(part_paths: Sequence, out_path, block_rows: int = 65536) -> None:
-    """Concatenate part files (any order given) into one feature file; checks they tile 0..N."""
+def gather_parts(part_paths: Sequence, out_path, block_rows: int = 65536, attrs: Mapping | None = None) -> None:
+    """Concatenate part files (any order given) into one feature file; checks they tile 0..N.
+
+    ``attrs`` are stored with ``n_parts`` (the workflow records the embedding settings there).
+    """
     parts = sorted((h5io.Features(p) for p in part_paths), key=lambda f: f.attrs["start"])
     if not parts:
         raise ValueError("no embedding parts to gather")
@@ -194,7 +197,7 @@ def gather_parts(part_paths: Sequence, out_path, block_rows: int = 65536) -> Non
     if expected != n_points:
         raise ValueError(f"parts end at row {expected}, the site has {n_points}; a part is missing")
     progress = Progress(log, n_points, "rows gathered")
-    with h5io.FeatureWriter(out_path, n_points, names, attrs={"n_parts": len(parts)}) as writer:
+    with h5io.FeatureWriter(out_path, n_points, names, attrs={**(attrs or {}), "n_parts": len(parts)}) as writer:
         for f in parts:
             offset = int(f.attrs["start"])
             for a, b, X in f.iter_blocks(block_rows):
@@ -202,15 +205,19 @@ def gather_parts(part_paths: Sequence, out_path, block_rows: int = 65536) -> Non
                 progress.update(b - a)
 
 
-def static_weights(names: Sequence[str], static_weight) -> np.ndarray:
-    """Weight per static column: one number for all, or a mapping name -> weight (default 1)."""
+def static_weights(names: Sequence[str], static_weight, geometry: Sequence[str] = ()) -> np.ndarray:
+    """Weight per static column: one number for all, or a mapping name -> weight (default 1).
+
+    ``geometry`` columns (the LOS vector) weigh 0 unless the mapping names them: they
+    describe the acquisition, not the ground. Names a site lacks are ignored (one
+    config serves sites of several formats), with a log line.
+    """
     if isinstance(static_weight, Mapping):
-        unknown = set(static_weight) - set(names)
-        if unknown:
-            raise ValueError(f"embed.static_weight names unknown static columns {sorted(unknown)}; "
-                             f"this site has {list(names)}")
-        return np.array([float(static_weight.get(n, 1.0)) for n in names])
-    return np.full(len(names), float(static_weight))
+        absent = sorted(set(static_weight) - set(names))
+        if absent:
+            log.info("embed.static_weight: no static column %s on this site (it has %s)", absent, list(names))
+        return np.array([float(static_weight.get(n, 0.0 if n in geometry else 1.0)) for n in names])
+    return np.array([0.0 if n in geometry else float(static_weight) for n in names])
 
 
 def write_dyn_static(dyn_path, shards_path, out_path, static_weight=1.0,
@@ -227,7 +234,10 @@ def write_dyn_static(dyn_path, shards_path, out_path, static_weight=1.0,
         raise ValueError(f"{dyn_path} has {dyn.n_rows} rows, {shards_path} {shards.n_points}; "
                          "re-run the embed stage for this site")
     names = list(shards.static_names)
-    weights = static_weights(names, static_weight)
+    geometry = list(shards.attrs.get("geometry_columns") or [])
+    weights = static_weights(names, static_weight, geometry)
+    # geometry columns at weight 0 are left out rather than written as zeros
+    keep = np.array([not (n in geometry and w == 0) for n, w in zip(names, weights)], dtype=bool)
     S = len(names)
     count = np.zeros(S)
     total = np.zeros(S)
@@ -244,12 +254,13 @@ def write_dyn_static(dyn_path, shards_path, out_path, static_weight=1.0,
         total_sq += np.where(ok, (block - mean) ** 2, 0).sum(0)
     std = np.sqrt(np.divide(total_sq, count, out=np.zeros(S), where=count > 0))
     scale = np.where(std > 0, weights / np.where(std > 0, std, 1.0), 0.0)
-    out_names = list(dyn.names) + [f"static_{n}" for n in names]
-    attrs = {"static_weight": weights.tolist(), "static_mean": mean.tolist(), "static_std": std.tolist()}
+    out_names = list(dyn.names) + [f"static_{n}" for n, k in zip(names, keep) if k]
+    attrs = {"static_weight": weights[keep].tolist(), "static_mean": mean[keep].tolist(),
+             "static_std": std[keep].tolist()}
     progress = Progress(log, dyn.n_rows, "rows with static columns")
     with h5io.FeatureWriter(out_path, dyn.n_rows, out_names, attrs=attrs) as writer:
         for a, b, X in dyn.iter_blocks(block_rows):
             st = shards.read("points/static", a, b).astype(np.float64).reshape(b - a, S)
-            st = np.where(np.isfinite(st), (st - mean) * scale, 0.0)
+            st = np.where(np.isfinite(st), (st - mean) * scale, 0.0)[:, keep]
             writer.write(a, np.concatenate([X, st.astype(np.float32)], axis=1))
             progress.update(b - a)

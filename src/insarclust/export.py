@@ -235,7 +235,7 @@ def write_geopackage(shards_path, label_paths: Mapping[str, str | os.PathLike], 
 
     def batches():
         progress = Progress(log, shards.n_points, "points written to the GeoPackage")
-        for start, stop in h5io_blocks(shards, block_rows):
+        for start, stop in shards.block_bounds(block_rows=block_rows):
             lat = shards.read("points/lat", start, stop)
             lon = shards.read("points/lon", start, stop)
             cols = [pa.array(shards.read("points/pid", start, stop), type=pa.string()), lat, lon]
@@ -268,7 +268,8 @@ def write_geopackage(shards_path, label_paths: Mapping[str, str | os.PathLike], 
     gpkg_path = Path(gpkg_path)
     gpkg_path.parent.mkdir(parents=True, exist_ok=True)
     # GDAL wants the .gpkg extension, so the temporary name keeps it
-    tmp = gpkg_path.with_name(f".{gpkg_path.stem}.tmp-{os.getpid()}.gpkg")
+    h5io.remove_stale_temporaries(gpkg_path)
+    tmp = h5io.temp_name(gpkg_path, keep_suffix=True)   # GDAL picks the driver by the extension
     try:
         tmp.unlink(missing_ok=True)
         reader = pa.RecordBatchReader.from_batches(schema, batches())
@@ -282,10 +283,3 @@ def write_geopackage(shards_path, label_paths: Mapping[str, str | os.PathLike], 
     log.info("wrote %d points x %d methods to %s (layer %s, %s)", shards.n_points, len(methods),
              gpkg_path, layer_name, crs)
     return shards.n_points
-
-
-def h5io_blocks(shards: h5io.Shards, block_rows: int):
-    """``(start, stop)`` blocks of at most ``block_rows`` rows that never cross a shard boundary."""
-    for a, b in shards.shard_bounds():
-        for s in range(a, b, max(1, int(block_rows))):
-            yield s, min(b, s + int(block_rows))

@@ -10,14 +10,14 @@ from dataclasses import dataclass, field, fields
 
 import yaml
 
-from .dates import EPOCH, days_to_iso, parse_date  # noqa: F401
+from .dates import parse_date
 from .errors import InputError
 
 UNIT_TO_MM = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
-# A header field that looks like an acquisition date: five or more digits in a row,
-# or year-month-day with separators. Used to catch date columns that the format's
+# A header field that looks like an acquisition date: a 7- or 8-digit number of
+# this or the last century, or year-month-day with separators. Used to catch date columns that the format's
 # date_pattern silently skips (a 7-digit "2020013", a "2020-01-13").
-DATE_LIKE = re.compile(r"\d{5,}|\d{4}[-_/.]\d{1,2}[-_/.]\d{1,2}")
+DATE_LIKE = re.compile(r"(?<!\d)(19|20)\d{5,6}(?!\d)|(19|20)\d{2}[-_/.]\d{1,2}[-_/.]\d{1,2}")
 DELIMITERS = (",", ";", "\t", "|")
 
 log = logging.getLogger("insarclust.formats")
@@ -39,6 +39,9 @@ class Format:
     crs: str = ""
     # static columns read when a file has them (every file of the site), skipped otherwise
     optional_static: tuple[str, ...] = ()
+    # viewing-geometry columns (the LOS unit vector): read like optional_static and kept
+    # for the decompose stage, but not features (left out of dyn+static)
+    geometry: tuple[str, ...] = ()
     displacement_unit: str = "mm"
     delimiter: str = ","
     na_values: tuple[str, ...] = ("", "NaN", "nan", "NA")
@@ -52,6 +55,7 @@ class Format:
         spec = dict(spec)
         spec["static"] = tuple(spec.get("static", ()))
         spec["optional_static"] = tuple(spec.get("optional_static", ()))
+        spec["geometry"] = tuple(spec.get("geometry", ()))
         spec["na_values"] = tuple(spec.get("na_values", cls.na_values))
         unknown = sorted(set(spec) - {f.name for f in fields(cls)} - {"name"})
         if unknown:
@@ -114,12 +118,17 @@ class Format:
         return (self.y, self.x) if self.projected else (self.lat, self.lon)
 
     def with_optional(self, headers) -> "Format":
-        """This format with the optional static columns that every header has appended to
-        ``static`` (and none left optional), so all files of a site share one static layout."""
+        """This format with the optional static and geometry columns that every header has
+        appended to ``static`` (none left optional; ``geometry`` keeps those present), so all
+        files of a site share one static layout."""
         headers = [{h.strip() for h in header} for header in headers]
-        present = tuple(c for c in self.optional_static
-                        if c not in self.static and all(c in h for h in headers))
-        return dataclasses.replace(self, static=self.static + present, optional_static=())
+
+        def present(columns):
+            return tuple(c for c in columns if c not in self.static and all(c in h for h in headers))
+
+        optional, geometry = present(self.optional_static), present(self.geometry)
+        return dataclasses.replace(self, static=self.static + optional + geometry, optional_static=(),
+                                   geometry=geometry)
 
 
 def load_formats(path) -> dict[str, dict]:
@@ -188,9 +197,11 @@ def plan_columns(header: list[str], fmt: Format, file: str) -> ColumnPlan:
                 raise ValueError(text)
             day = parse_date(text)
         except ValueError:
+            fix = (f"rename the column or narrow date_pattern of format '{fmt.name}'" if m.groups() else
+                   f"date_pattern '{fmt.date_pattern}' of format '{fmt.name}' has no group: put one around "
+                   "the 8 digits of the date, e.g. '^D(\\d{8})$'")
             raise InputError(f"date column '{col}' is not a valid YYYYMMDD date", file=file,
-                             row=0, column=col,
-                             fix=f"rename the column or narrow date_pattern of format '{fmt.name}'") from None
+                             row=0, column=col, fix=fix) from None
         columns.append(col)
         dates.append(day)
     if skipped:

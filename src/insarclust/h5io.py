@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import shutil
+import socket
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
@@ -30,21 +32,29 @@ STR = h5py.string_dtype(encoding="utf-8")
 DEFAULT_CHUNK_ROWS = 1024
 
 
-TEMP_KINDS = ("tmp", "runs")   # .NAME.tmp-PID (a file being written), .NAME.runs-PID (shards' sorted runs)
+TEMP_KINDS = ("tmp", "runs")   # .NAME.tmp-HOST-PID (a file being written), .NAME.runs-HOST-PID (shards' runs)
+_HOST = socket.gethostname().replace("-", "_").replace(".", "_") or "host"
+_TEMP_RE = re.compile(r"\.(?P<kind>tmp|runs)-(?P<host>[^-]+)-(?P<pid>\d+)")
 
 # Bytes a failed write had reached (output path -> bytes), for the disk-full message.
 partial_bytes: dict[str, int] = {}
 
 
+def temp_name(path: str | os.PathLike, kind: str = "tmp", keep_suffix: bool = False) -> Path:
+    """``.NAME.tmp-HOST-PID`` beside ``path`` (``keep_suffix``: with ``path``'s extension appended,
+    for writers that pick the file type from it, e.g. GDAL's GeoPackage)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{kind}-{_HOST}-{os.getpid()}{path.suffix if keep_suffix else ''}")
+
+
 def _tmp_name(path: Path, kind: str = "tmp") -> Path:
-    return path.with_name(f".{path.name}.{kind}-{os.getpid()}")
+    return temp_name(path, kind)
 
 
 def temp_dir(path: str | os.PathLike, kind: str = "runs") -> Path:
     """A fresh temporary directory beside ``path`` (removed by :func:`remove_stale_temporaries`
     if its process dies before removing it)."""
-    path = Path(path)
-    tmp = _tmp_name(path, kind)
+    tmp = temp_name(path, kind)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
@@ -62,12 +72,14 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
-    """Remove temporaries of ``path`` left by killed jobs (their PID is dead); returns them.
+    """Remove temporaries of ``path`` left by killed jobs; returns them.
 
     A job killed by SIGKILL (out of memory, a SLURM time limit) cannot clean
     up, and on a national-scale site its temporary files are gigabytes.
-    Snakemake never runs two jobs for one output at once, so any temporary of
-    the same output whose process is gone is stale.
+    Snakemake never runs two jobs for one output at once, so a temporary of
+    the same output is stale unless its process is this one or still alive on
+    this host; one written on another host (a SLURM node) is always stale.
+    SQLite's ``-journal``/``-wal``/``-shm`` companions go with their file.
     """
     path = Path(path)
     removed = []
@@ -75,8 +87,11 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
         return removed
     for kind in TEMP_KINDS:
         for tmp in path.parent.glob(f".{glob.escape(path.name)}.{kind}-*"):
-            pid = tmp.name.rsplit("-", 1)[1]
-            if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+            m = _TEMP_RE.match(tmp.name[len(path.name) + 1:])
+            if m is None:
+                continue
+            pid, host = int(m.group("pid")), m.group("host")
+            if host == _HOST and (pid == os.getpid() or _pid_alive(pid)):
                 continue
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -107,6 +122,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = _tmp_name(path)
     if tmp.exists():
         tmp.unlink()
+    partial_bytes.pop(str(path), None)
     try:
         yield tmp
     except BaseException:
@@ -464,18 +480,24 @@ class Shards:
             for start, stop in self.shard_bounds():
                 yield start, stop, ds[start:stop]
 
+    def block_bounds(self, start: int = 0, stop: int | None = None,
+                     block_rows: int | None = None) -> Iterator[tuple[int, int]]:
+        """``(a, b)`` row blocks over ``start:stop`` of at most ``block_rows`` that never cross
+        a shard boundary (whole shards when ``block_rows`` is None)."""
+        stop = self.n_points if stop is None else stop
+        cuts = sorted({start, stop, *[int(o) for o in self.offsets if start < o < stop]})
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            step = block_rows or (b - a)
+            for s in range(a, b, step):
+                yield s, min(b, s + step)
+
     def iter_blocks(self, dataset: str = "series/regular", start: int = 0, stop: int | None = None,
                     block_rows: int | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
         """Yield ``(a, b, rows)`` over ``start:stop`` in blocks that never cross a shard boundary."""
-        stop = self.n_points if stop is None else stop
-        cuts = sorted({start, stop, *[int(o) for o in self.offsets if start < o < stop]})
         with h5py.File(self.path, "r") as f:
             ds = f[dataset]
-            for a, b in zip(cuts[:-1], cuts[1:]):
-                step = block_rows or (b - a)
-                for s in range(a, b, step):
-                    e = min(b, s + step)
-                    yield s, e, ds[s:e]
+            for s, e in self.block_bounds(start, stop, block_rows):
+                yield s, e, ds[s:e]
 
 
 # --------------------------------------------------------------------------- #

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import h5io, metrics
-from .dates import DAYS_PER_YEAR
+from .dates import linear_trend_per_year
 from .jsonio import to_jsonable
 
 
@@ -75,13 +75,7 @@ def cluster_series_stats(shards_path, labels: np.ndarray, n_clusters: int | None
 
 def trend_mm_yr(mean_series: np.ndarray, grid_dates: np.ndarray) -> np.ndarray:
     """Least-squares linear trend (mm/yr) of each row of ``mean_series (K, G)``; NaN rows stay NaN."""
-    mean_series = np.atleast_2d(np.asarray(mean_series, dtype=np.float64))
-    t_yr = (np.asarray(grid_dates, dtype=np.float64) - grid_dates[0]) / DAYS_PER_YEAR
-    t_c = t_yr - t_yr.mean()
-    denom = float(np.sum(t_c ** 2))
-    if denom == 0:
-        return np.zeros(len(mean_series))
-    return (mean_series - mean_series.mean(axis=1, keepdims=True)) @ t_c / denom
+    return linear_trend_per_year(mean_series, grid_dates)
 
 
 def trend_order(mean_series: np.ndarray, grid_dates: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -43,8 +43,9 @@ def start_rule(smk) -> logging.Logger:
 
 
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
-_DISK_FULL_TEXT = ("no space left on device", "disk quota exceeded", "inline_container",
-                   "requested and", "file write failed", "short write")
+# How numpy, h5py and torch word a write that could not complete (no errno attached).
+_SHORT_WRITE = ("no space left on device", "disk quota exceeded", "requested and", "file write failed",
+                "short write")
 
 
 def _chain(err: BaseException):
@@ -74,12 +75,15 @@ def explain_disk_full(err: BaseException, outputs) -> InputError | None:
     outputs = [Path(o) for o in outputs]
     texts = " ".join(str(e).lower() for e in _chain(err))
     by_errno = any(getattr(e, "errno", None) in _DISK_FULL_ERRNOS for e in _chain(err))
-    if not outputs or not (by_errno or any(t in texts for t in _DISK_FULL_TEXT)):
+    if not outputs or not (by_errno or any(t in texts for t in _SHORT_WRITE)):
         return None
     folder = next((p.parent for p in outputs if p.parent.exists()), outputs[0].parent)
     usage = shutil.disk_usage(folder if folder.exists() else ".")
-    if not by_errno and usage.free > 64 << 20 and usage.free > 0.01 * usage.total:
-        return None   # the wording matched, but there is room: not a full disk
+    # The partial files are gone by now: the disk was full if the space free again is
+    # about what they had taken (plus a little slack), however large the disk.
+    freed = sum(partial_bytes.values())
+    if not by_errno and usage.free > freed + max(64 << 20, 0.001 * usage.total):
+        return None   # the wording matched, but the disk has room: another failure
     written = [f"{o} had reached {_fmt_bytes(b)}" for o, b in partial_bytes.items() if b > 0]
     need = ("; when it failed " + ", ".join(written)) if written else ""
     return InputError(

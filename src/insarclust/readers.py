@@ -197,7 +197,7 @@ def iter_tables(src: CsvInput, plan: ColumnPlan, fmt: Format,
     streaming reader parses on one core only, which made it the bottleneck.
     Values never contain newlines in these exports (quoted newlines are not supported).
     """
-    header = read_header(src, fmt)
+    header = [h.strip() for h in read_header(src, fmt)]   # as plan_columns names them
     types = {c: pa.float64() for c in fmt.position_columns}
     types[fmt.id] = pa.string()
     types.update({c: pa.float32() for c in fmt.static})

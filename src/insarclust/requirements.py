@@ -95,7 +95,8 @@ def site_needs(config: Mapping) -> SiteNeeds:
 
 
 def check_site(site: str, needs: SiteNeeds, n_points: int | None = None, n_dates: int | None = None,
-               n_grid: int | None = None, file=None, grid_step_days: int | None = None) -> None:
+               n_grid: int | None = None, file=None, grid_step_days: int | None = None,
+               also: str | None = None) -> None:
     """Raise one InputError saying what the site has, what the configuration needs and how to fix it.
 
     Counts left None are not checked (``shards`` knows the dates before it reads any row).
@@ -116,5 +117,7 @@ def check_site(site: str, needs: SiteNeeds, n_points: int | None = None, n_dates
                         f"({'; '.join(needs.why_grid)})")
         fixes.append("use a longer archive, a smaller shards.grid_step_days or a smaller embed.washout")
     if problems:
+        if also:
+            fixes.append(also)
         raise InputError(f"site '{site}' is too small for this configuration: " + "; and ".join(problems),
                          file=file, fix="; or ".join(dict.fromkeys(fixes)))

@@ -38,7 +38,8 @@ import pandas as pd
 from . import __version__
 from .coords import normalize_crs
 from .errors import InputError
-from .formats import Format, days_to_iso, plan_columns
+from .dates import days_to_iso
+from .formats import Format, plan_columns
 from .h5io import ShardsWriter, partial_bytes, remove_stale_temporaries, temp_dir
 from .logs import Progress
 from .ordering import spatial_keys
@@ -174,7 +175,7 @@ def _with_optional_columns(fmt: Format, plans) -> Format:
     """The format with the optional static columns present in every input file."""
     resolved = fmt.with_optional([p.header for p in plans])
     used = resolved.static[len(fmt.static):]
-    skipped = [c for c in fmt.optional_static if c not in used and c not in fmt.static]
+    skipped = [c for c in (*fmt.optional_static, *fmt.geometry) if c not in used and c not in fmt.static]
     if used or skipped:
         log.info("optional static columns: %s used%s", ", ".join(used) or "none",
                  f"; not in every file, skipped: {', '.join(skipped)}" if skipped else "")
@@ -351,7 +352,8 @@ def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, sha256)
     n_shards = -(-n // S)
     attrs = {"site": site, "format": fmt.name, "source_sha256": sha256,
              "insarclust_version": __version__, "regularization": cfg.method,
-             "grid_step_days": int(cfg.grid_step_days), "n_dropped": int(len(keys) - n)}
+             "grid_step_days": int(cfg.grid_step_days), "n_dropped": int(len(keys) - n),
+             "geometry_columns": list(fmt.geometry)}
 
     def assemble(s: int, writer: ShardsWriter):
         """Shard ``s``: rows read back from the runs in rank order, resampled; its series are

@@ -80,7 +80,9 @@ def demo_preset(site):
 
 
 def site_format(site):
-    return FORMATS[SITES.loc[site, "format"]]
+    """The site's format block; its description is not a param (text changes rerun nothing)."""
+    spec = FORMATS[SITES.loc[site, "format"]]
+    return {k: v for k, v in spec.items() if k != "description"}
 
 
 def source_files(wildcards):
@@ -116,11 +118,15 @@ def embed_model(wildcards):
 
 def embed_parts(wildcards):
     """The part files of features/dyn.h5. The split (embed.n_jobs) changes how the work is
-    cut into jobs, not the result: an up-to-date dyn.h5 keeps the split it was made with,
-    so changing n_jobs alone reruns nothing; the next rebuild uses the new split."""
+    cut into jobs, not the result: a dyn.h5 that is up to date (newer than its inputs, made
+    with the current embedding settings) keeps the split it was made with, so changing
+    n_jobs alone reruns nothing; any rebuild uses the new split."""
+    import json
+
     n = config["embed"]["n_jobs"]
     dyn = Path(f"results/{wildcards.site}/features/dyn.h5")
     inputs = [Path(f"results/{wildcards.site}/shards.h5"), Path(embed_model(wildcards))]
+    settings = {**result_params(config, "embed"), "seed": config["seed"]}
     if dyn.exists() and all(
         p.exists() and p.stat().st_mtime <= dyn.stat().st_mtime for p in inputs
     ):
@@ -128,8 +134,10 @@ def embed_parts(wildcards):
             import h5py
 
             with h5py.File(dyn, "r") as f:
-                n = int(f.attrs.get("n_parts", n))
-        except OSError:
+                made_with = json.loads(f.attrs.get("embed_settings", "null"))
+                if made_with == json.loads(json.dumps(settings)):
+                    n = int(f.attrs.get("n_parts", n))
+        except (OSError, ValueError):
             pass
     return [
         f"results/{wildcards.site}/embed/parts/{i}-of-{n}.h5" for i in range(1, n + 1)
@@ -235,7 +243,7 @@ def kmeans_params(sweep=False):
 PEER_KEYS = {
     "raw-kmeans": ("zscore",),
     "pca-kmeans": ("zscore", "pca_max_components"),
-    "descriptors-kmeans": ("descriptor_features", "descriptor_scaling"),
+    "descriptors-kmeans": ("descriptor_features", "descriptor_scaling", "descriptor_scale"),
 }
 THRESHOLDS = tuple(DEFAULT_THRESHOLDS)  # the label thresholds of interpret:
 FIT_SETTINGS = tuple(FIT_DEFAULTS)  # the descriptor fit settings of interpret:
@@ -248,14 +256,10 @@ def baseline_params(wildcards):
     kmeans = result_params(config, "kmeans", drop=("seed_stability", "k", "k_range"))
     if k == "auto":
         kmeans["k_range"] = config["kmeans"]["k_range"]
-    out = {
+    return {
         "kmeans": {"k": k, **kmeans},
-        "baselines": {key: peers[key] for key in PEER_KEYS[method] if key != "k"},
+        "baselines": {key: peers[key] for key in PEER_KEYS[method]},
     }
-    if method == "descriptors-kmeans" and peers["descriptor_scaling"] == "threshold":
-        # the label thresholds are the scale of its features
-        out["interpret"] = {key: config["interpret"][key] for key in THRESHOLDS}
-    return out
 
 
 def report_params():

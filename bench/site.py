@@ -1,0 +1,147 @@
+"""End-to-end benchmark of one site: the whole workflow on an EGMS-format catalogue of N points.
+
+    python bench/site.py --n 100000
+    python bench/site.py --n 400000 --cores 2 --json bench-400k.json
+    python bench/site.py --n 20000 --config 'dsc={"enabled": false}'
+
+The site is generated (``insarclust.demo``: mainland preset, Sentinel-1
+calendar from 2018-06-01 over 4.5 years, 6-day revisit until the loss of
+Sentinel-1B on 2021-12-23 and 12-day after, no acquisitions in the snow
+season, atmosphere, missing epochs, six regimes), written once as an EGMS
+CSV under ``--data`` and reused. The workflow (this checkout) is copied to a
+fresh work folder and run with ``snakemake --cores C``; every rule's
+``benchmark:`` file gives its wall time, CPU time and peak RSS. Printed per
+rule: jobs, wall s, CPU s, peak RSS, share of the summed wall time; then
+the end-to-end wall time of the run. ``--json`` also writes the figures
+(the input of ``insarclust.resources``' cost model).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COPY = ["Snakefile", "workflow", "config", "scripts", "envs", "src"]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def make_site(n: int, years: float, seed: int, data: Path) -> tuple[Path, int]:
+    """The EGMS CSV of a generated site of ``n`` points (cached); returns (path, date columns)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from insarclust.demo import generate
+    from insarclust.formats import get_format, load_formats
+
+    path = data / f"egms-{n}-{years:g}y-{seed}.csv"
+    truth = path.with_suffix(".truth.csv")
+    if not path.exists():
+        data.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        fmt = get_format("egms", load_formats(ROOT / "config" / "formats.yaml"))
+        table, regimes = generate("bench", "mainland", fmt, n_points=n, years=years, seed=seed)
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        tmp = path.with_suffix(".tmp")
+        pacsv.write_csv(pa.Table.from_pandas(table, preserve_index=False), tmp)
+        os.replace(tmp, path)
+        regimes.to_csv(truth, index=False)
+        print(f"generated {path} ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.0f} s",
+              flush=True)
+    with open(path) as fh:
+        header = fh.readline().strip().split(",")
+    return path, sum(h.isdigit() for h in header)
+
+
+def read_benchmarks(workdir: Path) -> dict:
+    """Per benchmark folder (one per rule): jobs, summed wall and CPU seconds, peak RSS (MB)."""
+    out = {}
+    for tsv in sorted((workdir / "benchmarks").rglob("*.tsv")):
+        stage = tsv.parent.relative_to(workdir / "benchmarks").as_posix()
+        with open(tsv, newline="") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        rec = out.setdefault(stage, {"jobs": 0, "wall_s": 0.0, "cpu_s": 0.0, "max_rss_mb": 0.0})
+        for row in rows:
+            rec["jobs"] += 1
+            rec["wall_s"] += float(row["s"])
+            rec["cpu_s"] += float(row.get("cpu_time") or 0.0)
+            rec["max_rss_mb"] = max(rec["max_rss_mb"], float(row.get("max_rss") or 0.0))
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=100000, help="points of the site")
+    ap.add_argument("--years", type=float, default=4.5)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--data", type=Path, default=Path("/tmp/insarclust-bench/data"),
+                    help="where the generated CSV is cached")
+    ap.add_argument("--workdir", type=Path, default=None, help="default: /tmp/insarclust-bench/site-N")
+    ap.add_argument("--config", nargs="*", default=[], help="snakemake --config overrides")
+    ap.add_argument("--json", type=Path, default=None, help="write the figures as JSON here")
+    args = ap.parse_args(argv)
+
+    csv_path, n_dates = make_site(args.n, args.years, args.seed, args.data)
+    workdir = args.workdir or Path(f"/tmp/insarclust-bench/site-{args.n}")
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    for name in COPY:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, workdir / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, workdir / name)
+    (workdir / "config/sites.tsv").write_text(f"site\tsource\tformat\nbench\t{csv_path}\tegms\n")
+    snakemake = Path(sys.executable).with_name("snakemake")
+    cmd = [str(snakemake), "--cores", str(args.cores)]
+    if args.config:
+        cmd += ["--config", *args.config]
+    print(f"running {' '.join(cmd)} in {workdir}", flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"snakemake failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-5000:]}")
+
+    sys.path.insert(0, str(workdir / "src"))
+    from insarclust import h5io
+
+    shards = h5io.Shards(workdir / "results/bench/shards.h5")
+    stages = read_benchmarks(workdir)
+    total = sum(r["wall_s"] for r in stages.values())
+    print(f"\nsite of {shards.n_points:,} points, {n_dates} dates, {len(shards.grid_dates)} regular epochs; "
+          f"{args.cores} cores; {cpu_model()}")
+    print(f"{'rule (benchmark folder)':<24} {'jobs':>4} {'wall s':>9} {'CPU s':>9} {'peak RSS MB':>12} {'share':>7}")
+    for stage, r in sorted(stages.items(), key=lambda kv: -kv[1]["wall_s"]):
+        print(f"{stage:<24} {r['jobs']:>4} {r['wall_s']:>9.1f} {r['cpu_s']:>9.1f} {r['max_rss_mb']:>12.0f} "
+              f"{100 * r['wall_s'] / total:>6.1f}%")
+    print(f"{'sum over jobs':<24} {'':>4} {total:>9.1f} {sum(r['cpu_s'] for r in stages.values()):>9.1f}")
+    print(f"end to end (snakemake --cores {args.cores}): {wall:.1f} s = {wall / 60:.1f} min; "
+          f"largest peak RSS {max(r['max_rss_mb'] for r in stages.values()):.0f} MB")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "n_points": shards.n_points, "n_dates": n_dates, "n_grid": len(shards.grid_dates),
+            "cores": args.cores, "cpu": cpu_model(), "date": time.strftime("%Y-%m-%d"),
+            "config": args.config, "end_to_end_s": wall, "rules": stages}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
