@@ -208,7 +208,7 @@ def test_every_shipped_format_reads(tmp_path, name):
     build_shards([_write(table, tmp_path / "x.csv")], fmt, out, name)
     s = h5io.Shards(out)
     # the demo writes every optional column of the format: all of them are read
-    assert s.static_names == list(fmt.static) + [c for c in fmt.optional_static if c not in fmt.static]
+    assert s.static_names == list(fmt.static) + [c for c in (*fmt.optional_static, *fmt.geometry) if c not in fmt.static]
     assert s.n_points == 250 and s.attrs["format"] == name
     assert sorted(s.pids()) == sorted(truth.pid)
 

@@ -332,6 +332,65 @@ def test_added_site_plans_only_its_jobs(run):
             "export_labels", "provenance"} <= rules
 
 
+# A changed setting plans exactly the jobs whose result it can change (per site, the
+# rules and the wildcard they run for). FAST runs kmeans-{dyn, dyn+static, dyn_smoothed}
+# and descriptors-kmeans; every site-level aggregate (exports, provenance) and the
+# summary follow any changed method result.
+AGGREGATES = {"export_labels", "export_gpkg", "provenance", "summary", "all"}
+FIT_RULES = {"shards", "graph", "embed_fit", "embed_part", "embed_gather", "descriptors", "smooth", "kmeans",
+             "baseline", "dsc"}
+PLANS = {
+    # memory and parallelism: nothing to redo
+    "embed.batch_size": ({"embed": {"batch_size": 256}}, set()),
+    "embed.n_jobs": ({"embed": {"n_jobs": 2}}, set()),
+    # the static columns' weight: dyn+static and what reads it, never the embedding
+    "embed.static_weight": ({"embed": {"static_weight": 2.0}},
+                            {("static_features", None), ("kmeans", "kmeans-dyn+static"),
+                             ("evaluate", "kmeans-dyn+static"), ("cluster_figures", "kmeans-dyn+static"),
+                             *AGGREGATES}),
+    # a label threshold: the evaluation and what shows it (clusters.csv holds labels only), never a fit
+    "interpret.step_mm": ({"interpret": {"step_mm": 9.0}},
+                          {"export_gpkg", "provenance", "summary", "all",
+                           *(("evaluate", m) for m in ("kmeans-dyn", "kmeans-dyn+static", "kmeans-dyn_smoothed",
+                                                       "descriptors-kmeans")),
+                           *(("cluster_figures", m) for m in ("kmeans-dyn", "kmeans-dyn+static",
+                                                              "kmeans-dyn_smoothed", "descriptors-kmeans"))}),
+    # a new variant: its own smoothing, fit, evaluation and figures
+    "kmeans.variants +1": ({"kmeans": {"variants": ["dyn", "dyn+static", "dyn_smoothed", "dyn+static_smoothed"]}},
+                           {("smooth", "dyn+static"), ("kmeans", "kmeans-dyn+static_smoothed"),
+                            ("evaluate", "kmeans-dyn+static_smoothed"),
+                            ("cluster_figures", "kmeans-dyn+static_smoothed"), *AGGREGATES}),
+    # the figures' resolution: the figures only
+    "report.dpi": ({"report": {"dpi": 100}},
+                   {*(("cluster_figures", m) for m in ("kmeans-dyn", "kmeans-dyn+static", "kmeans-dyn_smoothed",
+                                                       "descriptors-kmeans")), "all"}),
+}
+
+
+def _job_key(job: dict):
+    rule, wc = job["rule"], job["wildcards"]
+    if rule in AGGREGATES:
+        return rule
+    if rule == "kmeans":
+        return rule, f"kmeans-{wc['variant']}"
+    return rule, wc.get("method") or wc.get("baseline") or wc.get("base")
+
+
+@pytest.mark.parametrize("name", list(PLANS))
+def test_a_changed_setting_plans_exactly_its_jobs(run, name):
+    workdir, _ = run
+    change, expected = PLANS[name]
+    assert planned_jobs(workdir) == [], "the finished run must plan nothing before the change"
+    old = edit_config(workdir, change)
+    try:
+        jobs = planned_jobs(workdir)
+    finally:
+        edit_config(workdir, old)
+    for site, *_ in SITES:
+        planned = {_job_key(j) for j in jobs if j["wildcards"].get("site") in (site, None)}
+        assert planned == set(expected), f"{name} on {site}: planned {sorted(map(str, planned))}"
+
+
 def test_changed_smooth_H_reruns_only_smoothing_and_dependents(run):
     workdir, _ = run
     methods = methods_of(config_of(workdir))
@@ -369,64 +428,6 @@ def test_changed_smooth_H_reruns_only_smoothing_and_dependents(run):
         if "dsc" in methods:
             assert f"{site}/clusters/dsc.h5" not in rel
     assert all(re.search(r"_smoothed|clusters\.(csv|geojson|gpkg)$|provenance\.json$|summary\.", r) for r in rel), rel
-
-
-# A changed setting plans exactly the jobs whose result it can change (per site, the
-# rules and the wildcard they run for). FAST runs kmeans-{dyn, dyn+static, dyn_smoothed}
-# and descriptors-kmeans; every site-level aggregate (exports, provenance) and the
-# summary follow any changed method result.
-AGGREGATES = {"export_labels", "export_gpkg", "provenance", "summary", "all"}
-FIT_RULES = {"shards", "graph", "embed_fit", "embed_part", "embed_gather", "descriptors", "smooth", "kmeans",
-             "baseline", "dsc"}
-PLANS = {
-    # memory and parallelism: nothing to redo
-    "embed.batch_size": ({"embed": {"batch_size": 256}}, set()),
-    "embed.n_jobs": ({"embed": {"n_jobs": 2}}, set()),
-    # the static columns' weight: dyn+static and what reads it, never the embedding
-    "embed.static_weight": ({"embed": {"static_weight": 2.0}},
-                            {("static_features", None), ("kmeans", "kmeans-dyn+static"),
-                             ("evaluate", "kmeans-dyn+static"), ("cluster_figures", "kmeans-dyn+static"),
-                             *AGGREGATES}),
-    # a label threshold: the evaluation and what shows it, never a fit
-    "interpret.step_mm": ({"interpret": {"step_mm": 9.0}},
-                          {*(("evaluate", m) for m in ("kmeans-dyn", "kmeans-dyn+static", "kmeans-dyn_smoothed",
-                                                       "descriptors-kmeans")),
-                           *(("cluster_figures", m) for m in ("kmeans-dyn", "kmeans-dyn+static",
-                                                              "kmeans-dyn_smoothed", "descriptors-kmeans")),
-                           *AGGREGATES}),
-    # a new variant: its own smoothing, fit, evaluation and figures
-    "kmeans.variants +1": ({"kmeans": {"variants": ["dyn", "dyn+static", "dyn_smoothed", "dyn+static_smoothed"]}},
-                           {("smooth", "dyn+static"), ("kmeans", "kmeans-dyn+static_smoothed"),
-                            ("evaluate", "kmeans-dyn+static_smoothed"),
-                            ("cluster_figures", "kmeans-dyn+static_smoothed"), *AGGREGATES}),
-    # the figures' resolution: the figures only
-    "report.dpi": ({"report": {"dpi": 100}},
-                   {*(("cluster_figures", m) for m in ("kmeans-dyn", "kmeans-dyn+static", "kmeans-dyn_smoothed",
-                                                       "descriptors-kmeans")), "all"}),
-}
-
-
-def _job_key(job: dict):
-    rule, wc = job["rule"], job["wildcards"]
-    if rule in AGGREGATES:
-        return rule
-    if rule == "kmeans":
-        return rule, f"kmeans-{wc['variant']}"
-    return rule, wc.get("method") or wc.get("baseline") or wc.get("base")
-
-
-@pytest.mark.parametrize("name", list(PLANS))
-def test_a_changed_setting_plans_exactly_its_jobs(run, name):
-    workdir, _ = run
-    change, expected = PLANS[name]
-    old = edit_config(workdir, change)
-    try:
-        jobs = planned_jobs(workdir)
-    finally:
-        edit_config(workdir, old)
-    for site, *_ in SITES:
-        planned = {_job_key(j) for j in jobs if j["wildcards"].get("site") in (site, None)}
-        assert planned == set(expected), f"{name} on {site}: planned {sorted(map(str, planned))}"
 
 
 @pytest.mark.slow

@@ -243,7 +243,11 @@ def kmeans_params(sweep=False):
 PEER_KEYS = {
     "raw-kmeans": ("zscore",),
     "pca-kmeans": ("zscore", "pca_max_components"),
-    "descriptors-kmeans": ("descriptor_features", "descriptor_scaling", "descriptor_scale"),
+    "descriptors-kmeans": (
+        "descriptor_features",
+        "descriptor_scaling",
+        "descriptor_scale",
+    ),
 }
 THRESHOLDS = tuple(DEFAULT_THRESHOLDS)  # the label thresholds of interpret:
 FIT_SETTINGS = tuple(FIT_DEFAULTS)  # the descriptor fit settings of interpret:
