@@ -37,7 +37,7 @@ class Cost:
     point-epochs, or the epochs of a fixed-size sample.
     """
 
-    scale: str            # points | point_epochs | point_dates | sample_epochs | dsc
+    scale: str            # points | point_epochs | point_dates | sample_epochs | dsc (:data:`SCALE`)
     seconds_base: float
     seconds_per_unit: float
     mb_base: float
@@ -50,18 +50,85 @@ class Cost:
         return self.mb_base + self.mb_per_unit * units
 
 
-# Fitted by bench/site.py (see docs/cluster.md); per job, 2 threads.
-MEASURED: dict[str, Cost] = {}
+# What each rule's work scales with (the ``units`` of its Cost).
+SCALE = {
+    "demo_data": "points", "shards": "point_dates", "los_shards": "point_dates", "decompose": "point_epochs",
+    "graph": "points", "embed_fit": "sample_epochs", "embed_part": "point_epochs", "embed_gather": "points",
+    "static_features": "points", "smooth": "points", "descriptors": "point_epochs", "kmeans": "points",
+    "kmeans_sweep": "points", "baseline": "point_epochs", "dsc": "dsc", "evaluate": "point_epochs",
+    "cluster_figures": "point_epochs", "export_labels": "points", "export_gpkg": "points",
+    "provenance": "point_dates", "demo_pair": "points",
+}
+# Rules priced like another (not separately benchmarked): the same work per unit.
+ALIKE = {"los_shards": "shards", "decompose": "evaluate", "kmeans_sweep": "kmeans", "provenance": "shards",
+         "demo_pair": "demo_data"}
+# Rules no site benchmark runs (the demo generators): generous fixed terms.
+UNMEASURED = {"demo_data": Cost("points", 60.0, 2e-3, 1000.0, 0.1),
+              "demo_pair": Cost("points", 60.0, 4e-3, 1000.0, 0.2)}
+# bench/site.py writes one record per benchmark folder; the folder is named by stage.
+FOLDER_RULE = {"embed": "embed_part", "figures": "cluster_figures", "export": "export_labels",
+               "demo": "demo_data"}
+# bench/site.py --json records, one per site size, shipped with the package
+MEASUREMENTS = Path(__file__).resolve().parent / "costs"
 
 
-def units(rule: str, n_points: float, n_epochs: float, n_dates: float, config: Mapping,
-          n_parts: int = 1) -> float:
-    """The amount of work of one job of ``rule`` on a site of this size."""
-    scale = MEASURED[rule].scale
+def fit_costs(records) -> dict[str, Cost]:
+    """Per-rule Cost from bench/site.py records (``--json``) of sites of different sizes.
+
+    Per job, a line through the runs' (units, seconds) and (units, MB), never
+    below the largest measurement: with two or more sizes the slope is the
+    steepest pair's, so a cost that grows faster than linearly is not
+    under-asked at the largest size measured.
+    """
+    points: dict[str, list] = {}
+    for rec in records:
+        cfg = {"embed": {"fit_sample": rec.get("fit_sample", 4096)},
+               "dsc": rec.get("dsc", {"pretrain_epochs": 5, "epochs": 4, "train_sample": 3000})}
+        for folder, r in rec["rules"].items():
+            rule = FOLDER_RULE.get(folder, folder)
+            if rule not in SCALE or not r["jobs"]:
+                continue
+            u = _units(SCALE[rule], rec["n_points"], rec["n_grid"], rec["n_dates"], cfg)
+            points.setdefault(rule, []).append((u, r["wall_s"] / r["jobs"], r["max_rss_mb"]))
+    costs = {}
+    for rule, pts in points.items():
+        pts.sort()
+        slope_s = max([0.0] + [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(pts, pts[1:]) if b[0] > a[0]])
+        slope_mb = max([0.0] + [(b[2] - a[2]) / (b[0] - a[0]) for a, b in zip(pts, pts[1:]) if b[0] > a[0]])
+        base_s = max(max(s - slope_s * u for u, s, _ in pts), 0.0)
+        base_mb = max(max(m - slope_mb * u for u, _, m in pts), 0.0)
+        costs[rule] = Cost(SCALE[rule], base_s, slope_s, base_mb, slope_mb)
+    for rule, like in ALIKE.items():
+        if rule not in costs and like in costs:
+            c = costs[like]
+            costs[rule] = Cost(SCALE[rule], c.seconds_base, c.seconds_per_unit, c.mb_base, c.mb_per_unit)
+    for rule, cost in UNMEASURED.items():
+        costs.setdefault(rule, cost)
+    return costs
+
+
+def load_measurements(folder=MEASUREMENTS) -> list[dict]:
+    """The bench/site.py records shipped in insarclust/costs/ (one JSON per site size)."""
+    import json
+
+    return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
+
+
+_COSTS: dict[str, Cost] | None = None
+
+
+def costs() -> dict[str, Cost]:
+    global _COSTS
+    if _COSTS is None:
+        _COSTS = fit_costs(load_measurements())
+    return _COSTS
+
+
+def _units(scale: str, n_points: float, n_epochs: float, n_dates: float, config: Mapping) -> float:
     if scale == "points":
         return n_points
     if scale == "point_epochs":
-        return n_points * n_epochs / (n_parts if rule == "embed_part" else 1)
+        return n_points * n_epochs
     if scale == "point_dates":
         return n_points * n_dates
     if scale == "sample_epochs":
@@ -73,10 +140,21 @@ def units(rule: str, n_points: float, n_epochs: float, n_dates: float, config: M
     raise ValueError(f"unknown cost scale {scale!r}")
 
 
+def units(rule: str, n_points: float, n_epochs: float, n_dates: float, config: Mapping,
+          n_parts: int = 1) -> float:
+    """The amount of work of one job of ``rule`` on a site of this size (one part of ``n_parts``;
+    the k sweep fits one model per k)."""
+    u = _units(SCALE[rule], n_points / (n_parts if rule == "embed_part" else 1), n_epochs, n_dates, config)
+    if rule == "kmeans_sweep":
+        lo, hi = config["kmeans"]["k_range"]
+        u *= int(hi) - int(lo) + 1
+    return u
+
+
 def request(rule: str, n_points: float, n_epochs: float, n_dates: float, config: Mapping,
             attempt: int = 1, n_parts: int = 1) -> dict:
     """``{"mem_mb": int, "runtime": int minutes}`` for one job (x ``attempt`` on retries)."""
-    cost = MEASURED[rule]
+    cost = costs()[rule]
     u = units(rule, n_points, n_epochs, n_dates, config, n_parts)
     minutes = max(MIN_RUNTIME_MIN, math.ceil(cost.seconds(u) * SAFETY["runtime"] / 60))
     mem = max(MIN_MEM_MB, math.ceil(cost.mb(u) * SAFETY["mem_mb"]))
@@ -148,3 +226,27 @@ def shards_size(path) -> SiteSize:
 
     with h5py.File(path, "r") as f:
         return SiteSize(int(f.attrs["n_points"]), len(f["series/dates"]), len(f["series/grid_dates"]))
+
+
+def site_size(site: str, source, fmt: Mapping, config: Mapping, sites_path="config/sites.tsv",
+              results="results") -> SiteSize:
+    """A site's size for its requests: from ``shards.h5`` when built, else from its input files
+    (a demo site: from the demo settings; a pair: from its ascending track)."""
+    from .sites import source_files, track_files
+
+    built = Path(results) / site / "shards.h5"
+    if built.exists():
+        try:
+            return shards_size(built)
+        except (OSError, KeyError):
+            pass
+    step = int(config["shards"]["grid_step_days"])
+    if source.is_demo:
+        from .demo import PRESETS, acquisition_dates
+
+        demo = config["demo"]
+        dates = acquisition_dates(demo["start"], demo["years"], PRESETS[source.preset])
+        return SiteSize(int(demo["n_points"]), len(dates), int((dates[-1] - dates[0]) // step + 1))
+    files = track_files(site, source, "asc", sites_path) if source.kind == "pair" else \
+        source_files(site, source, sites_path)
+    return estimate_site(files, fmt["date_pattern"], step, fmt.get("delimiter", ","))

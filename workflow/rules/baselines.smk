@@ -12,9 +12,7 @@ rule descriptors:
         "../../envs/io.yaml"
     threads: 2
     resources:
-        # one shard of series and its step scan at a time, whatever N
-        mem_mb=mem_mb(1000, 0),
-        runtime=runtime_min(5, 2),
+        **requests("descriptors"),
     params:
         # only the fit settings: a change of a label threshold must not refit every point
         fit={k: config["interpret"][k] for k in FIT_SETTINGS},
@@ -37,8 +35,7 @@ rule baseline:
         "../../envs/io.yaml"
     threads: 2
     resources:
-        mem_mb=mem_mb(1500, 100),
-        runtime=runtime_min(5, 15),
+        **requests("baseline"),
     params:
         cfg=baseline_params,
         seed=config["seed"],

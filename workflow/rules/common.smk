@@ -19,6 +19,7 @@ os.environ.update(
 sys.path.insert(0, str(ROOT / "src"))
 
 from insarclust import methods as _methods  # noqa: E402
+from insarclust import resources as _resources  # noqa: E402
 from insarclust import sites as _sites  # noqa: E402
 from insarclust.config import (
     coerce_to_schema,
@@ -271,46 +272,39 @@ def report_params():
 
 
 # --------------------------------------------------------------------------- #
-# resources: sized from the site's point count so a national catalogue asks
-# for more than a demo site. Before shards.h5 exists the count is estimated
-# from the input size (about 2 kB of CSV per point of a 200-epoch export).
+# resources: each rule's memory and run time from the cost model of
+# insarclust.resources (fitted to bench/site.py measurements, times a safety
+# factor) and the site's size (from shards.h5 once built, else its input files).
+
+_SIZES = {}
 
 
-def site_points(wildcards):
+def site_size(wildcards):
     site = wildcards.site
-    shards = Path(f"results/{site}/shards.h5")
-    if shards.exists():
-        try:
-            import h5py
-
-            with h5py.File(shards, "r") as f:
-                return int(f.attrs["n_points"])
-        except Exception:
-            pass
-    if is_demo(site):
-        return int(config["demo"]["n_points"])
-    try:
-        return max(1, sum(os.path.getsize(f) for f in source_files(wildcards)) // 2000)
-    except Exception:
-        return 100000
+    built = Path(f"results/{site}/shards.h5")
+    key = (site, built.stat().st_mtime if built.exists() else None)
+    if key not in _SIZES:
+        _SIZES[key] = _resources.site_size(
+            site, SOURCES[site], FORMATS[SITES.loc[site, "format"]], config, config["sites"]
+        )
+    return _SIZES[key]
 
 
-def mem_mb(base_mb, mb_per_million):
-    """Memory request: base + per-million-points term (O(N) label/coordinate arrays)."""
+def request(name, what):
+    """A resource function (``mem_mb`` or ``runtime``) of rule ``name`` for Snakemake."""
 
-    def _mem(wildcards, attempt=1):
-        n = site_points(wildcards)
-        return int((base_mb + mb_per_million * n / 1e6) * attempt)
+    def _request(wildcards, attempt=1):
+        size = site_size(wildcards)
+        n_parts = int(wildcards.n) if "n" in wildcards.keys() else 1
+        return _resources.request(
+            name, size.n_points, size.n_epochs, size.n_dates, config, attempt, n_parts
+        )[what]
 
-    return _mem
+    return _request
 
 
-def runtime_min(base_min, min_per_million):
-    def _rt(wildcards, attempt=1):
-        n = site_points(wildcards)
-        return int((base_min + min_per_million * n / 1e6) * attempt)
-
-    return _rt
+def requests(name):
+    return {"mem_mb": request(name, "mem_mb"), "runtime": request(name, "runtime")}
 
 
 def log_path(stage, name="{site}"):

@@ -18,8 +18,7 @@ rule demo_pair:
         "../../envs/io.yaml"
     threads: 1
     resources:
-        mem_mb=mem_mb(1000, 8000),
-        runtime=runtime_min(10, 60),
+        **requests("demo_pair"),
     params:
         preset=lambda wc: SOURCES[wc.site].preset,
         fmt_name=lambda wc: SITES.loc[wc.site, "format"],
@@ -47,8 +46,7 @@ rule los_shards:
         "../../envs/io.yaml"
     threads: 2
     resources:
-        mem_mb=mem_mb(2000, 400),
-        runtime=runtime_min(10, 20),
+        **requests("los_shards"),
     params:
         fmt_name=lambda wc: SITES.loc[wc.site, "format"],
         fmt=lambda wc: site_format(wc.site),
@@ -72,9 +70,7 @@ rule decompose:
         "../../envs/io.yaml"
     threads: 1
     resources:
-        # per track the (N,) cell keys and LOS vectors, then one shard of cells at a time
-        mem_mb=mem_mb(1500, 100),
-        runtime=runtime_min(10, 10),
+        **requests("decompose"),
     params:
         cfg=config["decompose"],
         shards={k: config["shards"][k] for k in ("grid_step_days", "shard_size")},

@@ -11,8 +11,7 @@ rule demo_data:
         "../../envs/io.yaml"
     threads: 1
     resources:
-        mem_mb=mem_mb(1000, 4000),
-        runtime=runtime_min(10, 30),
+        **requests("demo_data"),
     params:
         preset=lambda wc: demo_preset(wc.site),
         fmt_name=lambda wc: SITES.loc[wc.site, "format"],

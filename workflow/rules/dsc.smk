@@ -14,10 +14,7 @@ rule dsc:
         "../../envs/torch-gpu.yaml"
     threads: 2
     resources:
-        # training memory is set by train_sample and the patch size, not N; the
-        # per-million term covers the k-d tree, latents and label arrays
-        mem_mb=mem_mb(3000, 1500),
-        runtime=runtime_min(30, 60),
+        **requests("dsc"),
         gpu=1,
     params:
         cfg=result_params(config, "dsc"),

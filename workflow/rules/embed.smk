@@ -12,11 +12,7 @@ rule embed_fit:
         "../../envs/torch.yaml"
     threads: 2
     resources:
-        # the fit sample's representations (fit_sample x 5,700 float64) dominate
-        mem_mb=lambda wc, attempt: int(
-            (2000 + config["embed"]["fit_sample"] * 0.1) * attempt
-        ),
-        runtime=runtime_min(15, 0),
+        **requests("embed_fit"),
     params:
         cfg=result_params(config, "embed"),
         seed=config["seed"],
@@ -39,12 +35,7 @@ rule embed_part:
         "../../envs/torch.yaml"
     threads: 2
     resources:
-        # peak RSS ~1.2 GB at batch_size 1024 whatever the part size (docs/perf/embed.md)
-        mem_mb=lambda wc, attempt: int((1500 + config["embed"]["batch_size"]) * attempt),
-        # ~300 series/s on 2 CPU cores (far more on a GPU)
-        runtime=lambda wc, attempt: int(
-            (15 + 60 * site_points(wc) / 1e6 / int(wc.n)) * attempt
-        ),
+        **requests("embed_part"),
     script:
         "../../scripts/embed_part.py"
 
@@ -63,8 +54,7 @@ rule embed_gather:
         "../../envs/io.yaml"
     threads: 1
     resources:
-        mem_mb=mem_mb(1000, 0),
-        runtime=runtime_min(5, 5),
+        **requests("embed_gather"),
     script:
         "../../scripts/embed_gather.py"
 
@@ -84,8 +74,7 @@ rule static_features:
         "../../envs/io.yaml"
     threads: 1
     resources:
-        mem_mb=mem_mb(1000, 0),
-        runtime=runtime_min(5, 5),
+        **requests("static_features"),
     params:
         static_weight=config["embed"]["static_weight"],
     script:

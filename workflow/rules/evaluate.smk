@@ -16,8 +16,7 @@ rule evaluate:
         "../../envs/io.yaml"
     threads: 1
     resources:
-        mem_mb=mem_mb(1000, 100),
-        runtime=runtime_min(5, 5),
+        **requests("evaluate"),
     params:
         thresholds={k: config["interpret"][k] for k in (*THRESHOLDS, *FIT_SETTINGS)},
     script:

@@ -15,9 +15,7 @@ rule export_gpkg:
         "../../envs/io.yaml"
     threads: 1
     resources:
-        # streamed in 65,536-row blocks: the (N,) label arrays are what grows
-        mem_mb=mem_mb(500, 60),
-        runtime=runtime_min(5, 10),
+        **requests("export_gpkg"),
     params:
         methods=METHODS,
     script:

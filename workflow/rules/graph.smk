@@ -12,8 +12,7 @@ rule graph:
         "../../envs/io.yaml"
     threads: 2
     resources:
-        mem_mb=mem_mb(1000, 1500),
-        runtime=runtime_min(5, 5),
+        **requests("graph"),
     params:
         cfg=result_params(config, "graph"),
     script:

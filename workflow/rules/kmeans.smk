@@ -13,8 +13,7 @@ rule kmeans:
         "../../envs/io.yaml"
     threads: 2
     resources:
-        mem_mb=mem_mb(1500, 100),
-        runtime=runtime_min(5, 10),
+        **requests("kmeans"),
     params:
         cfg=kmeans_params(),
         seed=config["seed"],
@@ -38,8 +37,7 @@ rule kmeans_sweep:
         "../../envs/io.yaml"
     threads: 2
     resources:
-        mem_mb=mem_mb(1500, 100),
-        runtime=runtime_min(10, 30),
+        **requests("kmeans_sweep"),
     params:
         cfg=kmeans_params(sweep=True),
         seed=config["seed"],

@@ -25,8 +25,7 @@ rule cluster_figures:
         "../../envs/report.yaml"
     threads: 1
     resources:
-        mem_mb=mem_mb(1500, 300),
-        runtime=runtime_min(5, 10),
+        **requests("cluster_figures"),
     params:
         cfg=report_params(),
         seed=config["seed"],
@@ -101,8 +100,7 @@ rule export_labels:
         "../../envs/io.yaml"
     threads: 1
     resources:
-        mem_mb=mem_mb(500, 60),
-        runtime=runtime_min(5, 10),
+        **requests("export_labels"),
     params:
         methods=METHODS,
     script:
@@ -131,8 +129,7 @@ rule provenance:
         "../../envs/io.yaml"
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=runtime_min(5, 10),
+        **requests("provenance"),
     params:
         # Only what describes this site; the resolved config is read at run time
         # (a config param would rerun every site's provenance on any change).

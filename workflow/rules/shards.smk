@@ -12,8 +12,7 @@ rule shards:
         "../../envs/io.yaml"
     threads: 2
     resources:
-        mem_mb=mem_mb(2000, 400),
-        runtime=runtime_min(10, 20),
+        **requests("shards"),
     params:
         fmt_name=lambda wc: SITES.loc[wc.site, "format"],
         fmt=lambda wc: site_format(wc.site),

@@ -13,8 +13,7 @@ rule smooth:
         "../../envs/torch.yaml"
     threads: 2
     resources:
-        mem_mb=mem_mb(1000, 1200),
-        runtime=runtime_min(5, 5),
+        **requests("smooth"),
     params:
         cfg=smooth_params(),
     script:
