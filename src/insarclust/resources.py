@@ -93,6 +93,12 @@ def fit_costs(records) -> dict[str, Cost]:
     costs = {}
     for rule, pts in points.items():
         pts.sort()
+        if len({u for u, _, _ in pts}) == 1:
+            # one size: assume the cost proportional to the work (no fixed part), which
+            # over- rather than under-asks for a larger site
+            u, sec, mb = max(pts, key=lambda p: p[1])
+            costs[rule] = Cost(SCALE[rule], 0.0, sec / max(u, 1), 0.0, max(p[2] for p in pts) / max(u, 1))
+            continue
         slope_s = max([0.0] + [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(pts, pts[1:]) if b[0] > a[0]])
         slope_mb = max([0.0] + [(b[2] - a[2]) / (b[0] - a[0]) for a, b in zip(pts, pts[1:]) if b[0] > a[0]])
         base_s = max(max(s - slope_s * u for u, s, _ in pts), 0.0)
