@@ -42,9 +42,10 @@ class Cost:
     seconds_per_unit: float
     mb_base: float
     mb_per_unit: float
+    rate: float = 0.0     # seconds per unit measured at the largest size (a floor when scaling up)
 
     def seconds(self, units: float) -> float:
-        return self.seconds_base + self.seconds_per_unit * units
+        return max(self.seconds_base + self.seconds_per_unit * units, self.rate * units)
 
     def mb(self, units: float) -> float:
         return self.mb_base + self.mb_per_unit * units
@@ -97,13 +98,15 @@ def fit_costs(records) -> dict[str, Cost]:
             # one size: assume the cost proportional to the work (no fixed part), which
             # over- rather than under-asks for a larger site
             u, sec, mb = max(pts, key=lambda p: p[1])
-            costs[rule] = Cost(SCALE[rule], 0.0, sec / max(u, 1), 0.0, max(p[2] for p in pts) / max(u, 1))
+            costs[rule] = Cost(SCALE[rule], 0.0, sec / max(u, 1), 0.0, max(p[2] for p in pts) / max(u, 1),
+                               sec / max(u, 1))
             continue
         slope_s = max([0.0] + [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(pts, pts[1:]) if b[0] > a[0]])
         slope_mb = max([0.0] + [(b[2] - a[2]) / (b[0] - a[0]) for a, b in zip(pts, pts[1:]) if b[0] > a[0]])
         base_s = max(max(s - slope_s * u for u, s, _ in pts), 0.0)
         base_mb = max(max(m - slope_mb * u for u, _, m in pts), 0.0)
-        costs[rule] = Cost(SCALE[rule], base_s, slope_s, base_mb, slope_mb)
+        u_max, s_max, _ = pts[-1]
+        costs[rule] = Cost(SCALE[rule], base_s, slope_s, base_mb, slope_mb, s_max / max(u_max, 1))
     for rule, like in ALIKE.items():
         if rule not in costs and like in costs:
             c = costs[like]

@@ -1,0 +1,137 @@
+"""Resource requests: from the measured costs, scaled to the site, times the safety factor."""
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from insarclust import resources
+from insarclust.demo import generate
+from insarclust.formats import get_format, load_formats
+
+from conftest import ROOT
+
+FORMATS = load_formats(ROOT / "config" / "formats.yaml")
+CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+N, T, D = 1_000_000, 270, 160
+
+
+def largest_records():
+    """Per rule: the per-job seconds, MB and units of the largest measured site."""
+    out = {}
+    for rec in resources.load_measurements():
+        cfg = {"embed": {"fit_sample": rec.get("fit_sample", 4096)},
+               "dsc": rec.get("dsc", {"pretrain_epochs": 5, "epochs": 4, "train_sample": 3000})}
+        for folder, r in rec["rules"].items():
+            rule = resources.FOLDER_RULE.get(folder, folder)
+            if rule not in resources.SCALE or not r["jobs"]:
+                continue
+            u = resources._units(resources.SCALE[rule], rec["n_points"], rec["n_grid"], rec["n_dates"], cfg)
+            if rule not in out or u > out[rule][2]:
+                out[rule] = (r["wall_s"] / r["jobs"], r["max_rss_mb"], u)
+    return out
+
+
+def test_every_rule_has_a_cost_and_the_measurements_are_real():
+    records = resources.load_measurements()
+    assert records, "no bench/site.py record in src/insarclust/costs/"
+    for rec in records:
+        assert rec["n_points"] > 0 and rec["n_grid"] > 0 and rec["rules"]
+    rules_with_resources = set()
+    for smk in (ROOT / "workflow/rules").glob("*.smk"):
+        rules_with_resources |= set(re.findall(r'\*\*requests\("(\w+)"\)', smk.read_text()))
+    assert rules_with_resources and rules_with_resources <= set(resources.costs())
+
+
+@pytest.mark.parametrize("rule", sorted(largest_records()))
+def test_a_million_point_request_covers_the_benchmarked_rate(rule):
+    """For N = 1,000,000 and T = 270: run time >= the measured seconds per unit (at the largest
+    site measured) x the units of this site x the safety factor; memory >= the largest measured
+    peak x the safety factor."""
+    seconds, mb, u_measured = largest_records()[rule]
+    u = resources.units(rule, N, T, D, CONFIG)
+    req = resources.request(rule, N, T, D, CONFIG)
+    assert req["runtime"] * 60 >= seconds / u_measured * u * resources.SAFETY["runtime"] - 1e-6, rule
+    assert req["mem_mb"] >= mb * resources.SAFETY["mem_mb"] * min(1.0, u / u_measured) - 1, rule
+    # and a retry asks for more
+    again = resources.request(rule, N, T, D, CONFIG, attempt=2)
+    assert again["runtime"] == 2 * req["runtime"] and again["mem_mb"] == 2 * req["mem_mb"]
+
+
+def test_costs_fit_two_sizes_exactly_and_never_below_the_largest():
+    rec = lambda n, s, mb: {"n_points": n, "n_grid": 10, "n_dates": 10,  # noqa: E731
+                            "rules": {"graph": {"jobs": 1, "wall_s": s, "cpu_s": s, "max_rss_mb": mb}}}
+    cost = resources.fit_costs([rec(100, 12.0, 300.0), rec(400, 30.0, 900.0)])["graph"]
+    assert cost.seconds(100) == pytest.approx(12.0) and cost.seconds(400) == pytest.approx(30.0)
+    assert cost.mb(400) == pytest.approx(900.0)
+    # scaling up never falls below the rate of the largest size (30 s per 400 points)
+    assert cost.seconds(4000) >= 30.0 * 10 - 1e-9
+
+
+@pytest.mark.parametrize("container", ["plain", "gz", "zip"])
+def test_site_size_estimated_from_header_and_bytes(tmp_path, container):
+    fmt = get_format("egms", FORMATS)
+    table, _ = generate("est", "mainland", fmt, n_points=3000, years=2.0, seed=3)
+    text = table.to_csv(index=False)
+    path = tmp_path / "a.csv"
+    if container == "plain":
+        path.write_text(text)
+    elif container == "gz":
+        path = tmp_path / "a.csv.gz"
+        with gzip.open(path, "wt") as fh:
+            fh.write(text)
+    else:
+        path = tmp_path / "a.zip"
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("a.csv", text)
+    size = resources.estimate_site([path], fmt.date_pattern, 6)
+    n_dates = sum(c.isdigit() for c in table.columns)
+    assert size.n_dates == n_dates
+    dates = sorted(int(c) for c in table.columns if c.isdigit())
+    assert size.n_epochs > n_dates   # the 6-day grid fills the winter gaps and 12-day revisits
+    assert abs(size.n_points - 3000) < 0.1 * 3000, size
+
+
+def test_the_workflow_asks_for_the_model_requests(tmp_path):
+    """`snakemake --profile slurm -n` on a site whose shards.h5 says 1,000,000 points and 270
+    epochs shows, per rule, the model's request."""
+    work = tmp_path / "w"
+    work.mkdir()
+    for name in ("Snakefile", "workflow", "config", "scripts", "envs", "src", "profiles"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
+    (work / "data").mkdir()
+    (work / "data/site.csv").write_text("pid,latitude,longitude\n")   # the source exists; shards.h5 says the size
+    (work / "config/sites.tsv").write_text("site\tsource\tformat\nbig\tdata/site.csv\tegms\n")
+    shards = work / "results/big/shards.h5"
+    shards.parent.mkdir(parents=True)
+    with h5py.File(shards, "w") as f:     # only what the size check and the requests read
+        f.attrs["n_points"] = N
+        f["series/dates"] = np.arange(D, dtype=np.int32)
+        f["series/grid_dates"] = np.arange(T, dtype=np.int32)
+    os.utime(shards, (2e9, 2e9))          # newer than the source: not rebuilt
+    env = {**os.environ, "INSARCLUST_SLURM_CONDA": "0"}
+    out = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "-n", "--profile", "profiles/slurm",
+                          "--config", 'dsc={"enabled": true}'], cwd=work, env=env, capture_output=True,
+                         text=True, timeout=300)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    seen = {}
+    for rule, res in re.findall(r"\nrule (\w+):\n(?:    .*\n)*?    resources: (.*)\n", text):
+        kv = dict(item.split("=", 1) for item in res.split(", ") if "=" in item)
+        seen.setdefault(rule, kv)
+    assert {"graph", "embed_part", "kmeans", "evaluate", "dsc"} <= set(seen)
+    for rule, kv in seen.items():
+        if rule in resources.costs() and rule not in ("shards",):
+            want = resources.request(rule, N, T, D, yaml.safe_load((work / "config/config.yaml").read_text()))
+            assert int(kv["mem_mb"]) == want["mem_mb"] and int(kv["runtime"]) == want["runtime"], rule
