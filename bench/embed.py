@@ -1,22 +1,31 @@
-"""Benchmark of stage embed: series/s and peak memory.
+"""Benchmark of stage embed: series/s of the shipped embedder against the bare recurrent loop
+of the same shape and against the reference package, at realistic series lengths.
 
-    python bench/embed.py                      # all CPU figures below, one run each
-    python bench/embed.py --only ours --n 20000
-    python bench/embed.py --device cuda --n 1000000 --T 200 --only ours --batch-size 16384  # GPU
+    python bench/embed.py                      # T = 150 and 263, all three, one run each
+    python bench/embed.py --T 263 --only ours bare
+    python bench/embed.py --device cuda --n 1000000 --T 263 --only ours --batch-size 16384  # GPU
+
+For each T (regular epochs; 263 = 4.3 years on the 6-day grid, a real
+Sentinel-1 archive), each in its own process:
 
 - ours: the stage path on a synthetic shards.h5 (fit on the seeded sample,
-  embed all rows into a feature file), defaults of config/config.yaml
-  (reservoir-model space, 450 units, bidirectional, PCA 75, ridge 10,
-  out_dim 64), each size in its own process so peak RSS is its own;
-- package: ``reservoir_computing`` (``RC_model`` with the same set-up and
-  ``readout_type=None``) on the first ``--n-package`` series, in its own process;
-- matrix: one recurrent step, dense vs CSR, at a few sizes and densities
-  (where ``matrix: auto`` switches).
+  embed every row into a feature file) with the shipped ``embed:`` settings
+  of config/config.yaml; series/s of the embedding pass (fit reported apart);
+- bare: the recurrent loop alone, ``h = tanh(u w_in + h W)`` over the same
+  number of rows per batch (series x directions), units and steps
+  (``time_stride`` applied), float32, same threads: the floor of any
+  reservoir embedding of this shape. ours/bare is the share of that floor
+  the stage reaches (the target is >= 0.8);
+- package: ``reservoir_computing`` (``RC_model``, the paper's code, same
+  reservoir settings, ``readout_type=None``) on ``--n-package`` series;
+- matrix (``--only matrix``): one recurrent step dense vs CSR at a few sizes
+  and densities (where ``matrix: auto`` switches).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import resource
 import subprocess
 import sys
@@ -25,12 +34,30 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULTS = dict(representation="reservoir", n_units=450, spectral_radius=0.59, leak=0.6,
-                connectivity=0.25, input_scaling=0.1, noise_level=0.01, washout=5,
-                bidirectional=True, n_pca=75, ridge=10.0, out_dim=64, scaling="series",
-                fit_sample=4096, batch_size=1024)
+# the shipped settings: what a site is embedded with
+DEFAULTS = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["embed"]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def simd() -> str:
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return "unknown"
+    have = [f for f in ("avx512f", "avx2", "fma") if f" {f} " in f" {flags} "]
+    return ", ".join(have) or "none of avx2/fma/avx512f"
 
 
 def peak_rss_mb() -> float:
@@ -72,7 +99,7 @@ def run_ours(n, T, device, threads, batch_size=DEFAULTS["batch_size"]):
 
     from insarclust import embed
 
-    DEFAULTS["batch_size"] = batch_size
+    cfg = {**DEFAULTS, "batch_size": batch_size}
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,7 +109,7 @@ def run_ours(n, T, device, threads, batch_size=DEFAULTS["batch_size"]):
         t_write = time.perf_counter() - t0
         rss_before = peak_rss_mb()
         t0 = time.perf_counter()
-        model = embed.fit_site(shards, DEFAULTS, seed=42, device=device)
+        model = embed.fit_site(shards, cfg, seed=42, device=device)
         embed.save_model(model, Path(tmp) / "model.pt")
         t_fit = time.perf_counter() - t0
         model = embed.load_model(Path(tmp) / "model.pt", device=device, batch_size=batch_size)
@@ -98,8 +125,36 @@ def run_ours(n, T, device, threads, batch_size=DEFAULTS["batch_size"]):
                       "peak_rss_mb_before_fit": round(rss_before), "peak_rss_mb": round(peak_rss_mb())}))
 
 
+def run_bare(n, T, threads, batch_size=DEFAULTS["batch_size"]):
+    """Child: the bare recurrent loop of the shipped shape on n series; prints one JSON line."""
+    import torch
+
+    torch.set_num_threads(threads)
+    units = int(DEFAULTS["n_units"])
+    directions = 2 if DEFAULTS["bidirectional"] else 1
+    steps = -(-T // int(DEFAULTS.get("time_stride", 1) or 1))
+    rows = directions * min(batch_size, n)
+    g = torch.Generator().manual_seed(0)
+    W = (torch.rand(units, units, generator=g) - 0.5) * (torch.rand(units, units, generator=g)
+                                                        < DEFAULTS["connectivity"])
+    w_in = torch.rand(1, units, generator=g) - 0.5
+    u = torch.randn(steps, rows, 1, generator=g)
+    h, pre = torch.zeros(rows, units), torch.empty(rows, units)
+    done, t0 = 0, time.perf_counter()
+    while done < n:
+        h.zero_()
+        for t in range(steps):
+            torch.mm(u[t], w_in, out=pre)
+            pre.addmm_(h, W)
+            torch.tanh(pre, out=h)
+        done += rows // directions
+    seconds = time.perf_counter() - t0
+    print(json.dumps({"what": "bare", "n": done, "T": T, "steps": steps, "rows": rows, "units": units,
+                      "threads": threads, "series_per_s": round(done / seconds, 1)}))
+
+
 def run_package(n, T):
-    """Child: reservoir_computing's RC_model on n series, same set-up; prints one JSON line."""
+    """Child: reservoir_computing's RC_model on n series, same reservoir; prints one JSON line."""
     from reservoir_computing.modules import RC_model
 
     X = synthetic_series(np.random.default_rng(0), n, T).astype(np.float64)
@@ -108,7 +163,7 @@ def run_package(n, T):
     model = RC_model(n_internal_units=DEFAULTS["n_units"], spectral_radius=DEFAULTS["spectral_radius"],
                      leak=DEFAULTS["leak"], connectivity=DEFAULTS["connectivity"],
                      input_scaling=DEFAULTS["input_scaling"], noise_level=DEFAULTS["noise_level"],
-                     n_drop=DEFAULTS["washout"], bidir=True, dimred_method="tenpca",
+                     n_drop=DEFAULTS["washout"], bidir=DEFAULTS["bidirectional"], dimred_method="tenpca",
                      n_dim=DEFAULTS["n_pca"], mts_rep="reservoir", w_ridge_embedding=DEFAULTS["ridge"],
                      readout_type=None)
     t0 = time.perf_counter()
@@ -153,15 +208,15 @@ def child(args) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, nargs="+", default=[20000, 40000], help="series for ours")
-    ap.add_argument("--T", type=int, default=150)
-    ap.add_argument("--n-package", type=int, default=2000)
+    ap.add_argument("--n", type=int, nargs="+", default=[20000], help="series for ours and bare")
+    ap.add_argument("--T", type=int, nargs="+", default=[150, 263])
+    ap.add_argument("--n-package", type=int, default=1000)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"],
                     help="series per batch (larger on a GPU)")
-    ap.add_argument("--only", choices=["ours", "package", "matrix"], nargs="+",
-                    default=["ours", "package", "matrix"])
+    ap.add_argument("--only", choices=["ours", "bare", "package", "matrix"], nargs="+",
+                    default=["ours", "bare", "package"])
     ap.add_argument("--json", help="write all results here")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -169,29 +224,41 @@ def main(argv=None):
         kind, *rest = args.child
         if kind == "ours":
             run_ours(int(rest[0]), int(rest[1]), rest[2], int(rest[3]), int(rest[4]))
+        elif kind == "bare":
+            run_bare(int(rest[0]), int(rest[1]), int(rest[2]), int(rest[3]))
         elif kind == "package":
             run_package(int(rest[0]), int(rest[1]))
         else:
             run_matrix(int(rest[0]))
         return
+    shape = {k: DEFAULTS.get(k) for k in ("representation", "n_units", "bidirectional", "time_stride", "n_pca",
+                                             "out_dim", "mode")}
+    print(f"{cpu_model()} ({simd()}); {args.threads} threads; shipped embed settings {shape}", flush=True)
     results = []
-    if "ours" in args.only:
+    for T in args.T:
         for n in args.n:
-            results.append(child(["ours", str(n), str(args.T), args.device, str(args.threads),
-                                  str(args.batch_size)]))
+            if "ours" in args.only:
+                results.append(child(["ours", str(n), str(T), args.device, str(args.threads),
+                                      str(args.batch_size)]))
+                print(json.dumps(results[-1]), flush=True)
+            if "bare" in args.only and args.device == "cpu":
+                results.append(child(["bare", str(n), str(T), str(args.threads), str(args.batch_size)]))
+                print(json.dumps(results[-1]), flush=True)
+        if "package" in args.only:
+            results.append(child(["package", str(args.n_package), str(T)]))
             print(json.dumps(results[-1]), flush=True)
-    if "package" in args.only:
-        results.append(child(["package", str(args.n_package), str(args.T)]))
-        print(json.dumps(results[-1]), flush=True)
     if "matrix" in args.only:
         results.append(child(["matrix", str(args.threads)]))
         print(json.dumps(results[-1]), flush=True)
-    ours = [r for r in results if r["what"] == "ours"]
-    pkg = [r for r in results if r["what"] == "package"]
-    if ours and pkg:
-        print(f"speed-up (embedding, N={ours[0]['n']} vs package N={pkg[0]['n']}): "
-              f"{ours[0]['series_per_s_embed'] / pkg[0]['series_per_s']:.1f}x; "
-              f"including fit: {ours[0]['series_per_s_total'] / pkg[0]['series_per_s']:.1f}x")
+    print(f"\n{'T':>4} {'ours series/s':>14} {'bare loop':>10} {'ours/bare':>10} {'package':>9} {'ours/package':>13}")
+    for T in args.T:
+        ours = next((r for r in results if r["what"] == "ours" and r["T"] == T), None)
+        bare = next((r for r in results if r["what"] == "bare" and r["T"] == T), None)
+        pkg = next((r for r in results if r["what"] == "package" and r["T"] == T), None)
+        o = ours["series_per_s_embed"] if ours else float("nan")
+        b = bare["series_per_s"] if bare else float("nan")
+        k = pkg["series_per_s"] if pkg else float("nan")
+        print(f"{T:>4} {o:>14.0f} {b:>10.0f} {o / b:>10.2f} {k:>9.1f} {o / k:>13.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
