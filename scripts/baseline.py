@@ -1,4 +1,4 @@
-"""Rule ``baseline``: one peer method (pca-kmeans, raw-kmeans, descriptors-kmeans) -> clusters/{baseline}.h5|.json."""
+"""Rule ``baseline``: one peer method (pca-kmeans, raw-kmeans[_smoothed], descriptors-kmeans) -> clusters/{baseline}.h5|.json."""
 from insarclust import evaluate
 from insarclust.baselines import run_baseline
 from insarclust.logs import setup_logging, timed
@@ -14,7 +14,7 @@ with timed(log, f"{method} {snakemake.wildcards.site}"):
         method, snakemake.input.shards, snakemake.input.graph, snakemake.input.descriptors,
         kmeans_cfg=kmeans_cfg, baselines_cfg=baselines_cfg,
         interpret_cfg=dict(snakemake.params.interpret), seed=seed,
-        truth_path=truth[0] if truth else None)
+        truth_path=truth[0] if truth else None, smooth_cfg=dict(snakemake.params.smooth))
 result = {"site": snakemake.wildcards.site, "method": method, **result,
           "config": {"kmeans": kmeans_cfg, "baselines": baselines_cfg, "seed": seed}}
 evaluate.write_method_outputs(snakemake.output.labels, snakemake.output.metrics, labels, split, result)

@@ -57,7 +57,8 @@ TINY = {
 # runs every method, DSC included.
 FAST = {
     "kmeans": {"variants": ["dyn", "dyn_smoothed"]},
-    "baselines": {"pca-kmeans": False, "raw-kmeans": False, "descriptors-kmeans": True},
+    "baselines": {"pca-kmeans": False, "raw-kmeans": False, "raw-kmeans_smoothed": False,
+                  "descriptors-kmeans": True},
     "dsc": {"enabled": False},
 }
 
@@ -135,7 +136,8 @@ def config_of(workdir: Path) -> dict:
 
 def methods_of(cfg: dict) -> list[str]:
     out = [f"kmeans-{v}" for v in cfg["kmeans"]["variants"]]
-    out += [m for m in ["pca-kmeans", "raw-kmeans", "descriptors-kmeans"] if cfg["baselines"].get(m, True)]
+    out += [m for m in ["pca-kmeans", "raw-kmeans", "raw-kmeans_smoothed", "descriptors-kmeans"]
+            if cfg["baselines"].get(m, True)]
     return out + (["dsc"] if cfg["dsc"]["enabled"] else [])
 
 

@@ -24,7 +24,7 @@ rule descriptors:
 
 
 rule baseline:
-    """Peer methods: pca-kmeans, raw-kmeans, descriptors-kmeans."""
+    """Peer methods: pca-kmeans, raw-kmeans, raw-kmeans_smoothed, descriptors-kmeans."""
     input:
         shards="results/{site}/shards.h5",
         descriptors="results/{site}/features/descriptors.h5",
@@ -41,6 +41,8 @@ rule baseline:
         cfg=config["kmeans"],
         baselines=config.get("baselines", {}),
         interpret=config.get("interpret", {}),
+        # only the smoothed peer reads the smooth: section (others must not rerun on its change)
+        smooth=lambda wc: config["smooth"] if wc.baseline == "raw-kmeans_smoothed" else {},
         seed=config["seed"],
     threads: 2
     resources:

@@ -35,7 +35,7 @@ for _site, _fmt in SITES["format"].items():
             "Fix the format column or add the format to formats.yaml.")
 
 VARIANTS = ["dyn", "dyn+static", "dyn_smoothed", "dyn+static_smoothed"]
-BASELINES = [m for m in ["pca-kmeans", "raw-kmeans", "descriptors-kmeans"]
+BASELINES = [m for m in ["pca-kmeans", "raw-kmeans", "raw-kmeans_smoothed", "descriptors-kmeans"]
              if config.get("baselines", {}).get(m, True)]
 
 
@@ -43,8 +43,8 @@ wildcard_constraints:
     site="|".join(SITES.index) if len(SITES) else "[^/]+",
     variant="dyn|dyn\\+static|dyn_smoothed|dyn\\+static_smoothed",
     base="dyn|dyn\\+static",
-    baseline="pca-kmeans|raw-kmeans|descriptors-kmeans",
-    method="kmeans-(dyn|dyn\\+static|dyn_smoothed|dyn\\+static_smoothed)|dsc|pca-kmeans|raw-kmeans|descriptors-kmeans",
+    baseline="pca-kmeans|raw-kmeans_smoothed|raw-kmeans|descriptors-kmeans",
+    method="kmeans-(dyn|dyn\\+static|dyn_smoothed|dyn\\+static_smoothed)|dsc|pca-kmeans|raw-kmeans_smoothed|raw-kmeans|descriptors-kmeans",
     part="[0-9]+",
     n="[0-9]+",
 
