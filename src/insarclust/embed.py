@@ -32,7 +32,7 @@ _PARAM_KEYS = {
     "bidirectional": "bidirectional", "n_pca": "n_pca", "ridge": "ridge", "out_dim": "out_dim",
     "scaling": "scaling", "scale_features": "scale_features", "scale_weight": "scale_weight",
     "fit_sample": "fit_sample", "pca_sample": "pca_sample", "batch_size": "batch_size",
-    "mode": "mode", "matrix": "matrix",
+    "mode": "mode", "matrix": "matrix", "leak_form": "leak_form", "time_stride": "time_stride",
 }
 
 

@@ -51,6 +51,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 REPRESENTATIONS = ("last", "mean", "output", "reservoir")
 SCALINGS = ("series", "global", "none")
 MODES = ("default", "reference")
+LEAK_FORMS = ("unscaled", "scaled")
 
 # Rows of the noise bank; a power of two so that any odd stride visits every row.
 NOISE_BANK_ROWS = 4096
@@ -151,8 +152,8 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
 
     def __init__(self, representation="reservoir", n_units=450, spectral_radius=0.59, leak=0.6,
                  connectivity=0.25, input_scaling=0.1, noise_level=0.01, washout=5,
-                 bidirectional=True, n_pca=75, ridge=10.0, out_dim=64, scaling="series",
-                 scale_features=True, scale_weight=1.0, step=1.0, fit_sample=4096,
+                 bidirectional=True, n_pca=75, ridge=10.0, out_dim=64, scaling="series", leak_form="scaled",
+                 scale_features=True, scale_weight=1.0, step=1.0, time_stride=1, fit_sample=4096,
                  pca_sample=1024, batch_size=1024, mode="default", matrix="auto", device="auto",
                  dtype="float32", seed=0):
         self.representation = representation
@@ -168,9 +169,11 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
         self.ridge = ridge
         self.out_dim = out_dim
         self.scaling = scaling
+        self.leak_form = leak_form
         self.scale_features = scale_features
         self.scale_weight = scale_weight
         self.step = step
+        self.time_stride = time_stride
         self.fit_sample = fit_sample
         self.pca_sample = pca_sample
         self.batch_size = batch_size
@@ -188,6 +191,10 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
             raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {self.representation!r}")
         if self.scaling not in SCALINGS:
             raise ValueError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}")
+        if self.leak_form not in LEAK_FORMS:
+            raise ValueError(f"leak_form must be one of {LEAK_FORMS}, got {self.leak_form!r}")
+        if int(self.time_stride) < 1:
+            raise ValueError(f"time_stride must be >= 1, got {self.time_stride!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.matrix not in ("auto", "dense", "sparse"):
@@ -281,6 +288,14 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
             U = (X - self.input_mean_) / self.input_std_
         else:
             U = X
+        stride = int(self.time_stride)
+        if stride > 1:
+            B, T, V = U.shape
+            full = T // stride
+            parts = [U[:, :full * stride].reshape(B, full, stride, V).mean(axis=2)]
+            if T % stride:
+                parts.append(U[:, full * stride:].mean(axis=1, keepdims=True))
+            U = np.concatenate(parts, axis=1)
         feats = None
         if self.scale_features:
             t = np.arange(X.shape[1], dtype=np.float64) * float(self.step)
@@ -332,7 +347,7 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
             pre.tanh_()
             if leak is None or leak == 1.0:
                 h, pre = pre, h
-            elif self.mode == "reference":
+            elif self.mode == "reference" or self.leak_form == "unscaled":
                 h.mul_(1.0 - leak).add_(pre)
             else:
                 h.mul_(1.0 - leak).add_(pre, alpha=leak)
