@@ -374,16 +374,41 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
         self._run_states(U, rows, project)
         return z.transpose(0, 1)
 
+    def _pooled_state(self, U: np.ndarray, rows: np.ndarray):
+        """Last or mean state (B, p), PCA-reduced: one projection per series, not per step.
+
+        The projection is linear, so the mean of the reduced states is the
+        reduced mean state; no (T, B, p) state sequence is kept.
+        """
+        import torch
+
+        c = self._torch()
+        B = U.shape[0]
+        pooled = torch.zeros(B, self.n_directions * int(self.n_units), dtype=c["dtype"], device=c["device"])
+        count = [0]
+
+        def pool(k, h):
+            if self.representation == "mean":
+                pooled.add_(h)
+            else:
+                pooled.copy_(h)
+            count[0] += 1
+
+        self._run_states(U, rows, pool)
+        if self.representation == "mean":
+            pooled.div_(count[0])
+        if "pca" in c:
+            return torch.mm(pooled, c["pca"]).sub_(c["pca_offset"])
+        return pooled
+
     def _represent(self, U: np.ndarray, rows: np.ndarray):
         """Representation (B, R) torch tensor of scaled inputs U (B, T, V)."""
         import torch
 
+        if self.representation in ("last", "mean"):
+            return self._pooled_state(U, rows)
         z = self._reduced_states(U, rows)
         B = z.shape[0]
-        if self.representation == "last":
-            return z[:, -1, :].contiguous()
-        if self.representation == "mean":
-            return z.mean(dim=1)
         if z.shape[1] < 3:
             raise ValueError(f"{self.representation} representation needs at least 3 steps after "
                              f"the washout; series have {U.shape[1]} steps, washout {self.washout}")
