@@ -170,3 +170,17 @@ def test_rule_scripts(site, tmp_path):
     assert X.shape == (900, 13) and names[-3:] == ["static_height", "static_mean_velocity",
                                                     "static_temporal_coherence"]
     assert "series embedded" in (tmp_path / "embed_part.log").read_text()
+
+
+def test_shipped_config_is_the_embedder_defaults():
+    """config/config.yaml and ReservoirEmbedder() agree, so what the tests and
+    bench/validity.py check on the defaults is what the workflow runs."""
+    import yaml
+
+    from insarclust.reservoir import ReservoirEmbedder
+
+    shipped = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["embed"]
+    defaults = ReservoirEmbedder().get_params()
+    for key, param in embed._PARAM_KEYS.items():
+        assert key in shipped, f"embed.{key} missing from config/config.yaml"
+        assert shipped[key] == defaults[param], f"embed.{key}: config {shipped[key]!r}, default {defaults[param]!r}"
