@@ -81,19 +81,39 @@ GENERATED = {
     "gen-acceleration": SiteSpec("arctic", "ngu", 6000, variant=Variant(mix="acceleration")),
 }
 
-# Candidate embeddings: overrides of the embed: section of config/config.yaml.
-# "previous" is the default shipped before this comparison.
-PREVIOUS = {"mode": "default", "n_units": 450, "bidirectional": True, "time_stride": 1, "leak": 0.6,
-            "spectral_radius": 0.59, "input_scaling": 0.1, "noise_level": 0.01, "out_dim": 64,
-            "representation": "reservoir", "scaling": "series", "scale_features": True, "scale_weight": 1.0}
+# Candidate embeddings: overrides of the embed: section of config/config.yaml ("shipped").
+# "previous" is the default shipped before this comparison; "reference" the same
+# with the reference package's dynamics (mode: reference); "reference-5700" the
+# package's own set-up (no final projection, no scale columns).
+PREVIOUS = {"mode": "default", "leak_form": "scaled", "n_units": 450, "n_pca": 75, "bidirectional": True,
+            "time_stride": 1, "leak": 0.6, "spectral_radius": 0.59, "input_scaling": 0.1, "noise_level": 0.01,
+            "out_dim": 64, "representation": "reservoir", "scaling": "series", "scale_features": True,
+            "scale_weight": 1.0}
 REFERENCE = {**PREVIOUS, "mode": "reference"}
 CANDIDATES = {
     "shipped": {},
     "previous": PREVIOUS,
     "reference": REFERENCE,
     "reference-5700": {**REFERENCE, "out_dim": None, "scale_features": False},
-    "previous+unscaled-leak": {**PREVIOUS, "leak_form": "unscaled"},
 }
+# small, strided reservoirs with the reference's (unscaled) leak, one per representation ...
+SMALL = {**PREVIOUS, "leak_form": "unscaled", "n_units": 100, "time_stride": 4, "input_scaling": 0.3}
+for _rep in ("reservoir", "output", "mean", "last"):
+    CANDIDATES[f"{_rep}-100"] = {**SMALL, "representation": _rep}
+# ... and variants of the reservoir-model space one at a time
+RES = CANDIDATES["reservoir-100"]
+CANDIDATES.update({
+    "reservoir-100-s2": {**RES, "time_stride": 2},
+    "reservoir-200-s2": {**RES, "n_units": 200, "time_stride": 2},
+    "reservoir-100-pca40": {**RES, "n_pca": 40},
+    "reservoir-100-sr0.4": {**RES, "spectral_radius": 0.4},
+    "reservoir-100-is0.1": {**RES, "input_scaling": 0.1},
+    "reservoir-100-is0.1-s2": {**RES, "input_scaling": 0.1, "time_stride": 2},
+    "reservoir-100-is0.1-pca40": {**RES, "input_scaling": 0.1, "n_pca": 40},  # = shipped
+    "reservoir-200-is0.1": {**RES, "input_scaling": 0.1, "n_units": 200},
+    "reservoir-300-is0.1": {**RES, "input_scaling": 0.1, "n_units": 300},
+    "reservoir-100-is0.1-refmode": {**RES, "input_scaling": 0.1, "mode": "reference"},
+})
 
 PUBLIC_SETS = ["ArrowHead", "OSULeaf", "BasicMotions", "JapaneseVowels_eq", "GunPoint", "ItalyPowerDemand",
                "PickupGestureWiimoteZ_eq"]
@@ -293,6 +313,10 @@ def cmd_sites(args) -> None:
                     rec = {"site": name, "seed": seed, "method": method, "k_setting": k_setting,
                            "n_classes": spec.n_classes, "n_points": int(len(labels)),
                            **scores(labels, cls, result), "seconds": round(time.perf_counter() - t1, 2)}
+                    if "k_selection" in result:  # the curve auto chose from (other criteria offline)
+                        sel = result["k_selection"]
+                        rec["k_selection"] = {"k": sel["k"], "silhouette": sel["silhouette"],
+                                              "inertia_train": sel["inertia_train"]}
                     if features is not None:
                         rec["embed_series_per_s"] = features["timing"]["n_points"] / features["timing"]["embed_s"]
                     with out.open("a") as fh:
