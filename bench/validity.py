@@ -487,8 +487,44 @@ def _mean_sd(values: pd.Series) -> str:
     return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
 
 
+def inertia_knee(ks, inertia) -> int:
+    """k at the knee of a decreasing inertia curve (Kneedle: farthest below the chord, both axes
+    scaled to [0, 1])."""
+    ks, inertia = np.asarray(ks, dtype=float), np.asarray(inertia, dtype=float)
+    if len(ks) < 3 or inertia[0] == inertia[-1]:
+        return int(ks[0])
+    x = (ks - ks[0]) / (ks[-1] - ks[0])
+    y = (inertia[0] - inertia) / (inertia[0] - inertia[-1])
+    return int(ks[int(np.argmax(np.round(y - x, 12)))])
+
+
+def report_headline(df: pd.DataFrame) -> str:
+    """One row per method: ARI on generated and demo sites (mean ± sd over seeds of the
+    per-seed mean over sites) at each k setting, NMI and label_match at the true k,
+    and how often auto found the true k."""
+    settings = [k for k in ("config", "true", "auto") if k in set(df.k_setting)]
+    head = ["method"]
+    for k in settings:
+        head += [f"ARI gen. (k {k})", f"ARI demo (k {k})"]
+    head += ["NMI gen. (k true)", "label_match gen. (k true)", "auto: true k found"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    df = df.assign(gen=df.site.str.startswith("gen-"))
+    for m in [m for m in METHODS if m in set(df.method)]:
+        cells = [m]
+        for k in settings:
+            part = df[(df.method == m) & (df.k_setting == k)]
+            cells += [_mean_sd(part[part.gen].groupby("seed").ari.mean()),
+                      _mean_sd(part[~part.gen].groupby("seed").ari.mean())]
+        true = df[(df.method == m) & (df.k_setting == "true") & df.gen]
+        cells += [_mean_sd(true.groupby("seed").nmi.mean()), _mean_sd(true.groupby("seed").label_match.mean())]
+        auto = df[(df.method == m) & (df.k_setting == "auto")]
+        cells.append(f"{int((auto.k == auto.n_classes).sum())}/{len(auto)}" if len(auto) else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def report_sites(df: pd.DataFrame) -> str:
-    lines = []
+    lines = [report_headline(df)]
     for k_setting in ("config", "true", "auto"):
         part = df[df.k_setting == k_setting]
         if part.empty:
@@ -509,6 +545,14 @@ def report_sites(df: pd.DataFrame) -> str:
             rows = part[part.method == m]
             lines.append(f"| {m} | {rows.nmi.mean():.2f} | {rows.label_match.mean():.2f} | {rows.k.median():.0f} |")
         if k_setting == "auto":
+            lines += ["", "How often a criterion picks the true k on the same fits (k_range; silhouette is "
+                      "what `k: auto` does, the knee of the inertia curve is for comparison):", "",
+                      "| method | silhouette (auto) | knee of inertia |", "|---|---|---|"]
+            for m in methods:
+                rows = part[part.method == m]
+                knee = [inertia_knee(r["k"], r["inertia_train"]) for r in rows.k_selection if isinstance(r, dict)]
+                hits = sum(int(kn == nc) for kn, nc in zip(knee, rows.n_classes))
+                lines.append(f"| {m} | {int((rows.k == rows.n_classes).sum())}/{len(rows)} | {hits}/{len(knee)} |")
             hit = part.assign(hit=part.k == part.n_classes).groupby("method").hit.agg(["sum", "count"])
             lines += ["", "| method | true k found | k chosen per site (seed order) |", "|---|---|---|"]
             for m in methods:
