@@ -8,10 +8,13 @@ CORES ?= all
 
 .PHONY: demo test test-slow test-slurm report env dry-run clean setup-slurm
 
+# aeon: only the UCR/UEA data files in its wheel are read (bench/validity.py, tests); it is never
+# imported, and its own requirements would downgrade numpy and pandas, hence --no-deps.
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps aeon==1.6.0
 	touch $@
 
 env: $(BIN)/.installed

@@ -1,4 +1,4 @@
-"""Rule ``baseline``: one peer method (pca-kmeans, raw-kmeans, descriptors-kmeans) -> clusters/{baseline}.h5."""
+"""Rule ``baseline``: one peer method (pca-kmeans, raw-kmeans[_smoothed], descriptors-kmeans) -> clusters/{baseline}.h5."""
 from insarclust.baselines import fit_baseline
 from insarclust.logs import start_rule, timed
 
@@ -7,6 +7,7 @@ method, seed = snakemake.wildcards.baseline, int(snakemake.params.seed)
 cfg = {key: dict(value) for key, value in snakemake.params.cfg.items()}
 with timed(log, f"{method} {snakemake.wildcards.site}"):
     labelling = fit_baseline(method, snakemake.input.shards, snakemake.input.descriptors, kmeans_cfg=cfg["kmeans"],
-                             baselines_cfg=cfg["baselines"], seed=seed)
+                             baselines_cfg=cfg["baselines"], seed=seed, graph_path=snakemake.input.get("graph"),
+                             smooth_cfg=cfg.get("smooth"))
 labelling.stamp(snakemake.wildcards.site, method, {**cfg, "seed": seed})
 labelling.write(snakemake.output[0])

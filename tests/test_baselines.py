@@ -130,7 +130,8 @@ def test_features_of_each_method(site):
 def run_baseline(method, site, baselines_cfg, seed, truth=False):
     """Fit a peer, then evaluate it as the workflow's two rules do: ``(labels, split, result)``."""
     fit = fit_baseline(method, site["shards"], site["descriptors"], kmeans_cfg=KMEANS_CFG,
-                       baselines_cfg=baselines_cfg, seed=seed)
+                       baselines_cfg=baselines_cfg, seed=seed, graph_path=site["graph"],
+                       smooth_cfg={"H": 2, "alpha": 0.5})
     result = evaluate.evaluate_labelling(fit, graph_path=site["graph"], shards_path=site["shards"],
                                          descriptors_path=site["descriptors"],
                                          truth_path=site["truth_csv"] if truth else None, thresholds=INTERPRET)
@@ -182,3 +183,39 @@ def test_baseline_is_deterministic_and_k_auto(site):
     assert sel["k"] == [2, 3, 4, 5] and len(sel["silhouette"]) == 4
     assert sel["chosen"] == result["k"] == int(labels.max()) + 1
     assert result["k"] == 4  # four well separated regimes
+
+
+@pytest.mark.parametrize("smooth_cfg", [{"H": 3, "alpha": 0.5, "aggregation": "mean", "batch_size": 300},
+                                        {"H": 2, "alpha": 0.3, "aggregation": "sum", "batch_size": 4096}])
+def test_raw_smoothed_features_equal_the_exact_smoothing(site, tmp_path, smooth_cfg, one_thread):
+    """Streamed by batches on their halos, the smoothed raw series are the stage's exact product."""
+    from insarclust.smooth import GraphSmoother
+
+    raw, _ = build_features("raw-kmeans", site["shards"], baselines_cfg={})
+    smoothed, extras = build_features("raw-kmeans_smoothed", site["shards"], baselines_cfg={},
+                                      graph_path=site["graph"], smooth_cfg=smooth_cfg, workdir=tmp_path)
+    assert extras["smooth"]["H"] == smooth_cfg["H"] and extras["smooth"]["mode"] == "exact"
+    g = h5io.read_graph(site["graph"])
+    exact = GraphSmoother(H=smooth_cfg["H"], alpha=smooth_cfg["alpha"], aggregation=smooth_cfg["aggregation"])
+    expected = exact.fit(g["indptr"], g["indices"], g["weight"]).transform(raw.read(0, raw.n_rows))
+    got = smoothed.read(0, smoothed.n_rows)
+    assert smoothed.names == raw.names and np.array_equal(smoothed.shard_offsets, raw.shard_offsets)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    if smooth_cfg["aggregation"] == "mean":  # neighbours' noise averaged away
+        assert got.std() < 0.95 * raw.read(0, raw.n_rows).std()
+    with pytest.raises(ValueError, match="graph_path and workdir"):
+        build_features("raw-kmeans_smoothed", site["shards"], baselines_cfg={})
+
+
+def test_raw_smoothed_peer_leaves_no_temporary_files(site, tmp_path):
+    import shutil
+
+    shards = tmp_path / "shards.h5"
+    shutil.copy(site["shards"], shards)
+    fit = fit_baseline("raw-kmeans_smoothed", shards, kmeans_cfg=KMEANS_CFG, baselines_cfg={}, seed=3,
+                       graph_path=site["graph"], smooth_cfg={"H": 2, "alpha": 0.5})
+    labels, result = fit.labels, fit.record
+    assert result["smooth"] == {"H": 2, "alpha": 0.5, "aggregation": "mean", "mode": "exact",
+                                "fanout": [-1, -1]}
+    assert adjusted_rand_score(site["truth"], labels) > 0.9
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shards.h5"]

@@ -2,10 +2,11 @@
 import datetime as dt
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from insarclust.demo import PRESETS, REGIMES, acquisition_dates, generate
 from insarclust.dates import EPOCH
+from insarclust.demo import CLASSES, PRESETS, REGIMES, Variant, acquisition_dates, generate
 from insarclust.formats import get_format, load_formats, plan_columns
 from insarclust.interpret import VOCABULARY
 
@@ -74,3 +75,69 @@ def test_svalbard_columns():
     assert {"CODE", "LAT", "LON", "ELEVATION", "DOYMAX"} <= set(table.columns)
     assert any(c.startswith("D20") for c in table.columns)
     assert table.LAT.between(77.9, 78.5).all()
+
+
+def _series(table, fmt_name="ngu"):
+    cols = plan_columns(list(table.columns), get_format(fmt_name, FORMATS), "demo").date_columns
+    days = np.array([(dt.date.fromisoformat(f"{c[:4]}-{c[4:6]}-{c[6:]}") - EPOCH).days for c in cols])
+    return table[cols].to_numpy(), (days - days[0]) / 365.25
+
+
+def test_default_variant_is_the_plain_demo(mainland):
+    table, truth = generate("demo-x", "mainland", get_format("ngu", FORMATS), n_points=3000, seed=42,
+                            variant=Variant())
+    assert table.equals(mainland[0]) and truth.equals(mainland[1]) and list(truth.columns) == ["pid", "regime"]
+    with pytest.raises(ValueError, match="unknown mix"):
+        generate("demo-x", "mainland", get_format("ngu", FORMATS), n_points=10, variant=Variant(mix="tidal"))
+
+
+def test_noise_and_missing_variants():
+    fmt = get_format("ngu", FORMATS)
+    plain, _ = generate("v", "mainland", fmt, n_points=1500, seed=3)
+    rough, _ = generate("v", "mainland", fmt, n_points=1500, seed=3,
+                        variant=Variant(noise_mm=4.0, atmo_mm=6.0, missing=(0.2, 0.4)))
+    (a, _), (b, _) = _series(plain), _series(rough)
+    assert 0.2 < np.median(np.isnan(b).mean(axis=1)) < 0.4
+    # first differences: white noise sqrt(2) x std, plus the atmosphere
+    assert np.nanstd(np.diff(b, axis=1)) > 1.8 * np.nanstd(np.diff(a, axis=1))
+
+
+def _fit(disp, t_yr, design):
+    """Least-squares coefficients per series of a design (T, P), NaN epochs skipped."""
+    out = []
+    for y in disp:
+        ok = np.isfinite(y)
+        out.append(np.linalg.lstsq(design[ok], y[ok], rcond=None)[0])
+    return np.array(out)
+
+
+def test_seasonality_mix_shares_the_trend_and_differs_in_the_cycle():
+    table, truth = generate("v-season", "mainland", get_format("ngu", FORMATS), n_points=2000, seed=5,
+                            variant=Variant(mix="seasonality"))
+    assert set(truth["class"]) == set(CLASSES["seasonality"])
+    assert set(truth.regime) == {"subsiding", "seasonal"}
+    disp, t_yr = _series(table)
+    w = 2 * np.pi * t_yr
+    coef = _fit(disp, t_yr, np.c_[np.ones_like(t_yr), t_yr, np.cos(w), np.sin(w)])
+    by = pd.DataFrame({"trend": coef[:, 1], "amp": np.hypot(coef[:, 2], coef[:, 3]),
+                       "phase": np.arctan2(coef[:, 3], coef[:, 2]), "cls": truth["class"]}).groupby("cls")
+    trend, amp, phase = by.trend.median(), by.amp.median(), by.phase.median()
+    assert trend.max() - trend.min() < 1.5 and trend.max() < -2  # one common trend
+    # fitted amplitude = half peak-to-peak
+    assert amp["trend"] < 0.8 < amp["weak-cycle"] < 3.5 < amp["thaw-cycle"]
+    assert amp["late-cycle"] > 3.5
+    shift = np.angle(np.exp(1j * (phase["late-cycle"] - phase["thaw-cycle"])))
+    assert 1.5 < abs(shift) < 2.6  # about four months apart (2.06 rad)
+
+
+def test_acceleration_mix_shares_the_mean_velocity():
+    table, truth = generate("v-acc", "mainland", get_format("ngu", FORMATS), n_points=2000, seed=5,
+                            variant=Variant(mix="acceleration"))
+    assert set(truth["class"]) == set(CLASSES["acceleration"])
+    disp, t_yr = _series(table)
+    coef = _fit(disp, t_yr, np.c_[np.ones_like(t_yr), t_yr - t_yr.mean(), (t_yr - t_yr.mean()) ** 2])
+    by = pd.DataFrame({"velocity": coef[:, 1], "acc": 2 * coef[:, 2], "cls": truth["class"]}).groupby("cls")
+    velocity, acc = by.velocity.median(), by.acc.median()
+    assert velocity.max() - velocity.min() < 3.5 and velocity.max() < -5
+    assert acc["accelerating"] < -1 and acc["onset"] < -1 and acc["decelerating"] > 1
+    assert abs(acc["linear"]) < 0.5

@@ -184,3 +184,20 @@ def test_rule_scripts(site, tmp_path):
     assert X.shape == (900, 13) and names[-3:] == ["static_height", "static_mean_velocity",
                                                     "static_temporal_coherence"]
     assert "series embedded" in (tmp_path / "embed_part.log").read_text()
+
+
+def test_shipped_config_is_the_embedder_defaults():
+    """config/config.yaml and ReservoirEmbedder() agree, so what the tests and
+    bench/validity.py check on the defaults is what the workflow runs."""
+    import yaml
+
+    from insarclust.reservoir import ReservoirEmbedder
+
+    from insarclust.config import stage_kwargs
+
+    shipped = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["embed"]
+    defaults = ReservoirEmbedder().get_params()
+    # every embedder parameter that has a config key; the run-time device is not one
+    for param, value in stage_kwargs("embed", shipped).items():
+        assert value == defaults[param], f"embed.{param}: config {value!r}, default {defaults[param]!r}"
+    assert set(defaults) - set(stage_kwargs("embed", shipped)) <= {"device", "dtype", "step", "seed"}

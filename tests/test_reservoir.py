@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+# every epoch a step (time_stride 1), as the reference package
 TINY = dict(n_units=20, spectral_radius=0.59, leak=0.6, connectivity=0.3, input_scaling=0.1,
-            washout=3, n_pca=5, ridge=10.0)
+            washout=3, n_pca=5, ridge=10.0, time_stride=1)
 
 
 def walks(n=30, T=40, V=1, seed=3):
@@ -79,23 +80,65 @@ def test_float32_close_to_reference():
     np.testing.assert_allclose(model.transform(X), expected, atol=2e-4 * np.abs(expected).max())
 
 
+def _states(model, U):
+    """Kept states (T', B, D n) of scaled inputs U (B, T, V)."""
+    out = []
+    model._run_states(U, np.arange(len(U)), lambda k, h: out.append(h.clone()))
+    return torch.stack(out).numpy()
+
+
 def test_default_mode_differs_where_documented():
     X = walks()
     kw = dict(representation="mean", noise_level=0.0, out_dim=None, scaling="none",
               scale_features=False, dtype="float64", seed=1, **TINY)
     ref = ReservoirEmbedder(mode="reference", **kw).fit(X)
-    default = ReservoirEmbedder(mode="default", **kw).fit(X)
+    default = ReservoirEmbedder(mode="default", leak_form="unscaled", **kw).fit(X)
+    scaled = ReservoirEmbedder(mode="default", leak_form="scaled", **kw).fit(X)
     np.testing.assert_array_equal(ref.recurrent_weights_, default.recurrent_weights_)
-    # leaky update scaled by leak keeps states in [-1, 1]; the reference's reaches up to 1/leak
-    states = {}
-    for name, m in (("ref", ref), ("default", default)):
-        peak = []
-        m._run_states(m._scale(X * 200)[0], np.arange(len(X)), lambda k, h: peak.append(h.abs().max().item()))
-        states[name] = max(peak)
-    assert states["default"] <= 1.0
-    assert states["ref"] > 1.0
+    # the unscaled leaky update is the reference's: the same states without noise
+    np.testing.assert_allclose(_states(default, X), _states(ref, X), rtol=1e-12)
+    # leaky update scaled by leak keeps states in [-1, 1]; the unscaled one reaches up to 1/leak
+    loud = X * 200
+    assert np.abs(_states(scaled, loud)).max() <= 1.0
+    assert np.abs(_states(default, loud)).max() > 1.0
     # default centres the PCA transform on the mean state
     assert np.abs(default.pca_mean_).max() > 0 and np.abs(ref.pca_mean_).max() == 0
+
+
+def test_leaky_update_by_hand():
+    X = walks(n=3, T=6)
+    kw = dict(n_units=5, connectivity=1.0, washout=0, n_pca=None, noise_level=0.0, scaling="none", time_stride=1,
+              scale_features=False, out_dim=None, representation="last", dtype="float64", seed=0)
+    for form in ("unscaled", "scaled"):
+        model = ReservoirEmbedder(bidirectional=False, leak=0.3, leak_form=form, **kw).fit(X)
+        W, w_in = model.recurrent_weights_, model.input_weights_
+        h = np.zeros((3, 5))
+        for t in range(6):
+            update = np.tanh(X[:, t] @ w_in.T + h @ W.T)
+            h = 0.7 * h + (update if form == "unscaled" else 0.3 * update)
+        np.testing.assert_allclose(model.transform(X), h, rtol=1e-6, atol=1e-7)  # float32 output
+
+
+def test_time_stride_averages_epochs_before_the_reservoir():
+    X = walks(n=12, T=21)
+    kw = dict(seed=3, out_dim=None, scaling="none", scale_features=False, noise_level=0.0,
+              dtype="float64", **{**TINY, "time_stride": 1})
+    kw.pop("time_stride")
+    strided = ReservoirEmbedder(time_stride=4, **kw).fit(X)
+    # 21 epochs -> 5 steps of 4 and a last step of the remaining one
+    coarse = np.concatenate([X[:, :20].reshape(12, 5, 4, 1).mean(axis=2), X[:, 20:]], axis=1)
+    plain = ReservoirEmbedder(time_stride=1, **kw).fit(coarse)
+    np.testing.assert_allclose(strided.transform(X), plain.transform(coarse), rtol=1e-10, atol=1e-12)
+    # scale features stay on the full-resolution series (trend per grid step)
+    t = np.arange(21.0)
+    lines = np.stack([0.5 * t, -0.25 * t, 0 * t + 1.0])
+    m = ReservoirEmbedder(seed=0, out_dim=2, step=1.0, **{**TINY, "time_stride": 3}).fit(np.repeat(lines, 4, axis=0))
+    E = m.transform(lines)
+    np.testing.assert_allclose(E[:, -1] * m.scale_std_[1] + m.scale_mean_[1], [0.5, -0.25, 0.0], atol=1e-6)
+    with pytest.raises(ValueError, match="time_stride"):
+        ReservoirEmbedder(time_stride=0, **kw).fit(X)
+    with pytest.raises(ValueError, match="leak_form"):
+        ReservoirEmbedder(leak_form="jaeger", **kw).fit(X)
 
 
 def test_reservoir_is_seeded_and_scaled():
@@ -224,6 +267,44 @@ def test_state_roundtrip_and_sparse_matrix():
     np.testing.assert_array_equal(again.transform(X), model.transform(X))
     sparse = ReservoirEmbedder.from_state(state, matrix="sparse")
     np.testing.assert_allclose(sparse.transform(X), model.transform(X), atol=1e-4)
+
+
+# --------------------------------------------------------------------------- #
+# what the embedding must keep doing
+
+
+def creep_or_step(n=120, seed=0):
+    """Two regimes raw-series k-means cannot tell apart: steady creep, and a sudden
+    step (a slide event, a collapse) at an unknown date, both reaching the same
+    displacement (20-30 mm) by the end of a 4.5-year 6-day grid, 2 mm noise.
+    The steps' dates spread over the archive, so their mean is a ramp like the
+    creep's: the two classes have the same centroid in series space."""
+    rng = np.random.default_rng(seed)
+    t_yr = np.arange(272) * 6 / 365.25
+    total = rng.uniform(-30, -20, 2 * n)[:, None]
+    when = rng.uniform(0.15, 0.85, n)[:, None] * t_yr[-1]
+    X = np.concatenate([total[:n] * t_yr / t_yr[-1], np.where(t_yr >= when, total[n:], 0.0)])
+    return X + rng.normal(0, 2.0, X.shape), np.repeat([0, 1], n)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_default_embedding_separates_a_step_from_creep_that_raw_kmeans_cannot(seed):
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    X, y = creep_or_step(seed=seed)
+
+    def ari(F):
+        return adjusted_rand_score(y, KMeans(2, n_init=10, random_state=0).fit_predict(F))
+
+    by_epoch = (X - X.mean(0)) / X.std(0)
+    by_series = (X - X.mean(1, keepdims=True)) / X.std(1, keepdims=True)
+    assert ari(by_epoch) < 0.4 and ari(by_series) < 0.4
+    # the defaults (those of config/config.yaml, see test_embed) on the 6-day grid
+    E = ReservoirEmbedder(step=6 / 365.25, seed=seed).fit(X).transform(X)
+    assert ari(E) > 0.75
+    # it is the dynamics, not the two scale columns (log std, trend), that separate them
+    assert ari(E[:, :-2]) > 0.75
 
 
 # --------------------------------------------------------------------------- #

@@ -114,3 +114,23 @@ def test_comparison_html(jsons, tmp_path):
     assert "subsiding" in text and "-3.0 mm/yr" in text
     assert "abc123" in text and "cuda" in text
     assert text.count("<h2>") == 2
+
+
+def test_embedding_verdicts_say_when_the_seed_method_loses(tmp_path):
+    paths = [_write(tmp_path, s, m, _result(s, m, ari=a)) for s, m, a in [
+        ("demo-a", "kmeans-dyn", 0.70), ("demo-a", "kmeans-dyn_smoothed", 0.80),
+        ("demo-a", "raw-kmeans", 0.50), ("demo-a", "raw-kmeans_smoothed", 0.90),
+        ("demo-b", "kmeans-dyn", 0.40), ("demo-b", "kmeans-dyn_smoothed", 0.85),
+        ("demo-b", "raw-kmeans", 0.45), ("demo-b", "raw-kmeans_smoothed", 0.60)]]
+    paths.append(_write(tmp_path, "real", "kmeans-dyn", _result("real", "kmeans-dyn")))
+    table = summary.summarize(paths)
+    verdicts = summary.embedding_verdicts(table)
+    assert len(verdicts) == 2  # no ARI on the real site
+    a, b = verdicts
+    assert a.startswith("demo-a:") and "kmeans-dyn, ARI 0.70) beats" in a
+    assert "(kmeans-dyn_smoothed, 0.80) does not beat" in a and "adds nothing beyond the smoothing" in a
+    assert "does not beat k-means on the raw series (raw-kmeans, 0.45)" in b
+    assert "(kmeans-dyn_smoothed, 0.85) beats the raw series smoothed" in b
+    out = tmp_path / "summary.html"
+    summary.write_comparison_html(paths, out)
+    assert "Does the embedding earn its cost?" in out.read_text()

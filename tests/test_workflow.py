@@ -57,7 +57,8 @@ TINY = {
 # runs every method, DSC included.
 FAST = {
     "kmeans": {"variants": ["dyn", "dyn+static", "dyn_smoothed"]},
-    "baselines": {"pca-kmeans": False, "raw-kmeans": False, "descriptors-kmeans": True},
+    "baselines": {"pca-kmeans": False, "raw-kmeans": False, "raw-kmeans_smoothed": False,
+                  "descriptors-kmeans": True},
     "dsc": {"enabled": False},
 }
 

@@ -9,6 +9,14 @@ groups would use without reservoirs or deep clustering.
   k-means of :mod:`insarclust.kmeans` reads the scores through a
   :class:`~insarclust.batches.MapSource`, so the scores never hit the disk.
 * ``raw-kmeans`` - the batched k-means on the z-scored regular series.
+* ``raw-kmeans_smoothed`` - the same z-scored series averaged over each
+  point's graph neighbourhood with the seed method's H-hop smoothing (the
+  ``smooth:`` section: ``H``, ``alpha``, ``aggregation``, edge weights) before
+  k-means: the fair peer of ``kmeans-dyn_smoothed``, which shows whether the
+  embedding adds anything beyond the smoothing. Streamed
+  (:func:`insarclust.smooth.smooth_source_to_file`): the smoothed series go
+  batch by batch, each on its H-hop halo, to a temporary feature file beside
+  ``shards.h5`` that is removed when the method is done.
 * ``descriptors-kmeans`` - the batched k-means on standardised per-point
   descriptors (:mod:`insarclust.descriptors`): trend, acceleration, annual
   amplitude, step, centred on the site mean and standardised
@@ -36,7 +44,10 @@ orders labels by trend and is evaluated by
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import tempfile
+from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -233,13 +244,16 @@ def descriptor_scale(std: np.ndarray, names, scales: dict | None, scaling: str) 
     return np.where(scale > 0, scale, 1.0)
 
 
-def build_features(method: str, shards_path, descriptors_path=None, *, baselines_cfg: dict):
+def build_features(method: str, shards_path, descriptors_path=None, *, baselines_cfg: dict,
+                   graph_path=None, smooth_cfg: dict | None = None, workdir=None, seed: int = 0):
     """The row source a peer method clusters, and the method's extras for the JSON.
 
     Returns ``(source, extras)``; extras go to the top level of the metrics
     JSON (``zscore``; ``pca``: n_components and the explained variance curve;
-    ``features`` and their standardisation). The source is lazy (fitted transforms over
-    the shards/descriptors file): memory one block whatever N.
+    ``features`` and their standardisation; ``smooth``). The source is lazy (fitted transforms over
+    the shards/descriptors file): memory one block whatever N. ``raw-kmeans_smoothed``
+    needs ``graph_path``, ``smooth_cfg`` (the ``smooth:`` section) and ``workdir``,
+    an existing folder for its smoothed series (the caller removes it).
     """
     if method not in METHODS:
         raise ValueError(f"unknown peer method {method!r}; choose one of {METHODS}")
@@ -265,6 +279,18 @@ def build_features(method: str, shards_path, descriptors_path=None, *, baselines
     scaled = MapSource(series, scaler.transform, names=series.names)
     if method == "raw-kmeans":
         return scaled, {"zscore": zscore, "n_features": series.n_features}
+    if method == "raw-kmeans_smoothed":
+        from . import h5io
+        from .smooth import smooth_source_to_file
+
+        if graph_path is None or workdir is None:
+            raise ValueError("raw-kmeans_smoothed needs graph_path and workdir")
+        out = Path(workdir) / "raw_smoothed.h5"
+        graph = h5io.read_datasets(graph_path, ["indptr", "indices", "weight"])
+        attrs = smooth_source_to_file(scaled, graph, smooth_cfg or {}, out, seed=seed)
+        smoothed = H5FeatureSource(out, shard_offsets=series.shard_offsets)
+        return smoothed, {"zscore": zscore, "n_features": series.n_features,
+                          "smooth": {k: attrs[k] for k in ("H", "alpha", "aggregation", "mode", "fanout")}}
     pca = StreamedPCA(max_components=int(baselines_cfg.get("pca_max_components", 30))).fit(scaled)
     names = [f"pc{j + 1}" for j in range(pca.n_components_)]
     source = MapSource(scaled, pca.transform, names=names)
@@ -280,17 +306,28 @@ def build_features(method: str, shards_path, descriptors_path=None, *, baselines
 
 
 def fit_baseline(method: str, shards_path, descriptors_path=None, *, kmeans_cfg: dict,
-                 baselines_cfg: dict, seed: int) -> Labelling:
-    """One peer method: features, batched k-means, labels in trend order, fit record."""
+                 baselines_cfg: dict, seed: int, graph_path=None, smooth_cfg: dict | None = None) -> Labelling:
+    """One peer method: features, batched k-means, labels in trend order, fit record.
+
+    ``graph_path`` and ``smooth_cfg`` (the ``smooth:`` section): ``raw-kmeans_smoothed`` only.
+    """
     from . import kmeans
     from .h5io import Shards
 
     baselines_cfg = dict(baselines_cfg or {})
     # the peers are references, fitted once: no seed-stability refit
     cfg = {**kmeans_config(kmeans_cfg, baselines_cfg), "seed_stability": False}
-    source, extras = build_features(method, shards_path, descriptors_path, baselines_cfg=baselines_cfg)
-    log.info("%s: clustering %d points x %d features", method, source.n_rows, source.n_features)
-    result = kmeans.fit_stage(source, shards_path, cfg=cfg, seed=seed)
+    with contextlib.ExitStack() as stack:
+        workdir = None
+        if method == "raw-kmeans_smoothed":
+            # beside shards.h5: the same file system as the results, sized like the input
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(
+                prefix=".raw-smoothed-", dir=Path(shards_path).parent))
+        source, extras = build_features(method, shards_path, descriptors_path, baselines_cfg=baselines_cfg,
+                                        graph_path=graph_path, smooth_cfg=smooth_cfg, workdir=workdir,
+                                        seed=seed)
+        log.info("%s: clustering %d points x %d features", method, source.n_rows, source.n_features)
+        result = kmeans.fit_stage(source, shards_path, cfg=cfg, seed=seed)
     result.record.update(extras)
     if method == "pca-kmeans":
         result.record["centroid_spectrum"] = centroid_spectrum(result.series_stats[0],

@@ -21,6 +21,17 @@ What is modelled, because it matters downstream:
   DEM, mean velocity fitted to the series, coherence, angles, ...).
 
 The true regime of each point goes to a side file (``pid,regime``).
+
+:class:`Variant` changes what the validity harness (``bench/validity.py``)
+needs to vary: noise and atmosphere, the share of missing epochs, and the
+*mix* of regimes. ``regimes`` (default) is the six regimes above;
+``seasonality`` holds four classes with one common trend that differ only in
+their annual cycle (none, weak, thaw-timed, four months later);
+``acceleration`` four classes with the same mean velocity over the archive
+that differ in how it is reached (constant, accelerating, decelerating
+consolidation, motion starting mid-archive). For those mixes the truth table
+has a third column, ``class`` (the finer truth), beside the ``regime`` the
+class would be labelled with.
 """
 from __future__ import annotations
 
@@ -38,6 +49,30 @@ from .formats import Format
 
 REGIMES = ("stable", "subsiding", "uplifting", "seasonal", "accelerating", "step")
 S1B_LOSS = dt.date(2021, 12, 23)
+# class -> regime of the interpretation vocabulary, per mix of regimes
+CLASSES = {
+    "regimes": {r: r for r in REGIMES},
+    "seasonality": {"trend": "subsiding", "weak-cycle": "subsiding", "thaw-cycle": "seasonal",
+                    "late-cycle": "seasonal"},
+    "acceleration": {"linear": "subsiding", "accelerating": "accelerating",
+                     "decelerating": "subsiding", "onset": "accelerating"},
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How a generated site departs from its preset (the default changes nothing).
+
+    mix: ``regimes`` | ``seasonality`` | ``acceleration`` (see the module
+    docstring); noise_mm / atmo_mm: white-noise std and atmospheric amplitude
+    (None: the preset's); missing: each point misses a share of the epochs
+    drawn uniformly from this range.
+    """
+
+    mix: str = "regimes"
+    noise_mm: float | None = None
+    atmo_mm: float | None = None
+    missing: tuple[float, float] = (0.03, 0.08)
 
 
 @dataclass(frozen=True)
@@ -100,14 +135,14 @@ def _points(rng, n: int, extent_m: float):
     return x, y
 
 
-def _regions(rng, x, y, extent_m: float):
-    """Regime of each point: Voronoi cells of random seeds, each with a regime."""
+def _regions(rng, x, y, extent_m: float, n_classes: int = len(REGIMES), p=None):
+    """Class of each point: Voronoi cells of random seeds, each with a class (every class appears)."""
     n_seeds = 24
     seeds = rng.uniform(0, extent_m, (n_seeds, 2))
-    # every regime appears; stable is the most common, as on real sites
-    regime_of_seed = np.concatenate([np.arange(len(REGIMES)),
-                                     rng.choice(len(REGIMES), n_seeds - len(REGIMES),
-                                                p=[0.35, 0.15, 0.1, 0.15, 0.1, 0.15])])
+    if p is None:  # the six regimes: stable is the most common, as on real sites
+        p = [0.35, 0.15, 0.1, 0.15, 0.1, 0.15]
+    regime_of_seed = np.concatenate([np.arange(n_classes),
+                                     rng.choice(n_classes, n_seeds - n_classes, p=p)])
     d2 = (x[:, None] - seeds[None, :, 0]) ** 2 + (y[:, None] - seeds[None, :, 1]) ** 2
     cell = np.argmin(d2, axis=1)
     return cell, regime_of_seed[cell], n_seeds
@@ -150,6 +185,48 @@ def _signal_of(params: dict, t_yr, doy, regime, cell, jitter):
     return sig
 
 
+def _mix_signals(mix, rng, t_yr, doy, cls, cell, n_cells):
+    """Signal (n, T) mm of the ``seasonality`` and ``acceleration`` mixes (class ids ``cls``)."""
+    n = len(cls)
+    jitter = rng.uniform(0.75, 1.25, n)
+    names = list(CLASSES[mix])
+    sig = np.zeros((n, len(t_yr)))
+    span = float(t_yr[-1])
+    if mix == "seasonality":
+        trend = rng.uniform(-5.0, -3.0)  # one trend for the whole site
+        # peak-to-peak mm: the weak cycle stays below the 4 mm (half peak-to-peak)
+        # label threshold of interpret:, the others above it
+        amp = {"trend": np.zeros(n_cells), "weak-cycle": rng.uniform(3, 6, n_cells),
+               "thaw-cycle": rng.uniform(10, 16, n_cells), "late-cycle": rng.uniform(10, 16, n_cells)}
+        start_doy = {"trend": 200, "weak-cycle": 200, "thaw-cycle": 200, "late-cycle": 320}
+        for c, name in enumerate(names):
+            m = cls == c
+            phase = 2 * np.pi * (doy - start_doy[name]) / DAYS_PER_YEAR
+            cycle = -0.5 * (1 - np.cos(phase))
+            sig[m] = trend * jitter[m, None] * t_yr + (amp[name][cell[m]] * jitter[m])[:, None] * cycle
+        return sig
+    # acceleration: every class ends near velocity x span; they differ in how
+    rate = rng.uniform(-10, -6, n_cells)      # mean velocity over the archive, mm/yr
+    acc = rng.uniform(-3, -2, n_cells)        # mm/yr^2
+    tau = rng.uniform(0.8, 1.5, n_cells)      # consolidation time constant, yr
+    onset = rng.uniform(0.3, 0.6, n_cells) * span
+    for c, name in enumerate(names):
+        m = cls == c
+        v, j = rate[cell[m]][:, None], jitter[m][:, None]
+        if name == "linear":
+            sig[m] = v * j * t_yr
+        elif name == "accelerating":
+            a = acc[cell[m]][:, None]
+            sig[m] = j * ((v - a * span / 2) * t_yr + 0.5 * a * t_yr ** 2)
+        elif name == "decelerating":
+            tc = tau[cell[m]][:, None]
+            sig[m] = j * v * span / (1 - np.exp(-span / tc)) * (1 - np.exp(-t_yr / tc))
+        else:
+            t0 = onset[cell[m]][:, None]
+            sig[m] = j * v * span / (span - t0) * np.maximum(t_yr - t0, 0.0)
+    return sig
+
+
 def _atmosphere(rng, x, y, n_epochs, amp_mm):
     """Spatially correlated noise (n, T): three long-wavelength waves per epoch."""
     k = 3
@@ -166,35 +243,53 @@ def _atmosphere(rng, x, y, n_epochs, amp_mm):
 
 
 def generate(site: str, preset: str, fmt: Format, n_points: int = 20000, start: str = "2018-06-01",
-             years: float = 4.5, seed: int = 42) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Synthetic site as (CSV table in the format's columns, truth table pid/regime)."""
+             years: float = 4.5, seed: int = 42, variant: Variant | None = None
+             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Synthetic site as (CSV table in the format's columns, truth table pid/regime[/class])."""
     if preset not in PRESETS:
         raise ValueError(f"unknown demo preset '{preset}'; choose one of {sorted(PRESETS)}")
+    variant = variant or Variant()
+    if variant.mix not in CLASSES:
+        raise ValueError(f"unknown mix '{variant.mix}'; choose one of {sorted(CLASSES)}")
     p = PRESETS[preset]
     rng = np.random.default_rng([seed, zlib.crc32(site.encode())])
     extent_m = p.extent_km * 1000
     x, y = _points(rng, n_points, extent_m)
-    cell, regime, n_cells = _regions(rng, x, y, extent_m)
     dates = acquisition_dates(start, years, p)
     t_yr = (dates - dates[0]) / DAYS_PER_YEAR
     doy = np.array([(EPOCH + dt.timedelta(days=int(d))).timetuple().tm_yday for d in dates])
-    disp = _observed(rng, p, x, y, _signals(rng, t_yr, doy, regime, cell, n_cells))
+    classes = list(CLASSES[variant.mix])
+    if variant.mix == "regimes":
+        cell, cls, n_cells = _regions(rng, x, y, extent_m)
+        signal = _signals(rng, t_yr, doy, cls, cell, n_cells)
+    else:
+        cell, cls, n_cells = _regions(rng, x, y, extent_m, len(classes), np.full(len(classes), 1 / len(classes)))
+        signal = _mix_signals(variant.mix, rng, t_yr, doy, cls, cell, n_cells)
+    regime = np.array([CLASSES[variant.mix][c] for c in classes])[cls]
+    disp = _observed(rng, p, x, y, signal, variant)
     table, pid = _table(site, fmt, rng, p, x, y, extent_m, disp, dates, t_yr, 33 + 10 * x / extent_m)
     # rows in arbitrary (provider) order: the shards stage must sort them
     perm = rng.permutation(n_points)
     table = table.iloc[perm].reset_index(drop=True)
-    truth = pd.DataFrame({"pid": pid[perm], "regime": np.array(REGIMES)[regime[perm]]})
+    truth = pd.DataFrame({"pid": pid[perm], "regime": regime[perm]})
+    if variant.mix != "regimes":
+        truth["class"] = np.array(classes)[cls[perm]]
     return table, truth
 
 
-def _observed(rng, p: Preset, x, y, signal: np.ndarray) -> np.ndarray:
-    """What a service delivers of a signal (n, T): plus atmosphere and noise, referenced to the
-    first epoch, 3-8 % of the epochs of each point missing."""
+def _observed(rng, p: Preset, x, y, signal: np.ndarray, variant: Variant | None = None) -> np.ndarray:
+    """What a service delivers of a signal (n, T): plus atmosphere and noise (the preset's, or the
+    variant's), referenced to the first epoch, a share of the epochs of each point missing
+    (3-8 %, or the variant's range)."""
+    variant = variant or Variant()
+    noise_mm = p.noise_mm if variant.noise_mm is None else float(variant.noise_mm)
+    atmo_mm = p.atmo_mm if variant.atmo_mm is None else float(variant.atmo_mm)
     n = len(signal)
-    disp = signal + _atmosphere(rng, x, y, signal.shape[1], p.atmo_mm)
-    disp += rng.normal(0, p.noise_mm, disp.shape)
+    disp = signal + _atmosphere(rng, x, y, signal.shape[1], atmo_mm)
+    disp += rng.normal(0, noise_mm, disp.shape)
     disp -= disp[:, :1]  # referenced to the first epoch
-    missing = rng.random(disp.shape) < rng.uniform(0.03, 0.08, n)[:, None]
+    lo, hi = variant.missing
+    missing = rng.random(disp.shape) < rng.uniform(lo, hi, n)[:, None]
     missing[:, 0] = False
     disp[missing] = np.nan
     return disp
@@ -278,7 +373,7 @@ def generate_pair(site: str, preset: str, fmt: Format, n_points: int = 20000, st
         regime = regime_of_seed[cell]
         first = (EPOCH + dt.timedelta(days=day0 + offset)).isoformat()
         dates = acquisition_dates(first, years, p)
-        t_yr = (dates - day0) / 365.25          # one clock for both tracks: the same motion
+        t_yr = (dates - day0) / DAYS_PER_YEAR   # one clock for both tracks: the same motion
         doy = np.array([(EPOCH + dt.timedelta(days=int(d))).timetuple().tm_yday for d in dates])
         jitter = rng.uniform(0.75, 1.25, n_points)
         up = _signal_of(params, t_yr, doy, regime, cell, jitter)

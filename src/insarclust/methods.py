@@ -10,7 +10,7 @@ import re
 from typing import Mapping
 
 KMEANS_VARIANTS = ("dyn", "dyn+static", "dyn_smoothed", "dyn+static_smoothed")
-PEERS = ("pca-kmeans", "raw-kmeans", "descriptors-kmeans")
+PEERS = ("pca-kmeans", "raw-kmeans", "raw-kmeans_smoothed", "descriptors-kmeans")
 DSC = "dsc"
 
 

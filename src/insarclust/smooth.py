@@ -328,9 +328,10 @@ def _standardise(X: np.ndarray, scaler: StandardScaler | None) -> np.ndarray:
     return X
 
 
-def _row_reader(features: h5io.Features, scaler):
-    """``read(ids) -> standardised rows``: one contiguous read when the rows are close
-    together (shard order keeps neighbourhoods compact), otherwise a point selection."""
+def _row_reader(features, scaler):
+    """``read(ids) -> standardised rows`` of a feature file or any row source: one contiguous
+    read when the rows are close together (shard order keeps neighbourhoods compact),
+    otherwise a point selection."""
 
     def read(ids: np.ndarray) -> np.ndarray:
         lo, hi = int(ids.min()), int(ids.max()) + 1
@@ -412,3 +413,38 @@ def smooth_feature_file(features_path, graph_path, out_path, cfg: Mapping, seed:
 def _write_moran_attrs(attrs: dict, graph: Mapping, before: np.ndarray, after: np.ndarray) -> None:
     attrs["morans_i_before"] = np.atleast_1d(morans_i(graph["indptr"], graph["indices"], before, graph["weight"]))
     attrs["morans_i_after"] = np.atleast_1d(morans_i(graph["indptr"], graph["indices"], after, graph["weight"]))
+
+
+def smooth_source_to_file(source, graph: Mapping, cfg: Mapping, out_path, seed: int = 0,
+                          attrs: Mapping | None = None) -> dict:
+    """Smooth any row source (e.g. z-scored raw series) into a feature file, streamed.
+
+    The same ``H``, ``alpha`` and ``aggregation`` (and edge weights) as the
+    stage; points go batch by batch (``batch_size`` seeds): in ``exact`` mode
+    each batch is smoothed on its whole H-hop halo (fan-out -1), which gives
+    the exact product's rows without holding (N, D) in memory; in ``fanout``
+    mode on the stage's own seeded sample. The source's scaling is kept (no
+    column standardisation: the caller scaled the rows already). ``graph``:
+    ``indptr``, ``indices``, ``weight`` of ``graph.h5``. Returns the attrs
+    written to ``out_path``.
+    """
+    cfg = dict(cfg)
+    H = int(cfg.get("H", 3))
+    fanout = [-1] * H if cfg.get("mode", "exact") == "exact" else cfg.get("fanout", [10, 10, 10])
+    if len(graph["indptr"]) - 1 != source.n_rows:
+        raise ValueError(f"the source has {source.n_rows} rows but the graph {len(graph['indptr']) - 1} "
+                         "points; rebuild both from the same shards.h5")
+    smoother = build_stage("smooth", {**cfg, "mode": "fanout", "fanout": fanout}, random_state=seed)
+    _check_params(smoother.H, smoother.alpha, smoother.aggregation, cfg.get("mode", "exact"))
+    smoother.fit(graph["indptr"], graph["indices"], graph["weight"])
+    attrs = {**dict(attrs or {}), "H": H, "alpha": float(smoother.alpha),
+             "aggregation": smoother.aggregation, "mode": cfg.get("mode", "exact"),
+             "fanout": [int(f) for f in np.atleast_1d(fanout)], "seed": int(seed), "standardized": False}
+    read_rows = _row_reader(source, None)
+    progress = Progress(log, source.n_rows, f"streamed smoothing (points), H={H}")
+    with h5io.FeatureWriter(out_path, source.n_rows, source.names, attrs) as writer, single_thread():
+        for batch in range(smoother.n_batches()):
+            start, rows = smoother.transform_batch(batch, read_rows)
+            writer.write(start, rows)
+            progress.update(len(rows))
+    return attrs

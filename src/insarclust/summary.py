@@ -287,6 +287,37 @@ def provenance_html(prov: Mapping) -> str:
     return "".join(parts)
 
 
+def embedding_verdicts(table: pd.DataFrame) -> list[str]:
+    """Per site with true regimes: does the embedding add anything beyond the raw series?
+
+    Two comparisons on ARI: ``kmeans-dyn`` (the embedding alone) against
+    ``raw-kmeans``, and the best k-means variant against ``raw-kmeans_smoothed``
+    (the raw series with the same graph smoothing). Plain sentences, also
+    when the seed method loses; empty without ARI or without the peers.
+    """
+    ari = table[table["metric"] == "ari"]
+    out = []
+    for site in dict.fromkeys(ari["site"]):
+        scores = {m: float(v) for m, v in ari[ari["site"] == site][["method", "value"]].itertuples(index=False)}
+        ours = {m: v for m, v in scores.items() if m.startswith("kmeans-")}
+        parts = []
+        if "kmeans-dyn" in scores and "raw-kmeans" in scores:
+            d = scores["kmeans-dyn"] - scores["raw-kmeans"]
+            parts.append(f"the embedding alone (kmeans-dyn, ARI {scores['kmeans-dyn']:.2f}) "
+                         + ("beats" if d > 0 else "does not beat")
+                         + f" k-means on the raw series (raw-kmeans, {scores['raw-kmeans']:.2f})")
+        if ours and "raw-kmeans_smoothed" in scores:
+            best = max(ours, key=ours.get)
+            peer = scores["raw-kmeans_smoothed"]
+            parts.append(f"the best k-means variant ({best}, {ours[best]:.2f}) "
+                         + ("beats" if ours[best] > peer else "does not beat")
+                         + f" the raw series smoothed over the same graph (raw-kmeans_smoothed, {peer:.2f})"
+                         + ("" if ours[best] > peer else ": here the embedding adds nothing beyond the smoothing"))
+        if parts:
+            out.append(f"{site}: " + "; ".join(parts) + ".")
+    return out
+
+
 def comparison_html(table: pd.DataFrame, results: Mapping[tuple[str, str], Mapping],
                     provenance: Mapping[str, Mapping] | None = None) -> str:
     """The report's "Summary" page: the comparison table, per-site clusters, provenance.
@@ -304,6 +335,9 @@ def comparison_html(table: pd.DataFrame, results: Mapping[tuple[str, str], Mappi
             "all methods on equal terms.</p>",
             comparison_table_html(table),
             f'<ul class="note">{legend}</ul>',
+            *(["<h2>Does the embedding earn its cost?</h2><ul>"
+               + "".join(f"<li>{html.escape(v)}</li>" for v in verdicts) + "</ul>"]
+              if (verdicts := embedding_verdicts(table)) else []),
             '<p class="note">Every metric of every method (train/test sizes, inertia, ...) is in '
             "<code>results/summary.tsv</code>.</p>"]
     for site in sites:

@@ -21,10 +21,19 @@ rule descriptors:
 
 
 rule baseline:
-    """Peer methods: pca-kmeans, raw-kmeans, descriptors-kmeans (labels, centres, fit metrics)."""
+    """Peer methods: pca-kmeans, raw-kmeans, raw-kmeans_smoothed, descriptors-kmeans.
+
+    In the torch environment: the smoothed peer smooths the series like the seed method.
+    """
     input:
         shards="results/{site}/shards.h5",
         descriptors="results/{site}/features/descriptors.h5",
+        # only the smoothed peer reads the graph
+        graph=lambda wc: (
+            f"results/{wc.site}/graph.h5"
+            if wc.baseline == "raw-kmeans_smoothed"
+            else []
+        ),
     output:
         "results/{site}/clusters/{baseline}.h5",
     log:
@@ -32,7 +41,7 @@ rule baseline:
     benchmark:
         bench_path("baseline", "{site}.{baseline}")
     conda:
-        "../../envs/io.yaml"
+        "../../envs/torch.yaml"
     threads: 2
     resources:
         **requests("baseline"),

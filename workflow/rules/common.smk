@@ -243,6 +243,7 @@ def kmeans_params(sweep=False):
 # which keys of the baselines: section each peer reads
 PEER_KEYS = {
     "raw-kmeans": ("zscore",),
+    "raw-kmeans_smoothed": ("zscore",),
     "pca-kmeans": ("zscore", "pca_max_components"),
     "descriptors-kmeans": (
         "descriptor_features",
@@ -261,10 +262,18 @@ def baseline_params(wildcards):
     kmeans = result_params(config, "kmeans", drop=("seed_stability", "k", "k_range"))
     if k == "auto":
         kmeans["k_range"] = config["kmeans"]["k_range"]
-    return {
+    out = {
         "kmeans": {"k": k, **kmeans},
         "baselines": {key: peers[key] for key in PEER_KEYS[method]},
     }
+    if method == "raw-kmeans_smoothed":
+        # smoothed like the seed method's features (its own params: it reruns with them)
+        out["smooth"] = {
+            k: v
+            for k, v in smooth_params().items()
+            if k not in ("standardize", "moran_features", "seed")
+        }
+    return out
 
 
 def report_params():
@@ -285,7 +294,11 @@ def site_size(wildcards):
     key = (site, built.stat().st_mtime if built.exists() else None)
     if key not in _SIZES:
         _SIZES[key] = _resources.site_size(
-            site, SOURCES[site], FORMATS[SITES.loc[site, "format"]], config, config["sites"]
+            site,
+            SOURCES[site],
+            FORMATS[SITES.loc[site, "format"]],
+            config,
+            config["sites"],
         )
     return _SIZES[key]
 
