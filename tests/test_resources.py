@@ -101,6 +101,16 @@ def test_site_size_estimated_from_header_and_bytes(tmp_path, container):
     assert abs(size.n_points - 3000) < 0.1 * 3000, size
 
 
+@pytest.mark.parametrize("name, data", [("a.zip", b"PK\x03\x04 cut short"), ("a.csv.gz", b"\x1f\x8b\x08 cut"),
+                                        ("a.csv", b"")])
+def test_an_unreadable_file_gets_a_guess_not_an_error(tmp_path, name, data):
+    # requests are computed while the DAG is built; the shards job reports the fault itself
+    path = tmp_path / name
+    path.write_bytes(data + bytes(5000))
+    size = resources.estimate_site([path], get_format("egms", FORMATS).date_pattern, 6)
+    assert size.n_points >= 1 and size.n_epochs == resources.GUESSED_EPOCHS
+
+
 def test_the_workflow_asks_for_the_model_requests(tmp_path):
     """`snakemake --profile slurm -n` on a site whose shards.h5 says 1,000,000 points and 270
     epochs shows, per rule, the model's request."""

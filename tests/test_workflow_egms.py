@@ -27,7 +27,8 @@ CHANGES = {
     "demo": {"n_points": 800, "years": 2.5},
     "decompose": {"cell_size_m": 400},     # 800 scattered points a track over 16 x 16 km: ~100 cells hold both
     "kmeans": {"variants": ["dyn"], "k": 4},
-    "baselines": {"pca-kmeans": False, "raw-kmeans": False, "descriptors-kmeans": False},
+    "baselines": {"pca-kmeans": False, "raw-kmeans": False, "raw-kmeans_smoothed": False,
+                  "descriptors-kmeans": False},
     "dsc": {"enabled": False},
     "embed": {"fit_sample": 300, "n_units": 30},
 }
