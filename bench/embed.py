@@ -17,7 +17,8 @@ Sentinel-1 archive), each in its own process:
   reservoir embedding of this shape. ours/bare is the share of that floor
   the stage reaches (the target is >= 0.8);
 - package: ``reservoir_computing`` (``RC_model``, the paper's code, same
-  reservoir settings, ``readout_type=None``) on ``--n-package`` series;
+  reservoir settings, ``readout_type=None``) on ``--n-package`` series,
+  block-averaged by ``time_stride`` first (the same steps as ours);
 - matrix (``--only matrix``): one recurrent step dense vs CSR at a few sizes
   and densities (where ``matrix: auto`` switches).
 """
@@ -159,6 +160,9 @@ def run_package(n, T):
 
     X = synthetic_series(np.random.default_rng(0), n, T).astype(np.float64)
     X = ((X - X.mean(1, keepdims=True)) / X.std(1, keepdims=True))[:, :, None]
+    # the package has no time step of its own: give it the same block-averaged steps as ours
+    stride = int(DEFAULTS.get("time_stride", 1) or 1)
+    X = np.stack([X[:, a:a + stride].mean(axis=1) for a in range(0, T, stride)], axis=1)
     np.random.seed(42)
     model = RC_model(n_internal_units=DEFAULTS["n_units"], spectral_radius=DEFAULTS["spectral_radius"],
                      leak=DEFAULTS["leak"], connectivity=DEFAULTS["connectivity"],

@@ -42,8 +42,8 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def make_site(n: int, years: float, seed: int, data: Path) -> tuple[Path, int]:
-    """The EGMS CSV of a generated site of ``n`` points (cached); returns (path, date columns)."""
+def make_site(n: int, years: float, seed: int, data: Path) -> Path:
+    """The EGMS CSV of a generated site of ``n`` points (cached)."""
     sys.path.insert(0, str(ROOT / "src"))
     from insarclust.demo import generate
     from insarclust.formats import get_format, load_formats
@@ -64,9 +64,7 @@ def make_site(n: int, years: float, seed: int, data: Path) -> tuple[Path, int]:
         regimes.to_csv(truth, index=False)
         print(f"generated {path} ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.0f} s",
               flush=True)
-    with open(path) as fh:
-        header = fh.readline().strip().split(",")
-    return path, sum(h.isdigit() for h in header)
+    return path
 
 
 def read_benchmarks(workdir: Path) -> dict:
@@ -98,7 +96,7 @@ def main(argv=None) -> None:
     ap.add_argument("--json", type=Path, default=None, help="write the figures as JSON here")
     args = ap.parse_args(argv)
 
-    csv_path, n_dates = make_site(args.n, args.years, args.seed, args.data)
+    csv_path = make_site(args.n, args.years, args.seed, args.data)
     workdir = args.workdir or Path(f"/tmp/insarclust-bench/site-{args.n}")
     if workdir.exists():
         shutil.rmtree(workdir)
@@ -122,9 +120,10 @@ def main(argv=None) -> None:
         sys.exit(f"snakemake failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-5000:]}")
 
     sys.path.insert(0, str(workdir / "src"))
-    from insarclust import h5io
+    from insarclust import h5io, resources
 
     shards = h5io.Shards(workdir / "results/bench/shards.h5")
+    n_dates = resources.shards_size(workdir / "results/bench/shards.h5").n_dates
     stages = read_benchmarks(workdir)
     total = sum(r["wall_s"] for r in stages.values())
     print(f"\nsite of {shards.n_points:,} points, {n_dates} dates, {len(shards.grid_dates)} regular epochs; "

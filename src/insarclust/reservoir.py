@@ -68,8 +68,7 @@ LEAK_FORMS = ("unscaled", "scaled")
 # Rows of the noise bank; a power of two so that any odd stride visits every row.
 NOISE_BANK_ROWS = 4096
 # Below this density (and above this size) a CSR recurrent matrix beats dense
-# matmul on CPU (bench/embed.py: 2000 units at 2 % density: 77 ms sparse vs
-# 195 ms dense per 2048-row step; 450 units at 25 %: 44 ms sparse vs 7 ms dense).
+# matmul on CPU (`bench/embed.py --only matrix`; figures in docs/perf/embed.md).
 SPARSE_MAX_DENSITY = 0.05
 SPARSE_MIN_UNITS = 1000
 
