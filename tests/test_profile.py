@@ -190,8 +190,14 @@ def test_requests_grow_with_the_site_size(profile_env, plan, tmp_path):
                   f"formats={ROOT / 'config/formats.yaml'}")
     small, large = by_job(parse_plan(plan)), by_job(parse_plan(out))
     assert small.keys() == large.keys()
+    # the rules whose measured cost grows with N (docs/performance.md, bench/site.py); the
+    # streamed ones (kmeans, the figures) and those bounded by a batch keep their request
+    grows = {"mem_mb": {"shards", "graph", "smooth", "baseline", "dsc"},
+             "runtime": {"embed_part", "dsc", "baseline"}}
     for name in ("mem_mb", "runtime"):
         for key in small:
             assert int(large[key].get(name, 0)) >= int(small[key].get(name, 0)), (key, name)
         bigger = [k for k in small if int(large[k].get(name, 0)) > int(small[k].get(name, 0))]
-        assert {k[0] for k in bigger} >= {"shards", "graph", "kmeans"}, name
+        assert {k[0] for k in bigger} >= grows[name], name
+    # generating a 5-million-point demo asks for a plausible node, not a terabyte
+    assert all(int(res["mem_mb"]) < 100_000 for res in large.values()), large
