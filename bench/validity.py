@@ -109,10 +109,12 @@ CANDIDATES.update({
     "reservoir-100-sr0.4": {**RES, "spectral_radius": 0.4},
     "reservoir-100-is0.1": {**RES, "input_scaling": 0.1},
     "reservoir-100-is0.1-s2": {**RES, "input_scaling": 0.1, "time_stride": 2},
-    "reservoir-100-is0.1-pca40": {**RES, "input_scaling": 0.1, "n_pca": 40},  # = shipped
+    "reservoir-100-is0.1-pca40": {**RES, "input_scaling": 0.1, "n_pca": 40},  # shipped before out_dim 32
     "reservoir-200-is0.1": {**RES, "input_scaling": 0.1, "n_units": 200},
     "reservoir-300-is0.1": {**RES, "input_scaling": 0.1, "n_units": 300},
     "reservoir-100-is0.1-refmode": {**RES, "input_scaling": 0.1, "mode": "reference"},
+    "reservoir-100-is0.1-pca40-is0.2": {**RES, "input_scaling": 0.2, "n_pca": 40},
+    "reservoir-100-is0.1-pca40-od32": {**RES, "input_scaling": 0.1, "n_pca": 40, "out_dim": 32},  # = shipped
 })
 
 PUBLIC_SETS = ["ArrowHead", "OSULeaf", "BasicMotions", "JapaneseVowels_eq", "GunPoint", "ItalyPowerDemand",

@@ -172,7 +172,7 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
 
     def __init__(self, representation="reservoir", n_units=100, spectral_radius=0.59, leak=0.6,
                  connectivity=0.25, input_scaling=0.1, noise_level=0.01, washout=5,
-                 bidirectional=True, n_pca=40, ridge=10.0, out_dim=64, scaling="series", leak_form="unscaled",
+                 bidirectional=True, n_pca=40, ridge=10.0, out_dim=32, scaling="series", leak_form="unscaled",
                  scale_features=True, scale_weight=1.0, step=1.0, time_stride=4, fit_sample=4096,
                  pca_sample=1024, batch_size=1024, mode="default", matrix="auto", device="auto",
                  dtype="float32", seed=0):
