@@ -116,6 +116,14 @@ CANDIDATES.update({
     "reservoir-100-is0.1-pca40-is0.2": {**RES, "input_scaling": 0.2, "n_pca": 40},
     "reservoir-100-is0.1-pca40-od32": {**RES, "input_scaling": 0.1, "n_pca": 40, "out_dim": 32},  # = shipped
 })
+# one change each from the shipped setting (input scale, scale columns, noise)
+SHIPPED = CANDIDATES["reservoir-100-is0.1-pca40-od32"]
+CANDIDATES.update({
+    "od32-scaling-global": {**SHIPPED, "scaling": "global"},   # one site-wide mean/std: keeps millimetres
+    "od32-scaling-none": {**SHIPPED, "scaling": "none"},
+    "od32-no-scale-features": {**SHIPPED, "scale_features": False},
+    "od32-noise0": {**SHIPPED, "noise_level": 0.0},
+})
 
 PUBLIC_SETS = ["ArrowHead", "OSULeaf", "BasicMotions", "JapaneseVowels_eq", "GunPoint", "ItalyPowerDemand",
                "PickupGestureWiimoteZ_eq"]
