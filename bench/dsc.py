@@ -123,7 +123,7 @@ def fit_demo(device: str) -> dict:
     from pathlib import Path
 
     from insarclust.dsc import PointSeries
-    from insarclust.dsc.patches import EARTH_RADIUS_M
+    from insarclust.geodesy import EARTH_RADIUS_M
     from insarclust.dsc.stage import estimator_from_config
 
     rng = np.random.default_rng(0)

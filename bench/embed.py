@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -37,28 +36,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from machine import cpu_model, simd
+
 ROOT = Path(__file__).resolve().parents[1]
 # the shipped settings: what a site is embedded with
 DEFAULTS = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["embed"]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def simd() -> str:
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return "unknown"
-    have = [f for f in ("avx512f", "avx2", "fma") if f" {f} " in f" {flags} "]
-    return ", ".join(have) or "none of avx2/fma/avx512f"
 
 
 def peak_rss_mb() -> float:

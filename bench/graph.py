@@ -96,7 +96,7 @@ def child(kind: str, workdir: Path, k: int, workers: int) -> dict:
     if kind == "bare":
         from scipy.spatial import cKDTree
 
-        from insarclust.graph import unit_vectors
+        from insarclust.geodesy import unit_vectors
 
         coords = np.load(workdir / "coords.npy")
         xyz = unit_vectors(coords[0], coords[1])

@@ -364,7 +364,6 @@ def cmd_embed(args) -> None:
 
     from insarclust import embed, h5io
     from insarclust.baselines import zscore_series
-    from insarclust.reservoir import ReservoirEmbedder  # noqa: F401
 
     torch.set_num_threads(args.threads)
     cfg = load_config(args.set)
@@ -453,7 +452,6 @@ def cmd_speed(args) -> None:
     import torch
 
     from insarclust import embed
-    from insarclust.demo import Variant as _V  # noqa: F401
 
     torch.set_num_threads(args.threads)
     cfg = load_config(args.set)

@@ -7,6 +7,7 @@ outputs it changes, never on its own (a params change would rerun every site).
 from pathlib import Path
 
 from insarclust import provenance
+from insarclust.jsonio import write_json
 from insarclust.logs import start_rule
 
 log = start_rule(snakemake)
@@ -24,6 +25,6 @@ record = provenance.build_provenance(
     repo_dir=Path(snakemake.scriptdir).parent,
     hash_files=snakemake.params.hash_sources,
 )
-provenance.write_json(record, snakemake.output[0])
+write_json(record, snakemake.output[0])
 log.info("provenance of %s: commit %s, %d rules with records", site, record["git"]["commit"],
          len(record["stages"]))

@@ -1,6 +1,7 @@
 """Shared fixtures: small but real files of the file contract."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,21 @@ import pytest
 from insarclust import h5io
 
 ROOT = Path(__file__).resolve().parents[1]
+# what a runnable copy of the workflow needs (the tests run Snakemake in such copies)
+WORKFLOW_FILES = ("Snakefile", "workflow", "config", "scripts", "envs", "src")
+
+
+def copy_workflow(dest: Path, names=WORKFLOW_FILES) -> Path:
+    """Copy the workflow's files (not caches, not results) into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, symlinks=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
 
 
 def make_shards_file(path, n: int = 2000, n_grid: int = 120, shard_size: int = 512,

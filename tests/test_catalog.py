@@ -9,20 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, copy_workflow
 
 BIN = Path(sys.executable).parent
-COPY = ["Snakefile", "workflow", "config", "scripts", "envs", "src"]
-
-
-def _copy(dest: Path) -> Path:
-    for name in COPY:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, dest / name)
-    return dest
 
 
 def test_snakefmt_check():
@@ -32,7 +21,7 @@ def test_snakefmt_check():
 
 
 def test_snakemake_lint(tmp_path):
-    work = _copy(tmp_path)
+    work = copy_workflow(tmp_path)
     proc = subprocess.run([str(BIN / "snakemake"), "--lint"], cwd=work, capture_output=True, text=True,
                           timeout=300)
     out = proc.stdout + proc.stderr

@@ -10,7 +10,8 @@ from insarclust.dsc import (VARIANTS, DeepSpatiotemporalClustering, DSCNet, Patc
                             gather_patches, kl_divergence, make_patch_set, masked_mse, student_t_assignment,
                             target_distribution, write_train_log)
 from insarclust.dsc import train as dsc_train
-from insarclust.dsc.patches import EARTH_RADIUS_M, median_spacing_m, stride_time
+from insarclust.dsc.patches import median_spacing_m, stride_time
+from insarclust.geodesy import EARTH_RADIUS_M
 from insarclust.figures import plot_training_curve
 from conftest import make_shards_file
 

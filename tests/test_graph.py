@@ -6,8 +6,8 @@ import pytest
 
 from insarclust import h5io
 from insarclust.errors import InputError
-from insarclust.graph import (EARTH_RADIUS_M, GeodesicKNNGraph, _top_bits_histogram, build_graph_file,
-                              chord_to_distance_m, haversine_m, median_from_histogram, unit_vectors)
+from insarclust.geodesy import EARTH_RADIUS_M, chord_to_distance_m, haversine_m, unit_vectors
+from insarclust.graph import GeodesicKNNGraph, _top_bits_histogram, build_graph_file, median_from_histogram
 
 
 def brute_knn(lat, lon, k):

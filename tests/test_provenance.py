@@ -6,6 +6,7 @@ import pytest
 
 from conftest import make_shards_file
 from insarclust import provenance
+from insarclust.jsonio import write_json
 
 RULES = {
     "shards": {"benchmark": "benchmarks/shards/{site}.tsv", "log": "logs/shards/{site}.log", "device": False},
@@ -125,7 +126,7 @@ def test_build_and_write(workdir):
         "demo-a", config=config, site_row={"site": "demo-a", "source": "demo:mainland", "format": "ngu"},
         input_format={"id": "pid"}, shards_path=shards,
         metrics_paths=[workdir / "results/demo-a/clusters/dsc.json"], rules=RULES, repo_dir=workdir)
-    provenance.write_json(rec, workdir / "results/demo-a/provenance.json")
+    write_json(rec, workdir / "results/demo-a/provenance.json")
     back = json.loads((workdir / "results/demo-a/provenance.json").read_text())
     assert back["config"] == config
     assert back["git"]["commit"] == "unknown"

@@ -27,10 +27,12 @@ import yaml
 
 from insarclust import h5io
 
+from conftest import WORKFLOW_FILES, copy_workflow
+
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_DIR = ROOT / "tests/slurm"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-COPY = ["Snakefile", "workflow", "config", "scripts", "envs", "src", "profiles"]
+COPY = (*WORKFLOW_FILES, "profiles")
 
 pytestmark = [
     pytest.mark.slurm,
@@ -210,14 +212,7 @@ def test_jobs_go_through_sbatch_with_gpu_routing_and_retries(cluster, tmp_path):
 
 def make_workdir(dest: Path) -> Path:
     """A copy of the workflow with the tiny one-site SLURM test configuration."""
-    dest.mkdir(parents=True)
-    for name in COPY:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, symlinks=True,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, dest / name)
+    copy_workflow(dest, COPY)
     shutil.copy2(SLURM_DIR / "sites.tsv", dest / "config/sites.tsv")
     shutil.copy2(SLURM_DIR / "config.yaml", dest / "config/slurm-test.yaml")
     git = ["git", "-C", str(dest), "-c", "user.name=test", "-c", "user.email=test@example.org"]

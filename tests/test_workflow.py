@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,9 +26,10 @@ import yaml
 
 from insarclust import h5io, methods
 
+from conftest import copy_workflow
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-COPY = ["Snakefile", "workflow", "config", "scripts", "envs", "src"]
 SITES = [("demo-a", "demo:mainland", "ngu"), ("demo-b", "demo:arctic", "svalbard")]
 N_POINTS = 1500
 
@@ -87,13 +87,7 @@ def edit_config(workdir: Path, changes: dict) -> dict:
 
 def make_workdir(dest: Path, sites=SITES, changes: dict | None = None) -> Path:
     """A runnable copy of the workflow with the tiny configuration, as its own git repo."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in COPY:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, dest / name)
+    copy_workflow(dest)
     edit_config(dest, _deep_update(copy.deepcopy(TINY), changes or {}))
     write_sites(dest, sites)
     git = ["git", "-C", str(dest), "-c", "user.name=test", "-c", "user.email=test@example.org"]

@@ -23,7 +23,7 @@ from scipy.spatial import cKDTree
 from . import h5io
 from .config import build_stage
 from .errors import InputError
-from .geodesy import EARTH_RADIUS_M, chord_to_distance_m, haversine_m, unit_vectors  # noqa: F401
+from .geodesy import EARTH_RADIUS_M, chord_to_distance_m, unit_vectors
 from .logs import Progress, timed
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from insarclust import h5io
-from insarclust.jsonio import write_json  # noqa: F401  (the rule script's entry point)
 
 log = logging.getLogger("insarclust.provenance")
 

@@ -26,7 +26,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from .. import h5io
-from ..geodesy import EARTH_RADIUS_M, ecef_m  # noqa: F401
+from ..geodesy import ecef_m
 
 EMPTY = -1
 
