@@ -9,6 +9,7 @@ valid there itself.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Mapping
 
 
@@ -198,6 +199,36 @@ class Stage:
         module, name = self.target.split(":")
         return getattr(importlib.import_module(module), name)
 
+    def param_names(self) -> list[str]:
+        """:func:`param_names` of the target, read from its source when it says them (so
+        that planning a run imports neither the module nor torch), else from the class."""
+        return list(_param_names_in_source(self.target) or param_names(self.cls()))
+
+
+@functools.lru_cache(maxsize=None)
+def _param_names_in_source(target: str) -> tuple[str, ...] | None:
+    """Keyword parameters of ``insarclust.<module>:Class`` parsed from its source file: the
+    fields of a ``@dataclass``, else the arguments of the class's own ``__init__``; None when
+    the class has neither (an inherited ``__init__``)."""
+    import ast
+    from pathlib import Path
+
+    module, name = target.split(":")
+    path = Path(__file__).resolve().parent.joinpath(*module.split(".")[1:]).with_suffix(".py")
+    tree = ast.parse(path.read_text())
+    node = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name), None)
+    if node is None:
+        return None
+    decorators = {ast.unparse(d).split("(")[0] for d in node.decorator_list}
+    if decorators & {"dataclass", "dataclasses.dataclass"}:
+        return tuple(n.target.id for n in node.body
+                     if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+                     and "ClassVar" not in ast.unparse(n.annotation))
+    init = next((n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
+    if init is None:
+        return None
+    return tuple(a.arg for a in init.args.args[1:] + init.args.kwonlyargs)
+
 
 STAGES = {
     # max_abs_mm only decides whether the stage stops: it cannot change a shards.h5
@@ -221,7 +252,7 @@ def stage_keys(name: str, section: Mapping) -> list[str]:
     """The keys of a config section that its stage reads and that can change its result."""
     stage = STAGES[name]
     inverse = {v: k for k, v in stage.renames.items()}
-    params = {inverse.get(p, p) for p in param_names(stage.cls())}
+    params = {inverse.get(p, p) for p in stage.param_names()}
     keep = []
     for key, value in section.items():
         flat = list(flatten({key: value})) if isinstance(value, Mapping) else [key]
@@ -236,6 +267,14 @@ def result_params(config: Mapping, name: str, drop=()) -> dict:
     """The part of ``config[name]`` that can change the stage's result (rule ``params``)."""
     section = config[name]
     return {k: section[k] for k in stage_keys(name, section) if k not in drop}
+
+
+def embed_settings(config: Mapping) -> str:
+    """The embedding's result settings and seed as sorted JSON: stored in ``dyn.h5`` by
+    ``embed_gather`` and compared by the workflow before it keeps a recorded split."""
+    import json
+
+    return json.dumps({**result_params(config, "embed"), "seed": config["seed"]}, sort_keys=True)
 
 
 def build_stage(name: str, section: Mapping, **fixed):

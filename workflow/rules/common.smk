@@ -23,6 +23,7 @@ from insarclust import resources as _resources  # noqa: E402
 from insarclust import sites as _sites  # noqa: E402
 from insarclust.config import (
     coerce_to_schema,
+    embed_settings,
     result_params,
     with_defaults,
 )  # noqa: E402
@@ -37,9 +38,8 @@ def _schema(name):
 
 # Defaults live in the schema; nested --config values arrive as strings
 # ('kmeans={"k": 6}' gives "6") and are turned into the schema's types first.
-config.update(
-    with_defaults(coerce_to_schema(config, _schema("config")), _schema("config"))
-)
+_CONFIG_SCHEMA = _schema("config")
+config.update(with_defaults(coerce_to_schema(config, _CONFIG_SCHEMA), _CONFIG_SCHEMA))
 validate(
     config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"), set_default=True
 )
@@ -78,6 +78,10 @@ def is_demo(site):
 
 def demo_preset(site):
     return SOURCES[site].preset
+
+
+def format_name(wildcards):
+    return SITES.loc[wildcards.site, "format"]
 
 
 def site_format(site):
@@ -127,7 +131,6 @@ def embed_parts(wildcards):
     n = config["embed"]["n_jobs"]
     dyn = Path(f"results/{wildcards.site}/features/dyn.h5")
     inputs = [Path(f"results/{wildcards.site}/shards.h5"), Path(embed_model(wildcards))]
-    settings = {**result_params(config, "embed"), "seed": config["seed"]}
     if dyn.exists() and all(
         p.exists() and p.stat().st_mtime <= dyn.stat().st_mtime for p in inputs
     ):
@@ -136,7 +139,7 @@ def embed_parts(wildcards):
 
             with h5py.File(dyn, "r") as f:
                 made_with = json.loads(f.attrs.get("embed_settings", "null"))
-                if made_with == json.loads(json.dumps(settings)):
+                if made_with == json.loads(embed_settings(config)):
                     n = int(f.attrs.get("n_parts", n))
         except (OSError, ValueError):
             pass

@@ -21,7 +21,7 @@ rule demo_pair:
         **requests("demo_pair"),
     params:
         preset=lambda wc: SOURCES[wc.site].preset,
-        fmt_name=lambda wc: SITES.loc[wc.site, "format"],
+        fmt_name=format_name,
         fmt=lambda wc: site_format(wc.site),
         demo=config["demo"],
         cells={k: config["decompose"][k] for k in ("cell_size_m", "crs")},
@@ -48,7 +48,7 @@ rule los_shards:
     resources:
         **requests("los_shards"),
     params:
-        fmt_name=lambda wc: SITES.loc[wc.site, "format"],
+        fmt_name=format_name,
         fmt=lambda wc: site_format(wc.site),
         cfg=shards_params(),
     script:
@@ -74,7 +74,7 @@ rule decompose:
     params:
         cfg=config["decompose"],
         shards={k: config["shards"][k] for k in ("grid_step_days", "shard_size")},
-        fmt_name=lambda wc: SITES.loc[wc.site, "format"],
+        fmt_name=format_name,
     script:
         "../../scripts/decompose.py"
 

@@ -14,7 +14,7 @@ rule demo_data:
         **requests("demo_data"),
     params:
         preset=lambda wc: demo_preset(wc.site),
-        fmt_name=lambda wc: SITES.loc[wc.site, "format"],
+        fmt_name=format_name,
         fmt=lambda wc: site_format(wc.site),
         demo=config["demo"],
         seed=config["seed"],

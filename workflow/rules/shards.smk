@@ -14,7 +14,7 @@ rule shards:
     resources:
         **requests("shards"),
     params:
-        fmt_name=lambda wc: SITES.loc[wc.site, "format"],
+        fmt_name=format_name,
         fmt=lambda wc: site_format(wc.site),
         cfg=shards_params(),
     script:
