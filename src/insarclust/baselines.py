@@ -57,6 +57,7 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from .batches import H5FeatureSource, MapSource, ShardsSource, as_source, iter_blocks
+from .interpret import DEFAULT_THRESHOLDS
 from .labels import Labelling
 from .methods import PEERS
 from .logs import Progress
@@ -66,9 +67,11 @@ log = logging.getLogger(__name__)
 METHODS = PEERS
 DEFAULT_DESCRIPTOR_FEATURES = ["trend_mm_yr", "acceleration_mm_yr2", "annual_amplitude_mm", "step_mm"]
 # The physical scale of each descriptor (baselines.descriptor_scale): by default the
-# size at which the interpretation starts to count it (the default label thresholds).
-DEFAULT_DESCRIPTOR_SCALE = {"trend_mm_yr": 2.0, "acceleration_mm_yr2": 1.5, "annual_amplitude_mm": 4.0,
-                            "step_mm": 8.0}
+# size at which the interpretation starts to count it (the default label thresholds;
+# a user's interpret: thresholds never refit this peer).
+_THRESHOLD_OF = {"trend_mm_yr": "stable_trend_mm_yr", "acceleration_mm_yr2": "acceleration_mm_yr2",
+                 "annual_amplitude_mm": "seasonal_amplitude_mm", "step_mm": "step_mm"}
+DEFAULT_DESCRIPTOR_SCALE = {d: DEFAULT_THRESHOLDS[t] for d, t in _THRESHOLD_OF.items()}
 FIT_BLOCK_ROWS = 16384
 
 

@@ -22,15 +22,12 @@ from .batches import as_source, block_bounds
 from .errors import InputError
 from .interpret import VOCABULARY, describe_clusters
 from .jsonio import write_json
-from .labels import Labelling, cluster_series_stats, grouped_mean_std
+from .labels import FIT_METRICS, Labelling, cluster_series_stats, grouped_mean_std
 from .spatial import label_coherence
 
 log = logging.getLogger(__name__)
 
 # Order of the metrics in the JSON: the fit's feature-space metrics, then the site's.
-_FIT_METRICS = ("silhouette", "davies_bouldin", "calinski_harabasz", "mean_intercentroid_distance")
-
-
 def load_truth(truth_path, pids: np.ndarray) -> np.ndarray:
     """``(N,)`` true regime names of the points ``pids`` from a ``pid,regime`` CSV."""
     import pandas as pd
@@ -99,7 +96,7 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
     split = np.asarray(labelling.split)
     n_clusters = int(record["k"])
     fit = dict(record.pop("metrics", {}))
-    result_metrics = {m: fit.pop(m) for m in _FIT_METRICS if m in fit}
+    result_metrics = {m: fit.pop(m) for m in FIT_METRICS if m in fit}
     graph = h5io.read_graph(graph_path)
     result_metrics["spatial_coherence"] = label_coherence(graph["indptr"], graph["indices"], labels)
 

@@ -47,10 +47,6 @@ def temp_name(path: str | os.PathLike, kind: str = "tmp", keep_suffix: bool = Fa
     return path.with_name(f".{path.name}.{kind}-{_HOST}-{os.getpid()}{path.suffix if keep_suffix else ''}")
 
 
-def _tmp_name(path: Path, kind: str = "tmp") -> Path:
-    return temp_name(path, kind)
-
-
 def temp_dir(path: str | os.PathLike, kind: str = "runs") -> Path:
     """A fresh temporary directory beside ``path`` (removed by :func:`remove_stale_temporaries`
     if its process dies before removing it)."""
@@ -119,7 +115,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    tmp = _tmp_name(path)
+    tmp = temp_name(path)
     if tmp.exists():
         tmp.unlink()
     partial_bytes.pop(str(path), None)

@@ -109,13 +109,16 @@ def order_labels(labels: np.ndarray, shards_path) -> np.ndarray:
     return order_labels_with_stats(labels, shards_path)[0]
 
 
+# the metrics a fit measures in its own feature space (stored with the labels)
+FIT_METRICS = ("silhouette", "davies_bouldin", "calinski_harabasz", "mean_intercentroid_distance")
+
+
 def fit_metrics(source, labels: np.ndarray, n_clusters: int, *, seed: int, silhouette_sample: int,
                 centers: np.ndarray | None = None) -> dict:
     """Quality of a partition in the feature space it was found in (JSON-ready floats)."""
     q = metrics.quality_metrics(source, labels, n_clusters=n_clusters, seed=seed,
                                 silhouette_sample=silhouette_sample, centers=centers)
-    return {m: float(q[m]) for m in ("silhouette", "davies_bouldin", "calinski_harabasz",
-                                     "mean_intercentroid_distance")}
+    return {m: float(q[m]) for m in FIT_METRICS}
 
 
 @dataclass

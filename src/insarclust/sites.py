@@ -117,8 +117,8 @@ def check_built_sites(sites: pd.DataFrame, config: Mapping, results="results") -
         if source.is_demo:
             continue   # regenerated when its settings change; the shards stage checks it then
         try:
-            files = [] if source.is_demo else [f for pattern in (source.tracks.values() or [text])
-                                                for f in glob.glob(os.path.expanduser(pattern))]
+            files = [f for pattern in (source.tracks.values() or [text])
+                     for f in glob.glob(os.path.expanduser(pattern))]
             if any(os.path.getmtime(f) > path.stat().st_mtime for f in files):
                 continue  # it will be rebuilt from newer input
             with h5py.File(path, "r") as f:
