@@ -45,6 +45,7 @@ import numpy as np
 from . import __version__, coords, h5io
 from .errors import InputError
 from .dates import days_to_iso, linear_trend_per_year
+from .descriptors import site_acquisition_dates
 from .logs import Progress
 from .ordering import spatial_keys
 from .requirements import SiteNeeds, check_site
@@ -152,12 +153,7 @@ class Track:
     def observed_dates(self) -> np.ndarray:
         """Acquisition dates: the epochs observed in at least half of a sample of rows (a column
         kept empty for, e.g., winter is no acquisition)."""
-        bounds = self.shards.shard_bounds()
-        a, b = bounds[0] if bounds else (0, 0)
-        sample = self.shards.read("series/displacement", a, min(b, a + 4096))
-        if len(sample) == 0:
-            return self.shards.dates
-        return self.shards.dates[np.mean(~np.isnan(sample), axis=0) >= 0.5]
+        return site_acquisition_dates(self.shards)
 
 
 # --------------------------------------------------------------------------- #

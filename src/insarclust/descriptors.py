@@ -301,6 +301,14 @@ def acquisition_dates(dates: np.ndarray, displacement_sample: np.ndarray | None 
     return dates[coverage >= min_coverage]
 
 
+def site_acquisition_dates(shards) -> np.ndarray:
+    """:func:`acquisition_dates` of a ``shards.h5`` from a sample of its first shard's rows
+    (what the descriptors, the cluster interpretation and the decomposition all fit on)."""
+    first = shards.shard_bounds()[0] if shards.n_shards else (0, 0)
+    sample = shards.read("series/displacement", first[0], min(first[1], first[0] + 4096))
+    return acquisition_dates(shards.dates, sample)
+
+
 def _annual(cos_coef: np.ndarray, sin_coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Amplitude (mm) and peak day of year (1 = 1 January) of c cos(w d) + s sin(w d)."""
     # A cos(w d - phi) peaks at d = phi / w (mod one year); 1970-01-01 is day 1
@@ -402,9 +410,7 @@ def write_descriptors(shards_path, out_path, *, max_gap_days: float = FIT_DEFAUL
 
     log = log or logging.getLogger("insarclust.descriptors")
     shards = h5io.Shards(shards_path)
-    first = shards.shard_bounds()[0] if shards.n_shards else (0, 0)
-    sample = shards.read("series/displacement", first[0], min(first[1], first[0] + 4096))
-    observed = acquisition_dates(shards.dates, sample)
+    observed = site_acquisition_dates(shards)
     model = DescriptorModel(shards.grid_dates, observed, max_gap_days, min_segment_days, step_z_min).fit()
     log.info("descriptor fit on %d of %d grid epochs (%d acquisition dates, gaps > %g days left out), "
              "%d step candidates", len(model.design_.columns), len(shards.grid_dates), len(observed),

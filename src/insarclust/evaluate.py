@@ -19,6 +19,7 @@ import numpy as np
 
 from . import h5io, metrics
 from .batches import as_source, block_bounds
+from .descriptors import site_acquisition_dates
 from .errors import InputError
 from .interpret import VOCABULARY, describe_clusters
 from .jsonio import write_json
@@ -69,16 +70,6 @@ def member_spread(descriptors_path, labels: np.ndarray, n_clusters: int) -> dict
     return {name: std[:, j] for j, name in enumerate(source.names)}
 
 
-def observed_dates(shards) -> np.ndarray:
-    """The acquisition dates the per-point descriptors are fitted on, so that cluster means
-    are fitted alike (dates observed by most points of the first shard)."""
-    from .descriptors import acquisition_dates
-
-    first = shards.shard_bounds()[0] if shards.n_shards else (0, 0)
-    sample = shards.read("series/displacement", first[0], min(first[1], first[0] + 4096))
-    return acquisition_dates(shards.dates, sample)
-
-
 def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descriptors_path=None,
                        truth_path=None, thresholds: dict | None = None) -> dict:
     """The JSON-ready record of ``clusters/{method}.json`` for one method's labels.
@@ -104,7 +95,7 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
     mean, _, counts = cluster_series_stats(shards_path, labels, n_clusters)
     spread = member_spread(descriptors_path, labels, n_clusters) if descriptors_path else None
     clusters = describe_clusters(mean, shards.grid_dates, counts, thresholds or {}, spread,
-                                 observed_dates=observed_dates(shards))
+                                 observed_dates=site_acquisition_dates(shards))
     if truth_path:
         truth = load_truth(truth_path, shards.pids())
         result_metrics["ari"] = float(adjusted_rand_score(truth, labels))

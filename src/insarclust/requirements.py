@@ -39,20 +39,20 @@ class SiteNeeds:
 
 
 def _largest_k(config: Mapping) -> tuple[int, list[str]]:
-    kmeans = config.get("kmeans", {}) or {}
-    lo_hi = kmeans.get("k_range", [2, 8])
+    kmeans = config["kmeans"]
+    lo_hi = kmeans["k_range"]
     ks = []
-    k = kmeans.get("k", 4)
-    if k == "auto" or kmeans.get("k_sweep"):
+    k = kmeans["k"]
+    if k == "auto" or kmeans["k_sweep"]:
         ks.append((int(lo_hi[1]), "kmeans.k_range"))
     if k != "auto":
         ks.append((int(k), "kmeans.k"))
-    peer_k = (config.get("baselines", {}) or {}).get("k")
+    peer_k = config["baselines"]["k"]
     if peer_k not in (None, "auto"):
         ks.append((int(peer_k), "baselines.k"))
-    dsc = config.get("dsc", {}) or {}
-    if dsc.get("enabled", False):
-        ks.append((int(dsc.get("k", 4)), "dsc.k"))
+    dsc = config["dsc"]
+    if dsc["enabled"]:
+        ks.append((int(dsc["k"]), "dsc.k"))
     best = max(ks) if ks else (2, "kmeans.k")
     return best[0], [name for kk, name in ks if kk == best[0]]
 
@@ -66,26 +66,26 @@ def _points_for_train(k: int, test_fraction: float) -> int:
 
 
 def site_needs(config: Mapping) -> SiteNeeds:
-    """The minimum site size the configuration needs (see the module docstring)."""
-    graph_k = int((config.get("graph", {}) or {}).get("k", 10))
-    kmeans = config.get("kmeans", {}) or {}
-    test_fraction = float(kmeans.get("test_fraction", 0.2))
+    """The minimum site size the configuration needs (see the module docstring); ``config``
+    with the schema's defaults filled in, as the workflow and its rules have it."""
+    graph_k = int(config["graph"]["k"])
+    test_fraction = float(config["kmeans"]["test_fraction"])
     k, k_keys = _largest_k(config)
     points = [(graph_k + 1, f"graph.k: {graph_k} needs {graph_k} neighbours per point"),
               (_points_for_train(k, test_fraction),
                f"{' / '.join(k_keys)} = {k} clusters need {TRAIN_POINTS_PER_CLUSTER} train points each "
                f"after kmeans.test_fraction: {test_fraction:g} is held out")]
-    embed = config.get("embed", {}) or {}
-    washout = int(embed.get("washout", 5))
-    stride = int(embed.get("time_stride", 1) or 1)
-    ridge = embed.get("representation", "reservoir") in ("reservoir", "output")
+    embed = config["embed"]
+    washout = int(embed["washout"])
+    stride = int(embed["time_stride"])
+    ridge = embed["representation"] in ("reservoir", "output")
     steps = washout + (RIDGE_MIN_STEPS if ridge else 1)
     grid = [(steps * stride, f"the embedding drops embed.washout: {washout} steps and "
                              f"{'regresses over at least 3 more' if ridge else 'keeps at least 1 more'}"
                              + (f" (embed.time_stride: {stride} grid epochs per step)" if stride > 1 else ""))]
-    dsc = config.get("dsc", {}) or {}
-    if dsc.get("enabled", False):
-        ts = int(dsc.get("time_stride", 1) or 1)
+    dsc = config["dsc"]
+    if dsc["enabled"]:
+        ts = int(dsc["time_stride"])
         grid.append((2 * ts, f"DSC averages dsc.time_stride: {ts} epochs per step and needs 2 steps"))
     dates = [(DESCRIPTOR_TERMS + 2, f"the descriptors fit {DESCRIPTOR_TERMS} terms (offset, trend, "
                                     "acceleration, annual cycle, step) and need 2 more dates for the noise")]
