@@ -16,6 +16,13 @@ Sentinel-1 archive), each in its own process:
   (``time_stride`` applied), float32, same threads: the floor of any
   reservoir embedding of this shape. ours/bare is the share of that floor
   the stage reaches (the target is >= 0.8);
+- floor: the bare loop plus the representation of the shipped shape in
+  stock torch ops (the kept states projected to ``n_pca`` dims in one
+  product, the per-series ridge of the reservoir-model space: Gram and cross
+  products, Cholesky, solve), no I/O, scaling or noise: the floor of this
+  representation. ours/floor is the share of it the stage reaches; the
+  arithmetic ceiling of ours/bare (loop FLOPs over loop + readout FLOPs) is
+  printed beside it;
 - package: ``reservoir_computing`` (``RC_model``, the paper's code, same
   reservoir settings, ``readout_type=None``) on ``--n-package`` series,
   block-averaged by ``time_stride`` first (the same steps as ours);
@@ -108,32 +115,67 @@ def run_ours(n, T, device, threads, batch_size=DEFAULTS["batch_size"]):
                       "peak_rss_mb_before_fit": round(rss_before), "peak_rss_mb": round(peak_rss_mb())}))
 
 
-def run_bare(n, T, threads, batch_size=DEFAULTS["batch_size"]):
-    """Child: the bare recurrent loop of the shipped shape on n series; prints one JSON line."""
-    import torch
-
-    torch.set_num_threads(threads)
+def shipped_shape(T):
+    """(units, directions, steps, kept steps, PCA dims) of the shipped settings for T epochs."""
     units = int(DEFAULTS["n_units"])
     directions = 2 if DEFAULTS["bidirectional"] else 1
     steps = -(-T // int(DEFAULTS.get("time_stride", 1) or 1))
-    rows = directions * min(batch_size, n)
+    washout = int(DEFAULTS["washout"])
+    kept = steps - washout if steps > washout else steps
+    return units, directions, steps, kept, int(DEFAULTS["n_pca"])
+
+
+def readout_flop_share(T):
+    """Loop FLOPs / (loop + readout FLOPs) per series: the ceiling of ours/bare at equal efficiency.
+
+    Loop: input and recurrent products of every step and direction. Readout:
+    projection of each kept state to the PCA dims, the Gram and cross
+    products of the ridge, the Cholesky factor and the two triangular solves.
+    """
+    units, directions, steps, kept, p = shipped_shape(T)
+    loop = steps * directions * 2 * units * (units + 1)
+    project = kept * 2 * (directions * units) * p
+    # Gram and cross over kept - 1 pairs; Cholesky; two triangular solves for p targets
+    ridge = 2 * 2 * (kept - 1) * p * p + p ** 3 / 3 + 2 * p * p * p
+    return loop / (loop + project + ridge)
+
+
+def run_bare(n, T, threads, batch_size=DEFAULTS["batch_size"], readout=False):
+    """Child: the bare recurrent loop of the shipped shape on n series (``readout``: plus the
+    representation in stock torch ops, the floor of the shape); prints one JSON line."""
+    import torch
+
+    torch.set_num_threads(threads)
+    units, directions, steps, kept, p = shipped_shape(T)
+    series = min(batch_size, n)
+    rows = directions * series
     g = torch.Generator().manual_seed(0)
     W = (torch.rand(units, units, generator=g) - 0.5) * (torch.rand(units, units, generator=g)
                                                         < DEFAULTS["connectivity"])
     w_in = torch.rand(1, units, generator=g) - 0.5
+    proj = torch.linalg.qr(torch.randn(directions * units, p, generator=g))[0].contiguous()
     u = torch.randn(steps, rows, 1, generator=g)
-    h, pre = torch.zeros(rows, units), torch.empty(rows, units)
+    states = torch.zeros(steps + 1, rows, units)  # states[t + 1] = h after step t
+    pre = torch.empty(rows, units)
     done, t0 = 0, time.perf_counter()
     while done < n:
-        h.zero_()
         for t in range(steps):
             torch.mm(u[t], w_in, out=pre)
-            pre.addmm_(h, W)
-            torch.tanh(pre, out=h)
-        done += rows // directions
+            pre.addmm_(states[t], W)
+            torch.tanh(pre, out=states[t + 1])
+        if readout:
+            z = (states[steps + 1 - kept:].reshape(kept * series, directions * units) @ proj)
+            z = z.view(kept, series, p).transpose(0, 1)
+            x, y = z[:, :-1], z[:, 1:]
+            xc, yc = x - x.mean(1, keepdim=True), y - y.mean(1, keepdim=True)
+            gram = torch.bmm(xc.mT, xc)
+            gram.diagonal(dim1=1, dim2=2).add_(float(DEFAULTS["ridge"]))
+            torch.cholesky_solve(torch.bmm(xc.mT, yc), torch.linalg.cholesky(gram))
+        done += series
     seconds = time.perf_counter() - t0
-    print(json.dumps({"what": "bare", "n": done, "T": T, "steps": steps, "rows": rows, "units": units,
-                      "threads": threads, "series_per_s": round(done / seconds, 1)}))
+    print(json.dumps({"what": "floor" if readout else "bare", "n": done, "T": T, "steps": steps,
+                      "rows": rows, "units": units, "threads": threads,
+                      "series_per_s": round(done / seconds, 1)}))
 
 
 def run_package(n, T):
@@ -201,8 +243,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"],
                     help="series per batch (larger on a GPU)")
-    ap.add_argument("--only", choices=["ours", "bare", "package", "matrix"], nargs="+",
-                    default=["ours", "bare", "package"])
+    ap.add_argument("--only", choices=["ours", "bare", "floor", "package", "matrix"], nargs="+",
+                    default=["ours", "bare", "floor", "package"])
     ap.add_argument("--json", help="write all results here")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -212,6 +254,8 @@ def main(argv=None):
             run_ours(int(rest[0]), int(rest[1]), rest[2], int(rest[3]), int(rest[4]))
         elif kind == "bare":
             run_bare(int(rest[0]), int(rest[1]), int(rest[2]), int(rest[3]))
+        elif kind == "floor":
+            run_bare(int(rest[0]), int(rest[1]), int(rest[2]), int(rest[3]), readout=True)
         elif kind == "package":
             run_package(int(rest[0]), int(rest[1]))
         else:
@@ -227,24 +271,29 @@ def main(argv=None):
                 results.append(child(["ours", str(n), str(T), args.device, str(args.threads),
                                       str(args.batch_size)]))
                 print(json.dumps(results[-1]), flush=True)
-            if "bare" in args.only and args.device == "cpu":
-                results.append(child(["bare", str(n), str(T), str(args.threads), str(args.batch_size)]))
-                print(json.dumps(results[-1]), flush=True)
+            for kind in ("bare", "floor"):
+                if kind in args.only and args.device == "cpu":
+                    results.append(child([kind, str(n), str(T), str(args.threads), str(args.batch_size)]))
+                    print(json.dumps(results[-1]), flush=True)
         if "package" in args.only:
             results.append(child(["package", str(args.n_package), str(T)]))
             print(json.dumps(results[-1]), flush=True)
     if "matrix" in args.only:
         results.append(child(["matrix", str(args.threads)]))
         print(json.dumps(results[-1]), flush=True)
-    print(f"\n{'T':>4} {'ours series/s':>14} {'bare loop':>10} {'ours/bare':>10} {'package':>9} {'ours/package':>13}")
+    print(f"\n{'T':>4} {'ours series/s':>14} {'bare loop':>10} {'ours/bare':>10} {'ceiling':>8} "
+          f"{'floor':>8} {'ours/floor':>11} {'package':>9} {'ours/package':>13}")
+
+    def rate(what, T):
+        row = next((r for r in results if r["what"] == what and r["T"] == T), None)
+        key = "series_per_s_embed" if what == "ours" else "series_per_s"
+        return row[key] if row else float("nan")
+
     for T in args.T:
-        ours = next((r for r in results if r["what"] == "ours" and r["T"] == T), None)
-        bare = next((r for r in results if r["what"] == "bare" and r["T"] == T), None)
-        pkg = next((r for r in results if r["what"] == "package" and r["T"] == T), None)
-        o = ours["series_per_s_embed"] if ours else float("nan")
-        b = bare["series_per_s"] if bare else float("nan")
-        k = pkg["series_per_s"] if pkg else float("nan")
-        print(f"{T:>4} {o:>14.0f} {b:>10.0f} {o / b:>10.2f} {k:>9.1f} {o / k:>13.1f}")
+        o, b, f, k = (rate(w, T) for w in ("ours", "bare", "floor", "package"))
+        print(f"{T:>4} {o:>14.0f} {b:>10.0f} {o / b:>10.2f} {readout_flop_share(T):>8.2f} "
+              f"{f:>8.0f} {o / f:>11.2f} {k:>9.1f} {o / k:>13.1f}")
+    print("ceiling: loop FLOPs / (loop + readout FLOPs), the most ours/bare can be at equal efficiency")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

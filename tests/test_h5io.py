@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -35,6 +37,20 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path):
             w.write(0, np.zeros((5, 2)))  # only half the rows
     assert list(tmp_path.iterdir()) == []
 
+
+
+def test_atomic_path_keeps_the_suffix_and_drops_sqlite_companions_on_error(tmp_path):
+    target = tmp_path / "clusters.gpkg"
+    with pytest.raises(OSError):
+        with h5io.atomic_path(target, keep_suffix=True) as tmp:
+            assert tmp.name.endswith(".gpkg") and tmp.parent == tmp_path
+            for suffix in ("", "-journal", "-wal"):
+                Path(f"{tmp}{suffix}").write_bytes(b"partial")
+            raise OSError("disk full")
+    assert list(tmp_path.iterdir()) == [] and h5io.partial_bytes[str(target)] == 7
+    with h5io.atomic_path(target, keep_suffix=True) as tmp:
+        tmp.write_bytes(b"whole")
+    assert [p.name for p in tmp_path.iterdir()] == ["clusters.gpkg"] and target.read_bytes() == b"whole"
 
 def test_features_roundtrip(tmp_path):
     X = np.arange(20, dtype=np.float32).reshape(10, 2)

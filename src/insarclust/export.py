@@ -265,21 +265,11 @@ def write_geopackage(shards_path, label_paths: Mapping[str, str | os.PathLike], 
             progress.update(stop - start)
 
     crs = shards.crs if projected else WGS84
-    gpkg_path = Path(gpkg_path)
-    gpkg_path.parent.mkdir(parents=True, exist_ok=True)
-    # GDAL wants the .gpkg extension, so the temporary name keeps it
-    h5io.remove_stale_temporaries(gpkg_path)
-    tmp = h5io.temp_name(gpkg_path, keep_suffix=True)   # GDAL picks the driver by the extension
-    try:
-        tmp.unlink(missing_ok=True)
+    # GDAL picks the driver by the extension, so the temporary name keeps it
+    with h5io.atomic_path(gpkg_path, keep_suffix=True) as tmp:
         reader = pa.RecordBatchReader.from_batches(schema, batches())
         pyogrio.write_arrow(reader, str(tmp), layer=layer_name, driver="GPKG", geometry_name="geometry",
                             geometry_type="Point", crs=crs_wkt(crs))
-    except BaseException:
-        for leftover in (tmp, Path(f"{tmp}-journal"), Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
-            leftover.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, gpkg_path)
     log.info("wrote %d points x %d methods to %s (layer %s, %s)", shards.n_points, len(methods),
              gpkg_path, layer_name, crs)
     return shards.n_points

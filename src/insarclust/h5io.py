@@ -104,18 +104,23 @@ def _size(tmp: Path) -> int:
     return tmp.stat().st_size if tmp.exists() else 0
 
 
+# Files SQLite (GeoPackage) writes beside the one it writes.
+SQLITE_COMPANIONS = ("-journal", "-wal", "-shm")
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` on success.
 
-    On any exception the temporary file is removed (its size noted in
-    :data:`partial_bytes`) and ``path`` is untouched. Stale temporaries of
-    ``path`` from killed jobs are removed first.
+    On any exception the temporary file (and any SQLite companion of it) is
+    removed, its size noted in :data:`partial_bytes`, and ``path`` is
+    untouched. Stale temporaries of ``path`` from killed jobs are removed
+    first. ``keep_suffix``: as :func:`temp_name`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    tmp = temp_name(path)
+    tmp = temp_name(path, keep_suffix=keep_suffix)
     if tmp.exists():
         tmp.unlink()
     partial_bytes.pop(str(path), None)
@@ -124,8 +129,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         with contextlib.suppress(OSError):
             partial_bytes[str(path)] = _size(tmp)
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        for leftover in (tmp, *(Path(f"{tmp}{s}") for s in SQLITE_COMPANIONS)):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
         raise
     os.replace(tmp, path)
 
