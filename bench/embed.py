@@ -236,7 +236,8 @@ def child(args) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, nargs="+", default=[20000], help="series for ours and bare")
+    ap.add_argument("--n", type=int, nargs="+", default=[100000],
+                    help="series for ours, bare and floor (100,000: runs of seconds, not noise)")
     ap.add_argument("--T", type=int, nargs="+", default=[150, 263])
     ap.add_argument("--n-package", type=int, default=1000)
     ap.add_argument("--device", default="cpu")
