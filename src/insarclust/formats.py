@@ -14,10 +14,23 @@ from .dates import parse_date
 from .errors import InputError
 
 UNIT_TO_MM = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
-# A header field that looks like an acquisition date: a 7- or 8-digit number of
-# this or the last century, or year-month-day with separators. Used to catch date columns that the format's
-# date_pattern silently skips (a 7-digit "2020013", a "2020-01-13").
-DATE_LIKE = re.compile(r"(?<!\d)(19|20)\d{5,6}(?!\d)|(19|20)\d{2}[-_/.]\d{1,2}[-_/.]\d{1,2}")
+# A header field that looks like an acquisition date. Used to catch date columns that
+# the format's date_pattern silently skips: any run of 6 or more digits (YYMMDD,
+# a 7-digit "2020013", a 9-digit typo), year-month-day or day-month-year with
+# separators ("2020-01-13", "13.01.2020", "2020 01 13"), or a month name ("13Jan2020").
+_MONTHS = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*"
+DATE_LIKE = re.compile(
+    r"(?<!\d)\d{6,}(?!\d)"
+    r"|(?:19|20)\d{2}[-_/. ]\d{1,2}[-_/. ]\d{1,2}"
+    r"|(?<!\d)\d{1,2}[-_/. ]\d{1,2}[-_/. ](?:19|20)\d{2}(?!\d)"
+    rf"|(?<!\d)\d{{1,2}}[-_/. ]?{_MONTHS}[-_/. ,]*\d{{2,4}}(?!\d)"
+    rf"|(?<![a-z]){_MONTHS}[-_/. ]?\d{{1,2}}[-_/. ,]+(?:19|20)\d{{2}}(?!\d)",
+    re.IGNORECASE)
+# Acquisition years accepted in a date column (ERS-1, the first InSAR archive, flew from 1991).
+DATE_YEARS = (1978, 2100)
+# Bytes that every delimiter, digit and line end must encode to: pyarrow and the
+# line splitter read the bytes as ASCII-compatible text.
+_ASCII_PROBE = "pid,lat;lon\t|0123456789.-+eE\r\n\""
 DELIMITERS = (",", ";", "\t", "|")
 
 log = logging.getLogger("insarclust.formats")
@@ -92,6 +105,13 @@ class Format:
             codecs.lookup(self.encoding)
         except LookupError:
             bad("encoding", f"unknown text encoding '{self.encoding}'", "e.g. utf-8 or latin-1")
+        encoder = codecs.getincrementalencoder(self.encoding)()
+        encoder.encode("x")   # a byte-order mark, if the codec writes one, comes out here
+        if encoder.encode(_ASCII_PROBE) != _ASCII_PROBE.encode("ascii"):
+            bad("encoding", f"'{self.encoding}' does not store digits, delimiters and line ends as "
+                            "single ASCII bytes (UTF-16/UTF-32, EBCDIC), which the block reader needs",
+                f"convert the file, e.g. iconv -f {self.encoding} -t utf-8 in.csv > out.csv, and set "
+                "encoding: utf-8")
         if self.unmatched_dates not in ("error", "warn"):
             bad("unmatched_dates", f"'{self.unmatched_dates}' is not error or warn",
                 "error stops on date-like columns that date_pattern does not take; warn lists them "
@@ -202,6 +222,11 @@ def plan_columns(header: list[str], fmt: Format, file: str) -> ColumnPlan:
                    "the 8 digits of the date, e.g. '^D(\\d{8})$'")
             raise InputError(f"date column '{col}' is not a valid YYYYMMDD date", file=file,
                              row=0, column=col, fix=fix) from None
+        if not DATE_YEARS[0] <= int(text[:4]) <= DATE_YEARS[1]:
+            raise InputError(f"date column '{col}' is in the year {int(text[:4])}, outside "
+                             f"{DATE_YEARS[0]}-{DATE_YEARS[1]}", file=file, row=0, column=col,
+                             fix="correct the column name (YYYYMMDD), or narrow date_pattern of format "
+                                 f"'{fmt.name}' if it is not a date")
         columns.append(col)
         dates.append(day)
     if skipped:

@@ -40,9 +40,19 @@ class CsvInput:
         if self.member is not None:
             member = zipfile.ZipFile(self.path).open(self.member)
             return gzip.GzipFile(fileobj=member, mode="rb") if self.member.lower().endswith(".gz") else member
-        if str(self.path).endswith(".gz"):
+        if _magic(self.path) == "gzip":   # by content: a .GZ, or a gzip saved as .csv
             return gzip.open(self.path, "rb")
         return open(self.path, "rb")
+
+
+_MAGIC = {b"\x1f\x8b": "gzip", b"PK\x03\x04": "zip", b"PK\x05\x06": "zip"}
+
+
+def _magic(path) -> str | None:
+    """``gzip`` or ``zip`` by the file's first bytes (not its name), else None."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    return next((kind for sig, kind in _MAGIC.items() if head.startswith(sig)), None)
 
 
 def expand_inputs(paths) -> list[CsvInput]:
@@ -55,7 +65,7 @@ def expand_inputs(paths) -> list[CsvInput]:
         if Path(p).stat().st_size == 0:
             raise InputError("the file is empty (0 bytes)", file=p,
                              fix="re-download or re-export it, or remove it from the site's source")
-        if p.endswith(".zip"):
+        if _magic(p) == "zip" or p.lower().endswith(".zip"):
             try:
                 with zipfile.ZipFile(p) as zf:
                     bad = zf.testzip()
@@ -87,17 +97,33 @@ def _encoding_fix(fmt: Format) -> str:
             f"(e.g. latin-1 or cp1252) in the '{fmt.name}' block of config/formats.yaml")
 
 
+# The header line must end within this many bytes (an EGMS header of 300 dates is ~3 kB).
+MAX_HEADER_BYTES = 4 << 20
+
+
 def read_header(src: CsvInput, fmt: Format) -> list[str]:
+    """The header's fields; only the first line is decoded, so a bad byte further on is
+    reported by the data reader with its row, not blamed on the header."""
     try:
         with src.open_binary() as fh:
-            text = io.TextIOWrapper(fh, encoding=_text_encoding(fmt), newline="")
-            header = next(csv.reader(text, delimiter=fmt.delimiter), None)
-    except UnicodeDecodeError as err:
-        raise InputError(f"the header line is not valid {fmt.encoding} text (byte {err.object[err.start]:#04x})",
-                         file=src.label, row=0, fix=_encoding_fix(fmt)) from None
+            raw = fh.readline(MAX_HEADER_BYTES)
     except (OSError, EOFError, zipfile.BadZipFile) as err:
         raise InputError(f"cannot read the file ({err})", file=src.label,
                          fix="check that it is a CSV (plain, .gz or .zip) and not truncated") from None
+    if not raw.endswith(b"\n"):
+        if b"\r" in raw.rstrip(b"\r"):
+            raise InputError("lines end in a carriage return only (old Mac line ends), so the file reads "
+                             "as one line", file=src.label, row=0,
+                             fix="convert the line ends, e.g. tr '\\r' '\\n' < in.csv > out.csv")
+        if len(raw) >= MAX_HEADER_BYTES:
+            raise InputError(f"no line end in the first {MAX_HEADER_BYTES >> 20} MB", file=src.label, row=0,
+                             fix="check that the file is a CSV text export (one point per line)")
+    try:
+        text = raw.decode(_text_encoding(fmt))
+    except UnicodeDecodeError as err:
+        raise InputError(f"the header line is not valid {fmt.encoding} text (byte {err.object[err.start]:#04x})",
+                         file=src.label, row=0, fix=_encoding_fix(fmt)) from None
+    header = next(csv.reader([text.rstrip("\r\n")], delimiter=fmt.delimiter), None)
     if not header or all(not h.strip() for h in header):
         raise InputError("the file has no header line", file=src.label,
                          fix="the first line must name the columns")
@@ -176,6 +202,36 @@ def _byte_blocks(fh, block_bytes: int) -> Iterator[memoryview]:
         carry = view[cut + 1:filled].tobytes()
 
 
+def _rows_match_lines(raw, n_rows: int) -> bool:
+    """Whether a parsed block has one row per non-empty line.
+
+    Fast path: newlines counted 1 MB at a time into one small buffer (a
+    block-sized temporary cost more in page faults than the count). Blank
+    lines and lines joined by a quoted newline both give fewer rows than
+    newlines, so only then are the empty lines counted.
+    """
+    b = np.frombuffer(raw, dtype=np.uint8)
+    step = 1 << 20
+    hits = np.empty(min(len(b), step), dtype=bool)
+    newlines = 0
+    for a in range(0, len(b), step):
+        seg = b[a:a + step]
+        newlines += int(np.count_nonzero(np.equal(seg, 10, out=hits[:len(seg)])))
+    lines = newlines + (1 if len(b) and b[-1] != 10 else 0)
+    return n_rows == lines or n_rows == _count_lines(b)
+
+
+def _count_lines(b: np.ndarray) -> int:
+    """Non-empty lines of a block of whole lines (a line of only ``\\r`` is empty, as for pyarrow)."""
+    ends = np.flatnonzero(b == 10)
+    if len(b) and b[-1] != 10:
+        ends = np.append(ends, len(b))   # the last line without its newline
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    length = ends - starts
+    has_cr = (length > 0) & (b[np.maximum(ends - 1, 0)] == 13)
+    return int(np.count_nonzero(length - has_cr > 0))
+
+
 def _last_newline(buf: np.ndarray, filled: int) -> int:
     """Index of the last ``\\n`` in ``buf[:filled]`` (-1: none); scans back 64 kB at a time."""
     end = filled
@@ -195,7 +251,9 @@ def iter_tables(src: CsvInput, plan: ColumnPlan, fmt: Format,
     The stream (plain, gunzipped or unzipped) is cut into blocks of whole lines
     and each block is parsed by ``pyarrow.csv.read_csv`` on all cores: pyarrow's
     streaming reader parses on one core only, which made it the bottleneck.
-    Values never contain newlines in these exports (quoted newlines are not supported).
+    Values never contain newlines in these exports, and quoted newlines are not
+    supported: a block whose row count differs from its count of non-empty lines
+    (a stray quote joined lines into one value) stops with the row that spans lines.
     """
     header = [h.strip() for h in read_header(src, fmt)]   # as plan_columns names them
     types = {c: pa.float64() for c in fmt.position_columns}
@@ -206,9 +264,10 @@ def iter_tables(src: CsvInput, plan: ColumnPlan, fmt: Format,
     read_opts = pacsv.ReadOptions(column_names=header, use_threads=True,
                                   **({} if _text_encoding(fmt) == "utf-8-sig" else {"encoding": fmt.encoding}))
     parse_opts = pacsv.ParseOptions(delimiter=fmt.delimiter)
+    # a quoted "" or "NaN" (pandas' QUOTE_ALL) is missing in a number column; ids stay text
     conv_opts = pacsv.ConvertOptions(column_types=types, include_columns=include,
                                      null_values=list(fmt.na_values), strings_can_be_null=False,
-                                     quoted_strings_can_be_null=False)
+                                     quoted_strings_can_be_null=True)
     pool = _block_pool()
     row = 1
     try:
@@ -216,6 +275,8 @@ def iter_tables(src: CsvInput, plan: ColumnPlan, fmt: Format,
             for raw in _byte_blocks(fh, int(block_bytes)):
                 table = pacsv.read_csv(pa.py_buffer(raw), read_options=read_opts, parse_options=parse_opts,
                                        convert_options=conv_opts, memory_pool=pool)
+                if not _rows_match_lines(raw, table.num_rows):
+                    raise _locate_parse_error(None, src, plan, fmt)
                 del raw
                 if table.num_rows:
                     yield row, table
@@ -350,11 +411,16 @@ def prefetch(iterable, depth: int = 2):
 
 
 _COL_RE = re.compile(r"In CSV column #(\d+)")
+# What pyarrow reads as a float (after trimming spaces); Python's float() also takes
+# "1_000" and non-ASCII digits, which pyarrow rejects.
+_NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)", re.IGNORECASE | re.ASCII)
 
 
-def _locate_parse_error(err: Exception, src: CsvInput, plan: ColumnPlan, fmt: Format) -> InputError:
-    """Turn pyarrow's message into file/row/column by re-scanning (error path only)."""
-    msg = str(err)
+def _locate_parse_error(err: Exception | None, src: CsvInput, plan: ColumnPlan, fmt: Format) -> InputError:
+    """Turn pyarrow's message (``err``; None: rows and lines disagree) into file/row/column by
+    re-scanning the file (error path only). Rows are numbered as the reader counts them:
+    data rows from 1, blank lines not counted."""
+    msg = str(err) if err is not None else "the rows parsed differ from the lines of the file"
     if "Empty CSV file" in msg:
         return InputError("the file is empty", file=src.label, fix="re-export the data")
     bad_text = _locate_bad_encoding(src, fmt)
@@ -369,18 +435,32 @@ def _locate_parse_error(err: Exception, src: CsvInput, plan: ColumnPlan, fmt: Fo
         header = [h.strip() for h in next(reader)]
         cols = [header[int(m.group(1))]] if m and int(m.group(1)) < len(header) else [c for c in header if c in numeric]
         idx = [header.index(c) for c in cols]
-        for r, values in enumerate(reader, start=1):
+        r, line = 0, reader.line_num
+        for values in reader:
+            first_line, line = line + 1, reader.line_num
+            if not values:   # a blank line: skipped by the reader, not a row
+                continue
+            r += 1
+            if line > first_line:
+                spans = next((header[i] if i < len(header) else f"field {i + 1}"
+                              for i, v in enumerate(values) if "\n" in v or "\r" in v), None)
+                return InputError(f"a quoted value runs over lines {first_line}-{line} of the file: a stray "
+                                  "or unbalanced quote (\"), or a line break inside quotes", file=src.label,
+                                  row=r, column=spans,
+                                  fix="remove the stray quote or the line break inside the value (values "
+                                      "cannot span lines)")
             if len(values) != len(header):
                 return InputError(f"expected {len(header)} fields, found {len(values)}", file=src.label,
                                   row=r, fix="repair the line (a missing or extra delimiter)")
             for c, i in zip(cols, idx):
                 v = values[i].strip()
-                if v in na:
+                if values[i] in na:
                     continue
-                try:
-                    float(v)
-                except ValueError:
-                    return InputError(f"cannot parse '{v}' as a number", file=src.label, row=r, column=c,
+                if not v:
+                    return InputError(f"the cell holds only spaces ({values[i]!r})", file=src.label, row=r,
+                                      column=c, fix="leave a missing value's cell empty (no spaces) or write NaN")
+                if not (v in na or _NUMBER.fullmatch(v)):
+                    return InputError(f"cannot parse '{values[i]}' as a number", file=src.label, row=r, column=c,
                                       fix="correct the value, or leave it empty/NaN if it is missing")
     return InputError(f"cannot parse the CSV ({msg})", file=src.label,
                       fix="check the delimiter and quoting of the file")

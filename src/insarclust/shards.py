@@ -113,14 +113,24 @@ def _sha256_files(paths, out: dict):
     out["sha256"] = h.hexdigest()
 
 
-def _check_values(block, src: CsvInput, plan, cfg: ShardsConfig) -> None:
-    """Displacements must be finite and within +-max_abs_mm (NaN = missing is fine).
+def _check_values(block, src: CsvInput, fmt: Format, plan, cfg: ShardsConfig) -> None:
+    """Displacements must be finite and within +-max_abs_mm, static values finite (NaN = missing
+    is fine).
 
     A 1e30 or an inf would pass every later stage and silently wreck the
     clusters (or fail much later, naming no point), so it stops here.
     """
+    static_inf = np.isinf(block.static)
+    if static_inf.any():
+        i, row = block.first(static_inf.any(axis=1))
+        j = int(np.argmax(static_inf[i]))
+        raise InputError(f"value {float(block.static[i, j]):g} of point '{block.pid[i]}' is not a finite number "
+                         "(or beyond the float32 range)", file=src.label, row=row, column=fmt.static[j],
+                         fix="correct the value, or leave the cell empty if it is unknown")
     disp = block.displacement
-    bound = np.float32(cfg.max_abs_mm) if cfg.max_abs_mm is not None else np.finfo(np.float32).max
+    # never above the float32 range: a bound that rounds to inf would let inf through
+    f32max = float(np.finfo(np.float32).max)
+    bound = np.float32(min(float(cfg.max_abs_mm), f32max) if cfg.max_abs_mm is not None else f32max)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)   # an all-NaN block has no max
         if not (np.nanmax(disp, initial=-np.inf) > bound or np.nanmin(disp, initial=np.inf) < -bound):
@@ -161,6 +171,11 @@ def _validate_block(block, src: CsvInput, fmt: Format, cfg: ShardsConfig) -> np.
         _, row = block.first(block.blank_id)
         raise InputError("empty point id", file=src.label, row=row, column=fmt.id,
                          fix="every point needs a unique id")
+    nul = np.fromiter(("\x00" in p for p in block.pid), dtype=bool, count=len(block.pid))
+    if nul.any():   # HDF5 and numpy strings end at a NUL: 'P1\x00' would be stored as 'P1'
+        i, row = block.first(nul)
+        raise InputError(f"point id {block.pid[i]!r} holds a NUL character", file=src.label, row=row,
+                         column=fmt.id, fix="remove the NUL bytes from the file, e.g. tr -d '\\000'")
     no_obs = np.isnan(block.displacement).all(axis=1)
     if no_obs.any() and cfg.all_nan == "error":
         i, row = block.first(no_obs)
@@ -254,7 +269,7 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
             del table
             n = len(block.lat)
             keep_sorted = _validate_block(block, src, fmt, cfg)
-            _check_values(block, src, plan, cfg)
+            _check_values(block, src, fmt, plan, cfg)
             origin.add(total, src.label, block.first_row)
             if all_dates:
                 disp = block.displacement
@@ -300,10 +315,13 @@ def _pids_of(runs, indices: np.ndarray) -> dict:
 def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg) -> np.ndarray:
     """Mask of rows that survive duplicate-id handling (first occurrence wins).
 
-    Candidates come from equal 64-bit hashes; the ids themselves are then
-    compared, so a hash collision never merges two points.
+    Only rows that passed validation (``keep``) count: a row dropped for
+    having no data (``all_nan: drop``) neither wins nor makes a later row with
+    the same id a repeat. Candidates come from equal 64-bit hashes; the ids
+    themselves are then compared, so a hash collision never merges two points.
     """
-    order = np.argsort(hashes, kind="stable")  # stable: equal hashes stay in input order
+    alive = np.flatnonzero(keep)
+    order = alive[np.argsort(hashes[alive], kind="stable")]  # stable: equal hashes stay in input order
     h = hashes[order]
     same = np.nonzero(h[1:] == h[:-1])[0]
     result = np.ones(len(hashes), dtype=bool)
@@ -315,7 +333,7 @@ def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg) -> np.ndarray:
     first, later = first[by_input], later[by_input]
     pids = _pids_of(runs, np.concatenate([first, later]))
     for a, b in zip(first.tolist(), later.tolist()):
-        if pids[a] != pids[b] or not keep[b]:
+        if pids[a] != pids[b]:
             continue
         if cfg.duplicates == "error":
             file_a, row_a = origin.where(a)

@@ -1,0 +1,198 @@
+"""CSV edge cases that used to be read silently wrong or stop with an unhelpful message.
+
+Each case is a few lines of text through ``build_shards``: the file either
+builds and reads back exactly what it says, or stops with an InputError that
+names the row and column.
+"""
+from __future__ import annotations
+
+import csv as pycsv
+import gzip
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from insarclust import h5io
+from insarclust.errors import InputError
+from insarclust.formats import get_format, load_formats
+from insarclust.shards import ShardsConfig, build_shards
+
+from conftest import ROOT
+
+FORMATS = load_formats(ROOT / "config" / "formats.yaml")
+NGU = get_format("ngu", FORMATS)
+STATIC = "height,mean_velocity,temporal_coherence,amplitude_dispersion,incidence_angle,track_angle"
+DATES = ["20200101", "20200113", "20200125", "20200206"]
+HEADER = f"pid,latitude,longitude,{STATIC}," + ",".join(DATES)
+
+
+def row(i: int, d: str = "1.25", height: str = "100") -> str:
+    """Data row of point P{i}: displacements i.5, d, -2.5, 3.75 mm."""
+    return f"P{i},69.0{i},20.0{i},{height},1.5,0.9,0.2,35,190,{i}.5,{d},-2.5,3.75"
+
+
+def write(path, lines, newline="\n", encoding="utf-8"):
+    path.write_bytes((newline.join(lines) + newline).encode(encoding))
+    return path
+
+
+def build(tmp_path, path, cfg=None, fmt=NGU):
+    out = tmp_path / (path.name + ".h5")
+    build_shards([path], fmt, out, "s", cfg or ShardsConfig())
+    return h5io.Shards(out)
+
+
+def stops(tmp_path, path, *needles, cfg=None, fmt=NGU):
+    with pytest.raises(InputError) as err:
+        build(tmp_path, path, cfg, fmt)
+    text = str(err.value)
+    for needle in needles:
+        assert needle in text, (needle, text)
+    assert not list(tmp_path.glob("*.h5")), "no partial output"
+    return text
+
+
+def by_pid(shards):
+    """pid -> displacement row (mm, in date order)."""
+    disp = shards.read("series/displacement")
+    return dict(zip(shards.read("points/pid").tolist(), disp))
+
+
+# --------------------------------------------------------------------------- #
+# silently wrong before
+
+
+@pytest.mark.parametrize("block_mb", [64, 0.0003])
+def test_a_stray_quote_that_joins_lines_stops_whatever_the_block_size(tmp_path, block_mb):
+    lines = [HEADER + ",comment"] + [row(i) + ",x" for i in range(6)]
+    lines[2] = row(1) + ',"pipe, 5 in'      # opens a quote that the next lines never close properly
+    lines[5] = row(4) + ',"y"'
+    path = write(tmp_path / "a.csv", lines)
+    stops(tmp_path, path, "row 2", "'comment'", "runs over lines 3-", "stray", cfg=ShardsConfig(read_block_mb=block_mb))
+
+
+def test_a_line_break_inside_quotes_stops_with_its_row(tmp_path):
+    lines = [HEADER + ",comment"] + [row(i) + ",x" for i in range(40)]
+    lines[31] = row(30) + ',"line one'
+    lines.insert(32, 'line two"')
+    path = write(tmp_path / "a.csv", lines)
+    for block_mb in (64, 0.0003):
+        stops(tmp_path, path, "row 31", "'comment'", "lines 32-33", cfg=ShardsConfig(read_block_mb=block_mb))
+
+
+@pytest.mark.parametrize("spelling", ["25.01.2020", "25/01/2020", "01-25-2020", "2020 01 25", "200125",
+                                      "25Jan2020", "Jan 25, 2020", "202001255"])
+def test_date_headers_in_other_spellings_are_not_dropped(tmp_path, spelling):
+    header = HEADER.replace("20200125", spelling) if "," not in spelling else \
+        HEADER.replace("20200125", f'"{spelling}"')
+    path = write(tmp_path / "a.csv", [header] + [row(i) for i in range(3)])
+    stops(tmp_path, path, "row 0", "look like dates", "date_pattern")
+
+
+def test_a_date_outside_the_satellite_era_stops(tmp_path):
+    path = write(tmp_path / "a.csv", [HEADER.replace("20200101", "30000101")] + [row(i) for i in range(3)])
+    stops(tmp_path, path, "'30000101'", "year 3000", "1978-2100")
+
+
+def test_keep_first_keeps_the_first_row_that_has_data(tmp_path):
+    empty_p0 = "P0,69.0,20.0,100,1.5,0.9,0.2,35,190,,,,"
+    later_p0 = "P0,69.5,20.5,100,1.5,0.9,0.2,35,190,1,2,3,4"
+    path = write(tmp_path / "a.csv", [HEADER, empty_p0, row(1), row(2), later_p0])
+    shards = build(tmp_path, path, ShardsConfig(duplicates="keep-first", all_nan="drop"))
+    got = by_pid(shards)
+    assert sorted(got) == ["P0", "P1", "P2"]
+    np.testing.assert_array_equal(got["P0"], [1, 2, 3, 4])
+    # two rows with data: the first wins
+    path = write(tmp_path / "b.csv", [HEADER, later_p0, row(1), row(2), row(0)])
+    got = by_pid(build(tmp_path, path, ShardsConfig(duplicates="keep-first", all_nan="drop")))
+    np.testing.assert_array_equal(got["P0"], [1, 2, 3, 4])
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "1e39"])
+def test_a_static_value_that_is_not_finite_stops(tmp_path, value):
+    path = write(tmp_path / "a.csv", [HEADER, row(0), row(1, height=value), row(2)])
+    stops(tmp_path, path, "row 2", "'height'", "'P1'", "not a finite")
+
+
+@pytest.mark.parametrize("bound", [1e39, float("inf")])
+def test_a_huge_bound_still_stops_inf(tmp_path, bound):
+    path = write(tmp_path / "a.csv", [HEADER, row(0), row(1, d="inf"), row(2)])
+    stops(tmp_path, path, "row 2", "'20200113'", "not a finite", cfg=ShardsConfig(max_abs_mm=bound))
+
+
+def test_an_id_with_a_nul_character_stops(tmp_path):
+    path = write(tmp_path / "a.csv", [HEADER, row(1), row(1).replace("P1", "P1\x00", 1), row(2)])
+    stops(tmp_path, path, "row 2", "'pid'", "NUL")
+
+
+# --------------------------------------------------------------------------- #
+# read as written, or stopped with row and column
+
+
+def test_quoted_missing_cells_read_as_missing(tmp_path):
+    frame = pd.read_csv(write(tmp_path / "plain.csv", [HEADER, row(0), row(1, d=""), row(2, d="NaN")]),
+                        dtype={"pid": str})
+    quoted = tmp_path / "quoted.csv"
+    frame.to_csv(quoted, index=False, quoting=pycsv.QUOTE_ALL)   # "" and "" around every value
+    assert '""' in quoted.read_text()
+    got = by_pid(build(tmp_path, quoted))
+    want = by_pid(build(tmp_path, tmp_path / "plain.csv"))
+    assert sorted(got) == sorted(want) == ["P0", "P1", "P2"]
+    for pid in want:
+        np.testing.assert_array_equal(got[pid], want[pid])
+    assert np.isnan(got["P1"][1]) and np.isnan(got["P2"][1])
+
+
+def test_a_cell_of_spaces_names_row_and_column(tmp_path):
+    path = write(tmp_path / "a.csv", [HEADER, row(0), row(1, d=" "), row(2)])
+    stops(tmp_path, path, "row 2", "'20200113'", "only spaces")
+
+
+@pytest.mark.parametrize("value", ["1_000", "\uff11"])   # Python's float() takes both, pyarrow neither
+def test_numbers_python_takes_but_the_reader_does_not_are_named(tmp_path, value):
+    path = write(tmp_path / "a.csv", [HEADER, row(0), row(1), row(2, d=value)])
+    stops(tmp_path, path, "row 3", "'20200113'", f"'{value}'")
+
+
+def test_a_bad_byte_in_an_early_row_is_not_blamed_on_the_header(tmp_path):
+    lines = [HEADER, row(0), row(1).replace("P1", "P\xe9", 1), row(2)]
+    stops(tmp_path, write(tmp_path / "a.csv", lines, encoding="latin-1"), "row 2", "'pid'", "0xe9", "iconv")
+
+
+def test_a_blank_line_does_not_take_the_blame(tmp_path):
+    path = write(tmp_path / "a.csv", [HEADER, row(0), "", row(1), row(2, d="abc")])
+    stops(tmp_path, path, "row 3", "'20200113'", "'abc'")
+    shards = build(tmp_path, write(tmp_path / "b.csv", [HEADER, row(0), "", row(1), "\r", row(2)]))
+    assert sorted(by_pid(shards)) == ["P0", "P1", "P2"]
+
+
+def test_compressed_files_are_known_by_content_not_name(tmp_path):
+    text = "\n".join([HEADER] + [row(i) for i in range(4)]) + "\n"
+    plain = tmp_path / "plain.csv"
+    plain.write_text(text)
+    with gzip.open(tmp_path / "upper.GZ", "wt") as fh:
+        fh.write(text)
+    with gzip.open(tmp_path / "gzip-named.csv", "wt") as fh:
+        fh.write(text)
+    with zipfile.ZipFile(tmp_path / "upper.ZIP", "w") as zf:
+        zf.writestr("member.csv", text)
+    want = by_pid(build(tmp_path, plain))
+    for name in ("upper.GZ", "gzip-named.csv", "upper.ZIP"):
+        got = by_pid(build(tmp_path, tmp_path / name))
+        assert got.keys() == want.keys()
+        for pid in want:
+            np.testing.assert_array_equal(got[pid], want[pid])
+
+
+def test_carriage_return_only_line_ends_are_named(tmp_path):
+    path = write(tmp_path / "a.csv", [HEADER] + [row(i) for i in range(3)], newline="\r")
+    stops(tmp_path, path, "row 0", "carriage return only", "tr ")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "cp500"])
+def test_encodings_the_block_reader_cannot_split_are_refused(encoding):
+    with pytest.raises(InputError, match=r"(?s)key 'encoding'.*single ASCII bytes.*iconv"):
+        get_format("ngu", {"ngu": {**FORMATS["ngu"], "encoding": encoding}})
+    assert get_format("ngu", {"ngu": {**FORMATS["ngu"], "encoding": "utf-8-sig"}}).encoding == "utf-8-sig"
