@@ -355,10 +355,13 @@ PLANS = {
                            {("smooth", "dyn+static"), ("kmeans", "kmeans-dyn+static_smoothed"),
                             ("evaluate", "kmeans-dyn+static_smoothed"),
                             ("cluster_figures", "kmeans-dyn+static_smoothed"), *AGGREGATES}),
-    # the figures' resolution: the figures only
+    # a method left out: the exports, and in the same run the record and the summary that listed it
+    "kmeans.variants -1": ({"kmeans": {"variants": ["dyn", "dyn+static"]}},
+                           {"export_labels", "export_gpkg", "provenance", "summary", "all"}),
+    # the figures' resolution: the figures, and the record of the config they were drawn with
     "report.dpi": ({"report": {"dpi": 100}},
                    {*(("cluster_figures", m) for m in ("kmeans-dyn", "kmeans-dyn+static", "kmeans-dyn_smoothed",
-                                                       "descriptors-kmeans")), "all"}),
+                                                       "descriptors-kmeans")), "provenance", "summary", "all"}),
 }
 
 
@@ -424,6 +427,25 @@ def test_changed_smooth_H_reruns_only_smoothing_and_dependents(run):
             assert f"{site}/clusters/dsc.h5" not in rel
     assert all(re.search(r"_smoothed|clusters\.(csv|geojson|gpkg)$|provenance\.json$|summary\.", r) for r in rel), rel
 
+
+
+def test_each_peer_reads_only_the_files_it_uses(tmp_path):
+    """A descriptor setting refits only descriptors-kmeans, a graph setting only the smoothed peer:
+    the DAG (every peer on) has those edges and no others into the peers."""
+    peers = {"pca-kmeans": True, "raw-kmeans": True, "raw-kmeans_smoothed": True, "descriptors-kmeans": True}
+    workdir = make_workdir(tmp_path / "repo", sites=SITES[:1], changes={"baselines": peers})
+    dot = snakemake(workdir, "--dag")
+    labels = {m.group(1): m.group(2).replace("\\n", " ")
+              for m in re.finditer(r'^\s*(\d+)\[label = "([^"]*)"', dot, re.M)}
+    edges = re.findall(r"^\s*(\d+) -> (\d+)", dot, re.M)
+    into = {}
+    for a, b in edges:
+        if labels[b].startswith("baseline"):
+            into.setdefault(labels[b].split(": ")[-1], set()).add(labels[a].split()[0])
+    assert set(into) == set(peers)
+    assert into["descriptors-kmeans"] == {"shards", "descriptors"}
+    assert into["raw-kmeans_smoothed"] == {"shards", "graph"}
+    assert into["pca-kmeans"] == into["raw-kmeans"] == {"shards"}
 
 @pytest.mark.slow
 def test_two_full_runs_from_scratch_are_complete_and_identical(tmp_path):

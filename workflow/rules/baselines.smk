@@ -27,7 +27,12 @@ rule baseline:
     """
     input:
         shards="results/{site}/shards.h5",
-        descriptors="results/{site}/features/descriptors.h5",
+        # only descriptors-kmeans reads the descriptors (a descriptor setting refits no other peer)
+        descriptors=lambda wc: (
+            f"results/{wc.site}/features/descriptors.h5"
+            if wc.baseline == "descriptors-kmeans"
+            else []
+        ),
         # only the smoothed peer reads the graph
         graph=lambda wc: (
             f"results/{wc.site}/graph.h5"

@@ -114,8 +114,10 @@ rule provenance:
         sources=source_files,
         truth=truth_file,
         metrics=lambda wc: [f"results/{wc.site}/clusters/{m}.json" for m in METHODS],
-        # waits for them, but a redrawn figure alone does not rewrite the record
-        products=lambda wc: [ancient(f) for f in site_products(wc)],
+        # a changed product (a redrawn figure too) rewrites the record, so the config it
+        # holds is the one behind every file; not ancient(): Snakemake does not carry a
+        # rerun past an ancient() input, which left provenance and the summary a run behind
+        products=site_products,
     output:
         report(
             "results/{site}/provenance.json",
