@@ -22,8 +22,11 @@ def truth(lat, lon, days):
 
 
 def write_track(path, *, heading, first_day, n=3000, years=2.0, step=12, seed=0, noise_mm=1.0,
-                angles=False, drop_los=False, lat0=LAT0):
-    """A LOS shards.h5 of ``n`` points over a 2 x 2 km square, motion from :func:`truth`."""
+                angles=False, drop_los=False, lat0=LAT0, los_sign=1.0, bad_incidence=None):
+    """A LOS shards.h5 of ``n`` points over a 2 x 2 km square, motion from :func:`truth`.
+
+    ``los_sign`` -1: LOS columns in the satellite-to-ground convention; ``bad_incidence``:
+    this incidence angle for every 7th point (with ``angles``)."""
     rng = np.random.default_rng(seed)
     lat = lat0 + rng.uniform(0, SIZE_M, n) / 111320
     lon = LON0 + rng.uniform(0, SIZE_M, n) / (111320 * np.cos(np.deg2rad(LAT0)))
@@ -42,6 +45,10 @@ def write_track(path, *, heading, first_day, n=3000, years=2.0, step=12, seed=0,
     else:
         names, static = ["height", "los_east", "los_north", "los_up"], np.stack(
             [rng.uniform(10, 50, n), e, nn, u], axis=1)
+    if angles and bad_incidence is not None:
+        static[::7, 1] = bad_incidence
+    if not angles and not drop_los:
+        static[:, 1:] *= los_sign
     pid = np.array([f"T{seed}-{i}" for i in range(n)], dtype=object)
     with h5io.ShardsWriter(path, n, dates, dates, names, {"site": "t", "format": "egms"}) as w:
         for a in range(0, n, 1000):
@@ -172,6 +179,24 @@ def test_missing_los_vectors_stop(tmp_path):
 # --------------------------------------------------------------------------- #
 # the site table's pair syntax
 
+
+
+def test_los_vectors_pointing_down_stop(tmp_path):
+    # satellite-to-ground vectors: the east signs still differ, so only the up sign tells
+    asc = write_track(tmp_path / "asc.h5", heading=-12.0, first_day=D0, seed=1, n=300, los_sign=-1.0)
+    desc = write_track(tmp_path / "desc.h5", heading=192.0, first_day=D0 + 5, seed=2, n=300, los_sign=-1.0)
+    with pytest.raises(InputError, match=r"(?s)ascending track, point 'T1-0'.*points down.*flip the sign"):
+        decompose(asc, desc, tmp_path / "out.h5", "p", DecomposeConfig(grid_step_days=6))
+    assert not (tmp_path / "out.h5").exists()
+
+
+@pytest.mark.parametrize("incidence", [0.0, 90.0, 0.68])   # a missing-value code, no geometry, radians
+def test_incidence_angles_no_sar_has_stop(tmp_path, incidence):
+    asc = write_track(tmp_path / "asc.h5", heading=-12.0, first_day=D0, seed=1, n=300, angles=True,
+                      bad_incidence=incidence)
+    desc = write_track(tmp_path / "desc.h5", heading=192.0, first_day=D0 + 5, seed=2, n=300, angles=True)
+    with pytest.raises(InputError, match=rf"(?s)point 'T1-0': incidence angle {incidence:g} is outside 5-80"):
+        decompose(asc, desc, tmp_path / "out.h5", "p", DecomposeConfig(grid_step_days=6))
 
 def test_site_sources():
     from insarclust.sites import parse_source

@@ -196,3 +196,49 @@ def test_encodings_the_block_reader_cannot_split_are_refused(encoding):
     with pytest.raises(InputError, match=r"(?s)key 'encoding'.*single ASCII bytes.*iconv"):
         get_format("ngu", {"ngu": {**FORMATS["ngu"], "encoding": encoding}})
     assert get_format("ngu", {"ngu": {**FORMATS["ngu"], "encoding": "utf-8-sig"}}).encoding == "utf-8-sig"
+
+
+# --------------------------------------------------------------------------- #
+# projected positions, sources, empty sites
+
+L3 = get_format("egms-l3", FORMATS)
+L3_HEADER = "pid,easting,northing,height,mean_velocity," + ",".join(DATES)
+
+
+def l3_rows(lat, lon, crs="EPSG:3035"):
+    """EGMS L3 rows of points at ``lat, lon`` written in ``crs`` metres (or degrees: crs None)."""
+    from insarclust.coords import from_wgs84
+
+    x, y = (np.asarray(lon), np.asarray(lat)) if crs is None else from_wgs84(lat, lon, crs)
+    return [f"C{i},{float(a)!r},{float(b)!r},100,1.5,0.5,1.25,-2.5,3.75" for i, (a, b) in enumerate(zip(x, y))]
+
+
+OSLO = (59.9 + 0.001 * np.arange(5), 10.7 + 0.001 * np.arange(5))
+
+
+def test_projected_positions_in_their_crs_read_exactly(tmp_path):
+    shards = build(tmp_path, write(tmp_path / "a.csv", [L3_HEADER] + l3_rows(*OSLO)), fmt=L3)
+    lat = dict(zip(shards.read("points/pid").tolist(), shards.read("points/lat")))
+    np.testing.assert_allclose([lat[f"C{i}"] for i in range(5)], OSLO[0], atol=1e-9)
+
+
+@pytest.mark.parametrize("written_in, needle", [
+    (None, "look like degrees"),              # lon/lat degrees in the easting/northing columns
+    ("EPSG:32633", "far outside the CRS's area of use"),   # UTM 33N metres read as EPSG:3035
+])
+def test_projected_positions_of_another_crs_stop(tmp_path, written_in, needle):
+    path = write(tmp_path / "a.csv", [L3_HEADER] + l3_rows(*OSLO, crs=written_in))
+    stops(tmp_path, path, "row 1", "'easting, northing'", needle, "crs of format 'egms-l3'", fmt=L3)
+
+
+def test_a_source_glob_that_takes_a_folder_stops(tmp_path):
+    from insarclust.readers import expand_inputs
+
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(InputError, match=r"(?s)sub: is a folder.*\*\.csv"):
+        expand_inputs([write(tmp_path / "a.csv", [HEADER, row(0)]), tmp_path / "sub"])
+
+
+def test_a_site_whose_rows_are_all_dropped_names_its_files(tmp_path):
+    path = write(tmp_path / "a.csv", [HEADER] + [f"P{i},69.0,20.0,100,1.5,0.9,0.2,35,190,,,," for i in range(3)])
+    stops(tmp_path, path, str(path), "all 3 rows have no displacement", cfg=ShardsConfig(all_nan="drop"))

@@ -82,6 +82,29 @@ def is_projected(crs) -> bool:
     return bool(_crs(normalize_crs(crs)).is_projected)
 
 
+# How far (degrees) a point may lie outside its CRS's area of use: national data
+# often overreach a UTM zone (Norway in zone 33 reaches 31 E, 13 degrees past the
+# zone), while a wrong CRS or degrees read as metres land tens of degrees away.
+AREA_MARGIN_DEG = (10.0, 20.0)   # latitude, longitude
+
+
+def outside_area_of_use(lat, lon, crs) -> tuple[np.ndarray, tuple | None]:
+    """Mask of points beyond ``crs``'s area of use plus :data:`AREA_MARGIN_DEG`, and the
+    area ``(west, south, east, north)`` (None and no point flagged when the CRS has none)."""
+    aou = _crs(normalize_crs(crs)).area_of_use
+    lat = np.asarray(lat, dtype=np.float64)
+    if aou is None:
+        return np.zeros(lat.shape, dtype=bool), None
+    west, south, east, north = aou.bounds
+    dlat, dlon = AREA_MARGIN_DEG
+    lon = np.asarray(lon, dtype=np.float64)
+    # longitudes compared on the circle: an area may cross the antimeridian (east < west)
+    span = (east - west if east >= west else east - west + 360.0) + 2 * dlon
+    in_lon = ((lon - (west - dlon)) % 360.0 <= span) if span < 360.0 else np.ones(lon.shape, dtype=bool)
+    inside = (lat >= south - dlat) & (lat <= north + dlat) & in_lon
+    return ~inside, (west, south, east, north)
+
+
 # --------------------------------------------------------------------------- #
 # square grid cells (the EGMS Ortho product uses 100 m cells of EPSG:3035)
 

@@ -103,6 +103,39 @@ def los_unit_vectors(static: np.ndarray, names, path) -> tuple[np.ndarray, str]:
             "files have them")
 
 
+# Incidence angles a SAR ground-motion product can have (Sentinel-1 IW: 29-46 degrees):
+# 0 and 90 are no side-looking geometry (0 is often a missing-value code), below 5 is
+# most likely radians.
+INCIDENCE_RANGE_DEG = (5.0, 80.0)
+
+
+def _check_geometry(shards, start: int, static, names, los, track: str, path) -> None:
+    """Stop on line-of-sight geometry that would decompose into wrong numbers without a sign
+    of trouble: incidence angles no SAR has, and unit vectors pointing down (the satellite
+    is above the ground, so a ground-to-satellite vector has up > 0)."""
+    def stop(i, problem, column, fix):
+        pid = shards.read("points/pid", start + i, start + i + 1)[0]
+        raise InputError(f"{track} track, point '{pid}': {problem}", file=path, column=column, fix=fix)
+
+    if "incidence_angle" in names and not {"los_east", "los_up"} <= set(names):
+        inc = np.asarray(static[:, names.index("incidence_angle")], dtype=np.float64)
+        lo, hi = INCIDENCE_RANGE_DEG
+        bad = np.flatnonzero(np.isfinite(inc) & ((inc < lo) | (inc > hi)))
+        if len(bad):
+            stop(int(bad[0]), f"incidence angle {inc[bad[0]]:g} is outside {lo:g}-{hi:g} degrees "
+                              f"({len(bad)} such point(s) in this block)", "incidence_angle",
+                 "give incidence angles in degrees from the vertical; leave the cell empty (not 0) "
+                 "where it is unknown")
+    up = los[:, 2]
+    down = np.flatnonzero(np.isfinite(up) & (up <= 0))
+    if len(down):
+        stop(int(down[0]), f"the line-of-sight vector points down (up = {up[down[0]]:.3g}; "
+                           f"{len(down)} such point(s) in this block)", "los_up",
+             "LOS vectors must point from the ground to the satellite (up > 0, as EGMS gives them): "
+             "if the file uses the satellite-to-ground convention, flip the sign of los_east, "
+             "los_north and los_up")
+
+
 @dataclass
 class Track:
     """What the decomposition needs of one LOS ``shards.h5``, loaded once.
@@ -131,8 +164,9 @@ class Track:
         names = list(shards.static_names)
         # block by block: only the LOS vectors and heights are kept, not every static column
         los_blocks, heights = [], []
-        for _, _, static in shards.iter_blocks("points/static", block_rows=1 << 18):
+        for a, _, static in shards.iter_blocks("points/static", block_rows=1 << 18):
             block_los, source = los_unit_vectors(static, names, path)
+            _check_geometry(shards, a, static, names, block_los, name, path)
             los_blocks.append(block_los)
             if "height" in names:
                 heights.append(static[:, names.index("height")].astype(np.float64))

@@ -62,6 +62,10 @@ def expand_inputs(paths) -> list[CsvInput]:
         p = str(p)
         if not Path(p).exists():
             raise InputError("file not found", file=p, fix="fix the source path/glob in config/sites.tsv")
+        if Path(p).is_dir():
+            raise InputError("is a folder, not a file", file=p,
+                             fix="make the site's source in config/sites.tsv match only the CSV, .gz or "
+                                 ".zip files (e.g. data/site/*.csv instead of data/site/*)")
         if Path(p).stat().st_size == 0:
             raise InputError("the file is empty (0 bytes)", file=p,
                              fix="re-download or re-export it, or remove it from the site's source")

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .coords import normalize_crs
+from .coords import normalize_crs, outside_area_of_use
 from .errors import InputError
 from .dates import days_to_iso
 from .formats import Format, plan_columns
@@ -151,6 +151,25 @@ def _check_values(block, src: CsvInput, fmt: Format, plan, cfg: ShardsConfig) ->
     raise InputError(problem, file=src.label, row=row, column=plan.date_columns[j], fix=fix)
 
 
+def _check_projected(block, src: CsvInput, fmt: Format) -> None:
+    """Projected positions must be metres of the format's CRS: the inverse projection gives a
+    finite latitude/longitude for almost any x, y, so degrees or another CRS's metres would
+    otherwise land silently on another continent."""
+    degrees = (np.abs(block.x) <= 180) & (np.abs(block.y) <= 90)
+    far, area = outside_area_of_use(block.lat, block.lon, fmt.crs)
+    bad = degrees | far
+    if not bad.any():
+        return
+    i, row = block.first(bad)
+    where = (f"x={block.x[i]:g}, y={block.y[i]:g} look like degrees, not metres of {fmt.crs}" if degrees[i] else
+             f"x={block.x[i]:.0f}, y={block.y[i]:.0f} in {fmt.crs} is at {block.lat[i]:.2f} N, "
+             f"{block.lon[i]:.2f} E, far outside the CRS's area of use (longitude {area[0]:g} to {area[2]:g}, "
+             f"latitude {area[1]:g} to {area[3]:g})")
+    raise InputError(where, file=src.label, row=row, column=f"{fmt.x}, {fmt.y}",
+                     fix=f"set crs of format '{fmt.name}' in config/formats.yaml to the CRS the file's "
+                         "coordinates are in, and check that its x/y columns are projected metres")
+
+
 def _validate_block(block, src: CsvInput, fmt: Format, cfg: ShardsConfig) -> np.ndarray:
     """Check coordinates and series; return the mask of rows to keep (in stored order).
     Errors name the earliest offending row of the file."""
@@ -167,6 +186,8 @@ def _validate_block(block, src: CsvInput, fmt: Format, cfg: ShardsConfig) -> np.
                              row=row, column=name,
                              fix="coordinates must be WGS84 latitude/longitude in degrees; check the "
                                  "format's lat/lon columns (projected exports: give x, y and crs instead)")
+    if fmt.projected:
+        _check_projected(block, src, fmt)
     if block.blank_id.any():
         _, row = block.first(block.blank_id)
         raise InputError("empty point id", file=src.label, row=row, column=fmt.id,
@@ -234,6 +255,11 @@ def build_shards(paths, fmt: Format, out_path, site: str, cfg: ShardsConfig | No
     tmpdir = temp_dir(out_path, "runs")
     try:
         runs, keys, hashes, keep, origin = _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir)
+        if not keep.any():
+            raise InputError(f"no usable point: all {len(keep)} rows have no displacement value and were "
+                             "dropped (shards.all_nan: drop)", file=", ".join(s.label for s in inputs),
+                             fix="check that the date columns hold the displacements (an export of "
+                                 "another product, or a unit or delimiter problem, can leave them empty)")
         keep &= _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg)
         if needs is not None:
             check_site(site, needs, n_points=int(keep.sum()), file=", ".join(s.label for s in inputs))
@@ -354,8 +380,7 @@ def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, sha256)
     kept = np.nonzero(keep)[0]
     n = len(kept)
     if n == 0:
-        raise InputError("no usable point left after validation", file=runs[0].stem.name if runs else None,
-                         fix="check the input files")
+        raise InputError("no usable point left after validation", fix="check the input files")
     order = kept[np.lexsort((kept, keys[kept]))]
     rank = np.full(len(keys), -1, dtype=np.int64)
     rank[order] = np.arange(n)
