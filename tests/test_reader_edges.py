@@ -168,6 +168,14 @@ def test_a_blank_line_does_not_take_the_blame(tmp_path):
     assert sorted(by_pid(shards)) == ["P0", "P1", "P2"]
 
 
+
+def test_a_lone_carriage_return_ends_a_line_as_for_the_parser(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_bytes(f"{HEADER}\n{row(0)}\n{row(1)}\r{row(2)}\r\n{row(3)}\n".encode())
+    got = by_pid(build(tmp_path, path))
+    assert sorted(got) == ["P0", "P1", "P2", "P3"]
+    np.testing.assert_array_equal(got["P2"], [2.5, 1.25, -2.5, 3.75])
+
 def test_compressed_files_are_known_by_content_not_name(tmp_path):
     text = "\n".join([HEADER] + [row(i) for i in range(4)]) + "\n"
     plain = tmp_path / "plain.csv"

@@ -226,14 +226,17 @@ def _rows_match_lines(raw, n_rows: int) -> bool:
 
 
 def _count_lines(b: np.ndarray) -> int:
-    """Non-empty lines of a block of whole lines (a line of only ``\\r`` is empty, as for pyarrow)."""
-    ends = np.flatnonzero(b == 10)
-    if len(b) and b[-1] != 10:
-        ends = np.append(ends, len(b))   # the last line without its newline
+    """Non-empty lines of a block of whole lines, split as pyarrow splits them: at ``\\n``,
+    ``\\r\\n`` and a lone ``\\r``."""
+    lf = b == 10
+    lone_cr = (b == 13) & ~np.append(lf[1:], False)
+    ends = np.flatnonzero(lf | lone_cr)
+    if len(b) and not (lf[-1] or lone_cr[-1]):
+        ends = np.append(ends, len(b))   # the last line without its line end
     starts = np.concatenate([[0], ends[:-1] + 1])
     length = ends - starts
-    has_cr = (length > 0) & (b[np.maximum(ends - 1, 0)] == 13)
-    return int(np.count_nonzero(length - has_cr > 0))
+    crlf = (length > 0) & (b[np.maximum(ends - 1, 0)] == 13)   # the \\r of a \\r\\n is not content
+    return int(np.count_nonzero(length - crlf > 0))
 
 
 def _last_newline(buf: np.ndarray, filled: int) -> int:
