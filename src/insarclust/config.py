@@ -27,8 +27,19 @@ def _resolve(schema: Mapping, defs: Mapping) -> Mapping:
     return schema
 
 
+def _types(schema: Mapping) -> set:
+    kind = schema.get("type")
+    return set(kind) if isinstance(kind, list) else {kind} if kind else set()
+
+
 def _coerce(value: Any, schema: Mapping, defs: Mapping) -> Any:
     schema = _resolve(schema or {}, defs)
+    # 42.0 or 1e3 where an integer is asked: the schema calls them integers, Python code does not
+    if isinstance(value, float) and value.is_integer() and "integer" in _types(schema):
+        return int(value)
+    # "null" on the command line, where a string is valid too: None, as in config.yaml
+    if isinstance(value, str) and value.strip() in ("null", "~") and "null" in _types(schema):
+        return None
     for key in ("oneOf", "anyOf"):
         for option in schema.get(key, ()):
             candidate = _coerce(value, option, defs)

@@ -83,6 +83,11 @@ def fit_site(shards_path, cfg: Mapping, seed: int, device: str = "auto") -> Rese
         model.fit(X, rows=rows)
     log.info("embedding: %d features (%s representation, %d numbers before projection)",
              model.n_features_out_, model.representation, model.repr_dim_)
+    kept = None if model.proj_components_ is None else model.proj_components_.shape[0]
+    if kept is not None and model.out_dim is not None and kept < int(model.out_dim):
+        log.warning("embed.out_dim %d reduced to %d: the %s representation has %d numbers and the fit "
+                    "sample %d series", int(model.out_dim), kept, model.representation, model.repr_dim_,
+                    len(rows))
     if model.proj_components_ is not None:
         log.info("final projection keeps %.1f %% of the representation variance on the sample",
                  100 * float(model.proj_explained_variance_ratio_.sum()))

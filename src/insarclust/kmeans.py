@@ -64,6 +64,11 @@ def split_rows(n_rows: int, test_fraction: float = 0.2, split: str = "random",
         order = rng.permutation(len(offsets) - 1)
         taken = np.concatenate([[0], np.cumsum(np.diff(offsets)[order])])
         n_test_shards = int(np.argmin(np.abs(taken[:len(order)] - target)))
+        if n_test_shards == 0 and test_fraction > 0:
+            log.warning("split 'shard': %d shard(s), none held out (one would be %.0f %% of the points, "
+                        "further from test_fraction %g than none); test inertia is undefined; use split: "
+                        "random or a smaller shards.shard_size", len(order), 100 * taken[1] / max(n_rows, 1),
+                        test_fraction)
         for s in order[:n_test_shards]:
             split_arr[offsets[s]:offsets[s + 1]] = 1
     else:

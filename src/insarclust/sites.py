@@ -114,11 +114,11 @@ def check_built_sites(sites: pd.DataFrame, config: Mapping, results="results") -
         if not path.exists():
             continue
         source = parse_source(text, site)
-        if source.is_demo:
-            continue   # regenerated when its settings change; the shards stage checks it then
+        if source.is_demo and source.kind == "pair":
+            continue   # regenerated when its settings change; the decompose stage checks it then
         try:
-            files = [f for pattern in (source.tracks.values() or [text])
-                     for f in glob.glob(os.path.expanduser(pattern))]
+            files = [] if source.is_demo else [f for pattern in (source.tracks.values() or [text])
+                                               for f in glob.glob(os.path.expanduser(pattern))]
             if any(os.path.getmtime(f) > path.stat().st_mtime for f in files):
                 continue  # it will be rebuilt from newer input
             with h5py.File(path, "r") as f:
@@ -126,6 +126,8 @@ def check_built_sites(sites: pd.DataFrame, config: Mapping, results="results") -
                 step = int(f.attrs.get("grid_step_days", 0)) or None
         except (OSError, KeyError):
             continue  # unreadable: its stage reruns and reports
+        if source.is_demo and counts[0] != int(config.get("demo", {}).get("n_points", counts[0])):
+            continue  # a demo of another size: regenerated, and checked by the shards stage then
         check_site(site, needs, *counts, file=str(path), grid_step_days=step,
                    also=f"if the site's input has changed, delete {path} to rebuild it")
 

@@ -1,0 +1,86 @@
+"""Checks of the configuration that a JSON schema cannot express, run before any job.
+
+The schema checks types and ranges of each key alone. What it lets through
+would otherwise be clamped, ignored or fail deep inside a job: NaN (every
+comparison with it is false, so ``minimum`` passes it), keys that depend on
+each other, and names that must exist elsewhere (a site, a static column).
+Each error names the key and the fix.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Mapping
+
+from .errors import InputError
+
+CONFIG_FILE = "config/config.yaml"
+
+
+def _bad(key: str, problem: str, fix: str) -> InputError:
+    return InputError(f"config key '{key}': {problem}", file=CONFIG_FILE, fix=fix)
+
+
+# keys where inf means "no bound"
+INF_ALLOWED = ("shards.max_abs_mm",)
+
+
+def _non_finite(value, path: str = ""):
+    """``(key, value)`` of the first NaN, or inf outside :data:`INF_ALLOWED`, in a nested config."""
+    if isinstance(value, float) and (math.isnan(value) or (math.isinf(value) and path not in INF_ALLOWED)):
+        return path, value
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            hit = _non_finite(item, f"{path}.{key}" if path else str(key))
+            if hit:
+                return hit
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            hit = _non_finite(item, f"{path}[{i}]")
+            if hit:
+                return hit
+    return None
+
+
+def check_settings(config: Mapping, sites: Iterable[str], static_columns: Iterable[str]) -> None:
+    """Raise InputError for the first setting that would not do what it says.
+
+    ``sites``: the site names of the site table; ``static_columns``: every
+    static, optional static and geometry column the formats name.
+    """
+    hit = _non_finite(config)
+    if hit is not None:
+        raise _bad(hit[0], f"{hit[1]} is not a finite number", "give a number")
+
+    kmeans = config["kmeans"]
+    lo, hi = kmeans["k_range"]
+    if lo > hi:
+        raise _bad("kmeans.k_range", f"[{lo}, {hi}] is reversed: no k to try", f"write it as [{hi}, {lo}]")
+
+    embed = config["embed"]
+    if embed["mode"] == "reference" and embed["leak_form"] != "unscaled":
+        raise _bad("embed.leak_form", f"'{embed['leak_form']}' with embed.mode 'reference', which always uses "
+                                      "the reference's unscaled leak", "set leak_form: unscaled, or mode: default")
+    state_dims = (2 if embed["bidirectional"] else 1) * int(embed["n_units"])
+    if embed["n_pca"] is not None and int(embed["n_pca"]) > state_dims:
+        raise _bad("embed.n_pca", f"{embed['n_pca']} is more than the {state_dims} state dimensions "
+                                  f"(n_units {embed['n_units']} x {'2 directions' if embed['bidirectional'] else '1'})",
+                   f"use at most {state_dims}, or more units")
+    site_names = set(sites)
+    ref = embed.get("reference_site")
+    if ref is not None and ref not in site_names:
+        raise _bad("embed.reference_site", f"'{ref}' is not a site of the site table "
+                                           f"({', '.join(sorted(site_names)) or 'none'})",
+                   "name a site of config/sites.tsv, or null for a model per site")
+    weights = embed.get("static_weight")
+    if isinstance(weights, Mapping):
+        known = set(static_columns)
+        unknown = sorted(set(weights) - known)
+        if unknown:
+            raise _bad("embed.static_weight", f"{', '.join(repr(c) for c in unknown)} is no static column of any "
+                                              "format", f"use static column names of config/formats.yaml: "
+                                                        f"{', '.join(sorted(known))}")
+
+    smooth = config["smooth"]
+    if smooth["mode"] == "fanout" and len(smooth["fanout"]) != int(smooth["H"]):
+        raise _bad("smooth.fanout", f"{len(smooth['fanout'])} entries for smooth.H = {smooth['H']} hops",
+                   "give one neighbour count per hop")

@@ -1,0 +1,100 @@
+"""Settings the schema lets through but that would be clamped, ignored or fail deep in a job
+are named before any job; command-line spellings become the types the code needs."""
+from __future__ import annotations
+
+import copy
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from insarclust.config import coerce_to_schema, with_defaults
+from insarclust.errors import InputError
+from insarclust.kmeans import split_rows
+from insarclust.settings_check import check_settings
+from insarclust.sites import check_built_sites
+
+from conftest import ROOT, make_shards_file
+
+SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+SITES = ["demo-mainland", "demo-arctic"]
+STATIC = {"height", "mean_velocity", "temporal_coherence", "los_up"}
+
+
+@pytest.fixture
+def cfg():
+    raw = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    return with_defaults(coerce_to_schema(raw, SCHEMA), SCHEMA)
+
+
+def changed(cfg, section, **values):
+    out = copy.deepcopy(cfg)
+    out[section].update(values)
+    return with_defaults(coerce_to_schema(out, SCHEMA), SCHEMA)
+
+
+def test_the_shipped_config_passes(cfg):
+    check_settings(cfg, SITES, STATIC)
+
+
+@pytest.mark.parametrize("section, values, needle", [
+    ("interpret", {"stable_trend_mm_yr": "nan"}, "'interpret.stable_trend_mm_yr': nan is not a finite"),
+    ("kmeans", {"test_fraction": float("nan")}, "'kmeans.test_fraction': nan"),
+    ("embed", {"spectral_radius": float("inf")}, "'embed.spectral_radius': inf"),
+    ("kmeans", {"k": "auto", "k_range": [8, 2]}, "[8, 2] is reversed"),
+    ("embed", {"mode": "reference", "leak_form": "scaled"}, "'embed.leak_form'"),
+    ("embed", {"n_pca": 500}, "more than the 200 state dimensions"),
+    ("embed", {"reference_site": "demo-zz"}, "'demo-zz' is not a site"),
+    ("embed", {"static_weight": {"hieght": 0.5}}, "'hieght' is no static column"),
+    ("smooth", {"mode": "fanout", "H": 2}, "3 entries for smooth.H = 2"),
+])
+def test_settings_that_would_not_do_what_they_say_are_named(cfg, section, values, needle):
+    with pytest.raises(InputError) as err:
+        check_settings(changed(cfg, section, **values), SITES, STATIC)
+    assert needle in str(err.value) and "fix:" in str(err.value)
+
+
+def test_inf_is_a_bound_where_the_config_says_so(cfg):
+    check_settings(changed(cfg, "shards", max_abs_mm=float("inf")), SITES, STATIC)
+
+
+def test_command_line_spellings_become_the_types_the_code_needs(cfg):
+    raw = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    raw.update(seed=42.0)
+    raw["embed"].update(n_jobs=2.0, reference_site="null")
+    raw["kmeans"].update(k=6.0)
+    out = coerce_to_schema(raw, SCHEMA)
+    assert type(out["seed"]) is int and out["seed"] == 42
+    assert type(out["embed"]["n_jobs"]) is int and type(out["kmeans"]["k"]) is int
+    assert out["embed"]["reference_site"] is None
+    raw["kmeans"]["k"] = 6.5    # not a whole number: left for the schema to reject
+    assert coerce_to_schema(raw, SCHEMA)["kmeans"]["k"] == 6.5
+
+
+def test_a_misspelt_descriptor_scale_is_refused_by_the_schema():
+    from insarclust.config import first_schema_error
+
+    raw = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    raw.setdefault("baselines", {})["descriptor_scale"] = {"trend_mm_y": 100}
+    where, message = first_schema_error(with_defaults(coerce_to_schema(raw, SCHEMA), SCHEMA), SCHEMA)
+    assert where[:2] == ["baselines", "descriptor_scale"] and "trend_mm_y" in message
+
+
+def test_a_built_demo_site_is_checked_against_the_config(tmp_path, cfg):
+    make_shards_file(tmp_path / "results/demo-a/shards.h5", n=300, n_grid=80, shard_size=128)
+    sites = pd.DataFrame({"source": ["demo:mainland"], "format": ["ngu"]}, index=["demo-a"])
+    same_size = changed(cfg, "demo", n_points=300)
+    check_built_sites(sites, same_size, results=tmp_path / "results")
+    with pytest.raises(InputError, match=r"too small.*graph\.k: 500"):
+        check_built_sites(sites, changed(same_size, "graph", k=500), results=tmp_path / "results")
+    # a demo of another size is regenerated first: not judged by the old file
+    check_built_sites(sites, changed(changed(cfg, "demo", n_points=5000), "graph", k=500),
+                      results=tmp_path / "results")
+
+
+def test_a_shard_split_that_holds_out_nothing_says_so(caplog):
+    with caplog.at_level(logging.WARNING, logger="insarclust.kmeans"):
+        split = split_rows(1000, 0.2, "shard", np.array([0, 500, 1000]), seed=0)
+    assert split.sum() == 0 and "none held out" in caplog.text
