@@ -348,8 +348,14 @@ def test_train_log_and_loss_figure(tmp_path):
     assert list(frame.columns[:5]) == ["epoch", "phase", "recon_loss", "kl_loss", "label_change"]
     assert frame["phase"].tolist() == ["pretrain", "joint"]
     assert np.isnan(frame["kl_loss"][0]) and frame["kl_loss"][1] == pytest.approx(0.01)
-    plot_training_curve(history, tmp_path / "loss.png")
+    fig = plot_training_curve(history, tmp_path / "loss.png")
     assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    change = fig.axes[1]   # the share of points that changed cluster, per epoch
+    assert [round(b.get_height(), 6) for b in change.patches] == [0.0, 10.0]
+    assert "changed" in change.get_ylabel()
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
 
 
 def test_estimator_from_config_maps_every_key():

@@ -33,11 +33,31 @@ def _png_size(path):
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
-def test_colours_fixed_per_id():
+def test_colours_follow_the_kind_of_motion():
     assert figures.cluster_color(0) == figures.cluster_color(0 + len(figures.PALETTE))
     assert len({figures.cluster_color(k) for k in range(12)}) == 12
+    colours = figures.cluster_colors(4, CLUSTERS)
+    assert colours == [figures.REGIME_COLOURS[c["label"]][0] for c in CLUSTERS]
+    # another method, other ids: the stable cluster is grey there too, two subsiding ones get two shades
+    other = [{"cluster": 0, "label": "subsiding"}, {"cluster": 1, "label": "subsiding"},
+             {"cluster": 2, "label": "stable"}]
+    assert figures.cluster_colors(3, other) == [*figures.REGIME_COLOURS["subsiding"][:2],
+                                                figures.REGIME_COLOURS["stable"][0]]
+    assert figures.cluster_colors(2, None) == [figures.cluster_color(0), figures.cluster_color(1)]
+    # every shade is a different colour
+    shades = [c for family in figures.REGIME_COLOURS.values() for c in family]
+    assert len(set(shades)) == len(shades)
+
+
+def test_captions_say_what_the_fit_says():
     assert figures.cluster_caption(2, 4210, CLUSTERS[0]) == "2: subsiding, -8.0 mm/yr (n=4,210)"
     assert figures.cluster_caption(2, 5, None) == "2 (n=5)"
+    # a step model has no trend term: its step, not a "+0.0 mm/yr" it never measured
+    step = {"cluster": 1, "label": "step", "model": "step",
+            "descriptors": {"trend_mm_yr": 0.0, "step_mm": -18.34, "step_date": 18479}}
+    assert figures.cluster_caption(1, 10, step) == "1: step, step -18.3 mm on 2020-08-05 (n=10)"
+    assert figures.cluster_caption(0, 3, {"cluster": 0, "label": "stable",
+                                          "descriptors": {"trend_mm_yr": -0.04}}) == "0: stable, +0.0 mm/yr (n=3)"
 
 
 def test_cluster_map(tmp_path, shards_file):
@@ -55,8 +75,7 @@ def test_cluster_map(tmp_path, shards_file):
     assert scatter.get_rasterized() and len(scatter.get_offsets()) == 500  # seeded subsample
     # colour of each drawn point is its cluster's fixed colour
     colours = {tuple(np.round(c, 4)) for c in scatter.get_facecolors()}
-    assert colours == {tuple(np.round(matplotlib.colors.to_rgba(figures.cluster_color(k)), 4))
-                       for k in range(4)}
+    assert colours == {tuple(np.round(matplotlib.colors.to_rgba(c), 4)) for c in figures.cluster_colors(4, CLUSTERS)}
     plt.close(fig)
     w, h = _png_size(out)
     assert w > 600 and h > 600
@@ -67,7 +86,10 @@ def test_cluster_series(tmp_path, shards_file):
     mean, std, counts = cluster_series_stats(path, truth, n_clusters=5)  # id 4 empty
     grid = h5io.Shards(path).grid_dates
     out = tmp_path / "series.png"
-    fig = figures.plot_cluster_series(grid, mean, std, counts, out, clusters=CLUSTERS, title="t")
+    # acquisitions every 12 days but none for 150 days in the middle
+    observed = np.concatenate([np.arange(grid[0], grid[40], 12), np.arange(grid[40] + 150, grid[-1] + 1, 12)])
+    fig = figures.plot_cluster_series(grid, mean, std, counts, out, clusters=CLUSTERS, title="t",
+                                      observed_dates=observed)
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert len(axes) == 5
     assert axes[0].get_title() == "Cluster 0: subsiding (-8.0 mm/yr)"
@@ -76,9 +98,13 @@ def test_cluster_series(tmp_path, shards_file):
     assert f"mean (n={counts[0]:,})" in labels0
     assert "fit: trend + annual + step" in labels0  # cluster 0 has descriptors
     assert "fit: trend + annual + step" not in [t.get_text() for t in axes[2].get_legend().get_texts()]
+    assert "no acquisition: interpolated" in labels0
+    gaps = [p for p in axes[0].patches if p.get_label() == "no acquisition: interpolated"]
+    assert len(gaps) == 1
     line = axes[0].get_lines()[0]
-    assert line.get_xdata()[0] == 0 and line.get_xdata()[-1] == grid[-1] - grid[0]
-    assert {ax.get_xlabel() for ax in axes[-3:]} == {"Days from first acquisition"}
+    assert line.get_xdata()[0] == np.datetime64(int(grid[0]), "D")
+    assert line.get_xdata()[-1] == np.datetime64(int(grid[-1]), "D")
+    assert {ax.get_xlabel() for ax in axes[-3:]} == {"Date"}
     assert axes[4].texts[0].get_text() == "empty"
     plt.close(fig)
     _png_size(out)

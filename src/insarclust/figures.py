@@ -1,9 +1,11 @@
 """The standard figures of every clustering method: cluster map, per-cluster series, k sweep.
 
-Cluster ids are ordered by trend (:func:`insarclust.labels.order_labels`)
-and each id has a fixed colour (:func:`cluster_color`), so the same regime
-looks the same in every method's figures: with four clusters, red-orange for
-the subsiding ones through green to blue for the uplifting one.
+A cluster's colour follows its kind of motion, the label the interpretation
+gives it (:func:`cluster_colors`): red-orange subsiding, purple accelerating,
+blue uplifting, green seasonal, black step, grey stable, in every method's
+and every site's figures; clusters of one kind get shades of it in id order
+(ids are ordered by trend, :func:`insarclust.labels.order_labels`). Without
+labels a cluster takes the colour of its id (:func:`cluster_color`).
 """
 from __future__ import annotations
 
@@ -34,6 +36,34 @@ def cluster_color(cluster: int) -> str:
     return PALETTE[int(cluster) % len(PALETTE)]
 
 
+# Colours by kind of motion (Okabe-Ito hues, colour-blind safe), then shades for
+# several clusters of one kind.
+REGIME_COLOURS = {
+    "subsiding": ["#D55E00", "#E69F00", "#8C3A00", "#F5B26B"],
+    "accelerating": ["#CC79A7", "#8E3F6F", "#E3B3CF"],
+    "uplifting": ["#0072B2", "#56B4E9", "#003F63", "#A6D8F5"],
+    "seasonal": ["#009E73", "#66C5AB", "#00553E"],
+    "step": ["#000000", "#555555", "#8A8A8A"],
+    "stable": ["#9E9E9E", "#6E6E6E", "#C8C8C8"],
+}
+
+
+def cluster_colors(k: int, clusters=None) -> list[str]:
+    """The colour of each cluster id 0..k-1: its regime's (shades in id order), else its id's."""
+    entries = _entries(clusters)
+    seen: dict = {}
+    out = []
+    for j in range(k):
+        label = (entries.get(j) or {}).get("label")
+        shades = REGIME_COLOURS.get(label)
+        if shades is None:
+            out.append(cluster_color(j))
+        else:
+            out.append(shades[seen.get(label, 0) % len(shades)])
+            seen[label] = seen.get(label, 0) + 1
+    return out
+
+
 def _style():
     try:
         import seaborn as sns
@@ -53,10 +83,25 @@ def _trend(entry) -> float | None:
     return None if value is None else float(value)
 
 
+def _motion(entry) -> str | None:
+    """What the cluster's fitted model says: ``"-8.1 mm/yr"``, or for a step model (which has
+    no trend term) ``"step -18.3 mm on 2020-08-05"``; None without descriptors."""
+    from .dates import days_to_iso
+
+    d = (entry or {}).get("descriptors") or {}
+    if (entry or {}).get("model") == "step" and d.get("step_mm") is not None:
+        when = f" on {days_to_iso(d['step_date'])}" if d.get("step_date") is not None else ""
+        return f"step {float(d['step_mm']):+.1f} mm{when}"
+    trend = _trend(entry)
+    if trend is None:
+        return None
+    return f"{0.0 if abs(trend) < 0.05 else trend:+.1f} mm/yr"   # no "-0.0"
+
+
 def cluster_caption(cluster: int, size: int, entry: dict | None) -> str:
-    """``"2: subsiding, -8.1 mm/yr (n=4,210)"``; label and trend when the JSON entry has them."""
-    label, trend = (entry or {}).get("label"), _trend(entry)
-    desc = ", ".join(p for p in [label, None if trend is None else f"{trend:+.1f} mm/yr"] if p)
+    """``"2: subsiding, -8.1 mm/yr (n=4,210)"``; label and motion when the JSON entry has them."""
+    label, motion = (entry or {}).get("label"), _motion(entry)
+    desc = ", ".join(p for p in [label, motion] if p)
     return f"{cluster}: {desc} (n={size:,})" if desc else f"{cluster} (n={size:,})"
 
 
@@ -87,7 +132,8 @@ def plot_cluster_map(lat: np.ndarray, lon: np.ndarray, labels: np.ndarray, path=
     size = float(np.clip(30000.0 / max(len(rows), 1), 0.2, 12.0))
     # shuffle drawing order so no cluster hides another just because it is drawn last
     draw = np.random.default_rng(seed).permutation(len(rows))
-    rgba = np.array([matplotlib.colors.to_rgba(cluster_color(j)) for j in range(max(k, 1))])
+    colours = cluster_colors(max(k, 1), clusters)
+    rgba = np.array([matplotlib.colors.to_rgba(c) for c in colours])
     ax.scatter(lon_s[draw], lat_s[draw], c=rgba[lab_s[draw]], s=size,
                linewidths=0, rasterized=True)
     mean_lat = float(np.nanmean(lat)) if n else 0.0
@@ -96,7 +142,7 @@ def plot_cluster_map(lat: np.ndarray, lon: np.ndarray, labels: np.ndarray, path=
     ax.set_ylabel("Latitude (°N)")
     ax.ticklabel_format(useOffset=False, style="plain")
     entries = _entries(clusters)
-    handles = [Line2D([], [], marker="o", linestyle="", markersize=8, color=cluster_color(j),
+    handles = [Line2D([], [], marker="o", linestyle="", markersize=8, color=colours[j],
                       label=cluster_caption(j, int(counts[j]), entries.get(j)))
                for j in range(k) if counts[j] > 0]
     ax.legend(handles=handles, title="Cluster", loc="upper left", bbox_to_anchor=(1.02, 1.0),
@@ -124,25 +170,38 @@ def _model_curve(entry, grid_dates):
     return curve if np.all(np.isfinite(curve)) else None
 
 
+def acquisition_gaps(observed_dates, max_gap_days: float = 36.0) -> list[tuple[int, int]]:
+    """``(start, end)`` days of every stretch longer than ``max_gap_days`` between consecutive
+    acquisitions (e.g. the snow season): the regular series there is interpolated, not observed."""
+    d = np.sort(np.asarray(observed_dates, dtype=np.int64))
+    if len(d) < 2:
+        return []
+    wide = np.flatnonzero(np.diff(d) > max_gap_days)
+    return [(int(d[i]), int(d[i + 1])) for i in wide]
+
+
 def plot_cluster_series(grid_dates: np.ndarray, mean: np.ndarray, std: np.ndarray, counts: np.ndarray,
-                        path=None, *, clusters: list | None = None, first_date: int | None = None,
-                        title: str = "", dpi: int = 150, components: tuple[str, str] | None = None,
+                        path=None, *, clusters: list | None = None, observed_dates=None,
+                        max_gap_days: float = 36.0, title: str = "", dpi: int = 150,
+                        components: tuple[str, str] | None = None,
                         second: tuple[np.ndarray, np.ndarray] | None = None):
-    """One panel per cluster (shared axes): mean +/- std displacement (mm) vs days from first acquisition.
+    """One panel per cluster (shared axes): mean +/- std displacement (mm) against the date.
 
     grid_dates (G,) days since 1970-01-01; mean, std (K, G) mm; counts (K,).
-    ``first_date``: the first acquisition (``/series/dates[0]``), default
-    ``grid_dates[0]``. When a ``clusters`` entry has descriptors, the fitted
-    trend + annual harmonic + step curve is drawn over the mean.
-    ``second``: ``(mean, std)`` (K, G) of a second component (the east-west
-    motion of a decomposed pair), drawn dashed over the first; ``components``
-    names both, e.g. ``("up", "east")``.
+    ``observed_dates``: the acquisition dates; stretches without one longer
+    than ``max_gap_days`` are shaded (the series is interpolated there). When
+    a ``clusters`` entry has descriptors, the fitted trend + annual harmonic +
+    step curve is drawn over the mean. ``second``: ``(mean, std)`` (K, G) of
+    a second component (the east-west motion of a decomposed pair), drawn
+    dashed over the first; ``components`` names both, e.g. ``("up", "east")``.
     """
     _style()
     mean, std = np.atleast_2d(mean), np.atleast_2d(std)
     k = len(mean)
     grid_dates = np.asarray(grid_dates)
-    days = grid_dates - (grid_dates[0] if first_date is None else first_date)
+    days = grid_dates.astype("datetime64[D]")
+    gaps = [] if observed_dates is None else acquisition_gaps(observed_dates, max_gap_days)
+    colours = cluster_colors(k, clusters)
     ncols = min(k, 3)
     nrows = math.ceil(k / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.2 * nrows), sharex=True,
@@ -153,15 +212,18 @@ def plot_cluster_series(grid_dates: np.ndarray, mean: np.ndarray, std: np.ndarra
         if j >= k:
             ax.set_visible(False)
             continue
-        color, entry = cluster_color(j), entries.get(j)
-        label, trend = (entry or {}).get("label"), _trend(entry)
+        color, entry = colours[j], entries.get(j)
+        label, motion = (entry or {}).get("label"), _motion(entry)
         head = f"Cluster {j}" + (f": {label}" if label else "")
-        if trend is not None:
-            head += f" ({trend:+.1f} mm/yr)"
+        if motion is not None:
+            head += f" ({motion})"
         ax.set_title(head, fontsize=11)
         if counts[j] == 0:
             ax.text(0.5, 0.5, "empty", transform=ax.transAxes, ha="center", va="center")
             continue
+        for n_gap, (a, b) in enumerate(gaps):
+            ax.axvspan(np.datetime64(a, "D"), np.datetime64(b, "D"), color="0.9", zorder=0, linewidth=0,
+                       label="no acquisition: interpolated" if n_gap == 0 else None)
         first_name = f"{components[0]} " if components else ""
         ax.fill_between(days, mean[j] - std[j], mean[j] + std[j], color=color, alpha=0.25,
                         linewidth=0, label="± 1 std")
@@ -177,12 +239,18 @@ def plot_cluster_series(grid_dates: np.ndarray, mean: np.ndarray, std: np.ndarra
                     label="fit: trend + annual + step")
         ax.axhline(0.0, color="grey", linewidth=0.6, zorder=0)
         ax.legend(loc="best", fontsize=8, frameon=True)
+    import matplotlib.dates as mdates
+
+    years = max(1, int(math.ceil((int(grid_dates[-1]) - int(grid_dates[0])) / 365.25 / 6)))
+    for ax in axes.flat:   # a tick per year (or per few years): readable whatever the width
+        ax.xaxis.set_major_locator(mdates.YearLocator(years))
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y"))
     for col in range(ncols):
         # the lowest visible panel of each column carries the x axis
         bottom = axes[(k - 1 - col) // ncols, col] if col < k else None
         if bottom is not None:
             bottom.xaxis.set_tick_params(labelbottom=True)
-            bottom.set_xlabel("Days from first acquisition")
+            bottom.set_xlabel("Date")
     for ax in axes[:, 0]:
         ax.set_ylabel("Displacement (mm)")
     if title:
@@ -265,9 +333,11 @@ def method_figures(labels_path, metrics_path, shards_path, map_path, series_path
         names = (shards.components[0], shards.components[1])
         m2, s2, _ = cluster_series_stats(shards_path, labels, k, dataset=shards.component_dataset(names[1]))
         second = (m2, s2)
+    from .descriptors import site_acquisition_dates
+
     fig = plot_cluster_series(shards.grid_dates, mean, std, counts, series_path, clusters=clusters,
-                              first_date=int(shards.dates[0]) if len(shards.dates) else None,
-                              title=title, dpi=dpi, components=names, second=second)
+                              observed_dates=site_acquisition_dates(shards), title=title, dpi=dpi,
+                              components=names, second=second)
     plt.close(fig)
     log.info("figures of %s: %s, %s", title, map_path, series_path)
 
@@ -276,19 +346,30 @@ def method_figures(labels_path, metrics_path, shards_path, map_path, series_path
 # DSC training
 
 
-def plot_training_curve(history: list[dict], path, title: str = "DSC training", dpi: int = 150) -> None:
-    """PNG of recon_loss and kl_loss per epoch, pre-training and joint phases shaded apart.
+def plot_training_curve(history: list[dict], path, title: str = "DSC training", dpi: int = 150):
+    """PNG of recon_loss and kl_loss per epoch, pre-training and joint phases shaded apart, and
+    (when logged) the share of points whose cluster changed in each joint epoch below.
 
     ``history``: the estimator's ``history_`` (or rows of train_log.tsv, :func:`read_train_log`).
+    Returns the Figure (close it when done).
     """
     epochs = np.array([r["epoch"] for r in history], dtype=float)
     recon = np.array([r["recon_loss"] for r in history], dtype=float)
     kl = np.array([r["kl_loss"] for r in history], dtype=float)
     joint = np.array([r["phase"] == "joint" for r in history], dtype=bool)
-    fig, ax = plt.subplots(figsize=(6.4, 3.6), constrained_layout=True)
+    change = np.array([r.get("label_change", np.nan) for r in history], dtype=float)
+    if np.isfinite(change).any():
+        fig, (ax, ax_change) = plt.subplots(2, 1, figsize=(6.4, 5.4), sharex=True, constrained_layout=True,
+                                            height_ratios=[2, 1])
+        ax_change.bar(epochs, 100 * np.nan_to_num(change), color="tab:gray", width=0.6)
+        ax_change.set_ylabel("points that changed\ncluster (%)")
+        ax_change.set_xlabel("epoch")
+    else:
+        fig, ax = plt.subplots(figsize=(6.4, 3.6), constrained_layout=True)
     if np.isfinite(recon).any():
         ax.plot(epochs, recon, "o-", color="tab:blue", label="reconstruction MSE")
-    ax.set_xlabel("epoch")
+    if not np.isfinite(change).any():
+        ax.set_xlabel("epoch")
     ax.set_ylabel("reconstruction MSE (scaled units)")
     handles, labels = ax.get_legend_handles_labels()
     if np.isfinite(kl).any():
@@ -307,7 +388,7 @@ def plot_training_curve(history: list[dict], path, title: str = "DSC training", 
     ax.set_title(title)
     with h5io.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
-    plt.close(fig)
+    return fig
 
 
 def read_train_log(path) -> list[dict]:
