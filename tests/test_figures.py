@@ -55,7 +55,7 @@ def test_captions_say_what_the_fit_says():
     # a step model has no trend term: its step, not a "+0.0 mm/yr" it never measured
     step = {"cluster": 1, "label": "step", "model": "step",
             "descriptors": {"trend_mm_yr": 0.0, "step_mm": -18.34, "step_date": 18479}}
-    assert figures.cluster_caption(1, 10, step) == "1: step, step -18.3 mm on 2020-08-05 (n=10)"
+    assert figures.cluster_caption(1, 10, step) == "1: step of -18.3 mm on 2020-08-05 (n=10)"
     assert figures.cluster_caption(0, 3, {"cluster": 0, "label": "stable",
                                           "descriptors": {"trend_mm_yr": -0.04}}) == "0: stable, +0.0 mm/yr (n=3)"
 
@@ -92,7 +92,7 @@ def test_cluster_series(tmp_path, shards_file):
                                       observed_dates=observed)
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert len(axes) == 5
-    assert axes[0].get_title() == "Cluster 0: subsiding (-8.0 mm/yr)"
+    assert axes[0].get_title() == "Cluster 0: subsiding, -8.0 mm/yr"
     assert axes[0].get_shared_y_axes().joined(axes[0], axes[3])
     labels0 = [t.get_text() for t in axes[0].get_legend().get_texts()]
     assert f"mean (n={counts[0]:,})" in labels0

@@ -91,7 +91,7 @@ def _motion(entry) -> str | None:
     d = (entry or {}).get("descriptors") or {}
     if (entry or {}).get("model") == "step" and d.get("step_mm") is not None:
         when = f" on {days_to_iso(d['step_date'])}" if d.get("step_date") is not None else ""
-        return f"step {float(d['step_mm']):+.1f} mm{when}"
+        return f"step of {float(d['step_mm']):+.1f} mm{when}"
     trend = _trend(entry)
     if trend is None:
         return None
@@ -100,9 +100,16 @@ def _motion(entry) -> str | None:
 
 def cluster_caption(cluster: int, size: int, entry: dict | None) -> str:
     """``"2: subsiding, -8.1 mm/yr (n=4,210)"``; label and motion when the JSON entry has them."""
-    label, motion = (entry or {}).get("label"), _motion(entry)
-    desc = ", ".join(p for p in [label, motion] if p)
+    desc = _describe(entry)
     return f"{cluster}: {desc} (n={size:,})" if desc else f"{cluster} (n={size:,})"
+
+
+def _describe(entry) -> str:
+    """``"subsiding, -8.1 mm/yr"``, or ``"step of -15.9 mm on 2020-01-28"`` (the label said once)."""
+    label, motion = (entry or {}).get("label"), _motion(entry)
+    if label == "step" and motion and motion.startswith("step"):
+        return motion
+    return ", ".join(p for p in [label, motion] if p)
 
 
 def _save(fig, path, dpi):
@@ -213,11 +220,8 @@ def plot_cluster_series(grid_dates: np.ndarray, mean: np.ndarray, std: np.ndarra
             ax.set_visible(False)
             continue
         color, entry = colours[j], entries.get(j)
-        label, motion = (entry or {}).get("label"), _motion(entry)
-        head = f"Cluster {j}" + (f": {label}" if label else "")
-        if motion is not None:
-            head += f" ({motion})"
-        ax.set_title(head, fontsize=11)
+        desc = _describe(entry)
+        ax.set_title(f"Cluster {j}" + (f": {desc}" if desc else ""), fontsize=11)
         if counts[j] == 0:
             ax.text(0.5, 0.5, "empty", transform=ax.transAxes, ha="center", va="center")
             continue
