@@ -4,7 +4,9 @@
     .venv/bin/python bench/dsc_ablations.py --sites demo-mainland --variants cnn-lstm cnn
 
 For every variant (and ``cnn-lstm`` with the SpatialFeatureClustering branch)
-it runs :func:`insarclust.dsc.stage.run_stage` with the ``dsc:`` section of
+it runs :func:`insarclust.dsc.stage.fit_stage` and
+:func:`insarclust.evaluate.evaluate_labelling` (what the ``dsc`` and
+``evaluate`` rules run) with the ``dsc:`` section of
 ``config/config.yaml`` (only ``variant`` / ``spatial_branch`` changed) on
 ``results/{site}/shards.h5``, ``graph.h5`` and ``features/dyn.h5`` and prints
 one row per run: ARI / NMI vs the demo truth, silhouette and Davies-Bouldin in
@@ -24,7 +26,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from insarclust.dsc.stage import run_stage
+from insarclust.dsc.stage import fit_stage
+from insarclust.evaluate import evaluate_labelling
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ["cnn-lstm", "cnn", "lstm", "no-skip", "encoder-only", "cnn-lstm+spatial"]
@@ -38,11 +41,12 @@ def run(site: str, variant: str, cfg: dict, seed: int, results: Path) -> dict:
     truth = ROOT / "resources" / "demo" / f"{site}.truth.csv"
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        *_, result, _ = run_stage(d / "shards.h5", d / "graph.h5", d / "features" / "dyn.h5", cfg=cfg,
-                                  seed=seed, device="cpu", checkpoint_dir=tmp,
-                                  descriptors_path=d / "features" / "descriptors.h5",
-                                  truth_path=truth if truth.exists() else None)
+        labelling, _ = fit_stage(d / "shards.h5", d / "features" / "dyn.h5", cfg=cfg, seed=seed,
+                                 device="cpu", checkpoint_dir=tmp)
         wall = time.perf_counter() - t0
+    result = evaluate_labelling(labelling, graph_path=d / "graph.h5", shards_path=d / "shards.h5",
+                                descriptors_path=d / "features" / "descriptors.h5",
+                                truth_path=truth if truth.exists() else None)
     m, lat = result["metrics"], result["metrics_latent"]
     return {"site": site, "variant": variant, "ari": m.get("ari"), "nmi": m.get("nmi"),
             "silhouette_latent": lat["silhouette"], "davies_bouldin_latent": lat["davies_bouldin"],

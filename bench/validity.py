@@ -7,7 +7,7 @@ turns them into the tables of docs/validity.md):
     python bench/validity.py embed  [--candidates shipped reference ...] [--seeds 0 1] [--max-points 4000]
     python bench/validity.py public [--candidates shipped reference ...] [--seeds 0 1 2]
     python bench/validity.py speed  [--candidates ...] [--threads 2] [--T 272]
-    python bench/validity.py report [--results bench/validity-results]
+    python bench/validity.py report [--out bench/validity-results]
 
 ``sites`` runs what the workflow runs with the shipped ``config/config.yaml``
 (``--set embed.mode=reference`` etc. overrides keys), stage by stage through
