@@ -98,3 +98,14 @@ def test_a_shard_split_that_holds_out_nothing_says_so(caplog):
     with caplog.at_level(logging.WARNING, logger="insarclust.kmeans"):
         split = split_rows(1000, 0.2, "shard", np.array([0, 500, 1000]), seed=0)
     assert split.sum() == 0 and "none held out" in caplog.text
+
+
+def test_an_out_of_range_number_from_the_command_line_is_named_by_its_range():
+    from insarclust.config import first_schema_error
+
+    raw = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    raw["shards"]["grid_step_days"] = "0"     # --config 'shards={"grid_step_days": 0}' hands over text
+    out = coerce_to_schema(raw, SCHEMA)
+    assert out["shards"]["grid_step_days"] == 0
+    where, message = first_schema_error(with_defaults(out, SCHEMA), SCHEMA)
+    assert where == ["shards", "grid_step_days"] and "minimum" in message

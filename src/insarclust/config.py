@@ -32,6 +32,11 @@ def _types(schema: Mapping) -> set:
     return set(kind) if isinstance(kind, list) else {kind} if kind else set()
 
 
+def _right_type(value: Any, schema: Mapping, defs: Mapping) -> bool:
+    """Whether ``value`` has the schema's declared type (ranges and enums aside)."""
+    return "type" in schema and _valid(value, {"type": schema["type"]}, defs)
+
+
 def _coerce(value: Any, schema: Mapping, defs: Mapping) -> Any:
     schema = _resolve(schema or {}, defs)
     # 42.0 or 1e3 where an integer is asked: the schema calls them integers, Python code does not
@@ -62,11 +67,13 @@ def _coerce(value: Any, schema: Mapping, defs: Mapping) -> Any:
                     candidate = number(value)
                 except ValueError:
                     continue
-                if _valid(candidate, schema, defs):
+                if _valid(candidate, schema, defs) or _right_type(candidate, schema, defs):
                     return candidate
             return value
         parsed = _coerce(parsed, schema, defs)
-        return parsed if _valid(parsed, schema, defs) else value
+        # of the right type but out of range ("0" for a positive integer): keep the number, so the
+        # schema's message names the range, not the type
+        return parsed if _valid(parsed, schema, defs) or _right_type(parsed, schema, defs) else value
     if isinstance(value, Mapping):
         props = schema.get("properties", {})
         extra = schema.get("additionalProperties")
