@@ -82,6 +82,13 @@ def test_a_line_break_inside_quotes_stops_with_its_row(tmp_path):
         stops(tmp_path, path, "row 31", "'comment'", "lines 32-33", cfg=ShardsConfig(read_block_mb=block_mb))
 
 
+
+def test_a_quote_that_never_closes_stops_with_its_row(tmp_path):
+    # the "value" runs to the end of the file, past the csv module's field size limit
+    lines = [HEADER + ",comment"] + [row(i) + ",x" for i in range(3000)]
+    lines[2] = row(1) + ',"pipe, 5 in'
+    stops(tmp_path, write(tmp_path / "a.csv", lines), "row 2", "never closes", "stray quote")
+
 @pytest.mark.parametrize("spelling", ["25.01.2020", "25/01/2020", "01-25-2020", "2020 01 25", "200125",
                                       "25Jan2020", "Jan 25, 2020", "202001255"])
 def test_date_headers_in_other_spellings_are_not_dropped(tmp_path, spelling):
@@ -199,7 +206,7 @@ def test_carriage_return_only_line_ends_are_named(tmp_path):
     stops(tmp_path, path, "row 0", "carriage return only", "tr ")
 
 
-@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "cp500"])
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "cp500", "base64"])
 def test_encodings_the_block_reader_cannot_split_are_refused(encoding):
     with pytest.raises(InputError, match=r"(?s)key 'encoding'.*single ASCII bytes.*iconv"):
         get_format("ngu", {"ngu": {**FORMATS["ngu"], "encoding": encoding}})

@@ -60,6 +60,15 @@ def test_inf_is_a_bound_where_the_config_says_so(cfg):
     check_settings(changed(cfg, "shards", max_abs_mm=float("inf")), SITES, STATIC)
 
 
+def test_documented_forms_pass(cfg):
+    # one fanout value for every hop
+    check_settings(changed(cfg, "smooth", mode="fanout", fanout=[10]), SITES, STATIC)
+    # a decomposed pair's own static columns (the workflow adds them to the formats' columns)
+    from insarclust.decompose import PAIR_STATIC
+
+    check_settings(changed(cfg, "embed", static_weight={PAIR_STATIC[0]: 2.0}), SITES, STATIC | set(PAIR_STATIC))
+
+
 def test_command_line_spellings_become_the_types_the_code_needs(cfg):
     raw = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     raw.update(seed=42.0)
@@ -92,6 +101,8 @@ def test_a_built_demo_site_is_checked_against_the_config(tmp_path, cfg):
     # a demo of another size is regenerated first: not judged by the old file
     check_built_sites(sites, changed(changed(cfg, "demo", n_points=5000), "graph", k=500),
                       results=tmp_path / "results")
+    # nor are its dates (demo.start/years regenerate it): 80 epochs, a washout that needs more
+    check_built_sites(sites, changed(same_size, "embed", washout=100), results=tmp_path / "results")
 
 
 def test_a_shard_split_that_holds_out_nothing_says_so(caplog):

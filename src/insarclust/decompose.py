@@ -103,6 +103,9 @@ def los_unit_vectors(static: np.ndarray, names, path) -> tuple[np.ndarray, str]:
             "files have them")
 
 
+# Static columns of a decomposed pair's shards.h5 (after height, when the tracks have it).
+PAIR_STATIC = ("mean_velocity_up", "mean_velocity_east")
+
 # Incidence angles a SAR ground-motion product can have (Sentinel-1 IW: 29-46 degrees):
 # 0 and 90 are no side-looking geometry (0 is often a missing-value code), below 5 is
 # most likely radians.
@@ -378,7 +381,7 @@ def decompose(asc_path, desc_path, out_path, site: str, cfg: DecomposeConfig | N
     S = int(cfg.shard_size)
     n_shards = -(-n_cells // S)
     has_height = asc.height is not None and desc.height is not None
-    static_names = (["height"] if has_height else []) + ["mean_velocity_up", "mean_velocity_east"]
+    static_names = (["height"] if has_height else []) + list(PAIR_STATIC)
     sha = hashlib.sha256("".join(sorted(str(t.shards.attrs.get("source_sha256", ""))
                                         for t in (asc, desc))).encode()).hexdigest()
     attrs = {

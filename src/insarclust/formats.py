@@ -105,9 +105,13 @@ class Format:
             codecs.lookup(self.encoding)
         except LookupError:
             bad("encoding", f"unknown text encoding '{self.encoding}'", "e.g. utf-8 or latin-1")
-        encoder = codecs.getincrementalencoder(self.encoding)()
-        encoder.encode("x")   # a byte-order mark, if the codec writes one, comes out here
-        if encoder.encode(_ASCII_PROBE) != _ASCII_PROBE.encode("ascii"):
+        try:
+            encoder = codecs.getincrementalencoder(self.encoding)()
+            encoder.encode("x")   # a byte-order mark, if the codec writes one, comes out here
+            probe = encoder.encode(_ASCII_PROBE)
+        except (TypeError, ValueError, LookupError):   # bytes-to-bytes codecs (base64, zlib)
+            probe = None
+        if probe != _ASCII_PROBE.encode("ascii"):
             bad("encoding", f"'{self.encoding}' does not store digits, delimiters and line ends as "
                             "single ASCII bytes (UTF-16/UTF-32, EBCDIC), which the block reader needs",
                 f"convert the file, e.g. iconv -f {self.encoding} -t utf-8 in.csv > out.csv, and set "

@@ -443,7 +443,16 @@ def _locate_parse_error(err: Exception | None, src: CsvInput, plan: ColumnPlan, 
         cols = [header[int(m.group(1))]] if m and int(m.group(1)) < len(header) else [c for c in header if c in numeric]
         idx = [header.index(c) for c in cols]
         r, line = 0, reader.line_num
-        for values in reader:
+        values_of = iter(reader)
+        while True:
+            try:
+                values = next(values_of)
+            except StopIteration:
+                break
+            except csv.Error:   # a quote that never closes runs into the field size limit
+                return InputError(f"a quoted value opened on line {line + 1} of the file never closes: a stray "
+                                  "quote (\")", file=src.label, row=r + 1,
+                                  fix="remove the stray quote (values cannot span lines)")
             first_line, line = line + 1, reader.line_num
             if not values:   # a blank line: skipped by the reader, not a row
                 continue

@@ -81,6 +81,6 @@ def check_settings(config: Mapping, sites: Iterable[str], static_columns: Iterab
                                                         f"{', '.join(sorted(known))}")
 
     smooth = config["smooth"]
-    if smooth["mode"] == "fanout" and len(smooth["fanout"]) != int(smooth["H"]):
+    if smooth["mode"] == "fanout" and len(smooth["fanout"]) not in (1, int(smooth["H"])):
         raise _bad("smooth.fanout", f"{len(smooth['fanout'])} entries for smooth.H = {smooth['H']} hops",
-                   "give one neighbour count per hop")
+                   "give one neighbour count per hop, or one for every hop")

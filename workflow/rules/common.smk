@@ -22,6 +22,7 @@ from insarclust import methods as _methods  # noqa: E402
 from insarclust import resources as _resources  # noqa: E402
 from insarclust import sites as _sites  # noqa: E402
 from insarclust import settings_check as _settings_check  # noqa: E402
+from insarclust import decompose as _decompose  # noqa: E402
 from insarclust.config import (
     coerce_to_schema,
     embed_settings,
@@ -56,7 +57,8 @@ _settings_check.check_settings(
         for spec in FORMATS.values()
         for key in ("static", "optional_static", "geometry")
         for col in spec.get(key) or ()
-    },
+    }
+    | set(_decompose.PAIR_STATIC),
 )
 _sites.check_built_sites(SITES, config)
 # sources: files, demo:<preset>, or an asc=...;desc=... pair
