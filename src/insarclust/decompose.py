@@ -76,6 +76,10 @@ class DecomposeConfig:
 # one track
 
 
+# where los_unit_vectors took the vectors from, when it derived them from the viewing angles
+ANGLES = "incidence_angle/track_angle"
+
+
 def los_unit_vectors(static: np.ndarray, names, path) -> tuple[np.ndarray, str]:
     """``(N, 3)`` float64 (east, north, up) LOS unit vectors of a track and where they came from.
 
@@ -93,7 +97,7 @@ def los_unit_vectors(static: np.ndarray, names, path) -> tuple[np.ndarray, str]:
         return np.stack([east, north, up], axis=1), "los_east/los_north/los_up"
     if "incidence_angle" in col and "track_angle" in col:
         e, n, u = coords.los_vector(static[:, col["incidence_angle"]], static[:, col["track_angle"]])
-        return np.stack([e, n, u], axis=1), "incidence_angle/track_angle"
+        return np.stack([e, n, u], axis=1), ANGLES
     raise InputError(
         "the line-of-sight vectors are missing and cannot be derived: the track has neither "
         "los_east/los_up nor incidence_angle/track_angle static columns "
@@ -112,7 +116,7 @@ PAIR_STATIC = ("mean_velocity_up", "mean_velocity_east")
 INCIDENCE_RANGE_DEG = (5.0, 80.0)
 
 
-def _check_geometry(shards, start: int, static, names, los, track: str, path) -> None:
+def _check_geometry(shards, start: int, static, names, los, source: str, track: str, path) -> None:
     """Stop on line-of-sight geometry that would decompose into wrong numbers without a sign
     of trouble: incidence angles no SAR has, and unit vectors pointing down (the satellite
     is above the ground, so a ground-to-satellite vector has up > 0)."""
@@ -120,7 +124,7 @@ def _check_geometry(shards, start: int, static, names, los, track: str, path) ->
         pid = shards.read("points/pid", start + i, start + i + 1)[0]
         raise InputError(f"{track} track, point '{pid}': {problem}", file=path, column=column, fix=fix)
 
-    if "incidence_angle" in names and not {"los_east", "los_up"} <= set(names):
+    if source == ANGLES:
         inc = np.asarray(static[:, names.index("incidence_angle")], dtype=np.float64)
         lo, hi = INCIDENCE_RANGE_DEG
         bad = np.flatnonzero(np.isfinite(inc) & ((inc < lo) | (inc > hi)))
@@ -169,7 +173,7 @@ class Track:
         los_blocks, heights = [], []
         for a, _, static in shards.iter_blocks("points/static", block_rows=1 << 18):
             block_los, source = los_unit_vectors(static, names, path)
-            _check_geometry(shards, a, static, names, block_los, name, path)
+            _check_geometry(shards, a, static, names, block_los, source, name, path)
             los_blocks.append(block_los)
             if "height" in names:
                 heights.append(static[:, names.index("height")].astype(np.float64))

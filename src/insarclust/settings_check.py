@@ -41,11 +41,20 @@ def _non_finite(value, path: str = ""):
     return None
 
 
+def known_static_columns(formats: Mapping) -> set[str]:
+    """Every static column a site can have: the static, optional static and geometry columns of
+    the formats (formats.yaml as a dict), and a decomposed pair's own."""
+    from .decompose import PAIR_STATIC
+
+    return {col for spec in formats.values() for key in ("static", "optional_static", "geometry")
+            for col in spec.get(key) or ()} | set(PAIR_STATIC)
+
+
 def check_settings(config: Mapping, sites: Iterable[str], static_columns: Iterable[str]) -> None:
     """Raise InputError for the first setting that would not do what it says.
 
-    ``sites``: the site names of the site table; ``static_columns``: every
-    static, optional static and geometry column the formats name.
+    ``sites``: the site names of the site table; ``static_columns``:
+    :func:`known_static_columns`.
     """
     hit = _non_finite(config)
     if hit is not None:

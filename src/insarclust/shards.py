@@ -378,9 +378,7 @@ def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg) -> np.ndarray:
 
 def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, sha256) -> dict:
     kept = np.nonzero(keep)[0]
-    n = len(kept)
-    if n == 0:
-        raise InputError("no usable point left after validation", fix="check the input files")
+    n = len(kept)   # > 0: build_shards stops before when nothing is kept
     order = kept[np.lexsort((kept, keys[kept]))]
     rank = np.full(len(keys), -1, dtype=np.int64)
     rank[order] = np.arange(n)

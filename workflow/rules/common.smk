@@ -22,7 +22,6 @@ from insarclust import methods as _methods  # noqa: E402
 from insarclust import resources as _resources  # noqa: E402
 from insarclust import sites as _sites  # noqa: E402
 from insarclust import settings_check as _settings_check  # noqa: E402
-from insarclust import decompose as _decompose  # noqa: E402
 from insarclust.config import (
     coerce_to_schema,
     embed_settings,
@@ -50,15 +49,7 @@ SITES = _sites.read_site_table(config["sites"], _schema("sites"))
 FORMATS = _sites.read_formats(config["formats"], _schema("formats"))
 _sites.check_site_formats(SITES, FORMATS, config["sites"], config["formats"])
 _settings_check.check_settings(
-    config,
-    SITES.index,
-    {
-        col
-        for spec in FORMATS.values()
-        for key in ("static", "optional_static", "geometry")
-        for col in spec.get(key) or ()
-    }
-    | set(_decompose.PAIR_STATIC),
+    config, SITES.index, _settings_check.known_static_columns(FORMATS)
 )
 _sites.check_built_sites(SITES, config)
 # sources: files, demo:<preset>, or an asc=...;desc=... pair
