@@ -91,6 +91,26 @@ def test_mean_of_subnormal_weights_is_finite(fixed_degree):
     np.testing.assert_allclose(out[0], [0.25 * 4 + 0.75 * 8], rtol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["exact", "fanout"])
+def test_far_point_is_averaged_however_large_the_graph(mode):
+    """A point whose neighbours are all far away (tiny gaussian weights) in a graph of
+    unequal degrees gets the weighted mean of its neighbours: its weight total is not
+    lost below the rounding step of the whole graph's total."""
+    n, k = 3001, 10
+    deg = np.full(n, k)
+    deg[0] = k - 1                                  # unequal degrees: the general path
+    indptr = np.r_[0, np.cumsum(deg)]
+    indices = (np.repeat(np.arange(n), deg) + np.concatenate([np.arange(1, d + 1) for d in deg])) % n
+    weight = np.ones(indptr[-1], np.float32)
+    weight[indptr[-2]:] = np.linspace(1e-13, 4e-13, k, dtype=np.float32)   # the last point: far
+    X = np.zeros((n, 1), np.float32)
+    X[:k, 0] = np.arange(k)                         # the last point's neighbours are 0..k-1
+    kw = {"mode": mode, "fanout": [-1]} if mode == "fanout" else {}
+    out = GraphSmoother(H=1, alpha=0.0, **kw).fit(indptr, indices, weight).transform(X)
+    w = weight[indptr[-2]:].astype(np.float64)
+    np.testing.assert_allclose(out[-1, 0], (w * np.arange(k)).sum() / w.sum(), rtol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def knn():
     rng = np.random.default_rng(1)

@@ -141,11 +141,11 @@ def _aggregation_values(indptr, indices, weight, aggregation, degree_scale):
             # Plain k-NN graphs: rows are an (N, k) block; no per-edge row index needed.
             row_sum = w.view(n, k).sum(1, dtype=torch.float64)
         else:
-            # Row sums from a float64 running sum: one pass, no (nnz,) row-index array.
-            running = torch.zeros(len(w) + 1, dtype=torch.float64)
-            torch.cumsum(w, 0, dtype=torch.float64, out=running[1:])
-            row_sum = running[indptr[1:]] - running[indptr[:-1]]
-            del running
+            # Row sums reduced within each row, in float64, with no (nnz,) row-index array.
+            # (A difference of one running sum over the graph loses a row total below the
+            # graph total's rounding step: far points' tiny gaussian weights then sum to 0
+            # or to a wrong value, so they were left unsmoothed or no longer averaged.)
+            row_sum = torch.segment_reduce(w.double(), "sum", lengths=counts, unsafe=True)
         isolated = row_sum <= 0
         # Normalise in float64: far points under a gaussian weighting can have only
         # subnormal float32 weights, whose float32 reciprocal overflows to inf (inf * w = nan).
