@@ -213,3 +213,30 @@ def test_bad_coordinates_name_the_row(tmp_path):
         GeodesicKNNGraph(k=2).fit(np.array([60.0, 60.1, np.nan, 60.2]), np.array([10.0, 10.0, 10.0, 10.0]))
     with pytest.raises(InputError, match="row 1"):
         GeodesicKNNGraph(k=2).fit(np.array([91.0, 60.1, 60.2]), np.array([10.0, 10.0, 10.0]))
+
+
+@pytest.mark.parametrize("copies", [1, 6])
+@pytest.mark.parametrize("symmetric", [False, True])   # streamed histogram / whole-array median
+def test_default_bandwidth_ignores_duplicate_positions(copies, symmetric):
+    """Many points at one position (duplicate PS) leave the default bandwidth at the
+    spacing of distinct positions; counted in, their zero-length links pulled it to ~1 m,
+    and the gaussian weights of every real neighbour rounded to 0."""
+    rng = np.random.default_rng(3)
+    lat, lon = 60 + rng.normal(0, 0.02, 500), 10 + rng.normal(0, 0.04, 500)
+    kw = {"symmetric": symmetric, "block_size": 97}
+    ref = GeodesicKNNGraph(k=10, **kw).fit(lat, lon).bandwidth_m_
+    g = GeodesicKNNGraph(k=10, **kw).fit(np.repeat(lat, copies), np.repeat(lon, copies))
+    nonzero = g.distance_m_[g.distance_m_ > 0]
+    assert g.bandwidth_m_ == pytest.approx(float(np.median(nonzero)))
+    assert g.bandwidth_m_ > 0.3 * ref
+    if copies > 1:
+        assert (g.distance_m_ == 0).mean() > 0.4
+
+
+@pytest.mark.parametrize("skip", [0, 1, 500, 999])
+def test_median_from_histogram_skips_the_smallest(skip):
+    rng = np.random.default_rng(skip)
+    v = rng.lognormal(3, 2, 1000).astype(np.float32)
+    v[rng.choice(1000, skip, replace=False)] = 0
+    got = median_from_histogram(v, _top_bits_histogram(v), skip=skip)
+    assert got == np.median(np.sort(v)[skip:])

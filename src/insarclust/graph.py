@@ -200,15 +200,22 @@ class GeodesicKNNGraph:
         indptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])
 
+        # Links between coincident points (duplicate positions) say nothing about the spacing:
+        # counted in, they pull the median down until real neighbours weigh ~0.
+        n_coincident = int(np.count_nonzero(distance_m == 0))
+        if n_coincident:
+            (log.warning if n_coincident > 0.1 * len(distance_m) else log.info)(
+                "graph: %d of %d neighbour links join points at the same position; the default "
+                "bandwidth is the median of the other links", n_coincident, len(distance_m))
         if self.bandwidth_m is not None:
             bandwidth = float(self.bandwidth_m)
         else:
-            if not len(distance_m):
+            if n_coincident == len(distance_m):
                 bandwidth = float("nan")
             elif k > 0 and streaming:
-                bandwidth = float(median_from_histogram(distance_m, hist))
+                bandwidth = float(median_from_histogram(distance_m, hist, skip=n_coincident))
             else:
-                bandwidth = float(np.median(distance_m))
+                bandwidth = float(np.median(distance_m[distance_m > 0]))
             if not bandwidth > 0:
                 # All neighbours coincide (or no edges): any positive scale gives the same weights.
                 bandwidth = float(self.min_distance_m)
@@ -259,9 +266,10 @@ def _top_bits_histogram(values: np.ndarray) -> np.ndarray:
     return np.bincount(np.ascontiguousarray(values).reshape(-1).view(np.uint32) >> 16, minlength=1 << 16)
 
 
-def median_from_histogram(values: np.ndarray, hist: np.ndarray) -> np.float32:
+def median_from_histogram(values: np.ndarray, hist: np.ndarray, skip: int = 0) -> np.float32:
     """``np.median`` of non-negative float32 ``values``, given :func:`_top_bits_histogram`
-    of them (accumulated block by block while they were computed).
+    of them (accumulated block by block while they were computed); with ``skip``, the
+    median of the values after the ``skip`` smallest (the zeros, say).
 
     The bit patterns of non-negative floats sort like the floats, so the histogram
     names the bin of each middle value; only that bin (~1 % of the values) is
@@ -271,11 +279,12 @@ def median_from_histogram(values: np.ndarray, hist: np.ndarray) -> np.float32:
     n = len(values)
     # negative, infinite or NaN values (sign bit, or an all-ones exponent): not this function's case
     if hist[0x7F80:].any() or hist.sum() != n:
-        return np.median(values)
+        return np.median(np.sort(values)[skip:])
     cum = np.cumsum(hist)
     middle = []
     selected = {}
-    for rank in ((n - 1) // 2, n // 2):
+    m = n - skip
+    for rank in (skip + (m - 1) // 2, skip + m // 2):
         b = int(np.searchsorted(cum, rank, side="right"))
         if b not in selected:
             selected[b] = values[(values.view(np.uint32) >> 16) == b]
