@@ -328,3 +328,22 @@ def test_fit_stage_on_a_derived_source(tmp_path, shards_file):
                                  truth_csv=truth_csv)
     assert result["metrics"]["ari"] > 0.95 and "seed_stability_ari" not in result
     assert result["clusters"][0]["label"] == "subsiding"
+
+
+def test_more_clusters_than_distinct_rows_warns_and_metric_skips_empty(caplog):
+    """k = 5 on 3 distinct rows: two clusters stay empty; the fit says so, and the mean
+    inter-centroid distance is over the 3 real centres, not biased by idle duplicates."""
+    from insarclust import metrics
+
+    rng = np.random.default_rng(0)
+    distinct = rng.normal(size=(3, 4)).astype(np.float32) * 10
+    X = np.repeat(distinct, 400, axis=0)
+    with caplog.at_level("WARNING", logger="insarclust"):
+        model = BatchedKMeans(n_clusters=5, warm_start_size=500, random_state=0).fit(ArraySource(X))
+    sizes = np.bincount(model.labels_, minlength=5)
+    assert (sizes == 0).sum() == 2 and sorted(sizes[sizes > 0]) == [400, 400, 400]
+    assert "2 cluster(s) hold no point" in caplog.text
+    q = metrics.quality_metrics(ArraySource(X), model.labels_, n_clusters=5, seed=0,
+                                silhouette_sample=300, centers=model.cluster_centers_)
+    d = np.linalg.norm(distinct[:, None] - distinct[None], axis=-1)[np.triu_indices(3, 1)]
+    assert q["mean_intercentroid_distance"] == pytest.approx(d.mean(), rel=1e-4)

@@ -270,6 +270,10 @@ class BatchedKMeans(ClusterMixin, BaseEstimator):
             self.labels_[a:b] = labels
             sq_sum += np.bincount(self.split_[a:b], weights=sq, minlength=2)[:2]
             progress.update(b - a)
+        empty = np.flatnonzero(np.bincount(self.labels_, minlength=self.n_clusters) == 0)
+        if len(empty):
+            log.warning("k-means k=%d: %d cluster(s) hold no point (the features have fewer distinct "
+                        "rows, or fewer separable groups, than k): lower kmeans.k", self.n_clusters, len(empty))
         n_split = np.bincount(self.split_, minlength=2)[:2]
         with np.errstate(invalid="ignore", divide="ignore"):
             self.inertia_train_, self.inertia_test_ = (float(v) for v in sq_sum / n_split)

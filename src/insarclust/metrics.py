@@ -123,8 +123,9 @@ def quality_metrics(source, labels: np.ndarray, *, n_clusters: int | None = None
         "silhouette": sampled_silhouette(source, labels, silhouette_sample, seed),
         "davies_bouldin": davies_bouldin(counts, centroids, dist_sum),
         "calinski_harabasz": calinski_harabasz(counts, centroids, sq_sum),
+        # an empty cluster's centre is no cluster (it may even repeat another centre)
         "mean_intercentroid_distance": mean_intercentroid_distance(
-            centroids if centers is None else centers),
+            centroids if centers is None else np.asarray(centers)[counts > 0]),
         "sizes": counts,
         "centroids": centroids,
     }
