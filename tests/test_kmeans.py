@@ -347,3 +347,11 @@ def test_more_clusters_than_distinct_rows_warns_and_metric_skips_empty(caplog):
                                 silhouette_sample=300, centers=model.cluster_centers_)
     d = np.linalg.norm(distinct[:, None] - distinct[None], axis=-1)[np.triu_indices(3, 1)]
     assert q["mean_intercentroid_distance"] == pytest.approx(d.mean(), rel=1e-4)
+
+
+def test_non_finite_feature_stops_kmeans_with_its_row(blobs):
+    """A NaN row would get label 0 without a word; the fit names it."""
+    X = blobs[0].copy()
+    X[4321, 5] = np.inf
+    with pytest.raises(ValueError, match=r"feature row 4321 \(0-based\), column 'x5' is inf"):
+        BatchedKMeans(n_clusters=3, warm_start_size=500).fit(ArraySource(X))

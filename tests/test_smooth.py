@@ -264,3 +264,17 @@ def test_transform_leaves_input_and_earlier_results_untouched(H):
     np.testing.assert_array_equal(X, np.arange(10, dtype=np.float32).reshape(5, 2))
     np.testing.assert_allclose(first, formula(X, H, 0.4, "mean"), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(second, formula(X[::-1], H, 0.4, "mean"), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["exact", "fanout"])
+def test_non_finite_feature_stops_smoothing_with_its_row(shards_file, tmp_path, mode):
+    """One NaN would spread to its neighbours' rows after a hop; the stage names it instead."""
+    shards_path, _ = shards_file
+    build_graph_file(shards_path, tmp_path / "graph.h5", {"k": 5})
+    X, names = make_feature_file(tmp_path / "ok.h5", shards_path)
+    X[17, 2] = np.nan
+    h5io.write_features(tmp_path / "dyn.h5", X, names)
+    with pytest.raises(ValueError, match=r"dyn\.h5: feature row 17 \(0-based\), column 'd2' is nan"):
+        smooth_feature_file(tmp_path / "dyn.h5", tmp_path / "graph.h5", tmp_path / "out.h5",
+                            {"H": 2, "mode": mode, "fanout": [5, 5]})
+    assert not (tmp_path / "out.h5").exists()

@@ -184,6 +184,25 @@ def block_bounds(n_rows: int, shard_offsets=None, block_rows: int = BLOCK_ROWS) 
     return np.stack([start, np.minimum(start + block_rows, shard_stop)], axis=1)
 
 
+def require_finite(X: np.ndarray, rows, source, names: Sequence[str] | None = None) -> np.ndarray:
+    """``X`` (rows ``rows`` of ``source``: an array, or the first row of a block) unchanged,
+    or ValueError naming the first NaN/inf.
+
+    Smoothing would spread one such value to its neighbours' rows and k-means
+    would give it label 0, both without a word.
+    """
+    finite = np.isfinite(X)
+    if finite.all():
+        return X
+    r, c = (int(v[0]) for v in np.nonzero(~finite))
+    names = names if names is not None else getattr(source, "names", None)
+    col = f"'{names[c]}'" if names is not None and c < len(names) else str(c)
+    where = getattr(source, "path", None) or type(source).__name__
+    row = int(rows[r]) if np.ndim(rows) else int(rows) + r
+    raise ValueError(f"{where}: feature row {row} (0-based), column {col} is {X[r, c]}; "
+                     f"features must be finite: rerun the stage that wrote {where}")
+
+
 def iter_blocks(source, block_rows: int = 65536) -> Iterator[tuple[int, int, np.ndarray]]:
     """Sequential ``(start, stop, X)`` over all rows, blocks within shards; memory = one block."""
     for a, b in block_bounds(source.n_rows, getattr(source, "shard_offsets", None), block_rows):

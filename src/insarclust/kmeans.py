@@ -31,7 +31,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from .batches import BLOCK_ROWS, BUFFER_ROWS, as_source, iter_batches, iter_blocks, n_batches
+from .batches import BLOCK_ROWS, BUFFER_ROWS, as_source, iter_batches, iter_blocks, n_batches, require_finite
 from .config import stage_kwargs
 from .labels import Labelling, fit_metrics, order_labels_with_stats
 from .logs import Progress
@@ -197,8 +197,9 @@ class BatchedKMeans(ClusterMixin, BaseEstimator):
                 "passes": [int(s) for s in state[3:]]}
 
     def _stream(self, source, rows, seed):
-        return iter_batches(source, rows, self.batch_size, shuffle=True, seed=seed,
-                            block_rows=self.block_rows, buffer_rows=self.buffer_rows)
+        for idx, X in iter_batches(source, rows, self.batch_size, shuffle=True, seed=seed,
+                                   block_rows=self.block_rows, buffer_rows=self.buffer_rows):
+            yield idx, require_finite(X, idx, source)
 
     def _warm_start_sample(self, source, train_rows, seed) -> tuple[np.ndarray, np.ndarray]:
         """First batches of the train stream until S points, then a uniform sample of S of them."""
@@ -266,7 +267,7 @@ class BatchedKMeans(ClusterMixin, BaseEstimator):
         sq_sum = np.zeros(2)
         progress = Progress(log, n, "k-means labelling points")
         for a, b, X in iter_blocks(source, SWEEP_BLOCK_ROWS):
-            labels, sq = self._assign(X)
+            labels, sq = self._assign(require_finite(X, a, source))
             self.labels_[a:b] = labels
             sq_sum += np.bincount(self.split_[a:b], weights=sq, minlength=2)[:2]
             progress.update(b - a)

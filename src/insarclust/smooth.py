@@ -42,6 +42,7 @@ import torch
 from sklearn.preprocessing import StandardScaler
 
 from . import h5io
+from .batches import require_finite
 from .config import build_stage
 from .logs import Progress, timed
 from .sampling import NeighbourSampler, batch_seed, to_csr
@@ -379,7 +380,7 @@ def smooth_feature_file(features_path, graph_path, out_path, cfg: Mapping, seed:
     if smoother.mode == "exact":
         X = np.empty((n, features.n_features), dtype=np.float32)
         for a, b, block in features.iter_blocks(block_rows):
-            X[a:b] = _standardise(block, scaler)
+            X[a:b] = _standardise(require_finite(block, a, features), scaler)
         before = X[:, :n_moran].copy()
         with timed(log, f"exact smoothing, H={smoother.H}, {n} x {features.n_features}"):
             Y = smoother.transform(torch.from_numpy(X), overwrite=True)
@@ -392,7 +393,7 @@ def smooth_feature_file(features_path, graph_path, out_path, cfg: Mapping, seed:
     else:
         before = np.empty((n, n_moran), dtype=np.float32)
         for a, b, block in features.iter_blocks(block_rows):
-            before[a:b] = _standardise(block, scaler)[:, :n_moran]
+            before[a:b] = _standardise(require_finite(block, a, features), scaler)[:, :n_moran]
         after = np.empty_like(before)
         # Moran's I of the output needs every row, so its attrs are set after the last batch.
         read_rows = _row_reader(features, scaler)
