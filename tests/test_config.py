@@ -52,3 +52,19 @@ def test_unknown_format_in_site_table(tmp_path):
 def test_bad_site_name(tmp_path):
     res = _dry_run(tmp_path, {}, "site\tsource\tformat\nmy site/1\tdemo:mainland\tngu\n")
     assert res.returncode != 0 and "my site/1" in res.stderr + res.stdout
+
+
+@pytest.mark.parametrize("name", ["gpkg_site", "GPKG-1", "gpkgvalley"])
+def test_site_name_reserved_by_geopackage_is_refused_before_any_job(tmp_path, name):
+    """GDAL refuses layer names beginning with 'gpkg' (any case): such a site would fail only
+    at its last job, export_gpkg, after every stage had run."""
+    from insarclust.errors import InputError
+    from insarclust.sites import read_site_table
+
+    path = tmp_path / "sites.tsv"
+    path.write_text(f"site\tsource\tformat\n{name}\tdemo:mainland\tngu\nok\tdemo:mainland\tngu\n")
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "sites.schema.yaml").read_text())
+    with pytest.raises(InputError, match=f"row 1, column 'site': site name '{name}' begins with 'gpkg'"):
+        read_site_table(path, schema)
+    path.write_text("site\tsource\tformat\nmy-gpkg\tdemo:mainland\tngu\n")
+    assert list(read_site_table(path, schema).index) == ["my-gpkg"]

@@ -128,6 +128,7 @@ def test_geopackage_layer_schema_crs_and_rows(tmp_path):
     D = rng.normal(0, 5, (n, len(DESCRIPTOR_NAMES))).astype(np.float32)
     D[:, DESCRIPTOR_NAMES.index("step_date")] = 18000 + rng.integers(0, 900, n)
     D[5, DESCRIPTOR_NAMES.index("step_date")] = np.nan     # no step: an empty date
+    D[6, DESCRIPTOR_NAMES.index("step_mm")] = 0.0          # not significant: the candidate date means nothing
     h5io.write_features(tmp_path / "descriptors.h5", D, DESCRIPTOR_NAMES)
     out = tmp_path / "clusters.gpkg"
     # small blocks: the layer is streamed in many pieces
@@ -160,7 +161,8 @@ def test_geopackage_layer_schema_crs_and_rows(tmp_path):
         assert [col[f"{m}_regime"][r] for r in rows] == [names[arrays[m][r]] for r in rows]
     np.testing.assert_allclose(col["trend_mm_yr"], D[:, 0].astype(np.float64))
     step = col["step_date"]
-    assert np.isnat(step[5]) and step[0] == np.datetime64("1970-01-01") + np.timedelta64(int(D[0, 5]), "D")
+    assert np.isnat(step[5]) and np.isnat(step[6]) and (~np.isnat(step)).sum() == n - 2
+    assert step[0] == np.datetime64("1970-01-01") + np.timedelta64(int(D[0, 5]), "D")
     # point geometry: WKB of (lon, lat)
     import struct
     assert struct.unpack("<dd", bytes(geometry[777])[5:21]) == (lon[777], lat[777])
@@ -191,3 +193,26 @@ def test_geopackage_of_a_projected_site_keeps_its_crs(tmp_path):
     np.testing.assert_array_equal(col["x"], by_pid["easting"].to_numpy())
     import struct
     assert struct.unpack("<dd", bytes(geometry[0])[5:21]) == (col["x"][0], col["y"][0])
+
+
+def test_geopackage_failure_mid_stream_keeps_its_cause(tmp_path, monkeypatch):
+    """GDAL reports a failure inside the Arrow stream only as 'Error while accessing batch from
+    stream'; the original error (file, cause) reaches the user, and no file is left."""
+    from insarclust.export import write_geopackage
+
+    n = 900
+    shards, _ = make_shards_file(tmp_path / "shards.h5", n=n, n_grid=20, shard_size=256)
+    paths, _ = _labels(tmp_path, n, ["kmeans-dyn"])
+    real_read, calls = h5io.Shards.read, []
+
+    def failing_read(self, name, *args, **kwargs):
+        if name == "points/lat":
+            calls.append(1)
+            if len(calls) == 3:
+                raise OSError("shards.h5: can't read data (boom mid-stream)")
+        return real_read(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(h5io.Shards, "read", failing_read)
+    with pytest.raises(OSError, match="boom mid-stream"):
+        write_geopackage(shards, paths, tmp_path / "clusters.gpkg", block_rows=100)
+    assert [p.name for p in tmp_path.iterdir() if "clusters" in p.name and p.is_file()] == []

@@ -233,7 +233,16 @@ def write_geopackage(shards_path, label_paths: Mapping[str, str | os.PathLike], 
     fields.append(pa.field("geometry", pa.binary()))
     schema = pa.schema(fields)
 
+    failure = []
+
     def batches():
+        try:
+            yield from blocks()
+        except Exception as exc:       # GDAL reports it only as "Error while accessing batch from stream"
+            failure.append(exc)
+            raise
+
+    def blocks():
         progress = Progress(log, shards.n_points, "points written to the GeoPackage")
         for start, stop in shards.block_bounds(block_rows=block_rows):
             lat = shards.read("points/lat", start, stop)
@@ -255,7 +264,11 @@ def write_geopackage(shards_path, label_paths: Mapping[str, str | os.PathLike], 
                 for j, name in enumerate(desc_names):
                     values = D[:, j]
                     if name == "step_date":
+                        # the descriptors keep the best candidate's date even where no step is
+                        # significant (step_mm 0): in a GIS layer that is a date with no step
                         ok = np.isfinite(values)
+                        if "step_mm" in desc_names:
+                            ok &= D[:, desc_names.index("step_mm")] != 0
                         cols.append(pa.array(np.where(ok, np.round(values), 0).astype(np.int32),
                                              type=pa.date32(), mask=~ok))
                     else:
@@ -268,8 +281,13 @@ def write_geopackage(shards_path, label_paths: Mapping[str, str | os.PathLike], 
     # GDAL picks the driver by the extension, so the temporary name keeps it
     with h5io.atomic_path(gpkg_path, keep_suffix=True) as tmp:
         reader = pa.RecordBatchReader.from_batches(schema, batches())
-        pyogrio.write_arrow(reader, str(tmp), layer=layer_name, driver="GPKG", geometry_name="geometry",
-                            geometry_type="Point", crs=crs_wkt(crs))
+        try:
+            pyogrio.write_arrow(reader, str(tmp), layer=layer_name, driver="GPKG", geometry_name="geometry",
+                                geometry_type="Point", crs=crs_wkt(crs))
+        except Exception as exc:
+            if failure:
+                raise failure[0] from exc
+            raise
     log.info("wrote %d points x %d methods to %s (layer %s, %s)", shards.n_points, len(methods),
              gpkg_path, layer_name, crs)
     return shards.n_points

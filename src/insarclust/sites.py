@@ -45,6 +45,10 @@ def read_site_table(path, schema: Mapping) -> pd.DataFrame:
             raise InputError(f"bad site row {row}: {bad[1]}", file=path, row=i, column=(bad[0] or [None])[0],
                              fix="site names are letters, digits, - and _ (they become folder names); "
                                  "source and format must not be empty")
+        if row["site"][:4].lower() == "gpkg":
+            raise InputError(f"site name '{row['site']}' begins with 'gpkg', which GeoPackage reserves for its "
+                             "own tables: the site's clusters.gpkg layer (named after the site) could not be "
+                             "written", file=path, row=i, column="site", fix="rename the site")
         parse_source(row["source"], row["site"], str(path))
     repeated = table["site"].duplicated()
     if repeated.any():
