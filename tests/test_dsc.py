@@ -52,7 +52,7 @@ def two_regime_points(n_side=20, n_grid=48, seed=0):
 
 TINY = dict(n_clusters=2, patch_size=3, cell_size_m=40.0, time_stride=2, latent_dim=4, channels=(4, 8),
             lstm_hidden=16, batch_size=32, pretrain_epochs=3, epochs=3, lr=3e-3, update_interval=5,
-            tol=0.0, train_sample=300, random_state=0, log_every_s=1e9)
+            tol=0.0, train_sample=300, random_state=0, log_every_s=1e9, cpu_threads=1)
 
 
 # --------------------------------------------------------------------------- #
@@ -415,3 +415,139 @@ def test_fit_stage_then_evaluate(tmp_path):
                                              "mean_intercentroid_distance"}
     assert "ari" in result["metrics"] and result["training"]["epochs_run"] == 3
     assert (tmp_path / "ck" / "dsc.pt").exists()
+
+
+# --------------------------------------------------------------------------- #
+# reproducibility and edge cases found by review
+
+def test_cpu_result_depends_on_cpu_threads_not_on_the_callers_threads():
+    """Training sums are split per thread: the estimator fixes its own thread count, so the
+    cores a job is given (snakemake --cores 1 lowers the rule's threads) cannot change labels."""
+    points, _ = two_regime_points(n_side=14, n_grid=24)
+    params = dict(TINY, n_clusters=3, pretrain_epochs=1, epochs=1, train_sample=196, cpu_threads=2)
+    probas = []
+    for outer in (1, 3):
+        torch.set_num_threads(outer)
+        est = DeepSpatiotemporalClustering(**params).fit(points)
+        probas.append(est.predict_proba(points))
+        assert torch.get_num_threads() == outer      # restored after fit and predict
+    np.testing.assert_array_equal(probas[0], probas[1])
+
+
+def test_checkpoint_of_other_code_is_not_reused(tmp_path, monkeypatch, caplog):
+    """A finished checkpoint written by other DSC code (or torch) is another model: retrain."""
+    points, _ = two_regime_points(n_side=10, n_grid=24)
+    params = dict(TINY, pretrain_epochs=1, epochs=1, train_sample=100, checkpoint_dir=tmp_path)
+    DeepSpatiotemporalClustering(**params).fit(points)
+    again = DeepSpatiotemporalClustering(**params)
+    with caplog.at_level("INFO", logger="insarclust"):
+        again.fit(points)
+    assert "resumed from" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(dsc_train, "code_digest", lambda: "other code")
+    with caplog.at_level("INFO", logger="insarclust"):
+        DeepSpatiotemporalClustering(**params).fit(points)
+    assert "resumed from" not in caplog.text and "starting afresh" in caplog.text
+
+
+def test_convergence_at_an_epochs_first_batch_logs_no_empty_epoch():
+    """A target refresh that converges before an epoch's first batch ends training without
+    a row of zero losses in the train log (and the loss figure)."""
+    points, _ = two_regime_points(n_side=12, n_grid=24)
+    est = DeepSpatiotemporalClustering(**dict(TINY, train_sample=160, batch_size=32, update_interval=5,
+                                              tol=0.5, pretrain_epochs=2, epochs=4)).fit(points)
+    assert est.converged_
+    assert all(r["recon_loss"] > 0 for r in est.history_)
+    assert [r["epoch"] for r in est.history_] == list(range(1, len(est.history_) + 1))
+
+
+@pytest.mark.parametrize("P", [3, 4])
+def test_spatial_context_leaves_out_the_points_own_cell(P):
+    """The point sits in cell (P // 2, P // 2); for even P that is not flat cell P * P // 2."""
+    net = DSCNet(8, P, 2, latent_dim=4, channels=[4], lstm_hidden=8, spatial_bands=3, spatial_scale_m=100.0)
+    d = torch.full((1, P * P), float("nan"))
+    c = P * (P // 2) + P // 2
+    d[0, c] = 0.0                      # the point itself
+    alone = net.spatial_context(d)
+    assert torch.count_nonzero(alone) == 0        # no neighbour: pools to zeros
+    d[0, (c + 1) % (P * P)] = 80.0
+    assert torch.count_nonzero(net.spatial_context(d)) > 0
+
+
+def test_patch_cells_match_brute_force_on_clustered_points():
+    """Dense blobs: a cell whose 4 nearest candidates all lie in its circle but outside its
+    square can still hold a point; it is found (it was reported empty)."""
+    from insarclust.dsc.patches import east_north
+
+    rng = np.random.default_rng(0)
+    n, side, cell, P = 1500, 600.0, 20.0, 5
+    east, north = rng.uniform(0, side, n), rng.uniform(0, side, n)
+    blob = rng.integers(0, 15, n // 2)
+    ce, cn = rng.uniform(0, side, 15), rng.uniform(0, side, 15)
+    east[: n // 2] = ce[blob] + rng.normal(0, 10, n // 2)
+    north[: n // 2] = cn[blob] + rng.normal(0, 10, n // 2)
+    lat = LAT0 + np.degrees(north / EARTH_RADIUS_M)
+    lon = LON0 + np.degrees(east / (EARTH_RADIUS_M * math.cos(math.radians(LAT0))))
+    ix = PatchIndexer(lat, lon, P, cell)
+    rows = np.arange(0, n, 3)
+    got = ix.index(rows)
+    E, N = east_north(lat, lon)
+    h = cell / 2
+    for a, i in enumerate(rows):
+        d = ix.xyz - ix.xyz[i]
+        pe, pn = d @ E[i], d @ N[i]
+        for r in range(P):
+            for c in range(P):
+                if r == c == P // 2:
+                    continue
+                oe, on = (c - P // 2) * cell, -(r - P // 2) * cell
+                inside = np.flatnonzero((np.abs(pe - oe) <= h) & (np.abs(pn - on) <= h))
+                want = -1 if not len(inside) else inside[np.argmin(np.hypot(pe[inside] - oe, pn[inside] - on))]
+                assert got[a, r, c] == want, (i, r, c)
+
+
+def test_student_t_with_underflowing_kernels_stays_a_distribution():
+    """alpha 50 and far latents: every kernel of a row underflows; q is still finite, sums to 1
+    and has finite gradients (it was 0 / 0)."""
+    torch.manual_seed(0)
+    z = (torch.randn(64, 30) * 30).requires_grad_(True)
+    centroids = torch.randn(4, 30)
+    q = student_t_assignment(z, centroids, 50.0)
+    assert torch.isfinite(q).all()
+    torch.testing.assert_close(q.sum(1), torch.ones(64))
+    assert torch.equal(q.argmax(1), torch.cdist(z, centroids).argmin(1))
+    q[:, 0].sum().backward()
+    assert torch.isfinite(z.grad).all()
+    small = torch.randn(16, 4)
+    kernel = (1 + torch.cdist(small, centroids[:, :4]).pow(2)).pow(-1.0)
+    torch.testing.assert_close(student_t_assignment(small, centroids[:, :4]), kernel / kernel.sum(1, keepdim=True))
+
+
+def test_cell_whose_four_nearest_lie_outside_its_square_still_finds_its_point():
+    """The east cell of a 3 x 3 patch (centre 20 m east, square 10..30 m x -10..10 m): four
+    points 11 m from the cell centre lie just outside the square, one inside lies 13.4 m
+    away. The cell holds that point (the 4 nearest candidates alone reported it empty)."""
+    east = np.array([0.0, 9.0, 31.0, 20.0, 20.0, 29.5])
+    north = np.array([0.0, 0.0, 0.0, 11.0, -11.0, 9.5])
+    lat = LAT0 + np.degrees(north / EARTH_RADIUS_M)
+    lon = LON0 + np.degrees(east / (EARTH_RADIUS_M * math.cos(math.radians(LAT0))))
+    index = PatchIndexer(lat, lon, 3, 20.0).index(np.array([0]))
+    assert index[0, 1, 2] == 5
+    assert index[0, 1, 1] == 0
+
+
+def test_empty_dsc_clusters_are_logged(tmp_path, caplog):
+    """More clusters than the patches separate: the stage says how many stayed empty."""
+    from insarclust import h5io
+    from insarclust.dsc.stage import fit_stage
+
+    shards_path, _ = make_shards_file(tmp_path / "shards.h5", n=300, n_grid=40, shard_size=200)
+    regular = h5io.Shards(shards_path).read("series/regular")
+    h5io.write_features(tmp_path / "dyn.h5", regular[:, ::4], [f"d{j}" for j in range(10)])
+    cfg = dict(k=12, variant="encoder-only", patch_size=3, time_stride=2, latent_dim=4, channels=[4, 8],
+               lstm_hidden=16, batch_size=32, pretrain_epochs=0, epochs=2, update_interval=5,
+               train_sample=200, cpu_threads=1)
+    with caplog.at_level("WARNING", logger="insarclust"):
+        fit, _ = fit_stage(shards_path, tmp_path / "dyn.h5", cfg=cfg, seed=3, device="cpu", silhouette_sample=100)
+    empty = int(np.count_nonzero(np.bincount(fit.labels, minlength=12) == 0))
+    assert empty > 0 and f"dsc k=12: {empty} cluster(s) hold no point" in caplog.text

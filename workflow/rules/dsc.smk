@@ -12,7 +12,7 @@ rule dsc:
         bench_path("dsc")
     conda:
         "../../envs/torch-gpu.yaml"
-    threads: 2
+    threads: int(config["dsc"].get("cpu_threads", 2))
     resources:
         **requests("dsc"),
         gpu=1,

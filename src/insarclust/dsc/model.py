@@ -38,6 +38,7 @@ from torch.nn import functional as F
 from ..layers import SpatialFeatureClustering
 
 VARIANTS = ("cnn-lstm", "cnn", "lstm", "no-skip", "encoder-only")
+_TINY_SUM = 1e-30   # a row sum of Student's-t kernels below this is recomputed in log space
 
 
 # --------------------------------------------------------------------------- #
@@ -51,7 +52,12 @@ def student_t_assignment(z: torch.Tensor, centroids: torch.Tensor, alpha: float 
     """
     sq = torch.cdist(z.float(), centroids.float()).pow(2)
     kernel = (1.0 + sq / alpha).pow(-(alpha + 1.0) / 2.0)
-    return kernel / kernel.sum(dim=1, keepdim=True)
+    total = kernel.sum(dim=1, keepdim=True)
+    # With a large alpha or far latents every kernel value of a row can underflow (0 / 0):
+    # those rows come from the same formula in log space (a softmax), the others as written.
+    exact = kernel / total.clamp_min(_TINY_SUM)
+    logs = torch.softmax(-(alpha + 1.0) / 2.0 * torch.log1p(sq / alpha), dim=1)
+    return torch.where(total > _TINY_SUM, exact, logs)
 
 
 def target_distribution(q: torch.Tensor) -> torch.Tensor:
@@ -236,7 +242,8 @@ class DSCNet(nn.Module):
         neighbours pools to zeros.
         """
         mask = torch.isfinite(distance_m)
-        mask[:, distance_m.shape[1] // 2] = False
+        P = self.patch_size
+        mask[:, P * (P // 2) + P // 2] = False   # the point's cell (P // 2, P // 2), for even P too
         d = torch.where(mask, distance_m, torch.zeros_like(distance_m)).float()
         bands = self.spatial(d, mask)
         weights = mask.float().unsqueeze(-1)

@@ -96,33 +96,49 @@ class PatchIndexer:
         n = len(rows)
         out = np.full((n, P * P), EMPTY, dtype=np.int64)
         off_e, off_n = self.offset_east_m.ravel(), self.offset_north_m.ravel()
-        half = self.cell_size_m / 2
-        # Candidates inside the circle circumscribing a cell; a few nearest are
-        # enough to find the nearest one that lies inside the square.
-        radius = half * np.sqrt(2.0) * (1 + 1e-9)
-        k = 4
         per_chunk = max(1, self.query_chunk // (P * P))
         for s in range(0, n, per_chunk):
             r = rows[s:s + per_chunk]
             east, north = east_north(self.lat[r], self.lon[r])
             centres = (self.xyz[r][:, None, :] + off_e[None, :, None] * east[:, None, :]
                        + off_n[None, :, None] * north[:, None, :]).reshape(-1, 3)
-            dist, idx = self.tree.query(centres, k=k, distance_upper_bound=radius)
-            found = np.isfinite(dist)
-            safe = np.where(found, idx, 0)
-            delta = self.xyz[safe] - centres[:, None, :]  # (m, k, 3)
-            e_rep = np.repeat(east, P * P, axis=0)[:, None, :]
-            n_rep = np.repeat(north, P * P, axis=0)[:, None, :]
-            inside = (found & (np.abs((delta * e_rep).sum(-1)) <= half)
-                      & (np.abs((delta * n_rep).sum(-1)) <= half))
-            first = np.argmax(inside, axis=1)
-            has = inside[np.arange(len(first)), first]
-            chosen = np.where(has, safe[np.arange(len(first)), first], EMPTY)
+            chosen = np.full(len(centres), EMPTY, dtype=np.int64)
+            todo = np.arange(len(centres))
+            e_rep, n_rep = np.repeat(east, P * P, axis=0), np.repeat(north, P * P, axis=0)
+            k = 4
+            while len(todo):
+                picked, undecided = self._nearest_inside(centres[todo], e_rep[todo], n_rep[todo], k)
+                chosen[todo] = picked
+                # all k candidates lay in the cell's circle, none in its square: a nearer-than-
+                # the-corner point may still be inside, so ask for more candidates
+                todo, k = todo[undecided], 4 * k
             out[s:s + len(r)] = chosen.reshape(len(r), P * P)
         out = out.reshape(n, P, P)
         c = P // 2
         out[:, c, c] = rows  # the point itself, even where a twin shares its position
         return out
+
+    def _nearest_inside(self, centres, east, north, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per cell centre (m, 3): the nearest of its ``k`` nearest points that lies inside the
+        square cell (EMPTY if none), and whether that is undecided (all ``k`` lay in the
+        circle around the cell, none in the square, and the tree holds more points)."""
+        half = self.cell_size_m / 2
+        # Candidates inside the circle circumscribing a cell; a few nearest are
+        # usually enough to find the nearest one that lies inside the square.
+        radius = half * np.sqrt(2.0) * (1 + 1e-9)
+        k = min(k, self.n_points)
+        dist, idx = self.tree.query(centres, k=k, distance_upper_bound=radius)
+        dist, idx = dist.reshape(len(centres), k), idx.reshape(len(centres), k)
+        found = np.isfinite(dist)
+        safe = np.where(found, idx, 0)
+        delta = self.xyz[safe] - centres[:, None, :]  # (m, k, 3)
+        inside = (found & (np.abs((delta * east[:, None, :]).sum(-1)) <= half)
+                  & (np.abs((delta * north[:, None, :]).sum(-1)) <= half))
+        first = np.argmax(inside, axis=1)
+        has = inside[np.arange(len(first)), first]
+        picked = np.where(has, safe[np.arange(len(first)), first], EMPTY)
+        undecided = ~has & found[:, -1] & (k < self.n_points)
+        return picked, undecided
 
     def distances_m(self, rows: np.ndarray, index: np.ndarray) -> np.ndarray:
         """(n, P, P) float32 metres from each point to the point in each cell; NaN = empty."""

@@ -41,6 +41,9 @@ def fit_stage(shards_path, dyn_path, *, cfg: dict, seed: int, device: str = "aut
     with timed(log, f"dsc labelling {points.n_points} points"):
         latent, proba = est.embed_and_assign(points)
     k = est.n_clusters
+    empty = int(np.count_nonzero(np.bincount(proba.argmax(axis=1), minlength=k) == 0))
+    if empty:
+        log.warning("dsc k=%d: %d cluster(s) hold no point: lower dsc.k, or train longer (dsc.epochs)", k, empty)
     labels, order, _ = order_labels_with_stats(proba.argmax(axis=1), shards_path, n_clusters=k)
     proba = np.ascontiguousarray(proba[:, order])
     centers = est.cluster_centers_[order]

@@ -25,7 +25,7 @@ import json
 import logging
 import math
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,33 @@ log = logging.getLogger("insarclust.dsc")
 CHECKPOINT_NAME = "dsc.pt"
 # Hyper-parameters that do not change the trained model (a checkpoint stays valid).
 _NOT_IN_FINGERPRINT = {"device", "checkpoint_dir", "predict_block_rows", "log_every_s"}
+# Any change of the code that trains makes an old checkpoint another model's.
+_CODE = tuple(sorted(Path(__file__).parent.glob("*.py"))) + (Path(__file__).parents[1] / "layers.py",)
+
+
+def code_digest() -> str:
+    """SHA-256 of the DSC source files and the torch version (part of the checkpoint fingerprint)."""
+    h = hashlib.sha256(torch.__version__.encode())
+    for path in _CODE:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+@contextmanager
+def torch_threads(n: int | None):
+    """Run with ``n`` torch intra-op threads (None: leave as is), restored afterwards.
+
+    On CPU the training result depends on the thread count (sums are split per
+    thread), so it is a setting of the model, not whatever cores a job was given.
+    """
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -94,7 +121,10 @@ class DeepSpatiotemporalClustering(BaseEstimator):
     ``scale_mm_`` (displacement scale), ``cell_size_m_``, ``n_steps_``,
     ``train_rows_`` (n_train,), ``train_labels_`` (n_train,), ``history_``
     (one dict per epoch: epoch, phase, recon_loss, kl_loss, label_change,
-    seconds), ``converged_``, ``device_``.
+    seconds), ``converged_``, ``device_``. ``train_labels_`` are the labels
+    of the training sample at the last target refresh (the final model's are
+    ``predict(points, train_rows_)``). ``cpu_threads``: torch threads on CPU;
+    CPU results are identical for the same value, whatever cores the job has.
     """
 
     def __init__(self, n_clusters: int = 4, variant: str = "cnn-lstm", patch_size: int = 9,
@@ -104,7 +134,8 @@ class DeepSpatiotemporalClustering(BaseEstimator):
                  pretrain_epochs: int = 5, epochs: int = 4, lr: float = 3e-3, update_interval: int = 50,
                  tol: float = 1e-3, train_sample: int = 3000, centre_weight: float = 0.5,
                  kmeans_n_init: int = 10, device: str = "auto", precision: str = "auto", checkpoint_dir=None,
-                 predict_block_rows: int = 8192, random_state: int = 0, log_every_s: float = 5.0):
+                 predict_block_rows: int = 8192, random_state: int = 0, log_every_s: float = 5.0,
+                 cpu_threads: int = 2):
         self.n_clusters = n_clusters
         self.variant = variant
         self.patch_size = patch_size
@@ -132,6 +163,10 @@ class DeepSpatiotemporalClustering(BaseEstimator):
         self.predict_block_rows = predict_block_rows
         self.random_state = random_state
         self.log_every_s = log_every_s
+        self.cpu_threads = cpu_threads
+
+    def _threads(self):
+        return torch_threads(self.cpu_threads if self.device_ == "cpu" else None)
 
     # ------------------------------------------------------------------ #
     # fit
@@ -161,8 +196,9 @@ class DeepSpatiotemporalClustering(BaseEstimator):
                  self.device_, self.patch_size, self.patch_size, self.cell_size_m_, self.n_steps_,
                  self.scale_mm_, self.variant)
         data = _DeviceMemory(patches, self.scale_mm_, self.device_)
-        self.model_ = self._build_model().to(self.device_)
-        self._train(data, self._fingerprint(points, patches))
+        with self._threads():
+            self.model_ = self._build_model().to(self.device_)
+            self._train(data, self._fingerprint(points, patches))
         self.cluster_centers_ = self.model_.clustering.centroids.detach().cpu().numpy().copy()
         return self
 
@@ -190,6 +226,8 @@ class DeepSpatiotemporalClustering(BaseEstimator):
         params = {k: v for k, v in self.get_params().items() if k not in _NOT_IN_FINGERPRINT}
         params["channels"] = list(params["channels"])
         h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+        h.update(code_digest().encode())
+        h.update(repr(float(self.cell_size_m_)).encode())   # cell_size_m null: from the site's spacing
         h.update(str(points.n_points).encode())
         h.update(np.ascontiguousarray(self.train_rows_).tobytes())
         h.update(np.ascontiguousarray(patches.index).tobytes())
@@ -288,6 +326,12 @@ class DeepSpatiotemporalClustering(BaseEstimator):
                 if joint:
                     state["batches"] += 1
                 progress.update(1)
+            if seen == 0:   # converged before this epoch's first batch: no epoch ran
+                if ckpt is not None:
+                    save_checkpoint(ckpt, {"fingerprint": fingerprint, "model": model.state_dict(),
+                                           "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                                           "state": state})
+                break
             row = {"epoch": epoch + 1, "phase": "joint" if joint else "pretrain",
                    "recon_loss": float(recon_sum) / max(seen, 1) if model.has_decoder else float("nan"),
                    "kl_loss": float(kl_sum) / max(seen, 1) if joint else float("nan"),
@@ -342,6 +386,11 @@ class DeepSpatiotemporalClustering(BaseEstimator):
         q_out = np.empty((n, self.n_clusters), dtype=np.float32)
         progress = Progress(log, n, "dsc labelling points", every_s=self.log_every_s)
         self.model_.eval()
+        with self._threads():
+            self._assign_blocks(points, indexer, blocks, emb_out, q_out, progress)
+        return emb_out, q_out
+
+    def _assign_blocks(self, points, indexer, blocks, emb_out, q_out, progress) -> None:
         done = 0
         for block in blocks:
             data = _DeviceMemory(make_patch_set(points, indexer, block, self.time_stride), self.scale_mm_,
@@ -354,7 +403,6 @@ class DeepSpatiotemporalClustering(BaseEstimator):
                 q_out[done + s:done + s + len(emb)] = q.cpu().numpy()
             done += data.n
             progress.update(data.n)
-        return emb_out, q_out
 
     def transform(self, points: PointSeries, rows=None) -> np.ndarray:
         """Clustering-space embeddings (n, e)."""
