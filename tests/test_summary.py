@@ -116,21 +116,39 @@ def test_comparison_html(jsons, tmp_path):
     assert text.count("<h2>") == 2
 
 
-def test_embedding_verdicts_say_when_the_seed_method_loses(tmp_path):
+def test_embedding_verdicts_compare_like_for_like_and_say_when_the_embedding_loses(tmp_path):
     paths = [_write(tmp_path, s, m, _result(s, m, ari=a)) for s, m, a in [
         ("demo-a", "kmeans-dyn", 0.70), ("demo-a", "kmeans-dyn_smoothed", 0.80),
         ("demo-a", "raw-kmeans", 0.50), ("demo-a", "raw-kmeans_smoothed", 0.90),
+        ("demo-a", "kmeans-dyn+static", 0.95),        # unsmoothed, with statics: not the smoothed pair
+        ("demo-a", "descriptors-kmeans", 0.30),
         ("demo-b", "kmeans-dyn", 0.40), ("demo-b", "kmeans-dyn_smoothed", 0.85),
-        ("demo-b", "raw-kmeans", 0.45), ("demo-b", "raw-kmeans_smoothed", 0.60)]]
+        ("demo-b", "raw-kmeans", 0.45), ("demo-b", "raw-kmeans_smoothed", 0.60),
+        ("demo-b", "kmeans-dyn+static", float("nan")), ("demo-b", "descriptors-kmeans", 0.88)]]
     paths.append(_write(tmp_path, "real", "kmeans-dyn", _result("real", "kmeans-dyn")))
     table = summary.summarize(paths)
     verdicts = summary.embedding_verdicts(table)
     assert len(verdicts) == 2  # no ARI on the real site
     a, b = verdicts
-    assert a.startswith("demo-a:") and "kmeans-dyn, ARI 0.70) beats" in a
-    assert "(kmeans-dyn_smoothed, 0.80) does not beat" in a and "adds nothing beyond the smoothing" in a
-    assert "does not beat k-means on the raw series (raw-kmeans, 0.45)" in b
-    assert "(kmeans-dyn_smoothed, 0.85) beats the raw series smoothed" in b
+    assert a.startswith("demo-a:") and "(kmeans-dyn, ARI 0.70) beats the same on the raw series (raw-kmeans, 0.50)" in a
+    assert "(kmeans-dyn_smoothed, ARI 0.80) loses to the same on the raw series (raw-kmeans_smoothed, 0.90)" in a
+    assert "the embedding adds nothing here" in a
+    assert "(kmeans-dyn+static, 0.95) beats k-means on five descriptors" in a
+    assert "(kmeans-dyn, ARI 0.40) is level with the same on the raw series (raw-kmeans, 0.45)" in b
+    assert "(kmeans-dyn_smoothed, ARI 0.85) beats" in b
+    # a NaN variant is not the best one; within 0.05 is level
+    assert "(kmeans-dyn_smoothed, 0.85) is level with k-means on five descriptors per point" in b
     out = tmp_path / "summary.html"
     summary.write_comparison_html(paths, out)
-    assert "Does the embedding earn its cost?" in out.read_text()
+    text = out.read_text()
+    assert "Does the embedding earn its cost?" in text and "One fit per method with one seed" in text
+
+
+def test_only_truth_metrics_are_highlighted(tmp_path):
+    """Silhouette & co. live in each method's own feature space and spatial coherence favours
+    smoothed methods: no 'best' across methods for them."""
+    paths = [_write(tmp_path, "demo-a", m, _result("demo-a", m, ari=a)) for m, a in
+             [("kmeans-dyn", 0.7), ("raw-kmeans", 0.5)]]
+    table = summary.summarize(paths)
+    html_text = summary.comparison_table_html(table, metrics=["ari", "silhouette", "spatial_coherence"])
+    assert html_text.count('class="best"') == 1 and '<td class="best">0.700</td>' in html_text
