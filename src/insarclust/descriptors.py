@@ -29,9 +29,9 @@ Winter gaps: northern sites have no acquisitions for months each year, and the
 ``shards`` stage fills the regular grid across them (linear interpolation by
 default). Those grid epochs carry no information and would bias the annual
 amplitude (an interpolated straight line replaces the winter half of the
-cycle), so when the site's acquisition dates are given, grid epochs inside an
-acquisition gap longer than ``max_gap_days`` get zero weight (they are left
-out of the fit). A step that happened during a gap is detected across it; its
+cycle), so when the site's acquisition dates are given, only the grid epochs
+backed by an acquisition are fitted (:func:`observed_grid_mask`); never those
+inside an acquisition gap longer than ``max_gap_days``. A step that happened during a gap is detected across it; its
 date is reported as the middle of the gap.
 
 The step is searched only where at least ``min_segment_days`` of supported
@@ -81,10 +81,14 @@ def observed_grid_mask(grid_dates: np.ndarray, observed_dates: np.ndarray | None
                        max_gap_days: float = FIT_DEFAULTS["max_gap_days"]) -> np.ndarray:
     """Grid epochs backed by acquisitions: (G,) bool.
 
-    An epoch is unsupported when it lies strictly inside a gap between two
-    consecutive acquisition dates longer than ``max_gap_days``, or outside
-    the acquisition span. The default of 36 days (three 12-day Sentinel-1
-    revisits) keeps ordinary missed acquisitions but drops the winter gaps.
+    An epoch is backed when it is the grid epoch nearest to an acquisition
+    (within half a grid step): the other epochs only repeat their neighbours
+    by interpolation, and counting them as data shrinks the residual and
+    inflates every significance (after 2021-12-23 Sentinel-1 revisits every
+    12 days, so half of a 6-day grid is interpolated; counted as data, pure
+    noise gave a "significant" step in ~4 % of the series of a real calendar).
+    Epochs inside a gap longer than ``max_gap_days`` between two acquisitions
+    (the winters), or outside the acquisition span, are never backed.
     """
     grid = np.asarray(grid_dates, dtype=np.float64)
     if observed_dates is None or len(observed_dates) == 0:
@@ -94,7 +98,15 @@ def observed_grid_mask(grid_dates: np.ndarray, observed_dates: np.ndarray | None
     on_date = (nxt < len(obs)) & (obs[np.minimum(nxt, len(obs) - 1)] == grid)
     inside = (nxt > 0) & (nxt < len(obs))
     gap = np.where(inside, obs[np.minimum(nxt, len(obs) - 1)] - obs[np.maximum(nxt - 1, 0)], np.inf)
-    return on_date | (inside & (gap <= max_gap_days))
+    supported = on_date | (inside & (gap <= max_gap_days))
+    if len(grid) < 2:
+        return supported
+    half_step = 0.5 * float(np.median(np.diff(grid)))
+    nearest = np.clip(np.searchsorted(grid, obs), 1, len(grid) - 1)
+    nearest = np.where(np.abs(grid[nearest - 1] - obs) <= np.abs(grid[nearest] - obs), nearest - 1, nearest)
+    backed = np.zeros(len(grid), dtype=bool)
+    backed[nearest[np.abs(grid[nearest] - obs) <= half_step]] = True
+    return supported & backed
 
 
 @dataclass(frozen=True)
@@ -291,22 +303,42 @@ def acquisition_dates(dates: np.ndarray, displacement_sample: np.ndarray | None 
 
     An export may carry date columns that are (almost) empty, e.g. winter
     epochs kept as NaN columns; with a sample of rows of ``/series/displacement``
-    (n, T), dates observed in fewer than ``min_coverage`` of the rows are
-    dropped, so their gaps are recognised as gaps.
+    (n, T), a date is kept when at least ``min_coverage`` of the sampled rows
+    whose own observed span (first to last value) contains it have a value
+    there. So winter columns are recognised as gaps, while the dates of a file
+    that covers another period than the rest of the site (a multi-file site)
+    count for the points that file holds.
     """
     dates = np.asarray(dates)
     if displacement_sample is None or len(displacement_sample) == 0:
         return dates
-    coverage = np.mean(~np.isnan(displacement_sample), axis=0)
-    return dates[coverage >= min_coverage]
+    valid = ~np.isnan(displacement_sample)
+    has = valid.any(axis=1)
+    T = valid.shape[1]
+    first = np.argmax(valid, axis=1)
+    last = T - 1 - np.argmax(valid[:, ::-1], axis=1)
+    cols = np.arange(T)
+    spans = has[:, None] & (cols >= first[:, None]) & (cols <= last[:, None])
+    spanning = spans.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        coverage = valid.sum(axis=0) / spanning
+    return dates[(spanning > 0) & (coverage >= min_coverage)]
 
 
-def site_acquisition_dates(shards) -> np.ndarray:
-    """:func:`acquisition_dates` of a ``shards.h5`` from a sample of its first shard's rows
-    (what the descriptors, the cluster interpretation and the decomposition all fit on)."""
-    first = shards.shard_bounds()[0] if shards.n_shards else (0, 0)
-    sample = shards.read("series/displacement", first[0], min(first[1], first[0] + 4096))
-    return acquisition_dates(shards.dates, sample)
+SAMPLE_ROWS = 4096
+
+
+def site_acquisition_dates(shards, sample_rows: int = SAMPLE_ROWS) -> np.ndarray:
+    """:func:`acquisition_dates` of a ``shards.h5`` from a sample of rows spread over every
+    shard (what the descriptors, the cluster interpretation and the decomposition all fit
+    on): the first rows of each shard, ``sample_rows`` in all; one shard's tile could hold
+    only some of a multi-file site's files."""
+    bounds = list(shards.shard_bounds()) if shards.n_shards else []
+    if not bounds:
+        return acquisition_dates(shards.dates, None)
+    per_shard = max(1, sample_rows // len(bounds))
+    parts = [shards.read("series/displacement", a, min(b, a + per_shard)) for a, b in bounds]
+    return acquisition_dates(shards.dates, np.concatenate(parts))
 
 
 def _annual(cos_coef: np.ndarray, sin_coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
