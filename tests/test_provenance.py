@@ -50,11 +50,30 @@ def workdir(tmp_path, monkeypatch):
     metrics = tmp_path / "results/demo-a/clusters/dsc.json"
     metrics.parent.mkdir(parents=True)
     metrics.write_text(json.dumps({"method": "dsc", "device": "cpu", "metrics": {}}))
+    for method in METHODS[1:]:
+        (metrics.parent / f"{method}.json").write_text(json.dumps({"method": method, "metrics": {}}))
     return tmp_path
 
 
+METHODS = ["dsc", "kmeans-dyn", "kmeans-dyn+static_smoothed"]
+
+
+def _metrics(workdir, methods=METHODS):
+    return [workdir / f"results/demo-a/clusters/{m}.json" for m in methods]
+
+
+def test_stale_files_of_methods_this_run_no_longer_has_are_not_counted(workdir):
+    """A variant left out and DSC turned off: their old benchmark and log files stay on disk
+    but are not this run's jobs (they were counted, with their device and time)."""
+    _log(workdir / "logs/dsc/demo-a.log", "INFO torch device: cuda (H200)\n")
+    stages = provenance.stage_records(RULES, "demo-a", _metrics(workdir, ["kmeans-dyn"]))
+    assert "dsc" not in stages
+    assert stages["kmeans"]["jobs"] == 1 and stages["kmeans"]["wall_s"] == 2.0
+    assert stages["shards"]["jobs"] == 1 and stages["embed_part"]["jobs"] == 2   # shared jobs stay
+
+
 def test_stage_records(workdir):
-    stages = provenance.stage_records(RULES, "demo-a", [workdir / "results/demo-a/clusters/dsc.json"])
+    stages = provenance.stage_records(RULES, "demo-a", _metrics(workdir))
     assert set(stages) == {"shards", "kmeans", "embed_part", "dsc"}
     assert stages["shards"]["jobs"] == 1 and stages["shards"]["wall_s"] == 4.5  # not demo-ab's 99
     assert stages["kmeans"]["jobs"] == 2 and stages["kmeans"]["wall_s"] == 5.0

@@ -163,6 +163,28 @@ def device_from_result(result: Mapping) -> str | None:
     return None
 
 
+def _method_of_job(rule: str, wildcards: Mapping) -> str | None:
+    """The method a job's files belong to (None: a job every method shares)."""
+    if "method" in wildcards:
+        return wildcards["method"]
+    if "variant" in wildcards:
+        return f"kmeans-{wildcards['variant']}"
+    if "baseline" in wildcards:
+        return wildcards["baseline"]
+    if rule == "dsc" or rule.endswith("_dsc") or rule.startswith("dsc_"):
+        return "dsc"
+    return None
+
+
+def _of_current_methods(rule: str, wildcards: Mapping, methods: set) -> bool:
+    """False for the benchmark/log files of a method this run no longer has (a variant
+    left out, DSC turned off): they are a former run's, not this one's."""
+    if not methods:
+        return True
+    method = _method_of_job(rule, wildcards)
+    return method is None or method in methods
+
+
 def stage_records(rules: Mapping[str, Mapping], site: str, metrics_paths: Iterable = (),
                   configured_device: str | None = None) -> dict:
     """Per rule: jobs, total wall time, peak memory, device, and per-job entries.
@@ -182,7 +204,9 @@ def stage_records(rules: Mapping[str, Mapping], site: str, metrics_paths: Iterab
             results_device[Path(path).stem] = device
 
     stages: dict[str, dict] = {}
-    bench = find_rule_files({r: v.get("benchmark") for r, v in rules.items()}, site)
+    methods = {Path(p).stem for p in metrics_paths}
+    bench = [f for f in find_rule_files({r: v.get("benchmark") for r, v in rules.items()}, site)
+             if _of_current_methods(f[0], f[1], methods)]
     for rule, wildcards, path in bench:
         record = read_benchmark(path)
         stage = stages.setdefault(rule, {"jobs": 0, "wall_s": 0.0, "max_rss_mb": None, "job_list": []})
@@ -194,7 +218,8 @@ def stage_records(rules: Mapping[str, Mapping], site: str, metrics_paths: Iterab
         job_wc = {k: v for k, v in wildcards.items() if k != "site"}
         stage["job_list"].append({"wildcards": job_wc, "benchmark": path.as_posix(), **record})
 
-    logs = find_rule_files({r: v.get("log") for r, v in rules.items()}, site)
+    logs = [f for f in find_rule_files({r: v.get("log") for r, v in rules.items()}, site)
+            if _of_current_methods(f[0], f[1], methods)]
     devices: dict[str, set] = {}
     for rule, wildcards, path in logs:
         device = device_from_log(path)

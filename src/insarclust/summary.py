@@ -276,7 +276,9 @@ def provenance_html(prov: Mapping) -> str:
     if checks.get("source_sha256"):
         items.append(f"<li>source (as read by shards): <code>{checks['source_sha256']}</code></li>")
     for f in checks.get("files") or []:
-        items.append(f"<li>{html.escape(str(f.get('path')))}: <code>{f.get('sha256')}</code></li>")
+        digest = f.get("sha256")
+        shown = f"<code>{digest}</code>" if digest else "not hashed (<code>report.hash_sources: false</code>)"
+        items.append(f"<li>{html.escape(str(f.get('path')))}: {shown}</li>")
     if items:
         parts.append("<p>input checksums (sha256):</p><ul>" + "".join(items) + "</ul>")
     stages = prov.get("stages") or {}
