@@ -269,3 +269,30 @@ def test_site_acquisition_dates_of_a_multi_file_site_covering_two_periods(tmp_pa
     values[:, (dates > 300) & (dates < 420)] = np.nan   # a winter that nobody observed
     got = site_acquisition_dates(FakeShards(dates, values, [(0, 100), (100, 200), (200, 300), (300, 400)]))
     np.testing.assert_array_equal(got, dates[~((dates > 300) & (dates < 420))])
+
+
+@pytest.mark.parametrize("late", [0.3, 0.5, 0.8])
+def test_point_observed_over_part_of_the_period_is_fitted_on_its_span(late):
+    """A steady -10 mm/yr point first coherent after `late` of the period: its first value is
+    held back to the grid's start (shards); fitted as data that flat stretch gave -6.5 mm/yr and
+    'accelerating' (30 % late) or 'stable' (80 % late), and a step in every series."""
+    from insarclust.descriptors import observed_spans
+    from insarclust.regularize import regular_grid, regularize
+
+    rng = np.random.default_rng(1)
+    dates = np.arange(17000, 17000 + int(4.5 * 365.25), 6).astype(np.int32)
+    grid = regular_grid(dates, 6)
+    t = (dates - dates.mean()) / 365.25
+    V = (-10 * t + rng.normal(0, 1.5, (300, len(dates)))).astype(np.float32)
+    V[:, : int(late * len(dates))] = np.nan
+    R = regularize(V, dates, grid, "linear")
+    model = DescriptorModel(grid, dates).fit()
+    spans = observed_spans(V, dates, grid)
+    assert (spans[:, 0] == np.searchsorted(grid, dates[int(late * len(dates))])).all()
+    D = model.transform(R, spans)
+    assert np.median(D[:, COL["trend_mm_yr"]]) == pytest.approx(-10, abs=0.5)
+    assert np.abs(np.median(D[:, COL["acceleration_mm_yr2"]])) < 0.5
+    assert np.mean(D[:, COL["step_mm"]] != 0) < 0.02
+    # series observed throughout are fitted exactly as without spans
+    full = regularize((-10 * t + rng.normal(0, 1.5, (50, len(dates)))).astype(np.float32), dates, grid, "linear")
+    np.testing.assert_array_equal(model.transform(full, np.tile([0, len(grid) - 1], (50, 1))), model.transform(full))

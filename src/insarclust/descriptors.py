@@ -123,6 +123,7 @@ class _Design:
     step_first: np.ndarray     # (K,) int first supported column index after the step
     dof: int                   # residual degrees of freedom of the full model
     reference_date: float
+    terms: tuple = (0, 1, 2, 3, 4)   # the base columns fitted (of offset, trend, acceleration, cos, sin)
 
 
 def _base_design(dates: np.ndarray, reference_date: float) -> np.ndarray:
@@ -172,6 +173,7 @@ def _design(grid_dates: np.ndarray, mask: np.ndarray, min_segment_days: float,
         step_first=k,
         dof=max(len(dates) - len(terms) - (1 if len(k) else 0), 1),
         reference_date=ref,
+        terms=tuple(terms),
     )
 
 
@@ -209,17 +211,64 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "design_")
         return self.design_.reference_date
 
-    def transform(self, regular: np.ndarray) -> np.ndarray:
-        """(n, G) mm -> (n, D) float32 descriptors; memory ~ n x (G + K) floats."""
+    def transform(self, regular: np.ndarray, spans: np.ndarray | None = None) -> np.ndarray:
+        """(n, G) mm -> (n, D) float32 descriptors; memory ~ n x (G + K) floats.
+
+        ``spans`` (n, 2): the first and last grid index each series was observed
+        at (:func:`observed_spans`). A series observed over part of the grid only
+        has its first/last value held beyond (``shards``); fitted as data, that
+        flat stretch shrank its trend and showed a false acceleration and step.
+        It is fitted on its own span (without the acceleration term when the
+        span is under two years; the shared fit when under 8 epochs).
+        """
         check_is_fitted(self, "design_")
-        d = self.design_
         Y = np.asarray(regular, dtype=np.float32)
         if Y.ndim != 2 or Y.shape[1] != len(self.mask_):
             raise ValueError(f"regular series of shape {Y.shape}, expected (n, {len(self.mask_)})")
+        if spans is None:
+            return self._apply(Y, self.design_)
+        spans = np.asarray(spans, dtype=np.int64).reshape(len(Y), 2)
+        cols = self.design_.columns
+        full = (spans[:, 0] <= cols[0]) & (spans[:, 1] >= cols[-1])
+        if full.all():
+            return self._apply(Y, self.design_)
+        out = np.empty((len(Y), N_DESCRIPTORS), dtype=np.float32)
+        if full.any():
+            out[full] = self._apply(Y[full], self.design_)
+        partial = np.flatnonzero(~full)
+        keys, inverse = np.unique(spans[partial], axis=0, return_inverse=True)
+        order = np.argsort(inverse.ravel(), kind="stable")
+        groups = np.split(partial[order], np.cumsum(np.bincount(inverse.ravel()))[:-1])
+        for (a, b), rows in zip(keys, groups):
+            out[rows] = self._apply(Y[rows], self._span_design(int(a), int(b)))
+        return out
+
+    def _span_design(self, first: int, last: int) -> _Design:
+        """The design of series observed on grid epochs first..last only (cached)."""
+        cache = self.__dict__.setdefault("_span_cache", {})
+        if (first, last) not in cache:
+            grid = np.asarray(self.grid_dates, dtype=np.float64)
+            within = np.zeros(len(grid), dtype=bool)
+            within[max(first, 0):last + 1] = True
+            mask = self.mask_ & within
+            if mask.sum() < _BASE_TERMS + 3:      # too few backed epochs: every epoch of the span
+                mask = within
+            if mask.sum() < _BASE_TERMS + 3:      # too short to fit on its own
+                design = self.design_
+            else:
+                years = (grid[np.flatnonzero(mask)[-1]] - grid[np.flatnonzero(mask)[0]]) / DAYS_PER_YEAR
+                terms = (0, 1, 2, 3, 4) if years >= 2 else (0, 1, 3, 4)
+                design = _design(grid, mask, self.min_segment_days, terms)
+            if len(cache) > 4096:
+                cache.clear()
+            cache[(first, last)] = design
+        return cache[(first, last)]
+
+    def _apply(self, Y: np.ndarray, d: _Design) -> np.ndarray:
         if len(d.columns) != Y.shape[1]:
             Y = Y[:, d.columns]
         n = len(Y)
-        coef = Y @ d.base_pinv.T                              # (n, 5)
+        coef = Y @ d.base_pinv.T                              # (n, P)
         resid = Y - coef @ d.base.T                           # (n, Gs)
         rss_base = np.einsum("ij,ij->i", resid, resid, dtype=np.float64)
         out = np.empty((n, N_DESCRIPTORS), dtype=np.float32)
@@ -240,6 +289,10 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
             step = np.zeros(n)
             step_date = np.full(n, np.nan)
             rss = rss_base
+        if len(d.terms) != _BASE_TERMS:                       # terms left out are 0
+            full_coef = np.zeros((n, _BASE_TERMS))
+            full_coef[:, list(d.terms)] = coef
+            coef = full_coef
         out[:, 0] = coef[:, 1]
         out[:, 1] = coef[:, 2]
         out[:, 2], out[:, 3] = _annual(coef[:, 3], coef[:, 4])
@@ -426,6 +479,23 @@ def infer_acquisition_dates(series: np.ndarray, grid_dates: np.ndarray, rtol: fl
     return grid_dates[~interpolated]
 
 
+def observed_spans(displacement: np.ndarray, dates: np.ndarray, grid_dates: np.ndarray) -> np.ndarray:
+    """(n, 2) first and last grid index of each row's observed values (``/series/displacement``
+    (n, T) on ``dates`` (T,)); a row without any value gets the whole grid."""
+    valid = ~np.isnan(np.asarray(displacement))
+    n, T = valid.shape
+    grid = np.asarray(grid_dates, dtype=np.float64)
+    has = valid.any(axis=1)
+    first = np.asarray(dates, dtype=np.float64)[np.argmax(valid, axis=1)]
+    last = np.asarray(dates, dtype=np.float64)[T - 1 - np.argmax(valid[:, ::-1], axis=1)]
+    half = 0.5 * float(np.median(np.diff(grid))) if len(grid) > 1 else 0.0
+    a = np.searchsorted(grid, first - half, side="left")
+    b = np.searchsorted(grid, last + half, side="right") - 1
+    a = np.where(has, np.clip(a, 0, len(grid) - 1), 0)
+    b = np.where(has, np.clip(b, 0, len(grid) - 1), len(grid) - 1)
+    return np.stack([a, np.maximum(a, b)], axis=1)
+
+
 def write_descriptors(shards_path, out_path, *, max_gap_days: float = FIT_DEFAULTS["max_gap_days"],
                       min_segment_days: float = FIT_DEFAULTS["min_segment_days"], step_z_min: float = FIT_DEFAULTS["step_z_min"],
                       block_rows: int = 65536, log=None) -> DescriptorModel:
@@ -452,7 +522,15 @@ def write_descriptors(shards_path, out_path, *, max_gap_days: float = FIT_DEFAUL
              "grid_epochs_used": len(model.design_.columns)}
     progress = Progress(log, shards.n_points, "descriptors (series)")
     with h5io.FeatureWriter(out_path, shards.n_points, DESCRIPTOR_NAMES, attrs) as writer:
+        partial = 0
         for start, stop, regular in shards.iter_blocks("series/regular", block_rows=block_rows):
-            writer.write(start, model.transform(regular))
+            spans = observed_spans(shards.read("series/displacement", start, stop), shards.dates,
+                                   shards.grid_dates)
+            cols = model.design_.columns
+            partial += int(np.count_nonzero((spans[:, 0] > cols[0]) | (spans[:, 1] < cols[-1])))
+            writer.write(start, model.transform(regular, spans))
             progress.update(stop - start)
+        if partial:
+            log.info("descriptors: %d of %d points observed over part of the period only, each fitted "
+                     "on its own span", partial, shards.n_points)
     return model
