@@ -9,8 +9,11 @@ Treatment of gaps (the same for every method unless stated):
 
 * inside the observed span: the method's interpolant through the observed
   samples (``linear``, ``pchip``, ``makima``), or the robust trend
-  (``ransac``: unobserved grid epochs get the trend, observed ones keep their
-  value);
+  (``ransac``: observed grid epochs keep their value; inside a gap of up to
+  :data:`RANSAC_SHORT_GAP_DAYS` between two observations (a missed acquisition,
+  the 12-day revisit on a 6-day grid) the trend plus the residual interpolated
+  linearly between them, so the series stays continuous; inside longer gaps
+  (winters) the robust trend);
 * before the first / after the last observation (leading/trailing gaps): the
   first / last observed value is held constant; cubic or linear
   extrapolation of a noisy end point would invent motion. ``ransac`` instead
@@ -24,6 +27,10 @@ from __future__ import annotations
 import numpy as np
 
 METHODS = ("linear", "pchip", "makima", "ransac")
+# ransac: gaps up to this long are bridged along the residual, longer ones follow the trend
+# (three 12-day revisits, as the descriptors' max_gap_days). With the trend in every gap,
+# a 12-day revisit on a 6-day grid alternated between the data and the trend line.
+RANSAC_SHORT_GAP_DAYS = 36.0
 
 
 def regular_grid(dates: np.ndarray, step_days: int) -> np.ndarray:
@@ -357,6 +364,18 @@ def regularize(values: np.ndarray, dates: np.ndarray, grid: np.ndarray, method: 
     if method == "ransac":
         slope, icpt = robust_trend(values, dates, ransac_trials, ransac_threshold_mm, seed)
         out = icpt[:, None] + slope[:, None] * (grid[None, :] - dates[0])
+        # inside short gaps: the residual from the trend, interpolated between the observations
+        resid = y - (icpt[:, None] + slope[:, None] * (x - dates[0]))
+        k1 = np.minimum(k + 1, T - 1)
+        x0, x1 = np.take_along_axis(x, k, axis=1), np.take_along_axis(x, k1, axis=1)
+        r0, r1 = np.take_along_axis(resid, k, axis=1), np.take_along_axis(resid, k1, axis=1)
+        span = x1 - x0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t = np.where(span > 0, (grid[None, :] - x0) / np.where(span > 0, span, 1.0), 0.0)
+        inside = (grid[None, :] >= x[:, :1]) & (grid[None, :] <= np.take_along_axis(
+            x, np.maximum(count - 1, 0)[:, None], axis=1))
+        bridged = inside & (span <= RANSAC_SHORT_GAP_DAYS) & (t >= 0) & (t <= 1)
+        out = np.where(bridged, out + r0 + t * (r1 - r0), out)
         # observed values kept where a grid epoch coincides with an observation
         pos = np.searchsorted(dates, grid)
         pos_c = np.minimum(pos, T - 1)
