@@ -191,3 +191,20 @@ def test_a_threshold_changes_the_names_not_the_fit(tmp_path, shards_file):
     assert [c["label"] for c in low["clusters"]] == ["subsiding", "seasonal", "stable", "uplifting"]
     assert {c["label"] for c in high["clusters"]} == {"stable"}
     assert low["metrics"]["silhouette"] == high["metrics"]["silhouette"]
+
+
+def test_peak_day_spread_is_circular(tmp_path):
+    """Peaks on 29 December and 2 January are 4 days apart, not 361: the spread is the
+    circular one (the plain std gave ~180 days for a cluster peaking around New Year)."""
+    from insarclust.descriptors import DESCRIPTOR_NAMES
+
+    peak = DESCRIPTOR_NAMES.index("annual_peak_doy")
+    D = np.zeros((400, len(DESCRIPTOR_NAMES)), np.float32)
+    D[:200, peak] = np.where(np.arange(200) % 2, 363.25, 2.0)     # cluster 0: 4 days apart across New Year
+    D[200:, peak] = np.where(np.arange(200) % 2, 180.0, 186.0)    # cluster 1: around 1 July
+    D[:, 0] = np.arange(400)
+    h5io.write_features(tmp_path / "d.h5", D, DESCRIPTOR_NAMES)
+    labels = np.r_[np.zeros(200, int), np.ones(200, int)]
+    spread = evaluate.member_spread(tmp_path / "d.h5", labels, 2)
+    np.testing.assert_allclose(spread["annual_peak_doy"], [2.0, 3.0], rtol=0.01)
+    np.testing.assert_allclose(spread["trend_mm_yr"], [np.arange(200).std(), np.arange(200).std()], rtol=1e-6)

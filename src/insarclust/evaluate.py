@@ -19,6 +19,7 @@ import numpy as np
 
 from . import h5io, metrics
 from .batches import as_source, block_bounds
+from .dates import DAYS_PER_YEAR
 from .descriptors import site_acquisition_dates
 from .errors import InputError
 from .interpret import VOCABULARY, describe_clusters
@@ -62,12 +63,34 @@ def load_truth(truth_path, pids: np.ndarray) -> np.ndarray:
 
 
 def member_spread(descriptors_path, labels: np.ndarray, n_clusters: int) -> dict:
-    """Descriptor name -> ``(K,)`` std of that descriptor across each cluster's members."""
+    """Descriptor name -> ``(K,)`` std of that descriptor across each cluster's members.
+
+    The annual peak day is on a circle (31 December and 1 January are a day
+    apart): its spread is the circular standard deviation, in days.
+    """
     source = as_source(descriptors_path)
-    blocks = ((int(a), int(b), source.read(int(a), int(b)))
-              for a, b in block_bounds(source.n_rows, None, metrics.METRIC_BLOCK_ROWS))
-    _, std, _ = grouped_mean_std(blocks, labels, n_clusters)
-    return {name: std[:, j] for j, name in enumerate(source.names)}
+    names = list(source.names)
+    peak = names.index("annual_peak_doy") if "annual_peak_doy" in names else None
+    labels = np.asarray(labels, dtype=np.int64)
+    cos_sum, sin_sum = np.zeros(n_clusters), np.zeros(n_clusters)
+
+    def blocks():
+        for a, b in block_bounds(source.n_rows, None, metrics.METRIC_BLOCK_ROWS):
+            X = source.read(int(a), int(b))
+            if peak is not None:
+                angle = 2 * np.pi * (X[:, peak].astype(np.float64) - 1.0) / DAYS_PER_YEAR
+                cos_sum[:] += np.bincount(labels[a:b], weights=np.cos(angle), minlength=n_clusters)
+                sin_sum[:] += np.bincount(labels[a:b], weights=np.sin(angle), minlength=n_clusters)
+            yield int(a), int(b), X
+
+    _, std, counts = grouped_mean_std(blocks(), labels, n_clusters)
+    spread = {name: std[:, j] for j, name in enumerate(names)}
+    if peak is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            length = np.clip(np.hypot(cos_sum, sin_sum) / counts, 1e-12, 1.0)
+            spread["annual_peak_doy"] = np.where(counts > 0, np.sqrt(-2 * np.log(length)) * DAYS_PER_YEAR
+                                                 / (2 * np.pi), np.nan)
+    return spread
 
 
 def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descriptors_path=None,
