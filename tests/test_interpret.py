@@ -108,6 +108,11 @@ def test_suggest_label_rules():
     assert suggest_label(dict(base, trend_mm_yr=-1.5, acceleration_mm_yr2=-0.75 * 2), span) == "accelerating"
     assert suggest_label(dict(base, trend_mm_yr=-3.0, step_mm=-14.0), span) == "step"
     assert suggest_label(dict(base, trend_mm_yr=-4.0, step_mm=-14.0), span) == "subsiding"
+    # subsidence turning to rebound (-12 -> +10 mm/yr over 5.5 years): mid velocity -1.6,
+    # but the ground moved ~18 mm: not stable (slowing down: not accelerating)
+    assert suggest_label(dict(base, trend_mm_yr=-1.6, acceleration_mm_yr2=4.0), 5.5) == "subsiding"
+    # a small curvature with small velocities throughout stays stable
+    assert suggest_label(dict(base, trend_mm_yr=-0.5, acceleration_mm_yr2=0.5), span) == "stable"
 
 
 def test_polynomial_range():

@@ -6,7 +6,10 @@ are nearly noise-free, and the label is read off them with four thresholds
 (the ``interpret:`` config section; reasoning in docs/interpretation.md):
 
 1. Each signature is *present* when it exceeds its threshold: the trend when
-   |trend| >= ``stable_trend_mm_yr`` (or the series is accelerating, below),
+   |trend| >= ``stable_trend_mm_yr`` or, with |acceleration| >=
+   ``acceleration_mm_yr2``, the velocity at either end of the period does
+   (speeding up, or subsidence that turns to rebound: a mid-period velocity
+   near 0 does not mean the ground stood still),
    the annual cycle when its amplitude >= ``seasonal_amplitude_mm``, the step
    when |step| >= ``step_mm``.
 2. Step or trend: a drop can be explained by a trend or by a step, and the
@@ -96,13 +99,21 @@ def signature_magnitudes(descriptors: Mapping, span_years: float, thresholds: Ma
     if step_explains(step_model, thr):
         out["step"] = abs(float(step_model["step_mm"]))
     else:
-        if abs(v) >= thr["stable_trend_mm_yr"] or is_accelerating(v, a, span_years, thr):
+        if abs(v) >= thr["stable_trend_mm_yr"] or curving(v, a, span_years, thr):
             out["trend"] = polynomial_range_mm(v, a, span_years)
         if abs(step) >= thr["step_mm"]:
             out["step"] = abs(step)
     if amplitude >= thr["seasonal_amplitude_mm"]:
         out["seasonal"] = 2.0 * amplitude
     return out
+
+
+def curving(trend_mm_yr: float, acceleration_mm_yr2: float, span_years: float, thresholds: Mapping) -> bool:
+    """|a| above threshold and the velocity at the start or the end of the period above the
+    trend threshold, whatever the mid-period velocity (which includes :func:`is_accelerating`)."""
+    v, a, h = float(trend_mm_yr), float(acceleration_mm_yr2), 0.5 * float(span_years)
+    return (abs(a) >= thresholds["acceleration_mm_yr2"]
+            and max(abs(v - a * h), abs(v + a * h)) >= thresholds["stable_trend_mm_yr"])
 
 
 def is_accelerating(trend_mm_yr: float, acceleration_mm_yr2: float, span_years: float,
