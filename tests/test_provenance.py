@@ -43,7 +43,8 @@ def workdir(tmp_path, monkeypatch):
     _bench(tmp_path / "benchmarks/embed/demo-a.1-of-2.tsv", 10.0, 800.0)
     _bench(tmp_path / "benchmarks/embed/demo-a.2-of-2.tsv", 11.0, 900.0)
     _bench(tmp_path / "benchmarks/dsc/demo-a.tsv", 30.0, 1500.0)
-    _log(tmp_path / "logs/embed/demo-a.1-of-2.log", "2025 INFO insarclust: embedding on device: cuda:0\n")
+    _log(tmp_path / "logs/embed/demo-a.1-of-2.log", "2025 INFO insarclust: torch device: cuda:0 (H200), "
+                                                    "torch 2.13.0+cu130\n")
     _log(tmp_path / "logs/embed/demo-a.2-of-2.log", "2025 INFO insarclust: device=cuda:0 batch 1024\n")
     _log(tmp_path / "logs/dsc/demo-a.log", "INFO nothing about it\n")
     _log(tmp_path / "logs/shards/demo-a.log", "INFO read 3 files\n")
@@ -85,7 +86,7 @@ def test_stage_records(workdir):
     assert embed["job_list"][0]["wildcards"] == {"part": "1", "n": "2"}
     assert embed["job_list"][0]["cpu_time_s"] == 5.0
     # devices: from logs (embed), from the metrics JSON (dsc), cpu for non-torch rules
-    assert embed["device"] == "cuda:0"
+    assert embed["device"] == "cuda:0" and embed["torch"] == "2.13.0+cu130"
     assert stages["dsc"]["device"] == "cpu"
     assert stages["shards"]["device"] == "cpu"
 
@@ -134,6 +135,13 @@ def test_git_state(tmp_path):
     run("commit", "-q", "-m", "x")
     head = run("rev-parse", "HEAD")
     assert provenance.git_state(tmp_path) == {"commit": head, "dirty": False}
+    # untracked data in the checkout is not a code change; a new module is
+    (tmp_path / "data.csv").write_text("x")
+    assert provenance.git_state(tmp_path) == {"commit": head, "dirty": False}
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "new.py").write_text("x = 1")
+    assert provenance.git_state(tmp_path) == {"commit": head, "dirty": True}
+    (tmp_path / "src" / "new.py").unlink()
     (tmp_path / "f").write_text("2")
     assert provenance.git_state(tmp_path) == {"commit": head, "dirty": True}
 

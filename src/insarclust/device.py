@@ -19,5 +19,5 @@ def resolve_device(device: str = "auto") -> str:
     if chosen not in _logged:  # provenance reads the device of each stage from its log
         _logged.add(chosen)
         name = torch.cuda.get_device_name(chosen) if chosen.startswith("cuda") else "cpu"
-        log.info("torch device: %s (%s)", chosen, name)
+        log.info("torch device: %s (%s), torch %s", chosen, name, torch.__version__)
     return chosen

@@ -50,6 +50,9 @@ def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
     return out
 
 
+CODE_PATHS = ("src", "scripts", "workflow", "Snakefile", "envs", "profiles")
+
+
 def git_state(repo_dir) -> dict:
     """``{"commit": sha or "unknown", "dirty": bool | None}`` of the workflow checkout."""
     def _git(*args):
@@ -61,7 +64,10 @@ def git_state(repo_dir) -> dict:
     except (OSError, subprocess.SubprocessError):
         return {"commit": "unknown", "dirty": None}
     try:
-        dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+        # changed tracked files anywhere, or new (untracked) files among the code; not
+        # untracked data a user keeps in the checkout
+        dirty = bool(_git("status", "--porcelain", "--untracked-files=no")) or bool(
+            _git("status", "--porcelain", "--untracked-files=normal", "--", *CODE_PATHS))
     except (OSError, subprocess.SubprocessError):
         dirty = None
     return {"commit": commit, "dirty": dirty}
@@ -144,6 +150,20 @@ def read_benchmark(path) -> dict:
     return {"wall_s": num("s"), "max_rss_mb": num("max_rss"), "cpu_time_s": num("cpu_time")}
 
 
+_TORCH_RE = re.compile(r"torch device: .*, torch (\S+)")
+
+
+def torch_version_from_log(path) -> str | None:
+    """The torch version a torch stage logged with its device (None when it logged none)."""
+    version = None
+    with open(path, errors="replace") as fh:
+        for line in fh:
+            m = _TORCH_RE.search(line)
+            if m:
+                version = m.group(1)
+    return version
+
+
 def device_from_log(path) -> str | None:
     """The last device named in a log file (None when it names none)."""
     device = None
@@ -221,16 +241,23 @@ def stage_records(rules: Mapping[str, Mapping], site: str, metrics_paths: Iterab
     logs = [f for f in find_rule_files({r: v.get("log") for r, v in rules.items()}, site)
             if _of_current_methods(f[0], f[1], methods)]
     devices: dict[str, set] = {}
+    torch_versions: dict[str, set] = {}
     for rule, wildcards, path in logs:
         device = device_from_log(path)
         if device:
             devices.setdefault(rule, set()).add(device)
+        version = torch_version_from_log(path)
+        if version:
+            torch_versions.setdefault(rule, set()).add(version)
     for rule, info in rules.items():
         if rule not in stages and rule not in devices:
             continue
         stage = stages.setdefault(rule, {"jobs": 0, "wall_s": None, "max_rss_mb": None, "job_list": []})
         found = set(devices.get(rule, set()))
         found |= {d for method, d in results_device.items() if method == rule or method.startswith(rule)}
+        if torch_versions.get(rule):
+            # the stage's own environment (a conda env per rule on a cluster), not provenance's
+            stage["torch"] = ", ".join(sorted(torch_versions[rule]))
         if found:
             stage["device"] = ", ".join(sorted(found))
         elif not info.get("device"):
@@ -261,6 +288,8 @@ def build_provenance(site: str, *, config: Mapping, site_row: Mapping | None = N
         "config": config,
         "git": git_state(repo_dir) if repo_dir is not None else {"commit": "unknown", "dirty": None},
         "packages": package_versions(),
+        "packages_note": ("versions in the environment of the provenance job; with a conda env per rule "
+                          "the torch stages' own torch version is under stages.<rule>.torch"),
         "environment": {"python_executable": sys.executable, "platform": platform.platform()},
         "inputs": input_checksums(shards_path, files, hash_files=hash_files),
         "stages": stage_records(rules or {}, site, metrics_paths, configured_device=config.get("device")),
