@@ -208,3 +208,12 @@ def test_peak_day_spread_is_circular(tmp_path):
     spread = evaluate.member_spread(tmp_path / "d.h5", labels, 2)
     np.testing.assert_allclose(spread["annual_peak_doy"], [2.0, 3.0], rtol=0.01)
     np.testing.assert_allclose(spread["trend_mm_yr"], [np.arange(200).std(), np.arange(200).std()], rtol=1e-6)
+
+
+def test_quality_metrics_with_more_centres_than_used_labels():
+    """k = 3 centres, labels only 0 and 1 (an empty cluster last), n_clusters not given."""
+    X = np.r_[np.zeros((50, 2)), np.ones((50, 2)) * 10].astype(np.float32)
+    labels = np.r_[np.zeros(50, int), np.ones(50, int)]
+    centers = np.array([[0, 0], [10, 10], [10, 10]], np.float64)
+    q = metrics.quality_metrics(ArraySource(X), labels, seed=0, silhouette_sample=50, centers=centers)
+    assert q["mean_intercentroid_distance"] == pytest.approx(np.hypot(10, 10))

@@ -75,6 +75,11 @@ DESCRIPTOR_NAMES = [
 ]
 N_DESCRIPTORS = len(DESCRIPTOR_NAMES)
 _BASE_TERMS = 5  # offset, trend, acceleration, annual cos, annual sin
+# A series observed over part of the grid only is fitted on its own span: with the acceleration
+# term from this many years on, with offset + trend + annual cycle from this many, a line from
+# "line" years (over under ~1.5 years trend and annual cycle cannot be told apart); shorter
+# spans keep the shared fit without its step search.
+SPAN_YEARS = {"acceleration": 3.0, "annual": 1.5, "line": 1.0}
 
 
 def observed_grid_mask(grid_dates: np.ndarray, observed_dates: np.ndarray | None,
@@ -140,14 +145,17 @@ def reference_date_of(grid_dates: np.ndarray) -> float:
 
 
 def _design(grid_dates: np.ndarray, mask: np.ndarray, min_segment_days: float,
-            terms: tuple = (0, 1, 2, 3, 4)) -> _Design:
-    """The shared fit; ``terms`` picks base columns (offset, trend, acceleration, cos, sin)."""
+            terms: tuple = (0, 1, 2, 3, 4), reference_date: float | None = None,
+            steps: bool = True) -> _Design:
+    """The shared fit; ``terms`` picks base columns (offset, trend, acceleration, cos, sin);
+    ``reference_date`` the time origin (default: the middle of the grid); ``steps``
+    False: no step search."""
     grid = np.asarray(grid_dates, dtype=np.float64)
     columns = np.flatnonzero(mask)
     if len(columns) < _BASE_TERMS + 3:  # too few supported epochs: use the whole grid
         columns = np.arange(len(grid))
     dates = grid[columns]
-    ref = reference_date_of(grid)
+    ref = reference_date_of(grid) if reference_date is None else float(reference_date)
     B = _base_design(dates, ref)[:, list(terms)]
     B_pinv = np.linalg.pinv(B)
     # step candidates: first supported epoch after the step at position k
@@ -156,6 +164,8 @@ def _design(grid_dates: np.ndarray, mask: np.ndarray, min_segment_days: float,
     k = k[enough]
     if len(k) == 0:  # very short series: allow every interior position
         k = np.arange(1, len(dates))
+    if not steps:
+        k = k[:0]
     H = (np.arange(len(dates))[:, None] >= k[None, :]).astype(np.float64)
     M = B_pinv @ H
     U = H - B @ M
@@ -186,7 +196,7 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
     only: ``mask_`` (G,) of the fitted epochs, ``design_``);
     ``transform(regular (n, G)) -> (n, D) float32`` with columns
     :data:`DESCRIPTOR_NAMES`. Rows are independent of how a site is cut into
-    blocks.
+    blocks (to float32 rounding).
     """
 
     def __init__(self, grid_dates=None, observed_dates=None, max_gap_days: float = FIT_DEFAULTS["max_gap_days"],
@@ -202,6 +212,7 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
         if self.grid_dates is None:
             raise ValueError("DescriptorModel needs grid_dates")
         grid = np.asarray(self.grid_dates)
+        self.__dict__.pop("_span_cache", None)
         self.mask_ = observed_grid_mask(grid, self.observed_dates, self.max_gap_days)
         self.design_ = _design(grid, self.mask_, self.min_segment_days)
         return self
@@ -218,8 +229,12 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
         at (:func:`observed_spans`). A series observed over part of the grid only
         has its first/last value held beyond (``shards``); fitted as data, that
         flat stretch shrank its trend and showed a false acceleration and step.
-        It is fitted on its own span (without the acceleration term when the
-        span is under two years; the shared fit when under 8 epochs).
+        It is fitted on its own span (:data:`SPAN_YEARS`: the acceleration term
+        from 3 years on, offset + trend + annual cycle from 1.5 years; shorter
+        spans, where the annual cycle and the trend cannot be told apart, get a
+        line from 1 year on, below that the shared fit; neither searches a
+        step, ``step_date`` NaN), with the trend's time origin in the middle of
+        the span, so ``trend_mm_yr`` is its mean velocity over the span.
         """
         check_is_fitted(self, "design_")
         Y = np.asarray(regular, dtype=np.float32)
@@ -244,7 +259,8 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
         return out
 
     def _span_design(self, first: int, last: int) -> _Design:
-        """The design of series observed on grid epochs first..last only (cached)."""
+        """The design of series observed on grid epochs first..last only (a small cache:
+        one design is ~0.5 ms to build and up to ~0.7 MB)."""
         cache = self.__dict__.setdefault("_span_cache", {})
         if (first, last) not in cache:
             grid = np.asarray(self.grid_dates, dtype=np.float64)
@@ -253,14 +269,23 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
             mask = self.mask_ & within
             if mask.sum() < _BASE_TERMS + 3:      # too few backed epochs: every epoch of the span
                 mask = within
-            if mask.sum() < _BASE_TERMS + 3:      # too short to fit on its own
-                design = self.design_
+            cols = np.flatnonzero(mask)
+            years = (grid[cols[-1]] - grid[cols[0]]) / DAYS_PER_YEAR if len(cols) else 0.0
+            if len(cols) < _BASE_TERMS + 3 or years < SPAN_YEARS["line"]:
+                # too little to fit alone (a line over months of noise is any slope): the shared
+                # fit, whose trend the held values pull towards 0, without the step search
+                # (the edge of the held stretch looks like a step)
+                design = _design(grid, self.mask_, self.min_segment_days, steps=False)
             else:
-                years = (grid[np.flatnonzero(mask)[-1]] - grid[np.flatnonzero(mask)[0]]) / DAYS_PER_YEAR
-                terms = (0, 1, 2, 3, 4) if years >= 2 else (0, 1, 3, 4)
-                design = _design(grid, mask, self.min_segment_days, terms)
-            if len(cache) > 4096:
-                cache.clear()
+                middle = 0.5 * (grid[cols[0]] + grid[cols[-1]])
+                if years >= SPAN_YEARS["acceleration"]:
+                    design = _design(grid, mask, self.min_segment_days, (0, 1, 2, 3, 4), middle)
+                elif years >= SPAN_YEARS["annual"]:
+                    design = _design(grid, mask, self.min_segment_days, (0, 1, 3, 4), middle)
+                else:   # trend and annual cycle cannot be told apart: a line, no step search
+                    design = _design(grid, mask, self.min_segment_days, (0, 1), middle, steps=False)
+            if len(cache) >= 256:
+                cache.pop(next(iter(cache)))
             cache[(first, last)] = design
         return cache[(first, last)]
 

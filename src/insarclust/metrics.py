@@ -117,6 +117,8 @@ def quality_metrics(source, labels: np.ndarray, *, n_clusters: int | None = None
     labels = np.asarray(labels, dtype=np.int64)
     if n_clusters is None:
         n_clusters = int(labels.max()) + 1 if len(labels) else 0
+        if centers is not None:
+            n_clusters = max(n_clusters, len(centers))
     counts, centroids = cluster_moments(source, labels, n_clusters, block_rows)
     dist_sum, sq_sum = cluster_dispersion(source, labels, np.nan_to_num(centroids), block_rows)
     return {
