@@ -76,6 +76,40 @@ def test_one_part_and_three_parts_give_identical_dyn(site):
     assert not (site.tmp / "bad.h5").exists()
 
 
+def test_more_parts_than_shards_write_empty_parts_and_gather(site):
+    """embed.n_jobs sized for a big site (7 parts) on a 4-shard site: the empty parts are
+    valid 0-row files (h5py refused a 1-row chunk on 0 rows) and the gathered file equals one part."""
+    one = site.tmp / "dyn1b.h5"
+    embed_in_parts(site, 1, one)
+    paths = embed_in_parts(site, 7, site.tmp / "dyn7.h5")
+    assert sum(h5io.Features(p).n_rows == 0 for p in paths) == 3
+    assert np.array_equal(h5io.read_features(one)[0], h5io.read_features(site.tmp / "dyn7.h5")[0])
+
+
+def test_state_pca_is_fitted_on_a_random_subset_of_the_sample():
+    """The fit sample is sorted by row and rows follow space: its first rows are one corner
+    of the site. With rows ordered by regime (first 600 stable), the PCA must still see all."""
+    from insarclust.reservoir import ReservoirEmbedder
+
+    rng = np.random.default_rng(0)
+    t = np.arange(120) / 30
+    X = np.r_[rng.normal(0, 1, (600, 120)), (-8 * t + rng.normal(0, 1, (600, 120)))].astype(np.float32)
+    seen = {}
+    model = ReservoirEmbedder(n_units=30, n_pca=4, out_dim=4, fit_sample=1200, pca_sample=200, seed=3)
+    real = ReservoirEmbedder._fit_pca
+
+    def spy(self, X_pca, rows):
+        seen["rows"] = rows
+        return real(self, X_pca, rows)
+
+    ReservoirEmbedder._fit_pca = spy
+    try:
+        model.fit(X)
+    finally:
+        ReservoirEmbedder._fit_pca = real
+    assert len(seen["rows"]) == 200 and 60 < np.sum(seen["rows"] >= 600) < 140
+
+
 def test_embedding_separates_the_regimes(site):
     out = site.tmp / "dyn_quality.h5"
     embed_in_parts(site, 1, out)

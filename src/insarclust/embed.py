@@ -185,7 +185,9 @@ def gather_parts(part_paths: Sequence, out_path, block_rows: int = 65536, attrs:
 
     ``attrs`` are stored with ``n_parts`` (the workflow records the embedding settings there).
     """
-    parts = sorted((h5io.Features(p) for p in part_paths), key=lambda f: f.attrs["start"])
+    # by (start, stop): an empty part shares its start with the next one
+    parts = sorted((h5io.Features(p) for p in part_paths),
+                   key=lambda f: (int(f.attrs["start"]), int(f.attrs["stop"])))
     if not parts:
         raise ValueError("no embedding parts to gather")
     n_points = int(parts[0].attrs["n_points"])
@@ -229,9 +231,9 @@ def write_dyn_static(dyn_path, shards_path, out_path, static_weight=1.0,
                      block_rows: int = 65536) -> None:
     """``dyn`` + standardised static columns (times their weights) -> ``out_path``.
 
-    Two streamed passes over ``/points/static``: mean/std (float64, NaN
-    skipped), then write. Missing static values become 0 (the column mean);
-    constant columns become 0.
+    Three streamed passes over ``/points/static``: mean, then std (float64,
+    NaN skipped), then write. Missing static values become 0 (the column
+    mean); constant and all-missing columns become 0 (logged).
     """
     dyn = h5io.Features(dyn_path)
     shards = h5io.Shards(shards_path)
@@ -258,6 +260,12 @@ def write_dyn_static(dyn_path, shards_path, out_path, static_weight=1.0,
         ok = np.isfinite(block)
         total_sq += np.where(ok, (block - mean) ** 2, 0).sum(0)
     std = np.sqrt(np.divide(total_sq, count, out=np.zeros(S), where=count > 0))
+    for name, n_ok, s in zip(names, count, std):
+        if n_ok == 0:
+            log.warning("static column '%s' has no value at any point of %s: it enters dyn+static as zeros",
+                        name, shards_path)
+        elif s == 0:
+            log.info("static column '%s' is constant: it enters dyn+static as zeros", name)
     scale = np.where(std > 0, weights / np.where(std > 0, std, 1.0), 0.0)
     out_names = list(dyn.names) + [f"static_{n}" for n, k in zip(names, keep) if k]
     attrs = {"static_weight": weights[keep].tolist(), "static_mean": mean[keep].tolist(),

@@ -584,8 +584,9 @@ class FeatureWriter(_AtomicWriter):
 
     def _create(self, f: h5py.File, tmp: Path) -> None:
         d = max(len(self.names), 1)
-        self._X = f.create_dataset("X", shape=(self.n_rows, len(self.names)),
-                                   dtype=np.float32, chunks=(self.chunk_rows, d))
+        # an empty part of a split (more parts than shards) is a valid, contiguous 0-row file
+        self._X = f.create_dataset("X", shape=(self.n_rows, len(self.names)), dtype=np.float32,
+                                   chunks=(self.chunk_rows, d) if self.n_rows else None)
         self._X.attrs.create("names", self.names, dtype=STR)
         f.attrs.create("names", self.names, dtype=STR)
         _set_attrs(f, self.attrs)

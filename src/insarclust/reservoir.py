@@ -154,8 +154,9 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
         variable, standardised on the sample and times ``scale_weight``, so
         amplitude is not lost to z-scoring.
     fit_sample: series (seeded sample) used by :meth:`fit`.
-    pca_sample: the first this many of them fit the state PCA (1,024 series x
-        T steps is far more state vectors than a 200-dim covariance needs).
+    pca_sample: a seeded random subset of this many of them fits the state PCA
+        (1,024 series x T steps is far more state vectors than a 200-dim
+        covariance needs).
     batch_size: series per torch batch; bounds memory.
     mode: ``default`` | ``reference`` (see module docstring).
     matrix: ``auto`` | ``dense`` | ``sparse`` recurrent matrix product.
@@ -531,9 +532,13 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
         self.pca_components_ = None
         self.pca_mean_ = None
         if self.n_pca is not None:
-            # the sample is already a random draw, so its first rows are one too
-            n_pca_rows = min(len(X), int(self.pca_sample))
-            self._fit_pca(X[:n_pca_rows], rows[:n_pca_rows])
+            # a seeded random subset of the sample: the sample is sorted by row, and rows follow
+            # a space-filling curve, so its first rows would be one corner of the site
+            pca_rows = np.arange(len(X))
+            if len(X) > int(self.pca_sample):
+                pca_rows = np.sort(np.random.default_rng([self.seed, 2]).choice(
+                    len(X), int(self.pca_sample), replace=False))
+            self._fit_pca(X[pca_rows], rows[pca_rows])
 
         reps, feats = [], []
         for a, b in self._batches(len(X)):
