@@ -184,7 +184,7 @@ def block_bounds(n_rows: int, shard_offsets=None, block_rows: int = BLOCK_ROWS) 
     return np.stack([start, np.minimum(start + block_rows, shard_stop)], axis=1)
 
 
-def require_finite(X: np.ndarray, rows, source, names: Sequence[str] | None = None) -> np.ndarray:
+def require_finite(X: np.ndarray, rows, source) -> np.ndarray:
     """``X`` (rows ``rows`` of ``source``: an array, or the first row of a block) unchanged,
     or ValueError naming the first NaN/inf.
 
@@ -195,7 +195,7 @@ def require_finite(X: np.ndarray, rows, source, names: Sequence[str] | None = No
     if finite.all():
         return X
     r, c = (int(v[0]) for v in np.nonzero(~finite))
-    names = names if names is not None else getattr(source, "names", None)
+    names = getattr(source, "names", None)
     col = f"'{names[c]}'" if names is not None and c < len(names) else str(c)
     where = getattr(source, "path", None) or type(source).__name__
     row = int(rows[r]) if np.ndim(rows) else int(rows) + r

@@ -31,8 +31,9 @@ default). Those grid epochs carry no information and would bias the annual
 amplitude (an interpolated straight line replaces the winter half of the
 cycle), so when the site's acquisition dates are given, only the grid epochs
 backed by an acquisition are fitted (:func:`observed_grid_mask`); never those
-inside an acquisition gap longer than ``max_gap_days``. A step that happened during a gap is detected across it; its
-date is reported as the middle of the gap.
+inside an acquisition gap longer than ``max_gap_days``. A step that happened
+during a gap is detected across it; its date is reported as the middle of the
+gap.
 
 The step is searched only where at least ``min_segment_days`` of supported
 epochs lie on each side: a "step" of the last few epochs is indistinguishable
@@ -82,6 +83,17 @@ _BASE_TERMS = 5  # offset, trend, acceleration, annual cos, annual sin
 SPAN_YEARS = {"acceleration": 3.0, "annual": 1.5, "line": 1.0}
 
 
+def _half_step(grid: np.ndarray) -> float:
+    """Half the (median) step of a regular grid, in days (0 for a single epoch)."""
+    return 0.5 * float(np.median(np.diff(grid))) if len(grid) > 1 else 0.0
+
+
+def _first_last(valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of (n, T) bool ``valid``: whether it has any True, and its first and last True column."""
+    T = valid.shape[1]
+    return valid.any(axis=1), np.argmax(valid, axis=1), T - 1 - np.argmax(valid[:, ::-1], axis=1)
+
+
 def observed_grid_mask(grid_dates: np.ndarray, observed_dates: np.ndarray | None,
                        max_gap_days: float = FIT_DEFAULTS["max_gap_days"]) -> np.ndarray:
     """Grid epochs backed by acquisitions: (G,) bool.
@@ -106,7 +118,7 @@ def observed_grid_mask(grid_dates: np.ndarray, observed_dates: np.ndarray | None
     supported = on_date | (inside & (gap <= max_gap_days))
     if len(grid) < 2:
         return supported
-    half_step = 0.5 * float(np.median(np.diff(grid)))
+    half_step = _half_step(grid)
     nearest = np.clip(np.searchsorted(grid, obs), 1, len(grid) - 1)
     nearest = np.where(np.abs(grid[nearest - 1] - obs) <= np.abs(grid[nearest] - obs), nearest - 1, nearest)
     backed = np.zeros(len(grid), dtype=bool)
@@ -243,8 +255,7 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
         if spans is None:
             return self._apply(Y, self.design_)
         spans = np.asarray(spans, dtype=np.int64).reshape(len(Y), 2)
-        cols = self.design_.columns
-        full = (spans[:, 0] <= cols[0]) & (spans[:, 1] >= cols[-1])
+        full = ~self.partial(spans)
         if full.all():
             return self._apply(Y, self.design_)
         out = np.empty((len(Y), N_DESCRIPTORS), dtype=np.float32)
@@ -257,6 +268,12 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
         for (a, b), rows in zip(keys, groups):
             out[rows] = self._apply(Y[rows], self._span_design(int(a), int(b)))
         return out
+
+    def partial(self, spans: np.ndarray) -> np.ndarray:
+        """(n,) bool: the series whose observed ``spans`` miss a fitted epoch at an end."""
+        cols = self.design_.columns
+        spans = np.asarray(spans).reshape(-1, 2)
+        return (spans[:, 0] > cols[0]) | (spans[:, 1] < cols[-1])
 
     def _span_design(self, first: int, last: int) -> _Design:
         """The design of series observed on grid epochs first..last only (a small cache:
@@ -274,8 +291,10 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
             if len(cols) < _BASE_TERMS + 3 or years < SPAN_YEARS["line"]:
                 # too little to fit alone (a line over months of noise is any slope): the shared
                 # fit, whose trend the held values pull towards 0, without the step search
-                # (the edge of the held stretch looks like a step)
-                design = _design(grid, self.mask_, self.min_segment_days, steps=False)
+                # (the edge of the held stretch looks like a step); one design for all of them
+                if "short" not in cache:
+                    cache["short"] = _design(grid, self.mask_, self.min_segment_days, steps=False)
+                design = cache["short"]
             else:
                 middle = 0.5 * (grid[cols[0]] + grid[cols[-1]])
                 if years >= SPAN_YEARS["acceleration"]:
@@ -285,7 +304,7 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
                 else:   # trend and annual cycle cannot be told apart: a line, no step search
                     design = _design(grid, mask, self.min_segment_days, (0, 1), middle, steps=False)
             if len(cache) >= 256:
-                cache.pop(next(iter(cache)))
+                cache.pop(next(k for k in cache if k != "short"))
             cache[(first, last)] = design
         return cache[(first, last)]
 
@@ -391,11 +410,8 @@ def acquisition_dates(dates: np.ndarray, displacement_sample: np.ndarray | None 
     if displacement_sample is None or len(displacement_sample) == 0:
         return dates
     valid = ~np.isnan(displacement_sample)
-    has = valid.any(axis=1)
-    T = valid.shape[1]
-    first = np.argmax(valid, axis=1)
-    last = T - 1 - np.argmax(valid[:, ::-1], axis=1)
-    cols = np.arange(T)
+    has, first, last = _first_last(valid)
+    cols = np.arange(valid.shape[1])
     spans = has[:, None] & (cols >= first[:, None]) & (cols <= last[:, None])
     spanning = spans.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -507,13 +523,11 @@ def infer_acquisition_dates(series: np.ndarray, grid_dates: np.ndarray, rtol: fl
 def observed_spans(displacement: np.ndarray, dates: np.ndarray, grid_dates: np.ndarray) -> np.ndarray:
     """(n, 2) first and last grid index of each row's observed values (``/series/displacement``
     (n, T) on ``dates`` (T,)); a row without any value gets the whole grid."""
-    valid = ~np.isnan(np.asarray(displacement))
-    n, T = valid.shape
     grid = np.asarray(grid_dates, dtype=np.float64)
-    has = valid.any(axis=1)
-    first = np.asarray(dates, dtype=np.float64)[np.argmax(valid, axis=1)]
-    last = np.asarray(dates, dtype=np.float64)[T - 1 - np.argmax(valid[:, ::-1], axis=1)]
-    half = 0.5 * float(np.median(np.diff(grid))) if len(grid) > 1 else 0.0
+    has, first_col, last_col = _first_last(~np.isnan(np.asarray(displacement)))
+    dates = np.asarray(dates, dtype=np.float64)
+    first, last = dates[first_col], dates[last_col]
+    half = _half_step(grid)
     a = np.searchsorted(grid, first - half, side="left")
     b = np.searchsorted(grid, last + half, side="right") - 1
     a = np.where(has, np.clip(a, 0, len(grid) - 1), 0)
@@ -551,8 +565,7 @@ def write_descriptors(shards_path, out_path, *, max_gap_days: float = FIT_DEFAUL
         for start, stop, regular in shards.iter_blocks("series/regular", block_rows=block_rows):
             spans = observed_spans(shards.read("series/displacement", start, stop), shards.dates,
                                    shards.grid_dates)
-            cols = model.design_.columns
-            partial += int(np.count_nonzero((spans[:, 0] > cols[0]) | (spans[:, 1] < cols[-1])))
+            partial += int(np.count_nonzero(model.partial(spans)))
             writer.write(start, model.transform(regular, spans))
             progress.update(stop - start)
         if partial:

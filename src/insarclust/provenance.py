@@ -153,26 +153,21 @@ def read_benchmark(path) -> dict:
 _TORCH_RE = re.compile(r"torch device: .*, torch (\S+)")
 
 
-def torch_version_from_log(path) -> str | None:
-    """The torch version a torch stage logged with its device (None when it logged none)."""
-    version = None
+def scan_log(path) -> tuple[str | None, str | None]:
+    """The last device and the last torch version named in a log file (None where none is)."""
+    device = version = None
     with open(path, errors="replace") as fh:
         for line in fh:
-            m = _TORCH_RE.search(line)
-            if m:
+            if m := _DEVICE_RE.search(line):
+                device = m.group(1).lower()
+            if m := _TORCH_RE.search(line):
                 version = m.group(1)
-    return version
+    return device, version
 
 
 def device_from_log(path) -> str | None:
     """The last device named in a log file (None when it names none)."""
-    device = None
-    with open(path, errors="replace") as fh:
-        for line in fh:
-            m = _DEVICE_RE.search(line)
-            if m:
-                device = m.group(1).lower()
-    return device
+    return scan_log(path)[0]
 
 
 def device_from_result(result: Mapping) -> str | None:
@@ -225,9 +220,12 @@ def stage_records(rules: Mapping[str, Mapping], site: str, metrics_paths: Iterab
 
     stages: dict[str, dict] = {}
     methods = {Path(p).stem for p in metrics_paths}
-    bench = [f for f in find_rule_files({r: v.get("benchmark") for r, v in rules.items()}, site)
-             if _of_current_methods(f[0], f[1], methods)]
-    for rule, wildcards, path in bench:
+
+    def current_files(kind: str):
+        return [f for f in find_rule_files({r: v.get(kind) for r, v in rules.items()}, site)
+                if _of_current_methods(f[0], f[1], methods)]
+
+    for rule, wildcards, path in current_files("benchmark"):
         record = read_benchmark(path)
         stage = stages.setdefault(rule, {"jobs": 0, "wall_s": 0.0, "max_rss_mb": None, "job_list": []})
         stage["jobs"] += 1
@@ -238,15 +236,12 @@ def stage_records(rules: Mapping[str, Mapping], site: str, metrics_paths: Iterab
         job_wc = {k: v for k, v in wildcards.items() if k != "site"}
         stage["job_list"].append({"wildcards": job_wc, "benchmark": path.as_posix(), **record})
 
-    logs = [f for f in find_rule_files({r: v.get("log") for r, v in rules.items()}, site)
-            if _of_current_methods(f[0], f[1], methods)]
     devices: dict[str, set] = {}
     torch_versions: dict[str, set] = {}
-    for rule, wildcards, path in logs:
-        device = device_from_log(path)
+    for rule, wildcards, path in current_files("log"):
+        device, version = scan_log(path)
         if device:
             devices.setdefault(rule, set()).add(device)
-        version = torch_version_from_log(path)
         if version:
             torch_versions.setdefault(rule, set()).add(version)
     for rule, info in rules.items():

@@ -288,6 +288,12 @@ class DeepSpatiotemporalClustering(BaseEstimator):
             else:
                 log.warning("dsc: %s was written for other parameters or data; starting afresh", ckpt)
 
+        def checkpoint():
+            if ckpt is not None:
+                save_checkpoint(ckpt, {"fingerprint": fingerprint, "model": model.state_dict(),
+                                       "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                                       "state": state})
+
         model.train()
         n = data.n
         generator_seed = int(self.random_state)
@@ -327,10 +333,7 @@ class DeepSpatiotemporalClustering(BaseEstimator):
                     state["batches"] += 1
                 progress.update(1)
             if seen == 0:   # converged before this epoch's first batch: no epoch ran
-                if ckpt is not None:
-                    save_checkpoint(ckpt, {"fingerprint": fingerprint, "model": model.state_dict(),
-                                           "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                                           "state": state})
+                checkpoint()
                 break
             row = {"epoch": epoch + 1, "phase": "joint" if joint else "pretrain",
                    "recon_loss": float(recon_sum) / max(seen, 1) if model.has_decoder else float("nan"),
@@ -341,10 +344,7 @@ class DeepSpatiotemporalClustering(BaseEstimator):
             log.info("dsc epoch %d/%d %s: recon %.5g, kl %.5g, label change %.4g, %.1fs",
                      row["epoch"], n_total, row["phase"], row["recon_loss"], row["kl_loss"],
                      row["label_change"], row["seconds"])
-            if ckpt is not None:
-                save_checkpoint(ckpt, {"fingerprint": fingerprint, "model": model.state_dict(),
-                                       "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                                       "state": state})
+            checkpoint()
         if state["target"] is None:  # no joint epoch ran: centroids still need a start
             self._init_centroids(data)
             self._refresh_target(data, state)
