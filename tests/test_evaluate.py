@@ -59,11 +59,20 @@ def test_cluster_series_stats_equal_numpy(shards_file):
     labels = truth.copy()
     labels[labels == 2] = 5  # K = 6 with empty ids 2 and 4
     mean, std, counts = labels_mod.cluster_series_stats(path, labels)
-    regular = h5io.Shards(path).read("series/regular").astype(np.float64)
+    shards = h5io.Shards(path)
+    regular = shards.read("series/regular").astype(np.float64)
+    # a point counts from its first to its last observed epoch (5 % of epochs are missing,
+    # so ~10 % of the points miss their first or last one)
+    observed = ~np.isnan(shards.read("series/displacement"))
+    cols = np.arange(observed.shape[1])
+    first = observed.argmax(axis=1)[:, None]
+    last = (observed.shape[1] - 1 - observed[:, ::-1].argmax(axis=1))[:, None]
+    masked = np.where((cols >= first) & (cols <= last), regular, np.nan)
+    assert np.isnan(masked[:, [0, -1]]).any()
     assert mean.shape == (6, regular.shape[1]) and counts.tolist() == np.bincount(labels).tolist()
     for k in (0, 1, 3, 5):
-        np.testing.assert_allclose(mean[k], regular[labels == k].mean(axis=0), rtol=1e-9, atol=1e-9)
-        np.testing.assert_allclose(std[k], regular[labels == k].std(axis=0), rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(mean[k], np.nanmean(masked[labels == k], axis=0), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(std[k], np.nanstd(masked[labels == k], axis=0), rtol=1e-7, atol=1e-9)
     assert np.isnan(mean[2]).all() and np.isnan(std[4]).all()
 
 
@@ -217,3 +226,52 @@ def test_quality_metrics_with_more_centres_than_used_labels():
     centers = np.array([[0, 0], [10, 10], [10, 10]], np.float64)
     q = metrics.quality_metrics(ArraySource(X), labels, seed=0, silhouette_sample=50, centers=centers)
     assert q["mean_intercentroid_distance"] == pytest.approx(np.hypot(10, 10))
+
+
+def _late_start_site(path, n: int = 600, n_grid: int = 270, step_days: int = 6):
+    """Two -10 mm/yr clusters on a 6-day grid: in cluster 0 half the points, in cluster 1 all,
+    are observed from 60 % of the period on only (held before, as ``shards`` writes them)."""
+    rng = np.random.default_rng(3)
+    grid = (17500 + step_days * np.arange(n_grid)).astype(np.int32)
+    t_yr = (grid - grid[0]) / 365.25
+    truth = np.repeat([0, 1], n // 2)
+    displacement = (-10.0 * t_yr + rng.normal(0, 1.0, (n, n_grid))).astype(np.float32)
+    late = np.zeros(n, dtype=bool)
+    late[: n // 4] = True          # half of cluster 0
+    late[n // 2:] = True           # all of cluster 1
+    start = int(0.6 * n_grid)
+    displacement[late, :start] = np.nan
+    regular = displacement.copy()
+    regular[late, :start] = regular[late, start][:, None]   # the first value held
+    pid = np.array([f"P{i:05d}" for i in range(n)], dtype=object)
+    lat, lon = 60 + np.arange(n) * 1e-4, np.full(n, 10.0)
+    attrs = {"site": "late", "format": "ngu", "source_sha256": "0" * 64, "insarclust_version": "test",
+             "regularization": "linear"}
+    with h5io.ShardsWriter(path, n, grid, grid, [], attrs) as w:
+        for a in range(0, n, 256):
+            b = min(n, a + 256)
+            w.write(pid[a:b], lat[a:b], lon[a:b], np.zeros((b - a, 0), np.float32), displacement[a:b],
+                    regular[a:b])
+    return path, truth, grid, start
+
+
+def test_cluster_mean_counts_each_point_on_its_observed_span_only(tmp_path):
+    from insarclust.figures import _model_curve
+    from insarclust.interpret import describe_clusters
+
+    path, truth, grid, start = _late_start_site(tmp_path / "shards.h5")
+    mean, std, counts = labels_mod.cluster_series_stats(path, truth)
+    assert counts.tolist() == [300, 300]
+    # held values used to flatten cluster 0's first 60 % (trend about -7 mm/yr instead of -10)
+    trend = labels_mod.trend_mm_yr(mean, grid)
+    assert trend[0] == pytest.approx(-10.0, abs=0.2) and trend[1] == pytest.approx(-10.0, abs=0.3)
+    assert np.all(std[0, :start] < 1.5)                     # only the full-span half counts there
+    assert np.isnan(mean[1, :start]).all() and np.isfinite(mean[1, start:]).all()
+    clusters = describe_clusters(mean, grid, counts, {})
+    assert [c["label"] for c in clusters] == ["subsiding", "subsiding"]
+    assert "span" not in clusters[0]
+    assert clusters[1]["span"] == [int(grid[start]), int(grid[-1])]
+    assert clusters[1]["descriptors"]["trend_mm_yr"] == pytest.approx(-10.0, abs=0.3)
+    curve = _model_curve(clusters[1], grid)
+    assert np.isnan(curve[:start]).all()
+    assert np.nanmax(np.abs(curve[start:] - mean[1, start:])) < 1.0    # drawn where the data are

@@ -19,7 +19,9 @@ def days_to_iso(days) -> str:
 
 def linear_trend_per_year(series, days):
     """Least-squares linear trend per year of each row of ``series (n, T)`` on dates ``days (T,)``
-    (days since 1970-01-01); rows of NaN stay NaN, a single date gives 0."""
+    (days since 1970-01-01), fitted on each row's finite values: a row with NaN epochs (a cluster
+    mean at dates none of its members covers) keeps the trend of the rest, rows of NaN stay NaN,
+    a single date gives 0."""
     import numpy as np
 
     series = np.atleast_2d(np.asarray(series, dtype=np.float64))
@@ -28,4 +30,11 @@ def linear_trend_per_year(series, days):
     denom = float(np.sum(t_c ** 2))
     if denom == 0:
         return np.zeros(len(series))
-    return (series - series.mean(axis=1, keepdims=True)) @ t_c / denom
+    out = (series - series.mean(axis=1, keepdims=True)) @ t_c / denom
+    finite = np.isfinite(series)
+    for i in np.flatnonzero(finite.any(axis=1) & ~finite.all(axis=1)):
+        ti, yi = t[finite[i]], series[i, finite[i]]
+        tc = ti - ti.mean()
+        d = float(np.sum(tc ** 2))
+        out[i] = float((yi - yi.mean()) @ tc / d) if d > 0 else 0.0
+    return out

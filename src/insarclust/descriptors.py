@@ -275,6 +275,11 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
         spans = np.asarray(spans).reshape(-1, 2)
         return (spans[:, 0] > cols[0]) | (spans[:, 1] < cols[-1])
 
+    def span_reference(self, first: int, last: int) -> float:
+        """Time origin (days since 1970-01-01) of the trend :meth:`transform` fits to a series
+        observed on grid epochs ``first..last`` (pass it to :func:`model_curve`)."""
+        return float(self._span_design(int(first), int(last)).reference_date)
+
     def _span_design(self, first: int, last: int) -> _Design:
         """The design of series observed on grid epochs first..last only (a small cache:
         one design is ~0.5 ms to build and up to ~0.7 MB)."""
@@ -350,16 +355,18 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
 
 def compute_descriptors(regular: np.ndarray, grid_dates: np.ndarray, *,
                         observed_dates: np.ndarray | None = None, max_gap_days: float = FIT_DEFAULTS["max_gap_days"],
-                        min_segment_days: float = FIT_DEFAULTS["min_segment_days"], step_z_min: float = FIT_DEFAULTS["step_z_min"]) -> np.ndarray:
+                        min_segment_days: float = FIT_DEFAULTS["min_segment_days"], step_z_min: float = FIT_DEFAULTS["step_z_min"],
+                        spans: np.ndarray | None = None) -> np.ndarray:
     """Descriptors (n, D) float32 of regular series (n, G) mm on ``grid_dates`` (G,) days.
 
     Columns are :data:`DESCRIPTOR_NAMES`. ``observed_dates`` (the site's
     acquisition dates) enables the winter-gap weighting described in the
-    module docstring. For many blocks on one grid, build a
-    :class:`DescriptorModel` once and call ``transform`` per block.
+    module docstring; ``spans`` as :meth:`DescriptorModel.transform`. For
+    many blocks on one grid, build a :class:`DescriptorModel` once and call
+    ``transform`` per block.
     """
     model = DescriptorModel(grid_dates, observed_dates, max_gap_days, min_segment_days, step_z_min)
-    return model.fit().transform(regular)
+    return model.fit().transform(regular, spans)
 
 
 def as_dict(row) -> dict:

@@ -162,7 +162,8 @@ def plot_cluster_map(lat: np.ndarray, lon: np.ndarray, labels: np.ndarray, path=
 
 
 def _model_curve(entry, grid_dates):
-    """The fitted trend + annual + step curve of a cluster entry, or None."""
+    """The fitted trend + annual + step curve of a cluster entry, or None; NaN outside the
+    entry's ``span`` (a cluster whose members cover part of the period: fitted there only)."""
     try:
         from .descriptors import model_curve
     except ImportError:
@@ -171,10 +172,16 @@ def _model_curve(entry, grid_dates):
     if not d:
         return None
     try:
-        curve = np.asarray(model_curve(d, grid_dates), dtype=float)
+        curve = np.asarray(model_curve(d, grid_dates, entry.get("reference_date")), dtype=float)
     except (KeyError, TypeError, ValueError):
         return None
-    return curve if np.all(np.isfinite(curve)) else None
+    if not np.all(np.isfinite(curve)):
+        return None
+    span = entry.get("span")
+    if span:
+        dates = np.asarray(grid_dates)
+        curve[(dates < span[0]) | (dates > span[1])] = np.nan
+    return curve
 
 
 def acquisition_gaps(observed_dates, max_gap_days: float = 36.0) -> list[tuple[int, int]]:

@@ -37,7 +37,7 @@ from typing import Mapping
 import numpy as np
 
 from .dates import DAYS_PER_YEAR
-from .descriptors import (DESCRIPTOR_NAMES, FIT_DEFAULTS, compute_descriptors, infer_acquisition_dates,
+from .descriptors import (DESCRIPTOR_NAMES, FIT_DEFAULTS, SPAN_YEARS, DescriptorModel, infer_acquisition_dates,
                           step_or_trend)
 
 VOCABULARY = ("stable", "subsiding", "uplifting", "seasonal", "accelerating", "step")
@@ -167,24 +167,35 @@ def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: n
     date and residual ratio to the trend model; < 1: the step fits better).
     All values are JSON-ready (non-finite -> None).
     """
-    mean_series = np.nan_to_num(np.asarray(mean_series, dtype=np.float64))
     grid_dates = np.asarray(grid_dates)
+    mean_series, spans = covered_spans(mean_series)
     counts = np.asarray(counts)
     thr = _thresholds(thresholds)
-    span_years = (float(grid_dates[-1]) - float(grid_dates[0])) / DAYS_PER_YEAR
     if observed_dates is None:
         observed_dates = infer_acquisition_dates(mean_series, grid_dates)
     fit = fit_settings(thresholds)
-    descriptors = compute_descriptors(mean_series.astype(np.float32), grid_dates,
-                                      observed_dates=observed_dates, **fit)
+    model = DescriptorModel(grid_dates, observed_dates, fit["max_gap_days"], fit["min_segment_days"],
+                            fit["step_z_min"]).fit()
+    descriptors = model.transform(mean_series.astype(np.float32), spans)
+    partial = model.partial(spans)
     alternative = step_or_trend(mean_series, grid_dates, observed_dates=observed_dates,
                                 max_gap_days=fit["max_gap_days"], min_segment_days=fit["min_segment_days"])
     out = []
     for j, row in enumerate(descriptors):
-        step_model = {k: float(alternative[k][j]) for k in ("step_mm", "rss_step", "rss_trend")}
-        model = "step" if step_explains(step_model, thr) else "trend"
-        if model == "step":  # describe the mean with the model the label is read from
-            row = alternative["descriptors_step"][j]
+        a, b = int(spans[j, 0]), int(spans[j, 1])
+        span_years = (float(grid_dates[b]) - float(grid_dates[a])) / DAYS_PER_YEAR
+        alt = {k: v[j] for k, v in alternative.items()}
+        if partial[j]:   # the step model on the covered epochs only, where a trend model can be told apart
+            alt = None
+            if span_years >= SPAN_YEARS["acceleration"]:
+                sub = step_or_trend(mean_series[j:j + 1, a:b + 1], grid_dates[a:b + 1],
+                                    observed_dates=observed_dates, max_gap_days=fit["max_gap_days"],
+                                    min_segment_days=fit["min_segment_days"])
+                alt = {k: v[0] for k, v in sub.items()}
+        step_model = None if alt is None else {k: float(alt[k]) for k in ("step_mm", "rss_step", "rss_trend")}
+        model_name = "step" if step_explains(step_model, thr) else "trend"
+        if model_name == "step":  # describe the mean with the model the label is read from
+            row = alt["descriptors_step"]
         d = {name: _json_float(value) for name, value in zip(DESCRIPTOR_NAMES, row)}
         finite = {k: (v if v is not None else 0.0) for k, v in d.items()}
         spread = {}
@@ -197,13 +208,37 @@ def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: n
             "descriptors": d,
             "spread": spread,
             "label": suggest_label(finite, span_years, thr, step_model),
-            "model": model,
+            "model": model_name,
             "evidence_mm": {k: round(v, 3) for k, v in magnitudes.items()},
             "step_instead_of_trend": {
-                "step_mm": _json_float(step_model["step_mm"]),
-                "step_date": _json_float(alternative["step_date"][j]),
+                "step_mm": _json_float(step_model["step_mm"]) if step_model else None,
+                "step_date": _json_float(alt["step_date"]) if step_model else None,
                 "rss_ratio": _json_float(step_model["rss_step"] / step_model["rss_trend"])
-                if step_model["rss_trend"] > 0 else None,
+                if step_model and step_model["rss_trend"] > 0 else None,
             },
         })
+        if partial[j]:   # where the mean (and its fit) holds: the curve is drawn there only
+            out[-1]["span"] = [int(grid_dates[a]), int(grid_dates[b])]
+            out[-1]["reference_date"] = float(model.span_reference(a, b))
     return out
+
+
+def covered_spans(mean_series: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster mean series (K, G) with NaN where no member is observed -> (filled series, spans (K, 2)).
+
+    ``spans`` are the first and last covered grid index of each row; NaN
+    inside is interpolated linearly, beyond held (the descriptor fit uses the
+    span only); a row of NaN (an empty cluster) becomes 0 over the whole grid.
+    """
+    Y = np.array(mean_series, dtype=np.float64, ndmin=2)
+    G = Y.shape[1]
+    spans = np.tile([0, G - 1], (len(Y), 1))
+    cols = np.arange(G)
+    for j, row in enumerate(Y):
+        ok = np.isfinite(row)
+        if not ok.any():
+            Y[j] = 0.0
+        elif not ok.all():
+            Y[j] = np.interp(cols, cols[ok], row[ok])
+            spans[j] = np.flatnonzero(ok)[[0, -1]]
+    return Y, spans

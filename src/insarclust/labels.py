@@ -27,50 +27,85 @@ def grouped_mean_std(blocks, labels: np.ndarray, n_clusters: int
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-cluster mean and (population) std of rows streamed as ``(start, stop, X)`` blocks.
 
-    Exact two-pass moments within each block, merged across blocks with Chan's
-    formula, so a block of large values does not lose precision.
-    Returns ``mean (K, D)``, ``std (K, D)`` float64 (NaN for empty clusters), ``counts (K,)``.
+    A block may carry a fourth item, a (n, D) bool ``mask``: only its True
+    entries count (per cluster and column). Exact two-pass moments within
+    each block, merged across blocks with Chan's formula, so a block of large
+    values does not lose precision. Returns ``mean (K, D)``, ``std (K, D)``
+    float64 (NaN where no entry of the cluster counts), ``counts (K,)`` rows
+    per cluster.
     """
     labels = np.asarray(labels, dtype=np.int64)
-    counts = mean = m2 = None
-    for a, b, X in blocks:
+    rows = counts = mean = m2 = None
+    for block in blocks:
+        a, b, X = block[:3]
+        mask = block[3] if len(block) > 3 else None
         X = np.asarray(X, dtype=np.float64)
         lab = labels[a:b]
         if counts is None:
-            counts = np.zeros(n_clusters, dtype=np.int64)
+            rows = np.zeros(n_clusters, dtype=np.int64)
+            counts = np.zeros((n_clusters, X.shape[1]))
             mean = np.zeros((n_clusters, X.shape[1]))
             m2 = np.zeros((n_clusters, X.shape[1]))
         onehot = sp.csr_array((np.ones(len(lab)), (lab, np.arange(len(lab)))),
                               shape=(n_clusters, len(lab)))
-        n_b = np.bincount(lab, minlength=n_clusters)
+        rows += np.bincount(lab, minlength=n_clusters)
+        if mask is None:
+            n_b = np.broadcast_to(np.bincount(lab, minlength=n_clusters)[:, None], mean.shape)
+            total = onehot @ X
+        else:
+            mask = np.asarray(mask, dtype=np.float64)
+            n_b = onehot @ mask
+            total = onehot @ (X * mask)
         hit = n_b > 0
         mean_b = np.zeros_like(mean)
-        mean_b[hit] = (onehot @ X)[hit] / n_b[hit, None]
-        m2_b = onehot @ (X - mean_b[lab]) ** 2
+        mean_b[hit] = total[hit] / n_b[hit]
+        dev = (X - mean_b[lab]) ** 2
+        m2_b = onehot @ (dev if mask is None else dev * mask)
         n_new = counts + n_b
         delta = mean_b - mean
         frac = np.where(hit, n_b / np.maximum(n_new, 1), 0.0)
-        mean = mean + delta * frac[:, None]
-        m2 = m2 + m2_b + delta ** 2 * (counts * frac)[:, None]
+        mean = mean + delta * frac
+        m2 = m2 + m2_b + delta ** 2 * (counts * frac)
         counts = n_new
     if counts is None:
         raise ValueError("no rows to summarise")
     empty = counts == 0
     mean[empty] = np.nan
-    std = np.sqrt(m2 / np.maximum(counts, 1)[:, None])
+    std = np.sqrt(m2 / np.maximum(counts, 1))
     std[empty] = np.nan
-    return mean, std, counts
+    return mean, std, rows
+
+
+def span_mask(spans: np.ndarray, n_grid: int) -> np.ndarray:
+    """(n, G) bool: grid epochs inside each row's observed span ``spans (n, 2)`` (first, last)."""
+    cols = np.arange(n_grid)
+    return (cols >= spans[:, :1]) & (cols <= spans[:, 1:])
 
 
 def cluster_series_stats(shards_path, labels: np.ndarray, n_clusters: int | None = None,
                          dataset: str = "series/regular") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-cluster ``mean (K, G)``, ``std (K, G)`` (mm) of the regular series and ``counts (K,)``.
 
-    Streamed over the shards of ``shards.h5``; K defaults to ``labels.max() + 1``.
+    Each point counts at the grid epochs of its own observed span only
+    (first to last acquisition, :func:`insarclust.descriptors.observed_spans`):
+    beyond it ``shards`` holds its first/last value, and those flat stretches
+    flattened the mean (and shrank the std) of a cluster with late-starting
+    or early-ending members. An epoch no member covers is NaN. Streamed over
+    the shards of ``shards.h5``; K defaults to ``labels.max() + 1``.
     """
+    from .descriptors import observed_spans
+
     labels = np.asarray(labels)
     k = int(labels.max()) + 1 if n_clusters is None else int(n_clusters)
-    return grouped_mean_std(h5io.Shards(shards_path).iter_shards(dataset), labels, k)
+    shards = h5io.Shards(shards_path)
+    raw = dataset.rsplit("/", 1)[0] + "/displacement"
+
+    def blocks():
+        for a, b, X in shards.iter_shards(dataset):
+            spans = observed_spans(shards.read(raw, a, b), shards.dates, shards.grid_dates)
+            yield a, b, X, span_mask(spans, X.shape[1])
+
+    return grouped_mean_std(blocks(), labels, k)
 
 
 def trend_mm_yr(mean_series: np.ndarray, grid_dates: np.ndarray) -> np.ndarray:
