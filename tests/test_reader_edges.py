@@ -117,6 +117,30 @@ def test_keep_first_keeps_the_first_row_that_has_data(tmp_path):
     np.testing.assert_array_equal(got["P0"], [1, 2, 3, 4])
 
 
+@pytest.mark.parametrize("duplicates", ["error", "keep-first"])
+def test_points_repeated_in_files_split_by_date_stop(tmp_path, duplicates):
+    """Two parts of one export holding other dates of the same points: keep-first would drop
+    the second part's epochs, so both modes stop and say the parts must be joined."""
+    early = write(tmp_path / "early.csv", [HEADER] + [row(i) for i in range(3)])
+    late_header = HEADER.replace(",".join(DATES), "20200218,20200301,20200313,20200325")
+    late = write(tmp_path / "late.csv", [late_header] + [row(i) for i in range(3)])
+    with pytest.raises(InputError) as err:
+        build_shards([early, late], NGU, tmp_path / "out.h5", "s", ShardsConfig(duplicates=duplicates))
+    for needle in ("late.csv, row 1", "'P0'", "early.csv row 1", "split by date", "join the parts"):
+        assert needle in str(err.value), (needle, str(err.value))
+    assert not list(tmp_path.glob("*.h5"))
+
+
+def test_keep_first_still_drops_repeats_whose_dates_the_first_file_has(tmp_path):
+    a = write(tmp_path / "a.csv", [HEADER] + [row(i) for i in range(3)])
+    fewer = HEADER.replace("," + DATES[-1], "")
+    b = write(tmp_path / "b.csv", [fewer] + [row(i, d="7").rsplit(",", 1)[0] for i in range(2, 5)])
+    build_shards([a, b], NGU, tmp_path / "out.h5", "s", ShardsConfig(duplicates="keep-first"))
+    got = by_pid(h5io.Shards(tmp_path / "out.h5"))
+    assert sorted(got) == ["P0", "P1", "P2", "P3", "P4"]
+    np.testing.assert_array_equal(got["P2"], [2.5, 1.25, -2.5, 3.75])
+
+
 @pytest.mark.parametrize("value", ["inf", "-inf", "1e39"])
 def test_a_static_value_that_is_not_finite_stops(tmp_path, value):
     path = write(tmp_path / "a.csv", [HEADER, row(0), row(1, height=value), row(2)])

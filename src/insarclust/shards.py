@@ -93,6 +93,7 @@ class _Origin:
     starts: list = field(default_factory=list)   # global index of each block's first row
     labels: list = field(default_factory=list)
     first_rows: list = field(default_factory=list)
+    dates: dict = field(default_factory=dict)    # label -> set of the file's date columns (days)
 
     def add(self, start: int, label: str, first_row: int):
         self.starts.append(start)
@@ -285,6 +286,7 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
         # the plan lists a file's date columns in date order, so its block columns
         # land in the site's date columns by one increasing index
         cols = np.searchsorted(dates, np.asarray(plan.dates, dtype=np.int32))
+        origin.dates[src.label] = frozenset(plan.dates)
         all_dates = np.array_equal(cols, np.arange(len(dates)))
         n_file = 0
         # The reader thread only cuts and parses (pyarrow, all cores); this thread turns
@@ -361,9 +363,10 @@ def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg) -> np.ndarray:
     for a, b in zip(first.tolist(), later.tolist()):
         if pids[a] != pids[b]:
             continue
+        file_a, row_a = origin.where(a)
+        file_b, row_b = origin.where(b)
+        _check_not_split_by_date(pids[b], file_a, row_a, file_b, row_b, origin, fmt)
         if cfg.duplicates == "error":
-            file_a, row_a = origin.where(a)
-            file_b, row_b = origin.where(b)
             raise InputError(
                 f"point id '{pids[b]}' is repeated: first seen in {file_a} row {row_a}",
                 file=file_b, row=row_b, column=fmt.id,
@@ -374,6 +377,21 @@ def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg) -> np.ndarray:
     if n_drop:
         log.warning("dropped %d rows whose point id was already seen (duplicates: keep-first)", n_drop)
     return result
+
+
+def _check_not_split_by_date(pid, file_a, row_a, file_b, row_b, origin, fmt) -> None:
+    """A point repeated in a file with dates the first file lacks: the files are parts of one
+    export split by date, and dropping the repeat (keep-first) would drop those epochs."""
+    extra = sorted(origin.dates[file_b] - origin.dates[file_a])
+    if not extra:
+        return
+    raise InputError(
+        f"point id '{pid}' is repeated: first seen in {file_a} row {row_a}, whose date columns lack "
+        f"{len(extra)} of this file's ({days_to_iso(extra[0])}{', ...' if len(extra) > 1 else ''}): the files "
+        "look like parts of one export split by date, and a point's dates must all be in one row",
+        file=file_b, row=row_b, column=fmt.id,
+        fix="join the parts on the point id into one file (every date column in one row per point); "
+            "shards.duplicates: keep-first would drop the repeated rows with their dates")
 
 
 def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, sha256) -> dict:
