@@ -281,3 +281,31 @@ def test_a_source_glob_that_takes_a_folder_stops(tmp_path):
 def test_a_site_whose_rows_are_all_dropped_names_its_files(tmp_path):
     path = write(tmp_path / "a.csv", [HEADER] + [f"P{i},69.0,20.0,100,1.5,0.9,0.2,35,190,,,," for i in range(3)])
     stops(tmp_path, path, str(path), "all 3 rows have no displacement", cfg=ShardsConfig(all_nan="drop"))
+
+
+@pytest.mark.parametrize("value", ["-9999", "-9999.0", "9999"])
+def test_a_no_data_code_in_a_date_column_stops(tmp_path, value):
+    """-9999 is inside the plausibility bound: read as a number it is a 10 m motion."""
+    path = write(tmp_path / "a.csv", [HEADER, row(0), row(1, d=value), row(2)])
+    stops(tmp_path, path, "row 2", "'20200113'", "'P1'", "no-data code", "na_values")
+
+
+def test_a_no_data_code_in_a_static_column_stops(tmp_path):
+    path = write(tmp_path / "a.csv", [HEADER, row(0), row(1), row(2, height="-9999")])
+    stops(tmp_path, path, "row 3", "'height'", "'P2'", "no-data code")
+
+
+def test_a_no_data_code_declared_in_na_values_is_missing(tmp_path):
+    fmt = get_format("ngu", {"ngu": {**FORMATS["ngu"], "na_values": ["", "NaN", "-9999"]}})
+    path = write(tmp_path / "a.csv", [HEADER, row(0), row(1, d="-9999", height="-9999"), row(2)])
+    shards = build(tmp_path, path, fmt=fmt)
+    got = by_pid(shards)
+    np.testing.assert_array_equal(got["P1"], [1.5, np.nan, -2.5, 3.75])
+    assert np.isnan(shards.read("points/static")[shards.read("points/pid").tolist().index("P1"), 0])
+
+
+def test_a_no_data_code_in_another_unit_is_found_as_written(tmp_path):
+    fmt = get_format("ngu", {"ngu": {**FORMATS["ngu"], "displacement_unit": "cm"}})
+    path = write(tmp_path / "a.csv", [HEADER, row(0, d="0.5"), row(1, d="-9999"), row(2, d="0.5")])
+    stops(tmp_path, path, "row 2", "displacement -9999 ", "no-data code",
+          cfg=ShardsConfig(max_abs_mm=None), fmt=fmt)

@@ -114,9 +114,17 @@ def _sha256_files(paths, out: dict):
     out["sha256"] = h.hexdigest()
 
 
+# No-data codes that exports write instead of an empty cell. As numbers they pass every
+# other check (-9999 mm is inside the +-10 m bound) and would be read as a 10 m motion, or
+# a height, velocity or coherence of -9999. Exact values only; +9999 is no code in the
+# static columns, where radar line/pixel numbers can reach it.
+NODATA_DISPLACEMENT = (-9999.0, 9999.0)
+NODATA_STATIC = (-9999.0,)
+
+
 def _check_values(block, src: CsvInput, fmt: Format, plan, cfg: ShardsConfig) -> None:
     """Displacements must be finite and within +-max_abs_mm, static values finite (NaN = missing
-    is fine).
+    is fine), and neither may hold a no-data code.
 
     A 1e30 or an inf would pass every later stage and silently wreck the
     clusters (or fail much later, naming no point), so it stops here.
@@ -128,14 +136,20 @@ def _check_values(block, src: CsvInput, fmt: Format, plan, cfg: ShardsConfig) ->
         raise InputError(f"value {float(block.static[i, j]):g} of point '{block.pid[i]}' is not a finite number "
                          "(or beyond the float32 range)", file=src.label, row=row, column=fmt.static[j],
                          fix="correct the value, or leave the cell empty if it is unknown")
+    _check_nodata(block.static, NODATA_STATIC, 1.0, block, src, fmt, fmt.static, "value")
     disp = block.displacement
     # never above the float32 range: a bound that rounds to inf would let inf through
     f32max = float(np.finfo(np.float32).max)
     bound = np.float32(min(float(cfg.max_abs_mm), f32max) if cfg.max_abs_mm is not None else f32max)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)   # an all-NaN block has no max
-        if not (np.nanmax(disp, initial=-np.inf) > bound or np.nanmin(disp, initial=np.inf) < -bound):
-            return
+        hi, lo = np.nanmax(disp, initial=-np.inf), np.nanmin(disp, initial=np.inf)
+    codes = [c * fmt.to_mm for c in NODATA_DISPLACEMENT]
+    if lo <= min(codes) or hi >= max(codes):   # only then can a block hold a code: search it
+        _check_nodata(disp, codes, fmt.to_mm, block, src, fmt, plan.date_columns, "displacement")
+    if not (hi > bound or lo < -bound):
+        return
+    with np.errstate(invalid="ignore"):
         bad = np.abs(disp) > bound
     i, row = block.first(bad.any(axis=1))
     j = int(np.argmax(bad[i]))
@@ -150,6 +164,21 @@ def _check_values(block, src: CsvInput, fmt: Format, plan, cfg: ShardsConfig) ->
                    "(or beyond the float32 range)")
         fix = "correct the value, or leave the cell empty if the epoch is missing"
     raise InputError(problem, file=src.label, row=row, column=plan.date_columns[j], fix=fix)
+
+
+def _check_nodata(values, codes, scale: float, block, src: CsvInput, fmt: Format, columns, what: str) -> None:
+    """Stop on the first cell of ``values`` (n, len(columns)) that holds one of the no-data ``codes``
+    (``values`` are the file's numbers times ``scale``, the unit conversion)."""
+    hit = np.isin(values, np.asarray(codes, dtype=values.dtype))
+    if not hit.any():
+        return
+    i, row = block.first(hit.any(axis=1))
+    j = int(np.argmax(hit[i]))
+    written = float(values[i, j]) / scale
+    raise InputError(f"{what} {written:g} of point '{block.pid[i]}' is a no-data code, not a measurement",
+                     file=src.label, row=row, column=columns[j],
+                     fix=f"add it, quoted, to na_values of format '{fmt.name}' in config/formats.yaml, spelt as in the "
+                         f"file (e.g. '{written:g}' or '{written:.1f}'), or blank such cells")
 
 
 def _check_projected(block, src: CsvInput, fmt: Format) -> None:
