@@ -309,3 +309,20 @@ def test_a_no_data_code_in_another_unit_is_found_as_written(tmp_path):
     path = write(tmp_path / "a.csv", [HEADER, row(0, d="0.5"), row(1, d="-9999"), row(2, d="0.5")])
     stops(tmp_path, path, "row 2", "displacement -9999 ", "no-data code",
           cfg=ShardsConfig(max_abs_mm=None), fmt=fmt)
+
+
+@pytest.mark.parametrize("what, needle", [("deflate64", "compression method"), ("encrypted", "encrypted")])
+def test_a_zip_python_cannot_unpack_is_named(tmp_path, what, needle):
+    """Windows Explorer writes large zips with Deflate64, which zipfile cannot read."""
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("a.csv", "\n".join([HEADER] + [row(i) for i in range(3)]) + "\n")
+    data = bytearray(path.read_bytes())
+    central = data.find(b"PK\x01\x02")
+    if what == "deflate64":   # compression method 9 in the local and central headers
+        data[8:10] = data[central + 10:central + 12] = (9).to_bytes(2, "little")
+    else:                     # the encryption flag
+        data[6] |= 1
+        data[central + 8] |= 1
+    path.write_bytes(bytes(data))
+    stops(tmp_path, path, "a.zip", needle, "7-Zip")

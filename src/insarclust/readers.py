@@ -78,6 +78,10 @@ def expand_inputs(paths) -> list[CsvInput]:
             except (zipfile.BadZipFile, OSError, EOFError) as err:
                 raise InputError(f"cannot read the zip archive ({err})", file=p,
                                  fix="re-download the archive (it is truncated or not a zip)") from None
+            except (NotImplementedError, RuntimeError) as err:   # Deflate64 (Windows, big files), encryption
+                raise InputError(f"cannot unpack the zip archive ({err})", file=p,
+                                 fix="unzip it with 7-Zip or unzip and point the site's source at the CSV, or "
+                                     "re-zip it with plain deflate (e.g. zip a.zip a.csv)") from None
             if bad is not None:
                 raise InputError(f"zip member '{bad}' is corrupt (CRC mismatch)", file=p,
                                  fix="re-download the archive")
