@@ -326,3 +326,16 @@ def test_a_zip_python_cannot_unpack_is_named(tmp_path, what, needle):
         data[central + 8] |= 1
     path.write_bytes(bytes(data))
     stops(tmp_path, path, "a.zip", needle, "7-Zip")
+
+
+@pytest.mark.parametrize("pack, needle", [
+    (lambda b: __import__("bz2").compress(b), "bzip2-compressed"),
+    (lambda b: __import__("lzma").compress(b), "xz-compressed"),
+    (lambda b: b.decode().encode("utf-16"), "UTF-16"),
+    (lambda b: gzip.compress(b.decode().encode("utf-16")), "UTF-16")], ids=["bz2", "xz", "utf16", "utf16-gz"])
+def test_other_archives_and_utf16_are_named_not_blamed_on_the_encoding(tmp_path, pack, needle):
+    """They used to stop with a latin-1 iconv or a line-end fix, both wrong."""
+    path = tmp_path / "a.csv"
+    path.write_bytes(pack(("\n".join([HEADER] + [row(i) for i in range(3)]) + "\n").encode()))
+    text = stops(tmp_path, path, "a.csv", needle)
+    assert "latin1" not in text and "carriage return" not in text

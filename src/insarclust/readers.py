@@ -55,6 +55,29 @@ def _magic(path) -> str | None:
     return next((kind for sig, kind in _MAGIC.items() if head.startswith(sig)), None)
 
 
+# What else a CSV export may arrive as: decoded as text, it failed with an encoding or
+# line-end error whose fix (iconv from latin-1, tr) was wrong.
+_NOT_CSV = ((rb"BZh[1-9]1AY&SY", "bzip2-compressed", "bunzip2 a.csv.bz2"),
+            (rb"\xfd7zXZ\x00", "xz-compressed", "unxz a.csv.xz"),
+            (rb"7z\xbc\xaf\x27\x1c", "a 7-Zip archive", "7z x a.7z"),
+            (rb"\x28\xb5\x2f\xfd", "zstd-compressed", "unzstd a.csv.zst"),
+            (rb"Rar!\x1a\x07", "a RAR archive", "unrar x a.rar"))
+_WIDE_TEXT = (b"\xff\xfe", b"\xfe\xff")   # UTF-16/UTF-32 byte-order marks
+
+
+def _check_not_other_container(head: bytes, label: str) -> None:
+    """Stop, naming what the bytes are, on an archive or UTF-16 text read as a CSV."""
+    for sig, what, unpack in _NOT_CSV:
+        if re.match(sig, head, re.DOTALL):
+            raise InputError(f"the file is {what}, which the reader does not unpack", file=label,
+                             fix=f"unpack it ({unpack}) and point the site's source at the CSV, or compress it "
+                                 "with gzip or zip (plain CSV, .gz and .zip are read)")
+    if head.startswith(_WIDE_TEXT):
+        raise InputError("the file is UTF-16 (or UTF-32) text, as Excel's 'Unicode Text' saves it", file=label,
+                         row=0, fix="convert it: iconv -f utf-16 -t utf-8 in.csv > out.csv (Excel's Unicode "
+                                    "Text is tab-separated: set delimiter: '\\t' in the format)")
+
+
 def expand_inputs(paths) -> list[CsvInput]:
     """Files -> CSV streams; zips expand to their ``.csv`` members (sorted)."""
     out = []
@@ -118,6 +141,7 @@ def read_header(src: CsvInput, fmt: Format) -> list[str]:
     except (OSError, EOFError, zipfile.BadZipFile) as err:
         raise InputError(f"cannot read the file ({err})", file=src.label,
                          fix="check that it is a CSV (plain, .gz or .zip) and not truncated") from None
+    _check_not_other_container(raw, src.label)
     if not raw.endswith(b"\n"):
         if b"\r" in raw.rstrip(b"\r"):
             raise InputError("lines end in a carriage return only (old Mac line ends), so the file reads "
