@@ -339,3 +339,13 @@ def test_other_archives_and_utf16_are_named_not_blamed_on_the_encoding(tmp_path,
     path.write_bytes(pack(("\n".join([HEADER] + [row(i) for i in range(3)]) + "\n").encode()))
     text = stops(tmp_path, path, "a.csv", needle)
     assert "latin1" not in text and "carriage return" not in text
+
+
+def test_rows_of_delimiters_only_are_named_as_empty_rows(tmp_path):
+    path = write(tmp_path / "a.csv", [HEADER, row(0), row(1), "," * 12, "," * 12])
+    stops(tmp_path, path, "row 3", "the row is empty", "delete the empty rows")
+
+
+def test_an_empty_latitude_is_named_as_missing(tmp_path):
+    path = write(tmp_path / "a.csv", [HEADER, row(0), row(1).replace("69.01", ""), row(2)])
+    stops(tmp_path, path, "row 2", "'latitude'", "'P1' has no latitude")

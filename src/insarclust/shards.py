@@ -203,10 +203,16 @@ def _check_projected(block, src: CsvInput, fmt: Format) -> None:
 def _validate_block(block, src: CsvInput, fmt: Format, cfg: ShardsConfig) -> np.ndarray:
     """Check coordinates and series; return the mask of rows to keep (in stored order).
     Errors name the earliest offending row of the file."""
+    if block.blank_id.any():
+        _check_empty_rows(block, src)
     for name, values, lo, hi in ((fmt.lat, block.lat, -90, 90), (fmt.lon, block.lon, -180, 180)):
         bad = ~((values >= lo) & (values <= hi))
         if bad.any():
             i, row = block.first(bad)
+            if np.isnan(values[i]) and not fmt.projected:
+                raise InputError(f"point '{block.pid[i]}' has no {name} (empty cell)", file=src.label, row=row,
+                                 column=name,
+                                 fix="every point needs a position (WGS84 degrees): fill in the cell or remove the row")
             if fmt.projected:
                 raise InputError(f"x={block.x[i]}, y={block.y[i]} is not a valid position in {fmt.crs}",
                                  file=src.label, row=row, column=f"{fmt.x}, {fmt.y}",
@@ -235,6 +241,17 @@ def _validate_block(block, src: CsvInput, fmt: Format, cfg: ShardsConfig) -> np.
                          fix="remove such points, or set shards.all_nan: drop in config/config.yaml "
                              "to skip them")
     return ~no_obs
+
+
+def _check_empty_rows(block, src: CsvInput) -> None:
+    """A row of delimiters only (spreadsheets write them below the data) stops as such, not
+    as a missing latitude."""
+    empty = block.blank_id & ~np.isfinite(block.lat) & np.isnan(block.displacement).all(axis=1)
+    if empty.any():
+        _, row = block.first(empty)
+        raise InputError(f"the row is empty: no id, position or displacement ({int(empty.sum())} such rows in "
+                         "this block)", file=src.label, row=row,
+                         fix="delete the empty rows (a spreadsheet may write rows of delimiters below the data)")
 
 
 def _with_optional_columns(fmt: Format, plans) -> Format:
