@@ -349,3 +349,15 @@ def test_rows_of_delimiters_only_are_named_as_empty_rows(tmp_path):
 def test_an_empty_latitude_is_named_as_missing(tmp_path):
     path = write(tmp_path / "a.csv", [HEADER, row(0), row(1).replace("69.01", ""), row(2)])
     stops(tmp_path, path, "row 2", "'latitude'", "'P1' has no latitude")
+
+
+def test_a_value_in_the_unnamed_last_column_stops(tmp_path):
+    """A header ending in a delimiter names no last column: a value there was dropped unseen."""
+    path = write(tmp_path / "a.csv", [HEADER + ",", row(0) + ",", row(1) + ',""', row(2) + ",9.9", row(3) + ","])
+    stops(tmp_path, path, "row 3", "'9.9'", "unnamed", "'20200206'")
+
+
+def test_trailing_delimiters_on_every_line_read(tmp_path):
+    path = write(tmp_path / "a.csv", [HEADER + ","] + [row(i) + "," for i in range(3)] + [row(3) + ',""'])
+    got = by_pid(build(tmp_path, path))
+    np.testing.assert_array_equal(got["P3"], [3.5, 1.25, -2.5, 3.75])

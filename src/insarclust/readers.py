@@ -296,6 +296,12 @@ def iter_tables(src: CsvInput, plan: ColumnPlan, fmt: Format,
     types.update({c: pa.float32() for c in fmt.static})
     types.update({c: pa.float32() for c in plan.date_columns})
     include = [fmt.id, *fmt.position_columns, *fmt.static, *plan.date_columns]
+    # a header that ends in a delimiter names no last column: fine while the rows leave it
+    # empty (a trailing delimiter), but a value there would be dropped unseen
+    unnamed = header[-1] if header[-1] == "" and len(header) > 1 else None
+    if unnamed is not None:
+        types[unnamed] = pa.string()
+        include.append(unnamed)
     read_opts = pacsv.ReadOptions(column_names=header, use_threads=True,
                                   **({} if _text_encoding(fmt) == "utf-8-sig" else {"encoding": fmt.encoding}))
     parse_opts = pacsv.ParseOptions(delimiter=fmt.delimiter)
@@ -313,6 +319,8 @@ def iter_tables(src: CsvInput, plan: ColumnPlan, fmt: Format,
                 if not _rows_match_lines(raw, table.num_rows):
                     raise _locate_parse_error(None, src, plan, fmt)
                 del raw
+                if unnamed is not None:
+                    _check_unnamed_empty(table, unnamed, row, src, header)
                 if table.num_rows:
                     yield row, table
                     row += table.num_rows
@@ -321,6 +329,18 @@ def iter_tables(src: CsvInput, plan: ColumnPlan, fmt: Format,
     except (OSError, EOFError, zipfile.BadZipFile) as err:
         raise InputError(f"cannot read the file ({err})", file=src.label,
                          fix="check that it is a CSV (plain, .gz or .zip) and not truncated") from None
+
+
+def _check_unnamed_empty(table: pa.Table, name: str, first_row: int, src: CsvInput, header) -> None:
+    """Stop on the first row with a value in the header's unnamed last column."""
+    filled = pc.fill_null(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(table.column(name))), 0), False)
+    filled = filled.to_numpy(zero_copy_only=False)
+    if filled.any():
+        i = int(np.argmax(filled))
+        raise InputError(f"the row holds a value ({table.column(name)[i].as_py()!r}) in its last field, which the "
+                         f"header leaves unnamed (it ends in a delimiter after '{header[-2]}')", file=src.label,
+                         row=first_row + i, fix="name the column in the header (e.g. the missing date), or remove "
+                                                "the value; a trailing delimiter must leave the last field empty")
 
 
 def _buffer(scratch: dict | None, name: str, shape: tuple) -> np.ndarray:
