@@ -9,6 +9,6 @@ descriptors = snakemake.input.get("descriptors") or None   # an input of descrip
 with timed(log, f"{method} {snakemake.wildcards.site}"):
     labelling = fit_baseline(method, snakemake.input.shards, descriptors, kmeans_cfg=cfg["kmeans"],
                              baselines_cfg=cfg["baselines"], seed=seed, graph_path=snakemake.input.get("graph"),
-                             smooth_cfg=cfg.get("smooth"))
+                             smooth_cfg=cfg.get("smooth"), out_path=snakemake.output[0])
 labelling.stamp(snakemake.wildcards.site, method, {**cfg, "seed": seed})
 labelling.write(snakemake.output[0])

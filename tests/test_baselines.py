@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -219,3 +220,28 @@ def test_raw_smoothed_peer_leaves_no_temporary_files(site, tmp_path):
                                 "fanout": [-1, -1]}
     assert adjusted_rand_score(site["truth"], labels) > 0.9
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shards.h5"]
+
+
+def test_raw_smoothed_peer_keeps_its_work_where_a_killed_job_is_cleaned_up(site, tmp_path, monkeypatch):
+    """The rule's job names its temporary series after its output: SIGKILL (out of memory, a
+    SLURM time limit) leaves a directory of N x G floats that the next job for that output
+    removes (start_rule -> remove_stale_temporaries), instead of one beside shards.h5 for ever."""
+    import insarclust.smooth as smooth
+
+    out = tmp_path / "clusters" / "raw-kmeans_smoothed.h5"
+    seen = []
+    real = smooth.smooth_source_to_file
+
+    def spy(source, graph, cfg, out_path, **kw):
+        seen.append(Path(out_path).parent)
+        return real(source, graph, cfg, out_path, **kw)
+
+    monkeypatch.setattr(smooth, "smooth_source_to_file", spy)
+    fit_baseline("raw-kmeans_smoothed", site["shards"], kmeans_cfg=KMEANS_CFG, baselines_cfg={}, seed=3,
+                 graph_path=site["graph"], smooth_cfg={"H": 2, "alpha": 0.5}, out_path=out)
+    assert seen == [h5io.temp_name(out, "runs")]
+    assert not seen[0].exists() and list(out.parent.iterdir()) == []
+    # what a killed job on another node leaves is what the next job removes
+    stale = out.parent / f".{out.name}.runs-node7-4242"
+    (stale / "deep").mkdir(parents=True)
+    assert h5io.remove_stale_temporaries(out) == [stale] and not stale.exists()

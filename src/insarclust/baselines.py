@@ -16,7 +16,9 @@ groups would use without reservoirs or deep clustering.
   embedding adds anything beyond the smoothing. Streamed
   (:func:`insarclust.smooth.smooth_source_to_file`): the smoothed series go
   batch by batch, each on its H-hop halo, to a temporary feature file beside
-  ``shards.h5`` that is removed when the method is done.
+  the labels' file (the rule's output; ``shards.h5`` when none is given) that
+  is removed when the method is done, or by the next job for that output when
+  a killed job could not.
 * ``descriptors-kmeans`` - the batched k-means on standardised per-point
   descriptors (:mod:`insarclust.descriptors`): trend, acceleration, annual
   amplitude, step, centred on the site mean and standardised
@@ -46,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -56,6 +59,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from . import h5io
 from .batches import H5FeatureSource, MapSource, ShardsSource, as_source, iter_blocks
 from .interpret import DEFAULT_THRESHOLDS
 from .labels import Labelling
@@ -309,10 +313,14 @@ def build_features(method: str, shards_path, descriptors_path=None, *, baselines
 
 
 def fit_baseline(method: str, shards_path, descriptors_path=None, *, kmeans_cfg: dict,
-                 baselines_cfg: dict, seed: int, graph_path=None, smooth_cfg: dict | None = None) -> Labelling:
+                 baselines_cfg: dict, seed: int, graph_path=None, smooth_cfg: dict | None = None,
+                 out_path=None) -> Labelling:
     """One peer method: features, batched k-means, labels in trend order, fit record.
 
     ``graph_path`` and ``smooth_cfg`` (the ``smooth:`` section): ``raw-kmeans_smoothed`` only.
+    ``out_path``: the file the labels go to (the rule's output); the smoothed peer then keeps
+    its temporary series in :func:`insarclust.h5io.temp_dir` of it, which the next job for
+    that output removes if this one is killed (out of memory, a time limit) before it can.
     """
     from . import kmeans
     from .h5io import Shards
@@ -322,7 +330,10 @@ def fit_baseline(method: str, shards_path, descriptors_path=None, *, kmeans_cfg:
     cfg = {**kmeans_config(kmeans_cfg, baselines_cfg), "seed_stability": False}
     with contextlib.ExitStack() as stack:
         workdir = None
-        if method == "raw-kmeans_smoothed":
+        if method == "raw-kmeans_smoothed" and out_path is not None:
+            workdir = h5io.temp_dir(out_path, "runs")
+            stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        elif method == "raw-kmeans_smoothed":
             # beside shards.h5: the same file system as the results, sized like the input
             workdir = stack.enter_context(tempfile.TemporaryDirectory(
                 prefix=".raw-smoothed-", dir=Path(shards_path).parent))
