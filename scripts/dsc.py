@@ -9,7 +9,7 @@ log = start_rule(snakemake)
 torch.set_num_threads(max(1, int(snakemake.threads)))  # CPU work beside a GPU; on CPU dsc.cpu_threads rules
 torch.backends.cudnn.benchmark = True  # fixed patch shapes: let cuDNN pick its fastest kernels
 cfg, seed = dict(snakemake.params.cfg), int(snakemake.params.seed)
-labelling, est = fit_stage(snakemake.input.shards, snakemake.input.dyn, cfg={**snakemake.config["dsc"], **cfg}, seed=seed,
+labelling, est = fit_stage(snakemake.input.shards, cfg={**snakemake.config["dsc"], **cfg}, seed=seed,
                            device=snakemake.config.get("device", "auto"),
                            checkpoint_dir=snakemake.params.checkpoint_dir,
                            silhouette_sample=int(cfg.get("silhouette_sample", 10000)))

@@ -4,7 +4,10 @@ from insarclust.logs import start_rule, timed
 
 log = start_rule(snakemake)
 truth = list(snakemake.input.get("truth", []) or [])
+features = list(snakemake.input.get("features", []) or [])   # dsc: its fit is measured in dyn here
+fit = dict(snakemake.params.fit)
 with timed(log, f"evaluate {snakemake.wildcards.method}"):
     evaluate_file(snakemake.input.labels, snakemake.output[0], graph_path=snakemake.input.graph,
                   shards_path=snakemake.input.shards, descriptors_path=snakemake.input.descriptors,
-                  truth_path=truth[0] if truth else None, thresholds=dict(snakemake.params.thresholds))
+                  truth_path=truth[0] if truth else None, thresholds=dict(snakemake.params.thresholds),
+                  features_path=features[0] if features else None, **fit)

@@ -415,6 +415,14 @@ def test_fit_stage_then_evaluate(tmp_path):
                                              "mean_intercentroid_distance"}
     assert "ari" in result["metrics"] and result["training"]["epochs_run"] == 3
     assert (tmp_path / "ck" / "dsc.pt").exists()
+    # the workflow fits without dyn.h5 and measures the dyn space in evaluate: the same numbers
+    from insarclust.labels import Labelling
+
+    bare = Labelling(labels=labels, split=split, record={k: v for k, v in fit.record.items() if k != "metrics"})
+    again = evaluate.evaluate_labelling(bare, graph_path=tmp_path / "graph.h5", shards_path=shards_path,
+                                        truth_path=tmp_path / "truth.csv", thresholds={},
+                                        features_path=tmp_path / "dyn.h5", seed=3, silhouette_sample=300)
+    assert again["metrics"] == result["metrics"]
 
 
 # --------------------------------------------------------------------------- #

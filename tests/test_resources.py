@@ -135,10 +135,15 @@ def test_the_workflow_asks_for_the_model_requests(tmp_path):
                          text=True, timeout=300)
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-3000:]
-    seen = {}
-    for rule, res in re.findall(r"\nrule (\w+):\n(?:    .*\n)*?    resources: (.*)\n", text):
+    seen, dsc_evaluate = {}, None
+    for rule, body, res in re.findall(r"\nrule (\w+):\n((?:    .*\n)*?)    resources: (.*)\n", text):
         kv = dict(item.split("=", 1) for item in res.split(", ") if "=" in item)
+        if rule == "evaluate" and "method=dsc" in body:
+            dsc_evaluate = kv     # measures DSC's fit in the dyn space: the model plus its silhouette
+            continue
         seen.setdefault(rule, kv)
+    sample = yaml.safe_load((work / "config/config.yaml").read_text())["dsc"]["silhouette_sample"]
+    assert int(dsc_evaluate["mem_mb"]) == int(seen["evaluate"]["mem_mb"]) + int(8 * sample**2 / 2**20 + 100)
     assert {"graph", "embed_part", "kmeans", "evaluate", "dsc"} <= set(seen)
     for rule, kv in seen.items():
         if rule in resources.costs() and rule not in ("shards",):

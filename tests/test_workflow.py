@@ -447,6 +447,23 @@ def test_each_peer_reads_only_the_files_it_uses(tmp_path):
     assert into["raw-kmeans_smoothed"] == {"shards", "graph"}
     assert into["pca-kmeans"] == into["raw-kmeans"] == {"shards"}
 
+
+def test_dsc_is_trained_without_the_embedding(tmp_path):
+    """DSC's labels never depend on the embedding: its job reads shards.h5 alone, and its fit is
+    measured in the dyn space by its evaluate job, so an embedding setting (embed.n_units ...)
+    reruns that evaluation, never the GPU training and labelling of every point."""
+    workdir = make_workdir(tmp_path / "repo", sites=SITES[:1], changes={"dsc": {"enabled": True}})
+    dot = snakemake(workdir, "--dag")
+    labels = {m.group(1): m.group(2).replace("\\n", " ")
+              for m in re.finditer(r'^\s*(\d+)\[label = "([^"]*)"', dot, re.M)}
+    into = {}
+    for a, b in re.findall(r"^\s*(\d+) -> (\d+)", dot, re.M):
+        into.setdefault(labels[b], set()).add(labels[a].split()[0])
+    assert into["dsc"] == {"shards"}
+    assert "embed_gather" in into["evaluate method: dsc"]
+    assert "embed_gather" not in into["evaluate method: kmeans-dyn+static"]
+
+
 @pytest.mark.slow
 def test_two_full_runs_from_scratch_are_complete_and_identical(tmp_path):
     """Every method (DSC and all peers): the checks above, then byte equality of two runs."""

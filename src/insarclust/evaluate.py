@@ -94,8 +94,14 @@ def member_spread(descriptors_path, labels: np.ndarray, n_clusters: int) -> dict
 
 
 def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descriptors_path=None,
-                       truth_path=None, thresholds: dict | None = None) -> dict:
+                       truth_path=None, thresholds: dict | None = None, features_path=None,
+                       seed: int = 0, silhouette_sample: int = 10000) -> dict:
     """The JSON-ready record of ``clusters/{method}.json`` for one method's labels.
+
+    ``features_path``: a feature file to measure the fit in (silhouette etc., ``seed`` and
+    ``silhouette_sample`` as :func:`insarclust.labels.fit_metrics`) when the fit record has
+    no ``metrics``: DSC's labels are measured in the ``dyn`` space here, so that its job
+    does not read ``dyn.h5`` and an embedding setting never retrains it.
 
     Keys: ``k``, ``n_points``, ``n_train``, ``n_test``, ``sizes``, ``metrics``
     (the fit's silhouette, davies_bouldin, calinski_harabasz,
@@ -110,6 +116,12 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
     split = np.asarray(labelling.split)
     n_clusters = int(record["k"])
     fit = dict(record.pop("metrics", {}))
+    if not fit and features_path is not None:
+        from .batches import H5FeatureSource
+        from .labels import fit_metrics
+
+        fit = fit_metrics(H5FeatureSource(features_path), labels, n_clusters, seed=seed,
+                          silhouette_sample=silhouette_sample)
     result_metrics = {m: fit.pop(m) for m in FIT_METRICS if m in fit}
     graph = h5io.read_graph(graph_path)
     result_metrics["spatial_coherence"] = label_coherence(graph["indptr"], graph["indices"], labels)
@@ -145,11 +157,13 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
 
 
 def evaluate_file(clusters_path, json_path, *, graph_path, shards_path, descriptors_path=None,
-                  truth_path=None, thresholds: dict | None = None) -> dict:
+                  truth_path=None, thresholds: dict | None = None, features_path=None,
+                  seed: int = 0, silhouette_sample: int = 10000) -> dict:
     """Rule ``evaluate``: ``clusters/{method}.h5`` -> ``clusters/{method}.json``."""
     result = evaluate_labelling(Labelling.read(clusters_path), graph_path=graph_path,
                                 shards_path=shards_path, descriptors_path=descriptors_path,
-                                truth_path=truth_path, thresholds=thresholds)
+                                truth_path=truth_path, thresholds=thresholds, features_path=features_path,
+                                seed=seed, silhouette_sample=silhouette_sample)
     if thresholds:
         result.setdefault("config", {})["interpret"] = dict(thresholds)
     write_json(result, json_path)

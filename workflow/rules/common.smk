@@ -327,6 +327,16 @@ def requests(name):
     return {"mem_mb": request(name, "mem_mb"), "runtime": request(name, "runtime")}
 
 
+def evaluate_mem_mb(wildcards, attempt=1):
+    """evaluate's request; for dsc plus the silhouette of its fit in the dyn space (a
+    dsc.silhouette_sample^2 float64 distance block, measured there since dsc does not read dyn)."""
+    mem = request("evaluate", "mem_mb")(wildcards, attempt)
+    if wildcards.method != "dsc":
+        return mem
+    sample = int(config["dsc"]["silhouette_sample"])
+    return mem + int(attempt * (8 * sample * sample / 2**20 + 100))
+
+
 def log_path(stage, name="{site}"):
     return f"logs/{stage}/{name}.log"
 

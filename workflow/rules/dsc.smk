@@ -1,8 +1,9 @@
 rule dsc:
     """Deep Spatiotemporal Clustering on each point's space-time patch (GPU when present)."""
     input:
+        # not features/dyn.h5: DSC's labels never depend on the embedding, so its fit metrics in
+        # the dyn space are measured by evaluate (an embedding setting does not retrain DSC)
         shards="results/{site}/shards.h5",
-        dyn="results/{site}/features/dyn.h5",
     output:
         labels="results/{site}/clusters/dsc.h5",
         train_log="results/{site}/dsc/train_log.tsv",

@@ -23,16 +23,18 @@ def estimator_from_config(cfg: dict, seed: int, device: str = "auto",
     return build_stage("dsc", cfg, random_state=int(seed), device=device, checkpoint_dir=checkpoint_dir)
 
 
-def fit_stage(shards_path, dyn_path, *, cfg: dict, seed: int, device: str = "auto",
+def fit_stage(shards_path, dyn_path=None, *, cfg: dict, seed: int, device: str = "auto",
               checkpoint_dir=None, silhouette_sample: int = 10000):
     """Fit, label all points, order labels, measure the fit.
 
     Returns ``(labelling, estimator)``: :class:`~insarclust.labels.Labelling`
     with ``proba (N, K)`` and ``latent (N, e)``; ``split`` is 0 for the points
     DSC was trained on and 1 for the others (labelled, never seen in
-    training). The fit metrics are measured in the ``dyn`` feature space
-    (comparable with the k-means variants) and, under ``metrics_latent``, in
-    DSC's own clustering space.
+    training). The fit metrics are measured in DSC's own clustering space
+    (``metrics_latent``) and, given ``dyn_path``, in the ``dyn`` feature space
+    (``metrics``, comparable with the k-means variants). The workflow leaves
+    ``dyn_path`` out and measures the ``dyn`` space in the ``evaluate`` rule, so
+    that an embedding setting does not rerun DSC.
     """
     points = PointSeries.from_shards(shards_path)
     est = estimator_from_config(cfg, seed, device, checkpoint_dir)
@@ -50,11 +52,12 @@ def fit_stage(shards_path, dyn_path, *, cfg: dict, seed: int, device: str = "aut
     split = np.ones(points.n_points, dtype=np.uint8)
     split[est.train_rows_] = 0
     with timed(log, "dsc fit metrics"):
-        quality = fit_metrics(H5FeatureSource(dyn_path), labels, k, seed=seed,
-                              silhouette_sample=silhouette_sample)
+        quality = None if dyn_path is None else fit_metrics(H5FeatureSource(dyn_path), labels, k, seed=seed,
+                                                             silhouette_sample=silhouette_sample)
         latent_quality = fit_metrics(ArraySource(latent), labels, k, seed=seed,
                                      silhouette_sample=silhouette_sample, centers=centers)
-    record = {"k": int(k), "metrics": quality, "metrics_latent": latent_quality, "training": {
+    record = {"k": int(k), **({"metrics": quality} if quality is not None else {}),
+              "metrics_latent": latent_quality, "training": {
         "device": est.device_, "variant": est.variant, "cell_size_m": est.cell_size_m_,
         "n_steps": est.n_steps_, "scale_mm": est.scale_mm_, "n_train": int(len(est.train_rows_)),
         "epochs_run": len(est.history_), "converged": est.converged_,
