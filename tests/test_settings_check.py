@@ -82,6 +82,28 @@ def test_command_line_spellings_become_the_types_the_code_needs(cfg):
     assert coerce_to_schema(raw, SCHEMA)["kmeans"]["k"] == 6.5
 
 
+def test_one_number_has_one_spelling_in_the_rule_params():
+    """``ridge: 10`` is ``ridge: 10.0``: rule params are compared by repr ("10" != "10.0"), so
+    writing a number without its decimal point (in a config file or 'embed={"ridge": 10}') must
+    not rerun the embedding and everything after it. A number takes its default's type."""
+    from insarclust.config import result_params
+
+    raw = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    shipped = coerce_to_schema(raw, SCHEMA)
+    assert shipped == raw and all(type(shipped["embed"][k]) is type(raw["embed"][k]) for k in raw["embed"])
+    raw["embed"].update(ridge=10, leak="0.6")                         # 10.0; the command line's text
+    raw["interpret"].update(max_gap_days=36.0)                       # default 36
+    raw["decompose"].update(cell_size_m="400.0")                     # default 100
+    raw["graph"].update(bandwidth_m=500)                             # default null: a float
+    raw["embed"]["static_weight"] = {"height": 2}
+    out = coerce_to_schema(raw, SCHEMA)
+    assert repr(result_params(out, "embed")) == repr(result_params(shipped, "embed"))
+    assert repr(out["interpret"]["max_gap_days"]) == "36" and repr(out["decompose"]["cell_size_m"]) == "400"
+    assert repr(out["graph"]["bandwidth_m"]) == "500.0" and repr(out["embed"]["static_weight"]) == "{'height': 2.0}"
+    raw["interpret"]["max_gap_days"] = 36.5                          # not a whole number: kept
+    assert coerce_to_schema(raw, SCHEMA)["interpret"]["max_gap_days"] == 36.5
+
+
 def test_a_misspelt_descriptor_scale_is_refused_by_the_schema():
     from insarclust.config import first_schema_error
 

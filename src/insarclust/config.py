@@ -37,11 +37,22 @@ def _right_type(value: Any, schema: Mapping, defs: Mapping) -> bool:
     return "type" in schema and _valid(value, {"type": schema["type"]}, defs)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _coerce(value: Any, schema: Mapping, defs: Mapping) -> Any:
     schema = _resolve(schema or {}, defs)
     # 42.0 or 1e3 where an integer is asked: the schema calls them integers, Python code does not
     if isinstance(value, float) and value.is_integer() and "integer" in _types(schema):
         return int(value)
+    # 10 and 10.0 are one setting: a "number" takes the type of its default (float without one),
+    # since rule params compare by repr and "10" != "10.0" would rerun the stage and all after it
+    if _is_number(value) and "number" in _types(schema) and "integer" not in _types(schema):
+        default = schema.get("default")
+        if _is_number(default) and isinstance(default, int):
+            return int(value) if float(value).is_integer() else value
+        return float(value)
     # "null" on the command line, where a string is valid too: None, as in config.yaml
     if isinstance(value, str) and value.strip() in ("null", "~") and "null" in _types(schema):
         return None
