@@ -361,3 +361,35 @@ def test_trailing_delimiters_on_every_line_read(tmp_path):
     path = write(tmp_path / "a.csv", [HEADER + ","] + [row(i) + "," for i in range(3)] + [row(3) + ',""'])
     got = by_pid(build(tmp_path, path))
     np.testing.assert_array_equal(got["P3"], [3.5, 1.25, -2.5, 3.75])
+
+
+def test_ascending_and_descending_files_in_one_site_stop(tmp_path):
+    """A glob over a whole download mixes orbits: their LOS series are different projections of
+    one motion, and the clusters would follow the orbit."""
+    desc = write(tmp_path / "desc.csv", [HEADER] + [row(i) for i in range(3)])             # track 190
+    asc = write(tmp_path / "asc.csv", [HEADER] + [row(i).replace(",35,190,", ",35,-10,").replace(f"P{i},", f"A{i},")
+                                                  for i in range(3)])
+    with pytest.raises(InputError) as err:
+        build_shards([asc, desc], NGU, tmp_path / "out.h5", "s", ShardsConfig())
+    text = str(err.value)
+    for needle in ("mixes points of ascending and descending", "asc.csv: 3 ascending, 0 descending",
+                   "desc.csv: 0 ascending, 3 descending", "'track_angle'", "asc=<glob>;desc=<glob>"):
+        assert needle in text, (needle, text)
+    assert not list(tmp_path.glob("*.h5"))
+    # one orbit in several files (two descending tracks) reads
+    other = write(tmp_path / "other.csv", [HEADER] + [row(i).replace(f"P{i},", f"B{i},") for i in range(3)])
+    build_shards([desc, other], NGU, tmp_path / "ok.h5", "s", ShardsConfig())
+    assert h5io.Shards(tmp_path / "ok.h5").n_points == 6
+
+
+def test_a_file_covering_part_of_the_period_is_logged(tmp_path, caplog):
+    early = write(tmp_path / "early.csv", [HEADER] + [row(i) for i in range(3)])
+    late_dates = ["20200218", "20200301", "20200313", "20200325", "20200406", "20200418", "20200430", "20200512"]
+    late_header = HEADER.replace(",".join(DATES), ",".join(late_dates))
+    late = write(tmp_path / "late.csv", [late_header] + [row(i).replace(f"P{i},", f"L{i},") + ",1,2,3,4"
+                                                         for i in range(3)])
+    with caplog.at_level("WARNING", logger="insarclust.shards"):
+        build_shards([early, late], NGU, tmp_path / "out.h5", "s", ShardsConfig())
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("early.csv covers 2020-01-01..2020-02-06" in m and "held" in m for m in warned), warned
+    assert any("late.csv covers 2020-02-18..2020-05-12" in m for m in warned), warned

@@ -94,6 +94,7 @@ class _Origin:
     labels: list = field(default_factory=list)
     first_rows: list = field(default_factory=list)
     dates: dict = field(default_factory=dict)    # label -> set of the file's date columns (days)
+    headings: "_Headings" = field(default_factory=lambda: _Headings())
 
     def add(self, start: int, label: str, first_row: int):
         self.starts.append(start)
@@ -254,6 +255,66 @@ def _check_empty_rows(block, src: CsvInput) -> None:
                          fix="delete the empty rows (a spreadsheet may write rows of delimiters below the data)")
 
 
+# A file whose dates cover less than this share of the site's period is logged: its points
+# are held at their first/last value beyond it on the regular grid.
+SHORT_FILE_SHARE = 0.8
+
+
+def _log_file_periods(inputs, plans, dates) -> None:
+    """Warn about files of a multi-file site that cover only part of its period (e.g. two
+    releases of a product): the embedding and k-means see their points' held values there;
+    the descriptors and the cluster mean series use each point's own span."""
+    span = float(dates[-1] - dates[0])
+    if len(inputs) < 2 or span <= 0:
+        return
+    for src, plan in zip(inputs, plans):
+        first, last = min(plan.dates), max(plan.dates)
+        share = (last - first) / span
+        if share < SHORT_FILE_SHARE:
+            log.warning("%s covers %s..%s, %.0f %% of the site's period %s..%s: its points are held at their "
+                        "first/last value outside it on the regular grid (the embedding and k-means see those "
+                        "values; descriptors and cluster mean series use each point's own span); a site of "
+                        "files of one period each avoids that", src.label, days_to_iso(first), days_to_iso(last),
+                        100 * share, days_to_iso(dates[0]), days_to_iso(dates[-1]))
+
+
+@dataclass
+class _Headings:
+    """Points per file looking from an ascending or a descending orbit (from ``track_angle``,
+    else ``los_east``): line-of-sight motions of the two are different projections of the
+    ground motion, so a site that mixes them (a glob over a whole EGMS download) would
+    cluster by orbit, not by motion."""
+
+    counts: dict = field(default_factory=dict)   # label -> [ascending, descending]
+    column: str | None = None
+
+    def add(self, block, label: str, fmt: Format) -> None:
+        names = list(fmt.static)
+        if "track_angle" in names:    # heading: about -10 deg ascending, -170 (190) descending
+            north = np.cos(np.radians(block.static[:, names.index("track_angle")]))
+            asc, desc, self.column = north > 0, north < 0, "track_angle"
+        elif "los_east" in names:     # the ground-to-satellite vector points west when looking east
+            east = block.static[:, names.index("los_east")]
+            asc, desc, self.column = east < 0, east > 0, "los_east"
+        else:
+            return
+        c = self.counts.setdefault(label, [0, 0])
+        c[0] += int(np.count_nonzero(asc))
+        c[1] += int(np.count_nonzero(desc))
+
+    def check(self, site: str, min_share: float = 0.005) -> None:
+        asc = sum(c[0] for c in self.counts.values())
+        desc = sum(c[1] for c in self.counts.values())
+        if min(asc, desc) <= min_share * max(asc + desc, 1):
+            return
+        per_file = "; ".join(f"{label}: {a:,} ascending, {d:,} descending" for label, (a, d) in self.counts.items())
+        raise InputError(f"site '{site}' mixes points of ascending and descending orbits ({per_file}); their "
+                         "line-of-sight series are different projections of the same motion",
+                         file=", ".join(self.counts), column=self.column,
+                         fix="make one site per orbit direction (a source glob per track), or a pair site "
+                             "'asc=<glob>;desc=<glob>' that decomposes them into vertical and east-west motion")
+
+
 def _with_optional_columns(fmt: Format, plans) -> Format:
     """The format with the optional static columns present in every input file."""
     resolved = fmt.with_optional([p.header for p in plans])
@@ -293,6 +354,7 @@ def build_shards(paths, fmt: Format, out_path, site: str, cfg: ShardsConfig | No
     if needs is not None:
         check_site(site, needs, n_dates=len(dates), n_grid=len(grid), grid_step_days=cfg.grid_step_days,
                    file=", ".join(s.label for s in inputs))
+    _log_file_periods(inputs, plans, dates)
 
     digest: dict = {}
     hasher = threading.Thread(target=_sha256_files, args=(sorted({s.path for s in inputs}), digest))
@@ -302,6 +364,7 @@ def build_shards(paths, fmt: Format, out_path, site: str, cfg: ShardsConfig | No
     tmpdir = temp_dir(out_path, "runs")
     try:
         runs, keys, hashes, keep, origin = _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir)
+        origin.headings.check(site)
         if not keep.any():
             raise InputError(f"no usable point: all {len(keep)} rows have no displacement value and were "
                              "dropped (shards.all_nan: drop)", file=", ".join(s.label for s in inputs),
@@ -345,6 +408,7 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
             keep_sorted = _validate_block(block, src, fmt, cfg)
             _check_values(block, src, fmt, plan, cfg)
             origin.add(total, src.label, block.first_row)
+            origin.headings.add(block, src.label, fmt)
             if all_dates:
                 disp = block.displacement
             else:
