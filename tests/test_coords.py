@@ -134,7 +134,7 @@ def test_egms_l2b_static_columns_usable_without_edits(tmp_path):
     build_shards([path], fmt, out, "l2b")
     s = h5io.Shards(out)
     assert {"los_east", "los_north", "los_up", "mean_velocity_std"} <= set(s.static_names)
-    assert s.attrs["geometry_columns"] == ["los_east", "los_north", "los_up"]   # kept, but not features
+    assert s.attrs["geometry_columns"] == ["incidence_angle", "track_angle", "los_east", "los_north", "los_up"]  # kept, not features
     static = pd.DataFrame(s.read("points/static"), columns=s.static_names)
     norm = np.sqrt(static.los_east ** 2 + static.los_north ** 2 + static.los_up ** 2)
     assert np.allclose(norm, 1.0, atol=1e-3)

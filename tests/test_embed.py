@@ -235,3 +235,34 @@ def test_shipped_config_is_the_embedder_defaults():
     for param, value in stage_kwargs("embed", shipped).items():
         assert value == defaults[param], f"embed.{param}: config {value!r}, default {defaults[param]!r}"
     assert set(defaults) - set(stage_kwargs("embed", shipped)) <= {"device", "dtype", "step", "seed"}
+
+
+ACQUISITION_COLUMNS = {"incidence_angle", "track_angle", "los_east", "los_north", "los_up", "RANGE", "AZIMUTH",
+                       "line", "pixel"}
+
+
+def test_shipped_formats_keep_acquisition_geometry_out_of_the_features(tmp_path):
+    """Incidence and track angles and radar image coordinates vary with position across the
+    swath and say nothing about the motion: as dyn+static features they split regimes by
+    place (docs/validity.md, "Static columns"). They are read as geometry, features only
+    when static_weight names them."""
+    from insarclust.demo import generate
+    from insarclust.formats import get_format, load_formats
+    from insarclust.shards import build_shards
+
+    formats = load_formats(ROOT / "config" / "formats.yaml")
+    for name in formats:
+        fmt = get_format(name, formats)
+        assert not ACQUISITION_COLUMNS & set(fmt.static + fmt.optional_static), name
+    fmt = get_format("svalbard", formats)
+    table, _ = generate("sv", "arctic", fmt, n_points=300, years=2, seed=1)
+    table.to_csv(tmp_path / "sv.csv", index=False)
+    build_shards([tmp_path / "sv.csv"], fmt, tmp_path / "s.h5", "sv")
+    dyn = tmp_path / "dyn.h5"
+    h5io.write_features(dyn, np.zeros((300, 1), np.float32), ["a"])
+    embed.write_dyn_static(dyn, tmp_path / "s.h5", tmp_path / "out.h5")
+    names = h5io.read_features(tmp_path / "out.h5")[1]
+    assert names == ["a"] + [f"static_{c}" for c in ("ELEVATION", "MAXDISP", "COHERENCE", "DEMERR", "SLOPE",
+                                                      "DOYMAX")]
+    embed.write_dyn_static(dyn, tmp_path / "s.h5", tmp_path / "out.h5", static_weight={"incidence_angle": 1.0})
+    assert h5io.read_features(tmp_path / "out.h5")[1][-1] == "static_incidence_angle"

@@ -38,7 +38,9 @@ def test_contract_and_values(tmp_path, demo_table):
         assert f["points/pid"].dtype == h5io.STR and f["points/pid"].shape == (1500,)
         assert f["points/lat"].dtype == np.float64 and f["points/lon"].dtype == np.float64
         assert f["points/static"].dtype == np.float32 and f["points/static"].shape == (1500, 6)
-        assert list(f["points/static"].attrs["names"]) == list(get_format("ngu", FORMATS).static)
+        ngu = get_format("ngu", FORMATS)   # static, then the geometry columns the file has
+        assert list(f["points/static"].attrs["names"]) == [*ngu.static, *ngu.geometry]
+        assert list(f.attrs["geometry_columns"]) == ["incidence_angle", "track_angle"]
         assert f["series/dates"].dtype == np.int32 and f["series/grid_dates"].dtype == np.int32
         assert f["series/displacement"].dtype == np.float32
         assert f["series/displacement"].chunks[1] == f["series/displacement"].shape[1]
@@ -130,7 +132,7 @@ def test_svalbard_format_and_units(tmp_path):
     out = tmp_path / "s.h5"
     build_shards([_write(table, tmp_path / "sv.csv")], fmt, out, "sv")
     s = h5io.Shards(out)
-    assert s.static_names == list(fmt.static) and s.n_points == 300
+    assert s.static_names == [*fmt.static, *fmt.geometry] and s.n_points == 300
     lat, _ = s.coords()
     assert 77 < lat.min() and lat.max() < 79
     # a metre-unit copy of the format scales to mm (the mm values read as metres are
