@@ -283,7 +283,7 @@ def test_kmeans_scripts(tmp_path, shards_file):
                 {"cfg": CFG, "seed": 3}, wildcards)
     eval_args = ({"labels": str(out / "kmeans-dyn.h5"), "graph": str(graph), "shards": str(path),
                   "descriptors": str(descriptors), "truth": [str(truth_csv)]},
-                 {"metrics": str(out / "kmeans-dyn.json")}, {"thresholds": {}}, wildcards)
+                 {"metrics": str(out / "kmeans-dyn.json")}, {"thresholds": {}, "fit": {}}, wildcards)
     run("kmeans.py", *fit_args)
     run("evaluate.py", *eval_args)
     stored = h5io.read_clusters(out / "kmeans-dyn.h5")

@@ -329,7 +329,8 @@ def requests(name):
 
 def evaluate_mem_mb(wildcards, attempt=1):
     """evaluate's request; for dsc plus the silhouette of its fit in the dyn space (a
-    dsc.silhouette_sample^2 float64 distance block, measured there since dsc does not read dyn)."""
+    dsc.silhouette_sample^2 float64 distance block, measured there since dsc does not read dyn).
+    """
     mem = request("evaluate", "mem_mb")(wildcards, attempt)
     if wildcards.method != "dsc":
         return mem

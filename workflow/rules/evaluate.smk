@@ -7,7 +7,9 @@ rule evaluate:
         descriptors="results/{site}/features/descriptors.h5",
         truth=truth_file,
         # dsc only: its fit is measured here in the dyn space (the dsc job does not read it)
-        features=lambda wc: [f"results/{wc.site}/features/dyn.h5"] if wc.method == "dsc" else [],
+        features=lambda wc: (
+            [f"results/{wc.site}/features/dyn.h5"] if wc.method == "dsc" else []
+        ),
     output:
         "results/{site}/clusters/{method}.json",
     log:
@@ -23,7 +25,10 @@ rule evaluate:
     params:
         thresholds={k: config["interpret"][k] for k in (*THRESHOLDS, *FIT_SETTINGS)},
         fit=lambda wc: (
-            {"seed": config["seed"], "silhouette_sample": config["dsc"]["silhouette_sample"]}
+            {
+                "seed": config["seed"],
+                "silhouette_sample": config["dsc"]["silhouette_sample"],
+            }
             if wc.method == "dsc"
             else {}
         ),
