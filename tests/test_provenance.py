@@ -173,3 +173,35 @@ def test_patterns_with_wildcard_constraints(workdir):
         "benchmarks/embed/{site}.{part}-of-{n}.tsv"
     stages = provenance.stage_records(rules, "demo-a")
     assert stages["kmeans"]["jobs"] == 2 and stages["embed_part"]["jobs"] == 2
+
+
+def test_checksums_reuse_the_shards_stage_record(tmp_path, monkeypatch):
+    """The shards stage hashes each input as it reads it; provenance reuses that unless the
+    file changed since (size, or newer than shards.h5), instead of reading a catalogue again."""
+    import os
+
+    from insarclust.demo import generate
+    from insarclust.formats import get_format, load_formats
+    from insarclust.shards import build_shards
+
+    from conftest import ROOT
+
+    fmt = get_format("ngu", load_formats(ROOT / "config" / "formats.yaml"))
+    table, _ = generate("p", "mainland", fmt, n_points=200, years=1.5, seed=2)
+    src = tmp_path / "a.csv"
+    table.to_csv(src, index=False)
+    build_shards([src], fmt, tmp_path / "shards.h5", "p")
+    truth = hashlib.sha256(src.read_bytes()).hexdigest()
+    reads = []
+    real = provenance.sha256_file
+    monkeypatch.setattr(provenance, "sha256_file", lambda p, **kw: reads.append(p) or real(p, **kw))
+    out = provenance.input_checksums(tmp_path / "shards.h5", [src])
+    assert out["files"][0]["sha256"] == truth and reads == []
+    # same size, other bytes, written after shards.h5: read again
+    data = bytearray(src.read_bytes())
+    data[-3] = ord("7") if data[-3] != ord("7") else ord("8")
+    src.write_bytes(bytes(data))
+    later = os.path.getmtime(tmp_path / "shards.h5") + 5
+    os.utime(src, (later, later))
+    out = provenance.input_checksums(tmp_path / "shards.h5", [src])
+    assert reads == [src] and out["files"][0]["sha256"] == hashlib.sha256(bytes(data)).hexdigest() != truth

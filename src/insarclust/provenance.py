@@ -83,14 +83,26 @@ def sha256_file(path, block_bytes: int = 1 << 20) -> str:
 
 
 def input_checksums(shards_path, files: Iterable = (), hash_files: bool = True) -> dict:
-    """``source_sha256`` recorded by the shards stage plus sha256 and size of ``files``."""
+    """``source_sha256`` recorded by the shards stage plus sha256 and size of ``files``.
+
+    A file's sha256 comes from the shards stage's record (``source_files``), which read
+    it anyway, when the file has the recorded size and is not newer than ``shards.h5``;
+    otherwise the file is read again (a national catalogue takes minutes)."""
     attrs = h5io.read_attrs(shards_path)
     out = {"source_sha256": attrs.get("source_sha256"), "shards_attrs": {
         k: attrs[k] for k in ("site", "format", "n_points", "insarclust_version", "regularization")
         if k in attrs}, "files": []}
+    recorded = {r["path"]: r for r in json.loads(attrs.get("source_files") or "[]")}
+    built = os.path.getmtime(shards_path)
     for path in files:
         entry = {"path": str(path), "bytes": os.path.getsize(path)}
-        entry["sha256"] = sha256_file(path) if hash_files else None
+        known = recorded.get(str(Path(path).resolve()))
+        if not hash_files:
+            entry["sha256"] = None
+        elif known and known["bytes"] == entry["bytes"] and os.path.getmtime(path) <= built:
+            entry["sha256"] = known["sha256"]
+        else:
+            entry["sha256"] = sha256_file(path)
         out["files"].append(entry)
     return out
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
+import json
 import logging
 import shutil
 import threading
@@ -107,12 +108,19 @@ class _Origin:
 
 
 def _sha256_files(paths, out: dict):
+    """sha256 of the files one after the other (``sha256``), and of each (``files``: path,
+    bytes, sha256), so that provenance need not read a large catalogue again."""
     h = hashlib.sha256()
+    files = []
     for p in paths:
+        one = hashlib.sha256()
         with open(p, "rb") as fh:
             while chunk := fh.read(8 << 20):
                 h.update(chunk)
+                one.update(chunk)
+        files.append({"path": str(Path(p).resolve()), "bytes": Path(p).stat().st_size, "sha256": one.hexdigest()})
     out["sha256"] = h.hexdigest()
+    out["files"] = files
 
 
 # No-data codes that exports write instead of an empty cell. As numbers they pass every
@@ -374,7 +382,7 @@ def build_shards(paths, fmt: Format, out_path, site: str, cfg: ShardsConfig | No
         if needs is not None:
             check_site(site, needs, n_points=int(keep.sum()), file=", ".join(s.label for s in inputs))
         hasher.join()
-        summary = _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, digest["sha256"])
+        summary = _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, digest)
     except BaseException:
         with contextlib.suppress(OSError):
             partial_bytes[f"{out_path} (sorted runs)"] = sum(
@@ -504,7 +512,7 @@ def _check_not_split_by_date(pid, file_a, row_a, file_b, row_b, origin, fmt) -> 
             "shards.duplicates: keep-first would drop the repeated rows with their dates")
 
 
-def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, sha256) -> dict:
+def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, digest: dict) -> dict:
     kept = np.nonzero(keep)[0]
     n = len(kept)   # > 0: build_shards stops before when nothing is kept
     order = kept[np.lexsort((kept, keys[kept]))]
@@ -519,7 +527,8 @@ def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, sha256)
     del rank
     S = int(cfg.shard_size)
     n_shards = -(-n // S)
-    attrs = {"site": site, "format": fmt.name, "source_sha256": sha256,
+    attrs = {"site": site, "format": fmt.name, "source_sha256": digest["sha256"],
+             "source_files": json.dumps(digest["files"]),
              "insarclust_version": __version__, "regularization": cfg.method,
              "grid_step_days": int(cfg.grid_step_days), "n_dropped": int(len(keys) - n),
              "geometry_columns": list(fmt.geometry)}
