@@ -393,3 +393,12 @@ def test_a_file_covering_part_of_the_period_is_logged(tmp_path, caplog):
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("early.csv covers 2020-01-01..2020-02-06" in m and "held" in m for m in warned), warned
     assert any("late.csv covers 2020-02-18..2020-05-12" in m for m in warned), warned
+
+
+def test_the_site_extent_is_logged(tmp_path, caplog):
+    """Swapped latitude/longitude columns read as valid positions far away: the log shows where."""
+    path = write(tmp_path / "a.csv", [HEADER] + [row(i) for i in range(4)])
+    with caplog.at_level("INFO", logger="insarclust.shards"):
+        build(tmp_path, path)
+    line = next(r.getMessage() for r in caplog.records if "positions within" in r.getMessage())
+    assert "latitude 69.0000..69.0300, longitude 20.0000..20.0300" in line, line

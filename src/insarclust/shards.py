@@ -565,6 +565,17 @@ def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, digest:
         return (pid, lat, lon, static, *xy.values())
 
     progress = Progress(log, n_shards, "shards written", every_s=0)
+    box = [np.inf, -np.inf, np.inf, -np.inf]
+
+    def write_points(points):
+        """Write a shard's /points rows; track the site's extent for the log (swapped
+        latitude/longitude columns put Norway in the Indian Ocean without another sign)."""
+        _, lat, lon = points[:3]
+        if len(lat):
+            box[:] = [min(box[0], lat.min()), max(box[1], lat.max()), min(box[2], lon.min()), max(box[3], lon.max())]
+        writer.write_points(*points)
+        progress.update(1)
+
     with ShardsWriter(out_path, n, dates, grid, list(fmt.static), attrs,
                       crs=normalize_crs(fmt.crs) if fmt.projected else None) as writer:
         # Shards are assembled, resampled and their series written by two threads (numpy
@@ -575,11 +586,10 @@ def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, digest:
             for s in range(n_shards):
                 pending.append(pool.submit(assemble, s, writer))
                 if len(pending) >= 4:
-                    writer.write_points(*pending.popleft().result())
-                    progress.update(1)
+                    write_points(pending.popleft().result())
             while pending:
-                writer.write_points(*pending.popleft().result())
-                progress.update(1)
-    log.info("%s: %d points in %d shards -> %s", site, n, n_shards, out_path)
+                write_points(pending.popleft().result())
+    log.info("%s: %d points in %d shards -> %s; positions within latitude %.4f..%.4f, longitude %.4f..%.4f "
+             "(WGS84)", site, n, n_shards, out_path, *box)
     return {"n_points": n, "n_shards": n_shards, "n_dates": len(dates), "n_grid": len(grid),
             "n_dropped": int(len(keys) - n)}
