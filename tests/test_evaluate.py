@@ -71,9 +71,37 @@ def test_cluster_series_stats_equal_numpy(shards_file):
     assert np.isnan(masked[:, [0, -1]]).any()
     assert mean.shape == (6, regular.shape[1]) and counts.tolist() == np.bincount(labels).tolist()
     for k in (0, 1, 3, 5):
-        np.testing.assert_allclose(mean[k], np.nanmean(masked[labels == k], axis=0), rtol=1e-9, atol=1e-9)
-        np.testing.assert_allclose(std[k], np.nanstd(masked[labels == k], axis=0), rtol=1e-7, atol=1e-9)
+        want_mean, want_std = _carried_mean_std(masked[labels == k])
+        np.testing.assert_allclose(mean[k], want_mean, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(std[k], want_std, rtol=1e-7, atol=1e-9)
     assert np.isnan(mean[2]).all() and np.isnan(std[4]).all()
+    # members sharing one span: the plain mean and std
+    full = labels.copy()
+    full[(np.isnan(masked[:, 0]) | np.isnan(masked[:, -1])) & (labels == 0)] = 2
+    mean, std, _ = labels_mod.cluster_series_stats(path, full)
+    np.testing.assert_allclose(mean[0], regular[full == 0].mean(axis=0), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(std[0], regular[full == 0].std(axis=0), rtol=1e-7, atol=1e-9)
+
+
+def _carried_mean_std(masked):
+    """Reference of a cluster's mean and std, members NaN outside their spans: the plain mean at
+    the first epoch, then the mean change of the members observed at both epochs (the plain mean
+    where none is); the spread around it, members entering late shifted onto it."""
+    m, G = masked.shape
+    seen = ~np.isnan(masked)
+    level = np.nanmean(masked, axis=0)
+    for g in range(1, G):
+        both = seen[:, g - 1] & seen[:, g]
+        if both.any():
+            level[g] = level[g - 1] + np.mean(masked[both, g] - masked[both, g - 1])
+    start = seen.argmax(axis=1)
+    shift = np.zeros(m)
+    for i in range(m):
+        s = start[i]
+        if s > 0 and (seen[:, s - 1] & seen[:, s]).any():
+            shift[i] = level[s] - masked[i, s]
+    std = np.sqrt(np.nanmean((masked + shift[:, None] - level) ** 2, axis=0))
+    return level, std
 
 
 def test_order_labels_by_trend(shards_file):
@@ -228,9 +256,11 @@ def test_quality_metrics_with_more_centres_than_used_labels():
     assert q["mean_intercentroid_distance"] == pytest.approx(np.hypot(10, 10))
 
 
-def _late_start_site(path, n: int = 600, n_grid: int = 270, step_days: int = 6):
+def _late_start_site(path, n: int = 600, n_grid: int = 270, step_days: int = 6, own_reference: bool = False):
     """Two -10 mm/yr clusters on a 6-day grid: in cluster 0 half the points, in cluster 1 all,
-    are observed from 60 % of the period on only (held before, as ``shards`` writes them)."""
+    are observed from 60 % of the period on only (held before, as ``shards`` writes them).
+    ``own_reference``: the late points start at 0 on their first date (a later release of a
+    product, each release referenced to its own first date)."""
     rng = np.random.default_rng(3)
     grid = (17500 + step_days * np.arange(n_grid)).astype(np.int32)
     t_yr = (grid - grid[0]) / 365.25
@@ -240,6 +270,8 @@ def _late_start_site(path, n: int = 600, n_grid: int = 270, step_days: int = 6):
     late[: n // 4] = True          # half of cluster 0
     late[n // 2:] = True           # all of cluster 1
     start = int(0.6 * n_grid)
+    if own_reference:
+        displacement[late] += np.float32(10.0 * t_yr[start])
     displacement[late, :start] = np.nan
     regular = displacement.copy()
     regular[late, :start] = regular[late, start][:, None]   # the first value held
@@ -275,3 +307,20 @@ def test_cluster_mean_counts_each_point_on_its_observed_span_only(tmp_path):
     curve = _model_curve(clusters[1], grid)
     assert np.isnan(curve[:start]).all()
     assert np.nanmax(np.abs(curve[start:] - mean[1, start:])) < 1.0    # drawn where the data are
+
+
+def test_cluster_mean_of_members_referenced_at_their_own_start_does_not_jump(tmp_path):
+    """Half of cluster 0 comes from a later release, at 0 on its own first date: a plain mean
+    over the members present jumped there by half their offset (+13 mm), its trend (the label
+    order) read -5.7 mm/yr and its std 13 mm."""
+    from insarclust.interpret import describe_clusters
+
+    path, truth, grid, start = _late_start_site(tmp_path / "shards.h5", own_reference=True)
+    mean, std, counts = labels_mod.cluster_series_stats(path, truth)
+    trend = labels_mod.trend_mm_yr(mean, grid)
+    assert trend[0] == pytest.approx(-10.0, abs=0.3) and trend[1] == pytest.approx(-10.0, abs=0.3)
+    assert abs(mean[0, start] - mean[0, start - 1]) < 1.0
+    assert np.all(std[0] < 2.0)
+    clusters = describe_clusters(mean, grid, counts, {})
+    assert [(c["label"], c["model"]) for c in clusters] == [("subsiding", "trend")] * 2
+    assert clusters[0]["descriptors"]["trend_mm_yr"] == pytest.approx(-10.0, abs=0.3)

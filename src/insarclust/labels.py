@@ -90,22 +90,83 @@ def cluster_series_stats(shards_path, labels: np.ndarray, n_clusters: int | None
     (first to last acquisition, :func:`insarclust.descriptors.observed_spans`):
     beyond it ``shards`` holds its first/last value, and those flat stretches
     flattened the mean (and shrank the std) of a cluster with late-starting
-    or early-ending members. An epoch no member covers is NaN. Streamed over
-    the shards of ``shards.h5``; K defaults to ``labels.max() + 1``.
+    or early-ending members. An epoch no member covers is NaN.
+
+    Where the members of a cluster do not all share one span, the mean is
+    built from the mean epoch-to-epoch change of the members observed at both
+    epochs, from the mean of the members at the cluster's first epoch: a
+    member entering late (a later release of a product, referenced to 0 at its
+    own first date) or leaving early then changes no level, where a plain mean
+    over the members present would jump by their offset. The std is the spread
+    around that mean, each late member shifted to it at its first epoch. A
+    cluster whose members share one span gets their plain mean and std. Streamed
+    over the shards of ``shards.h5`` (the regular series twice when some
+    cluster's members differ in span); K defaults to ``labels.max() + 1``.
     """
     from .descriptors import observed_spans
 
-    labels = np.asarray(labels)
+    labels = np.asarray(labels, dtype=np.int64)
     k = int(labels.max()) + 1 if n_clusters is None else int(n_clusters)
     shards = h5io.Shards(shards_path)
     raw = dataset.rsplit("/", 1)[0] + "/displacement"
+    acc: dict = {}
+    all_spans = np.zeros((len(labels), 2), dtype=np.int32)   # read once: pass 2 needs no displacement
 
     def blocks():
         for a, b, X in shards.iter_shards(dataset):
             spans = observed_spans(shards.read(raw, a, b), shards.dates, shards.grid_dates)
-            yield a, b, X, span_mask(spans, X.shape[1])
+            all_spans[a:b] = spans
+            lab = labels[a:b]
+            G = X.shape[1]
+            if not acc:
+                acc.update(first_min=np.full(k, G), first_max=np.full(k, -1), last_min=np.full(k, G),
+                           last_max=np.full(k, -1), inc=np.zeros((k, G)), n_inc=np.zeros((k, G)))
+            np.minimum.at(acc["first_min"], lab, spans[:, 0])
+            np.maximum.at(acc["first_max"], lab, spans[:, 0])
+            np.minimum.at(acc["last_min"], lab, spans[:, 1])
+            np.maximum.at(acc["last_max"], lab, spans[:, 1])
+            # changes from epoch g-1 to g of the members observed at both
+            inside = span_mask(spans, G)
+            both = np.zeros_like(inside)
+            both[:, 1:] = inside[:, 1:] & inside[:, :-1]
+            diff = np.zeros(X.shape)
+            diff[:, 1:] = np.diff(np.asarray(X, dtype=np.float64), axis=1)
+            onehot = sp.csr_array((np.ones(len(lab)), (lab, np.arange(len(lab)))), shape=(k, len(lab)))
+            acc["inc"] += onehot @ np.where(both, diff, 0.0)
+            acc["n_inc"] += onehot @ both.astype(np.float64)
+            yield a, b, X, inside
 
-    return grouped_mean_std(blocks(), labels, k)
+    mean, std, counts = grouped_mean_std(blocks(), labels, k)
+    mixed = (counts > 0) & ((acc["first_min"] != acc["first_max"]) | (acc["last_min"] != acc["last_max"]))
+    if not mixed.any():
+        return mean, std, counts
+    level = mean[mixed].copy()           # plain mean: the level wherever no member carries on
+    inc, n_inc = acc["inc"][mixed], acc["n_inc"][mixed]
+    for g in range(1, level.shape[1]):
+        carried = n_inc[:, g] > 0
+        level[carried, g] = level[carried, g - 1] + inc[carried, g] / n_inc[carried, g]
+    mean[mixed] = level
+    # the spread around it, each member entering where others carry on shifted onto it there
+    sq = np.zeros((k, mean.shape[1]))
+    n_sq = np.zeros((k, mean.shape[1]))
+    for a, b, X in shards.iter_shards(dataset):
+        lab = labels[a:b]
+        rows = mixed[lab]
+        if not rows.any():
+            continue
+        X = np.asarray(X[rows], dtype=np.float64)
+        lab = lab[rows]
+        spans = all_spans[a:b][rows].astype(np.int64)
+        start = spans[:, 0]
+        shift = np.where(acc["n_inc"][lab, start] > 0, mean[lab, start] - X[np.arange(len(X)), start], 0.0)
+        inside = span_mask(spans, X.shape[1])
+        dev = np.where(inside, X + shift[:, None] - mean[lab], 0.0)
+        onehot = sp.csr_array((np.ones(len(lab)), (lab, np.arange(len(lab)))), shape=(k, len(lab)))
+        sq += onehot @ dev ** 2
+        n_sq += onehot @ inside.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        std[mixed] = np.sqrt(sq[mixed] / n_sq[mixed])
+    return mean, std, counts
 
 
 def trend_mm_yr(mean_series: np.ndarray, grid_dates: np.ndarray) -> np.ndarray:
