@@ -63,7 +63,7 @@ def test_duplicate_ids_across_files(tmp_path, table):
     table.iloc[:80].to_csv(a, index=False)
     table.iloc[60:].to_csv(b, index=False)
     pid = table.pid.iloc[60]
-    e = _fails(tmp_path, [a, b], pid, str(a), "row 61", str(b), "keep-first")
+    e = _fails(tmp_path, [a, b], pid, str(a), "row 61", str(b), "keep-first", "one site per component")
     assert e.row == 1 and e.file == str(b)
 
 
@@ -73,7 +73,7 @@ def test_duplicate_ids_within_a_file(tmp_path, table):
     p = tmp_path / "a.csv"
     t.to_csv(p, index=False)
     e = _fails(tmp_path, [p], t.pid.iloc[2], "row 3", "row 10")
-    assert e.row == 10
+    assert e.row == 10 and "component" not in e.fix   # one file: no other component to blame
 
 
 @pytest.mark.parametrize("col,value", [("latitude", 91.5), ("longitude", -200.0), ("latitude", np.nan)])

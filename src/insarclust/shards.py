@@ -489,7 +489,10 @@ def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg) -> np.ndarray:
                 f"point id '{pids[b]}' is repeated: first seen in {file_a} row {row_a}",
                 file=file_b, row=row_b, column=fmt.id,
                 fix="remove the repeated rows or overlapping files, or set shards.duplicates: "
-                    "keep-first in config/config.yaml to keep the first occurrence")
+                    "keep-first in config/config.yaml to keep the first occurrence"
+                    + ("" if file_a == file_b else "; if the files hold different components of one "
+                       "product (EGMS L3 vertical and east-west share their point ids), make one site "
+                       "per component instead: keep-first would keep one component only"))
         result[b] = False
     n_drop = int((~result).sum())
     if n_drop:
