@@ -178,6 +178,9 @@ def embed_params(candidate: str, cfg: dict) -> dict:
 # one site through the stages
 
 
+STAGE_CODE = ("demo", "readers", "formats", "shards", "regularize", "graph", "descriptors")
+
+
 def prepare_site(name: str, spec: SiteSpec, seed: int, cfg: dict, workdir: Path) -> dict:
     """Demo CSV, truth, shards.h5, graph.h5, descriptors.h5 of one site and seed (cached in workdir)."""
     from insarclust.demo import write_demo
@@ -190,8 +193,11 @@ def prepare_site(name: str, spec: SiteSpec, seed: int, cfg: dict, workdir: Path)
 
     formats = yaml.safe_load((ROOT / cfg["formats"]).read_text())
     fmt = Format.from_dict(spec.fmt, formats[spec.fmt])
-    # cached per site, size, seed and the settings of the stages before embed
-    key = json.dumps({k: cfg.get(k) for k in ("demo", "shards", "graph", "interpret")}, sort_keys=True)
+    # cached per site, size, seed, the settings of the stages before embed, the input format
+    # (which columns are static or geometry) and the code of those stages
+    code = hashlib.sha1(b"".join((ROOT / "src" / "insarclust" / f"{m}.py").read_bytes() for m in STAGE_CODE))
+    key = json.dumps({**{k: cfg.get(k) for k in ("demo", "shards", "graph", "interpret")},
+                      "format": formats[spec.fmt], "code": code.hexdigest()}, sort_keys=True)
     d = workdir / f"{name}.n{spec.n_points}.seed{seed}.{hashlib.sha1(key.encode()).hexdigest()[:8]}"
     d.mkdir(parents=True, exist_ok=True)
     paths = {"dir": d, "csv": d / "site.csv.gz", "truth": d / "truth.csv", "shards": d / "shards.h5",
