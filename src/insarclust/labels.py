@@ -16,7 +16,6 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse as sp
 
 from . import h5io, metrics
 from .dates import linear_trend_per_year
@@ -46,8 +45,7 @@ def grouped_mean_std(blocks, labels: np.ndarray, n_clusters: int
             counts = np.zeros((n_clusters, X.shape[1]))
             mean = np.zeros((n_clusters, X.shape[1]))
             m2 = np.zeros((n_clusters, X.shape[1]))
-        onehot = sp.csr_array((np.ones(len(lab)), (lab, np.arange(len(lab)))),
-                              shape=(n_clusters, len(lab)))
+        onehot = metrics.onehot(lab, n_clusters)
         rows += np.bincount(lab, minlength=n_clusters)
         if mask is None:
             n_b = np.broadcast_to(np.bincount(lab, minlength=n_clusters)[:, None], mean.shape)
@@ -131,7 +129,7 @@ def cluster_series_stats(shards_path, labels: np.ndarray, n_clusters: int | None
             both[:, 1:] = inside[:, 1:] & inside[:, :-1]
             diff = np.zeros(X.shape)
             diff[:, 1:] = np.diff(np.asarray(X, dtype=np.float64), axis=1)
-            onehot = sp.csr_array((np.ones(len(lab)), (lab, np.arange(len(lab)))), shape=(k, len(lab)))
+            onehot = metrics.onehot(lab, k)
             acc["inc"] += onehot @ np.where(both, diff, 0.0)
             acc["n_inc"] += onehot @ both.astype(np.float64)
             yield a, b, X, inside
@@ -161,7 +159,7 @@ def cluster_series_stats(shards_path, labels: np.ndarray, n_clusters: int | None
         shift = np.where(acc["n_inc"][lab, start] > 0, mean[lab, start] - X[np.arange(len(X)), start], 0.0)
         inside = span_mask(spans, X.shape[1])
         dev = np.where(inside, X + shift[:, None] - mean[lab], 0.0)
-        onehot = sp.csr_array((np.ones(len(lab)), (lab, np.arange(len(lab)))), shape=(k, len(lab)))
+        onehot = metrics.onehot(lab, k)
         sq += onehot @ dev ** 2
         n_sq += onehot @ inside.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):

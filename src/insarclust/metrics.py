@@ -36,7 +36,8 @@ def _blocks(source, block_rows: int):
         yield int(a), int(b)
 
 
-def _onehot(labels: np.ndarray, n_clusters: int) -> sp.csr_array:
+def onehot(labels: np.ndarray, n_clusters: int) -> sp.csr_array:
+    """(K, n) sparse indicator of ``labels``: ``onehot(labels, K) @ X`` sums the rows of X per cluster."""
     n = len(labels)
     return sp.csr_array((np.ones(n), (labels, np.arange(n))), shape=(n_clusters, n))
 
@@ -48,7 +49,7 @@ def cluster_moments(source, labels: np.ndarray, n_clusters: int,
     counts = np.bincount(labels, minlength=n_clusters).astype(np.int64)
     sums = np.zeros((n_clusters, source.n_features))
     for a, b in _blocks(source, block_rows):
-        sums += _onehot(labels[a:b], n_clusters) @ source.read(a, b).astype(np.float64)
+        sums += onehot(labels[a:b], n_clusters) @ source.read(a, b).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         centroids = sums / counts[:, None]
     return counts, centroids
