@@ -7,6 +7,7 @@ names the row and column.
 from __future__ import annotations
 
 import csv as pycsv
+import dataclasses
 import gzip
 import zipfile
 
@@ -402,3 +403,55 @@ def test_the_site_extent_is_logged(tmp_path, caplog):
         build(tmp_path, path)
     line = next(r.getMessage() for r in caplog.records if "positions within" in r.getMessage())
     assert "latitude 69.0000..69.0300, longitude 20.0000..20.0300" in line, line
+
+
+def test_lines_above_the_header_are_named_with_the_line_to_start_from(tmp_path):
+    lines = ["# exported 2026-01-02 by the portal", "# units: mm", HEADER] + [row(i) for i in range(3)]
+    text = stops(tmp_path, write(tmp_path / "a.csv", lines), "row 0", "the header is on line 3",
+                 "the 2 line(s) above it", "'# exported 2026-01-02 by the portal'", "tail -n +3 in.csv")
+    assert "missing required column" not in text
+
+
+def test_a_comment_first_line_is_named_when_no_header_follows(tmp_path):
+    lines = ["# another export", "id;lat;lon"] + ["A;1;2"]
+    stops(tmp_path, write(tmp_path / "a.csv", lines), "the first line is a comment", "grep -v '^#'")
+
+
+def test_a_first_line_with_the_columns_keeps_its_own_error(tmp_path):
+    lines = [HEADER + ",height"] + [row(i) + ",1" for i in range(3)] + [HEADER + ",height"]
+    stops(tmp_path, write(tmp_path / "a.csv", lines), "repeated column name(s) ['height']")
+
+
+def test_a_repeated_header_mid_file_is_named(tmp_path):
+    lines = [HEADER] + [row(i) for i in range(3)] + [HEADER] + [row(i) for i in range(3, 6)]
+    stops(tmp_path, write(tmp_path / "a.csv", lines), "row 4", "the header line is repeated on line 5",
+          "head -n 1 a.csv; tail -q -n +2")
+
+
+def test_utf8_ids_read_as_latin1_stop(tmp_path):
+    latin1 = dataclasses.replace(NGU, encoding="latin-1")
+    lines = [HEADER] + [row(i) for i in range(3)] + [row(3).replace("P3,", "Tromsø-3,")]
+    stops(tmp_path, write(tmp_path / "a.csv", lines), "row 4", "column 'pid'", "'TromsÃ¸-3'",
+          "UTF-8 text ('Tromsø-3')", "set encoding: utf-8", fmt=latin1)
+    # the same ids written in latin-1 read as written
+    shards = build(tmp_path, write(tmp_path / "b.csv", lines, encoding="latin-1"), fmt=latin1)
+    assert "Tromsø-3" in shards.read("points/pid").tolist()
+
+
+def test_ids_differing_only_in_surrounding_spaces_are_one_point(tmp_path):
+    a = write(tmp_path / "a.csv", [HEADER] + [row(i) for i in range(3)])
+    b = write(tmp_path / "b.csv", [HEADER] + [row(i).replace(f"P{i},", f"X{i},") for i in range(2)]
+              + [row(1).replace("P1,", "P1  ,")])
+    with pytest.raises(InputError) as err:
+        build_shards([a, b], NGU, tmp_path / "out.h5", "s", ShardsConfig())
+    text = str(err.value)
+    for needle in ("point id 'P1  ' is repeated", "as 'P1' (the two differ only in surrounding spaces)",
+                   "a.csv row 2", "b.csv, row 3"):
+        assert needle in text, (needle, text)
+    build_shards([a, b], NGU, tmp_path / "out.h5", "s", ShardsConfig(duplicates="keep-first"))
+    pids = sorted(h5io.Shards(tmp_path / "out.h5").read("points/pid").tolist())
+    assert pids == ["P0", "P1", "P2", "X0", "X1"]
+    # spaces alone do not make ids equal
+    c = write(tmp_path / "c.csv", [HEADER] + [row(i).replace(f"P{i},", f"Q {i},") for i in range(2)])
+    build_shards([a, c], NGU, tmp_path / "two.h5", "s", ShardsConfig())
+    assert h5io.Shards(tmp_path / "two.h5").n_points == 5

@@ -162,6 +162,39 @@ def read_header(src: CsvInput, fmt: Format) -> list[str]:
     return header
 
 
+# Lines searched for the header when the first line is not it (a preamble or comment lines).
+HEADER_SEARCH_LINES = 50
+
+
+def locate_header(src: CsvInput, fmt: Format) -> InputError | None:
+    """Why the first line lacks the format's columns when the header is further down (a
+    preamble or ``#`` comment lines above it) or the first line is a comment; None otherwise.
+    Called on the error path of the header check only."""
+    required = {fmt.id, *fmt.position_columns, *fmt.static}
+    codec = _text_encoding(fmt)
+    first = None
+    with src.open_binary() as fh:
+        for n, raw in enumerate(fh, start=1):
+            if n > HEADER_SEARCH_LINES:
+                break
+            text = raw.decode(codec, errors="replace").rstrip("\r\n")
+            first = text if first is None else first
+            fields = {f.strip() for f in next(csv.reader([text], delimiter=fmt.delimiter), [])}
+            if n == 1 and required <= fields:
+                return None   # the first line is the header: its problem is another one
+            if n > 1 and required <= fields:
+                shown = first if len(first) <= 80 else first[:80] + " ..."
+                return InputError(f"the header is on line {n} of the file; the {n - 1} line(s) above it "
+                                  f"(first: {shown!r}) are not part of the CSV", file=src.label, row=0,
+                                  fix=f"remove the lines above the header, e.g. tail -n +{n} in.csv > out.csv")
+    if first is not None and first.lstrip().startswith("#"):
+        shown = first if len(first) <= 80 else first[:80] + " ..."
+        return InputError(f"the first line is a comment ({shown!r}), not the header", file=src.label, row=0,
+                          fix="remove the comment lines, e.g. grep -v '^#' in.csv > out.csv; the first line "
+                              "must name the columns")
+    return None
+
+
 @dataclass
 class Block:
     """One parsed block of rows of one file (row numbers 1-based, header = row 0).
@@ -182,6 +215,9 @@ class Block:
     key: np.ndarray | None = None
     x: np.ndarray | None = None   # (n,) float64 projected coordinates as read (projected formats)
     y: np.ndarray | None = None
+    # (n,) object str: the ids without surrounding spaces, where some id has them (else None):
+    # 'P1 ' and 'P1' are one point to the repeated-id check, while the ids are kept as written
+    pid_stripped: np.ndarray | None = None
 
     def first(self, mask: np.ndarray) -> tuple[int, int]:
         """(stored index, file row number) of the earliest row in the file where ``mask`` holds."""
@@ -414,12 +450,17 @@ def to_block(table: pa.Table, first_row: int, plan: ColumnPlan, fmt: Format, sor
         col = _column(table, c, np.float32)
         static[:, j] = col if order is None else col[order]
     pid_col = table.column(fmt.id)
-    blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(pid_col)), 0)
+    trimmed = pc.utf8_trim_whitespace(pid_col)
+    blank = pc.equal(pc.utf8_length(trimmed), 0)
     blank = blank.to_numpy(zero_copy_only=False).astype(bool, copy=False)
     pid = pid_col.to_numpy(zero_copy_only=False).astype(object)
+    stripped = None
+    if pc.any(pc.not_equal(trimmed, pid_col)).as_py():
+        stripped = trimmed.to_numpy(zero_copy_only=False).astype(object)
     if order is not None:
         pid, blank = pid[order], blank[order]
-    return Block(first_row, pid, lat, lon, static, disp, blank, order, key, x, y)
+        stripped = None if stripped is None else stripped[order]
+    return Block(first_row, pid, lat, lon, static, disp, blank, order, key, x, y, stripped)
 
 
 def prefetch(iterable, depth: int = 2):
@@ -516,6 +557,11 @@ def _locate_parse_error(err: Exception | None, src: CsvInput, plan: ColumnPlan, 
             if len(values) != len(header):
                 return InputError(f"expected {len(header)} fields, found {len(values)}", file=src.label,
                                   row=r, fix="repair the line (a missing or extra delimiter)")
+            if [v.strip() for v in values] == header:
+                return InputError(f"the header line is repeated on line {line} of the file (files joined "
+                                  "with their headers?)", file=src.label, row=r,
+                                  fix="remove the repeated header lines; to join exports keep the first "
+                                      "header only, e.g. (head -n 1 a.csv; tail -q -n +2 a.csv b.csv) > joined.csv")
             for c, i in zip(cols, idx):
                 v = values[i].strip()
                 if values[i] in na:

@@ -21,6 +21,7 @@ input leaves nothing behind.
 """
 from __future__ import annotations
 
+import codecs
 import collections
 import contextlib
 import hashlib
@@ -44,7 +45,7 @@ from .formats import Format, plan_columns
 from .h5io import ShardsWriter, partial_bytes, remove_stale_temporaries, temp_dir
 from .logs import Progress
 from .ordering import spatial_keys
-from .readers import CsvInput, expand_inputs, iter_tables, prefetch, read_header, to_block
+from .readers import CsvInput, expand_inputs, iter_tables, locate_header, prefetch, read_header, to_block
 from .regularize import regular_grid, regularize
 from .requirements import SiteNeeds, check_site
 
@@ -242,6 +243,7 @@ def _validate_block(block, src: CsvInput, fmt: Format, cfg: ShardsConfig) -> np.
         i, row = block.first(nul)
         raise InputError(f"point id {block.pid[i]!r} holds a NUL character", file=src.label, row=row,
                          column=fmt.id, fix="remove the NUL bytes from the file, e.g. tr -d '\\000'")
+    _check_not_utf8_ids(block, src, fmt)
     no_obs = np.isnan(block.displacement).all(axis=1)
     if no_obs.any() and cfg.all_nan == "error":
         i, row = block.first(no_obs)
@@ -250,6 +252,34 @@ def _validate_block(block, src: CsvInput, fmt: Format, cfg: ShardsConfig) -> np.
                          fix="remove such points, or set shards.all_nan: drop in config/config.yaml "
                              "to skip them")
     return ~no_obs
+
+
+# Non-ASCII ids of a block tried as UTF-8 (a handful tell: genuine latin-1 text is not UTF-8).
+MOJIBAKE_CHECKS = 64
+
+
+def _check_not_utf8_ids(block, src: CsvInput, fmt: Format) -> None:
+    """Stop when ids read in a single-byte encoding (latin-1, cp1252) are UTF-8 text: 'Tromsø'
+    would be stored as 'TromsÃ¸' without any error, and the labels would no longer join to
+    the user's own table. Beyond ASCII, genuine latin-1 text is almost never valid UTF-8."""
+    if codecs.lookup(fmt.encoding).name == "utf-8":
+        return
+    wide = np.flatnonzero(np.fromiter((not p.isascii() for p in block.pid), dtype=bool, count=len(block.pid)))
+    garbled = np.zeros(len(block.pid), dtype=bool)
+    for i in wide[:MOJIBAKE_CHECKS].tolist():
+        try:
+            block.pid[i].encode(fmt.encoding).decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            continue
+        garbled[i] = True
+    if garbled.any():
+        i, row = block.first(garbled)
+        read = block.pid[i]
+        raise InputError(f"point id {read!r} read as {fmt.encoding} is UTF-8 text "
+                         f"({read.encode(fmt.encoding).decode('utf-8')!r}): the file is UTF-8, not {fmt.encoding}",
+                         file=src.label, row=row, column=fmt.id,
+                         fix=f"set encoding: utf-8 in the '{fmt.name}' block of config/formats.yaml (or add a "
+                             "format for this export)")
 
 
 def _check_empty_rows(block, src: CsvInput) -> None:
@@ -352,7 +382,11 @@ def build_shards(paths, fmt: Format, out_path, site: str, cfg: ShardsConfig | No
     inputs = expand_inputs(paths)
     plans = []
     for src in inputs:
-        plans.append(plan_columns(read_header(src, fmt), fmt, src.label))
+        header = read_header(src, fmt)
+        try:
+            plans.append(plan_columns(header, fmt, src.label))
+        except InputError as err:   # lines above the header say so, not "missing columns"
+            raise locate_header(src, fmt) or err from None
     fmt = _with_optional_columns(fmt, plans)
     dates = np.array(sorted({d for p in plans for d in p.dates}), dtype=np.int32)
     grid = regular_grid(dates, cfg.grid_step_days)
@@ -431,7 +465,8 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
             keep = np.empty(n, dtype=bool)
             keep[order] = keep_sorted
             hashed = np.empty(n, dtype=np.uint64)
-            hashed[order] = pd.util.hash_array(block.pid, categorize=False)
+            ids = block.pid if block.pid_stripped is None else block.pid_stripped
+            hashed[order] = pd.util.hash_array(ids, categorize=False)
             key = block.key
             runs.append(run)
             keys.append(key)
@@ -479,14 +514,15 @@ def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg) -> np.ndarray:
     first, later = first[by_input], later[by_input]
     pids = _pids_of(runs, np.concatenate([first, later]))
     for a, b in zip(first.tolist(), later.tolist()):
-        if pids[a] != pids[b]:
+        if pids[a].strip() != pids[b].strip():
             continue
         file_a, row_a = origin.where(a)
         file_b, row_b = origin.where(b)
         _check_not_split_by_date(pids[b], file_a, row_a, file_b, row_b, origin, fmt)
         if cfg.duplicates == "error":
+            same = "" if pids[a] == pids[b] else f" as {pids[a]!r} (the two differ only in surrounding spaces)"
             raise InputError(
-                f"point id '{pids[b]}' is repeated: first seen in {file_a} row {row_a}",
+                f"point id '{pids[b]}' is repeated: first seen{same} in {file_a} row {row_a}",
                 file=file_b, row=row_b, column=fmt.id,
                 fix="remove the repeated rows or overlapping files, or set shards.duplicates: "
                     "keep-first in config/config.yaml to keep the first occurrence"
