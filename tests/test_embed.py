@@ -76,6 +76,20 @@ def test_one_part_and_three_parts_give_identical_dyn(site):
     assert not (site.tmp / "bad.h5").exists()
 
 
+def test_parts_of_different_models_do_not_gather(site):
+    """A part left from an earlier model (copied back from a cluster, or kept by --touch)
+    has the same rows and feature names: its origin tells it apart."""
+    paths = embed_in_parts(site, 2, site.tmp / "dyn2.h5")
+    other = embed.fit_site(site.shards, {**CFG, "spectral_radius": 0.9}, seed=42)
+    embed.save_model(other, site.tmp / "other.pt", meta={"site": "synthetic"})
+    stale = site.tmp / "stale-2-of-2.h5"
+    embed.embed_part(site.shards, site.tmp / "other.pt", 2, 2, stale)
+    with pytest.raises(ValueError, match="model_sha256 differs.*different models"):
+        embed.gather_parts([paths[0], stale], site.tmp / "mixed.h5")
+    assert not (site.tmp / "mixed.h5").exists()
+    assert h5io.Features(paths[0]).attrs["shards_regularization"] == "linear"
+
+
 def test_more_parts_than_shards_write_empty_parts_and_gather(site):
     """embed.n_jobs sized for a big site (7 parts) on a 4-shard site: the empty parts are
     valid 0-row files (h5py refused a 1-row chunk on 0 rows) and the gathered file equals one part."""

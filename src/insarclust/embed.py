@@ -11,7 +11,9 @@ standardised static columns of ``/points/static``.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -176,8 +178,19 @@ def embed_part(shards_path, model_path, part: int, n_parts: int, out_path,
     start, stop = part_range(shards.offsets, part, n_parts)
     log.info("part %d of %d: rows %d:%d of %d", part, n_parts, start, stop, shards.n_points)
     embed_range(shards_path, model, start, stop, out_path,
-                attrs={"part": int(part), "n_parts": int(n_parts)})
+                attrs={"part": int(part), "n_parts": int(n_parts), **part_origin(shards, model_path)})
     return start, stop
+
+
+def part_origin(shards: h5io.Shards, model_path) -> dict:
+    """What a part was made from (model file digest, the shards' input digest and resampling):
+    parts gathered from different models or builds of a site would mix embeddings unseen."""
+    return {"model_sha256": hashlib.sha256(Path(model_path).read_bytes()).hexdigest(),
+            "shards_source_sha256": str(shards.attrs.get("source_sha256", "")),
+            "shards_regularization": str(shards.attrs.get("regularization", ""))}
+
+
+ORIGIN_KEYS = ("model_sha256", "shards_source_sha256", "shards_regularization")
 
 
 def gather_parts(part_paths: Sequence, out_path, block_rows: int = 65536, attrs: Mapping | None = None) -> None:
@@ -193,10 +206,16 @@ def gather_parts(part_paths: Sequence, out_path, block_rows: int = 65536, attrs:
     n_points = int(parts[0].attrs["n_points"])
     names = parts[0].names
     expected = 0
+    origin = {k: parts[0].attrs.get(k) for k in ORIGIN_KEYS}
     for f in parts:
         if f.names != names:
             raise ValueError(f"{f.path}: feature names differ from {parts[0].path}; "
                              "parts come from different models, re-run the embed jobs")
+        differs = [k for k in ORIGIN_KEYS if f.attrs.get(k) != origin[k]]
+        if differs:
+            raise ValueError(f"{f.path}: {differs[0]} differs from {parts[0].path}; the parts were embedded "
+                             "with different models or from different builds of shards.h5, re-run the "
+                             "embed jobs (snakemake --forcerun embed_part)")
         if int(f.attrs["start"]) != expected or int(f.attrs["n_points"]) != n_points:
             raise ValueError(f"{f.path}: rows {f.attrs['start']}:{f.attrs['stop']} do not follow "
                              f"row {expected} of {n_points}; parts are missing or from another run")
