@@ -30,6 +30,35 @@ def test_shards_contract(tmp_path):
     np.testing.assert_array_equal(s.read_rows("series/regular", rows), s.read("series/regular")[rows])
 
 
+def test_observed_spans_are_stored_per_component_and_derived_for_older_files(tmp_path):
+    """/series/span and /components/{c}/span hold each row's first and last grid index with a
+    value; a file without them (built before) gives the same spans from its displacements."""
+    grid = np.arange(0, 60, 6, dtype=np.int32)           # 10 grid epochs
+    dates = grid[::2]                                     # acquisitions every 12 days
+    disp = np.zeros((4, len(dates)), dtype=np.float32)
+    disp[1, :2] = np.nan                                  # starts at the third acquisition (day 24)
+    disp[2, -1] = np.nan                                  # ends one acquisition early (day 36)
+    disp[3] = np.nan                                      # no value: the whole grid
+    east = disp[::-1].copy()
+    path = tmp_path / "s.h5"
+    with h5io.ShardsWriter(path, 4, dates, grid, [], {"site": "t"}, components=["up", "east"]) as w:
+        w.write_series(0, disp, np.zeros((4, len(grid)), np.float32))
+        w.write_component("east", 0, east, np.zeros((4, len(grid)), np.float32))
+        w.write_points(["a", "b", "c", "d"], np.zeros(4), np.zeros(4), np.zeros((4, 0), np.float32))
+    expected = np.array([[0, 8], [4, 8], [0, 6], [0, 9]])
+    with h5py.File(path) as f:
+        assert f["series/span"].dtype == np.int32
+        np.testing.assert_array_equal(f["series/span"][...], expected)
+        np.testing.assert_array_equal(f["components/east/span"][...], expected[::-1])
+    s = h5io.Shards(path)
+    np.testing.assert_array_equal(s.spans(1, 3), expected[1:3])
+    np.testing.assert_array_equal(s.spans(0, 4, "components/east/regular"), expected[::-1])
+    with h5py.File(path, "a") as f:
+        del f["series/span"], f["components/east/span"]
+    np.testing.assert_array_equal(s.spans(1, 3), expected[1:3])
+    np.testing.assert_array_equal(s.spans(0, 4, "components/east/regular"), expected[::-1])
+
+
 def test_atomic_write_leaves_nothing_on_error(tmp_path):
     target = tmp_path / "f.h5"
     with pytest.raises(RuntimeError):

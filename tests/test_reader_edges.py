@@ -394,6 +394,15 @@ def test_a_file_covering_part_of_the_period_is_logged(tmp_path, caplog):
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("early.csv covers 2020-01-01..2020-02-06" in m and "held" in m for m in warned), warned
     assert any("late.csv covers 2020-02-18..2020-05-12" in m for m in warned), warned
+    # each point's span, stored by the stage: early points end, late points start part-way
+    shards = h5io.Shards(tmp_path / "out.h5")
+    spans = dict(zip(shards.read("points/pid").tolist(), shards.read("series/span").tolist()))
+    grid = shards.grid_dates
+    assert spans["P0"] == [0, int(np.searchsorted(grid, shards.dates[3]))]
+    assert spans["L0"] == [int(np.searchsorted(grid, shards.dates[4])), len(grid) - 1]
+    from insarclust.spans import observed_spans
+    assert np.array_equal(shards.read("series/span"),
+                          observed_spans(shards.read("series/displacement"), shards.dates, grid))
 
 
 def test_the_site_extent_is_logged(tmp_path, caplog):

@@ -58,6 +58,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .dates import DAYS_PER_YEAR
+from .spans import first_last, half_step, observed_spans  # noqa: F401 (observed_spans: API)
 
 # Fit settings shared by the per-point descriptors and the cluster means (the
 # ``interpret:`` config section carries them), so both are fitted alike.
@@ -81,17 +82,6 @@ _BASE_TERMS = 5  # offset, trend, acceleration, annual cos, annual sin
 # "line" years (over under ~1.5 years trend and annual cycle cannot be told apart); shorter
 # spans keep the shared fit without its step search.
 SPAN_YEARS = {"acceleration": 3.0, "annual": 1.5, "line": 1.0}
-
-
-def _half_step(grid: np.ndarray) -> float:
-    """Half the (median) step of a regular grid, in days (0 for a single epoch)."""
-    return 0.5 * float(np.median(np.diff(grid))) if len(grid) > 1 else 0.0
-
-
-def _first_last(valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row of (n, T) bool ``valid``: whether it has any True, and its first and last True column."""
-    T = valid.shape[1]
-    return valid.any(axis=1), np.argmax(valid, axis=1), T - 1 - np.argmax(valid[:, ::-1], axis=1)
 
 
 def observed_grid_mask(grid_dates: np.ndarray, observed_dates: np.ndarray | None,
@@ -118,11 +108,11 @@ def observed_grid_mask(grid_dates: np.ndarray, observed_dates: np.ndarray | None
     supported = on_date | (inside & (gap <= max_gap_days))
     if len(grid) < 2:
         return supported
-    half_step = _half_step(grid)
+    half = half_step(grid)
     nearest = np.clip(np.searchsorted(grid, obs), 1, len(grid) - 1)
     nearest = np.where(np.abs(grid[nearest - 1] - obs) <= np.abs(grid[nearest] - obs), nearest - 1, nearest)
     backed = np.zeros(len(grid), dtype=bool)
-    backed[nearest[np.abs(grid[nearest] - obs) <= half_step]] = True
+    backed[nearest[np.abs(grid[nearest] - obs) <= half]] = True
     return supported & backed
 
 
@@ -417,7 +407,7 @@ def acquisition_dates(dates: np.ndarray, displacement_sample: np.ndarray | None 
     if displacement_sample is None or len(displacement_sample) == 0:
         return dates
     valid = ~np.isnan(displacement_sample)
-    has, first, last = _first_last(valid)
+    has, first, last = first_last(valid)
     cols = np.arange(valid.shape[1])
     spans = has[:, None] & (cols >= first[:, None]) & (cols <= last[:, None])
     spanning = spans.sum(axis=0)
@@ -527,21 +517,6 @@ def infer_acquisition_dates(series: np.ndarray, grid_dates: np.ndarray, rtol: fl
     return grid_dates[~interpolated]
 
 
-def observed_spans(displacement: np.ndarray, dates: np.ndarray, grid_dates: np.ndarray) -> np.ndarray:
-    """(n, 2) first and last grid index of each row's observed values (``/series/displacement``
-    (n, T) on ``dates`` (T,)); a row without any value gets the whole grid."""
-    grid = np.asarray(grid_dates, dtype=np.float64)
-    has, first_col, last_col = _first_last(~np.isnan(np.asarray(displacement)))
-    dates = np.asarray(dates, dtype=np.float64)
-    first, last = dates[first_col], dates[last_col]
-    half = _half_step(grid)
-    a = np.searchsorted(grid, first - half, side="left")
-    b = np.searchsorted(grid, last + half, side="right") - 1
-    a = np.where(has, np.clip(a, 0, len(grid) - 1), 0)
-    b = np.where(has, np.clip(b, 0, len(grid) - 1), len(grid) - 1)
-    return np.stack([a, np.maximum(a, b)], axis=1)
-
-
 def write_descriptors(shards_path, out_path, *, max_gap_days: float = FIT_DEFAULTS["max_gap_days"],
                       min_segment_days: float = FIT_DEFAULTS["min_segment_days"], step_z_min: float = FIT_DEFAULTS["step_z_min"],
                       block_rows: int = 65536, log=None) -> DescriptorModel:
@@ -570,8 +545,7 @@ def write_descriptors(shards_path, out_path, *, max_gap_days: float = FIT_DEFAUL
     with h5io.FeatureWriter(out_path, shards.n_points, DESCRIPTOR_NAMES, attrs) as writer:
         partial = 0
         for start, stop, regular in shards.iter_blocks("series/regular", block_rows=block_rows):
-            spans = observed_spans(shards.read("series/displacement", start, stop), shards.dates,
-                                   shards.grid_dates)
+            spans = shards.spans(start, stop)
             partial += int(np.count_nonzero(model.partial(spans)))
             writer.write(start, model.transform(regular, spans))
             progress.update(stop - start)

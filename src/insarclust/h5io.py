@@ -25,6 +25,8 @@ from typing import Iterator, Mapping, Sequence
 import h5py
 import numpy as np
 
+from .spans import observed_spans
+
 STR = h5py.string_dtype(encoding="utf-8")
 
 # Rows per HDF5 chunk for (N, T) series: a few hundred KB per chunk keeps both
@@ -356,6 +358,13 @@ class ShardsWriter(_AtomicWriter):
             g = f.create_group(f"components/{name}")
             self._components[name] = {"displacement": _RowChunks(g, "displacement", (n, T), c, self._fd),
                                       "regular": _RowChunks(g, "regular", (n, G), c, self._fd)}
+        # each group's observed spans (n, 2), from the displacements as they are written
+        self._spans = {group: np.zeros((n, 2), dtype=np.int32)
+                       for group in ["series", *(f"components/{name}" for name in self.components[1:])]}
+
+    def _note_spans(self, group: str, start: int, displacement) -> None:
+        rows = np.asarray(displacement)
+        self._spans[group][start:start + len(rows)] = observed_spans(rows, self.dates, self.grid_dates)
 
     def write(self, pid, lat, lon, static, displacement, regular) -> None:
         self.write_series(self._offsets[-1], displacement, regular)
@@ -365,11 +374,13 @@ class ShardsWriter(_AtomicWriter):
         """Rows ``[start, start + len)`` of /series/displacement and /series/regular (thread-safe)."""
         self._series["displacement"].write(start, displacement)
         self._series["regular"].write(start, regular)
+        self._note_spans("series", start, displacement)
 
     def write_component(self, name: str, start: int, displacement, regular) -> None:
         """Rows ``[start, start + len)`` of a further component's series (thread-safe)."""
         self._components[name]["displacement"].write(start, displacement)
         self._components[name]["regular"].write(start, regular)
+        self._note_spans(f"components/{name}", start, displacement)
 
     def write_points(self, pid, lat, lon, static, x=None, y=None) -> None:
         """The next shard's /points rows (call in shard order); records the shard boundary."""
@@ -390,6 +401,8 @@ class ShardsWriter(_AtomicWriter):
         if self._offsets[-1] != self.n_points:
             raise RuntimeError(f"{self.path}: wrote {self._offsets[-1]} rows, expected {self.n_points}")
         f.create_group("shards").create_dataset("offsets", data=np.asarray(self._offsets, dtype=np.int64))
+        for group, spans in self._spans.items():
+            f[group].create_dataset("span", data=spans)
         extra = {"components": self.components} if self.components else {}
         _set_attrs(f, {**self.attrs, **extra, "n_points": self.n_points})
 
@@ -437,6 +450,17 @@ class Shards:
             (lambda ds: self.read_rows(ds, rows))
         blocks = [read(self.component_dataset(c)) for c in names]
         return blocks[0] if len(blocks) == 1 else np.stack(blocks, axis=-1)
+
+    def spans(self, start: int = 0, stop: int | None = None, dataset: str = "series/regular") -> np.ndarray:
+        """(n, 2) first and last grid index of the observed values of rows ``start:stop``
+        (:mod:`insarclust.spans`) of the group of ``dataset`` (``series`` or a component):
+        stored by the shards stage, derived from the displacements for files built before."""
+        group = dataset.rsplit("/", 1)[0]
+        with h5py.File(self.path, "r") as f:
+            if f"{group}/span" in f:
+                return f[f"{group}/span"][start:stop]
+            displacement = f[f"{group}/displacement"][start:stop]
+        return observed_spans(displacement, self.dates, self.grid_dates)
 
     def xy(self) -> tuple[np.ndarray, np.ndarray, str] | None:
         """``(x, y, crs)`` of the points' projected coordinates, or None."""

@@ -20,6 +20,58 @@ import numpy as np
 from . import h5io, metrics
 from .dates import linear_trend_per_year
 from .jsonio import to_jsonable
+from .spans import span_mask
+
+
+class GroupedMoments:
+    """Per-cluster count, mean and M2 (sum of squared deviations) of each column, added block
+    by block: exact two-pass moments within a block, merged across blocks with Chan's formula,
+    so a block of large values does not lose precision."""
+
+    def __init__(self, n_clusters: int, n_columns: int):
+        self.rows = np.zeros(n_clusters, dtype=np.int64)
+        self.n = np.zeros((n_clusters, n_columns))
+        self.mean = np.zeros((n_clusters, n_columns))
+        self.m2 = np.zeros((n_clusters, n_columns))
+
+    def add(self, lab: np.ndarray, X: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Rows ``X (n, D)`` of clusters ``lab (n,)``; with ``mask (n, D)`` only its True entries count."""
+        k = len(self.rows)
+        X = np.asarray(X, dtype=np.float64)
+        onehot = metrics.onehot(lab, k)
+        per_cluster = np.bincount(lab, minlength=k)
+        self.rows += per_cluster
+        if mask is None:
+            n_b = np.broadcast_to(per_cluster[:, None].astype(np.float64), self.mean.shape)
+            total = onehot @ X
+        else:
+            mask = np.asarray(mask, dtype=np.float64)
+            n_b = onehot @ mask
+            total = onehot @ (X * mask)
+        hit = n_b > 0
+        mean_b = np.zeros_like(self.mean)
+        mean_b[hit] = total[hit] / n_b[hit]
+        dev = (X - mean_b[lab]) ** 2
+        self.merge(n_b, mean_b, onehot @ (dev if mask is None else dev * mask))
+
+    def merge(self, n_b: np.ndarray, mean_b: np.ndarray, m2_b: np.ndarray, rows_b=None) -> None:
+        """Chan's merge of another set of moments (``rows_b``: its rows per cluster, if counted)."""
+        n_new = self.n + n_b
+        delta = mean_b - self.mean
+        frac = np.where(n_b > 0, n_b / np.maximum(n_new, 1), 0.0)
+        self.mean = self.mean + delta * frac
+        self.m2 = self.m2 + m2_b + delta ** 2 * (self.n * frac)
+        self.n = n_new
+        if rows_b is not None:
+            self.rows = self.rows + rows_b
+
+    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
+        """``mean``, population ``std`` (K, D); NaN where no entry of the cluster counts."""
+        empty = self.n == 0
+        mean = np.where(empty, np.nan, self.mean)
+        std = np.sqrt(self.m2 / np.maximum(self.n, 1))
+        std[empty] = np.nan
+        return mean, std
 
 
 def grouped_mean_std(blocks, labels: np.ndarray, n_clusters: int
@@ -27,57 +79,20 @@ def grouped_mean_std(blocks, labels: np.ndarray, n_clusters: int
     """Per-cluster mean and (population) std of rows streamed as ``(start, stop, X)`` blocks.
 
     A block may carry a fourth item, a (n, D) bool ``mask``: only its True
-    entries count (per cluster and column). Exact two-pass moments within
-    each block, merged across blocks with Chan's formula, so a block of large
-    values does not lose precision. Returns ``mean (K, D)``, ``std (K, D)``
+    entries count (per cluster and column). Returns ``mean (K, D)``, ``std (K, D)``
     float64 (NaN where no entry of the cluster counts), ``counts (K,)`` rows
-    per cluster.
+    per cluster (:class:`GroupedMoments`).
     """
     labels = np.asarray(labels, dtype=np.int64)
-    rows = counts = mean = m2 = None
+    moments = None
     for block in blocks:
         a, b, X = block[:3]
-        mask = block[3] if len(block) > 3 else None
-        X = np.asarray(X, dtype=np.float64)
-        lab = labels[a:b]
-        if counts is None:
-            rows = np.zeros(n_clusters, dtype=np.int64)
-            counts = np.zeros((n_clusters, X.shape[1]))
-            mean = np.zeros((n_clusters, X.shape[1]))
-            m2 = np.zeros((n_clusters, X.shape[1]))
-        onehot = metrics.onehot(lab, n_clusters)
-        rows += np.bincount(lab, minlength=n_clusters)
-        if mask is None:
-            n_b = np.broadcast_to(np.bincount(lab, minlength=n_clusters)[:, None], mean.shape)
-            total = onehot @ X
-        else:
-            mask = np.asarray(mask, dtype=np.float64)
-            n_b = onehot @ mask
-            total = onehot @ (X * mask)
-        hit = n_b > 0
-        mean_b = np.zeros_like(mean)
-        mean_b[hit] = total[hit] / n_b[hit]
-        dev = (X - mean_b[lab]) ** 2
-        m2_b = onehot @ (dev if mask is None else dev * mask)
-        n_new = counts + n_b
-        delta = mean_b - mean
-        frac = np.where(hit, n_b / np.maximum(n_new, 1), 0.0)
-        mean = mean + delta * frac
-        m2 = m2 + m2_b + delta ** 2 * (counts * frac)
-        counts = n_new
-    if counts is None:
+        if moments is None:
+            moments = GroupedMoments(n_clusters, X.shape[1])
+        moments.add(labels[a:b], X, block[3] if len(block) > 3 else None)
+    if moments is None:
         raise ValueError("no rows to summarise")
-    empty = counts == 0
-    mean[empty] = np.nan
-    std = np.sqrt(m2 / np.maximum(counts, 1))
-    std[empty] = np.nan
-    return mean, std, rows
-
-
-def span_mask(spans: np.ndarray, n_grid: int) -> np.ndarray:
-    """(n, G) bool: grid epochs inside each row's observed span ``spans (n, 2)`` (first, last)."""
-    cols = np.arange(n_grid)
-    return (cols >= spans[:, :1]) & (cols <= spans[:, 1:])
+    return (*moments.mean_std(), moments.rows)
 
 
 def cluster_series_stats(shards_path, labels: np.ndarray, n_clusters: int | None = None,
@@ -85,7 +100,7 @@ def cluster_series_stats(shards_path, labels: np.ndarray, n_clusters: int | None
     """Per-cluster ``mean (K, G)``, ``std (K, G)`` (mm) of the regular series and ``counts (K,)``.
 
     Each point counts at the grid epochs of its own observed span only
-    (first to last acquisition, :func:`insarclust.descriptors.observed_spans`):
+    (first to last acquisition, :mod:`insarclust.spans`):
     beyond it ``shards`` holds its first/last value, and those flat stretches
     flattened the mean (and shrank the std) of a cluster with late-starting
     or early-ending members. An epoch no member covers is NaN.
@@ -97,67 +112,85 @@ def cluster_series_stats(shards_path, labels: np.ndarray, n_clusters: int | None
     own first date) or leaving early then changes no level, where a plain mean
     over the members present would jump by their offset. The std is the spread
     around that mean, each late member shifted to it at its first epoch. A
-    cluster whose members share one span gets their plain mean and std. Streamed
-    over the shards of ``shards.h5`` (the regular series twice when some
-    cluster's members differ in span); K defaults to ``labels.max() + 1``.
-    """
-    from .descriptors import observed_spans
+    cluster whose members share one span gets their plain mean and std.
 
+    Streamed over the shards of ``shards.h5``. Points observed over the whole
+    grid (nearly all, in most catalogues) need no mask: their moments and
+    changes come from their sums, and only the other points' rows are masked
+    (and read a second time, when some cluster's members differ in span).
+    K defaults to ``labels.max() + 1``.
+    """
     labels = np.asarray(labels, dtype=np.int64)
     k = int(labels.max()) + 1 if n_clusters is None else int(n_clusters)
     shards = h5io.Shards(shards_path)
-    raw = dataset.rsplit("/", 1)[0] + "/displacement"
-    acc: dict = {}
-    all_spans = np.zeros((len(labels), 2), dtype=np.int32)   # read once: pass 2 needs no displacement
-
-    def blocks():
-        for a, b, X in shards.iter_shards(dataset):
-            spans = observed_spans(shards.read(raw, a, b), shards.dates, shards.grid_dates)
-            all_spans[a:b] = spans
-            lab = labels[a:b]
-            G = X.shape[1]
-            if not acc:
-                acc.update(first_min=np.full(k, G), first_max=np.full(k, -1), last_min=np.full(k, G),
-                           last_max=np.full(k, -1), inc=np.zeros((k, G)), n_inc=np.zeros((k, G)))
-            np.minimum.at(acc["first_min"], lab, spans[:, 0])
-            np.maximum.at(acc["first_max"], lab, spans[:, 0])
-            np.minimum.at(acc["last_min"], lab, spans[:, 1])
-            np.maximum.at(acc["last_max"], lab, spans[:, 1])
-            # changes from epoch g-1 to g of the members observed at both
-            inside = span_mask(spans, G)
-            both = np.zeros_like(inside)
-            both[:, 1:] = inside[:, 1:] & inside[:, :-1]
-            diff = np.zeros(X.shape)
-            diff[:, 1:] = np.diff(np.asarray(X, dtype=np.float64), axis=1)
-            onehot = metrics.onehot(lab, k)
-            acc["inc"] += onehot @ np.where(both, diff, 0.0)
-            acc["n_inc"] += onehot @ both.astype(np.float64)
-            yield a, b, X, inside
-
-    mean, std, counts = grouped_mean_std(blocks(), labels, k)
-    mixed = (counts > 0) & ((acc["first_min"] != acc["first_max"]) | (acc["last_min"] != acc["last_max"]))
+    G = len(shards.grid_dates)
+    full = GroupedMoments(k, G)       # points observed over the whole grid
+    part = GroupedMoments(k, G)       # the others, on their spans
+    inc = np.zeros((k, G))            # partial points' changes from epoch g-1 to g, where observed at both
+    n_inc = np.zeros((k, G))
+    first_min, first_max = np.full(k, G), np.full(k, -1)
+    last_min, last_max = np.full(k, G), np.full(k, -1)
+    partial_rows, partial_spans = [], []
+    for a, b, X in shards.iter_shards(dataset):
+        spans = shards.spans(a, b, dataset)
+        lab = labels[a:b]
+        np.minimum.at(first_min, lab, spans[:, 0])
+        np.maximum.at(first_max, lab, spans[:, 0])
+        np.minimum.at(last_min, lab, spans[:, 1])
+        np.maximum.at(last_max, lab, spans[:, 1])
+        whole = (spans[:, 0] == 0) & (spans[:, 1] == G - 1)
+        if whole.all():
+            full.add(lab, X)
+            continue
+        full.add(lab[whole], X[whole])
+        rows = np.flatnonzero(~whole)
+        lab_p, spans_p = lab[rows], spans[rows]
+        X_p = np.asarray(X[rows], dtype=np.float64)
+        inside = span_mask(spans_p, G)
+        part.add(lab_p, X_p, inside)
+        both = inside[:, 1:] & inside[:, :-1]
+        onehot = metrics.onehot(lab_p, k)
+        inc[:, 1:] += onehot @ np.where(both, np.diff(X_p, axis=1), 0.0)
+        n_inc[:, 1:] += onehot @ both.astype(np.float64)
+        partial_rows.append(a + rows)
+        partial_spans.append(spans_p)
+    counts = full.rows + part.rows
+    plain = GroupedMoments(k, G)
+    for m in (full, part):
+        plain.merge(m.n, m.mean, m.m2)
+    mean, std = plain.mean_std()
+    mixed = (counts > 0) & ((first_min != first_max) | (last_min != last_max))
     if not mixed.any():
         return mean, std, counts
+    # changes of the whole-grid members are those of their mean
+    n_full = full.n[:, :1]
+    inc[:, 1:] += n_full * np.diff(full.mean, axis=1)
+    n_inc[:, 1:] += n_full
     level = mean[mixed].copy()           # plain mean: the level wherever no member carries on
-    inc, n_inc = acc["inc"][mixed], acc["n_inc"][mixed]
-    for g in range(1, level.shape[1]):
-        carried = n_inc[:, g] > 0
-        level[carried, g] = level[carried, g - 1] + inc[carried, g] / n_inc[carried, g]
+    inc_m, n_inc_m = inc[mixed], n_inc[mixed]
+    for g in range(1, G):
+        carried = n_inc_m[:, g] > 0
+        level[carried, g] = level[carried, g - 1] + inc_m[carried, g] / n_inc_m[carried, g]
     mean[mixed] = level
-    # the spread around it, each member entering where others carry on shifted onto it there
-    sq = np.zeros((k, mean.shape[1]))
-    n_sq = np.zeros((k, mean.shape[1]))
-    for a, b, X in shards.iter_shards(dataset):
-        lab = labels[a:b]
-        rows = mixed[lab]
-        if not rows.any():
+    # the spread around it: whole-grid members from their moments; each partial member
+    # entering where others carry on shifted onto the mean there
+    centre = np.where(np.isnan(mean), 0.0, mean)
+    sq = full.m2 + full.n * (full.mean - centre) ** 2
+    n_sq = full.n.copy()
+    rows = np.concatenate(partial_rows) if partial_rows else np.zeros(0, dtype=np.int64)
+    spans_all = np.concatenate(partial_spans) if partial_spans else np.zeros((0, 2), dtype=np.int64)
+    keep = mixed[labels[rows]]
+    rows, spans_all = rows[keep], spans_all[keep]
+    for a, b in shards.shard_bounds():
+        lo, hi = np.searchsorted(rows, [a, b])
+        if lo == hi:
             continue
-        X = np.asarray(X[rows], dtype=np.float64)
-        lab = lab[rows]
-        spans = all_spans[a:b][rows].astype(np.int64)
+        X = np.asarray(shards.read(dataset, a, b)[rows[lo:hi] - a], dtype=np.float64)
+        lab = labels[rows[lo:hi]]
+        spans = spans_all[lo:hi].astype(np.int64)
         start = spans[:, 0]
-        shift = np.where(acc["n_inc"][lab, start] > 0, mean[lab, start] - X[np.arange(len(X)), start], 0.0)
-        inside = span_mask(spans, X.shape[1])
+        shift = np.where(n_inc[lab, start] > 0, mean[lab, start] - X[np.arange(len(X)), start], 0.0)
+        inside = span_mask(spans, G)
         dev = np.where(inside, X + shift[:, None] - mean[lab], 0.0)
         onehot = metrics.onehot(lab, k)
         sq += onehot @ dev ** 2
