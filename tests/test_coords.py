@@ -97,14 +97,17 @@ def test_egms_l3_reads_as_downloaded(tmp_path, l3_table):
     assert np.max(np.hypot(xb - x, yb - y)) < 0.01
 
 
-def test_missing_optional_column_is_skipped_missing_required_is_an_error(tmp_path, l3_table):
+def test_missing_optional_column_is_skipped_missing_required_is_an_error(tmp_path, l3_table, caplog):
     table, _ = l3_table
     fmt = get_format("egms-l3", FORMATS)
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
     table.iloc[:600].drop(columns=["seasonality", "rmse"]).to_csv(a, index=False)
     table.iloc[600:].drop(columns=["rmse"]).to_csv(b, index=False)
     out = tmp_path / "s.h5"
-    build_shards([a, b], fmt, out, "l3")
+    with caplog.at_level("INFO", logger="insarclust.shards"):
+        build_shards([a, b], fmt, out, "l3")
+    line = next(r.getMessage() for r in caplog.records if "optional static columns" in r.getMessage())
+    assert "geometry columns read: none" in line and line.endswith("skipped: seasonality, rmse"), line
     # seasonality is in one file only, rmse in none: both skipped, the rest kept
     assert h5io.Shards(out).static_names == ["height", "mean_velocity", "mean_velocity_std", "acceleration",
                                              "acceleration_std", "seasonality_std"]

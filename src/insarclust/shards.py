@@ -356,10 +356,13 @@ class _Headings:
 def _with_optional_columns(fmt: Format, plans) -> Format:
     """The format with the optional static columns present in every input file."""
     resolved = fmt.with_optional([p.header for p in plans])
-    used = resolved.static[len(fmt.static):]
-    skipped = [c for c in (*fmt.optional_static, *fmt.geometry) if c not in used and c not in fmt.static]
-    if used or skipped:
-        log.info("optional static columns: %s used%s", ", ".join(used) or "none",
+    used = [c for c in resolved.static[len(fmt.static):] if c not in resolved.geometry]
+    skipped = [c for c in (*fmt.optional_static, *fmt.geometry)
+               if c not in resolved.static and c not in fmt.static]
+    if used or resolved.geometry or skipped:
+        log.info("optional static columns read: %s; geometry columns read: %s (kept in /points/static, "
+                 "features only where embed.static_weight names them)%s", ", ".join(used) or "none",
+                 ", ".join(resolved.geometry) or "none",
                  f"; not in every file, skipped: {', '.join(skipped)}" if skipped else "")
     return resolved
 
