@@ -464,3 +464,15 @@ def test_ids_differing_only_in_surrounding_spaces_are_one_point(tmp_path):
     c = write(tmp_path / "c.csv", [HEADER] + [row(i).replace(f"P{i},", f"Q {i},") for i in range(2)])
     build_shards([a, c], NGU, tmp_path / "two.h5", "s", ShardsConfig())
     assert h5io.Shards(tmp_path / "two.h5").n_points == 5
+
+
+@pytest.mark.parametrize("encoding,pid", [("utf-8-sig", "Tromsø-3"), ("gbk", "一-3"), ("shift_jis", "凜三-3"),
+                                          ("iso-2022-jp", "観測点-3")])
+def test_ids_of_other_encodings_are_not_taken_for_utf8(tmp_path, encoding, pid):
+    """UTF-8 with a byte-order mark, multi-byte encodings whose bytes happen to be valid UTF-8
+    ('一' is D2 BB in GBK, 'һ' in UTF-8) and ISO-2022 (kanji as ASCII bytes) read as written."""
+    fmt = dataclasses.replace(NGU, encoding=encoding)
+    lines = [HEADER] + [row(i) for i in range(3)] + [row(3).replace("P3,", pid + ",")]
+    shards = build(tmp_path, write(tmp_path / "a.csv", lines, encoding=encoding), fmt=fmt)
+    assert pid in shards.read("points/pid").tolist()
+

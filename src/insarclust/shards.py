@@ -261,14 +261,20 @@ MOJIBAKE_CHECKS = 64
 def _check_not_utf8_ids(block, src: CsvInput, fmt: Format) -> None:
     """Stop when ids read in a single-byte encoding (latin-1, cp1252) are UTF-8 text: 'Tromsø'
     would be stored as 'TromsÃ¸' without any error, and the labels would no longer join to
-    the user's own table. Beyond ASCII, genuine latin-1 text is almost never valid UTF-8."""
-    if codecs.lookup(fmt.encoding).name == "utf-8":
+    the user's own table. Beyond ASCII, genuine latin-1 text is almost never valid UTF-8.
+    Only ids read one byte per character count: UTF-8 with a byte-order mark, multi-byte
+    encodings (GBK, Shift-JIS: a tenth of GBK's characters are valid UTF-8 byte pairs) and
+    ISO-2022 or UTF-7 (non-ASCII text as ASCII bytes) read UTF-8 correctly or not at all."""
+    if codecs.lookup(fmt.encoding).name in ("utf-8", "utf-8-sig"):
         return
     wide = np.flatnonzero(np.fromiter((not p.isascii() for p in block.pid), dtype=bool, count=len(block.pid)))
     garbled = np.zeros(len(block.pid), dtype=bool)
     for i in wide[:MOJIBAKE_CHECKS].tolist():
         try:
-            block.pid[i].encode(fmt.encoding).decode("utf-8")
+            raw = block.pid[i].encode(fmt.encoding)
+            if len(raw) != len(block.pid[i]) or raw.isascii():
+                continue
+            raw.decode("utf-8")
         except (UnicodeEncodeError, UnicodeDecodeError):
             continue
         garbled[i] = True
