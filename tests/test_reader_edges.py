@@ -476,3 +476,16 @@ def test_ids_of_other_encodings_are_not_taken_for_utf8(tmp_path, encoding, pid):
     shards = build(tmp_path, write(tmp_path / "a.csv", lines, encoding=encoding), fmt=fmt)
     assert pid in shards.read("points/pid").tolist()
 
+
+def test_a_missing_column_of_a_truncated_gzip_is_still_named(tmp_path):
+    """The header search behind the missing-column error reads on into the file: a truncated
+    or corrupt .gz there leaves the missing-column error as it is."""
+    lines = [HEADER.replace("latitude", "lat")] + [row(i) for i in range(60)]
+    data = gzip.compress(("\n".join(lines) + "\n").encode())
+    path = tmp_path / "a.csv.gz"
+    path.write_bytes(data[: len(data) // 4])
+    stops(tmp_path, path, "missing required column(s) 'latitude'")
+    corrupt = bytearray(data)
+    corrupt[len(data) // 3: len(data) // 3 + 40] = b"\0" * 40
+    path.write_bytes(bytes(corrupt))
+    stops(tmp_path, path, "missing required column(s) 'latitude'")

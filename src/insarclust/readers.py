@@ -12,6 +12,7 @@ import gzip
 import io
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -173,20 +174,23 @@ def locate_header(src: CsvInput, fmt: Format) -> InputError | None:
     required = {fmt.id, *fmt.position_columns, *fmt.static}
     codec = _text_encoding(fmt)
     first = None
-    with src.open_binary() as fh:
-        for n, raw in enumerate(fh, start=1):
-            if n > HEADER_SEARCH_LINES:
-                break
-            text = raw.decode(codec, errors="replace").rstrip("\r\n")
-            first = text if first is None else first
-            fields = {f.strip() for f in next(csv.reader([text], delimiter=fmt.delimiter), [])}
-            if n == 1 and required <= fields:
-                return None   # the first line is the header: its problem is another one
-            if n > 1 and required <= fields:
-                shown = first if len(first) <= 80 else first[:80] + " ..."
-                return InputError(f"the header is on line {n} of the file; the {n - 1} line(s) above it "
-                                  f"(first: {shown!r}) are not part of the CSV", file=src.label, row=0,
-                                  fix=f"remove the lines above the header, e.g. tail -n +{n} in.csv > out.csv")
+    try:
+        with src.open_binary() as fh:
+            for n, raw in enumerate(fh, start=1):
+                if n > HEADER_SEARCH_LINES:
+                    break
+                text = raw.decode(codec, errors="replace").rstrip("\r\n")
+                first = text if first is None else first
+                fields = {f.strip() for f in next(csv.reader([text], delimiter=fmt.delimiter), [])}
+                if n == 1 and required <= fields:
+                    return None   # the first line is the header: its problem is another one
+                if n > 1 and required <= fields:
+                    shown = first if len(first) <= 80 else first[:80] + " ..."
+                    return InputError(f"the header is on line {n} of the file; the {n - 1} line(s) above it "
+                                      f"(first: {shown!r}) are not part of the CSV", file=src.label, row=0,
+                                      fix=f"remove the lines above the header, e.g. tail -n +{n} in.csv > out.csv")
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile, csv.Error):
+        pass   # a truncated or corrupt stream, an oversized field: the lines read so far decide
     if first is not None and first.lstrip().startswith("#"):
         shown = first if len(first) <= 80 else first[:80] + " ..."
         return InputError(f"the first line is a comment ({shown!r}), not the header", file=src.label, row=0,
