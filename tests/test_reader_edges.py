@@ -489,3 +489,13 @@ def test_a_missing_column_of_a_truncated_gzip_is_still_named(tmp_path):
     corrupt[len(data) // 3: len(data) // 3 + 40] = b"\0" * 40
     path.write_bytes(bytes(corrupt))
     stops(tmp_path, path, "missing required column(s) 'latitude'")
+
+
+def test_a_repeated_header_with_its_byte_order_mark_is_named(tmp_path):
+    """Exports saved as 'CSV UTF-8' start with a byte-order mark; joined with cat, the second
+    file's header carries it mid-file."""
+    a = "\n".join([HEADER] + [row(i) for i in range(3)]) + "\n"
+    b = "\n".join([HEADER] + [row(i) for i in range(3, 6)]) + "\n"
+    path = tmp_path / "a.csv"
+    path.write_bytes(a.encode("utf-8-sig") + b.encode("utf-8-sig"))
+    stops(tmp_path, path, "row 4", "the header line is repeated on line 5")

@@ -561,7 +561,7 @@ def _locate_parse_error(err: Exception | None, src: CsvInput, plan: ColumnPlan, 
             if len(values) != len(header):
                 return InputError(f"expected {len(header)} fields, found {len(values)}", file=src.label,
                                   row=r, fix="repair the line (a missing or extra delimiter)")
-            if [v.strip() for v in values] == header:
+            if [v.replace("\ufeff", "").strip() for v in values] == header:   # a joined file's BOM too
                 return InputError(f"the header line is repeated on line {line} of the file (files joined "
                                   "with their headers?)", file=src.label, row=r,
                                   fix="remove the repeated header lines; to join exports keep the first "
