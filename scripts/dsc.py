@@ -12,7 +12,7 @@ cfg, seed = dict(snakemake.params.cfg), int(snakemake.params.seed)
 labelling, est = fit_stage(snakemake.input.shards, cfg={**snakemake.config["dsc"], **cfg}, seed=seed,
                            device=snakemake.config.get("device", "auto"),
                            checkpoint_dir=snakemake.params.checkpoint_dir,
-                           silhouette_sample=int(cfg.get("silhouette_sample", 10000)))
+                           silhouette_sample=None)  # both spaces measured by the evaluate job
 labelling.stamp(snakemake.wildcards.site, "dsc", {"dsc": cfg, "seed": seed})
 labelling.write(snakemake.output.labels)
 write_train_log(est.history_, snakemake.output.train_log)

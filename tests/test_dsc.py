@@ -423,6 +423,20 @@ def test_fit_stage_then_evaluate(tmp_path):
                                         truth_path=tmp_path / "truth.csv", thresholds={},
                                         features_path=tmp_path / "dyn.h5", seed=3, silhouette_sample=300)
     assert again["metrics"] == result["metrics"]
+    # ... and DSC's own latent space from the stored latent vectors: a diagnostic setting
+    # (dsc.silhouette_sample) reruns that job only
+    workflow_fit, _ = fit_stage(shards_path, cfg=cfg, seed=3, device="cpu", checkpoint_dir=tmp_path / "ck",
+                                silhouette_sample=None)
+    assert "metrics" not in workflow_fit.record and "metrics_latent" not in workflow_fit.record
+    np.testing.assert_array_equal(workflow_fit.labels, labels)
+    workflow_fit.write(tmp_path / "dsc.h5")
+    stored = evaluate.evaluate_labelling(Labelling.read(tmp_path / "dsc.h5"), graph_path=tmp_path / "graph.h5",
+                                         shards_path=shards_path, truth_path=tmp_path / "truth.csv",
+                                         thresholds={}, features_path=tmp_path / "dyn.h5", seed=3,
+                                         silhouette_sample=300)
+    assert stored["metrics_latent"] == result["metrics_latent"]
+    assert stored["metrics"] == result["metrics"]
+    assert list(stored).index("metrics_latent") == list(result).index("metrics_latent")
 
 
 # --------------------------------------------------------------------------- #

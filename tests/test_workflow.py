@@ -464,6 +464,20 @@ def test_dsc_is_trained_without_the_embedding(tmp_path):
     assert "embed_gather" not in into["evaluate method: kmeans-dyn+static"]
 
 
+def test_dsc_diagnostics_do_not_rerun_dsc(tmp_path):
+    """dsc.silhouette_sample is read by DSC's evaluate job (both spaces measured there from
+    stored vectors): changing it plans no DSC training or labelling; a model setting does."""
+    workdir = make_workdir(tmp_path / "repo", sites=SITES[:1], changes={"dsc": {"enabled": True}})
+    target = "results/demo-a/clusters/dsc.h5"
+    snakemake(workdir, target)
+    assert planned_jobs(workdir, target) == []
+    old = edit_config(workdir, {"dsc": {"silhouette_sample": 300}})
+    assert planned_jobs(workdir, target) == []
+    edit_config(workdir, {"dsc": {"k": 3}})
+    assert [j["rule"] for j in planned_jobs(workdir, target)] == ["dsc"]
+    edit_config(workdir, old)
+
+
 @pytest.mark.slow
 def test_two_full_runs_from_scratch_are_complete_and_identical(tmp_path):
     """Every method (DSC and all peers): the checks above, then byte equality of two runs."""

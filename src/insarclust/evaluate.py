@@ -101,7 +101,9 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
     ``features_path``: a feature file to measure the fit in (silhouette etc., ``seed`` and
     ``silhouette_sample`` as :func:`insarclust.labels.fit_metrics`) when the fit record has
     no ``metrics``: DSC's labels are measured in the ``dyn`` space here, so that its job
-    does not read ``dyn.h5`` and an embedding setting never retrains it.
+    does not read ``dyn.h5`` and an embedding setting never retrains it. A labelling with
+    ``latent`` vectors (DSC) and no ``metrics_latent`` in its record is measured in that
+    space too, with its ``centers``.
 
     Keys: ``k``, ``n_points``, ``n_train``, ``n_test``, ``sizes``, ``metrics``
     (the fit's silhouette, davies_bouldin, calinski_harabasz,
@@ -122,6 +124,15 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
 
         fit = fit_metrics(H5FeatureSource(features_path), labels, n_clusters, seed=seed,
                           silhouette_sample=silhouette_sample)
+    if labelling.latent is not None and "metrics_latent" not in record:
+        # DSC's own clustering space, from the latent vectors its job stored: a diagnostic
+        # setting (silhouette_sample) then reruns this job only, never the training
+        from .batches import ArraySource
+        from .labels import fit_metrics
+
+        latent = fit_metrics(ArraySource(np.asarray(labelling.latent)), labels, n_clusters, seed=seed,
+                             silhouette_sample=silhouette_sample, centers=labelling.centers)
+        record = {"metrics_latent": latent, **record}
     result_metrics = {m: fit.pop(m) for m in FIT_METRICS if m in fit}
     graph = h5io.read_graph(graph_path)
     result_metrics["spatial_coherence"] = label_coherence(graph["indptr"], graph["indices"], labels)

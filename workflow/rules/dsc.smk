@@ -18,7 +18,8 @@ rule dsc:
         **requests("dsc"),
         gpu=1,
     params:
-        cfg=result_params(config, "dsc"),
+        # silhouette_sample: read by the evaluate job, which measures DSC's fit
+        cfg=result_params(config, "dsc", drop=("silhouette_sample",)),
         seed=config["seed"],
         checkpoint_dir=lambda wc: f"results/{wc.site}/dsc/checkpoints",
     script:

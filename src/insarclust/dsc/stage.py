@@ -24,7 +24,7 @@ def estimator_from_config(cfg: dict, seed: int, device: str = "auto",
 
 
 def fit_stage(shards_path, dyn_path=None, *, cfg: dict, seed: int, device: str = "auto",
-              checkpoint_dir=None, silhouette_sample: int = 10000):
+              checkpoint_dir=None, silhouette_sample: int | None = 10000):
     """Fit, label all points, order labels, measure the fit.
 
     Returns ``(labelling, estimator)``: :class:`~insarclust.labels.Labelling`
@@ -33,8 +33,9 @@ def fit_stage(shards_path, dyn_path=None, *, cfg: dict, seed: int, device: str =
     training). The fit metrics are measured in DSC's own clustering space
     (``metrics_latent``) and, given ``dyn_path``, in the ``dyn`` feature space
     (``metrics``, comparable with the k-means variants). The workflow leaves
-    ``dyn_path`` out and measures the ``dyn`` space in the ``evaluate`` rule, so
-    that an embedding setting does not rerun DSC.
+    ``dyn_path`` out and ``silhouette_sample`` None (no metrics here) and measures
+    both spaces in the ``evaluate`` rule (the latent vectors are stored), so that
+    neither an embedding setting nor a diagnostic one reruns DSC.
     """
     points = PointSeries.from_shards(shards_path)
     est = estimator_from_config(cfg, seed, device, checkpoint_dir)
@@ -51,13 +52,15 @@ def fit_stage(shards_path, dyn_path=None, *, cfg: dict, seed: int, device: str =
     centers = est.cluster_centers_[order]
     split = np.ones(points.n_points, dtype=np.uint8)
     split[est.train_rows_] = 0
-    with timed(log, "dsc fit metrics"):
-        quality = None if dyn_path is None else fit_metrics(H5FeatureSource(dyn_path), labels, k, seed=seed,
-                                                             silhouette_sample=silhouette_sample)
-        latent_quality = fit_metrics(ArraySource(latent), labels, k, seed=seed,
-                                     silhouette_sample=silhouette_sample, centers=centers)
+    quality = latent_quality = None
+    if silhouette_sample is not None:
+        with timed(log, "dsc fit metrics"):
+            quality = None if dyn_path is None else fit_metrics(H5FeatureSource(dyn_path), labels, k, seed=seed,
+                                                                 silhouette_sample=silhouette_sample)
+            latent_quality = fit_metrics(ArraySource(latent), labels, k, seed=seed,
+                                         silhouette_sample=silhouette_sample, centers=centers)
     record = {"k": int(k), **({"metrics": quality} if quality is not None else {}),
-              "metrics_latent": latent_quality, "training": {
+              **({"metrics_latent": latent_quality} if latent_quality is not None else {}), "training": {
         "device": est.device_, "variant": est.variant, "cell_size_m": est.cell_size_m_,
         "n_steps": est.n_steps_, "scale_mm": est.scale_mm_, "n_train": int(len(est.train_rows_)),
         "epochs_run": len(est.history_), "converged": est.converged_,
