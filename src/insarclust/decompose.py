@@ -27,7 +27,9 @@ cells), with two components: ``up`` in ``/series`` (what descriptors,
 labels and baselines use) and ``east`` in ``/components/east``. Grid dates
 that fall in a long acquisition gap (winter) of either track are left out of
 ``/series/dates`` and ``/series/displacement`` (the observed epochs) and
-filled in ``/series/regular``, as the shards stage does.
+filled in ``/series/regular``, as the shards stage does; so are the grid
+dates between two pairs of acquisitions (:func:`paired`), which the
+descriptors would otherwise fit as data.
 
 Memory: per track the (N,) cell keys and LOS vectors (28 bytes a point), and
 one shard of cells with the rows of their points at a time.
@@ -45,7 +47,7 @@ import numpy as np
 from . import __version__, coords, h5io
 from .errors import InputError
 from .dates import days_to_iso, linear_trend_per_year
-from .descriptors import site_acquisition_dates
+from .descriptors import observed_grid_mask, site_acquisition_dates
 from .logs import Progress
 from .ordering import spatial_keys
 from .requirements import SiteNeeds, check_site
@@ -248,6 +250,24 @@ def covered(grid: np.ndarray, acquisitions: np.ndarray, max_gap_days: float) -> 
     return inside & (exact | (gap <= max_gap_days))
 
 
+def paired(grid: np.ndarray, lead: np.ndarray, other: np.ndarray, step_days: float) -> np.ndarray:
+    """(G,) bool: one grid date per pair of acquisitions, the nearest (within half a step) to an
+    acquisition of ``lead`` that has an acquisition of ``other`` within one grid step.
+
+    Between pairs the decomposed series only repeats its neighbours by interpolation (with a
+    12-day revisit on the 6-day grid, every other date): counted as data they inflate the
+    significance of every fitted step (:func:`insarclust.descriptors.observed_grid_mask`).
+    ``lead`` is the track whose first date starts the grid, so its acquisitions fall on grid dates.
+    """
+    g = np.asarray(grid, dtype=np.float64)
+    oth = np.unique(np.asarray(other, dtype=np.float64))
+    if len(oth) == 0:
+        return np.zeros(len(g), dtype=bool)
+    nxt = np.clip(np.searchsorted(oth, g), 1, max(len(oth) - 1, 1))
+    near = np.minimum(np.abs(oth[nxt - 1] - g), np.abs(oth[np.minimum(nxt, len(oth) - 1)] - g))
+    return observed_grid_mask(g, lead, np.inf) & (near <= step_days)
+
+
 # --------------------------------------------------------------------------- #
 # the solve
 
@@ -324,12 +344,16 @@ def decompose(asc_path, desc_path, out_path, site: str, cfg: DecomposeConfig | N
                          fix="cells are squares in metres: use a projected CRS such as EPSG:3035")
     asc, desc = Track.load("ascending", asc_path, cfg), Track.load("descending", desc_path, cfg)
     grid = common_grid(asc, desc, cfg.grid_step_days)
-    observed = covered(grid, asc.observed_dates(), cfg.max_gap_days) & \
-        covered(grid, desc.observed_dates(), cfg.max_gap_days)
+    acq = {t.name: t.observed_dates() for t in (asc, desc)}
+    lead, other = (asc, desc) if int(asc.shards.dates[0]) >= int(desc.shards.dates[0]) else (desc, asc)
+    observed = covered(grid, acq["ascending"], cfg.max_gap_days) & \
+        covered(grid, acq["descending"], cfg.max_gap_days) & \
+        paired(grid, acq[lead.name], acq[other.name], cfg.grid_step_days)
     obs_idx = np.flatnonzero(observed)
     if len(obs_idx) == 0:
         raise InputError("the two tracks have no acquisition period in common (every common date falls "
-                         f"in an acquisition gap longer than {cfg.max_gap_days:g} days of one of them)",
+                         f"in an acquisition gap longer than {cfg.max_gap_days:g} days of one of them, or "
+                         f"is over {cfg.grid_step_days} days from every acquisition of one of them)",
                          file=f"{asc.path} + {desc.path}", fix="pair downloads of the same period")
     W = {t.name: interpolation_matrix(t.shards.grid_dates, grid) for t in (asc, desc)}
 
