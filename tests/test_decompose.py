@@ -142,6 +142,29 @@ def test_observed_dates_are_one_per_pair_of_acquisitions(tmp_path, offset):
     assert np.mean(steps != 0) < 0.02
 
 
+def test_cell_height_is_the_mean_of_the_points_that_have_one(tmp_path):
+    import h5py
+
+    paths = {"asc": write_track(tmp_path / "asc.h5", heading=-12.0, first_day=D0, seed=1, n=1000),
+             "desc": write_track(tmp_path / "desc.h5", heading=192.0, first_day=D0 + 5, seed=2, n=1000)}
+    with h5py.File(paths["asc"], "r+") as f:   # a static column may hold NaN
+        static = f["points/static"][...]
+        static[::10, 0] = np.nan
+        f["points/static"][...] = static
+    decompose(paths["asc"], paths["desc"], tmp_path / "s.h5", "p", DecomposeConfig(grid_step_days=6))
+    s = h5io.Shards(tmp_path / "s.h5")
+    expected = []
+    for track in ("asc", "desc"):
+        t = h5io.Shards(paths[track])
+        i, j = coords.cell_index(*coords.from_wgs84(*t.coords(), "EPSG:3035"), 100.0)
+        names = coords.cell_names(i, j, 100.0)
+        h = t.read("points/static")[:, 0].astype(np.float64)
+        h = [h[(names == pid) & np.isfinite(h)] for pid in s.pids()]
+        expected.append([np.mean(v) if len(v) else np.nan for v in h])
+    assert np.isfinite(expected).all(axis=0).sum() < len(s.pids()) - 10   # cells without an ascending height
+    np.testing.assert_allclose(s.read("points/static")[:, 0], np.nanmean(expected, axis=0), rtol=1e-5)
+
+
 def test_los_from_incidence_and_heading_gives_the_same_result(pair, tmp_path):
     root, out, _ = pair
     asc = write_track(tmp_path / "asc.h5", heading=-12.0, first_day=D0, seed=1, angles=True)

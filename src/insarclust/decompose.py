@@ -451,15 +451,23 @@ def decompose(asc_path, desc_path, out_path, site: str, cfg: DecomposeConfig | N
                 mean_series[t.name] = (np.add.reduceat(series.astype(np.float64), starts, axis=0)
                                        / n_pts[:, None]) @ W[t.name]
                 mean_los[t.name] = np.add.reduceat(t.los[rows], starts, axis=0) / n_pts[:, None]
-                if has_height:
-                    heights[t.name] = np.add.reduceat(t.height[rows], starts) / n_pts
+                if has_height:   # of the points that have one (a static column may hold NaN)
+                    h = t.height[rows]
+                    heights[t.name] = (np.add.reduceat(np.where(np.isfinite(h), h, 0.0), starts),
+                                       np.add.reduceat(np.isfinite(h).astype(np.float64), starts))
             up, east = solve_up_east(mean_los["ascending"], mean_los["descending"],
                                      mean_series["ascending"], mean_series["descending"])
             # referenced to the first common date, as the services deliver series
             up -= up[:, :1]
             east -= east[:, :1]
             up32, east32 = up.astype(np.float32), east.astype(np.float32)
-            static = [np.mean([heights["ascending"], heights["descending"]], axis=0)] if has_height else []
+            if has_height:
+                (sum_a, n_a), (sum_d, n_d) = heights["ascending"], heights["descending"]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    mean_a, mean_d = sum_a / n_a, sum_d / n_d
+                static = [np.where(n_a == 0, mean_d, np.where(n_d == 0, mean_a, 0.5 * (mean_a + mean_d)))]
+            else:
+                static = []
             static += [linear_trend_per_year(up, grid), linear_trend_per_year(east, grid)]
             writer.write_series(c0, up32[:, obs_idx], up32)
             writer.write_component("east", c0, east32[:, obs_idx], east32)
