@@ -165,6 +165,64 @@ def test_cell_height_is_the_mean_of_the_points_that_have_one(tmp_path):
     np.testing.assert_allclose(s.read("points/static")[:, 0], np.nanmean(expected, axis=0), rtol=1e-5)
 
 
+def observe_only(path, points, observed):
+    """Leave the series of ``points`` (N,) bool of a track observed at ``observed(dates)`` only, as
+    the shards stage writes such points: NaN displacements, first/last value held on the grid."""
+    import h5py
+
+    from insarclust.spans import observed_spans
+
+    with h5py.File(path, "r+") as f:
+        dates, grid = f["series/dates"][...], f["series/grid_dates"][...]
+        disp, reg = f["series/displacement"][...], f["series/regular"][...]
+        disp[np.ix_(points, ~observed(dates))] = np.nan
+        for i in np.flatnonzero(points):
+            ok = ~np.isnan(disp[i])
+            reg[i] = np.interp(grid, dates[ok], disp[i, ok])
+        f["series/displacement"][...], f["series/regular"][...] = disp, reg
+        f["series/span"][...] = observed_spans(disp, dates, grid)
+
+
+def test_cells_are_observed_where_every_point_of_both_tracks_is(tmp_path):
+    # the ascending points of the eastern half come from a file that starts a year later
+    asc = write_track(tmp_path / "asc.h5", heading=-12.0, first_day=D0, seed=1, years=3.0)
+    desc = write_track(tmp_path / "desc.h5", heading=192.0, first_day=D0 + 5, seed=2, years=3.0)
+    lat, lon = h5io.Shards(asc).coords()
+    observe_only(asc, lon > LON0 + 0.01 + 1000 / (111320 * np.cos(np.deg2rad(LAT0))), lambda d: d >= D0 + 365)
+    decompose(asc, desc, tmp_path / "s.h5", "p", DecomposeConfig(grid_step_days=6))
+    s = h5io.Shards(tmp_path / "s.h5")
+    lat, lon = s.coords()
+    x = (lon - LON0) * 111320 * np.cos(np.deg2rad(LAT0))
+    late = x > 1000 + 0.01 * 111320 * np.cos(np.deg2rad(LAT0)) + 100
+    early = x < 900
+    assert late.sum() > 50 and early.sum() > 150
+    first = s.grid_dates[s.spans()[:, 0]]
+    assert (first[early] == s.grid_dates[0]).all() and (first[late] >= D0 + 365).all()
+    assert np.isnan(s.read("series/displacement")[late][:, s.dates < D0 + 365]).all()
+    # the held year is not fitted: no false steps, the trends of the truth
+    from insarclust.descriptors import DESCRIPTOR_NAMES, DescriptorModel, site_acquisition_dates
+
+    model = DescriptorModel(s.grid_dates, site_acquisition_dates(s)).fit()
+    X = model.transform(s.read("series/regular"), s.spans())
+    assert np.mean(X[late, DESCRIPTOR_NAMES.index("step_mm")] != 0) < 0.05
+    v_up = -10.0 + 6.0 * x / SIZE_M
+    assert np.median(np.abs(X[late, 0] - v_up[late])) < 0.3
+
+
+def test_cells_whose_tracks_are_never_observed_together_are_dropped(tmp_path):
+    asc = write_track(tmp_path / "asc.h5", heading=-12.0, first_day=D0, seed=1, n=1000)
+    desc = write_track(tmp_path / "desc.h5", heading=192.0, first_day=D0 + 5, seed=2, n=1000)
+    for path, observed in ((asc, lambda d: d >= D0 + 400), (desc, lambda d: d < D0 + 300)):
+        lat, lon = h5io.Shards(path).coords()
+        observe_only(path, lat > LAT0 + 1000 / 111320, observed)
+    summary = decompose(asc, desc, tmp_path / "s.h5", "p", DecomposeConfig(grid_step_days=6))
+    s = h5io.Shards(tmp_path / "s.h5")
+    lat, _ = s.coords()
+    north = lat > LAT0 + 1100 / 111320      # cells on the line may hold points of one half only
+    assert not north.any() and (s.spans()[lat < LAT0 + 900 / 111320, 0] == 0).all()
+    assert summary["n_cells_not_observed_together"] == s.attrs["n_cells_not_observed_together"] > 30
+
+
 def test_los_from_incidence_and_heading_gives_the_same_result(pair, tmp_path):
     root, out, _ = pair
     asc = write_track(tmp_path / "asc.h5", heading=-12.0, first_day=D0, seed=1, angles=True)

@@ -31,7 +31,11 @@ filled in ``/series/regular``, as the shards stage does; so are the grid
 dates between two pairs of acquisitions (:func:`paired`), which the
 descriptors would otherwise fit as data.
 
-Memory: per track the (N,) cell keys and LOS vectors (28 bytes a point), and
+Beyond its observed span a point holds its first/last value (``shards``): a
+cell counts as observed only where every point of both tracks is (its span),
+and cells without a common observed date are dropped and counted.
+
+Memory: per track the (N,) cell keys and LOS vectors (28 bytes a point) and spans (8), and
 one shard of cells with the rows of their points at a time.
 """
 from __future__ import annotations
@@ -150,7 +154,9 @@ class Track:
     """What the decomposition needs of one LOS ``shards.h5``, loaded once.
 
     ``key`` (N,) int64 cell of each point (-1: unusable point, e.g. no LOS
-    vector), ``los`` (N, 3) unit vectors, ``height`` (N,) or None, plus the
+    vector), ``los`` (N, 3) unit vectors, ``height`` (N,) or None, ``first``,
+    ``last`` (N,) int32 the dates between which a point is observed (the int32
+    extremes where its span reaches the end of the file's grid), plus the
     file's grid and observed dates.
     """
 
@@ -162,6 +168,8 @@ class Track:
     los_source: str
     height: np.ndarray | None
     n_unusable: int
+    first: np.ndarray
+    last: np.ndarray
 
     @classmethod
     def load(cls, name: str, path, cfg: DecomposeConfig) -> "Track":
@@ -188,10 +196,14 @@ class Track:
                              fix="check the LOS columns of the file (unit vectors, no empty values)")
         key = np.where(bad, -1, key)
         height = np.concatenate(heights) if heights else None
+        span = np.concatenate([shards.spans(a, b) for a, b in shards.block_bounds(block_rows=1 << 18)])
+        g, big = shards.grid_dates, np.iinfo(np.int32)
+        first = np.where(span[:, 0] > 0, g[span[:, 0]], big.min).astype(np.int32)
+        last = np.where(span[:, 1] < len(g) - 1, g[span[:, 1]], big.max).astype(np.int32)
         log.info("%s track %s: %d points, LOS from %s, mean LOS (E, N, U) = (%.2f, %.2f, %.2f)%s",
                  name, path, shards.n_points, source, *np.nanmean(los[~bad], axis=0),
                  f", {int(bad.sum())} without a valid LOS vector skipped" if bad.any() else "")
-        return cls(name, Path(path), shards, key, los, source, height, int(bad.sum()))
+        return cls(name, Path(path), shards, key, los, source, height, int(bad.sum()), first, last)
 
     def observed_dates(self) -> np.ndarray:
         """Acquisition dates: the epochs observed in at least half of a sample of rows (a column
@@ -310,6 +322,18 @@ def _solvable_cells(cells: np.ndarray, a: "Track", b: "Track") -> np.ndarray:
     return (ea * eb < 0) & (np.abs(ua * eb - ea * ub) >= MIN_DETERMINANT)
 
 
+def _cell_period(cells: np.ndarray, a: "Track", b: "Track") -> tuple[np.ndarray, np.ndarray]:
+    """(C,) int32 first and last date at which every point of both tracks in each cell (sorted
+    keys) is observed (first > last: never)."""
+    big = np.iinfo(np.int32)
+    first, last = np.full(len(cells), big.min, dtype=np.int32), np.full(len(cells), big.max, dtype=np.int32)
+    for t in (a, b):
+        pos, hit = _cell_position(cells, t.key)
+        np.maximum.at(first, pos[hit], t.first[hit])
+        np.minimum.at(last, pos[hit], t.last[hit])
+    return first, last
+
+
 def _cell_runs(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unique keys of a sorted array and the start of each run."""
     starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
@@ -384,6 +408,19 @@ def decompose(asc_path, desc_path, out_path, site: str, cfg: DecomposeConfig | N
     if n_degenerate:
         log.warning("%d cells whose two LOS vectors are nearly parallel dropped (not solvable)", n_degenerate)
     common = common[solvable]
+    # cells whose points of the two tracks are never observed at the same date: dropped and counted
+    first, last = _cell_period(common, asc, desc)
+    obs_dates = grid[obs_idx]
+    together = np.searchsorted(obs_dates, last, side="right") > np.searchsorted(obs_dates, first, side="left")
+    n_apart = int((~together).sum())
+    if not together.any():
+        raise InputError("no cell holds points of both tracks observed at the same dates (the points of "
+                         "one track are observed in another period than those of the other)",
+                         file=f"{asc.path} + {desc.path}", fix="pair downloads of the same period")
+    if n_apart:
+        log.warning("%d cells whose points of the two tracks are never observed at the same dates dropped",
+                    n_apart)
+    common, first, last = common[together], first[together], last[together]
     ci, cj = coords.cell_of_key(common)
     cx, cy = coords.cell_centre(ci, cj, cfg.cell_size_m)
     clat, clon = coords.to_wgs84(cx, cy, cfg.crs)
@@ -394,7 +431,7 @@ def decompose(asc_path, desc_path, out_path, site: str, cfg: DecomposeConfig | N
                    file=f"{asc.path} + {desc.path}", grid_step_days=cfg.grid_step_days)
     rank_of_cell = np.empty(n_cells, dtype=np.int64)   # common is key-sorted; rank = output position
     rank_of_cell[order] = np.arange(n_cells)
-    ci, cj, cx, cy, clat, clon = (a[order] for a in (ci, cj, cx, cy, clat, clon))
+    ci, cj, cx, cy, clat, clon, first, last = (a[order] for a in (ci, cj, cx, cy, clat, clon, first, last))
 
     # per track: its points in solvable cells, sorted by the output rank of their cell
     plan = {}
@@ -423,7 +460,7 @@ def decompose(asc_path, desc_path, out_path, site: str, cfg: DecomposeConfig | N
         "n_points_ascending": asc.shards.n_points, "n_points_descending": desc.shards.n_points,
         "n_points_used_ascending": n_used["ascending"], "n_points_used_descending": n_used["descending"],
         "n_cells_ascending_only": only["ascending"], "n_cells_descending_only": only["descending"],
-        "n_cells_not_solvable": n_degenerate,
+        "n_cells_not_solvable": n_degenerate, "n_cells_not_observed_together": n_apart,
     }
     log.info("%s: %d cells of %g m seen by both tracks (%d ascending-only and %d descending-only cells "
              "dropped; %d of %d ascending and %d of %d descending points used); %d grid dates %s..%s "
@@ -461,6 +498,10 @@ def decompose(asc_path, desc_path, out_path, site: str, cfg: DecomposeConfig | N
             up -= up[:, :1]
             east -= east[:, :1]
             up32, east32 = up.astype(np.float32), east.astype(np.float32)
+            # outside a cell's span some point holds its first/last value: not observed there
+            apart = (grid[None, :] < first[c0:c1, None]) | (grid[None, :] > last[c0:c1, None])
+            up[apart] = np.nan
+            east[apart] = np.nan
             if has_height:
                 (sum_a, n_a), (sum_d, n_d) = heights["ascending"], heights["descending"]
                 with np.errstate(invalid="ignore", divide="ignore"):
@@ -469,8 +510,9 @@ def decompose(asc_path, desc_path, out_path, site: str, cfg: DecomposeConfig | N
             else:
                 static = []
             static += [linear_trend_per_year(up, grid), linear_trend_per_year(east, grid)]
-            writer.write_series(c0, up32[:, obs_idx], up32)
-            writer.write_component("east", c0, east32[:, obs_idx], east32)
+            writer.write_series(c0, np.where(apart[:, obs_idx], np.float32(np.nan), up32[:, obs_idx]), up32)
+            writer.write_component("east", c0, np.where(apart[:, obs_idx], np.float32(np.nan), east32[:, obs_idx]),
+                                   east32)
             writer.write_points(coords.cell_names(ci[c0:c1], cj[c0:c1], cfg.cell_size_m),
                                 clat[c0:c1], clon[c0:c1], np.stack(static, axis=1).astype(np.float32),
                                 cx[c0:c1], cy[c0:c1])
@@ -478,6 +520,6 @@ def decompose(asc_path, desc_path, out_path, site: str, cfg: DecomposeConfig | N
     summary = {"n_cells": n_cells, "n_shards": n_shards, "n_grid": len(grid), "n_dates": len(obs_idx),
                "n_cells_ascending_only": only["ascending"], "n_cells_descending_only": only["descending"],
                "n_points_used_ascending": n_used["ascending"], "n_points_used_descending": n_used["descending"],
-               "n_cells_not_solvable": n_degenerate}
+               "n_cells_not_solvable": n_degenerate, "n_cells_not_observed_together": n_apart}
     log.info("%s: %s -> %s", site, summary, out_path)
     return summary
