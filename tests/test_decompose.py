@@ -223,6 +223,20 @@ def test_cells_whose_tracks_are_never_observed_together_are_dropped(tmp_path):
     assert summary["n_cells_not_observed_together"] == s.attrs["n_cells_not_observed_together"] > 30
 
 
+def test_cells_with_too_few_points_are_not_counted_as_seen_by_one_track(tmp_path):
+    asc = write_track(tmp_path / "asc.h5", heading=-12.0, first_day=D0, seed=1, n=1500)
+    desc = write_track(tmp_path / "desc.h5", heading=192.0, first_day=D0 + 5, seed=2, n=1500)
+    one = decompose(asc, desc, tmp_path / "1.h5", "p", DecomposeConfig(grid_step_days=6))
+    three = decompose(asc, desc, tmp_path / "3.h5", "p", DecomposeConfig(grid_step_days=6, min_points=3))
+    assert one["n_cells_too_few_points"] == 0 and 100 < three["n_cells_too_few_points"] < one["n_cells"]
+    assert three["n_cells"] + three["n_cells_too_few_points"] == one["n_cells"]
+    for track in ("ascending", "descending"):
+        assert three[f"n_cells_{track}_only"] == one[f"n_cells_{track}_only"] < 40
+    with pytest.raises(InputError, match=r"(?s)no 100 m cell holds 50 points of each track \(decompose.min_points; "
+                                         r"\d+ cells hold fewer\).*fix: lower decompose.min_points"):
+        decompose(asc, desc, tmp_path / "50.h5", "p", DecomposeConfig(grid_step_days=6, min_points=50))
+
+
 def test_los_from_incidence_and_heading_gives_the_same_result(pair, tmp_path):
     root, out, _ = pair
     asc = write_track(tmp_path / "asc.h5", heading=-12.0, first_day=D0, seed=1, angles=True)

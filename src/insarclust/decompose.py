@@ -387,7 +387,14 @@ def decompose(asc_path, desc_path, out_path, site: str, cfg: DecomposeConfig | N
         keys, n = np.unique(t.key[t.key >= 0], return_counts=True)
         counts[t.name] = (keys[n >= cfg.min_points], keys, n)
     common = np.intersect1d(counts["ascending"][0], counts["descending"][0])
-    only = {t: int(len(np.setdiff1d(counts[t][1], common))) for t in counts}
+    both = np.intersect1d(counts["ascending"][1], counts["descending"][1])
+    only = {t: int(len(np.setdiff1d(counts[t][1], both))) for t in counts}
+    n_few = int(len(both) - len(common))
+    if len(common) == 0 and len(both):
+        raise InputError(
+            f"no {cfg.cell_size_m:g} m cell holds {cfg.min_points} points of each track "
+            f"(decompose.min_points; {len(both)} cells hold fewer)", file=f"{asc.path} + {desc.path}",
+            fix="lower decompose.min_points or use larger cells (decompose.cell_size_m)")
     if len(common) == 0:
         raise InputError(
             f"the two tracks do not overlap in space: no {cfg.cell_size_m:g} m cell holds points of both "
@@ -460,12 +467,13 @@ def decompose(asc_path, desc_path, out_path, site: str, cfg: DecomposeConfig | N
         "n_points_ascending": asc.shards.n_points, "n_points_descending": desc.shards.n_points,
         "n_points_used_ascending": n_used["ascending"], "n_points_used_descending": n_used["descending"],
         "n_cells_ascending_only": only["ascending"], "n_cells_descending_only": only["descending"],
-        "n_cells_not_solvable": n_degenerate, "n_cells_not_observed_together": n_apart,
+        "n_cells_too_few_points": n_few, "n_cells_not_solvable": n_degenerate, "n_cells_not_observed_together": n_apart,
     }
-    log.info("%s: %d cells of %g m seen by both tracks (%d ascending-only and %d descending-only cells "
-             "dropped; %d of %d ascending and %d of %d descending points used); %d grid dates %s..%s "
-             "every %d days, %d of them observed by both", site, n_cells, cfg.cell_size_m,
-             only["ascending"], only["descending"], n_used["ascending"], asc.shards.n_points,
+    log.info("%s: %d cells of %g m seen by both tracks (%d ascending-only, %d descending-only cells and %d "
+             "with under %d points of a track dropped; %d of %d ascending and %d of %d descending points "
+             "used); %d grid dates %s..%s every %d days, %d of them observed by both", site, n_cells,
+             cfg.cell_size_m, only["ascending"], only["descending"], n_few, cfg.min_points,
+             n_used["ascending"], asc.shards.n_points,
              n_used["descending"], desc.shards.n_points, len(grid), grid[0], grid[-1],
              cfg.grid_step_days, len(obs_idx))
 
@@ -519,7 +527,7 @@ def decompose(asc_path, desc_path, out_path, site: str, cfg: DecomposeConfig | N
             progress.update(1)
     summary = {"n_cells": n_cells, "n_shards": n_shards, "n_grid": len(grid), "n_dates": len(obs_idx),
                "n_cells_ascending_only": only["ascending"], "n_cells_descending_only": only["descending"],
-               "n_points_used_ascending": n_used["ascending"], "n_points_used_descending": n_used["descending"],
+               "n_cells_too_few_points": n_few, "n_points_used_ascending": n_used["ascending"], "n_points_used_descending": n_used["descending"],
                "n_cells_not_solvable": n_degenerate, "n_cells_not_observed_together": n_apart}
     log.info("%s: %s -> %s", site, summary, out_path)
     return summary
