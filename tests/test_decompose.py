@@ -189,6 +189,8 @@ def test_cells_are_observed_where_every_point_of_both_tracks_is(tmp_path):
     desc = write_track(tmp_path / "desc.h5", heading=192.0, first_day=D0 + 5, seed=2, years=3.0)
     lat, lon = h5io.Shards(asc).coords()
     observe_only(asc, lon > LON0 + 0.01 + 1000 / (111320 * np.cos(np.deg2rad(LAT0))), lambda d: d >= D0 + 365)
+    # a last acquisition missing is bridged like a gap between acquisitions
+    observe_only(asc, np.arange(len(lat)) % 3 == 0, lambda d: d < d.max())   # asc ends the common grid
     decompose(asc, desc, tmp_path / "s.h5", "p", DecomposeConfig(grid_step_days=6))
     s = h5io.Shards(tmp_path / "s.h5")
     lat, lon = s.coords()
@@ -198,6 +200,7 @@ def test_cells_are_observed_where_every_point_of_both_tracks_is(tmp_path):
     assert late.sum() > 50 and early.sum() > 150
     first = s.grid_dates[s.spans()[:, 0]]
     assert (first[early] == s.grid_dates[0]).all() and (first[late] >= D0 + 365).all()
+    assert (s.grid_dates[s.spans()[:, 1]] == s.dates[-1]).all()
     assert np.isnan(s.read("series/displacement")[late][:, s.dates < D0 + 365]).all()
     # the held year is not fitted: no false steps, the trends of the truth
     from insarclust.descriptors import DESCRIPTOR_NAMES, DescriptorModel, site_acquisition_dates

@@ -33,7 +33,9 @@ descriptors would otherwise fit as data.
 
 Beyond its observed span a point holds its first/last value (``shards``): a
 cell counts as observed only where every point of both tracks is (its span),
-and cells without a common observed date are dropped and counted.
+and cells without a common observed date are dropped and counted. Spans that
+miss the ends of a track's period by up to ``max_gap_days`` (a last
+acquisition or two missing) are bridged like a gap between acquisitions.
 
 Memory: per track the (N,) cell keys and LOS vectors (28 bytes a point) and spans (8), and
 one shard of cells with the rows of their points at a time.
@@ -156,7 +158,8 @@ class Track:
     ``key`` (N,) int64 cell of each point (-1: unusable point, e.g. no LOS
     vector), ``los`` (N, 3) unit vectors, ``height`` (N,) or None, ``first``,
     ``last`` (N,) int32 the dates between which a point is observed (the int32
-    extremes where its span reaches the end of the file's grid), plus the
+    extremes where its span reaches, up to ``max_gap_days``, the end of the
+    file's grid), plus the
     file's grid and observed dates.
     """
 
@@ -198,8 +201,9 @@ class Track:
         height = np.concatenate(heights) if heights else None
         span = np.concatenate([shards.spans(a, b) for a, b in shards.block_bounds(block_rows=1 << 18)])
         g, big = shards.grid_dates, np.iinfo(np.int32)
-        first = np.where(span[:, 0] > 0, g[span[:, 0]], big.min).astype(np.int32)
-        last = np.where(span[:, 1] < len(g) - 1, g[span[:, 1]], big.max).astype(np.int32)
+        first, last = g[span[:, 0]], g[span[:, 1]]
+        first = np.where(first - g[0] > cfg.max_gap_days, first, big.min).astype(np.int32)
+        last = np.where(g[-1] - last > cfg.max_gap_days, last, big.max).astype(np.int32)
         log.info("%s track %s: %d points, LOS from %s, mean LOS (E, N, U) = (%.2f, %.2f, %.2f)%s",
                  name, path, shards.n_points, source, *np.nanmean(los[~bad], axis=0),
                  f", {int(bad.sum())} without a valid LOS vector skipped" if bad.any() else "")
