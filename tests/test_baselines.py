@@ -69,6 +69,10 @@ def test_streamed_scaler_matches_standard_scaler():
     np.testing.assert_allclose(rows.mean(axis=1), 0, atol=1e-5)
     np.testing.assert_allclose(rows.std(axis=1), 1, atol=1e-4)
     assert np.all(zscore_series(np.ones((2, 5))) == 0)
+    # a constant row is zeros whatever its value (a float32 mean of 0.1s is not 0.1: the
+    # rounding gap, divided by itself, made it a row of -1s, far from every real series)
+    flat = np.vstack([np.full(120, v, dtype=np.float32) for v in (0.1, 1.7, 3.3, -2.9)])
+    assert np.all(zscore_series(flat) == 0)
     with pytest.raises(ValueError, match="zscore"):
         StreamedScaler("global").fit(source)
 

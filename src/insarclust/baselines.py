@@ -95,10 +95,12 @@ def _blocks(source, block_rows: int, min_rows: int = 1):
 
 def zscore_series(X: np.ndarray) -> np.ndarray:
     """Each row to zero mean and unit std (constant rows -> zeros): (n, G) -> (n, G) float32."""
-    X = np.asarray(X, dtype=np.float32)
-    mean = X.mean(axis=1, keepdims=True)
-    std = X.std(axis=1, keepdims=True)
-    return (X - mean) / np.where(std > 0, std, 1.0)
+    # float64: the float32 mean of a constant row is off by a rounding step, which divided
+    # by itself (the "std") turned the row into -1s or +1s instead of zeros
+    X = np.asarray(X, dtype=np.float64)
+    centred = X - X.mean(axis=1, keepdims=True)
+    std = np.sqrt(np.mean(centred * centred, axis=1, keepdims=True))
+    return (centred / np.where(std > 0, std, 1.0)).astype(np.float32)
 
 
 class StreamedScaler(BaseEstimator, TransformerMixin):
