@@ -133,11 +133,11 @@ def test_embedding_verdicts_compare_like_for_like_and_say_when_the_embedding_los
     assert a.startswith("demo-a:") and "(kmeans-dyn, ARI 0.70) beats the same on the raw series (raw-kmeans, 0.50)" in a
     assert "(kmeans-dyn_smoothed, ARI 0.80) loses to the same on the raw series (raw-kmeans_smoothed, 0.90)" in a
     assert "the embedding adds nothing here" in a
-    assert "(kmeans-dyn+static, 0.95) beats k-means on five descriptors" in a
+    assert "(kmeans-dyn+static, 0.95) beats k-means on per-point descriptors" in a
     assert "(kmeans-dyn, ARI 0.40) is level with the same on the raw series (raw-kmeans, 0.45)" in b
     assert "(kmeans-dyn_smoothed, ARI 0.85) beats" in b
     # a NaN variant is not the best one; within 0.05 is level
-    assert "(kmeans-dyn_smoothed, 0.85) is level with k-means on five descriptors per point" in b
+    assert "(kmeans-dyn_smoothed, 0.85) is level with k-means on per-point descriptors" in b
     out = tmp_path / "summary.html"
     summary.write_comparison_html(paths, out)
     text = out.read_text()
@@ -152,3 +152,18 @@ def test_only_truth_metrics_are_highlighted(tmp_path):
     table = summary.summarize(paths)
     html_text = summary.comparison_table_html(table, metrics=["ari", "silhouette", "spatial_coherence"])
     assert html_text.count('class="best"') == 1 and '<td class="best">0.700</td>' in html_text
+
+
+def test_embedding_verdicts_name_a_different_k_and_credit_the_embedding_with_nothing(tmp_path):
+    """baselines.k (or k: auto) can give a peer another k: its ARI then differs by the number of
+    clusters as much as by the features, and no verdict may put that on the embedding."""
+    paths = [_write(tmp_path, "demo-a", m, _result("demo-a", m, k=k, ari=a)) for m, k, a in [
+        ("kmeans-dyn", 4, 0.60), ("raw-kmeans", 6, 0.80),
+        ("kmeans-dyn_smoothed", 4, 0.70), ("raw-kmeans_smoothed", 4, 0.50),
+        ("descriptors-kmeans", 6, 0.90)]]
+    (v,) = summary.embedding_verdicts(summary.summarize(paths))
+    first, second, third = v.split("; ")
+    assert "(kmeans-dyn, ARI 0.60) loses to the same on the raw series (raw-kmeans, 0.80)" in first
+    assert "k = 4 against k = 6" in first and "adds nothing" not in first
+    assert "(kmeans-dyn_smoothed, ARI 0.70) beats" in second and "k = " not in second
+    assert "k = 4 against k = 6" in third

@@ -301,36 +301,52 @@ def _versus(ours: float, peer: float) -> str:
     return "beats" if ours > peer else "loses to"
 
 
+def _other_k(k: Mapping, ours: str, peer: str) -> str:
+    """'' when both methods have the same k (or it is unknown), else a clause naming both."""
+    a, b = k.get(ours), k.get(peer)
+    if a is None or b is None or a == b:
+        return ""
+    return (f", but at k = {a:g} against k = {b:g} (baselines.k, or k: auto): the number of "
+            "clusters differs, not only the features")
+
+
 def embedding_verdicts(table: pd.DataFrame) -> list[str]:
     """Per site with true regimes: does the embedding add anything beyond the raw series?
 
     Like for like, on ARI: ``kmeans-dyn`` (the embedding alone) against
     ``raw-kmeans``; ``kmeans-dyn_smoothed`` against ``raw-kmeans_smoothed``
     (the raw series with the same graph smoothing); and the best embedding
-    variant against ``descriptors-kmeans`` (five numbers per point). A
-    difference under :data:`LEVEL_ARI` is called level: one seed's fit cannot
-    tell it apart. Plain sentences, also when the embedding loses; empty
+    variant against ``descriptors-kmeans`` (trend, acceleration, annual
+    amplitude, step per point by default). A difference under :data:`LEVEL_ARI`
+    is called level: one seed's fit cannot tell it apart. Where the two methods
+    have different k (``baselines.k``, or ``k: auto``) the sentence says so and
+    puts nothing on the embedding. Plain sentences, also when the embedding loses; empty
     without ARI or without the peers.
     """
     ari = table[table["metric"] == "ari"]
+    ks = table[table["metric"] == "k"]
     out = []
     for site in dict.fromkeys(ari["site"]):
         scores = {m: float(v) for m, v in ari[ari["site"] == site][["method", "value"]].itertuples(index=False)
                   if not math.isnan(float(v))}
+        k = {m: float(v) for m, v in ks[ks["site"] == site][["method", "value"]].itertuples(index=False)}
         parts = []
         for ours, peer, what in [("kmeans-dyn", "raw-kmeans", "the embedding alone"),
                                  ("kmeans-dyn_smoothed", "raw-kmeans_smoothed", "the smoothed embedding")]:
             if ours in scores and peer in scores:
                 verdict = _versus(scores[ours], scores[peer])
+                other_k = _other_k(k, ours, peer)
                 parts.append(f"{what} ({ours}, ARI {scores[ours]:.2f}) {verdict} the same on the raw series "
-                             f"({peer}, {scores[peer]:.2f})"
-                             + (": the embedding adds nothing here" if verdict != "beats" else ""))
+                             f"({peer}, {scores[peer]:.2f})" + other_k
+                             + (": the embedding adds nothing here" if verdict != "beats" and not other_k
+                                else ""))
         variants = {m: v for m, v in scores.items() if m.startswith("kmeans-")}
         if variants and "descriptors-kmeans" in scores:
             best = max(variants, key=variants.get)
             verdict = _versus(variants[best], scores["descriptors-kmeans"])
             parts.append(f"the best embedding variant ({best}, {variants[best]:.2f}) {verdict} k-means on "
-                         f"five descriptors per point (descriptors-kmeans, {scores['descriptors-kmeans']:.2f})")
+                         f"per-point descriptors (descriptors-kmeans, {scores['descriptors-kmeans']:.2f})"
+                         + _other_k(k, best, "descriptors-kmeans"))
         if parts:
             out.append(f"{site}: " + "; ".join(parts) + ".")
     return out
