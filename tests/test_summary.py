@@ -136,8 +136,8 @@ def test_embedding_verdicts_compare_like_for_like_and_say_when_the_embedding_los
     assert "(kmeans-dyn+static, 0.95) beats k-means on per-point descriptors" in a
     assert "(kmeans-dyn, ARI 0.40) is level with the same on the raw series (raw-kmeans, 0.45)" in b
     assert "(kmeans-dyn_smoothed, ARI 0.85) beats" in b
-    # a NaN variant is not the best one; within 0.05 is level
-    assert "(kmeans-dyn_smoothed, 0.85) is level with k-means on per-point descriptors" in b
+    # a NaN variant is not the best one; a smoothed one is not compared with the descriptors
+    assert "(kmeans-dyn, 0.40) loses to k-means on per-point descriptors" in b
     out = tmp_path / "summary.html"
     summary.write_comparison_html(paths, out)
     text = out.read_text()
@@ -167,3 +167,18 @@ def test_embedding_verdicts_name_a_different_k_and_credit_the_embedding_with_not
     assert "k = 4 against k = 6" in first and "adds nothing" not in first
     assert "(kmeans-dyn_smoothed, ARI 0.70) beats" in second and "k = " not in second
     assert "k = 4 against k = 6" in third
+
+
+def test_descriptors_peer_is_compared_with_the_unsmoothed_embedding(tmp_path):
+    """descriptors-kmeans uses no graph: a smoothed variant beating it may owe that to the
+    smoothing alone (here the smoothed raw series score as well), not to the embedding."""
+    paths = [_write(tmp_path, "demo-a", m, _result("demo-a", m, ari=a)) for m, a in [
+        ("kmeans-dyn", 0.50), ("kmeans-dyn_smoothed", 0.80), ("raw-kmeans_smoothed", 0.80),
+        ("kmeans-dyn+static", 0.52), ("kmeans-dyn+static_smoothed", 0.82), ("descriptors-kmeans", 0.60)]]
+    (v,) = summary.embedding_verdicts(summary.summarize(paths))
+    assert ("the best unsmoothed embedding variant (kmeans-dyn+static, 0.52) loses to k-means on "
+            "per-point descriptors (descriptors-kmeans, 0.60)") in v
+    # only smoothed variants: no like-for-like comparison with the descriptors
+    paths = [_write(tmp_path, "demo-b", m, _result("demo-b", m, ari=a)) for m, a in [
+        ("kmeans-dyn_smoothed", 0.80), ("descriptors-kmeans", 0.60)]]
+    assert summary.embedding_verdicts(summary.summarize(paths)) == []

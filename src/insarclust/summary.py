@@ -315,9 +315,10 @@ def embedding_verdicts(table: pd.DataFrame) -> list[str]:
 
     Like for like, on ARI: ``kmeans-dyn`` (the embedding alone) against
     ``raw-kmeans``; ``kmeans-dyn_smoothed`` against ``raw-kmeans_smoothed``
-    (the raw series with the same graph smoothing); and the best embedding
-    variant against ``descriptors-kmeans`` (trend, acceleration, annual
-    amplitude, step per point by default). A difference under :data:`LEVEL_ARI`
+    (the raw series with the same graph smoothing); and the best unsmoothed
+    embedding variant against ``descriptors-kmeans`` (trend, acceleration, annual
+    amplitude, step per point by default; no graph smoothing either: a smoothed
+    variant could beat it by the smoothing alone). A difference under :data:`LEVEL_ARI`
     is called level: one seed's fit cannot tell it apart. Where the two methods
     have different k (``baselines.k``, or ``k: auto``) the sentence says so and
     puts nothing on the embedding. Plain sentences, also when the embedding loses; empty
@@ -340,12 +341,13 @@ def embedding_verdicts(table: pd.DataFrame) -> list[str]:
                              f"({peer}, {scores[peer]:.2f})" + other_k
                              + (": the embedding adds nothing here" if verdict != "beats" and not other_k
                                 else ""))
-        variants = {m: v for m, v in scores.items() if m.startswith("kmeans-")}
+        # descriptors-kmeans uses no graph: against it only the variants that use none either
+        variants = {m: v for m, v in scores.items() if m.startswith("kmeans-") and not m.endswith("_smoothed")}
         if variants and "descriptors-kmeans" in scores:
             best = max(variants, key=variants.get)
             verdict = _versus(variants[best], scores["descriptors-kmeans"])
-            parts.append(f"the best embedding variant ({best}, {variants[best]:.2f}) {verdict} k-means on "
-                         f"per-point descriptors (descriptors-kmeans, {scores['descriptors-kmeans']:.2f})"
+            parts.append(f"the best unsmoothed embedding variant ({best}, {variants[best]:.2f}) {verdict} "
+                         f"k-means on per-point descriptors (descriptors-kmeans, {scores['descriptors-kmeans']:.2f})"
                          + _other_k(k, best, "descriptors-kmeans"))
         if parts:
             out.append(f"{site}: " + "; ".join(parts) + ".")
