@@ -145,3 +145,27 @@ def test_figures_script(tmp_path, shards_file):
     for name in ("dsc_clusters.png", "dsc_map.png"):
         _png_size(tmp_path / "figures" / name)
     assert json.loads(js.read_text())["method"] == "dsc"
+
+
+def test_small_cluster_stays_on_the_map():
+    # 40,000 points of one cluster and 6 of another in their midst, drawn from a 4,000-point sample
+    rng = np.random.default_rng(3)
+    lat, lon = 78.2 + rng.uniform(0, 0.1, 40006), 15.4 + rng.uniform(0, 0.5, 40006)
+    labels = np.zeros(40006, dtype=int)
+    labels[rng.choice(40006, 6, replace=False)] = 1
+    fig = figures.plot_cluster_map(lat, lon, labels, clusters=[{"cluster": 0, "label": "stable"},
+                                                               {"cluster": 1, "label": "accelerating"}],
+                                   max_points=4000, seed=0)
+    ax = fig.axes[0]
+    scatter = ax.collections[0]
+    assert len(scatter.get_offsets()) == 4000
+    assert ax.get_title() == "2 clusters, 4,000 of 40,006 points shown"
+    faces = scatter.get_facecolors()
+    accel = np.all(np.isclose(faces, matplotlib.colors.to_rgba(figures.REGIME_COLOURS["accelerating"][0])), axis=1)
+    assert accel.sum() == 6                               # every point of the small cluster is drawn
+    assert accel[-6:].all()                               # and drawn last, on top of the big one
+    plt.close(fig)
+    # the sample is seeded and keeps each cluster's share
+    rows = figures.map_sample(labels, np.bincount(labels), 4000, seed=0)
+    assert np.array_equal(rows, figures.map_sample(labels, np.bincount(labels), 4000, seed=0))
+    assert len(rows) == 4000 and np.all(np.diff(rows) > 0) and np.bincount(labels[rows]).tolist() == [3994, 6]

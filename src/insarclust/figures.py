@@ -117,28 +117,48 @@ def _save(fig, path, dpi):
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
 
 
+def map_sample(labels: np.ndarray, counts: np.ndarray, max_points: int, seed: int = 0) -> np.ndarray:
+    """Sorted rows of a seeded sample of ``max_points`` points, stratified by cluster: each cluster
+    keeps its share, and at least ``min(size, max_points // (10 k))`` points, so that a small
+    cluster does not vanish from the map."""
+    n, k = len(labels), len(counts)
+    floor = np.minimum(counts, max(max_points // (10 * max(k, 1)), 1))
+    share = (counts - floor) * (max_points - floor.sum()) / max(n - floor.sum(), 1)
+    quota = floor + np.floor(share).astype(np.int64)
+    left = int(max_points - quota.sum())   # the rounding remainder, to the largest fractions
+    if left > 0:
+        quota[np.argsort(-(share - np.floor(share)), kind="stable")[:left]] += 1
+    quota = np.minimum(quota, counts)
+    perm = np.random.default_rng(seed).permutation(n)
+    grouped = perm[np.argsort(labels[perm], kind="stable")]   # each cluster's rows, shuffled
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return np.sort(np.concatenate([grouped[a:a + q] for a, q in zip(starts, quota)]))
+
+
 def plot_cluster_map(lat: np.ndarray, lon: np.ndarray, labels: np.ndarray, path=None, *,
                      clusters: list | None = None, n_clusters: int | None = None, title: str = "",
                      max_points: int = 200000, seed: int = 0, dpi: int = 150):
     """Lon/lat scatter coloured by cluster; returns the Figure (saved as PNG when ``path``).
 
     lat, lon (N,) degrees; labels (N,). Above ``max_points`` a seeded sample
-    is drawn (the legend counts stay those of all points). The axes aspect is
-    1/cos(mean latitude) so distances look right; points are rasterised.
+    stratified by cluster is drawn (:func:`map_sample`; the legend counts stay
+    those of all points). Larger clusters are drawn first, so smaller ones lie
+    on top. The axes aspect is 1/cos(mean latitude) so distances look right;
+    points are rasterised.
     """
     _style()
     labels = np.asarray(labels)
     n = len(labels)
     k = int(labels.max()) + 1 if n_clusters is None else int(n_clusters)
     counts = np.bincount(labels, minlength=k)
-    rows = np.arange(n)
-    if n > max_points:
-        rows = np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
+    rows = np.arange(n) if n <= max_points else map_sample(labels, counts, max_points, seed)
     lat_s, lon_s, lab_s = np.asarray(lat)[rows], np.asarray(lon)[rows], labels[rows]
     fig, ax = plt.subplots(figsize=(8, 7))
     size = float(np.clip(30000.0 / max(len(rows), 1), 0.2, 12.0))
-    # shuffle drawing order so no cluster hides another just because it is drawn last
+    # largest cluster first, smallest last (on top): a small cluster inside a big one stays
+    # visible; shuffled within a size so ties do not follow the storage order
     draw = np.random.default_rng(seed).permutation(len(rows))
+    draw = draw[np.argsort(-counts[lab_s[draw]], kind="stable")]
     colours = cluster_colors(max(k, 1), clusters)
     rgba = np.array([matplotlib.colors.to_rgba(c) for c in colours])
     ax.scatter(lon_s[draw], lat_s[draw], c=rgba[lab_s[draw]], s=size,
