@@ -169,3 +169,13 @@ def test_small_cluster_stays_on_the_map():
     rows = figures.map_sample(labels, np.bincount(labels), 4000, seed=0)
     assert np.array_equal(rows, figures.map_sample(labels, np.bincount(labels), 4000, seed=0))
     assert len(rows) == 4000 and np.all(np.diff(rows) > 0) and np.bincount(labels[rows]).tolist() == [3994, 6]
+
+
+def test_many_clusters_of_one_regime_keep_distinct_colours():
+    # k = 8 with four stable and five subsiding clusters: more than each regime has shades
+    names = ["subsiding"] * 5 + ["stable"] * 4
+    colours = figures.cluster_colors(9, [{"cluster": j, "label": name} for j, name in enumerate(names)])
+    assert len(set(colours)) == 9
+    assert colours[:4] == figures.REGIME_COLOURS["subsiding"] and colours[5:8] == figures.REGIME_COLOURS["stable"]
+    others = {c for name, family in figures.REGIME_COLOURS.items() if name not in names for c in family}
+    assert not others & set(colours)

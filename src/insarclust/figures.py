@@ -3,9 +3,10 @@
 A cluster's colour follows its kind of motion, the label the interpretation
 gives it (:func:`cluster_colors`): red-orange subsiding, purple accelerating,
 blue uplifting, green seasonal, black step, grey stable, in every method's
-and every site's figures; clusters of one kind get shades of it in id order
-(ids are ordered by trend, :func:`insarclust.labels.order_labels`). Without
-labels a cluster takes the colour of its id (:func:`cluster_color`).
+and every site's figures; clusters of one kind get shades of it in id order,
+paler ones past the listed shades (ids are ordered by trend,
+:func:`insarclust.labels.order_labels`). Without labels a cluster takes the
+colour of its id (:func:`cluster_color`).
 """
 from __future__ import annotations
 
@@ -59,9 +60,19 @@ def cluster_colors(k: int, clusters=None) -> list[str]:
         if shades is None:
             out.append(cluster_color(j))
         else:
-            out.append(shades[seen.get(label, 0) % len(shades)])
+            out.append(_shade(shades, seen.get(label, 0)))
             seen[label] = seen.get(label, 0) + 1
     return out
+
+
+def _shade(shades: list[str], i: int) -> str:
+    """The i-th shade of a regime; past its list, the listed shades mixed ever closer to white,
+    so that no two clusters of one regime share a colour."""
+    if i < len(shades):
+        return shades[i]
+    towards_white = 1.0 - 0.5 ** (i // len(shades))
+    rgb = np.array(matplotlib.colors.to_rgb(shades[i % len(shades)]))
+    return matplotlib.colors.to_hex(rgb + (1.0 - rgb) * towards_white).upper()
 
 
 def _style():
