@@ -179,3 +179,25 @@ def test_many_clusters_of_one_regime_keep_distinct_colours():
     assert colours[:4] == figures.REGIME_COLOURS["subsiding"] and colours[5:8] == figures.REGIME_COLOURS["stable"]
     others = {c for name, family in figures.REGIME_COLOURS.items() if name not in names for c in family}
     assert not others & set(colours)
+
+
+def test_empty_cluster_claims_no_motion():
+    # the interpretation describes an empty cluster's all-zero mean as "stable, +0.0 mm/yr"
+    grid = np.arange(17500, 17500 + 6 * 50, 6)
+    mean, std = np.zeros((2, 50)), np.ones((2, 50))
+    mean[1], std[1] = np.nan, np.nan
+    clusters = [{"cluster": 0, "label": "subsiding", "descriptors": {"trend_mm_yr": -5.0}},
+                {"cluster": 1, "label": "stable", "descriptors": {"trend_mm_yr": 0.0}}]
+    fig = figures.plot_cluster_series(grid, mean, std, np.array([10, 0]), clusters=clusters)
+    assert [ax.get_title() for ax in fig.axes] == ["Cluster 0: subsiding, -5.0 mm/yr", "Cluster 1: empty"]
+    plt.close(fig)
+
+
+def test_training_curve_ticks_stay_readable(tmp_path):
+    history = [{"epoch": e, "phase": "pretrain" if e <= 50 else "joint", "recon_loss": 1.0 / e,
+                "kl_loss": np.nan if e <= 50 else 0.1, "label_change": np.nan if e <= 50 else 0.01}
+               for e in range(1, 201)]
+    fig = figures.plot_training_curve(history, tmp_path / "loss.png")
+    ticks = fig.axes[1].get_xticks()
+    assert len(ticks) <= 12 and np.all(ticks == np.round(ticks))
+    plt.close(fig)

@@ -258,7 +258,7 @@ def plot_cluster_series(grid_dates: np.ndarray, mean: np.ndarray, std: np.ndarra
             ax.set_visible(False)
             continue
         color, entry = colours[j], entries.get(j)
-        desc = _describe(entry)
+        desc = "empty" if counts[j] == 0 else _describe(entry)   # no regime read from no points
         ax.set_title(f"Cluster {j}" + (f": {desc}" if desc else ""), fontsize=11)
         if counts[j] == 0:
             ax.text(0.5, 0.5, "empty", transform=ax.transAxes, ha="center", va="center")
@@ -423,8 +423,10 @@ def plot_training_curve(history: list[dict], path, title: str = "DSC training", 
     if joint.any() and (~joint).any():
         ax.axvspan(epochs[joint].min() - 0.5, epochs[joint].max() + 0.5, color="0.92", zorder=0)
         ax.text(epochs[joint].min() - 0.4, ax.get_ylim()[1], "joint", va="top", fontsize=8)
-    if len(epochs):
+    if 0 < len(epochs) <= 12:
         ax.set_xticks(epochs)
+    else:   # a tick per epoch would overlap: a dozen at most, on whole epochs
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=10, integer=True))
     if handles:
         ax.legend(handles, labels, loc="center right", fontsize=8)
     ax.set_title(title)
