@@ -68,3 +68,32 @@ def test_site_name_reserved_by_geopackage_is_refused_before_any_job(tmp_path, na
         read_site_table(path, schema)
     path.write_text("site\tsource\tformat\nmy-gpkg\tdemo:mainland\tngu\n")
     assert list(read_site_table(path, schema).index) == ["my-gpkg"]
+
+
+def _site_schema():
+    return yaml.safe_load((ROOT / "workflow" / "schemas" / "sites.schema.yaml").read_text())
+
+
+@pytest.mark.parametrize("text", [
+    "site\tsource\tformat\ndemo-a\tdemo:mainland\tngu\t\n",                     # a trailing tab
+    "site\tsource\tformat \ndemo-a \tdemo:mainland\tngu  # the main site\n",      # spaces, a comment
+    "site\tsource\tformat\r\n\r\n# comment\r\ndemo-a\tdemo:mainland\tngu\r\n",   # Windows line ends
+])
+def test_site_table_cells_are_read_as_written(tmp_path, text):
+    from insarclust.sites import read_site_table
+
+    path = tmp_path / "sites.tsv"
+    path.write_text(text)
+    table = read_site_table(path, _site_schema())
+    assert table.to_dict("records") == [{"site": "demo-a", "source": "demo:mainland", "format": "ngu"}]
+
+
+@pytest.mark.parametrize("source", ["demo:mainlnd", "demo:", "asc=demo:artic;desc=demo:artic"])
+def test_unknown_demo_preset_is_named_before_any_job(tmp_path, source):
+    from insarclust.errors import InputError
+    from insarclust.sites import read_site_table
+
+    path = tmp_path / "sites.tsv"
+    path.write_text(f"site\tsource\tformat\ndemo-a\t{source}\tngu\n")
+    with pytest.raises(InputError, match=r"(?s)site 'demo-a': unknown demo preset .*demo:arctic, demo:mainland"):
+        read_site_table(path, _site_schema())

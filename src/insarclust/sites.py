@@ -34,7 +34,10 @@ COLUMNS = ("site", "source", "format")
 
 def read_site_table(path, schema: Mapping) -> pd.DataFrame:
     """The site table, indexed by site name; every row checked against ``schema``."""
-    table = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
+    # index_col=False: a trailing tab must not shift a row's cells one column to the left;
+    # spaces around a cell (before a # comment, after a name) are never part of a value
+    table = pd.read_csv(path, sep="\t", dtype=str, comment="#", index_col=False).fillna("")
+    table = table.rename(columns=str.strip).apply(lambda col: col.str.strip())
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise InputError(f"the site table lacks column(s) {missing} (it has {list(table.columns)})",
@@ -171,7 +174,7 @@ def parse_source(text: str, site: str = "", table: str = "config/sites.tsv") -> 
     text = str(text).strip()
     if not _PAIR.match(text):
         if text.startswith("demo:"):
-            return SiteSource(text, "demo", preset=text.split(":", 1)[1])
+            return SiteSource(text, "demo", preset=_demo_preset(text, site, table))
         return SiteSource(text, "files")
     where = f"site '{site}': " if site else ""
     fix = ("write the pair as asc=<path or glob>;desc=<path or glob> (one ascending and one descending "
@@ -199,5 +202,17 @@ def parse_source(text: str, site: str = "", table: str = "config/sites.tsv") -> 
         if not all(demo) or len(presets) != 1:
             raise InputError(f"{where}a demo pair needs the same demo:<preset> on both sides, got '{text}'",
                              file=table, column="source", fix="e.g. asc=demo:mainland;desc=demo:mainland")
-        preset = presets.pop()
+        preset = _demo_preset(tracks["asc"], site, table)
     return SiteSource(text, "pair", tracks, preset)
+
+
+def _demo_preset(text: str, site: str, table: str) -> str:
+    """The preset of ``demo:<preset>``; InputError (naming the site) for an unknown one."""
+    from .demo import PRESETS
+
+    preset = text.split(":", 1)[1].strip()
+    if preset not in PRESETS:
+        raise InputError(f"{f'site {site!r}: ' if site else ''}unknown demo preset '{preset}' in '{text}'",
+                         file=table, column="source",
+                         fix=f"use one of {', '.join(f'demo:{p}' for p in sorted(PRESETS))}")
+    return preset
