@@ -142,3 +142,19 @@ def test_an_out_of_range_number_from_the_command_line_is_named_by_its_range():
     assert out["shards"]["grid_step_days"] == 0
     where, message = first_schema_error(with_defaults(out, SCHEMA), SCHEMA)
     assert where == ["shards", "grid_step_days"] and "minimum" in message
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("graph", "bandwidth_m", "0"),          # the graph job stopped on it, after the shards
+    ("graph", "max_distance_m", -100),      # every edge dropped: no smoothing at all
+    ("shards", "ransac", {"threshold_mm": -1}),   # no inliers: ransac silently a plain line
+])
+def test_a_distance_or_threshold_must_be_positive(section, key, value):
+    from insarclust.config import first_schema_error
+
+    raw = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    raw[section][key] = value
+    where, message = first_schema_error(with_defaults(coerce_to_schema(raw, SCHEMA), SCHEMA), SCHEMA)
+    assert where[:2] == [section, key] and "minimum" in message
+    raw[section][key] = {"threshold_mm": None} if key == "ransac" else None    # null: the documented default
+    assert first_schema_error(with_defaults(coerce_to_schema(raw, SCHEMA), SCHEMA), SCHEMA) is None
