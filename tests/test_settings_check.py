@@ -49,6 +49,9 @@ def test_the_shipped_config_passes(cfg):
     ("embed", {"reference_site": "demo-zz"}, "'demo-zz' is not a site"),
     ("embed", {"static_weight": {"hieght": 0.5}}, "'hieght' is no static column"),
     ("smooth", {"mode": "fanout", "H": 2}, "3 entries for smooth.H = 2"),
+    ("kmeans", {"warm_start_size": 3}, "'kmeans.warm_start_size': 3 points for up to 4 clusters"),
+    ("kmeans", {"warm_start_size": 6, "k": "auto"}, "6 points for up to 8 clusters"),
+    ("dsc", {"train_sample": 2}, "'dsc.train_sample': 2 points for dsc.k = 4"),
 ])
 def test_settings_that_would_not_do_what_they_say_are_named(cfg, section, values, needle):
     with pytest.raises(InputError) as err:

@@ -65,6 +65,20 @@ def check_settings(config: Mapping, sites: Iterable[str], static_columns: Iterab
     if lo > hi:
         raise _bad("kmeans.k_range", f"[{lo}, {hi}] is reversed: no k to try", f"write it as [{hi}, {lo}]")
 
+    # k-means++ seeds the warm start with k centres, and DSC's clustering layer its training
+    # sample: fewer points than clusters stops the job, after every stage before it
+    peer_k = config["baselines"]["k"]
+    ks = [k for k in (kmeans["k"], peer_k) if k not in (None, "auto")]
+    if "auto" in (kmeans["k"], peer_k) or kmeans["k_sweep"]:
+        ks.append(hi)
+    if int(kmeans["warm_start_size"]) < max(ks):
+        raise _bad("kmeans.warm_start_size", f"{kmeans['warm_start_size']} points for up to {max(ks)} clusters "
+                                             "(kmeans.k, k_range, baselines.k)", f"use at least {max(ks)}")
+    dsc = config["dsc"]
+    if dsc["enabled"] and int(dsc["train_sample"]) < int(dsc["k"]):
+        raise _bad("dsc.train_sample", f"{dsc['train_sample']} points for dsc.k = {dsc['k']} clusters",
+                   f"use at least {dsc['k']}")
+
     embed = config["embed"]
     if embed["mode"] == "reference" and embed["leak_form"] != "unscaled":
         raise _bad("embed.leak_form", f"'{embed['leak_form']}' with embed.mode 'reference', which always uses "
