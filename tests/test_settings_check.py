@@ -52,11 +52,17 @@ def test_the_shipped_config_passes(cfg):
     ("kmeans", {"warm_start_size": 3}, "'kmeans.warm_start_size': 3 points for up to 4 clusters"),
     ("kmeans", {"warm_start_size": 6, "k": "auto"}, "6 points for up to 8 clusters"),
     ("dsc", {"train_sample": 2}, "'dsc.train_sample': 2 points for dsc.k = 4"),
+    ("kmeans", {"silhouette_sample": 40, "k": "auto"}, "'kmeans.silhouette_sample': 40 points to choose k up to 8"),
+    ("kmeans", {"silhouette_sample": 40, "k_sweep": True}, "use at least 80"),
 ])
 def test_settings_that_would_not_do_what_they_say_are_named(cfg, section, values, needle):
     with pytest.raises(InputError) as err:
         check_settings(changed(cfg, section, **values), SITES, STATIC)
     assert needle in str(err.value) and "fix:" in str(err.value)
+
+
+def test_a_small_silhouette_sample_passes_where_it_chooses_nothing(cfg):
+    check_settings(changed(cfg, "kmeans", silhouette_sample=40), SITES, STATIC)   # k fixed: a metric only
 
 
 def test_inf_is_a_bound_where_the_config_says_so(cfg):

@@ -50,6 +50,10 @@ def known_static_columns(formats: Mapping) -> set[str]:
             for col in spec.get(key) or ()} | set(PAIR_STATIC)
 
 
+# Points per cluster the silhouette sample needs when it chooses k.
+MIN_SILHOUETTE_PER_CLUSTER = 10
+
+
 def check_settings(config: Mapping, sites: Iterable[str], static_columns: Iterable[str]) -> None:
     """Raise InputError for the first setting that would not do what it says.
 
@@ -74,6 +78,13 @@ def check_settings(config: Mapping, sites: Iterable[str], static_columns: Iterab
     if int(kmeans["warm_start_size"]) < max(ks):
         raise _bad("kmeans.warm_start_size", f"{kmeans['warm_start_size']} points for up to {max(ks)} clusters "
                                              "(kmeans.k, k_range, baselines.k)", f"use at least {max(ks)}")
+    # k: auto (and the k sweep) pick k by the silhouette of a sample: with a few points per
+    # cluster it is NaN or noise, and the choice would fall to the k that still has a value
+    if ("auto" in (kmeans["k"], peer_k) or kmeans["k_sweep"]) and \
+            int(kmeans["silhouette_sample"]) < MIN_SILHOUETTE_PER_CLUSTER * hi:
+        raise _bad("kmeans.silhouette_sample", f"{kmeans['silhouette_sample']} points to choose k up to {hi} "
+                                               "(k: auto or the k sweep) by the silhouette",
+                   f"use at least {MIN_SILHOUETTE_PER_CLUSTER * hi} ({MIN_SILHOUETTE_PER_CLUSTER} per cluster)")
     dsc = config["dsc"]
     if dsc["enabled"] and int(dsc["train_sample"]) < int(dsc["k"]):
         raise _bad("dsc.train_sample", f"{dsc['train_sample']} points for dsc.k = {dsc['k']} clusters",
