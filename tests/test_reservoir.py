@@ -320,3 +320,13 @@ def test_embedding_clusters_at_least_as_well_as_raw_series(dataset):
         pytest.skip("aeon (dev dependency, data only) is not installed")
     r = embed_quality.evaluate(dataset, seed=0)
     assert r["embedding"]["ari"] >= r["raw"]["ari"], r
+
+
+def test_an_out_dim_beyond_the_representation_is_capped_and_logged(caplog):
+    X = walks(n=60, T=40)
+    model = ReservoirEmbedder(n_units=10, n_pca=3, out_dim=500, seed=1)
+    with caplog.at_level("WARNING", logger="insarclust.reservoir"):
+        model.fit(X)
+    kept = model.proj_components_.shape[0]
+    assert kept < 500 and kept == min(model.repr_dim_, 60)
+    assert any(f"out_dim 500 is more than the {kept} dimensions" in r.getMessage() for r in caplog.records)

@@ -54,6 +54,7 @@ the recurrent matrix is not symmetric).
 """
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 
@@ -64,6 +65,8 @@ REPRESENTATIONS = ("last", "mean", "output", "reservoir")
 SCALINGS = ("series", "global", "none")
 MODES = ("default", "reference")
 LEAK_FORMS = ("unscaled", "scaled")
+
+log = logging.getLogger("insarclust.reservoir")
 
 # Rows of the noise bank; a power of two so that any odd stride visits every row.
 NOISE_BANK_ROWS = 4096
@@ -553,6 +556,9 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
             from sklearn.decomposition import PCA
 
             k = min(int(self.out_dim), R.shape[1], R.shape[0])
+            if k < int(self.out_dim):
+                log.warning("out_dim %d is more than the %d dimensions there are (representation %d wide, "
+                            "fit sample %d series): %d kept", int(self.out_dim), k, R.shape[1], R.shape[0], k)
             pca = PCA(n_components=k, svd_solver="randomized" if k < 0.8 * min(R.shape) else "full",
                       random_state=self.seed).fit(R.astype(np.float64))
             self.proj_components_ = pca.components_
