@@ -36,6 +36,7 @@ read) with scikit-learn k-means at k = classes; the InSAR time step
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -178,7 +179,15 @@ def embed_params(candidate: str, cfg: dict) -> dict:
 # one site through the stages
 
 
-STAGE_CODE = ("demo", "readers", "formats", "shards", "regularize", "graph", "descriptors")
+STAGE_CODE = ("demo", "readers", "formats", "shards", "regularize", "ordering", "coords", "spans", "graph",
+              "descriptors", "h5io")
+# the code behind features/*.h5 (embedding, static columns, graph smoothing)
+EMBED_CODE = ("embed", "reservoir", "smooth", "sampling")
+
+
+def code_digest(modules) -> str:
+    """sha1 of the library modules ``modules`` (names under src/insarclust)."""
+    return hashlib.sha1(b"".join((ROOT / "src" / "insarclust" / f"{m}.py").read_bytes() for m in modules)).hexdigest()
 
 
 def prepare_site(name: str, spec: SiteSpec, seed: int, cfg: dict, workdir: Path) -> dict:
@@ -193,11 +202,12 @@ def prepare_site(name: str, spec: SiteSpec, seed: int, cfg: dict, workdir: Path)
 
     formats = yaml.safe_load((ROOT / cfg["formats"]).read_text())
     fmt = Format.from_dict(spec.fmt, formats[spec.fmt])
-    # cached per site, size, seed, the settings of the stages before embed, the input format
-    # (which columns are static or geometry) and the code of those stages
-    code = hashlib.sha1(b"".join((ROOT / "src" / "insarclust" / f"{m}.py").read_bytes() for m in STAGE_CODE))
+    # cached per site, size, seed, what the site's spec generates (preset, archive length, variant),
+    # the settings of the stages before embed, the input format (which columns are static or
+    # geometry) and the code of those stages
     key = json.dumps({**{k: cfg.get(k) for k in ("demo", "shards", "graph", "interpret")},
-                      "format": formats[spec.fmt], "code": code.hexdigest()}, sort_keys=True)
+                      "spec": dataclasses.asdict(spec), "format": formats[spec.fmt],
+                      "code": code_digest(STAGE_CODE)}, sort_keys=True)
     d = workdir / f"{name}.n{spec.n_points}.seed{seed}.{hashlib.sha1(key.encode()).hexdigest()[:8]}"
     d.mkdir(parents=True, exist_ok=True)
     paths = {"dir": d, "csv": d / "site.csv.gz", "truth": d / "truth.csv", "shards": d / "shards.h5",
@@ -233,7 +243,7 @@ def embed_site(paths: dict, embed_cfg: dict, cfg: dict, seed: int, threads: int)
     from insarclust.smooth import smooth_feature_file
 
     torch.set_num_threads(threads)
-    key = json.dumps({"embed": embed_cfg, "smooth": cfg["smooth"]}, sort_keys=True)
+    key = json.dumps({"embed": embed_cfg, "smooth": cfg["smooth"], "code": code_digest(EMBED_CODE)}, sort_keys=True)
     feats = paths["dir"] / f"features-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
     feats.mkdir(exist_ok=True)
     out = {v: feats / f"{v}.h5" for v in ("dyn", "dyn+static", "dyn_smoothed", "dyn+static_smoothed")}

@@ -40,3 +40,34 @@ def test_candidates_are_complete_embed_sections():
     assert previous["n_units"] == 450 and previous["leak_form"] == "scaled" and previous["time_stride"] == 1
     with pytest.raises(SystemExit, match="unknown candidate"):
         validity.embed_params("nope", cfg)
+
+
+def _tiny_site(spec, tmp_path, seed=3):
+    cfg = {**validity.load_config(), "seed": seed}
+    return validity.prepare_site("gen-tiny", spec, seed, cfg, tmp_path / "work"), cfg
+
+
+def test_site_cache_follows_the_site_spec(tmp_path):
+    # same site name, size and seed, another variant: the cached site must not be reused
+    plain = validity.SiteSpec("mainland", "ngu", 300)
+    mixed = validity.SiteSpec("mainland", "ngu", 300, variant=validity.Variant(mix="seasonality"))
+    a, _ = _tiny_site(plain, tmp_path)
+    b, _ = _tiny_site(mixed, tmp_path)
+    assert a["dir"] != b["dir"]
+    assert set(validity.truth_of(b)[0]) == set(validity.CLASSES["seasonality"])
+
+
+def test_feature_cache_follows_the_embedding_code(tmp_path, monkeypatch):
+    import shutil
+
+    spec = validity.SiteSpec("mainland", "ngu", 300)
+    paths, cfg = _tiny_site(spec, tmp_path)
+    first = validity.embed_site(paths, cfg["embed"], cfg, 3, 1)
+    # the same settings with other embedding code: new features, not the cached ones
+    tree = tmp_path / "tree"
+    shutil.copytree(ROOT / "src", tree / "src")
+    with (tree / "src" / "insarclust" / "reservoir.py").open("a") as fh:
+        fh.write("\n# changed\n")
+    monkeypatch.setattr(validity, "ROOT", tree)
+    second = validity.embed_site(paths, cfg["embed"], cfg, 3, 1)
+    assert first["dyn"].parent != second["dyn"].parent
