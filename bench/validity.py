@@ -590,6 +590,19 @@ def report_sites(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _coverage_note(rows: pd.DataFrame, df: pd.DataFrame, unit: str) -> str:
+    """' (seeds 0, 1)' when ``rows`` (one candidate) miss a seed or a site/data set of ``df``: its
+    means are then over other samples than the other rows' and not comparable with them."""
+    full = set(map(tuple, df[["seed", unit]].drop_duplicates().to_numpy()))
+    have = set(map(tuple, rows[["seed", unit]].drop_duplicates().to_numpy()))
+    if have >= full:
+        return ""
+    seeds = sorted(set(rows.seed))
+    missing = len(set(df[unit])) - len(set(rows[unit]))
+    note = "seeds " + ", ".join(str(s) for s in seeds)
+    return f" ({note}{f'; {missing} {unit}s missing' if missing else ''})"
+
+
 def report_embed(df: pd.DataFrame) -> str:
     sites = list(dict.fromkeys(df.site))
     cands = list(dict.fromkeys(df.candidate))
@@ -597,7 +610,8 @@ def report_embed(df: pd.DataFrame) -> str:
     for c in cands:
         rows = df[df.candidate == c]
         gen = rows[rows.site.str.startswith("gen-")].groupby("seed").ari.mean()
-        lines.append(f"| {c} | " + " | ".join(_mean_sd(rows[rows.site == s].ari) for s in sites)
+        lines.append(f"| {c}{_coverage_note(rows, df, 'site')} | "
+                     + " | ".join(_mean_sd(rows[rows.site == s].ari) for s in sites)
                      + f" | {_mean_sd(gen)} | {_mean_sd(rows.groupby('seed').ari.mean())} |")
     return "\n".join(lines)
 
@@ -608,7 +622,8 @@ def report_public(df: pd.DataFrame) -> str:
     lines = ["| candidate | " + " | ".join(sets) + " | mean |", "|---" * (len(sets) + 2) + "|"]
     for c in cands:
         rows = df[df.candidate == c]
-        lines.append(f"| {c} | " + " | ".join(_mean_sd(rows[rows.dataset == s].ari) for s in sets)
+        lines.append(f"| {c}{_coverage_note(rows, df, 'dataset')} | "
+                     + " | ".join(_mean_sd(rows[rows.dataset == s].ari) for s in sets)
                      + f" | {_mean_sd(rows.groupby('seed').ari.mean())} |")
     return "\n".join(lines)
 

@@ -71,3 +71,13 @@ def test_feature_cache_follows_the_embedding_code(tmp_path, monkeypatch):
     monkeypatch.setattr(validity, "ROOT", tree)
     second = validity.embed_site(paths, cfg["embed"], cfg, 3, 1)
     assert first["dyn"].parent != second["dyn"].parent
+
+
+def test_embed_report_marks_candidates_measured_on_fewer_seeds():
+    import pandas as pd
+
+    recs = [{"site": s, "seed": seed, "candidate": c, "ari": 0.5}
+            for c in ("a", "b") for seed in (0, 1, 2) for s in ("gen-x", "demo-y") if (c, seed) != ("b", 2)]
+    lines = validity.report_embed(pd.DataFrame(recs)).splitlines()
+    assert lines[2].startswith("| a | ")
+    assert lines[3].startswith("| b (seeds 0, 1) | ")
