@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from insarclust.errors import InputError
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
@@ -52,6 +53,22 @@ def test_unknown_format_in_site_table(tmp_path):
 def test_bad_site_name(tmp_path):
     res = _dry_run(tmp_path, {}, "site\tsource\tformat\nmy site/1\tdemo:mainland\tngu\n")
     assert res.returncode != 0 and "my site/1" in res.stderr + res.stdout
+
+
+def test_site_table_errors_name_the_fix_that_fits(tmp_path):
+    from insarclust.sites import read_site_table
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/sites.schema.yaml").read_text())
+    path = tmp_path / "sites.tsv"
+    path.write_text("site\tsource\tformat\tnotes\nx\tdemo:mainland\tngu\tmy valley\n")
+    with pytest.raises(InputError, match=r"(?s)column 'notes': the site table has column\(s\) \['notes'\].*notes can follow a #"):
+        read_site_table(path, schema)
+    path.write_text("site\tsource\tformat\n-x\tdemo:mainland\tngu\n")
+    with pytest.raises(InputError, match="beginning with a letter or digit"):
+        read_site_table(path, schema)
+    path.write_text("site\tsource\tformat\nx\tdemo:mainland\t\n")
+    with pytest.raises(InputError, match="source and format must not be empty"):
+        read_site_table(path, schema)
 
 
 @pytest.mark.parametrize("name", ["gpkg_site", "GPKG-1", "gpkgvalley"])

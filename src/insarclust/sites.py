@@ -42,11 +42,17 @@ def read_site_table(path, schema: Mapping) -> pd.DataFrame:
     if missing:
         raise InputError(f"the site table lacks column(s) {missing} (it has {list(table.columns)})",
                          file=path, row=0, fix="the first line must be: site<TAB>source<TAB>format (tab-separated)")
+    extra = [c for c in table.columns if c not in COLUMNS]
+    if extra:
+        raise InputError(f"the site table has column(s) {extra} besides {', '.join(COLUMNS)}", file=path, row=0,
+                         column=extra[0], fix="remove the extra column(s); notes can follow a # on a line")
     for i, row in enumerate(table.to_dict("records"), start=1):
         bad = first_schema_error(row, schema)
         if bad:
-            raise InputError(f"bad site row {row}: {bad[1]}", file=path, row=i, column=(bad[0] or [None])[0],
-                             fix="site names are letters, digits, - and _ (they become folder names); "
+            key = (bad[0] or [None])[0]
+            raise InputError(f"bad site row {row}: {bad[1]}", file=path, row=i, column=key,
+                             fix="site names are letters, digits, - and _, beginning with a letter or digit "
+                                 "(they become folder names)" if key == "site" else
                                  "source and format must not be empty")
         if row["site"][:4].lower() == "gpkg":
             raise InputError(f"site name '{row['site']}' begins with 'gpkg', which GeoPackage reserves for its "
