@@ -276,7 +276,7 @@ def test_point_observed_over_part_of_the_period_is_fitted_on_its_span(late):
     """A steady -10 mm/yr point first coherent after `late` of the period: its first value is
     held back to the grid's start (shards); fitted as data that flat stretch gave -6.5 mm/yr and
     'accelerating' (30 % late) or -4.5 (50 % late), and a step in every series."""
-    from insarclust.descriptors import observed_spans
+    from insarclust.spans import observed_spans
     from insarclust.regularize import regular_grid, regularize
 
     rng = np.random.default_rng(1)
@@ -301,7 +301,7 @@ def test_point_observed_over_part_of_the_period_is_fitted_on_its_span(late):
 def test_short_spans_keep_bounded_descriptors():
     """Pure noise on spans too short to tell trend from annual cycle (< 1.5 years) keeps the
     shared fit: fitted alone, 8 epochs gave |trend| ~ 2,900 mm/yr and amplitudes ~ 470 mm."""
-    from insarclust.descriptors import observed_spans
+    from insarclust.spans import observed_spans
     from insarclust.regularize import regular_grid, regularize
 
     rng = np.random.default_rng(2)

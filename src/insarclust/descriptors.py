@@ -58,7 +58,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .dates import DAYS_PER_YEAR
-from .spans import first_last, half_step, observed_spans  # noqa: F401 (observed_spans: API)
+from .spans import first_last, half_step
 
 # Fit settings shared by the per-point descriptors and the cluster means (the
 # ``interpret:`` config section carries them), so both are fitted alike.
@@ -228,7 +228,7 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
         """(n, G) mm -> (n, D) float32 descriptors; memory ~ n x (G + K) floats.
 
         ``spans`` (n, 2): the first and last grid index each series was observed
-        at (:func:`observed_spans`). A series observed over part of the grid only
+        at (:func:`insarclust.spans.observed_spans`). A series observed over part of the grid only
         has its first/last value held beyond (``shards``); fitted as data, that
         flat stretch shrank its trend and showed a false acceleration and step.
         It is fitted on its own span (:data:`SPAN_YEARS`: the acceleration term

@@ -18,13 +18,13 @@ import logging
 import numpy as np
 
 from . import h5io, metrics
-from .batches import as_source, block_bounds
+from .batches import ArraySource, H5FeatureSource, as_source, block_bounds
 from .dates import DAYS_PER_YEAR
 from .descriptors import site_acquisition_dates
 from .errors import InputError
 from .interpret import VOCABULARY, describe_clusters
 from .jsonio import write_json
-from .labels import FIT_METRICS, Labelling, cluster_series_stats, grouped_mean_std
+from .labels import FIT_METRICS, Labelling, cluster_series_stats, fit_metrics, grouped_mean_std
 from .spatial import label_coherence
 
 log = logging.getLogger(__name__)
@@ -119,17 +119,11 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
     n_clusters = int(record["k"])
     fit = dict(record.pop("metrics", {}))
     if not fit and features_path is not None:
-        from .batches import H5FeatureSource
-        from .labels import fit_metrics
-
         fit = fit_metrics(H5FeatureSource(features_path), labels, n_clusters, seed=seed,
                           silhouette_sample=silhouette_sample)
     if labelling.latent is not None and "metrics_latent" not in record:
         # DSC's own clustering space, from the latent vectors its job stored: a diagnostic
         # setting (silhouette_sample) then reruns this job only, never the training
-        from .batches import ArraySource
-        from .labels import fit_metrics
-
         latent = fit_metrics(ArraySource(np.asarray(labelling.latent)), labels, n_clusters, seed=seed,
                              silhouette_sample=silhouette_sample, centers=labelling.centers)
         record = {"metrics_latent": latent, **record}

@@ -54,16 +54,14 @@ class GroupedMoments:
         dev = (X - mean_b[lab]) ** 2
         self.merge(n_b, mean_b, onehot @ (dev if mask is None else dev * mask))
 
-    def merge(self, n_b: np.ndarray, mean_b: np.ndarray, m2_b: np.ndarray, rows_b=None) -> None:
-        """Chan's merge of another set of moments (``rows_b``: its rows per cluster, if counted)."""
+    def merge(self, n_b: np.ndarray, mean_b: np.ndarray, m2_b: np.ndarray) -> None:
+        """Chan's merge of another set of per-column moments (``rows`` is left to the caller)."""
         n_new = self.n + n_b
         delta = mean_b - self.mean
         frac = np.where(n_b > 0, n_b / np.maximum(n_new, 1), 0.0)
         self.mean = self.mean + delta * frac
         self.m2 = self.m2 + m2_b + delta ** 2 * (self.n * frac)
         self.n = n_new
-        if rows_b is not None:
-            self.rows = self.rows + rows_b
 
     def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
         """``mean``, population ``std`` (K, D); NaN where no entry of the cluster counts."""

@@ -167,6 +167,10 @@ def read_header(src: CsvInput, fmt: Format) -> list[str]:
 HEADER_SEARCH_LINES = 50
 
 
+def _shown(line: str, width: int = 80) -> str:
+    return line if len(line) <= width else line[:width] + " ..."
+
+
 def locate_header(src: CsvInput, fmt: Format) -> InputError | None:
     """Why the first line lacks the format's columns when the header is further down (a
     preamble or ``#`` comment lines above it) or the first line is a comment; None otherwise.
@@ -185,15 +189,13 @@ def locate_header(src: CsvInput, fmt: Format) -> InputError | None:
                 if n == 1 and required <= fields:
                     return None   # the first line is the header: its problem is another one
                 if n > 1 and required <= fields:
-                    shown = first if len(first) <= 80 else first[:80] + " ..."
                     return InputError(f"the header is on line {n} of the file; the {n - 1} line(s) above it "
-                                      f"(first: {shown!r}) are not part of the CSV", file=src.label, row=0,
+                                      f"(first: {_shown(first)!r}) are not part of the CSV", file=src.label, row=0,
                                       fix=f"remove the lines above the header, e.g. tail -n +{n} in.csv > out.csv")
     except (OSError, EOFError, zlib.error, zipfile.BadZipFile, csv.Error):
         pass   # a truncated or corrupt stream, an oversized field: the lines read so far decide
     if first is not None and first.lstrip().startswith("#"):
-        shown = first if len(first) <= 80 else first[:80] + " ..."
-        return InputError(f"the first line is a comment ({shown!r}), not the header", file=src.label, row=0,
+        return InputError(f"the first line is a comment ({_shown(first)!r}), not the header", file=src.label, row=0,
                           fix="remove the comment lines, e.g. grep -v '^#' in.csv > out.csv; the first line "
                               "must name the columns")
     return None
