@@ -141,3 +141,26 @@ def test_acceleration_mix_shares_the_mean_velocity():
     assert velocity.max() - velocity.min() < 3.5 and velocity.max() < -5
     assert acc["accelerating"] < -1 and acc["onset"] < -1 and acc["decelerating"] > 1
     assert abs(acc["linear"]) < 0.5
+
+def test_egms_model_columns_are_fitted_to_the_series():
+    """EGMS's acceleration, seasonality, their errors and rmse describe the series (they were
+    drawn as noise: five uninformative static features on every EGMS-format site)."""
+    fmt = get_format("egms", FORMATS)
+    table, truth = generate("v-egms", "mainland", fmt, n_points=1500, seed=3, variant=Variant(mix="acceleration"))
+    disp, t_yr = _series(table, "egms")
+    # a direct least-squares fit of the same model, one series at a time
+    t = t_yr - (t_yr[0] + t_yr[-1]) / 2
+    w = 2 * np.pi * t_yr
+    coef = _fit(disp[:200], t_yr, np.c_[np.ones_like(t), t, t ** 2 / 2, np.cos(w), np.sin(w)])
+    np.testing.assert_allclose(table["acceleration"][:200], coef[:, 2], atol=0.03)  # the CSV rounds to 0.1 mm
+    np.testing.assert_allclose(table["seasonality"][:200], np.hypot(coef[:, 3], coef[:, 4]), atol=0.03)
+    by = table.assign(cls=truth["class"].to_numpy()).groupby("cls")
+    acc = by["acceleration"].median()
+    assert acc["accelerating"] < -1 and acc["onset"] < -1 and acc["decelerating"] > 1 and abs(acc["linear"]) < 0.5
+    # errors: positive, the acceleration's well below the class differences; rmse near the noise
+    for col in ("mean_velocity_std", "acceleration_std", "seasonality_std"):
+        assert (table[col] > 0).all() and table[col].median() < 1.0, col
+    assert 1.0 < table["rmse"].median() < 5.0
+    s_table, s_truth = generate("v-egms-s", "mainland", fmt, n_points=1500, seed=3, variant=Variant(mix="seasonality"))
+    amp = s_table.assign(cls=s_truth["class"].to_numpy()).groupby("cls")["seasonality"].median()
+    assert amp["trend"] < 1.0 < amp["weak-cycle"] < amp["thaw-cycle"]

@@ -18,7 +18,9 @@ What is modelled, because it matters downstream:
   term per epoch (a few long-wavelength waves), series referenced to the
   first epoch, as delivered by the services;
 * plausible static columns of the site's format (height from a synthetic
-  DEM, mean velocity fitted to the series, coherence, angles, ...).
+  DEM, mean velocity fitted to the series, coherence, angles, ...); the
+  EGMS model columns (acceleration, seasonality, their errors, rmse) are
+  fitted to the series too (:func:`fitted_columns`).
 
 The true regime of each point goes to a side file (``pid,regime``).
 
@@ -431,6 +433,39 @@ def _position_columns(fmt: Format, lat: np.ndarray, lon: np.ndarray) -> dict:
     return {fmt.x: np.round(x, 3), fmt.y: np.round(y, 3)}
 
 
+FITTED_COLUMNS = ("rmse", "mean_velocity_std", "acceleration", "acceleration_std", "seasonality",
+                  "seasonality_std")
+
+
+def fitted_columns(disp: np.ndarray, t_yr: np.ndarray) -> dict:
+    """The EGMS model columns of each series (n, T), NaN epochs skipped: a least-squares fit of
+    offset + v t + a t^2 / 2 + annual cosine and sine (t in years from mid-archive), with
+    ``acceleration`` a (mm/yr^2), ``seasonality`` the annual amplitude (mm), their standard
+    errors and v's from the residuals, and ``rmse`` the residuals' root mean square (mm).
+
+    Drawn as noise before, these columns were five uninformative features of every EGMS-format
+    site; the products fit them to the same series, so here they carry what the series carry."""
+    t = t_yr - (t_yr[0] + t_yr[-1]) / 2
+    w = 2 * np.pi * t_yr
+    design = np.c_[np.ones_like(t), t, t ** 2 / 2, np.cos(w), np.sin(w)]      # (T, 5)
+    obs = np.isfinite(disp)
+    d = np.where(obs, disp, 0.0)
+    normal = np.einsum("nt,ti,tj->nij", obs.astype(float), design, design)     # (n, 5, 5)
+    coef = np.linalg.solve(normal, (d @ design)[..., None])[..., 0]
+    resid = np.where(obs, d - coef @ design.T, 0.0)
+    cnt = obs.sum(1)
+    rss = (resid ** 2).sum(1)
+    cov = np.linalg.inv(normal) * (rss / np.maximum(cnt - design.shape[1], 1))[:, None, None]
+    cos, sin = coef[:, 3], coef[:, 4]
+    amp = np.hypot(cos, sin)
+    # delta method for the amplitude's standard error
+    var_amp = (cos ** 2 * cov[:, 3, 3] + sin ** 2 * cov[:, 4, 4] + 2 * cos * sin * cov[:, 3, 4]) \
+        / np.maximum(amp ** 2, 1e-12)
+    return {"rmse": np.sqrt(rss / cnt), "mean_velocity_std": np.sqrt(cov[:, 1, 1]),
+            "acceleration": coef[:, 2], "acceleration_std": np.sqrt(cov[:, 2, 2]),
+            "seasonality": amp, "seasonality_std": np.sqrt(var_amp)}
+
+
 def _static_columns(fmt, rng, dem, slope_deg, vel, coherence, incidence, x, y, disp, dates, p,
                     track_angle=None):
     n = len(dem)
@@ -457,15 +492,12 @@ def _static_columns(fmt, rng, dem, slope_deg, vel, coherence, incidence, x, y, d
         from .coords import los_vector
 
         values["los_east"], values["los_north"], values["los_up"] = los_vector(incidence, values["track_angle"])
-    extra = {
-        "height_wgs84": lambda: dem + 38.0,
-        "mean_velocity_std": lambda: rng.uniform(0.1, 0.8, n),
-        "acceleration": lambda: rng.normal(0, 0.5, n),
-        "acceleration_std": lambda: rng.uniform(0.05, 0.4, n),
-        "seasonality": lambda: rng.uniform(0.0, 4.0, n),
-        "seasonality_std": lambda: rng.uniform(0.1, 1.0, n),
-    }
-    values.update({name: draw() for name, draw in extra.items() if name in wanted})
+    if "height_wgs84" in wanted:
+        values["height_wgs84"] = dem + 38.0
+    if wanted & set(FITTED_COLUMNS):
+        # fitted to the series as in the EGMS products (rmse's draw above is kept so the other
+        # formats' columns stay as they were)
+        values.update(fitted_columns(disp, (dates - dates[0]) / DAYS_PER_YEAR))
     out = {}
     for name in fmt.static + fmt.optional_static + fmt.geometry:
         if name in values:
