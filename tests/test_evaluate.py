@@ -8,7 +8,7 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
-from insarclust import evaluate, h5io, metrics
+from insarclust import cluster_series, evaluate, h5io, metrics
 from insarclust import labels as labels_mod
 from insarclust.batches import ArraySource, ShardsSource
 from insarclust.errors import InputError
@@ -58,7 +58,7 @@ def test_cluster_series_stats_equal_numpy(shards_file):
     path, truth = shards_file
     labels = truth.copy()
     labels[labels == 2] = 5  # K = 6 with empty ids 2 and 4
-    mean, std, counts = labels_mod.cluster_series_stats(path, labels)
+    mean, std, counts = cluster_series.cluster_series_stats(path, labels)
     shards = h5io.Shards(path)
     regular = shards.read("series/regular").astype(np.float64)
     # a point counts from its first to its last observed epoch (5 % of epochs are missing,
@@ -78,7 +78,7 @@ def test_cluster_series_stats_equal_numpy(shards_file):
     # members sharing one span: the plain mean and std
     full = labels.copy()
     full[(np.isnan(masked[:, 0]) | np.isnan(masked[:, -1])) & (labels == 0)] = 2
-    mean, std, _ = labels_mod.cluster_series_stats(path, full)
+    mean, std, _ = cluster_series.cluster_series_stats(path, full)
     np.testing.assert_allclose(mean[0], regular[full == 0].mean(axis=0), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(std[0], regular[full == 0].std(axis=0), rtol=1e-7, atol=1e-9)
 
@@ -292,7 +292,7 @@ def test_cluster_mean_counts_each_point_on_its_observed_span_only(tmp_path):
     from insarclust.interpret import describe_clusters
 
     path, truth, grid, start = _late_start_site(tmp_path / "shards.h5")
-    mean, std, counts = labels_mod.cluster_series_stats(path, truth)
+    mean, std, counts = cluster_series.cluster_series_stats(path, truth)
     assert counts.tolist() == [300, 300]
     # held values used to flatten cluster 0's first 60 % (trend about -7 mm/yr instead of -10)
     trend = labels_mod.trend_mm_yr(mean, grid)
@@ -316,7 +316,7 @@ def test_cluster_mean_of_members_referenced_at_their_own_start_does_not_jump(tmp
     from insarclust.interpret import describe_clusters
 
     path, truth, grid, start = _late_start_site(tmp_path / "shards.h5", own_reference=True)
-    mean, std, counts = labels_mod.cluster_series_stats(path, truth)
+    mean, std, counts = cluster_series.cluster_series_stats(path, truth)
     trend = labels_mod.trend_mm_yr(mean, grid)
     assert trend[0] == pytest.approx(-10.0, abs=0.3) and trend[1] == pytest.approx(-10.0, abs=0.3)
     assert abs(mean[0, start] - mean[0, start - 1]) < 1.0

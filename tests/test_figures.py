@@ -13,8 +13,9 @@ import pytest
 
 from conftest import ROOT
 from insarclust import figures, h5io
+from insarclust.cluster_series import cluster_series_stats
 from insarclust.jsonio import write_json
-from insarclust.labels import Labelling, cluster_series_stats, order_labels
+from insarclust.labels import Labelling, order_labels
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -19,12 +19,13 @@ import numpy as np
 
 from . import h5io, metrics
 from .batches import ArraySource, H5FeatureSource, as_source, block_bounds
+from .cluster_series import cluster_series_stats, grouped_mean_std
 from .dates import DAYS_PER_YEAR
 from .descriptors import site_acquisition_dates
 from .errors import InputError
 from .interpret import VOCABULARY, describe_clusters
 from .jsonio import write_json
-from .labels import FIT_METRICS, Labelling, cluster_series_stats, fit_metrics, grouped_mean_std
+from .labels import FIT_METRICS, Labelling, fit_metrics
 from .spatial import label_coherence
 
 log = logging.getLogger(__name__)

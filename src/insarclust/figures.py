@@ -356,7 +356,7 @@ def method_figures(labels_path, metrics_path, shards_path, map_path, series_path
                    max_map_points: int = 200000, seed: int = 0, dpi: int = 150,
                    title: str | None = None) -> None:
     """Both standard figures of one method from its ``clusters/{method}.h5|.json`` and ``shards.h5``."""
-    from .labels import cluster_series_stats
+    from .cluster_series import cluster_series_stats
 
     labels = h5io.read_datasets(labels_path, ["labels"])["labels"]
     result = json.loads(Path(metrics_path).read_text())

@@ -1,0 +1,220 @@
+"""Per-cluster statistics of the series: the mean and spread curves drawn in every
+cluster figure, ordering the clusters and naming their regimes.
+
+Streamed over the shards of ``shards.h5`` (a site's series never sit in memory
+at once). Two concerns drive the layout: moments merged block by block must not
+lose precision (:class:`GroupedMoments`), and a point observed over part of the
+grid only (a later release of a product, a file covering part of the period)
+must count over its own span, without its held values beyond it and without its
+own zero reference shifting the cluster's level (:func:`cluster_series_stats`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import h5io, metrics
+from .spans import span_mask
+
+
+class GroupedMoments:
+    """Per-cluster count, mean and M2 (sum of squared deviations) of each column, added block
+    by block: exact two-pass moments within a block, merged across blocks with Chan's formula,
+    so a block of large values does not lose precision."""
+
+    def __init__(self, n_clusters: int, n_columns: int):
+        self.rows = np.zeros(n_clusters, dtype=np.int64)
+        self.n = np.zeros((n_clusters, n_columns))
+        self.mean = np.zeros((n_clusters, n_columns))
+        self.m2 = np.zeros((n_clusters, n_columns))
+
+    def add(self, lab: np.ndarray, X: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Rows ``X (n, D)`` of clusters ``lab (n,)``; with ``mask (n, D)`` only its True entries count."""
+        k = len(self.rows)
+        X = np.asarray(X, dtype=np.float64)
+        onehot = metrics.onehot(lab, k)
+        per_cluster = np.bincount(lab, minlength=k)
+        self.rows += per_cluster
+        if mask is None:
+            n_b = np.broadcast_to(per_cluster[:, None].astype(np.float64), self.mean.shape)
+            total = onehot @ X
+        else:
+            mask = np.asarray(mask, dtype=np.float64)
+            n_b = onehot @ mask
+            total = onehot @ (X * mask)
+        hit = n_b > 0
+        mean_b = np.zeros_like(self.mean)
+        mean_b[hit] = total[hit] / n_b[hit]
+        dev = (X - mean_b[lab]) ** 2
+        self.merge(n_b, mean_b, onehot @ (dev if mask is None else dev * mask))
+
+    def merge(self, n_b: np.ndarray, mean_b: np.ndarray, m2_b: np.ndarray) -> None:
+        """Chan's merge of another set of per-column moments (``rows`` is left to the caller)."""
+        n_new = self.n + n_b
+        delta = mean_b - self.mean
+        frac = np.where(n_b > 0, n_b / np.maximum(n_new, 1), 0.0)
+        self.mean = self.mean + delta * frac
+        self.m2 = self.m2 + m2_b + delta ** 2 * (self.n * frac)
+        self.n = n_new
+
+    def mean_std(self) -> tuple[np.ndarray, np.ndarray]:
+        """``mean``, population ``std`` (K, D); NaN where no entry of the cluster counts."""
+        empty = self.n == 0
+        mean = np.where(empty, np.nan, self.mean)
+        std = np.sqrt(self.m2 / np.maximum(self.n, 1))
+        std[empty] = np.nan
+        return mean, std
+
+
+def grouped_mean_std(blocks, labels: np.ndarray, n_clusters: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-cluster mean and (population) std of rows streamed as ``(start, stop, X)`` blocks.
+
+    A block may carry a fourth item, a (n, D) bool ``mask``: only its True
+    entries count (per cluster and column). Returns ``mean (K, D)``, ``std (K, D)``
+    float64 (NaN where no entry of the cluster counts), ``counts (K,)`` rows
+    per cluster (:class:`GroupedMoments`).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    moments = None
+    for block in blocks:
+        a, b, X = block[:3]
+        if moments is None:
+            moments = GroupedMoments(n_clusters, X.shape[1])
+        moments.add(labels[a:b], X, block[3] if len(block) > 3 else None)
+    if moments is None:
+        raise ValueError("no rows to summarise")
+    return (*moments.mean_std(), moments.rows)
+
+
+def cluster_series_stats(shards_path, labels: np.ndarray, n_clusters: int | None = None,
+                         dataset: str = "series/regular") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-cluster ``mean (K, G)``, ``std (K, G)`` (mm) of the regular series and ``counts (K,)``.
+
+    Each point counts at the grid epochs of its own observed span only
+    (first to last acquisition, :mod:`insarclust.spans`):
+    beyond it ``shards`` holds its first/last value, and those flat stretches
+    flattened the mean (and shrank the std) of a cluster with late-starting
+    or early-ending members. An epoch no member covers is NaN.
+
+    Where the members of a cluster do not all share one span, the mean is
+    built from the mean epoch-to-epoch change of the members observed at both
+    epochs, from the mean of the members at the cluster's first epoch: a
+    member entering late (a later release of a product, referenced to 0 at its
+    own first date) or leaving early then changes no level, where a plain mean
+    over the members present would jump by their offset. The std is the spread
+    around that mean, each late member shifted to it at its first epoch. A
+    cluster whose members share one span gets their plain mean and std.
+
+    Points observed over the whole grid (nearly all, in most catalogues) need
+    no mask: their moments and changes come from their sums, and only the
+    other points' rows are masked (and read a second time, when some cluster's
+    members differ in span). K defaults to ``labels.max() + 1``.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    k = int(labels.max()) + 1 if n_clusters is None else int(n_clusters)
+    shards = h5io.Shards(shards_path)
+    acc = _SpanSums.of(shards, labels, k, dataset)
+    counts = acc.full.rows + acc.part.rows
+    plain = GroupedMoments(k, acc.n_grid)
+    for m in (acc.full, acc.part):
+        plain.merge(m.n, m.mean, m.m2)
+    mean, std = plain.mean_std()
+    mixed = (counts > 0) & acc.spans_differ()
+    if not mixed.any():
+        return mean, std, counts
+    mean[mixed] = acc.chained_mean(mean[mixed], mixed)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        std[mixed] = acc.spread(shards, dataset, labels, mean, mixed)[mixed]
+    return mean, std, counts
+
+
+class _SpanSums:
+    """One pass over the shards: moments of the whole-grid points and of the others on their
+    spans, the others' epoch-to-epoch changes, each cluster's range of first and last epochs,
+    and which rows are partial (for the spread's second pass)."""
+
+    def __init__(self, n_clusters: int, n_grid: int):
+        k, G = self.n_clusters, self.n_grid = n_clusters, n_grid
+        self.full = GroupedMoments(k, G)        # points observed over the whole grid
+        self.part = GroupedMoments(k, G)        # the others, on their spans
+        self.inc = np.zeros((k, G))             # partial points' changes from epoch g-1 to g, where observed at both
+        self.n_inc = np.zeros((k, G))
+        self.first = [np.full(k, G), np.full(k, -1)]   # min and max of the members' first epochs
+        self.last = [np.full(k, G), np.full(k, -1)]
+        self.partial_rows, self.partial_spans = [], []
+
+    @classmethod
+    def of(cls, shards: h5io.Shards, labels: np.ndarray, k: int, dataset: str) -> _SpanSums:
+        acc = cls(k, len(shards.grid_dates))
+        for a, b, X in shards.iter_shards(dataset):
+            acc.add(a, labels[a:b], X, shards.spans(a, b, dataset))
+        return acc
+
+    def add(self, a: int, lab: np.ndarray, X: np.ndarray, spans: np.ndarray) -> None:
+        G = self.n_grid
+        for (lo, hi), col in ((self.first, spans[:, 0]), (self.last, spans[:, 1])):
+            np.minimum.at(lo, lab, col)
+            np.maximum.at(hi, lab, col)
+        whole = (spans[:, 0] == 0) & (spans[:, 1] == G - 1)
+        if whole.all():
+            self.full.add(lab, X)
+            return
+        self.full.add(lab[whole], X[whole])
+        rows = np.flatnonzero(~whole)
+        lab_p, spans_p = lab[rows], spans[rows]
+        X_p = np.asarray(X[rows], dtype=np.float64)
+        inside = span_mask(spans_p, G)
+        self.part.add(lab_p, X_p, inside)
+        both = inside[:, 1:] & inside[:, :-1]
+        onehot = metrics.onehot(lab_p, self.n_clusters)
+        self.inc[:, 1:] += onehot @ np.where(both, np.diff(X_p, axis=1), 0.0)
+        self.n_inc[:, 1:] += onehot @ both.astype(np.float64)
+        self.partial_rows.append(a + rows)
+        self.partial_spans.append(spans_p)
+
+    def spans_differ(self) -> np.ndarray:
+        """(K,) bool: the cluster's members do not all share one span."""
+        return (self.first[0] != self.first[1]) | (self.last[0] != self.last[1])
+
+    def chained_mean(self, plain_mean: np.ndarray, mixed: np.ndarray) -> np.ndarray:
+        """The ``mixed`` clusters' mean from their mean changes, chained from the plain mean
+        (the level wherever no member carries on). Adds the whole-grid members' changes
+        (those of their mean) to ``inc`` once, for :meth:`spread` too."""
+        n_full = self.full.n[:, :1]
+        self.inc[:, 1:] += n_full * np.diff(self.full.mean, axis=1)
+        self.n_inc[:, 1:] += n_full
+        level = plain_mean.copy()
+        inc_m, n_inc_m = self.inc[mixed], self.n_inc[mixed]
+        for g in range(1, self.n_grid):
+            carried = n_inc_m[:, g] > 0
+            level[carried, g] = level[carried, g - 1] + inc_m[carried, g] / n_inc_m[carried, g]
+        return level
+
+    def spread(self, shards: h5io.Shards, dataset: str, labels: np.ndarray, mean: np.ndarray,
+               mixed: np.ndarray) -> np.ndarray:
+        """(K, G) std around ``mean``: whole-grid members from their moments; each partial
+        member of a ``mixed`` cluster, read again, shifted onto the mean at its first epoch
+        where others carry on."""
+        k, G = self.n_clusters, self.n_grid
+        centre = np.where(np.isnan(mean), 0.0, mean)
+        sq = self.full.m2 + self.full.n * (self.full.mean - centre) ** 2
+        n_sq = self.full.n.copy()
+        rows = np.concatenate(self.partial_rows) if self.partial_rows else np.zeros(0, dtype=np.int64)
+        spans_all = np.concatenate(self.partial_spans) if self.partial_spans else np.zeros((0, 2), dtype=np.int64)
+        keep = mixed[labels[rows]]
+        rows, spans_all = rows[keep], spans_all[keep]
+        for a, b in shards.shard_bounds():
+            lo, hi = np.searchsorted(rows, [a, b])
+            if lo == hi:
+                continue
+            X = np.asarray(shards.read(dataset, a, b)[rows[lo:hi] - a], dtype=np.float64)
+            lab = labels[rows[lo:hi]]
+            spans = spans_all[lo:hi].astype(np.int64)
+            start = spans[:, 0]
+            shift = np.where(self.n_inc[lab, start] > 0, mean[lab, start] - X[np.arange(len(X)), start], 0.0)
+            inside = span_mask(spans, G)
+            dev = np.where(inside, X + shift[:, None] - mean[lab], 0.0)
+            onehot = metrics.onehot(lab, k)
+            sq += onehot @ dev ** 2
+            n_sq += onehot @ inside.astype(np.float64)
+        return np.sqrt(sq / n_sq)
