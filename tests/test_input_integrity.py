@@ -465,12 +465,18 @@ def test_config_strings_become_the_schema_types():
     ("displacement_unit", "inch", "unknown unit"),
     ("encoding", "utf-99", "unknown text encoding"),
     ("unmatched_dates", "ignore", "not error or warn"),
+    ("delimiter", ".", "part of numbers, dates or quoting"),
+    ("delimiter", "2", "part of numbers, dates or quoting"),
+    ("crs", "EPSG:99999", "unknown coordinate reference system"),   # stopped before any job, not in shards
 ])
 def test_format_values_are_checked_naming_format_and_key(key, value, needle):
     from insarclust.errors import InputError
 
+    spec = {**FORMATS["ngu"], key: value}
+    if key == "crs":   # projected positions instead of lat/lon
+        spec = {**{k: v for k, v in spec.items() if k not in ("lat", "lon")}, "x": "easting", "y": "northing"}
     with pytest.raises(InputError) as err:
-        get_format("ngu", {"ngu": {**FORMATS["ngu"], key: value}})
+        get_format("ngu", {"ngu": spec})
     assert f"format 'ngu', key '{key}'" in str(err.value) and needle in str(err.value)
     assert "fix:" in str(err.value)
 

@@ -101,6 +101,17 @@ class Format:
                 f"use one of {', '.join(UNIT_TO_MM)}")
         if len(self.delimiter) != 1:
             bad("delimiter", f"'{self.delimiter}' is not one character", "e.g. ',' or ';' or '\\t'")
+        if self.delimiter.isalnum() or self.delimiter in '.-+"\r\n':
+            # these occur inside numbers, dates or quoted ids: every row would split wrongly
+            bad("delimiter", f"{self.delimiter!r} is part of numbers, dates or quoting",
+                "e.g. ',' or ';' or '\\t' (a decimal comma needs delimiter ';')")
+        if self.crs:
+            from .coords import normalize_crs   # pyproj: only for formats with projected positions
+
+            try:
+                normalize_crs(self.crs)
+            except InputError as err:
+                bad("crs", str(err).split("\n")[0], err.fix)
         try:
             codecs.lookup(self.encoding)
         except LookupError:
