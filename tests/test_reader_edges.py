@@ -499,3 +499,19 @@ def test_a_repeated_header_with_its_byte_order_mark_is_named(tmp_path):
     path = tmp_path / "a.csv"
     path.write_bytes(a.encode("utf-8-sig") + b.encode("utf-8-sig"))
     stops(tmp_path, path, "row 4", "the header line is repeated on line 5")
+
+
+def test_a_last_row_without_line_end_is_read_and_named_in_the_log(tmp_path, caplog):
+    """A copy cut inside the last value ('3.75' -> '3.') still parses: the missing line end is
+    the only trace, so the log names the row; a file that ends in a line end says nothing."""
+    lines = [HEADER] + [row(i) for i in range(3)]
+    whole = write(tmp_path / "whole.csv", lines)
+    cut = tmp_path / "cut.csv"
+    cut.write_bytes(whole.read_bytes()[:-3])      # '...,3.75\n' -> '...,3.'
+    with caplog.at_level("WARNING", logger="insarclust"):
+        build(tmp_path, whole)
+    assert "no line end" not in caplog.text
+    with caplog.at_level("WARNING", logger="insarclust"):
+        shards = build(tmp_path, cut)
+    assert f"file {cut}: its last row (row 3) has no line end" in caplog.text
+    assert by_pid(shards)["P2"][-1] == pytest.approx(3.0)   # read as it stands

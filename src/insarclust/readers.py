@@ -10,6 +10,7 @@ import codecs
 import csv
 import gzip
 import io
+import logging
 import re
 import zipfile
 import zlib
@@ -24,6 +25,8 @@ import pyarrow.csv as pacsv
 
 from .errors import InputError
 from .formats import ColumnPlan, Format
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -237,8 +240,10 @@ def _column(batch: pa.RecordBatch, name: str, dtype) -> np.ndarray:
     return batch.column(name).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
 
 
-def _byte_blocks(fh, block_bytes: int) -> Iterator[memoryview]:
+def _byte_blocks(fh, block_bytes: int, ending: dict | None = None) -> Iterator[memoryview]:
     """Whole lines of a binary stream, about ``block_bytes`` at a time (header excluded).
+
+    ``ending["unterminated"]`` is set when the stream's last line has no line end.
 
     Each block is read straight into one reused buffer (``readinto``) behind
     the partial line carried over from the previous one: slicing and
@@ -266,6 +271,8 @@ def _byte_blocks(fh, block_bytes: int) -> Iterator[memoryview]:
             # the last line may lack its newline; a whitespace-only tail is not a line
             tail = view[cut + 1:filled].tobytes()
             end = filled if tail.strip() else cut + 1
+            if ending is not None:
+                ending["unterminated"] = bool(tail.strip())
             if end > 0:
                 yield view[:end]
             return
@@ -353,9 +360,10 @@ def iter_tables(src: CsvInput, plan: ColumnPlan, fmt: Format,
                                      quoted_strings_can_be_null=True)
     pool = _block_pool()
     row = 1
+    ending: dict = {}
     try:
         with src.open_binary() as fh:
-            for raw in _byte_blocks(fh, int(block_bytes)):
+            for raw in _byte_blocks(fh, int(block_bytes), ending):
                 table = pacsv.read_csv(pa.py_buffer(raw), read_options=read_opts, parse_options=parse_opts,
                                        convert_options=conv_opts, memory_pool=pool)
                 if not _rows_match_lines(raw, table.num_rows):
@@ -371,6 +379,11 @@ def iter_tables(src: CsvInput, plan: ColumnPlan, fmt: Format,
     except (OSError, EOFError, zipfile.BadZipFile) as err:
         raise InputError(f"cannot read the file ({err})", file=src.label,
                          fix="check that it is a CSV (plain, .gz or .zip) and not truncated") from None
+    if ending.get("unterminated"):
+        # a copy cut inside the last value leaves a row that parses: only the missing line end tells
+        log.warning("file %s: its last row (row %d) has no line end and is read as it stands; if the "
+                    "file was cut short (an interrupted copy or download), that row's last values are "
+                    "incomplete: compare the file's size with its source's", src.label, row - 1)
 
 
 def _check_unnamed_empty(table: pa.Table, name: str, first_row: int, src: CsvInput, header) -> None:
