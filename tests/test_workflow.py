@@ -478,6 +478,34 @@ def test_dsc_diagnostics_do_not_rerun_dsc(tmp_path):
     edit_config(workdir, old)
 
 
+def test_a_setting_its_switch_leaves_unread_reruns_nothing(tmp_path):
+    """A setting read only under another setting's choice is no param under the other choices
+    (as kmeans.k_range, shards.ransac): graph.bandwidth_m with binary weights, the descriptor
+    scales of the peer with z-scored descriptors, dsc.spatial_bands without the spatial branch,
+    pre-training and the reconstruction weight of DSC without a decoder. Under the choice
+    that reads it, the same change reruns its job."""
+    off = {"graph": {"weighting": "binary"}, "baselines": {"descriptor_scaling": "zscore"},
+           "dsc": {"enabled": True, "variant": "encoder-only", "spatial_branch": False}}
+    on = {"graph": {"weighting": "gaussian"}, "baselines": {"descriptor_scaling": "threshold"},
+          "dsc": {"variant": "cnn-lstm", "spatial_branch": True}}
+    unread = [("graph", {"graph": {"bandwidth_m": 50.0}}),
+              ("baseline", {"baselines": {"descriptor_scale": {"step_mm": 5.0}}}),
+              ("dsc", {"dsc": {"spatial_bands": 3}}), ("dsc", {"dsc": {"pretrain_epochs": 2}}),
+              ("dsc", {"dsc": {"centre_weight": 0.3}})]
+    workdir = make_workdir(tmp_path / "repo", sites=SITES[:1], changes=off)
+    targets = [f"results/demo-a/{f}" for f in ("graph.h5", "clusters/descriptors-kmeans.h5", "clusters/dsc.h5")]
+    for switch, reads in ((off, False), (on, True)):
+        edit_config(workdir, switch)
+        snakemake(workdir, *targets)
+        for rule, change in unread:
+            old = edit_config(workdir, change)
+            try:
+                planned = {j["rule"] for j in planned_jobs(workdir, *targets)}
+            finally:
+                edit_config(workdir, old)
+            assert planned == ({rule} if reads else set()), (switch, change, planned)
+
+
 @pytest.mark.slow
 def test_two_full_runs_from_scratch_are_complete_and_identical(tmp_path):
     """Every method (DSC and all peers): the checks above, then byte equality of two runs."""

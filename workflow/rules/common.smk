@@ -241,10 +241,29 @@ def smooth_params():
     return out if exact else {**out, "seed": config["seed"]}
 
 
+def graph_params():
+    """Binary weights are 1 on every edge: bandwidth_m is read by the other weightings only."""
+    drop = ("bandwidth_m",) if config["graph"]["weighting"] == "binary" else ()
+    return result_params(config, "graph", drop=drop)
+
+
 def kmeans_params(sweep=False):
     auto = sweep or config["kmeans"]["k"] == "auto"
     drop = ("seed_stability", "k") if sweep else (() if auto else ("k_range",))
     return result_params(config, "kmeans", drop=drop)
+
+
+def dsc_params():
+    """DSC's result settings but those its choices leave unread: spatial_bands without the
+    spatial branch; pre-training and the reconstruction weight (centre_weight) without a
+    decoder (encoder-only). silhouette_sample is read by DSC's evaluate job."""
+    dsc = config["dsc"]
+    drop = ["silhouette_sample"]
+    if not dsc["spatial_branch"]:
+        drop.append("spatial_bands")
+    if dsc["variant"] == "encoder-only":
+        drop += ["pretrain_epochs", "centre_weight"]
+    return result_params(config, "dsc", drop=drop)
 
 
 # which keys of the baselines: section each peer reads
@@ -269,9 +288,13 @@ def baseline_params(wildcards):
     kmeans = result_params(config, "kmeans", drop=("seed_stability", "k", "k_range"))
     if k == "auto":
         kmeans["k_range"] = config["kmeans"]["k_range"]
+    keys = PEER_KEYS[method]
+    if peers["descriptor_scaling"] != "threshold":
+        # z-scored descriptors: each is divided by its std, never by its descriptor_scale
+        keys = tuple(key for key in keys if key != "descriptor_scale")
     out = {
         "kmeans": {"k": k, **kmeans},
-        "baselines": {key: peers[key] for key in PEER_KEYS[method]},
+        "baselines": {key: peers[key] for key in keys},
     }
     if method == "raw-kmeans_smoothed":
         # smoothed like the seed method's features (its own params: it reruns with them)

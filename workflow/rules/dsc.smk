@@ -19,7 +19,7 @@ rule dsc:
         gpu=1,
     params:
         # silhouette_sample: read by the evaluate job, which measures DSC's fit
-        cfg=result_params(config, "dsc", drop=("silhouette_sample",)),
+        cfg=dsc_params(),
         seed=config["seed"],
         checkpoint_dir=lambda wc: f"results/{wc.site}/dsc/checkpoints",
     script:

@@ -14,6 +14,6 @@ rule graph:
     resources:
         **requests("graph"),
     params:
-        cfg=result_params(config, "graph"),
+        cfg=graph_params(),
     script:
         "../../scripts/graph.py"
