@@ -4,7 +4,8 @@ from insarclust.logs import start_rule, timed
 
 log = start_rule(snakemake)
 truth = list(snakemake.input.get("truth", []) or [])
-features = list(snakemake.input.get("features", []) or [])   # dsc: its fit is measured in dyn here
+# dsc: its fit is measured in dyn here; kmeans-{variant}: in its variant, with the k-means diagnostics
+features = list(snakemake.input.get("features", []) or [])
 fit = dict(snakemake.params.fit)
 with timed(log, f"evaluate {snakemake.wildcards.method}"):
     evaluate_file(snakemake.input.labels, snakemake.output[0], graph_path=snakemake.input.graph,

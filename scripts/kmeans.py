@@ -5,7 +5,9 @@ from insarclust.logs import start_rule, timed
 log = start_rule(snakemake)
 cfg, seed, variant = dict(snakemake.params.cfg), int(snakemake.params.seed), snakemake.wildcards.variant
 with timed(log, f"kmeans {variant}"):
-    labelling = kmeans.fit_stage(snakemake.input.features, snakemake.input.shards, cfg=cfg, seed=seed)
+    # the diagnostics (silhouette_sample, seed_stability) are measured by the evaluate job
+    labelling = kmeans.fit_stage(snakemake.input.features, snakemake.input.shards, cfg=cfg, seed=seed,
+                                 measure=False)
 labelling.record["variant"] = variant
 labelling.stamp(snakemake.wildcards.site, f"kmeans-{variant}", {"kmeans": cfg, "seed": seed})
 labelling.write(snakemake.output[0])

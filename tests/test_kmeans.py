@@ -262,6 +262,34 @@ def test_fit_stage_then_evaluate(tmp_path, shards_file):
     assert "spatial_coherence" not in fit.record["metrics"]
 
 
+def test_the_rule_leaves_its_diagnostics_to_evaluate_with_equal_results(tmp_path, shards_file):
+    """The kmeans rule fits without measuring (measure=False); its evaluate job measures the
+    silhouette etc. and the seed stability from the stored labels and centres: the JSON is the
+    one the fit measuring itself gives, to the bit (so a diagnostic setting refits nothing)."""
+    from insarclust.evaluate import evaluate_labelling
+    from insarclust.labels import Labelling
+
+    path, _ = shards_file
+    features, graph, descriptors, truth_csv = _site(tmp_path, shards_file)
+    measured = fit_stage(features, path, cfg=CFG, seed=3)
+    bare = fit_stage(features, path, cfg=CFG, seed=3, measure=False)
+    assert set(bare.record["metrics"]) == {"inertia_train", "inertia_test"} and "seed_stability_ari" not in bare.record
+    np.testing.assert_array_equal(bare.labels, measured.labels)
+    for fit in (measured, bare):
+        fit.stamp("s", "kmeans-dyn", {"kmeans": CFG, "seed": 3})
+        fit.write(tmp_path / f"{id(fit)}.h5")
+    kw = dict(graph_path=graph, shards_path=path, descriptors_path=descriptors, truth_path=truth_csv, thresholds={})
+    want = evaluate_labelling(Labelling.read(tmp_path / f"{id(measured)}.h5"), **kw)
+    got = evaluate_labelling(Labelling.read(tmp_path / f"{id(bare)}.h5"), features_path=features, seed=3,
+                             kmeans_cfg=CFG, **kw)
+    assert json.dumps(got) == json.dumps(want)
+    assert want["seed_stability_ari"] > 0.95 and 0 < want["metrics"]["silhouette"] <= 1
+    # without seed_stability no refit is measured
+    off = evaluate_labelling(Labelling.read(tmp_path / f"{id(bare)}.h5"), features_path=features, seed=3,
+                             kmeans_cfg={**CFG, "seed_stability": False}, **kw)
+    assert "seed_stability_ari" not in off and off["metrics"] == want["metrics"]
+
+
 def test_kmeans_scripts(tmp_path, shards_file):
     from snakemake.iocontainers import Namedlist
 

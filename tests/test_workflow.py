@@ -478,6 +478,30 @@ def test_dsc_diagnostics_do_not_rerun_dsc(tmp_path):
     edit_config(workdir, old)
 
 
+def test_kmeans_diagnostics_do_not_refit(tmp_path):
+    """kmeans.silhouette_sample and seed_stability are measured by the evaluate job of each
+    variant (with a fixed k): changing them plans that job only, never the fit; a model
+    setting refits. With k: auto the silhouette chooses k, so there it refits."""
+    workdir = make_workdir(tmp_path / "repo", sites=SITES[:1])
+    fit, measured = "results/demo-a/clusters/kmeans-dyn.h5", "results/demo-a/clusters/kmeans-dyn.json"
+    snakemake(workdir, measured)
+    for change in ({"kmeans": {"silhouette_sample": 321}}, {"kmeans": {"seed_stability": False}}):
+        old = edit_config(workdir, change)
+        try:
+            assert planned_jobs(workdir, fit) == [], change
+            assert [j["rule"] for j in planned_jobs(workdir, measured)] == ["evaluate"], change
+        finally:
+            edit_config(workdir, old)
+    old = edit_config(workdir, {"kmeans": {"n_passes": 2}})
+    assert [j["rule"] for j in planned_jobs(workdir, fit)] == ["kmeans"]
+    edit_config(workdir, old)
+    old = edit_config(workdir, {"kmeans": {"k": "auto"}})
+    snakemake(workdir, fit)
+    edit_config(workdir, {"kmeans": {"silhouette_sample": 321}})
+    assert [j["rule"] for j in planned_jobs(workdir, fit)] == ["kmeans"]
+    edit_config(workdir, old)
+
+
 def test_a_setting_its_switch_leaves_unread_reruns_nothing(tmp_path):
     """A setting read only under another setting's choice is no param under the other choices
     (as kmeans.k_range, shards.ransac): graph.bandwidth_m with binary weights, the descriptor

@@ -96,15 +96,17 @@ def member_spread(descriptors_path, labels: np.ndarray, n_clusters: int) -> dict
 
 def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descriptors_path=None,
                        truth_path=None, thresholds: dict | None = None, features_path=None,
-                       seed: int = 0, silhouette_sample: int = 10000) -> dict:
+                       seed: int = 0, silhouette_sample: int = 10000, kmeans_cfg: dict | None = None) -> dict:
     """The JSON-ready record of ``clusters/{method}.json`` for one method's labels.
 
     ``features_path``: a feature file to measure the fit in (silhouette etc., ``seed`` and
     ``silhouette_sample`` as :func:`insarclust.labels.fit_metrics`) when the fit record has
     no ``metrics``: DSC's labels are measured in the ``dyn`` space here, so that its job
-    does not read ``dyn.h5`` and an embedding setting never retrains it. A labelling with
-    ``latent`` vectors (DSC) and no ``metrics_latent`` in its record is measured in that
-    space too, with its ``centers``.
+    does not read ``dyn.h5`` and an embedding setting never retrains it. With ``kmeans_cfg``
+    (the ``kmeans`` rule's labels, fitted on ``features_path``) the k-means diagnostics
+    are measured here (:func:`insarclust.kmeans.measure_fit`: metrics, seed stability), so
+    that a diagnostic setting never refits. A labelling with ``latent`` vectors (DSC) and
+    no ``metrics_latent`` in its record is measured in that space too, with its ``centers``.
 
     Keys: ``k``, ``n_points``, ``n_train``, ``n_test``, ``sizes``, ``metrics``
     (the fit's silhouette, davies_bouldin, calinski_harabasz,
@@ -119,7 +121,16 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
     split = np.asarray(labelling.split)
     n_clusters = int(record["k"])
     fit = dict(record.pop("metrics", {}))
-    if not fit and features_path is not None:
+    if kmeans_cfg is not None:
+        from .kmeans import feature_source, measure_fit
+
+        measured = measure_fit(feature_source(features_path, shards_path), labelling, cfg=kmeans_cfg, seed=seed)
+        fit = {**measured.pop("metrics"), **fit}
+        config = record.pop("config", None)   # the measures go where the fit put them, before it
+        record.update(measured)
+        if config is not None:
+            record["config"] = config
+    elif not fit and features_path is not None:
         fit = fit_metrics(H5FeatureSource(features_path), labels, n_clusters, seed=seed,
                           silhouette_sample=silhouette_sample)
     if labelling.latent is not None and "metrics_latent" not in record:
@@ -164,12 +175,12 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
 
 def evaluate_file(clusters_path, json_path, *, graph_path, shards_path, descriptors_path=None,
                   truth_path=None, thresholds: dict | None = None, features_path=None,
-                  seed: int = 0, silhouette_sample: int = 10000) -> dict:
+                  seed: int = 0, silhouette_sample: int = 10000, kmeans_cfg: dict | None = None) -> dict:
     """Rule ``evaluate``: ``clusters/{method}.h5`` -> ``clusters/{method}.json``."""
     result = evaluate_labelling(Labelling.read(clusters_path), graph_path=graph_path,
                                 shards_path=shards_path, descriptors_path=descriptors_path,
                                 truth_path=truth_path, thresholds=thresholds, features_path=features_path,
-                                seed=seed, silhouette_sample=silhouette_sample)
+                                seed=seed, silhouette_sample=silhouette_sample, kmeans_cfg=kmeans_cfg)
     if thresholds:
         result.setdefault("config", {})["interpret"] = dict(thresholds)
     write_json(result, json_path)

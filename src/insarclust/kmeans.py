@@ -377,40 +377,62 @@ def fit_from_config(source, cfg: dict, seed: int) -> tuple[BatchedKMeans, dict |
     return model, selection
 
 
-def seed_stability(source, model: BatchedKMeans, seed: int) -> float:
-    """ARI between ``model``'s labels and a refit with ``seed + 1`` (same k and parameters)."""
-    other = BatchedKMeans(**{**model.get_params(), "random_state": seed + 1}).fit(source)
-    return float(adjusted_rand_score(model.labels_, other.labels_))
+def seed_stability(source, labels: np.ndarray, k: int, cfg: dict, seed: int) -> float:
+    """ARI between ``labels`` (a fit of ``cfg`` at ``k`` with ``seed``) and a refit with
+    ``seed + 1`` (same k and parameters)."""
+    other = BatchedKMeans(n_clusters=int(k), random_state=seed + 1, **kmeans_params(cfg)).fit(source)
+    return float(adjusted_rand_score(labels, other.labels_))
 
 
-def fit_stage(features, shards_path, *, cfg: dict, seed: int) -> Labelling:
+def feature_source(features, shards_path):
+    """The row source the stage fits on: a ``features/{name}.h5`` path read by shard, or a
+    source given as is (the peers pass a :class:`~insarclust.batches.MapSource`)."""
+    from .batches import H5FeatureSource
+    from .h5io import Shards
+
+    if isinstance(features, (str, os.PathLike)):
+        return H5FeatureSource(features, shard_offsets=Shards(shards_path).offsets)
+    return features
+
+
+def measure_fit(source, labelling: Labelling, *, cfg: dict, seed: int) -> dict:
+    """The stage's diagnostics of a fit: feature-space ``metrics`` (silhouette on
+    ``silhouette_sample`` rows, Davies-Bouldin, Calinski-Harabasz, mean inter-centroid
+    distance) and, with ``seed_stability``, ``seed_stability_ari``. The ``kmeans`` rule leaves
+    them to its ``evaluate`` job, so a diagnostic setting never refits."""
+    k = int(labelling.record["k"])
+    # the centres as the model holds them (float32; stored as float64, exactly)
+    centers = None if labelling.centers is None else np.asarray(labelling.centers, dtype=np.float32)
+    out = {"metrics": fit_metrics(source, labelling.labels, k, seed=seed,
+                                  silhouette_sample=int(cfg.get("silhouette_sample", 10000)), centers=centers)}
+    if cfg.get("seed_stability", False):
+        out["seed_stability_ari"] = seed_stability(source, labelling.labels, k, cfg, seed)
+        log.info("seed stability: ARI %.3f between seed %d and %d", out["seed_stability_ari"], seed, seed + 1)
+    return out
+
+
+def fit_stage(features, shards_path, *, cfg: dict, seed: int, measure: bool = True) -> Labelling:
     """The ``kmeans`` stage (and the peers' k-means): fit, order labels by trend, measure the fit.
 
     ``features``: a ``features/{name}.h5`` path, or any row source in shard
     order (the peers pass a :class:`~insarclust.batches.MapSource` over
     ``shards.h5``); ``cfg``: the ``kmeans:`` config section. The record holds
-    ``k``, the feature-space ``metrics`` (silhouette, Davies-Bouldin,
-    Calinski-Harabasz, mean inter-centroid distance, train/test inertia),
-    ``k_selection`` (``k: auto``) and ``seed_stability_ari``
-    (``seed_stability: true``). The centres come in the new label order.
+    ``k``, the feature-space ``metrics`` (train/test inertia; with ``measure``
+    also :func:`measure_fit`'s), ``k_selection`` (``k: auto``) and, with
+    ``measure``, ``seed_stability_ari`` (``seed_stability: true``). The centres
+    come in the new label order.
     """
-    from .batches import H5FeatureSource
-    from .h5io import Shards
-
-    if isinstance(features, (str, os.PathLike)):
-        source = H5FeatureSource(features, shard_offsets=Shards(shards_path).offsets)
-    else:
-        source = features
+    source = feature_source(features, shards_path)
     model, selection = fit_from_config(source, cfg, seed)
     labels, order, stats = order_labels_with_stats(model.labels_, shards_path, n_clusters=model.n_clusters)
-    centers = model.cluster_centers_[order]
-    quality = fit_metrics(source, labels, model.n_clusters, seed=seed,
-                          silhouette_sample=int(cfg.get("silhouette_sample", 10000)), centers=centers)
     record = {"k": int(model.n_clusters),
-              "metrics": {**quality, "inertia_train": model.inertia_train_, "inertia_test": model.inertia_test_}}
+              "metrics": {"inertia_train": model.inertia_train_, "inertia_test": model.inertia_test_}}
     if selection is not None:
         record["k_selection"] = selection
-    if cfg.get("seed_stability", False):
-        record["seed_stability_ari"] = seed_stability(source, model, seed)
-        log.info("seed stability: ARI %.3f between seed %d and %d", record["seed_stability_ari"], seed, seed + 1)
-    return Labelling(labels=labels, split=model.split_, record=record, centers=centers, series_stats=stats)
+    fit = Labelling(labels=labels, split=model.split_, record=record, centers=model.cluster_centers_[order],
+                    series_stats=stats)
+    if measure:
+        measured = measure_fit(source, fit, cfg=cfg, seed=seed)
+        record["metrics"] = {**measured.pop("metrics"), **record["metrics"]}
+        record.update(measured)
+    return fit

@@ -248,9 +248,21 @@ def graph_params():
 
 
 def kmeans_params(sweep=False):
+    """The kmeans (or kmeans_sweep) rule's settings. The diagnostics are measured by the
+    evaluate job (kmeans_evaluate_params): seed_stability always, silhouette_sample unless it
+    chooses k (k: auto, the sweep)."""
     auto = sweep or config["kmeans"]["k"] == "auto"
-    drop = ("seed_stability", "k") if sweep else (() if auto else ("k_range",))
+    if sweep:
+        drop = ("seed_stability", "k")
+    else:
+        drop = ("seed_stability",) + (() if auto else ("k_range", "silhouette_sample"))
     return result_params(config, "kmeans", drop=drop)
+
+
+def kmeans_evaluate_params():
+    """What the evaluate job of a kmeans-{variant} method measures with: silhouette_sample,
+    seed_stability and the model settings of its refit with seed + 1 (k from the fit)."""
+    return result_params(config, "kmeans", drop=("k", "k_range"))
 
 
 def dsc_params():
@@ -350,15 +362,52 @@ def requests(name):
     return {"mem_mb": request(name, "mem_mb"), "runtime": request(name, "runtime")}
 
 
+def _measures_kmeans(wildcards):
+    return wildcards.method.startswith("kmeans-")
+
+
 def evaluate_mem_mb(wildcards, attempt=1):
-    """evaluate's request; for dsc plus the silhouette of its fit in the dyn space (a
-    dsc.silhouette_sample^2 float64 distance block, measured there since dsc does not read dyn).
+    """evaluate's request, plus the silhouette of the fit measured there (a silhouette_sample^2
+    float64 distance block): dsc's in the dyn space (dsc does not read dyn); a kmeans variant's,
+    beside its seed-stability refit (priced as a kmeans job).
     """
     mem = request("evaluate", "mem_mb")(wildcards, attempt)
-    if wildcards.method != "dsc":
+    if wildcards.method == "dsc":
+        sample = int(config["dsc"]["silhouette_sample"])
+    elif _measures_kmeans(wildcards):
+        mem = max(mem, request("kmeans", "mem_mb")(wildcards, attempt))
+        sample = int(config["kmeans"]["silhouette_sample"])
+    else:
         return mem
-    sample = int(config["dsc"]["silhouette_sample"])
     return mem + int(attempt * (8 * sample * sample / 2**20 + 100))
+
+
+def evaluate_runtime(wildcards, attempt=1):
+    """evaluate's request; a kmeans variant's adds a kmeans job's (its diagnostics: the
+    seed-stability refit and the silhouette, measured in the kmeans job when priced)."""
+    minutes = request("evaluate", "runtime")(wildcards, attempt)
+    if _measures_kmeans(wildcards):
+        minutes += request("kmeans", "runtime")(wildcards, attempt)
+    return minutes
+
+
+def evaluate_features(wildcards):
+    """The feature file the evaluate job measures the fit in: dyn for dsc, the variant for kmeans."""
+    if wildcards.method == "dsc":
+        return [f"results/{wildcards.site}/features/dyn.h5"]
+    if _measures_kmeans(wildcards):
+        return [f"results/{wildcards.site}/features/{wildcards.method[len('kmeans-'):]}.h5"]
+    return []
+
+
+def evaluate_fit_params(wildcards):
+    """What the evaluate job measures the fit with (dsc, kmeans variants; the peers' fits come
+    measured)."""
+    if wildcards.method == "dsc":
+        return {"seed": config["seed"], "silhouette_sample": config["dsc"]["silhouette_sample"]}
+    if _measures_kmeans(wildcards):
+        return {"seed": config["seed"], "kmeans_cfg": kmeans_evaluate_params()}
+    return {}
 
 
 def log_path(stage, name="{site}"):

@@ -6,10 +6,9 @@ rule evaluate:
         graph="results/{site}/graph.h5",
         descriptors="results/{site}/features/descriptors.h5",
         truth=truth_file,
-        # dsc only: its fit is measured here in the dyn space (the dsc job does not read it)
-        features=lambda wc: (
-            [f"results/{wc.site}/features/dyn.h5"] if wc.method == "dsc" else []
-        ),
+        # dsc: its fit is measured here in the dyn space (the dsc job does not read it);
+        # kmeans-{variant}: the k-means diagnostics, in the variant it was fitted on
+        features=evaluate_features,
     output:
         "results/{site}/clusters/{method}.json",
     log:
@@ -18,19 +17,12 @@ rule evaluate:
         bench_path("evaluate", "{site}.{method}")
     conda:
         "../../envs/io.yaml"
-    threads: 1
+    threads: lambda wc: 2 if wc.method.startswith("kmeans-") else 1   # a refit, as the kmeans rule
     resources:
         mem_mb=evaluate_mem_mb,
-        runtime=request("evaluate", "runtime"),
+        runtime=evaluate_runtime,
     params:
         thresholds={k: config["interpret"][k] for k in (*THRESHOLDS, *FIT_SETTINGS)},
-        fit=lambda wc: (
-            {
-                "seed": config["seed"],
-                "silhouette_sample": config["dsc"]["silhouette_sample"],
-            }
-            if wc.method == "dsc"
-            else {}
-        ),
+        fit=evaluate_fit_params,
     script:
         "../../scripts/evaluate.py"
