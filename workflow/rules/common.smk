@@ -261,7 +261,8 @@ def kmeans_params(sweep=False):
 
 def kmeans_evaluate_params():
     """What the evaluate job of a kmeans-{variant} method measures with: silhouette_sample,
-    seed_stability and the model settings of its refit with seed + 1 (k from the fit)."""
+    seed_stability and the model settings of its refit with seed + 1 (k from the fit).
+    """
     return result_params(config, "kmeans", drop=("k", "k_range"))
 
 
@@ -396,7 +397,9 @@ def evaluate_features(wildcards):
     if wildcards.method == "dsc":
         return [f"results/{wildcards.site}/features/dyn.h5"]
     if _measures_kmeans(wildcards):
-        return [f"results/{wildcards.site}/features/{wildcards.method[len('kmeans-'):]}.h5"]
+        return [
+            f"results/{wildcards.site}/features/{wildcards.method[len('kmeans-'):]}.h5"
+        ]
     return []
 
 
@@ -404,7 +407,10 @@ def evaluate_fit_params(wildcards):
     """What the evaluate job measures the fit with (dsc, kmeans variants; the peers' fits come
     measured)."""
     if wildcards.method == "dsc":
-        return {"seed": config["seed"], "silhouette_sample": config["dsc"]["silhouette_sample"]}
+        return {
+            "seed": config["seed"],
+            "silhouette_sample": config["dsc"]["silhouette_sample"],
+        }
     if _measures_kmeans(wildcards):
         return {"seed": config["seed"], "kmeans_cfg": kmeans_evaluate_params()}
     return {}
