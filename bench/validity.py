@@ -8,6 +8,7 @@ turns them into the tables of docs/validity.md):
     python bench/validity.py public [--candidates shipped reference ...] [--seeds 0 1 2]
     python bench/validity.py speed  [--candidates ...] [--threads 2] [--T 272]
     python bench/validity.py report [--out bench/validity-results]
+    python bench/validity.py compare --tag=-20261130 --against=-20261130-heldout
 
 ``sites`` runs what the workflow runs with the shipped ``config/config.yaml``
 (``--set embed.mode=reference`` etc. overrides keys), stage by stage through
@@ -642,11 +643,53 @@ def cmd_report(args) -> None:
             print(f"| {r[0]} | {r[1]:.0f} | {speed.threads.iloc[0]} | {speed['T'].iloc[0]} |")
 
 
+# Paired comparisons of the held-out check (docs/validity.md): first minus second method.
+PAIRS = [("kmeans-dyn", "raw-kmeans"), ("kmeans-dyn_smoothed", "raw-kmeans_smoothed"),
+         ("descriptors-kmeans", "kmeans-dyn"), ("kmeans-dyn+static", "kmeans-dyn"),
+         ("kmeans-dyn_smoothed", "kmeans-dyn"), ("kmeans-dyn+static_smoothed", "kmeans-dyn_smoothed"),
+         ("kmeans-dyn", "pca-kmeans")]
+
+
+def report_compare(first: pd.DataFrame, second: pd.DataFrame, names=("in-sample", "held-out")) -> str:
+    """Two ``sites`` runs side by side (e.g. the seeds that chose the defaults and held-out
+    seeds): per method and k the mean over generated and demo sites (mean ± sd over seeds),
+    and paired differences per site and seed with how often the first method wins."""
+    runs = dict(zip(names, (first, second)))
+    methods = list(dict.fromkeys(pd.concat([first.method, second.method])))
+    lines = ["| method | k | " + " | ".join(f"{g} {n}" for g in ("gen.", "demo") for n in names) + " |",
+             "|---" * 6 + "|"]
+    for k in ("config", "true", "auto"):
+        for m in methods:
+            cells = []
+            for generated in (True, False):
+                for df in runs.values():
+                    rows = df[(df.method == m) & (df.k_setting == k)]
+                    rows = rows[rows.site.str.startswith("gen-") == generated]
+                    cells.append(_mean_sd(rows.groupby("seed").ari.mean()))
+            lines.append(f"| {m} | {k} | " + " | ".join(cells) + " |")
+    lines += ["", "| comparison | k | " + " | ".join(f"{n}: mean diff (wins/pairs)" for n in names) + " |",
+              "|---|---|---|---|"]
+    for a, b in PAIRS:
+        for k in ("config", "true"):
+            cells = []
+            for df in runs.values():
+                x = df[df.k_setting == k].pivot_table(index=["site", "seed"], columns="method", values="ari")
+                d = (x[a] - x[b]).dropna() if a in x and b in x else pd.Series(dtype=float)
+                cells.append(f"{d.mean():+.3f} ({int((d > 0).sum())}/{len(d)})" if len(d) else "")
+            lines.append(f"| {a} - {b} | {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cmd_compare(args) -> None:
+    root = Path(args.out)
+    print(report_compare(_read(root / f"sites{args.tag}.jsonl"), _read(root / f"sites{args.against}.jsonl")))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
     for name, fn in (("sites", cmd_sites), ("embed", cmd_embed), ("public", cmd_public), ("speed", cmd_speed),
-                     ("report", cmd_report)):
+                     ("report", cmd_report), ("compare", cmd_compare)):
         p = sub.add_parser(name)
         p.set_defaults(fn=fn)
         p.add_argument("--out", default=str(DEFAULT_OUT), help="folder of the JSON-lines results")
@@ -668,6 +711,8 @@ def main(argv=None):
             p.add_argument("--max-points", type=int, default=4000)
         if name == "public":
             p.add_argument("--datasets", nargs="+", default=PUBLIC_SETS)
+        if name == "compare":
+            p.add_argument("--against", required=True, help="tag of the second sites run (e.g. -20261130-heldout)")
         if name == "speed":
             p.add_argument("--n", type=int, default=4096)
             p.add_argument("--T", type=int, default=272, help="epochs (272 = 4.5 years on the 6-day grid)")

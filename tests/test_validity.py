@@ -81,3 +81,19 @@ def test_embed_report_marks_candidates_measured_on_fewer_seeds():
     lines = validity.report_embed(pd.DataFrame(recs)).splitlines()
     assert lines[2].startswith("| a | ")
     assert lines[3].startswith("| b (seeds 0, 1) | ")
+
+
+def test_compare_pairs_runs_by_site_and_seed():
+    """compare: per-run means over sites, and paired differences with wins counted per site/seed."""
+    import pandas as pd
+
+    def run(seeds, bonus):
+        return pd.DataFrame([{"site": site, "seed": seed, "k_setting": "config", "method": m,
+                              "ari": 0.4 + (bonus if m == "kmeans-dyn" else 0.0) + 0.01 * seed}
+                             for site in ("gen-a", "demo-b") for seed in seeds
+                             for m in ("kmeans-dyn", "raw-kmeans")])
+
+    text = validity.report_compare(run([0, 1], 0.1), run([5, 6], -0.05))
+    assert "| kmeans-dyn - raw-kmeans | config | +0.100 (4/4) | -0.050 (0/4) |" in text
+    # gen. means per seed: 0.50, 0.51 in the first run -> 0.51 ± 0.01 (2 decimals)
+    assert "| kmeans-dyn | config | 0.51 ± 0.01 | 0.41 ± 0.01 | 0.51 ± 0.01 | 0.41 ± 0.01 |" in text
