@@ -290,6 +290,30 @@ def test_the_rule_leaves_its_diagnostics_to_evaluate_with_equal_results(tmp_path
     assert "seed_stability_ari" not in off and off["metrics"] == want["metrics"]
 
 
+def test_the_json_config_names_the_diagnostic_settings_evaluate_measured_with(tmp_path, shards_file):
+    """As the rules run them: the kmeans job's config has no silhouette_sample / seed_stability
+    (fixed k), the evaluate job gets them (without k): the JSON records them as when the fit
+    measured itself, so the silhouette and seed_stability_ari name the settings behind them."""
+    from insarclust.evaluate import evaluate_labelling
+    from insarclust.labels import Labelling
+
+    path, _ = shards_file
+    features, graph, descriptors, truth_csv = _site(tmp_path, shards_file)
+    diagnostics = ("silhouette_sample", "seed_stability")
+    fit_cfg = {k: v for k, v in CFG.items() if k not in diagnostics}
+    measured = fit_stage(features, path, cfg=CFG, seed=3).stamp("s", "kmeans-dyn", {"kmeans": CFG, "seed": 3})
+    bare = fit_stage(features, path, cfg=fit_cfg, seed=3, measure=False)
+    bare.stamp("s", "kmeans-dyn", {"kmeans": fit_cfg, "seed": 3})
+    for name, fit in (("measured", measured), ("bare", bare)):
+        fit.write(tmp_path / f"{name}.h5")
+    kw = dict(graph_path=graph, shards_path=path, descriptors_path=descriptors, truth_path=truth_csv, thresholds={})
+    want = evaluate_labelling(Labelling.read(tmp_path / "measured.h5"), **kw)
+    got = evaluate_labelling(Labelling.read(tmp_path / "bare.h5"), features_path=features, seed=3,
+                             kmeans_cfg={k: v for k, v in CFG.items() if k != "k"}, **kw)
+    assert got["config"]["kmeans"] == CFG
+    assert json.dumps(got) == json.dumps(want)
+
+
 def test_kmeans_scripts(tmp_path, shards_file):
     from snakemake.iocontainers import Namedlist
 

@@ -129,6 +129,12 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
         config = record.pop("config", None)   # the measures go where the fit put them, before it
         record.update(measured)
         if config is not None:
+            if isinstance(config.get("kmeans"), dict):
+                # the settings the diagnostics were measured with (silhouette_sample,
+                # seed_stability), which the fit's params leave out, beside the fit's own
+                fitted = config["kmeans"]
+                keys = [k for k in fitted if k not in kmeans_cfg] + list(kmeans_cfg)
+                config = {**config, "kmeans": {k: fitted.get(k, kmeans_cfg.get(k)) for k in keys}}
             record["config"] = config
     elif not fit and features_path is not None:
         fit = fit_metrics(H5FeatureSource(features_path), labels, n_clusters, seed=seed,
