@@ -164,3 +164,29 @@ def test_egms_model_columns_are_fitted_to_the_series():
     s_table, s_truth = generate("v-egms-s", "mainland", fmt, n_points=1500, seed=3, variant=Variant(mix="seasonality"))
     amp = s_table.assign(cls=s_truth["class"].to_numpy()).groupby("cls")["seasonality"].median()
     assert amp["trend"] < 1.0 < amp["weak-cycle"] < amp["thaw-cycle"]
+
+
+def test_model_columns_of_series_with_too_few_observations_are_left_empty():
+    """A short archive with gaps leaves some points 5 observations or fewer: their normal matrix
+    can be singular, and np.linalg.solve over the batch stopped the whole generator (a demo site of
+    an EGMS format with demo.years: 0.51 from October). Those points get no model values; the
+    others the same values as fitted alone."""
+    from insarclust.demo import FITTED_COLUMNS, fitted_columns
+
+    rng = np.random.default_rng(0)
+    t_yr = np.arange(40) * 12 / 365.25
+    disp = rng.normal(0, 3, (8, 40)) + 5 * t_yr
+    for i, n_obs in enumerate((1, 2, 3, 4, 5)):   # the first epoch observed, as the generator keeps it
+        disp[i, 1 + n_obs - 1:] = np.nan
+    disp[6, rng.choice(np.arange(1, 40), 30, replace=False)] = np.nan   # 10 observations
+    out = fitted_columns(disp, t_yr)
+    assert set(out) == set(FITTED_COLUMNS)
+    for name, values in out.items():
+        assert np.isnan(values[:5]).all() and np.isfinite(values[5:]).all(), name
+        np.testing.assert_array_equal(values[5:], fitted_columns(disp[5:], t_yr)[name])
+    table, _ = generate("short", "mainland", get_format("egms", FORMATS), n_points=3000, start="2019-10-05",
+                        years=0.51, seed=2)
+    dates = [c for c in table.columns if c.isdigit()]
+    few = table[dates].notna().sum(axis=1).to_numpy() <= 5
+    assert few.any() and table.loc[few, "acceleration"].isna().all()
+    assert table.loc[~few, list(FITTED_COLUMNS)].notna().all().all()

@@ -450,10 +450,15 @@ def fitted_columns(disp: np.ndarray, t_yr: np.ndarray) -> dict:
     design = np.c_[np.ones_like(t), t, t ** 2 / 2, np.cos(w), np.sin(w)]      # (T, 5)
     obs = np.isfinite(disp)
     d = np.where(obs, disp, 0.0)
+    cnt = obs.sum(1)
+    # a series of at most 5 observations (a short archive with gaps) has no residual to fit
+    # against (its normal matrix may be singular, which stopped the whole generator): left
+    # empty, as a product leaves a model it cannot fit; the others' matrices are untouched
+    fits = cnt > design.shape[1]
     normal = np.einsum("nt,ti,tj->nij", obs.astype(float), design, design)     # (n, 5, 5)
+    normal[~fits] = np.eye(design.shape[1])
     coef = np.linalg.solve(normal, (d @ design)[..., None])[..., 0]
     resid = np.where(obs, d - coef @ design.T, 0.0)
-    cnt = obs.sum(1)
     rss = (resid ** 2).sum(1)
     cov = np.linalg.inv(normal) * (rss / np.maximum(cnt - design.shape[1], 1))[:, None, None]
     cos, sin = coef[:, 3], coef[:, 4]
@@ -461,9 +466,12 @@ def fitted_columns(disp: np.ndarray, t_yr: np.ndarray) -> dict:
     # delta method for the amplitude's standard error
     var_amp = (cos ** 2 * cov[:, 3, 3] + sin ** 2 * cov[:, 4, 4] + 2 * cos * sin * cov[:, 3, 4]) \
         / np.maximum(amp ** 2, 1e-12)
-    return {"rmse": np.sqrt(rss / cnt), "mean_velocity_std": np.sqrt(cov[:, 1, 1]),
-            "acceleration": coef[:, 2], "acceleration_std": np.sqrt(cov[:, 2, 2]),
-            "seasonality": amp, "seasonality_std": np.sqrt(var_amp)}
+    out = {"rmse": np.sqrt(rss / cnt), "mean_velocity_std": np.sqrt(cov[:, 1, 1]),
+           "acceleration": coef[:, 2], "acceleration_std": np.sqrt(cov[:, 2, 2]),
+           "seasonality": amp, "seasonality_std": np.sqrt(var_amp)}
+    for values in out.values():
+        values[~fits] = np.nan
+    return out
 
 
 def _static_columns(fmt, rng, dem, slope_deg, vel, coherence, incidence, x, y, disp, dates, p,
