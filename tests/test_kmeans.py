@@ -331,18 +331,24 @@ def test_kmeans_scripts(tmp_path, shards_file):
 
     out = tmp_path / "clusters"
     wildcards = {"site": "demo-x", "variant": "dyn", "method": "kmeans-dyn"}
+    # as the rules hand them over: the fit without its diagnostics (fixed k), which the
+    # evaluate job measures in the variant's features (workflow/rules/common.smk)
+    diagnostics = ("silhouette_sample", "seed_stability")
     fit_args = ({"features": str(features), "shards": str(path)}, {"labels": str(out / "kmeans-dyn.h5")},
-                {"cfg": CFG, "seed": 3}, wildcards)
+                {"cfg": {k: v for k, v in CFG.items() if k not in diagnostics}, "seed": 3}, wildcards)
     eval_args = ({"labels": str(out / "kmeans-dyn.h5"), "graph": str(graph), "shards": str(path),
-                  "descriptors": str(descriptors), "truth": [str(truth_csv)]},
-                 {"metrics": str(out / "kmeans-dyn.json")}, {"thresholds": {}, "fit": {}}, wildcards)
+                  "descriptors": str(descriptors), "truth": [str(truth_csv)], "features": [str(features)]},
+                 {"metrics": str(out / "kmeans-dyn.json")},
+                 {"thresholds": {}, "fit": {"seed": 3, "kmeans_cfg": {k: v for k, v in CFG.items() if k != "k"}}},
+                 wildcards)
     run("kmeans.py", *fit_args)
     run("evaluate.py", *eval_args)
     stored = h5io.read_clusters(out / "kmeans-dyn.h5")
     assert stored["labels"].dtype == np.int32 and stored["split"].dtype == np.uint8
     result = json.loads((out / "kmeans-dyn.json").read_text())
     assert result["site"] == "demo-x" and result["method"] == "kmeans-dyn" and result["variant"] == "dyn"
-    assert result["metrics"]["ari"] > 0.95 and result["config"]["kmeans"]["k"] == 4
+    assert result["metrics"]["ari"] > 0.95 and result["config"]["kmeans"] == CFG
+    assert 0 < result["metrics"]["silhouette"] <= 1 and result["seed_stability_ari"] > 0.95
     assert sorted(p.name for p in out.iterdir()) == ["kmeans-dyn.h5", "kmeans-dyn.json"]  # no temp files
 
     # same input + config => identical labels
