@@ -682,7 +682,14 @@ def report_compare(first: pd.DataFrame, second: pd.DataFrame, names=("in-sample"
 
 def cmd_compare(args) -> None:
     root = Path(args.out)
-    print(report_compare(_read(root / f"sites{args.tag}.jsonl"), _read(root / f"sites{args.against}.jsonl")))
+    runs = []
+    for tag in (args.tag, args.against):
+        path = root / f"sites{tag}.jsonl"
+        if not path.exists():
+            sys.exit(f"no sites run tagged '{tag}': {path} does not exist (tags: "
+                     + ", ".join(sorted(p.stem[len("sites"):] or "''" for p in root.glob("sites*.jsonl"))) + ")")
+        runs.append(_read(path))
+    print(report_compare(*runs))
 
 
 def main(argv=None):

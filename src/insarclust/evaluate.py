@@ -25,6 +25,7 @@ from .descriptors import site_acquisition_dates
 from .errors import InputError
 from .interpret import VOCABULARY, describe_clusters
 from .jsonio import write_json
+from .kmeans import feature_source, measure_fit
 from .labels import FIT_METRICS, Labelling, fit_metrics
 from .spatial import label_coherence
 
@@ -122,8 +123,6 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
     n_clusters = int(record["k"])
     fit = dict(record.pop("metrics", {}))
     if kmeans_cfg is not None:
-        from .kmeans import feature_source, measure_fit
-
         measured = measure_fit(feature_source(features_path, shards_path), labelling, cfg=kmeans_cfg, seed=seed)
         fit = {**measured.pop("metrics"), **fit}
         config = record.pop("config", None)   # the measures go where the fit put them, before it
