@@ -165,6 +165,8 @@ def test_small_cluster_stays_on_the_map():
     accel = np.all(np.isclose(faces, matplotlib.colors.to_rgba(figures.REGIME_COLOURS["accelerating"][0])), axis=1)
     assert accel.sum() == 6                               # every point of the small cluster is drawn
     assert accel[-6:].all()                               # and drawn last, on top of the big one
+    sizes = np.broadcast_to(scatter.get_sizes(), (4000,))
+    assert np.all(sizes[accel] == 24.0) and np.all(sizes[~accel] == 7.5)   # 4x the area (at most 24), so it shows
     plt.close(fig)
     # the sample is seeded and keeps each cluster's share
     rows = figures.map_sample(labels, np.bincount(labels), 4000, seed=0)

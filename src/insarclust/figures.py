@@ -154,8 +154,8 @@ def plot_cluster_map(lat: np.ndarray, lon: np.ndarray, labels: np.ndarray, path=
     lat, lon (N,) degrees; labels (N,). Above ``max_points`` a seeded sample
     stratified by cluster is drawn (:func:`map_sample`; the legend counts stay
     those of all points). Larger clusters are drawn first, so smaller ones lie
-    on top. The axes aspect is 1/cos(mean latitude) so distances look right;
-    points are rasterised.
+    on top, and a cluster under 1 % of the points with larger markers. The axes aspect is
+    1/cos(mean latitude) so distances look right; points are rasterised.
     """
     _style()
     labels = np.asarray(labels)
@@ -166,13 +166,17 @@ def plot_cluster_map(lat: np.ndarray, lon: np.ndarray, labels: np.ndarray, path=
     lat_s, lon_s, lab_s = np.asarray(lat)[rows], np.asarray(lon)[rows], labels[rows]
     fig, ax = plt.subplots(figsize=(8, 7))
     size = float(np.clip(30000.0 / max(len(rows), 1), 0.2, 12.0))
+    # a cluster under 1 % of the points (often the one that matters: a slide among stable
+    # ground) is drawn with 4x the marker area, at least 4 pt^2, so it shows at any site size
+    small = counts < 0.01 * max(n, 1)
+    sizes = np.where(small, min(max(4.0 * size, 4.0), 24.0), size)
     # largest cluster first, smallest last (on top): a small cluster inside a big one stays
     # visible; shuffled within a size so ties do not follow the storage order
     draw = np.random.default_rng(seed).permutation(len(rows))
     draw = draw[np.argsort(-counts[lab_s[draw]], kind="stable")]
     colours = cluster_colors(max(k, 1), clusters)
     rgba = np.array([matplotlib.colors.to_rgba(c) for c in colours])
-    ax.scatter(lon_s[draw], lat_s[draw], c=rgba[lab_s[draw]], s=size,
+    ax.scatter(lon_s[draw], lat_s[draw], c=rgba[lab_s[draw]], s=sizes[lab_s[draw]],
                linewidths=0, rasterized=True)
     mean_lat = float(np.nanmean(lat)) if n else 0.0
     ax.set_aspect(1.0 / max(math.cos(math.radians(mean_lat)), 1e-3))
