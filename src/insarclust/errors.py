@@ -11,7 +11,7 @@ class InputError(ValueError):
 
     def __init__(self, message: str, file=None, row: int | None = None,
                  column: str | None = None, fix: str | None = None):
-        self.file, self.row, self.column, self.fix = file, row, column, fix
+        self.message, self.file, self.row, self.column, self.fix = message, file, row, column, fix
         where = []
         if file is not None:
             where.append(f"file {file}")

@@ -111,7 +111,7 @@ class Format:
             try:
                 normalize_crs(self.crs)
             except InputError as err:
-                bad("crs", str(err).split("\n")[0], err.fix)
+                bad("crs", err.message, err.fix)
         try:
             codecs.lookup(self.encoding)
         except LookupError:

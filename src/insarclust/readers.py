@@ -269,10 +269,10 @@ def _byte_blocks(fh, block_bytes: int, ending: dict | None = None) -> Iterator[m
         cut = _last_newline(buf, filled)
         if filled < need:   # end of the stream
             # the last line may lack its newline; a whitespace-only tail is not a line
-            tail = view[cut + 1:filled].tobytes()
-            end = filled if tail.strip() else cut + 1
+            unterminated = bool(view[cut + 1:filled].tobytes().strip())
+            end = filled if unterminated else cut + 1
             if ending is not None:
-                ending["unterminated"] = bool(tail.strip())
+                ending["unterminated"] = unterminated
             if end > 0:
                 yield view[:end]
             return
