@@ -159,7 +159,10 @@ def test_geopackage_layer_schema_crs_and_rows(tmp_path):
         np.testing.assert_array_equal(col[m], arrays[m])
         names = {c["cluster"]: c["label"] for c in json.loads(metrics[m].read_text())["clusters"]}
         assert [col[f"{m}_regime"][r] for r in rows] == [names[arrays[m][r]] for r in rows]
-    np.testing.assert_allclose(col["trend_mm_yr"], D[:, 0].astype(np.float64))
+    # float32 descriptors as their shortest decimal: the same float32, without widening's digits
+    np.testing.assert_allclose(col["trend_mm_yr"], D[:, 0].astype(np.float64), rtol=1e-7)
+    assert (col["trend_mm_yr"].astype(np.float32) == D[:, 0]).all()
+    assert [repr(float(v)) for v in col["trend_mm_yr"][rows]] == [str(v) for v in D[rows, 0]]
     step = col["step_date"]
     assert np.isnat(step[5]) and np.isnat(step[6]) and (~np.isnat(step)).sum() == n - 2
     assert step[0] == np.datetime64("1970-01-01") + np.timedelta64(int(D[0, 5]), "D")
@@ -216,3 +219,43 @@ def test_geopackage_failure_mid_stream_keeps_its_cause(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="boom mid-stream"):
         write_geopackage(shards, paths, tmp_path / "clusters.gpkg", block_rows=100)
     assert [p.name for p in tmp_path.iterdir() if "clusters" in p.name and p.is_file()] == []
+
+
+def test_float32_as_decimal_equals_the_shortest_repr():
+    """Each float32 becomes the float64 of its shortest round-trip decimal (numpy's float32 repr),
+    over eight decades either side of 1 and the edge values; the float32 is unchanged."""
+    from insarclust.export import float32_as_decimal
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(20000) * 10.0 ** rng.integers(-8, 9, 20000)).astype(np.float32)
+    x[:10] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 0.1, -2.5, 1e-8, 3.4e38, 18262.0]
+    out = float32_as_decimal(x)
+    assert out.dtype == np.float64
+    finite = np.isfinite(x)
+    assert (out[finite].astype(np.float32) == x[finite]).all()
+    assert np.isnan(out[0]) and out[1] == np.inf and out[2] == -np.inf and np.signbit(out[4])
+    expected = np.array([float(np.format_float_positional(v, unique=True)) if np.isfinite(v) else v
+                         for v in x], dtype=np.float64)
+    np.testing.assert_array_equal(out, expected)
+    assert repr(out[5].item()) == "0.1" and x[5].astype(np.float64) != 0.1
+
+
+def test_geopackage_cluster_without_regime_is_null(tmp_path):
+    """A cluster whose JSON has no suggested regime is NULL in the layer, not an empty text."""
+    import pyogrio.raw
+
+    from insarclust.export import write_geopackage
+
+    n = 300
+    shards, _ = make_shards_file(tmp_path / "shards.h5", n=n, n_grid=20, shard_size=128)
+    paths, arrays = _labels(tmp_path, n, ["kmeans-dyn"])
+    k = int(arrays["kmeans-dyn"].max()) + 1
+    metrics = tmp_path / "kmeans-dyn.json"
+    metrics.write_text(json.dumps({"k": k, "clusters": [{"cluster": j, "label": "stable" if j else None}
+                                                         for j in range(k)]}))
+    write_geopackage(shards, paths, tmp_path / "clusters.gpkg", metrics_paths={"kmeans-dyn": metrics})
+    meta, _, _, values = pyogrio.raw.read(tmp_path / "clusters.gpkg")
+    regime = dict(zip(meta["fields"], values))["kmeans-dyn_regime"]
+    zero = arrays["kmeans-dyn"] == 0
+    assert zero.any() and (~zero).any()
+    assert all(v is None for v in regime[zero]) and all(v == "stable" for v in regime[~zero])

@@ -160,10 +160,41 @@ def _maybe_open(path):
 GPKG_BLOCK_ROWS = 65536
 
 
-def regime_names(metrics_path) -> dict[int, str]:
-    """``{cluster id: suggested regime}`` from a method's ``clusters/{method}.json``."""
+def regime_names(metrics_path) -> dict[int, str | None]:
+    """``{cluster id: suggested regime}`` from a method's ``clusters/{method}.json``
+    (None for a cluster without one: a NULL in the layer, not an empty text)."""
     result = json.loads(Path(metrics_path).read_text())
-    return {int(c["cluster"]): str(c.get("label") or "") for c in result.get("clusters") or []}
+    return {int(c["cluster"]): (str(c["label"]) if c.get("label") else None)
+            for c in result.get("clusters") or []}
+
+
+def float32_as_decimal(values) -> np.ndarray:
+    """float32 values as the float64 of their shortest decimal (0.1f -> 0.1, not 0.10000000149).
+
+    A GeoPackage stores reals as float64; widening a float32 keeps its binary
+    value, which a GIS shows with eight spurious digits. Each value becomes the
+    shortest decimal (1 to 9 significant digits) that reads back as the same
+    float32, as Python's ``repr`` of a float32 would print it; vectorised, with
+    no text round trip. Non-finite values and zeros pass unchanged.
+    """
+    x32 = np.asarray(values, dtype=np.float32)
+    out = x32.astype(np.float64)
+    idx = np.flatnonzero(np.isfinite(out) & (out != 0))
+    if not idx.size:
+        return out
+    exponent = np.floor(np.log10(np.abs(out[idx]))).astype(np.int64)
+    for digits in range(1, 10):
+        decimals = digits - 1 - exponent
+        v = out[idx]
+        scale = 10.0 ** np.abs(decimals)      # exact for |decimals| <= 22 (float32's range needs no more here)
+        # m / 10^d and m * 10^d are correctly rounded, so each candidate is the float64 nearest its decimal
+        candidate = np.where(decimals >= 0, np.round(v * scale) / scale, np.round(v / scale) * scale)
+        ok = candidate.astype(np.float32) == x32[idx]
+        out[idx[ok]] = candidate[ok]
+        idx, exponent = idx[~ok], exponent[~ok]
+        if not idx.size:
+            break
+    return out
 
 
 def _wkb_points(x: np.ndarray, y: np.ndarray):
@@ -183,7 +214,7 @@ def _regime_column(labels: np.ndarray, names: dict[int, str]):
 
     k = int(max(names, default=-1)) + 1
     k = max(k, int(labels.max()) + 1 if len(labels) else 0)
-    dictionary = pa.array([names.get(j, "") for j in range(k)], type=pa.string())
+    dictionary = pa.array([names.get(j) for j in range(k)], type=pa.string())
     return pa.DictionaryArray.from_arrays(pa.array(labels, type=pa.int32()), dictionary).cast(pa.string())
 
 
@@ -260,9 +291,9 @@ def write_geopackage(shards_path, label_paths: Mapping[str, str | os.PathLike], 
                 if m in regimes:
                     cols.append(_regime_column(lab, regimes[m]))
             if desc is not None:
-                D = desc.read(start, stop).astype(np.float64)
+                D = desc.read(start, stop)
                 for j, name in enumerate(desc_names):
-                    values = D[:, j]
+                    values = float32_as_decimal(D[:, j]) if D.dtype == np.float32 else D[:, j].astype(np.float64)
                     if name == "step_date":
                         # the descriptors keep the best candidate's date even where no step is
                         # significant (step_mm 0): in a GIS layer that is a date with no step
@@ -282,6 +313,7 @@ def write_geopackage(shards_path, label_paths: Mapping[str, str | os.PathLike], 
     with h5io.atomic_path(gpkg_path, keep_suffix=True) as tmp:
         reader = pa.RecordBatchReader.from_batches(schema, batches())
         try:
+            # geometry_name: the stream's WKB column (GDAL names the layer's ``geom``, the GeoPackage convention)
             pyogrio.write_arrow(reader, str(tmp), layer=layer_name, driver="GPKG", geometry_name="geometry",
                                 geometry_type="Point", crs=crs_wkt(crs))
         except Exception as exc:
