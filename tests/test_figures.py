@@ -179,9 +179,42 @@ def test_many_clusters_of_one_regime_keep_distinct_colours():
     names = ["subsiding"] * 5 + ["stable"] * 4
     colours = figures.cluster_colors(9, [{"cluster": j, "label": name} for j, name in enumerate(names)])
     assert len(set(colours)) == 9
-    assert colours[:4] == figures.REGIME_COLOURS["subsiding"] and colours[5:8] == figures.REGIME_COLOURS["stable"]
+    assert colours[:4] == figures.REGIME_COLOURS["subsiding"] and colours[5:9] == figures.REGIME_COLOURS["stable"][:4]
     others = {c for name, family in figures.REGIME_COLOURS.items() if name not in names for c in family}
     assert not others & set(colours)
+
+
+def test_grey_regimes_keep_shades_apart():
+    """Step and stable clusters share the grey axis: up to three step and five stable clusters
+    get colours at least 34 apart in RGB (0-255), and so do any two listed shades."""
+    import itertools
+
+    def rgb(c):
+        return 255 * np.array(matplotlib.colors.to_rgb(c))
+
+    names = ["step"] * 3 + ["stable"] * 5
+    colours = figures.cluster_colors(8, [{"cluster": j, "label": name} for j, name in enumerate(names)])
+    listed = [c for family in figures.REGIME_COLOURS.values() for c in family]
+    for group in (colours, listed):
+        closest = min(np.linalg.norm(rgb(a) - rgb(b)) for a, b in itertools.combinations(group, 2))
+        assert closest >= 34, closest
+
+
+def test_second_component_line_differs_from_the_fitted_curve():
+    """A decomposed pair's east mean and the fitted curve are told apart by style and width."""
+    grid = np.arange(17500, 17500 + 6 * 80, 6)
+    t = np.arange(80) / 60.0
+    mean, std = -5.0 * t[None, :], np.ones((1, 80))
+    clusters = [{"cluster": 0, "label": "subsiding", "model": "trend",
+                 "descriptors": {"trend_mm_yr": -5.0, "offset_mm": 0.0}}]
+    fig = figures.plot_cluster_series(grid, mean, std, np.array([10]), clusters=clusters,
+                                      components=("up", "east"), second=(2.0 * t[None, :], std))
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    east = next(line for label, line in lines.items() if label.startswith("east"))
+    fit = next(line for label, line in lines.items() if label.startswith("fit"))
+    assert east.get_linestyle() == ":" and fit.get_linestyle() == "--"
+    assert east.get_linewidth() >= 1.5 * fit.get_linewidth()
+    plt.close(fig)
 
 
 def test_empty_cluster_claims_no_motion():
@@ -193,6 +226,19 @@ def test_empty_cluster_claims_no_motion():
                 {"cluster": 1, "label": "stable", "descriptors": {"trend_mm_yr": 0.0}}]
     fig = figures.plot_cluster_series(grid, mean, std, np.array([10, 0]), clusters=clusters)
     assert [ax.get_title() for ax in fig.axes] == ["Cluster 0: subsiding, -5.0 mm/yr", "Cluster 1: empty"]
+    plt.close(fig)
+
+
+def test_training_curve_marks_pretraining_as_having_no_clusters(tmp_path):
+    """Pre-training epochs have no clusters: no 0 % bars, a note instead; joint epochs get bars."""
+    history = [{"epoch": e, "phase": "pretrain" if e <= 3 else "joint", "recon_loss": 1.0 / e,
+                "kl_loss": np.nan if e <= 3 else 0.1, "label_change": np.nan if e <= 3 else 0.02 * e}
+               for e in range(1, 7)]
+    fig = figures.plot_training_curve(history, tmp_path / "loss.png")
+    ax_change = fig.axes[1]
+    assert [p.get_x() + p.get_width() / 2 for p in ax_change.patches] == [4, 5, 6]
+    np.testing.assert_allclose([p.get_height() for p in ax_change.patches], [8, 10, 12])
+    assert any("pre-training" in t.get_text() for t in ax_change.texts)
     plt.close(fig)
 
 

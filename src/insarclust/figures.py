@@ -38,14 +38,16 @@ def cluster_color(cluster: int) -> str:
 
 
 # Colours by kind of motion (Okabe-Ito hues, colour-blind safe), then shades for
-# several clusters of one kind.
+# several clusters of one kind. Step and stable share the grey axis, so their
+# later shades are tinted (a dark blue-grey step, a blue- and a warm-grey stable):
+# no two listed shades are closer than 34 in RGB (0-255), greys included.
 REGIME_COLOURS = {
     "subsiding": ["#D55E00", "#E69F00", "#8C3A00", "#F5B26B"],
     "accelerating": ["#CC79A7", "#8E3F6F", "#E3B3CF"],
     "uplifting": ["#0072B2", "#56B4E9", "#003F63", "#A6D8F5"],
     "seasonal": ["#009E73", "#66C5AB", "#00553E"],
-    "step": ["#000000", "#555555", "#8A8A8A"],
-    "stable": ["#9E9E9E", "#6E6E6E", "#C8C8C8"],
+    "step": ["#000000", "#555555", "#2B3440"],
+    "stable": ["#9E9E9E", "#6E6E6E", "#C8C8C8", "#9FB4D0", "#CDB49B"],
 }
 
 
@@ -242,7 +244,7 @@ def plot_cluster_series(grid_dates: np.ndarray, mean: np.ndarray, std: np.ndarra
     a ``clusters`` entry has descriptors, the fitted trend + annual harmonic +
     step curve is drawn over the mean. ``second``: ``(mean, std)`` (K, G) of
     a second component (the east-west motion of a decomposed pair), drawn
-    dashed over the first; ``components`` names both, e.g. ``("up", "east")``.
+    dotted over the first; ``components`` names both, e.g. ``("up", "east")``.
     """
     _style()
     mean, std = np.atleast_2d(mean), np.atleast_2d(std)
@@ -277,7 +279,8 @@ def plot_cluster_series(grid_dates: np.ndarray, mean: np.ndarray, std: np.ndarra
         if second is not None:
             m2, s2 = second[0][j], second[1][j]
             ax.fill_between(days, m2 - s2, m2 + s2, color="#555555", alpha=0.12, linewidth=0)
-            ax.plot(days, m2, color="#333333", linewidth=1.2, linestyle="-.",
+            # dotted and heavier: the fitted curve is a thin dashed black line
+            ax.plot(days, m2, color="#333333", linewidth=1.8, linestyle=":",
                     label=f"{components[1] if components else 'second'} mean ± 1 std")
         curve = _model_curve(entry, grid_dates)
         if curve is not None:
@@ -407,9 +410,16 @@ def plot_training_curve(history: list[dict], path, title: str = "DSC training", 
     if np.isfinite(change).any():
         fig, (ax, ax_change) = plt.subplots(2, 1, figsize=(6.4, 5.4), sharex=True, constrained_layout=True,
                                             height_ratios=[2, 1])
-        ax_change.bar(epochs, 100 * np.nan_to_num(change), color="tab:gray", width=0.6)
+        logged = np.isfinite(change)
+        ax_change.bar(epochs[logged], 100 * change[logged], color="tab:gray", width=0.6)
         ax_change.set_ylabel("points that changed\ncluster (%)")
         ax_change.set_xlabel("epoch")
+        if (~joint).any():
+            # no clusters exist before the joint phase: say so rather than show empty 0 % bars
+            pre = epochs[~joint]
+            ax_change.text(0.5 * (pre.min() + pre.max()), 0.5, "pre-training:\nno clusters yet",
+                           transform=ax_change.get_xaxis_transform(), ha="center", va="center",
+                           fontsize=8, color="0.4")
     else:
         fig, ax = plt.subplots(figsize=(6.4, 3.6), constrained_layout=True)
     if np.isfinite(recon).any():
