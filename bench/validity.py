@@ -647,7 +647,8 @@ def cmd_report(args) -> None:
 PAIRS = [("kmeans-dyn", "raw-kmeans"), ("kmeans-dyn_smoothed", "raw-kmeans_smoothed"),
          ("descriptors-kmeans", "kmeans-dyn"), ("kmeans-dyn+static", "kmeans-dyn"),
          ("kmeans-dyn_smoothed", "kmeans-dyn"), ("kmeans-dyn+static_smoothed", "kmeans-dyn_smoothed"),
-         ("kmeans-dyn", "pca-kmeans")]
+         ("kmeans-dyn", "pca-kmeans"),
+         ("dsc", "kmeans-dyn_smoothed"), ("dsc", "raw-kmeans_smoothed"), ("dsc", "raw-kmeans")]
 
 
 def report_compare(first: pd.DataFrame, second: pd.DataFrame, names=("in-sample", "held-out")) -> str:
@@ -680,16 +681,22 @@ def report_compare(first: pd.DataFrame, second: pd.DataFrame, names=("in-sample"
     return "\n".join(lines)
 
 
-def cmd_compare(args) -> None:
-    root = Path(args.out)
-    runs = []
-    for tag in (args.tag, args.against):
+def read_tagged_runs(root: Path, tags: str) -> pd.DataFrame:
+    """The ``sites`` runs of comma-separated tags as one table (e.g. the k-means methods' run and
+    DSC's, run apart on the same seeds), so methods of both are paired per site and seed."""
+    frames = []
+    for tag in tags.split(","):
         path = root / f"sites{tag}.jsonl"
         if not path.exists():
             sys.exit(f"no sites run tagged '{tag}': {path} does not exist (tags: "
                      + ", ".join(sorted(p.stem[len("sites"):] or "''" for p in root.glob("sites*.jsonl"))) + ")")
-        runs.append(_read(path))
-    print(report_compare(*runs))
+        frames.append(_read(path))
+    return pd.concat(frames, ignore_index=True)
+
+
+def cmd_compare(args) -> None:
+    root = Path(args.out)
+    print(report_compare(read_tagged_runs(root, args.tag), read_tagged_runs(root, args.against)))
 
 
 def main(argv=None):
@@ -719,7 +726,8 @@ def main(argv=None):
         if name == "public":
             p.add_argument("--datasets", nargs="+", default=PUBLIC_SETS)
         if name == "compare":
-            p.add_argument("--against", required=True, help="tag of the second sites run (e.g. -20261130-heldout)")
+            p.add_argument("--against", required=True, help="tag of the second sites run (e.g. -20261130-heldout); "
+                           "comma-separated tags are read as one run, as is --tag")
         if name == "speed":
             p.add_argument("--n", type=int, default=4096)
             p.add_argument("--T", type=int, default=272, help="epochs (272 = 4.5 years on the 6-day grid)")

@@ -97,3 +97,22 @@ def test_compare_pairs_runs_by_site_and_seed():
     assert "| kmeans-dyn - raw-kmeans | config | +0.100 (4/4) | -0.050 (0/4) |" in text
     # gen. means per seed: 0.50, 0.51 in the first run -> 0.51 ± 0.01 (2 decimals)
     assert "| kmeans-dyn | config | 0.51 ± 0.01 | 0.41 ± 0.01 | 0.51 ± 0.01 | 0.41 ± 0.01 |" in text
+
+
+def test_compare_reads_comma_separated_tags_as_one_run(tmp_path):
+    """DSC and the k-means methods run apart on the same seeds are paired per site and seed."""
+    def write(tag, method, ari):
+        with (tmp_path / f"sites{tag}.jsonl").open("w") as fh:
+            for site in ("gen-a", "demo-b"):
+                for seed in (5, 6):
+                    fh.write(json.dumps({"site": site, "seed": seed, "k_setting": "config", "method": method,
+                                         "ari": ari + 0.01 * seed}) + "\n")
+
+    write("-km", "kmeans-dyn_smoothed", 0.6)
+    write("-dsc", "dsc", 0.7)
+    runs = validity.read_tagged_runs(tmp_path, "-km,-dsc")
+    assert sorted(set(runs.method)) == ["dsc", "kmeans-dyn_smoothed"] and len(runs) == 8
+    text = validity.report_compare(runs, runs)
+    assert "| dsc - kmeans-dyn_smoothed | config | +0.100 (4/4) | +0.100 (4/4) |" in text
+    with pytest.raises(SystemExit, match="-nope"):
+        validity.read_tagged_runs(tmp_path, "-km,-nope")
