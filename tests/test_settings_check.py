@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from insarclust import h5io
 from insarclust.config import coerce_to_schema, with_defaults
 from insarclust.errors import InputError
 from insarclust.kmeans import split_rows
@@ -134,6 +135,33 @@ def test_a_built_demo_site_is_checked_against_the_config(tmp_path, cfg):
                       results=tmp_path / "results")
     # nor are its dates (demo.start/years regenerate it): 80 epochs, a washout that needs more
     check_built_sites(sites, changed(same_size, "embed", washout=100), results=tmp_path / "results")
+
+
+def test_a_lowered_bound_is_checked_against_the_largest_reading(tmp_path, cfg):
+    """shards.h5 stores its largest |displacement| read; a bound lowered below it stops, with
+    the same float32 comparison as the shards stage (a bound equal to the reading passes)."""
+    from insarclust.demo import generate
+    from insarclust.formats import get_format, load_formats
+    from insarclust.shards import ShardsConfig, build_shards
+
+    fmt = get_format("ngu", load_formats(ROOT / "config" / "formats.yaml"))
+    table, _ = generate("site-a", "mainland", fmt, n_points=60, years=1.0, seed=3)
+    dates = [c for c in table.columns if c.isdigit()]
+    assert table[dates].abs().max().max() < 800
+    table.loc[7, dates[4]] = -812.3          # the site's largest reading
+    src = tmp_path / "site.csv"
+    table.to_csv(src, index=False)
+    out = tmp_path / "results/site-a/shards.h5"
+    build_shards([src], fmt, out, "site-a", ShardsConfig(grid_step_days=6))
+    assert h5io.read_attrs(out)["max_abs_mm_read"] == float(np.float32(812.3))
+    sites = pd.DataFrame({"source": [str(src)], "format": ["ngu"]}, index=["site-a"])
+    small = changed(changed(cfg, "graph", k=5), "kmeans", k=2)
+    for bound in (1000, 812.3, None):
+        check_built_sites(sites, changed(small, "shards", max_abs_mm=bound), results=tmp_path / "results")
+    with pytest.raises(InputError, match=r"site 'site-a' was built from displacements up to 812\.3 mm.*"
+                                         r"shards\.max_abs_mm = 500") as err:
+        check_built_sites(sites, changed(small, "shards", max_abs_mm=500), results=tmp_path / "results")
+    assert f"delete {out}" in str(err.value) and "at least 812.3" in str(err.value)
 
 
 def test_a_shard_split_that_holds_out_nothing_says_so(caplog):

@@ -389,6 +389,27 @@ def test_a_changed_setting_plans_exactly_its_jobs(run, name):
         assert planned == set(expected), f"{name} on {site}: planned {sorted(map(str, planned))}"
 
 
+def test_a_lowered_displacement_bound_stops_a_built_site(run):
+    """shards.max_abs_mm reruns nothing (it cannot change a shards.h5), so a bound lowered below
+    a built site's largest reading stops the workflow before any job, naming the site and the fix."""
+    workdir, _ = run
+    largest = {p.parent.name: h5io.read_attrs(p)["max_abs_mm_read"] for p in (workdir / "results").glob("*/shards.h5")}
+    assert largest and all(0 < v < 10000 for v in largest.values())
+    site, top = max(largest.items(), key=lambda kv: kv[1])
+    old = edit_config(workdir, {"shards": {"max_abs_mm": top / 2}})
+    try:
+        proc = subprocess.run([SNAKEMAKE, "--cores", "1", "--dry-run"], cwd=workdir, capture_output=True,
+                              text=True, timeout=300)
+        edit_config(workdir, {"shards": {"max_abs_mm": float(top)}})
+        at_the_largest = planned_jobs(workdir)
+    finally:
+        edit_config(workdir, old)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and f"site '{site}'" in out and "shards.max_abs_mm" in out
+    assert f"delete results/{site}/shards.h5" in out
+    assert at_the_largest == []
+
+
 def test_changed_smooth_H_reruns_only_smoothing_and_dependents(run):
     workdir, _ = run
     methods = methods_of(config_of(workdir))

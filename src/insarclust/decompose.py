@@ -473,6 +473,9 @@ def decompose(asc_path, desc_path, out_path, site: str, cfg: DecomposeConfig | N
         "n_cells_ascending_only": only["ascending"], "n_cells_descending_only": only["descending"],
         "n_cells_too_few_points": n_few, "n_cells_not_solvable": n_degenerate, "n_cells_not_observed_together": n_apart,
     }
+    read = [t.shards.attrs.get("max_abs_mm_read") for t in (asc, desc)]
+    if all(r is not None for r in read):   # both tracks' largest reading, for a lowered shards.max_abs_mm
+        attrs["max_abs_mm_read"] = float(max(read))
     log.info("%s: %d cells of %g m seen by both tracks (%d ascending-only, %d descending-only cells and %d "
              "with under %d points of a track dropped; %d of %d ascending and %d of %d descending points "
              "used); %d grid dates %s..%s every %d days, %d of them observed by both", site, n_cells,

@@ -97,6 +97,7 @@ class _Origin:
     first_rows: list = field(default_factory=list)
     dates: dict = field(default_factory=dict)    # label -> set of the file's date columns (days)
     headings: "_Headings" = field(default_factory=lambda: _Headings())
+    max_abs_mm: float = 0.0                      # largest |displacement| read, every row
 
     def add(self, start: int, label: str, first_row: int):
         self.starts.append(start)
@@ -132,9 +133,20 @@ NODATA_DISPLACEMENT = (-9999.0, 9999.0)
 NODATA_STATIC = (-9999.0,)
 
 
-def _check_values(block, src: CsvInput, fmt: Format, plan, cfg: ShardsConfig) -> None:
+def displacement_bound(max_abs_mm: float | None) -> np.float32:
+    """``shards.max_abs_mm`` as the float32 the displacements are compared with (None: finite only).
+
+    Never above the float32 range: a bound that rounds to inf would let inf through.
+    """
+    f32max = float(np.finfo(np.float32).max)
+    return np.float32(min(float(max_abs_mm), f32max) if max_abs_mm is not None else f32max)
+
+
+def _check_values(block, src: CsvInput, fmt: Format, plan, cfg: ShardsConfig) -> float:
     """Displacements must be finite and within +-max_abs_mm, static values finite (NaN = missing
-    is fine), and neither may hold a no-data code.
+    is fine), and neither may hold a no-data code. Returns the block's largest |displacement|
+    (mm; 0 for an all-empty block), stored in shards.h5 so that a lowered bound is checked
+    against a site already built (``sites.check_built_sites``).
 
     A 1e30 or an inf would pass every later stage and silently wreck the
     clusters (or fail much later, naming no point), so it stops here.
@@ -148,9 +160,7 @@ def _check_values(block, src: CsvInput, fmt: Format, plan, cfg: ShardsConfig) ->
                          fix="correct the value, or leave the cell empty if it is unknown")
     _check_nodata(block.static, NODATA_STATIC, 1.0, block, src, fmt, fmt.static, "value")
     disp = block.displacement
-    # never above the float32 range: a bound that rounds to inf would let inf through
-    f32max = float(np.finfo(np.float32).max)
-    bound = np.float32(min(float(cfg.max_abs_mm), f32max) if cfg.max_abs_mm is not None else f32max)
+    bound = displacement_bound(cfg.max_abs_mm)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)   # an all-NaN block has no max
         hi, lo = np.nanmax(disp, initial=-np.inf), np.nanmin(disp, initial=np.inf)
@@ -158,7 +168,7 @@ def _check_values(block, src: CsvInput, fmt: Format, plan, cfg: ShardsConfig) ->
     if lo <= min(codes) or hi >= max(codes):   # only then can a block hold a code: search it
         _check_nodata(disp, codes, fmt.to_mm, block, src, fmt, plan.date_columns, "displacement")
     if not (hi > bound or lo < -bound):
-        return
+        return max(float(hi), -float(lo), 0.0)
     with np.errstate(invalid="ignore"):
         bad = np.abs(disp) > bound
     i, row = block.first(bad.any(axis=1))
@@ -425,7 +435,8 @@ def build_shards(paths, fmt: Format, out_path, site: str, cfg: ShardsConfig | No
         if needs is not None:
             check_site(site, needs, n_points=int(keep.sum()), file=", ".join(s.label for s in inputs))
         hasher.join()
-        summary = _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, digest)
+        summary = _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, digest,
+                              max_abs_mm_read=origin.max_abs_mm)
     except BaseException:
         with contextlib.suppress(OSError):
             partial_bytes[f"{out_path} (sorted runs)"] = sum(
@@ -457,7 +468,7 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
             del table
             n = len(block.lat)
             keep_sorted = _validate_block(block, src, fmt, cfg)
-            _check_values(block, src, fmt, plan, cfg)
+            origin.max_abs_mm = max(origin.max_abs_mm, _check_values(block, src, fmt, plan, cfg))
             origin.add(total, src.label, block.first_row)
             origin.headings.add(block, src.label, fmt)
             if all_dates:
@@ -560,7 +571,8 @@ def _check_not_split_by_date(pid, file_a, row_a, file_b, row_b, origin, fmt) -> 
             "shards.duplicates: keep-first would drop the repeated rows with their dates")
 
 
-def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, digest: dict) -> dict:
+def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, digest: dict,
+                max_abs_mm_read: float = 0.0) -> dict:
     kept = np.nonzero(keep)[0]
     n = len(kept)   # > 0: build_shards stops before when nothing is kept
     order = kept[np.lexsort((kept, keys[kept]))]
@@ -579,7 +591,10 @@ def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, digest:
              "source_files": json.dumps(digest["files"]),
              "insarclust_version": __version__, "regularization": cfg.method,
              "grid_step_days": int(cfg.grid_step_days), "n_dropped": int(len(keys) - n),
-             "geometry_columns": list(fmt.geometry)}
+             "geometry_columns": list(fmt.geometry),
+             # the largest |displacement| of any row read (mm): a lowered shards.max_abs_mm is
+             # checked against it without reading the CSV again
+             "max_abs_mm_read": float(max_abs_mm_read)}
 
     def assemble(s: int, writer: ShardsWriter):
         """Shard ``s``: rows read back from the runs in rank order, resampled; its series are

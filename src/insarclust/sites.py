@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -118,7 +119,9 @@ def source_files(site: str, source: "SiteSource", sites_path) -> list[str]:
 
 def check_built_sites(sites: pd.DataFrame, config: Mapping, results="results") -> None:
     """A ``shards.h5`` that is up to date must still be big enough for the current config
-    (raising ``kmeans.k`` on a small site stops here, before any job)."""
+    (raising ``kmeans.k`` on a small site stops here, before any job), and must hold no
+    displacement beyond a lowered ``shards.max_abs_mm`` (the bound is not a param of the
+    shards stage, so lowering it reruns nothing; the largest reading is stored instead)."""
     import h5py
 
     needs = site_needs(config)
@@ -137,6 +140,7 @@ def check_built_sites(sites: pd.DataFrame, config: Mapping, results="results") -
             with h5py.File(path, "r") as f:
                 counts = (int(f.attrs["n_points"]), len(f["series/dates"]), len(f["series/grid_dates"]))
                 step = int(f.attrs.get("grid_step_days", 0)) or None
+                read_max = f.attrs.get("max_abs_mm_read")   # absent in files of older versions
         except (OSError, KeyError):
             continue  # unreadable: its stage reruns and reports
         if source.is_demo:
@@ -145,8 +149,24 @@ def check_built_sites(sites: pd.DataFrame, config: Mapping, results="results") -
             if counts[0] != int(config.get("demo", {}).get("n_points", counts[0])):
                 continue
             counts, step = (counts[0], None, None), None
+        _check_built_bound(site, path, read_max, (config.get("shards") or {}).get("max_abs_mm", 10000))
         check_site(site, needs, *counts, file=str(path), grid_step_days=step,
                    also=f"if the site's input has changed, delete {path} to rebuild it")
+
+
+def _check_built_bound(site: str, path: Path, read_max, max_abs_mm) -> None:
+    """Stop when a built site was read from displacements beyond the current bound."""
+    from .shards import displacement_bound
+
+    if read_max is None or max_abs_mm is None:
+        return
+    bound = displacement_bound(max_abs_mm)
+    if np.float32(read_max) > bound:
+        raise InputError(f"site '{site}' was built from displacements up to {float(read_max):.6g} mm, beyond "
+                         f"shards.max_abs_mm = {float(bound):g} mm (lowered since it was built)", file=str(path),
+                         fix=f"delete {path} so that the shards stage reads the input again and names the row "
+                             f"and column of each such value; or raise shards.max_abs_mm to at least "
+                             f"{float(read_max):.6g} if such motion is real")
 
 
 # --------------------------------------------------------------------------- #
