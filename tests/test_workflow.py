@@ -410,6 +410,23 @@ def test_a_lowered_displacement_bound_stops_a_built_site(run):
     assert at_the_largest == []
 
 
+def test_a_static_weight_of_one_format_reruns_only_its_sites(run):
+    """embed.static_weight as a mapping reruns the dyn+static chain of the sites whose format has
+    a named column, and nothing of the others (their weights cannot change)."""
+    workdir, _ = run
+    chain = PLANS["embed.static_weight"][1] - {"summary", "all"}
+    for weight, changed_site, same_site in (({"ELEVATION": 0.5}, "demo-b", "demo-a"),     # svalbard's
+                                            ({"height": 0.5}, "demo-a", "demo-b")):       # ngu's
+        old = edit_config(workdir, {"embed": {"static_weight": weight}})
+        try:
+            jobs = planned_jobs(workdir)
+        finally:
+            edit_config(workdir, old)
+        planned = {site: {_job_key(j) for j in jobs if j["wildcards"].get("site") == site} for site, *_ in SITES}
+        assert planned[changed_site] == chain, weight
+        assert planned[same_site] == set(), weight
+
+
 def test_changed_smooth_H_reruns_only_smoothing_and_dependents(run):
     workdir, _ = run
     methods = methods_of(config_of(workdir))

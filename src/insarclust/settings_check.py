@@ -41,13 +41,22 @@ def _non_finite(value, path: str = ""):
     return None
 
 
+def site_static_columns(spec: Mapping, pair: bool = False) -> set[str]:
+    """The static columns a site of format ``spec`` (a formats.yaml block) can have: its static,
+    optional static and geometry columns; a decomposed pair has its own (height and the
+    tracks' velocities decomposed)."""
+    from .decompose import PAIR_STATIC
+
+    if pair:
+        return {"height", *PAIR_STATIC}
+    return {col for key in ("static", "optional_static", "geometry") for col in spec.get(key) or ()}
+
+
 def known_static_columns(formats: Mapping) -> set[str]:
     """Every static column a site can have: the static, optional static and geometry columns of
     the formats (formats.yaml as a dict), and a decomposed pair's own."""
-    from .decompose import PAIR_STATIC
-
-    return {col for spec in formats.values() for key in ("static", "optional_static", "geometry")
-            for col in spec.get(key) or ()} | set(PAIR_STATIC)
+    return set().union(*(site_static_columns(spec) for spec in formats.values()),
+                       site_static_columns({}, pair=True))
 
 
 # Points per cluster the silhouette sample needs when it chooses k.

@@ -319,6 +319,22 @@ def baseline_params(wildcards):
     return out
 
 
+def static_weight_params(wildcards):
+    """embed.static_weight as far as the site can read it: a mapping keeps the columns the site's
+    format (or a decomposed pair) can have, so weighting another format's column reruns nothing
+    here; a mapping left empty weighs like the default 1.0 (unnamed columns 1, geometry 0).
+    """
+    weight = config["embed"]["static_weight"]
+    if not isinstance(weight, dict):
+        return weight
+    site = wildcards.site
+    columns = _settings_check.site_static_columns(
+        FORMATS[SITES.loc[site, "format"]], pair=SOURCES[site].kind == "pair"
+    )
+    named = {k: v for k, v in weight.items() if k in columns}
+    return named or 1.0
+
+
 def report_params():
     return {k: config["report"][k] for k in ("max_map_points", "dpi")}
 

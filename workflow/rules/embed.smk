@@ -76,6 +76,6 @@ rule static_features:
     resources:
         **requests("static_features"),
     params:
-        static_weight=config["embed"]["static_weight"],
+        static_weight=static_weight_params,
     script:
         "../../scripts/static_features.py"
