@@ -540,6 +540,20 @@ def test_kmeans_diagnostics_do_not_refit(tmp_path):
     edit_config(workdir, old)
 
 
+def _check_unread(workdir: Path, off: dict, on: dict, unread: list, targets: list) -> None:
+    """Under ``off`` each change of ``unread`` plans nothing; under ``on`` it plans its rule."""
+    for switch, reads in ((off, False), (on, True)):
+        edit_config(workdir, switch)
+        snakemake(workdir, *targets)
+        for rule, change in unread:
+            old = edit_config(workdir, change)
+            try:
+                planned = {j["rule"] for j in planned_jobs(workdir, *targets)}
+            finally:
+                edit_config(workdir, old)
+            assert planned == ({rule} if reads else set()), (switch, change, planned)
+
+
 def test_a_setting_its_switch_leaves_unread_reruns_nothing(tmp_path):
     """A setting read only under another setting's choice is no param under the other choices
     (as kmeans.k_range, shards.ransac): graph.bandwidth_m with binary weights, the descriptor
@@ -556,16 +570,18 @@ def test_a_setting_its_switch_leaves_unread_reruns_nothing(tmp_path):
               ("dsc", {"dsc": {"centre_weight": 0.3}})]
     workdir = make_workdir(tmp_path / "repo", sites=SITES[:1], changes=off)
     targets = [f"results/demo-a/{f}" for f in ("graph.h5", "clusters/descriptors-kmeans.h5", "clusters/dsc.h5")]
-    for switch, reads in ((off, False), (on, True)):
-        edit_config(workdir, switch)
-        snakemake(workdir, *targets)
-        for rule, change in unread:
-            old = edit_config(workdir, change)
-            try:
-                planned = {j["rule"] for j in planned_jobs(workdir, *targets)}
-            finally:
-                edit_config(workdir, old)
-            assert planned == ({rule} if reads else set()), (switch, change, planned)
+    _check_unread(workdir, off, on, unread, targets)
+
+
+def test_the_unread_settings_of_a_representation_or_variant_rerun_nothing(tmp_path):
+    """embed.ridge with a pooled representation (mean, last) and dsc.channels with the LSTM-only
+    variant (no CNN) are no params; with the reservoir representation and the CNN they are."""
+    off = {"embed": {"representation": "mean"}, "dsc": {"enabled": True, "variant": "lstm"}}
+    on = {"embed": {"representation": "reservoir"}, "dsc": {"variant": "cnn-lstm"}}
+    unread = [("embed_fit", {"embed": {"ridge": 3.0}}), ("dsc", {"dsc": {"channels": [4, 6]}})]
+    workdir = make_workdir(tmp_path / "repo", sites=SITES[:1], changes=off)
+    targets = [f"results/demo-a/{f}" for f in ("embed/model.pt", "clusters/dsc.h5")]
+    _check_unread(workdir, off, on, unread, targets)
 
 
 @pytest.mark.slow

@@ -266,16 +266,26 @@ def kmeans_evaluate_params():
     return result_params(config, "kmeans", drop=("k", "k_range"))
 
 
+def embed_params():
+    """The embedding's result settings but ridge, which the pooled representations (last, mean)
+    never read (it is the ridge of the output and reservoir representations)."""
+    pooled = config["embed"]["representation"] in ("last", "mean")
+    return result_params(config, "embed", drop=("ridge",) if pooled else ())
+
+
 def dsc_params():
     """DSC's result settings but those its choices leave unread: spatial_bands without the
     spatial branch; pre-training and the reconstruction weight (centre_weight) without a
-    decoder (encoder-only). silhouette_sample is read by DSC's evaluate job."""
+    decoder (encoder-only); the CNN widths (channels) without a CNN (lstm).
+    silhouette_sample is read by DSC's evaluate job."""
     dsc = config["dsc"]
     drop = ["silhouette_sample"]
     if not dsc["spatial_branch"]:
         drop.append("spatial_bands")
     if dsc["variant"] == "encoder-only":
         drop += ["pretrain_epochs", "centre_weight"]
+    if dsc["variant"] == "lstm":
+        drop.append("channels")
     return result_params(config, "dsc", drop=drop)
 
 

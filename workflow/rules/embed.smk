@@ -14,7 +14,7 @@ rule embed_fit:
     resources:
         **requests("embed_fit"),
     params:
-        cfg=result_params(config, "embed"),
+        cfg=embed_params(),
         seed=config["seed"],
     script:
         "../../scripts/embed_fit.py"
