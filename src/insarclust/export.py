@@ -174,7 +174,7 @@ def float32_as_decimal(values) -> np.ndarray:
     A GeoPackage stores reals as float64; widening a float32 keeps its binary
     value, which a GIS shows with eight spurious digits. Each value becomes the
     shortest decimal (1 to 9 significant digits) that reads back as the same
-    float32, as Python's ``repr`` of a float32 would print it; vectorised, with
+    float32, as numpy prints a float32; vectorised, with
     no text round trip. Non-finite values and zeros pass unchanged.
     """
     x32 = np.asarray(values, dtype=np.float32)
