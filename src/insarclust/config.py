@@ -298,12 +298,34 @@ def result_params(config: Mapping, name: str, drop=()) -> dict:
     return {k: section[k] for k in stage_keys(name, section) if k not in drop}
 
 
+# The representations that pool the states: they never read embed.ridge (the ridge of the
+# output and reservoir representations), so it is no result setting of theirs.
+POOLED_REPRESENTATIONS = ("last", "mean")
+
+
+def embed_result_params(config: Mapping) -> dict:
+    """The embedding's result settings (``embed_fit`` params): ridge only where it is read."""
+    pooled = config["embed"]["representation"] in POOLED_REPRESENTATIONS
+    return result_params(config, "embed", drop=("ridge",) if pooled else ())
+
+
 def embed_settings(config: Mapping) -> str:
     """The embedding's result settings and seed as sorted JSON: stored in ``dyn.h5`` by
     ``embed_gather`` and compared by the workflow before it keeps a recorded split."""
     import json
 
-    return json.dumps({**result_params(config, "embed"), "seed": config["seed"]}, sort_keys=True)
+    return json.dumps({**embed_result_params(config), "seed": config["seed"]}, sort_keys=True)
+
+
+def same_embed_settings(recorded, config: Mapping) -> bool:
+    """Whether settings recorded by :func:`embed_settings` (parsed) are the config's. A record of
+    a pooled representation made while it still held ``ridge`` (unread there) matches too."""
+    import json
+
+    current = json.loads(embed_settings(config))
+    if isinstance(recorded, dict) and "ridge" not in current:
+        recorded = {k: v for k, v in recorded.items() if k != "ridge"}
+    return recorded == current
 
 
 def build_stage(name: str, section: Mapping, **fixed):

@@ -24,8 +24,9 @@ from insarclust import sites as _sites  # noqa: E402
 from insarclust import settings_check as _settings_check  # noqa: E402
 from insarclust.config import (
     coerce_to_schema,
-    embed_settings,
+    embed_result_params,
     result_params,
+    same_embed_settings,
     with_defaults,
 )  # noqa: E402
 from insarclust.descriptors import FIT_DEFAULTS  # noqa: E402
@@ -143,7 +144,7 @@ def embed_parts(wildcards):
 
             with h5py.File(dyn, "r") as f:
                 made_with = json.loads(f.attrs.get("embed_settings", "null"))
-                if made_with == json.loads(embed_settings(config)):
+                if same_embed_settings(made_with, config):
                     n = int(f.attrs.get("n_parts", n))
         except (OSError, ValueError):
             pass
@@ -269,8 +270,7 @@ def kmeans_evaluate_params():
 def embed_params():
     """The embedding's result settings but ridge, which the pooled representations (last, mean)
     never read (it is the ridge of the output and reservoir representations)."""
-    pooled = config["embed"]["representation"] in ("last", "mean")
-    return result_params(config, "embed", drop=("ridge",) if pooled else ())
+    return embed_result_params(config)
 
 
 def dsc_params():
