@@ -259,3 +259,23 @@ def test_geopackage_cluster_without_regime_is_null(tmp_path):
     zero = arrays["kmeans-dyn"] == 0
     assert zero.any() and (~zero).any()
     assert all(v is None for v in regime[zero]) and all(v == "stable" for v in regime[~zero])
+
+
+def test_float32_as_decimal_is_exact_at_every_magnitude():
+    """Beyond the decades where 10**d is an exact float64 (|d| > 22: magnitudes under 1e-13 or
+    over 1e22, subnormals, near the float32 maximum), each value is still the float64 of numpy's
+    shortest float32 decimal (7.80198e-18, not 7.801980000000001e-18), without overflow warnings."""
+    import warnings
+
+    from insarclust.export import float32_as_decimal
+
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal(4000) * 10.0 ** rng.integers(-45, 39, 4000)).astype(np.float32)
+    x = np.concatenate([x, np.float32([7.80198e-18, 2.1191486e34, 1e-45, 3.4028235e38, -1.1754944e-38])])
+    x = x[np.isfinite(x) & (x != 0)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = float32_as_decimal(x)
+    assert (out.astype(np.float32) == x).all()
+    np.testing.assert_array_equal(out, [float(np.format_float_scientific(v, unique=True)) for v in x])
+    assert repr(float32_as_decimal(np.float32([7.80198e-18]))[0].item()) == "7.80198e-18"

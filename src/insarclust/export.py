@@ -174,8 +174,10 @@ def float32_as_decimal(values) -> np.ndarray:
     A GeoPackage stores reals as float64; widening a float32 keeps its binary
     value, which a GIS shows with eight spurious digits. Each value becomes the
     shortest decimal (1 to 9 significant digits) that reads back as the same
-    float32, as numpy prints a float32; vectorised, with
-    no text round trip. Non-finite values and zeros pass unchanged.
+    float32, as numpy prints a float32; vectorised, with no text round trip for
+    magnitudes 1e-13 to 1e22 (those need no power of ten beyond 1e22, which
+    float64 holds exactly); the rare values outside go through numpy's text.
+    Non-finite values and zeros pass unchanged.
     """
     x32 = np.asarray(values, dtype=np.float32)
     out = x32.astype(np.float64)
@@ -183,17 +185,23 @@ def float32_as_decimal(values) -> np.ndarray:
     if not idx.size:
         return out
     exponent = np.floor(np.log10(np.abs(out[idx]))).astype(np.int64)
+    # |decimals| = |digits - 1 - exponent| <= 22 for 1..9 digits (one decade spare for log10's rounding)
+    far = (exponent < -13) | (exponent > 21)
+    for i in idx[far]:
+        out[i] = float(np.format_float_scientific(x32[i], unique=True))
+    idx, exponent = idx[~far], exponent[~far]
     for digits in range(1, 10):
-        decimals = digits - 1 - exponent
-        v = out[idx]
-        scale = 10.0 ** np.abs(decimals)      # exact for |decimals| <= 22 (float32's range needs no more here)
-        # m / 10^d and m * 10^d are correctly rounded, so each candidate is the float64 nearest its decimal
-        candidate = np.where(decimals >= 0, np.round(v * scale) / scale, np.round(v / scale) * scale)
-        ok = candidate.astype(np.float32) == x32[idx]
-        out[idx[ok]] = candidate[ok]
-        idx, exponent = idx[~ok], exponent[~ok]
         if not idx.size:
             break
+        decimals = digits - 1 - exponent
+        v = out[idx]
+        scale = 10.0 ** np.abs(decimals)      # exact: |decimals| <= 22
+        # m / 10^d and m * 10^d are correctly rounded, so each candidate is the float64 nearest its decimal
+        candidate = np.where(decimals >= 0, np.round(v * scale) / scale, np.round(v / scale) * scale)
+        with np.errstate(over="ignore"):      # a candidate beyond the float32 range is no match
+            ok = candidate.astype(np.float32) == x32[idx]
+        out[idx[ok]] = candidate[ok]
+        idx, exponent = idx[~ok], exponent[~ok]
     return out
 
 
