@@ -164,6 +164,28 @@ def test_a_lowered_bound_is_checked_against_the_largest_reading(tmp_path, cfg):
     assert f"delete {out}" in str(err.value) and "at least 812.3" in str(err.value)
 
 
+def test_a_lowered_bound_is_checked_against_a_built_demo_pair(tmp_path, cfg):
+    """A demo pair's shards.h5 (decomposed cells) stores its tracks' largest reading: a bound lowered
+    below it stops too, while both tracks still have the demo's size (another size regenerates
+    it); its cell count is never judged against the demo's point count."""
+    import h5py
+
+    out = tmp_path / "results/pair-a/shards.h5"
+    make_shards_file(out, n=300, n_grid=80, shard_size=128)   # 300 cells of two 400-point tracks
+    with h5py.File(out, "a") as f:
+        f.attrs.update(max_abs_mm_read=81.5, n_points_ascending=400, n_points_descending=400)
+    sites = pd.DataFrame({"source": ["asc=demo:mainland;desc=demo:mainland"], "format": ["egms"]},
+                         index=["pair-a"])
+    demo = changed(cfg, "demo", n_points=400)
+    for bound in (81.5, None, float("inf")):
+        check_built_sites(sites, changed(demo, "shards", max_abs_mm=bound), results=tmp_path / "results")
+    with pytest.raises(InputError, match=r"site 'pair-a' was built from displacements up to 81\.5 mm"):
+        check_built_sites(sites, changed(demo, "shards", max_abs_mm=50), results=tmp_path / "results")
+    # another demo size: regenerated first, not judged by the old file
+    check_built_sites(sites, changed(changed(cfg, "demo", n_points=500), "shards", max_abs_mm=50),
+                      results=tmp_path / "results")
+
+
 def test_a_shard_split_that_holds_out_nothing_says_so(caplog):
     with caplog.at_level(logging.WARNING, logger="insarclust.kmeans"):
         split = split_rows(1000, 0.2, "shard", np.array([0, 500, 1000]), seed=0)
