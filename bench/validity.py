@@ -690,8 +690,16 @@ def read_tagged_runs(root: Path, tags: str) -> pd.DataFrame:
         if not path.exists():
             sys.exit(f"no sites run tagged '{tag}': {path} does not exist (tags: "
                      + ", ".join(sorted(p.stem[len("sites"):] or "''" for p in root.glob("sites*.jsonl"))) + ")")
-        frames.append(_read(path))
-    return pd.concat(frames, ignore_index=True)
+        frames.append(_read(path).assign(_tag=tag))
+    runs = pd.concat(frames, ignore_index=True)
+    # one method of one site, seed and k in two tags would be averaged silently by the pairing
+    key = ["site", "seed", "k_setting", "method"]
+    shared = runs.groupby(key)._tag.nunique()
+    if (shared > 1).any():
+        (site, seed, k, method), = shared[shared > 1].index[:1]
+        sys.exit(f"tags {tags} hold {method} of {site}, seed {seed}, k {k} more than once: "
+                 "give each method of a seed one tag")
+    return runs.drop(columns="_tag")
 
 
 def cmd_compare(args) -> None:

@@ -116,3 +116,6 @@ def test_compare_reads_comma_separated_tags_as_one_run(tmp_path):
     assert "| dsc - kmeans-dyn_smoothed | config | +0.100 (4/4) | +0.100 (4/4) |" in text
     with pytest.raises(SystemExit, match="-nope"):
         validity.read_tagged_runs(tmp_path, "-km,-nope")
+    write("-dsc2", "dsc", 0.1)   # the same method, sites and seeds in a second tag: not averaged
+    with pytest.raises(SystemExit, match="more than once"):
+        validity.read_tagged_runs(tmp_path, "-dsc,-dsc2")
