@@ -144,6 +144,27 @@ def test_embedding_verdicts_compare_like_for_like_and_say_when_the_embedding_los
     assert "Does the embedding earn its cost?" in text and "One fit per method with one seed" in text
 
 
+def test_dsc_is_set_against_the_smoothed_raw_series_and_the_smoothed_embedding(tmp_path):
+    """DSC, the most expensive stage, gets its own verdict, also when it loses; a different
+    dsc.k is named and put on nobody."""
+    paths = [_write(tmp_path, s, m, _result(s, m, k=k, ari=a)) for s, m, k, a in [
+        ("demo-a", "kmeans-dyn_smoothed", 4, 0.88), ("demo-a", "raw-kmeans_smoothed", 4, 0.87),
+        ("demo-a", "dsc", 4, 0.69),
+        ("demo-b", "kmeans-dyn_smoothed", 4, 0.50), ("demo-b", "raw-kmeans_smoothed", 4, 0.46),
+        ("demo-b", "dsc", 4, 0.62),
+        ("demo-c", "raw-kmeans_smoothed", 4, 0.80), ("demo-c", "dsc", 6, 0.60)]]
+    a, b, c = summary.embedding_verdicts(summary.summarize(paths))
+    assert ("DSC (dsc, ARI 0.69) loses to k-means on the raw series smoothed over the graph "
+            "(raw-kmeans_smoothed, 0.87): DSC adds nothing here") in a
+    assert "DSC (dsc, ARI 0.69) loses to the smoothed embedding (kmeans-dyn_smoothed, 0.88)" in a
+    assert "DSC (dsc, ARI 0.62) beats k-means on the raw series smoothed over the graph" in b
+    assert "DSC adds nothing" not in b and "beats the smoothed embedding" in b
+    assert "k = 6 against k = 4" in c and "adds nothing" not in c
+    out = tmp_path / "summary.html"
+    summary.write_comparison_html(paths, out)
+    assert "Do the embedding and DSC earn their cost?" in out.read_text()
+
+
 def test_only_truth_metrics_are_highlighted(tmp_path):
     """Silhouette & co. live in each method's own feature space and spatial coherence favours
     smoothed methods: no 'best' across methods for them."""

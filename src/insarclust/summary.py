@@ -323,6 +323,11 @@ def embedding_verdicts(table: pd.DataFrame) -> list[str]:
     have different k (``baselines.k``, or ``k: auto``) the sentence says so and
     puts nothing on the embedding. Plain sentences, also when the embedding loses; empty
     without ARI or without the peers.
+
+    DSC, the most expensive stage, clusters space-time patches (spatial context
+    like the graph smoothing): it is set against the raw series smoothed over
+    the graph (``raw-kmeans_smoothed``), "DSC adds nothing here" unless it beats
+    them, and against the smoothed embedding (``kmeans-dyn_smoothed``).
     """
     ari = table[table["metric"] == "ari"]
     ks = table[table["metric"] == "k"]
@@ -349,9 +354,33 @@ def embedding_verdicts(table: pd.DataFrame) -> list[str]:
             parts.append(f"the best unsmoothed embedding variant ({best}, {variants[best]:.2f}) {verdict} "
                          f"k-means on per-point descriptors (descriptors-kmeans, {scores['descriptors-kmeans']:.2f})"
                          + _other_k(k, best, "descriptors-kmeans"))
+        if "dsc" in scores:
+            parts += _dsc_verdicts(scores, k)
         if parts:
             out.append(f"{site}: " + "; ".join(parts) + ".")
     return out
+
+
+def _dsc_verdicts(scores: Mapping[str, float], k: Mapping) -> list[str]:
+    """DSC against the smoothed raw series (its fair peer: both use spatial context) and the
+    smoothed embedding; a part per peer present."""
+    parts = []
+    for peer, what in (("raw-kmeans_smoothed", "k-means on the raw series smoothed over the graph"),
+                       ("kmeans-dyn_smoothed", "the smoothed embedding")):
+        if peer not in scores:
+            continue
+        verdict = _versus(scores["dsc"], scores[peer])
+        other_k = _other_k(k, "dsc", peer)
+        nothing = peer == "raw-kmeans_smoothed" and verdict != "beats" and not other_k
+        parts.append(f"DSC (dsc, ARI {scores['dsc']:.2f}) {verdict} {what} ({peer}, {scores[peer]:.2f})"
+                     + other_k + (": DSC adds nothing here" if nothing else ""))
+    return parts
+
+
+def _verdicts_title(table: pd.DataFrame) -> str:
+    if (table["method"] == "dsc").any():
+        return "Do the embedding and DSC earn their cost?"
+    return "Does the embedding earn its cost?"
 
 
 def comparison_html(table: pd.DataFrame, results: Mapping[tuple[str, str], Mapping],
@@ -372,7 +401,7 @@ def comparison_html(table: pd.DataFrame, results: Mapping[tuple[str, str], Mappi
             "labels give about the sum of the squared cluster shares).</p>",
             comparison_table_html(table),
             f'<ul class="note">{legend}</ul>',
-            *(["<h2>Does the embedding earn its cost?</h2><ul>"
+            *([f"<h2>{_verdicts_title(table)}</h2><ul>"
                + "".join(f"<li>{html.escape(v)}</li>" for v in verdicts) + "</ul>"
                + f'<p class="note">One fit per method with one seed: ARIs within {LEVEL_ARI} are called '
                "level, and another seed can move a method by more than that. docs/validity.md "
