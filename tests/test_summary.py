@@ -156,10 +156,15 @@ def test_dsc_is_set_against_the_smoothed_raw_series_and_the_smoothed_embedding(t
     a, b, c = summary.embedding_verdicts(summary.summarize(paths))
     assert ("DSC (dsc, ARI 0.69) loses to k-means on the raw series smoothed over the graph "
             "(raw-kmeans_smoothed, 0.87): DSC adds nothing here") in a
-    assert "DSC (dsc, ARI 0.69) loses to the smoothed embedding (kmeans-dyn_smoothed, 0.88)" in a
+    assert "DSC adds nothing here; it loses to the smoothed embedding (kmeans-dyn_smoothed, 0.88)" in a
     assert "DSC (dsc, ARI 0.62) beats k-means on the raw series smoothed over the graph" in b
-    assert "DSC adds nothing" not in b and "beats the smoothed embedding" in b
-    assert "k = 6 against k = 4" in c and "adds nothing" not in c
+    assert "DSC adds nothing" not in b and "; it beats the smoothed embedding" in b
+    assert "k = 6 against k = 4" in c and "adds nothing" not in c and c.count("DSC (dsc, ARI 0.60)") == 1
+    # only the smoothed embedding beside it: DSC is still the subject
+    paths = [_write(tmp_path, "demo-d", m, _result("demo-d", m, ari=a)) for m, a in
+             [("kmeans-dyn_smoothed", 0.70), ("dsc", 0.50)]]
+    (d,) = summary.embedding_verdicts(summary.summarize(paths))
+    assert d == "demo-d: DSC (dsc, ARI 0.50) loses to the smoothed embedding (kmeans-dyn_smoothed, 0.70)."
     out = tmp_path / "summary.html"
     summary.write_comparison_html(paths, out)
     assert "Do the embedding and DSC earn their cost?" in out.read_text()

@@ -372,7 +372,8 @@ def _dsc_verdicts(scores: Mapping[str, float], k: Mapping) -> list[str]:
         verdict = _versus(scores["dsc"], scores[peer])
         other_k = _other_k(k, "dsc", peer)
         nothing = peer == "raw-kmeans_smoothed" and verdict != "beats" and not other_k
-        parts.append(f"DSC (dsc, ARI {scores['dsc']:.2f}) {verdict} {what} ({peer}, {scores[peer]:.2f})"
+        subject = "it" if parts else f"DSC (dsc, ARI {scores['dsc']:.2f})"
+        parts.append(f"{subject} {verdict} {what} ({peer}, {scores[peer]:.2f})"
                      + other_k + (": DSC adds nothing here" if nothing else ""))
     return parts
 
