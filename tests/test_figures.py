@@ -200,6 +200,21 @@ def test_grey_regimes_keep_shades_apart():
         assert closest >= 34, closest
 
 
+@pytest.mark.parametrize("regime", list(figures.REGIME_COLOURS))
+def test_many_clusters_of_one_regime_stay_apart_from_every_other(regime):
+    """A large k can label many clusters alike (twelve stable ones on a quiet site): past the
+    listed shades each still gets a colour at least 34 from every other of the figure, beside
+    one cluster of each other regime."""
+    import itertools
+
+    names = [regime] * 12 + [r for r in figures.REGIME_COLOURS if r != regime]
+    colours = figures.cluster_colors(len(names), [{"cluster": j, "label": n} for j, n in enumerate(names)])
+    rgb = [255 * np.array(matplotlib.colors.to_rgb(c)) for c in colours]
+    assert min(np.linalg.norm(a - b) for a, b in itertools.combinations(rgb, 2)) >= figures.MIN_COLOUR_DISTANCE
+    listed = figures.REGIME_COLOURS[regime]
+    assert colours[:len(listed)] == listed     # the listed shades first, unchanged
+
+
 def test_second_component_line_differs_from_the_fitted_curve():
     """A decomposed pair's east mean and the fitted curve are told apart by style and width."""
     grid = np.arange(17500, 17500 + 6 * 80, 6)

@@ -51,20 +51,53 @@ REGIME_COLOURS = {
 }
 
 
+# Colours closer than this (RGB distance, 0-255) are hard to tell apart as small map markers.
+MIN_COLOUR_DISTANCE = 34
+# Past a regime's listed shades: its shades mixed towards these (white and black first, keeping
+# the hue), at these fractions, the first far enough from every colour of the figure.
+_EXTRA_TOWARDS = ("#FFFFFF", "#000000", "#0072B2", "#E69F00", "#009E73", "#CC79A7")
+_EXTRA_FRACTIONS = (0.35, 0.6)
+
+
 def cluster_colors(k: int, clusters=None) -> list[str]:
-    """The colour of each cluster id 0..k-1: its regime's (shades in id order), else its id's."""
+    """The colour of each cluster id 0..k-1: its regime's (shades in id order), else its id's.
+
+    Listed shades go first; a cluster past its regime's list (e.g. eight stable clusters at a
+    large k) gets a mix of the regime's shades at least :data:`MIN_COLOUR_DISTANCE` from every
+    other colour of the figure, or, when none is left, the shade mixed ever closer to white.
+    """
     entries = _entries(clusters)
+    labels = [(entries.get(j) or {}).get("label") for j in range(k)]
+    out: list = [None] * k
     seen: dict = {}
-    out = []
-    for j in range(k):
-        label = (entries.get(j) or {}).get("label")
+    extra = []
+    for j, label in enumerate(labels):
         shades = REGIME_COLOURS.get(label)
         if shades is None:
-            out.append(cluster_color(j))
+            out[j] = cluster_color(j)
+            continue
+        i = seen.get(label, 0)
+        seen[label] = i + 1
+        if i < len(shades):
+            out[j] = shades[i]
         else:
-            out.append(_shade(shades, seen.get(label, 0)))
-            seen[label] = seen.get(label, 0) + 1
+            extra.append((j, shades, i))
+    for j, shades, i in extra:
+        out[j] = _extra_shade(shades, [c for c in out if c is not None]) or _shade(shades, i)
     return out
+
+
+def _extra_shade(shades: list[str], used: list[str]) -> str | None:
+    """The first mix of ``shades`` (see :data:`_EXTRA_TOWARDS`) far enough from every ``used`` colour."""
+    used_rgb = np.array([matplotlib.colors.to_rgb(c) for c in used]) * 255
+    for fraction in _EXTRA_FRACTIONS:
+        for towards in _EXTRA_TOWARDS:
+            target = np.array(matplotlib.colors.to_rgb(towards))
+            for shade in shades:
+                rgb = (1 - fraction) * np.array(matplotlib.colors.to_rgb(shade)) + fraction * target
+                if not len(used_rgb) or np.min(np.linalg.norm(used_rgb - 255 * rgb, axis=1)) >= MIN_COLOUR_DISTANCE:
+                    return matplotlib.colors.to_hex(rgb).upper()
+    return None
 
 
 def _shade(shades: list[str], i: int) -> str:
