@@ -301,7 +301,7 @@ def write_geopackage(shards_path, label_paths: Mapping[str, str | os.PathLike], 
             if desc is not None:
                 D = desc.read(start, stop)
                 for j, name in enumerate(desc_names):
-                    values = float32_as_decimal(D[:, j]) if D.dtype == np.float32 else D[:, j].astype(np.float64)
+                    values = D[:, j]
                     if name == "step_date":
                         # the descriptors keep the best candidate's date even where no step is
                         # significant (step_mm 0): in a GIS layer that is a date with no step
@@ -311,6 +311,7 @@ def write_geopackage(shards_path, label_paths: Mapping[str, str | os.PathLike], 
                         cols.append(pa.array(np.where(ok, np.round(values), 0).astype(np.int32),
                                              type=pa.date32(), mask=~ok))
                     else:
+                        values = float32_as_decimal(values) if values.dtype == np.float32 else values.astype(np.float64)
                         cols.append(pa.array(values, mask=~np.isfinite(values)))
             cols.append(_wkb_points(x, y))
             yield pa.RecordBatch.from_arrays(cols, schema=schema)

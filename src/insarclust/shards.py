@@ -572,7 +572,7 @@ def _check_not_split_by_date(pid, file_a, row_a, file_b, row_b, origin, fmt) -> 
 
 
 def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, digest: dict,
-                max_abs_mm_read: float = 0.0) -> dict:
+                max_abs_mm_read: float) -> dict:
     kept = np.nonzero(keep)[0]
     n = len(kept)   # > 0: build_shards stops before when nothing is kept
     order = kept[np.lexsort((kept, keys[kept]))]

@@ -339,7 +339,7 @@ def static_weight_params(wildcards):
         return weight
     site = wildcards.site
     columns = _settings_check.site_static_columns(
-        FORMATS[SITES.loc[site, "format"]], pair=SOURCES[site].kind == "pair"
+        site_format(site), pair=SOURCES[site].kind == "pair"
     )
     named = {k: v for k, v in weight.items() if k in columns}
     return named or 1.0
@@ -411,7 +411,8 @@ def evaluate_mem_mb(wildcards, attempt=1):
 
 def evaluate_runtime(wildcards, attempt=1):
     """evaluate's request; a kmeans variant's adds a kmeans job's (its diagnostics: the
-    seed-stability refit and the silhouette, measured in the kmeans job when priced)."""
+    seed-stability refit and the silhouette; the records average evaluate over all its jobs).
+    """
     minutes = request("evaluate", "runtime")(wildcards, attempt)
     if _measures_kmeans(wildcards):
         minutes += request("kmeans", "runtime")(wildcards, attempt)
