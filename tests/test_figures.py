@@ -57,6 +57,11 @@ def test_captions_say_what_the_fit_says():
     step = {"cluster": 1, "label": "step", "model": "step",
             "descriptors": {"trend_mm_yr": 0.0, "step_mm": -18.34, "step_date": 18479}}
     assert figures.cluster_caption(1, 10, step) == "1: step of -18.3 mm on 2020-08-05 (n=10)"
+    # in a winter gap the data date it to the gap only, not to its middle day
+    winter = {**step, "step_window": [18215, 18373], "step_in_gap": True}
+    assert (figures.cluster_caption(1, 10, winter)
+            == "1: step of -18.3 mm between 2019-11-15 and 2020-04-21 (n=10)")
+    assert figures.cluster_caption(1, 10, {**winter, "step_in_gap": False}).endswith("on 2020-08-05 (n=10)")
     assert figures.cluster_caption(0, 3, {"cluster": 0, "label": "stable",
                                           "descriptors": {"trend_mm_yr": -0.04}}) == "0: stable, +0.0 mm/yr (n=3)"
 

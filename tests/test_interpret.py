@@ -137,6 +137,28 @@ def test_gaps_are_recognised_in_linearly_interpolated_means(cluster_means):
     assert clusters[0]["descriptors"]["trend_mm_yr"] == pytest.approx(0.01 * 365.25 / 6, rel=1e-3)
 
 
+def test_a_step_in_a_winter_gap_is_dated_to_the_gap():
+    """The data say a winter step happened between the last autumn and the first spring
+    acquisition; the cluster entry says so instead of claiming the gap's middle day."""
+    acq = northern_acquisitions()
+    grid = regular_grid(acq)
+    rng = np.random.default_rng(4)
+    winter, summer = _day("2021-01-15"), _day("2020-08-01")
+    means = np.concatenate([
+        regularize_linear(acq, grid, signal(acq, grid, step=-20.0, step_date=d)[None, :]
+                          + rng.normal(0, 0.5, (1, len(acq))))
+        for d in (winter, summer)])
+    clusters = describe_clusters(means, grid, [100, 100], THRESHOLDS, observed_dates=acq)
+    gap, revisit = (c["step_window"] for c in clusters)
+    assert gap == [acq[acq < winter].max(), acq[acq > winter].min()]
+    assert gap[1] - gap[0] > 150 and clusters[0]["step_in_gap"]
+    assert revisit == [acq[acq < summer].max(), acq[acq >= summer].min()]
+    assert revisit[1] - revisit[0] == 6 and not clusters[1]["step_in_gap"]
+    # no step, no window
+    flat = describe_clusters(np.zeros((1, len(grid))), grid, [1], THRESHOLDS, observed_dates=acq)[0]
+    assert "step_window" not in flat
+
+
 def test_a_cluster_of_steps_at_different_dates_is_a_step_cluster():
     """The mean of steps at dates within a year looks like a ramp; the step model still fits it better."""
     acq = northern_acquisitions()
@@ -153,6 +175,11 @@ def test_a_cluster_of_steps_at_different_dates_is_a_step_cluster():
     assert cluster["label"] == "step" and cluster["model"] == "step"
     assert cluster["step_instead_of_trend"]["rss_ratio"] < 1
     assert cluster["descriptors"]["step_mm"] < -8.0
+    # the acquisitions around the step: across the 2020-21 winter gap when it falls there
+    before, after = cluster["step_window"]
+    step_date = cluster["descriptors"]["step_date"]
+    assert before == acq[acq < step_date].max() and after == acq[acq > step_date].min()
+    assert cluster["step_in_gap"] == (after - before > 36)
     # a linear subsider is not mistaken for a step
     ramp = regularize_linear(acq, grid, signal(acq, grid, trend=-6.0)[None, :])
     alt = step_or_trend(ramp, grid, observed_dates=acq)

@@ -265,6 +265,24 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
         spans = np.asarray(spans).reshape(-1, 2)
         return (spans[:, 0] > cols[0]) | (spans[:, 1] < cols[-1])
 
+    def step_window(self, step_dates) -> np.ndarray:
+        """(n, 2) days: the acquisitions straddling each ``step_date`` (the last before it and the
+        first after; the fitted grid epochs without ``observed_dates``), NaN where there is none.
+        The data place a step anywhere in between: in a winter gap that is months, though
+        ``step_date`` is one day (the middle)."""
+        check_is_fitted(self, "design_")
+        if self.observed_dates is not None and len(self.observed_dates):
+            fitted = np.unique(np.asarray(self.observed_dates, dtype=np.float64))
+        else:
+            fitted = np.asarray(self.grid_dates, dtype=np.float64)[self.design_.columns]
+        when = np.atleast_1d(np.asarray(step_dates, dtype=np.float64))
+        after = np.searchsorted(fitted, when, side="right")
+        ok = np.isfinite(when) & (after > 0) & (after < len(fitted))
+        out = np.full((len(when), 2), np.nan)
+        out[ok, 0] = fitted[after[ok] - 1]
+        out[ok, 1] = fitted[after[ok]]
+        return out
+
     def span_reference(self, first: int, last: int) -> float:
         """Time origin (days since 1970-01-01) of the trend :meth:`transform` fits to a series
         observed on grid epochs ``first..last`` (pass it to :func:`model_curve`)."""

@@ -131,12 +131,19 @@ def _trend(entry) -> float | None:
 
 def _motion(entry) -> str | None:
     """What the cluster's fitted model says: ``"-8.1 mm/yr"``, or for a step model (which has
-    no trend term) ``"step -18.3 mm on 2020-08-05"``; None without descriptors."""
+    no trend term) ``"step of -18.3 mm on 2020-08-05"``; a step in an acquisition gap (a winter)
+    ``"step of -18.3 mm between 2019-11-14 and 2020-04-21"``, since the data cannot date it
+    closer; None without descriptors."""
     from .dates import days_to_iso
 
-    d = (entry or {}).get("descriptors") or {}
-    if (entry or {}).get("model") == "step" and d.get("step_mm") is not None:
-        when = f" on {days_to_iso(d['step_date'])}" if d.get("step_date") is not None else ""
+    entry = entry or {}
+    d = entry.get("descriptors") or {}
+    if entry.get("model") == "step" and d.get("step_mm") is not None:
+        window = entry.get("step_window")
+        if entry.get("step_in_gap") and window:
+            when = f" between {days_to_iso(window[0])} and {days_to_iso(window[1])}"
+        else:
+            when = f" on {days_to_iso(d['step_date'])}" if d.get("step_date") is not None else ""
         return f"step of {float(d['step_mm']):+.1f} mm{when}"
     trend = _trend(entry)
     if trend is None:
@@ -151,7 +158,7 @@ def cluster_caption(cluster: int, size: int, entry: dict | None) -> str:
 
 
 def _describe(entry) -> str:
-    """``"subsiding, -8.1 mm/yr"``, or ``"step of -15.9 mm on 2020-01-28"`` (the label said once)."""
+    """``"subsiding, -8.1 mm/yr"``, or ``"step of -15.9 mm on 2020-08-05"`` (the label said once)."""
     label, motion = (entry or {}).get("label"), _motion(entry)
     if label == "step" and motion and motion.startswith("step"):
         return motion

@@ -217,6 +217,12 @@ def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: n
                 if step_model and step_model["rss_trend"] > 0 else None,
             },
         })
+        if d["step_mm"] and d["step_date"] is not None:
+            # where the data place the step: one revisit, or a whole winter when it fell in a gap
+            before, after = model.step_window(d["step_date"])[0]
+            if np.isfinite(before) and np.isfinite(after):
+                out[-1]["step_window"] = [int(before), int(after)]
+                out[-1]["step_in_gap"] = bool(after - before > fit["max_gap_days"])
         if partial[j]:   # where the mean (and its fit) holds: the curve is drawn there only
             out[-1]["span"] = [int(grid_dates[a]), int(grid_dates[b])]
             out[-1]["reference_date"] = float(model.span_reference(a, b))
