@@ -123,21 +123,22 @@ def test_embedding_verdicts_compare_like_for_like_and_say_when_the_embedding_los
         ("demo-a", "kmeans-dyn+static", 0.95),        # unsmoothed, with statics: not the smoothed pair
         ("demo-a", "descriptors-kmeans", 0.30),
         ("demo-b", "kmeans-dyn", 0.40), ("demo-b", "kmeans-dyn_smoothed", 0.85),
-        ("demo-b", "raw-kmeans", 0.45), ("demo-b", "raw-kmeans_smoothed", 0.60),
+        ("demo-b", "raw-kmeans", 0.44), ("demo-b", "raw-kmeans_smoothed", 0.60),
         ("demo-b", "kmeans-dyn+static", float("nan")), ("demo-b", "descriptors-kmeans", 0.88)]]
     paths.append(_write(tmp_path, "real", "kmeans-dyn", _result("real", "kmeans-dyn")))
     table = summary.summarize(paths)
     verdicts = summary.embedding_verdicts(table)
     assert len(verdicts) == 2  # no ARI on the real site
     a, b = verdicts
-    assert a.startswith("demo-a:") and "(kmeans-dyn, ARI 0.70) beats the same on the raw series (raw-kmeans, 0.50)" in a
-    assert "(kmeans-dyn_smoothed, ARI 0.80) loses to the same on the raw series (raw-kmeans_smoothed, 0.90)" in a
+    assert a.startswith("demo-a:")
+    assert "(kmeans-dyn, ARI 0.700) beats the same on the raw series (raw-kmeans, 0.500)" in a
+    assert "(kmeans-dyn_smoothed, ARI 0.800) loses to the same on the raw series (raw-kmeans_smoothed, 0.900)" in a
     assert "the embedding adds nothing here" in a
-    assert "(kmeans-dyn+static, 0.95) beats k-means on per-point descriptors" in a
-    assert "(kmeans-dyn, ARI 0.40) is level with the same on the raw series (raw-kmeans, 0.45)" in b
-    assert "(kmeans-dyn_smoothed, ARI 0.85) beats" in b
+    assert "(kmeans-dyn+static, 0.950) beats k-means on per-point descriptors" in a
+    assert "(kmeans-dyn, ARI 0.400) is level with the same on the raw series (raw-kmeans, 0.440)" in b
+    assert "(kmeans-dyn_smoothed, ARI 0.850) beats" in b
     # a NaN variant is not the best one; a smoothed one is not compared with the descriptors
-    assert "(kmeans-dyn, 0.40) loses to k-means on per-point descriptors" in b
+    assert "(kmeans-dyn, 0.400) loses to k-means on per-point descriptors" in b
     out = tmp_path / "summary.html"
     summary.write_comparison_html(paths, out)
     text = out.read_text()
@@ -154,17 +155,17 @@ def test_dsc_is_set_against_the_smoothed_raw_series_and_the_smoothed_embedding(t
         ("demo-b", "dsc", 4, 0.62),
         ("demo-c", "raw-kmeans_smoothed", 4, 0.80), ("demo-c", "dsc", 6, 0.60)]]
     a, b, c = summary.embedding_verdicts(summary.summarize(paths))
-    assert ("DSC (dsc, ARI 0.69) loses to k-means on the raw series smoothed over the graph "
-            "(raw-kmeans_smoothed, 0.87): DSC adds nothing here") in a
-    assert "DSC adds nothing here; it loses to the smoothed embedding (kmeans-dyn_smoothed, 0.88)" in a
-    assert "DSC (dsc, ARI 0.62) beats k-means on the raw series smoothed over the graph" in b
+    assert ("DSC (dsc, ARI 0.690) loses to k-means on the raw series smoothed over the graph "
+            "(raw-kmeans_smoothed, 0.870): DSC adds nothing here") in a
+    assert "DSC adds nothing here; it loses to the smoothed embedding (kmeans-dyn_smoothed, 0.880)" in a
+    assert "DSC (dsc, ARI 0.620) beats k-means on the raw series smoothed over the graph" in b
     assert "DSC adds nothing" not in b and "; it beats the smoothed embedding" in b
-    assert "k = 6 against k = 4" in c and "adds nothing" not in c and c.count("DSC (dsc, ARI 0.60)") == 1
+    assert "k = 6 against k = 4" in c and "adds nothing" not in c and c.count("DSC (dsc, ARI 0.600)") == 1
     # only the smoothed embedding beside it: DSC is still the subject
     paths = [_write(tmp_path, "demo-d", m, _result("demo-d", m, ari=a)) for m, a in
              [("kmeans-dyn_smoothed", 0.70), ("dsc", 0.50)]]
     (d,) = summary.embedding_verdicts(summary.summarize(paths))
-    assert d == "demo-d: DSC (dsc, ARI 0.50) loses to the smoothed embedding (kmeans-dyn_smoothed, 0.70)."
+    assert d == "demo-d: DSC (dsc, ARI 0.500) loses to the smoothed embedding (kmeans-dyn_smoothed, 0.700)."
     out = tmp_path / "summary.html"
     summary.write_comparison_html(paths, out)
     assert "Do the embedding and DSC earn their cost?" in out.read_text()
@@ -189,9 +190,9 @@ def test_embedding_verdicts_name_a_different_k_and_credit_the_embedding_with_not
         ("descriptors-kmeans", 6, 0.90)]]
     (v,) = summary.embedding_verdicts(summary.summarize(paths))
     first, second, third = v.split("; ")
-    assert "(kmeans-dyn, ARI 0.60) loses to the same on the raw series (raw-kmeans, 0.80)" in first
+    assert "(kmeans-dyn, ARI 0.600) loses to the same on the raw series (raw-kmeans, 0.800)" in first
     assert "k = 4 against k = 6" in first and "adds nothing" not in first
-    assert "(kmeans-dyn_smoothed, ARI 0.70) beats" in second and "k = " not in second
+    assert "(kmeans-dyn_smoothed, ARI 0.700) beats" in second and "k = " not in second
     assert "k = 4 against k = 6" in third
 
 
@@ -202,9 +203,26 @@ def test_descriptors_peer_is_compared_with_the_unsmoothed_embedding(tmp_path):
         ("kmeans-dyn", 0.50), ("kmeans-dyn_smoothed", 0.80), ("raw-kmeans_smoothed", 0.80),
         ("kmeans-dyn+static", 0.52), ("kmeans-dyn+static_smoothed", 0.82), ("descriptors-kmeans", 0.60)]]
     (v,) = summary.embedding_verdicts(summary.summarize(paths))
-    assert ("the best unsmoothed embedding variant (kmeans-dyn+static, 0.52) loses to k-means on "
-            "per-point descriptors (descriptors-kmeans, 0.60)") in v
+    assert ("the best unsmoothed embedding variant (kmeans-dyn+static, 0.520) loses to k-means on "
+            "per-point descriptors (descriptors-kmeans, 0.600)") in v
     # only smoothed variants: no like-for-like comparison with the descriptors
     paths = [_write(tmp_path, "demo-b", m, _result("demo-b", m, ari=a)) for m, a in [
-        ("kmeans-dyn_smoothed", 0.80), ("descriptors-kmeans", 0.60)]]
+        ("kmeans-dyn_smoothed", 0.800), ("descriptors-kmeans", 0.600)]]
     assert summary.embedding_verdicts(summary.summarize(paths)) == []
+
+
+def test_verdicts_agree_with_the_aris_they_print(tmp_path):
+    """The demo page printed '(0.51) is level with (0.46)' beside '(0.83) loses to (0.88)': the same
+    printed gap, two verdicts, since the call was made on unrounded ARIs. The ARIs are printed as
+    in the table (3 decimals) and the call is made on exactly those numbers."""
+    paths = [_write(tmp_path, "demo-a", m, _result("demo-a", m, ari=a)) for m, a in [
+        ("kmeans-dyn_smoothed", 0.5087), ("raw-kmeans_smoothed", 0.4601),   # 0.509 vs 0.460: level
+        ("dsc", 0.8265),                                                      # 0.827 vs 0.460: beats
+        ("kmeans-dyn", 0.80), ("raw-kmeans", 0.75)]]                          # 0.800 vs 0.750: beats
+    (v,) = summary.embedding_verdicts(summary.summarize(paths))
+    assert "(kmeans-dyn, ARI 0.800) beats the same on the raw series (raw-kmeans, 0.750)" in v
+    assert "(kmeans-dyn_smoothed, ARI 0.509) is level with the same on the raw series (raw-kmeans_smoothed, 0.460)" in v
+    # a printed gap of exactly 0.050 is never level, whatever the float rounding of the difference
+    assert summary._versus(0.85, 0.80) == summary._versus(0.80, 0.75) == "beats"
+    assert summary._versus(0.8004, 0.7506) == "is level with"   # prints 0.800 vs 0.751
+    assert summary._versus(0.8006, 0.7504) == "beats"           # prints 0.801 vs 0.750

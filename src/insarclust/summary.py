@@ -294,11 +294,22 @@ def provenance_html(prov: Mapping) -> str:
     return "".join(parts)
 
 
+def _ari(value: float) -> str:
+    """An ARI as the verdicts print it: 3 decimals, as in the table."""
+    return f"{value:.3f}"
+
+
 def _versus(ours: float, peer: float) -> str:
-    """'beats' / 'is level with' / 'loses to' for two ARIs (level: within :data:`LEVEL_ARI`)."""
-    if abs(ours - peer) < LEVEL_ARI:
+    """'beats' / 'is level with' / 'loses to' for two ARIs (level: less than :data:`LEVEL_ARI` apart).
+
+    Decided on the ARIs as printed (:func:`_ari`), in whole thousandths, so that the
+    sentence agrees with its own numbers: at 2 decimals a printed gap of 0.05 was
+    called level or not depending on the digits hidden by the rounding.
+    """
+    gap = round(float(_ari(ours)) * 1000) - round(float(_ari(peer)) * 1000)
+    if abs(gap) < round(LEVEL_ARI * 1000):
         return "is level with"
-    return "beats" if ours > peer else "loses to"
+    return "beats" if gap > 0 else "loses to"
 
 
 def _other_k(k: Mapping, ours: str, peer: str) -> str:
@@ -342,8 +353,8 @@ def embedding_verdicts(table: pd.DataFrame) -> list[str]:
             if ours in scores and peer in scores:
                 verdict = _versus(scores[ours], scores[peer])
                 other_k = _other_k(k, ours, peer)
-                parts.append(f"{what} ({ours}, ARI {scores[ours]:.2f}) {verdict} the same on the raw series "
-                             f"({peer}, {scores[peer]:.2f})" + other_k
+                parts.append(f"{what} ({ours}, ARI {_ari(scores[ours])}) {verdict} the same on the raw series "
+                             f"({peer}, {_ari(scores[peer])})" + other_k
                              + (": the embedding adds nothing here" if verdict != "beats" and not other_k
                                 else ""))
         # descriptors-kmeans uses no graph: against it only the variants that use none either
@@ -351,8 +362,8 @@ def embedding_verdicts(table: pd.DataFrame) -> list[str]:
         if variants and "descriptors-kmeans" in scores:
             best = max(variants, key=variants.get)
             verdict = _versus(variants[best], scores["descriptors-kmeans"])
-            parts.append(f"the best unsmoothed embedding variant ({best}, {variants[best]:.2f}) {verdict} "
-                         f"k-means on per-point descriptors (descriptors-kmeans, {scores['descriptors-kmeans']:.2f})"
+            parts.append(f"the best unsmoothed embedding variant ({best}, {_ari(variants[best])}) {verdict} "
+                         f"k-means on per-point descriptors (descriptors-kmeans, {_ari(scores['descriptors-kmeans'])})"
                          + _other_k(k, best, "descriptors-kmeans"))
         if "dsc" in scores:
             parts += _dsc_verdicts(scores, k)
@@ -372,8 +383,8 @@ def _dsc_verdicts(scores: Mapping[str, float], k: Mapping) -> list[str]:
         verdict = _versus(scores["dsc"], scores[peer])
         other_k = _other_k(k, "dsc", peer)
         nothing = peer == "raw-kmeans_smoothed" and verdict != "beats" and not other_k
-        subject = "it" if parts else f"DSC (dsc, ARI {scores['dsc']:.2f})"
-        parts.append(f"{subject} {verdict} {what} ({peer}, {scores[peer]:.2f})"
+        subject = "it" if parts else f"DSC (dsc, ARI {_ari(scores['dsc'])})"
+        parts.append(f"{subject} {verdict} {what} ({peer}, {_ari(scores[peer])})"
                      + other_k + (": DSC adds nothing here" if nothing else ""))
     return parts
 
@@ -404,8 +415,8 @@ def comparison_html(table: pd.DataFrame, results: Mapping[tuple[str, str], Mappi
             f'<ul class="note">{legend}</ul>',
             *([f"<h2>{_verdicts_title(table)}</h2><ul>"
                + "".join(f"<li>{html.escape(v)}</li>" for v in verdicts) + "</ul>"
-               + f'<p class="note">One fit per method with one seed: ARIs within {LEVEL_ARI} are called '
-               "level, and another seed can move a method by more than that. docs/validity.md "
+               + f'<p class="note">One fit per method with one seed: ARIs less than {LEVEL_ARI} apart (as '
+               "printed) are called level, and another seed can move a method by more than that. docs/validity.md "
                "compares the methods over generated sites and seeds.</p>"]
               if (verdicts := embedding_verdicts(table)) else []),
             '<p class="note">Every metric of every method (train/test sizes, inertia, ...) is in '
