@@ -226,3 +226,17 @@ def test_verdicts_agree_with_the_aris_they_print(tmp_path):
     assert summary._versus(0.85, 0.80) == summary._versus(0.80, 0.75) == "beats"
     assert summary._versus(0.8004, 0.7506) == "is level with"   # prints 0.800 vs 0.751
     assert summary._versus(0.8006, 0.7504) == "beats"           # prints 0.801 vs 0.750
+
+
+def test_cluster_table_says_what_the_fitted_model_says(tmp_path):
+    """A step-model cluster has no trend term (its descriptors carry trend 0): the page printed
+    'step, n=1,675, +0.0 mm/yr' for a mean that drops 16 mm, where the map legend gives the step.
+    The table says what the legend says, and a tiny negative trend is not '-0.0'."""
+    result = _result("demo-a", "kmeans-dyn", k=3)
+    result["clusters"][1].update(label="step", model="step",
+                                 descriptors={"trend_mm_yr": 0.0, "step_mm": -15.7, "step_date": 18289.0})
+    result["clusters"][2].update(label="seasonal", model="trend", descriptors={"trend_mm_yr": -0.004})
+    cells = summary.clusters_table_html({"kmeans-dyn": result}).split('<td class="l">')[2:]
+    assert "n=100, +0.0 mm/yr" in cells[0]
+    assert "n=200, step of -15.7 mm on 2020-01-28" in cells[1] and "mm/yr" not in cells[1]
+    assert "n=300, +0.0 mm/yr" in cells[2]

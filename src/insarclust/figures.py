@@ -123,32 +123,11 @@ def _entries(clusters) -> dict:
     return {int(c["cluster"]): c for c in (clusters or [])}
 
 
-def _trend(entry) -> float | None:
-    d = (entry or {}).get("descriptors") or {}
-    value = d.get("trend_mm_yr")
-    return None if value is None else float(value)
-
-
 def _motion(entry) -> str | None:
-    """What the cluster's fitted model says: ``"-8.1 mm/yr"``, or for a step model (which has
-    no trend term) ``"step of -18.3 mm on 2020-08-05"``; a step in an acquisition gap (a winter)
-    ``"step of -18.3 mm between 2019-11-14 and 2020-04-21"``, since the data cannot date it
-    closer; None without descriptors."""
-    from .dates import days_to_iso
+    """:func:`insarclust.interpret.motion_text`: ``"-8.1 mm/yr"`` or ``"step of -18.3 mm on 2020-08-05"``."""
+    from .interpret import motion_text
 
-    entry = entry or {}
-    d = entry.get("descriptors") or {}
-    if entry.get("model") == "step" and d.get("step_mm") is not None:
-        window = entry.get("step_window")
-        if entry.get("step_in_gap") and window:
-            when = f" between {days_to_iso(window[0])} and {days_to_iso(window[1])}"
-        else:
-            when = f" on {days_to_iso(d['step_date'])}" if d.get("step_date") is not None else ""
-        return f"step of {float(d['step_mm']):+.1f} mm{when}"
-    trend = _trend(entry)
-    if trend is None:
-        return None
-    return f"{0.0 if abs(trend) < 0.05 else trend:+.1f} mm/yr"   # no "-0.0"
+    return motion_text(entry)
 
 
 def cluster_caption(cluster: int, size: int, entry: dict | None) -> str:
@@ -158,7 +137,7 @@ def cluster_caption(cluster: int, size: int, entry: dict | None) -> str:
 
 
 def _describe(entry) -> str:
-    """``"subsiding, -8.1 mm/yr"``, or ``"step of -15.9 mm on 2020-08-05"`` (the label said once)."""
+    """``"subsiding, -8.1 mm/yr"``, or ``"step of -15.9 mm on 2020-01-28"`` (the label said once)."""
     label, motion = (entry or {}).get("label"), _motion(entry)
     if label == "step" and motion and motion.startswith("step"):
         return motion

@@ -141,6 +141,29 @@ def suggest_label(descriptors: Mapping, span_years: float, thresholds: Mapping |
     return "subsiding" if v < 0 else "uplifting"
 
 
+def motion_text(entry: Mapping | None) -> str | None:
+    """What a cluster entry's fitted model says: ``"-8.1 mm/yr"``, or for a step model (which has
+    no trend term: its trend 0 is no measurement) ``"step of -18.3 mm on 2020-08-05"``; a step in
+    an acquisition gap (a winter) ``"step of -18.3 mm between 2019-11-14 and 2020-04-21"``, since
+    the data cannot date it closer; None without descriptors. One wording for the map legend and
+    the comparison page."""
+    from .dates import days_to_iso
+
+    entry = entry or {}
+    d = entry.get("descriptors") or {}
+    if entry.get("model") == "step" and d.get("step_mm") is not None:
+        window = entry.get("step_window")
+        if entry.get("step_in_gap") and window:
+            when = f" between {days_to_iso(window[0])} and {days_to_iso(window[1])}"
+        else:
+            when = f" on {days_to_iso(d['step_date'])}" if d.get("step_date") is not None else ""
+        return f"step of {float(d['step_mm']):+.1f} mm{when}"
+    trend = d.get("trend_mm_yr")
+    if trend is None:
+        return None
+    return f"{0.0 if abs(trend) < 0.05 else float(trend):+.1f} mm/yr"   # no "-0.0"
+
+
 def _json_float(x) -> float | None:
     x = float(x)
     return x if math.isfinite(x) else None

@@ -24,6 +24,7 @@ from typing import Iterable, Mapping, Sequence
 import pandas as pd
 
 from insarclust import h5io
+from insarclust.interpret import motion_text
 
 COLUMNS = ["site", "method", "metric", "value"]
 
@@ -236,13 +237,6 @@ def comparison_table_html(table: pd.DataFrame, metrics: Sequence[str] = DISPLAY_
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
-def _trend(descriptors: Mapping) -> float | None:
-    for name, value in descriptors.items():
-        if "trend" in name and _numeric(value):
-            return float(value)
-    return None
-
-
 def clusters_table_html(results: Mapping[str, Mapping]) -> str:
     """Per method, each cluster's size, suggested label and trend (one site)."""
     k_max = max((len(r.get("clusters") or []) for r in results.values()), default=0)
@@ -254,10 +248,10 @@ def clusters_table_html(results: Mapping[str, Mapping]) -> str:
         cells = []
         clusters = sorted(result.get("clusters") or [], key=lambda c: c.get("cluster", 0))
         for c in clusters:
-            trend = _trend(c.get("descriptors") or {})
+            motion = motion_text(c)   # as the map legend: a step model's trend 0 is no velocity
             text = f"{html.escape(str(c.get('label', '?')))}<br><small>n={int(c.get('size', 0)):,}"
-            if trend is not None:
-                text += f", {trend:+.1f} mm/yr"
+            if motion is not None:
+                text += f", {html.escape(motion)}"
             cells.append(f'<td class="l">{text}</small></td>')
         cells += ["<td></td>"] * (k_max - len(clusters))
         rows.append(f'<tr><td class="l">{html.escape(method)}</td>{"".join(cells)}</tr>')
