@@ -185,3 +185,16 @@ def test_a_cluster_of_steps_at_different_dates_is_a_step_cluster():
     alt = step_or_trend(ramp, grid, observed_dates=acq)
     assert alt["rss_trend"][0] < 1e-6 < alt["rss_step"][0]
     assert describe_clusters(ramp, grid, [1], THRESHOLDS, observed_dates=acq)[0]["label"] == "subsiding"
+
+
+def test_an_empty_cluster_gets_no_regime(cluster_means):
+    """A k-means centre nobody chose (or a DSC cluster no point's argmax picks) has no mean
+    series: its all-NaN mean was filled with 0 and reported as 'stable, trend 0.0 mm/yr'.
+    No regime and no descriptors are read from no points (the GeoPackage then has NULL)."""
+    acq, grid, means = cluster_means
+    mean = np.vstack([means[1:2], np.full((1, means.shape[1]), np.nan)])
+    first, empty = describe_clusters(mean, grid, np.array([50, 0]), THRESHOLDS, observed_dates=acq)
+    assert first["label"] == "subsiding"
+    assert empty["size"] == 0 and empty["label"] is None and empty["model"] is None
+    assert set(empty["descriptors"].values()) == {None} and empty["evidence_mm"] == {}
+    json.dumps([first, empty], allow_nan=False)

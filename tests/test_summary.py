@@ -240,3 +240,11 @@ def test_cluster_table_says_what_the_fitted_model_says(tmp_path):
     assert "n=100, +0.0 mm/yr" in cells[0]
     assert "n=200, step of -15.7 mm on 2020-01-28" in cells[1] and "mm/yr" not in cells[1]
     assert "n=300, +0.0 mm/yr" in cells[2]
+
+
+def test_cluster_table_names_an_empty_cluster_empty(tmp_path):
+    """An empty cluster has no suggested regime (None in the JSON): 'empty', not 'None' or '?'."""
+    result = _result("demo-a", "dsc", k=2)
+    result["clusters"][1].update(size=0, label=None, model=None, descriptors={"trend_mm_yr": None})
+    cells = summary.clusters_table_html({"dsc": result}).split('<td class="l">')[2:]
+    assert cells[1].startswith("empty<br><small>n=0</small>")

@@ -188,7 +188,8 @@ def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: n
     label was read from. ``evidence_mm`` is the ground motion of each present
     signature; ``step_instead_of_trend`` the step model of rule 2 (its step,
     date and residual ratio to the trend model; < 1: the step fits better).
-    All values are JSON-ready (non-finite -> None).
+    An empty cluster (size 0: a centre nobody chose) has no mean series: its ``label``,
+    ``model`` and ``descriptors`` are None. All values are JSON-ready (non-finite -> None).
     """
     grid_dates = np.asarray(grid_dates)
     mean_series, spans = covered_spans(mean_series)
@@ -240,6 +241,10 @@ def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: n
                 if step_model and step_model["rss_trend"] > 0 else None,
             },
         })
+        if counts[j] == 0:   # no members, no mean series: no regime and no descriptors of one
+            out[-1].update(descriptors=dict.fromkeys(DESCRIPTOR_NAMES), label=None, model=None,
+                           evidence_mm={}, step_instead_of_trend=dict.fromkeys(out[-1]["step_instead_of_trend"]))
+            continue
         if d["step_mm"] and d["step_date"] is not None:
             # where the data place the step: one revisit, or a whole winter when it fell in a gap
             before, after = model.step_window(d["step_date"])[0]

@@ -249,7 +249,8 @@ def clusters_table_html(results: Mapping[str, Mapping]) -> str:
         clusters = sorted(result.get("clusters") or [], key=lambda c: c.get("cluster", 0))
         for c in clusters:
             motion = motion_text(c)   # as the map legend: a step model's trend 0 is no velocity
-            text = f"{html.escape(str(c.get('label', '?')))}<br><small>n={int(c.get('size', 0)):,}"
+            label = c.get("label") or ("empty" if c.get("size") == 0 else "?")
+            text = f"{html.escape(str(label))}<br><small>n={int(c.get('size', 0)):,}"
             if motion is not None:
                 text += f", {html.escape(motion)}"
             cells.append(f'<td class="l">{text}</small></td>')
