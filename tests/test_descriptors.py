@@ -315,3 +315,22 @@ def test_short_spans_keep_bounded_descriptors():
         assert np.percentile(np.abs(D[:, COL["trend_mm_yr"]]), 99) < 4.0, n_epochs
         assert np.percentile(D[:, COL["annual_amplitude_mm"]], 99) < 6.0, n_epochs
         assert np.mean(D[:, COL["step_mm"]] != 0) < 0.02, n_epochs
+
+
+def test_residual_rms_of_a_fit_without_step_search_uses_its_own_degrees_of_freedom():
+    """A span fitted with a line and no step search (1-1.5 years): residual_rms_mm is the
+    least-squares sqrt(RSS / (n - 2)); the dof of the step model plus one (meant for a step
+    searched but not kept) counted n - 1 and gave 1.902 instead of 1.914."""
+    rng = np.random.default_rng(0)
+    grid = np.arange(18000, 18000 + 6 * 300, 6)
+    model = DescriptorModel(grid, None).fit()
+    a, b = 100, 180
+    Y = np.zeros((1, len(grid)), np.float32)
+    Y[0, a:b + 1] = 10 * (grid[a:b + 1] - grid[a]) / 365.25 + rng.normal(0, 2, b - a + 1)
+    Y[0, :a], Y[0, b + 1:] = Y[0, a], Y[0, b]
+    out = model.transform(Y, np.array([[a, b]]))[0]
+    x, y = grid[a:b + 1].astype(float), Y[0, a:b + 1].astype(float)
+    A = np.stack([np.ones_like(x), x], axis=1)
+    res = y - A @ np.linalg.lstsq(A, y, rcond=None)[0]
+    assert out[COL["trend_mm_yr"]] == pytest.approx(np.linalg.lstsq(A, y, rcond=None)[0][1] * 365.25, rel=1e-4)
+    assert out[COL["residual_rms_mm"]] == pytest.approx(np.sqrt(res @ res / (len(x) - 2)), rel=1e-4)

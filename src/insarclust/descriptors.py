@@ -355,7 +355,9 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
         out[:, 2], out[:, 3] = _annual(coef[:, 3], coef[:, 4])
         out[:, 4] = step
         out[:, 5] = step_date
-        dof = np.where(step != 0, d.dof, d.dof + 1)
+        # d.dof counts the step term when the design searches one: a step searched but not
+        # kept frees it again; a design without a step search has no such term to free
+        dof = np.where(step != 0, d.dof, d.dof + 1) if len(d.step_first) else np.full(n, d.dof)
         out[:, 6] = np.sqrt(rss / dof)
         out[:, 7] = coef[:, 0]
         return out
