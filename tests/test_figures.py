@@ -62,6 +62,10 @@ def test_captions_say_what_the_fit_says():
     assert (figures.cluster_caption(1, 10, winter)
             == "1: step of -18.3 mm between 2019-11-15 and 2020-04-21 (n=10)")
     assert figures.cluster_caption(1, 10, {**winter, "step_in_gap": False}).endswith("on 2020-08-05 (n=10)")
+    # a panel title that long takes two lines, to stay over its own panel
+    assert (figures.panel_title(2, figures._describe(winter))
+            == "Cluster 2: step of -18.3 mm\nbetween 2019-11-15 and 2020-04-21")
+    assert figures.panel_title(2, "subsiding, -8.1 mm/yr") == "Cluster 2: subsiding, -8.1 mm/yr"
     assert figures.cluster_caption(0, 3, {"cluster": 0, "label": "stable",
                                           "descriptors": {"trend_mm_yr": -0.04}}) == "0: stable, +0.0 mm/yr (n=3)"
 
@@ -107,6 +111,8 @@ def test_cluster_series(tmp_path, shards_file):
     assert "no acquisition: interpolated" in labels0
     gaps = [p for p in axes[0].patches if p.get_label() == "no acquisition: interpolated"]
     assert len(gaps) == 1
+    # hatched, so that the light grey std band of a stable cluster is not taken for a gap
+    assert gaps[0].get_hatch() and not axes[0].collections[0].get_hatch()
     line = axes[0].get_lines()[0]
     assert line.get_xdata()[0] == np.datetime64(int(grid[0]), "D")
     assert line.get_xdata()[-1] == np.datetime64(int(grid[-1]), "D")

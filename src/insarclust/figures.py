@@ -144,6 +144,19 @@ def _describe(entry) -> str:
     return ", ".join(p for p in [label, motion] if p)
 
 
+def panel_title(cluster: int, desc: str | None, width: int = 46) -> str:
+    """``"Cluster 2: subsiding, -8.1 mm/yr"``; past ``width`` characters (a step dated to a
+    winter gap) on two lines, so that it stays over its own panel."""
+    import textwrap
+
+    title = f"Cluster {cluster}" + (f": {desc}" if desc else "")
+    if len(title) <= width:
+        return title
+    if " between " in title:
+        return title.replace(" between ", "\nbetween ", 1)
+    return textwrap.fill(title, width, break_long_words=False)
+
+
 def _save(fig, path, dpi):
     with h5io.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
@@ -259,7 +272,7 @@ def plot_cluster_series(grid_dates: np.ndarray, mean: np.ndarray, std: np.ndarra
 
     grid_dates (G,) days since 1970-01-01; mean, std (K, G) mm; counts (K,).
     ``observed_dates``: the acquisition dates; stretches without one longer
-    than ``max_gap_days`` are shaded (the series is interpolated there). When
+    than ``max_gap_days`` are hatched (the series is interpolated there). When
     a ``clusters`` entry has descriptors, the fitted trend + annual harmonic +
     step curve is drawn over the mean. ``second``: ``(mean, std)`` (K, G) of
     a second component (the east-west motion of a decomposed pair), drawn
@@ -284,12 +297,14 @@ def plot_cluster_series(grid_dates: np.ndarray, mean: np.ndarray, std: np.ndarra
             continue
         color, entry = colours[j], entries.get(j)
         desc = "empty" if counts[j] == 0 else _describe(entry)   # no regime read from no points
-        ax.set_title(f"Cluster {j}" + (f": {desc}" if desc else ""), fontsize=11)
+        ax.set_title(panel_title(j, desc), fontsize=11)
         if counts[j] == 0:
             ax.text(0.5, 0.5, "empty", transform=ax.transAxes, ha="center", va="center")
             continue
         for n_gap, (a, b) in enumerate(gaps):
-            ax.axvspan(np.datetime64(a, "D"), np.datetime64(b, "D"), color="0.9", zorder=0, linewidth=0,
+            # hatched: a stable (grey) cluster's std band is a plain light grey too
+            ax.axvspan(np.datetime64(a, "D"), np.datetime64(b, "D"), facecolor="0.95", edgecolor="0.8",
+                       hatch="///", zorder=0, linewidth=0,
                        label="no acquisition: interpolated" if n_gap == 0 else None)
         first_name = f"{components[0]} " if components else ""
         ax.fill_between(days, mean[j] - std[j], mean[j] + std[j], color=color, alpha=0.25,
