@@ -28,13 +28,16 @@ def copy_workflow(dest: Path, names=WORKFLOW_FILES) -> Path:
 
 
 def make_shards_file(path, n: int = 2000, n_grid: int = 120, shard_size: int = 512,
-                     seed: int = 0, step_days: int = 6):
+                     seed: int = 0, step_days: int = 6, hole: tuple | None = None):
     """Write a valid shards.h5 with four spatially coherent regimes.
 
     Returns ``(path, truth)`` with truth (n,) in {0: stable, 1: subsiding,
     2: seasonal, 3: uplift}. Points lie in a 0.1 x 0.1 degree square at 69 N;
     the regime is the quadrant, rows are ordered by quadrant then latitude
     (a crude spatial order, enough for stages downstream of shards).
+    ``hole`` ``(every, first, last)``: every ``every``-th row misses grid epochs first..last
+    (NaN in /series/displacement), linearly interpolated across in /series/regular as the
+    shards stage does.
     """
     rng = np.random.default_rng(seed)
     lat = 69.0 + rng.uniform(0, 0.1, n)
@@ -53,6 +56,14 @@ def make_shards_file(path, n: int = 2000, n_grid: int = 120, shard_size: int = 5
     regular = (base[truth] + rng.normal(0, 1.5, (n, n_grid))).astype(np.float32)
     displacement = regular.copy()
     displacement[rng.random(displacement.shape) < 0.05] = np.nan
+    if hole is not None:
+        every, a, b = hole
+        rows = np.arange(0, n, every)
+        displacement[rows, a - 1], displacement[rows, b + 1] = regular[rows, a - 1], regular[rows, b + 1]
+        displacement[rows, a:b + 1] = np.nan
+        frac = (np.arange(a, b + 1) - (a - 1)) / (b + 2 - a)
+        regular[rows, a:b + 1] = (regular[rows, a - 1, None] * (1 - frac)
+                                  + regular[rows, b + 1, None] * frac).astype(np.float32)
     static_names = ["height", "mean_velocity", "temporal_coherence"]
     static = np.stack([
         rng.normal(300, 50, n),

@@ -334,3 +334,136 @@ def test_residual_rms_of_a_fit_without_step_search_uses_its_own_degrees_of_freed
     res = y - A @ np.linalg.lstsq(A, y, rcond=None)[0]
     assert out[COL["trend_mm_yr"]] == pytest.approx(np.linalg.lstsq(A, y, rcond=None)[0][1] * 365.25, rel=1e-4)
     assert out[COL["residual_rms_mm"]] == pytest.approx(np.sqrt(res @ res / (len(x) - 2)), rel=1e-4)
+
+
+def _masked_for_a_while(first: str, last: str, n: int = 300, seed: int = 0, **kw):
+    """Points of 10 mm/yr + 5 mm annual (2 mm noise) on a 6-day calendar without winters
+    (May-October), each missing ``first``..``last`` while the site is observed (a coherence
+    mask), regularized across as by ``shards``: (acq, grid, displacement, regular)."""
+    from insarclust.regularize import regularize
+
+    acq = northern_acquisitions()
+    grid = regular_grid(acq)
+    rng = np.random.default_rng(seed)
+    V = signal(acq, grid, trend=10.0, amplitude=5.0, peak_doy=200.0, **kw)[None, :] \
+        + rng.normal(0, 2.0, (n, len(acq)))
+    V[:, (acq >= _day(first)) & (acq <= _day(last))] = np.nan
+    return acq, grid, V.astype(np.float32), regularize(V.astype(np.float32), acq, grid, "linear")
+
+
+@pytest.mark.parametrize("first,last", [("2020-01-01", "2020-12-31"), ("2020-05-01", "2020-09-30")])
+def test_point_missing_months_inside_its_span_is_fitted_without_them(first, last):
+    """A point masked for a year (or a summer) while the site is observed: the line the grid
+    holds across its hole, fitted as data, gave 8.9 mm/yr instead of 10, 4.0 mm instead of
+    5 and a false step in 87 % of series (a summer: 4.4 mm and 25 %)."""
+    from insarclust.spans import observed_holes, observed_spans
+
+    acq, grid, V, R = _masked_for_a_while(first, last)
+    holes = observed_holes(V, acq, grid, 36.0, acq)
+    assert len(holes[0]) == len(V)                       # one hole per point
+    D = compute_descriptors(R, grid, observed_dates=acq, spans=observed_spans(V, acq, grid), holes=holes)
+    assert np.median(D[:, COL["trend_mm_yr"]]) == pytest.approx(10.0, abs=0.3)
+    assert np.median(D[:, COL["annual_amplitude_mm"]]) == pytest.approx(5.0, abs=0.3)
+    assert np.abs(np.median(D[:, COL["acceleration_mm_yr2"]])) < 0.3
+    assert np.mean(D[:, COL["step_mm"]] != 0) < 0.01
+    assert np.median(D[:, COL["residual_rms_mm"]]) == pytest.approx(2.0, rel=0.05)
+
+
+def test_step_inside_a_points_own_hole_is_found_across_it():
+    """A -12 mm step in the middle of a point's hole (the site observed, the point not) is found
+    across the hole and dated inside it, as a step in a winter gap."""
+    from insarclust.spans import observed_holes, observed_spans
+
+    step_date = _day("2020-07-15")
+    acq, grid, V, R = _masked_for_a_while("2020-06-01", "2020-08-31", n=100, seed=1, step=-12.0,
+                                          step_date=step_date)
+    D = compute_descriptors(R, grid, observed_dates=acq, spans=observed_spans(V, acq, grid),
+                            holes=observed_holes(V, acq, grid, 36.0, acq))
+    assert np.abs(D[:, COL["step_mm"]] + 12.0).max() < 2.5
+    assert np.median(D[:, COL["trend_mm_yr"]]) == pytest.approx(10.0, abs=0.3)
+    before, after = acq[acq < _day("2020-06-01")].max(), acq[acq > _day("2020-08-31")].min()
+    assert ((D[:, COL["step_date"]] > before) & (D[:, COL["step_date"]] < after)).all()
+
+
+def test_gaps_up_to_max_gap_days_are_no_holes_and_rows_without_holes_fit_as_before(northern):
+    """Only a point's gaps of more than max_gap_days of the site's observed time are holes: a
+    missing acquisition next to a winter or 36 days missing are not (the demo's points miss
+    single epochs at random), and every row without a hole keeps its descriptors bit for bit."""
+    from insarclust.regularize import regularize
+    from insarclust.spans import observed_holes, observed_spans
+
+    acq, grid = northern
+    rng = np.random.default_rng(4)
+    V = (signal(acq, grid, trend=5.0, amplitude=4.0, peak_doy=200.0)[None, :]
+         + rng.normal(0, 1.5, (60, len(acq)))).astype(np.float32)
+    autumn = np.flatnonzero(np.diff(acq) > 36)                 # last acquisition before each winter
+    V[0, autumn[1]] = np.nan                                   # next to a winter
+    V[1, autumn[1] + 1] = np.nan                               # first after it
+    V[2, 40:45] = np.nan                                       # 5 missing: 36 days between values
+    V[3, 10] = V[3, 50] = np.nan                               # single epochs at random
+    V[4, 100:106] = np.nan                                     # 6 missing: 42 days, a hole
+    V[5, autumn[2] - 2:autumn[2] + 4] = np.nan                 # 2 autumn + 3 spring: 30 observed days + winter
+    R = regularize(V, acq, grid, "linear")
+    rows, lo, hi = observed_holes(V, acq, grid, 36.0, acq)
+    assert rows.tolist() == [4]
+    assert grid[lo[0]] > acq[99] and grid[hi[0]] < acq[106]
+    spans = observed_spans(V, acq, grid)
+    model = DescriptorModel(grid, acq).fit()
+    before = model.transform(R, spans)
+    after = model.transform(R, spans, (rows, lo, hi))
+    keep = np.arange(len(V)) != 4
+    np.testing.assert_array_equal(after[keep], before[keep])
+    assert not np.array_equal(after[4], before[4])
+
+
+def test_rare_hole_patterns_fitted_row_by_row_match_their_designs(northern):
+    """Holes few series share are fitted row by row (a design per pattern costs ~0.3 ms); both
+    ways give the same descriptors to float32 rounding, steps and step dates included."""
+    from insarclust.regularize import regularize
+    from insarclust.spans import observed_holes, observed_spans
+
+    acq, grid = northern
+    rng = np.random.default_rng(5)
+    V = (signal(acq, grid, trend=-6.0, amplitude=3.0, peak_doy=100.0, step=10.0,
+                step_date=_day("2020-08-01"))[None, :] + rng.normal(0, 1.5, (200, len(acq)))).astype(np.float32)
+    V[100:] = (signal(acq, grid, trend=2.0)[None, :] + rng.normal(0, 1.5, (100, len(acq)))).astype(np.float32)
+    for i in range(len(V)):
+        a = rng.integers(5, len(acq) - 40)
+        V[i, a:a + rng.integers(7, 30)] = np.nan
+    args = (regularize(V, acq, grid, "linear"), observed_spans(V, acq, grid), observed_holes(V, acq, grid, 36.0, acq))
+    model = DescriptorModel(grid, acq).fit()
+    model.rows_per_design = 0
+    by_design = model.transform(*args)
+    model.rows_per_design = 10 ** 9
+    by_row = model.transform(*args)
+    assert model.holed(args[2], len(V)).sum() >= 190
+    np.testing.assert_allclose(by_row, by_design, rtol=1e-5, atol=2e-4)
+    assert np.mean(by_design[:100, COL["step_mm"]] != 0) > 0.95
+
+
+def test_write_descriptors_leaves_out_each_points_own_holes(tmp_path):
+    """Every 4th point of a 5-year site misses a year (grid epochs 100-160) and is interpolated
+    across it in /series/regular: write_descriptors reads /series/displacement and fits those
+    points without the year; the others keep the fit they had."""
+    from insarclust.spans import observed_spans
+
+    shards_path, truth = make_shards_file(tmp_path / "shards.h5", n=1200, n_grid=300, shard_size=400,
+                                          hole=(4, 100, 160))
+    out = tmp_path / "descriptors.h5"
+    model = write_descriptors(shards_path, out, block_rows=256)
+    X, _ = h5io.read_features(out)
+    holed = np.arange(1200) % 4 == 0
+    trend, amp = X[:, COL["trend_mm_yr"]], X[:, COL["annual_amplitude_mm"]]
+    assert np.median(trend[holed & (truth == 1)]) == pytest.approx(-8.0, abs=0.3)
+    assert np.median(trend[holed & (truth == 3)]) == pytest.approx(5.0, abs=0.3)
+    assert np.median(amp[holed & (truth == 2)]) == pytest.approx(6.0, abs=0.3)
+    assert np.mean(X[holed, COL["step_mm"]] != 0) < 0.02
+    shards = h5io.Shards(shards_path)
+    plain = model.transform(shards.read("series/regular"), observed_spans(shards.read("series/displacement"),
+                                                                          shards.dates, shards.grid_dates))
+    # (to float32 rounding: the file is written in blocks of 256; the peak of a near-zero
+    # amplitude moves most)
+    other = [i for i in range(len(DESCRIPTOR_NAMES)) if i != COL["annual_peak_doy"]]
+    np.testing.assert_allclose(X[~holed][:, other], plain[~holed][:, other], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(X[~holed, COL["annual_peak_doy"]], plain[~holed, COL["annual_peak_doy"]], atol=0.01)
+    assert np.abs(X[holed, COL["annual_amplitude_mm"]] - plain[holed, COL["annual_amplitude_mm"]]).max() > 0.1
