@@ -42,10 +42,9 @@ summer or a year while the site is observed: :func:`insarclust.spans.observed_ho
 is fitted without the grid epochs of that hole, as without a winter; the
 interpolated line across a year fitted as data gave 8.9 instead of 10 mm/yr,
 4.0 instead of 5 mm amplitude and a false step in 87 % of series. Series are
-fitted per (span, holes) pattern, each pattern with its own design; patterns
-that few series of a block share are fitted row by row by the same weighted
-least squares (:meth:`DescriptorModel._apply_rows`), since a design costs
-~0.3 ms to build. Shorter gaps (a missing acquisition, one next to a winter)
+fitted per (span, holes) pattern, each pattern with its own design (~0.3 ms to
+build: a site where a tenth of the points each miss another stretch pays ~4 s
+per 100,000 points). Shorter gaps (a missing acquisition, one next to a winter)
 stay interpolated and fitted, and a series without a hole is fitted exactly
 as without this rule.
 
@@ -291,29 +290,9 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
         by_pattern: dict = {}
         for row, pattern in patterns.items():
             by_pattern.setdefault((int(spans[row, 0]), int(spans[row, 1]), pattern), []).append(row)
-        loose = []    # rows of rare patterns, fitted row by row (a design costs ~0.3 ms to build)
         for (a, b, pattern), rows in by_pattern.items():
-            if len(rows) < self.rows_per_design and full[rows[0]] and self._fits_alone(pattern):
-                loose.extend((row, pattern) for row in rows)
-            else:
-                out[rows] = self._apply(Y[rows], self._span_design(a, b, pattern))
-        if loose:
-            rows = np.array([row for row, _ in loose])
-            W = np.tile(self.mask_, (len(rows), 1))
-            for i, (_, pattern) in enumerate(loose):
-                for lo, hi in pattern:
-                    W[i, lo:hi + 1] = False
-            out[rows] = self._apply_rows(Y[rows], W)
+            out[rows] = self._apply(Y[rows], self._span_design(a, b, pattern))
         return out
-
-    # a (span, holes) pattern of fewer series in a block is fitted row by row (:meth:`_apply_rows`)
-    rows_per_design = 16
-
-    def _fits_alone(self, holes: tuple) -> bool:
-        """Whether a series spanning the fitted epochs keeps enough of them besides its holes
-        for the shared fit (else :meth:`_span_design`'s fallbacks apply)."""
-        n_fit = int(self.mask_.sum()) - sum(int(self.mask_[lo:hi + 1].sum()) for lo, hi in holes)
-        return len(self.design_.columns) == int(self.mask_.sum()) and n_fit >= _BASE_TERMS + 3
 
     def holed(self, holes: tuple, n: int) -> np.ndarray:
         """(n,) bool: the series with a hole (:meth:`transform`) that holds a fitted epoch."""
@@ -450,64 +429,6 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
         # kept frees it again; a design without a step search has no such term to free
         dof = np.where(step != 0, d.dof, d.dof + 1) if len(d.step_first) else np.full(n, d.dof)
         return _rows(coef, step, step_date, rss, dof)
-
-    def _apply_rows(self, Y: np.ndarray, W: np.ndarray, chunk: int = 2048) -> np.ndarray:
-        """The shared fit (all terms, the grid's time origin, step search) of series that span
-        the fitted epochs, each on its own epochs ``W`` (n, G) bool: what :meth:`_apply` gives
-        with the design of each row's holes (to float32 rounding), by weighted least squares
-        in float64, ~50 us a row instead of ~0.3 ms a design. For holes few series share."""
-        if len(Y) > chunk:
-            return np.concatenate([self._apply_rows(Y[i:i + chunk], W[i:i + chunk], chunk)
-                                   for i in range(0, len(Y), chunk)])
-        cols = self.design_.columns                      # the site's fitted epochs (Gs,)
-        W, Y = W[:, cols], Y[:, cols]
-        grid = np.asarray(self.grid_dates, dtype=np.float64)[cols]
-        B = _base_design(grid, self.design_.reference_date)                # (Gs, P)
-        w = W.astype(np.float64)
-        n_fit = w.sum(axis=1)
-        WB = w[:, :, None] * B                                             # (n, Gs, P)
-        N_inv = np.linalg.inv(WB.transpose(0, 2, 1) @ B)
-        Y = np.where(W, Y, 0.0)
-        coef = (N_inv @ (Y @ B)[:, :, None])[:, :, 0]
-        resid = w * (Y - coef @ B.T)
-        rss_base = np.einsum("ij,ij->i", resid, resid)
-        # step at epoch k (the first fitted epoch after it): h_k = [g >= k]; r . h_k and
-        # B'W h_k are reverse cumulative sums; |u_k|^2 = |W h_k|^2 - (B'W h_k)' N^-1 (B'W h_k)
-        proj_raw = _from_here(resid)
-        BWh = _from_here(WB)                                               # (n, Gs, P)
-        norm2 = _from_here(w) - ((BWh @ N_inv) * BWh).sum(axis=2)
-        # candidates as in _design: a fitted epoch after the first, min_segment_days of fitted
-        # epochs on each side (else every interior position), a step column not in the base
-        fitted_dates = np.where(W, grid, np.nan)
-        prev = np.fmax.accumulate(np.c_[np.full(len(W), np.nan), fitted_dates[:, :-1]], axis=1)
-        first, last = np.nanmin(fitted_dates, axis=1), np.nanmax(fitted_dates, axis=1)
-        interior = W & ~np.isnan(prev)
-        with np.errstate(invalid="ignore"):
-            enough = interior & (prev - first[:, None] >= self.min_segment_days) \
-                & (last[:, None] - grid >= self.min_segment_days)
-        cand = np.where(enough.any(axis=1)[:, None], enough, interior)
-        cand &= norm2 > 1e-18 * n_fit[:, None]
-        searched = cand.any(axis=1)
-        norm = np.sqrt(np.where(cand, norm2, 1.0))
-        best = np.where(cand, np.abs(proj_raw) / norm, -1.0).argmax(axis=1)
-        rows = np.arange(len(Y))
-        best_proj = np.where(searched, proj_raw[rows, best] / norm[rows, best], 0.0)
-        dof_step = np.maximum(n_fit - _BASE_TERMS - searched, 1)
-        rss_step = np.maximum(rss_base - best_proj ** 2, 0.0)
-        z = np.abs(best_proj) / np.sqrt(np.maximum(rss_step / dof_step, 1e-30))
-        significant = searched & (z >= self.step_z_min)
-        step = np.where(significant, best_proj / norm[rows, best], 0.0)
-        coef = coef - step[:, None] * (N_inv @ BWh[rows, best][:, :, None])[:, :, 0]
-        rss = np.where(significant, rss_step, rss_base)
-        step_date = np.where(searched, 0.5 * (prev[rows, best] + grid[best]), np.nan)
-        dof = np.where(step != 0, dof_step, dof_step + searched)
-        return _rows(coef, step, step_date, rss, dof)
-
-
-def _from_here(x: np.ndarray) -> np.ndarray:
-    """Sums of ``x`` (n, G, ...) over epochs g..G-1, for every g (float64)."""
-    csum = np.cumsum(x, axis=1)
-    return csum[:, -1:] - csum + x
 
 
 def _rows(coef: np.ndarray, step: np.ndarray, step_date: np.ndarray, rss: np.ndarray,
