@@ -58,3 +58,35 @@ def test_ridge_under_a_pooled_representation_keeps_the_recorded_split():
         assert config.embed_settings(old) != config.embed_settings(new)
         assert not config.same_embed_settings(json.loads(config.embed_settings(old)), new)
     assert not config.same_embed_settings(None, cfg)
+
+
+def test_a_static_weight_entry_at_its_default_is_no_param():
+    """embed.static_weight as a mapping reaches a site's static_features only where it changes a
+    weight there: an entry equal to the weight its column gets unnamed (1; 0 for a geometry
+    column) is the same dyn+static.h5, so it must not change the params (adding or removing
+    {rmse: 1.0} reran the site's dyn+static chain). A pair site has no geometry columns."""
+    import yaml
+
+    from insarclust.embed import static_weights
+    from insarclust.settings_check import site_static_weight
+
+    ngu = yaml.safe_load((ROOT / "config" / "formats.yaml").read_text())["ngu"]
+    names = [*ngu["static"], *ngu["geometry"]]
+
+    def weights(weight):   # what static_features does with the param
+        return static_weights(names, weight, ngu["geometry"]).tolist()
+
+    base = site_static_weight({"height": 0.5}, ngu)
+    for same in ({"height": 0.5, "temporal_coherence": 1.0}, {"height": 0.5, "incidence_angle": 0},
+                 {"height": 0.5, "ELEVATION": 3.0}):
+        assert site_static_weight(same, ngu) == base, same
+        assert weights(same) == weights(base)
+    for default in ({}, {"height": 1}, {"incidence_angle": 0.0, "mean_velocity": 1.0}):
+        assert site_static_weight(default, ngu) == 1.0, default
+        assert weights(default) == weights(1.0)
+    # a geometry column named with a weight, or a static one off its default, counts
+    assert site_static_weight({"incidence_angle": 0.5}, ngu) == {"incidence_angle": 0.5}
+    assert site_static_weight({"height": 0.0}, ngu) == {"height": 0.0}
+    assert site_static_weight(2.0, ngu) == 2.0
+    # a decomposed pair: its own columns, none of them geometry
+    assert site_static_weight({"height": 1.0, "incidence_angle": 0.5}, ngu, pair=True) == 1.0

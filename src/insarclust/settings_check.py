@@ -52,6 +52,21 @@ def site_static_columns(spec: Mapping, pair: bool = False) -> set[str]:
     return {col for key in ("static", "optional_static", "geometry") for col in spec.get(key) or ()}
 
 
+def site_static_weight(weight, spec: Mapping, pair: bool = False):
+    """``embed.static_weight`` as far as a site of format ``spec`` can read it (the rule param of
+    its ``static_features`` job): a number as it is; a mapping keeps the columns the site can have
+    (:func:`site_static_columns`) whose weight differs from the one they get unnamed (1; 0 for a
+    geometry column, :func:`insarclust.embed.static_weights`), so an entry at that weight or a
+    column of another format reruns nothing; a mapping left empty weighs like the default 1.0."""
+    if not isinstance(weight, Mapping):
+        return weight
+    columns = site_static_columns(spec, pair=pair)
+    geometry = set() if pair else set(spec.get("geometry") or ())
+    named = {k: v for k, v in weight.items()
+             if k in columns and float(v) != (0.0 if k in geometry else 1.0)}
+    return named or 1.0
+
+
 def known_static_columns(formats: Mapping) -> set[str]:
     """Every static column a site can have: the static, optional static and geometry columns of
     the formats (formats.yaml as a dict), and a decomposed pair's own."""

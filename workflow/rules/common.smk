@@ -330,19 +330,17 @@ def baseline_params(wildcards):
 
 
 def static_weight_params(wildcards):
-    """embed.static_weight as far as the site can read it: a mapping keeps the columns the site's
-    format (or a decomposed pair) can have, so weighting another format's column reruns nothing
-    here; a mapping left empty weighs like the default 1.0 (unnamed columns 1, geometry 0).
+    """embed.static_weight as far as the site can read it (settings_check.site_static_weight):
+    a mapping keeps the columns the site's format (or a decomposed pair) can have, at a weight
+    other than the one they get unnamed, so weighting another format's column, or naming a
+    column at its default weight, reruns nothing here.
     """
-    weight = config["embed"]["static_weight"]
-    if not isinstance(weight, dict):
-        return weight
     site = wildcards.site
-    columns = _settings_check.site_static_columns(
-        site_format(site), pair=SOURCES[site].kind == "pair"
+    return _settings_check.site_static_weight(
+        config["embed"]["static_weight"],
+        site_format(site),
+        pair=SOURCES[site].kind == "pair",
     )
-    named = {k: v for k, v in weight.items() if k in columns}
-    return named or 1.0
 
 
 def report_params():
