@@ -467,3 +467,28 @@ def test_write_descriptors_leaves_out_each_points_own_holes(tmp_path):
     np.testing.assert_allclose(X[~holed][:, other], plain[~holed][:, other], rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(X[~holed, COL["annual_peak_doy"]], plain[~holed, COL["annual_peak_doy"]], atol=0.01)
     assert np.abs(X[holed, COL["annual_amplitude_mm"]] - plain[holed, COL["annual_amplitude_mm"]]).max() > 0.1
+
+
+@pytest.mark.parametrize("keep", [5, 10, 20])
+def test_a_point_seen_weeks_at_each_end_gets_only_the_terms_its_epochs_determine(keep):
+    """A point masked all but its first and last ``keep`` acquisitions: its hole leaves two
+    clumps of a few weeks 4 years apart, where the acceleration and annual cycle take any
+    value (a 5 mm cycle on 10 mm/yr read as 111 mm and +-600 mm/yr^2 at 5 acquisitions, 13 mm
+    and +-60 mm/yr^2 at 10); the terms such epochs cannot tell are not fitted."""
+    from insarclust.regularize import regularize
+    from insarclust.spans import observed_holes, observed_spans
+
+    acq = northern_acquisitions()
+    grid = regular_grid(acq)
+    rng = np.random.default_rng(7)
+    V = (signal(acq, grid, trend=10.0, amplitude=5.0, peak_doy=200.0)[None, :]
+         + rng.normal(0, 2.0, (300, len(acq)))).astype(np.float32)
+    V[:, keep:len(acq) - keep] = np.nan
+    D = compute_descriptors(regularize(V, acq, grid, "linear"), grid, observed_dates=acq,
+                            spans=observed_spans(V, acq, grid), holes=observed_holes(V, acq, grid, 36.0, acq))
+    assert np.median(D[:, COL["trend_mm_yr"]]) == pytest.approx(10.0, abs=1.0)
+    assert np.percentile(np.abs(D[:, COL["trend_mm_yr"]] - 10.0), 95) < 2.0
+    assert np.percentile(D[:, COL["annual_amplitude_mm"]], 95) < 10.0
+    assert np.percentile(np.abs(D[:, COL["acceleration_mm_yr2"]]), 95) < 2.0
+    assert np.abs(D[:, COL["offset_mm"]]).max() < 15.0
+    assert np.mean(D[:, COL["step_mm"]] != 0) < 0.02

@@ -44,9 +44,11 @@ interpolated line across a year fitted as data gave 8.9 instead of 10 mm/yr,
 4.0 instead of 5 mm amplitude and a false step in 87 % of series. Series are
 fitted per (span, holes) pattern, each pattern with its own design (~0.3 ms to
 build: a site where a tenth of the points each miss another stretch pays ~4 s
-per 100,000 points). Shorter gaps (a missing acquisition, one next to a winter)
-stay interpolated and fitted, and a series without a hole is fitted exactly
-as without this rule.
+per 100,000 points). Epochs left between holes that no longer determine a
+term (a few weeks at each end of the period) fit fewer terms, as a short span
+does (:data:`MAX_HOLE_INFLATION`; then no step search). Shorter gaps (a
+missing acquisition, one next to a winter) stay interpolated and fitted, and
+a series without a hole is fitted exactly as without this rule.
 
 The step is searched only where at least ``min_segment_days`` of supported
 epochs lie on each side: a "step" of the last few epochs is indistinguishable
@@ -95,6 +97,13 @@ _BASE_TERMS = 5  # offset, trend, acceleration, annual cos, annual sin
 # "line" years (over under ~1.5 years trend and annual cycle cannot be told apart); shorter
 # spans keep the shared fit without its step search.
 SPAN_YEARS = {"acceleration": 3.0, "annual": 1.5, "line": 1.0}
+# The terms of those fits, from all to a line.
+_TERM_TIERS = ((0, 1, 2, 3, 4), (0, 1, 3, 4), (0, 1))
+# A series' own holes (DescriptorModel.transform) may leave epochs that do not determine every
+# term (a few weeks at each end of the period: the acceleration and annual cycle take any
+# value): a term is fitted only while its noise gain is at most this many times what the same
+# number of epochs spread as without the holes would give; otherwise the next, smaller fit.
+MAX_HOLE_INFLATION = 3.0
 
 
 def observed_grid_mask(grid_dates: np.ndarray, observed_dates: np.ndarray | None,
@@ -382,20 +391,50 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
                 if "short" not in cache:
                     cache["short"] = _design(grid, self.mask_, self.min_segment_days, steps=False)
                 design = cache["short"]
-            elif spanning:
-                design = _design(grid, mask, self.min_segment_days)
             else:
-                middle = 0.5 * (grid[cols[0]] + grid[cols[-1]])
-                if years >= SPAN_YEARS["acceleration"]:
-                    design = _design(grid, mask, self.min_segment_days, (0, 1, 2, 3, 4), middle)
-                elif years >= SPAN_YEARS["annual"]:
-                    design = _design(grid, mask, self.min_segment_days, (0, 1, 3, 4), middle)
-                else:   # trend and annual cycle cannot be told apart: a line, no step search
-                    design = _design(grid, mask, self.min_segment_days, (0, 1), middle, steps=False)
+                if spanning:
+                    middle, tier = None, 0
+                else:
+                    middle = 0.5 * (grid[cols[0]] + grid[cols[-1]])
+                    tier = 0 if years >= SPAN_YEARS["acceleration"] else 1 if years >= SPAN_YEARS["annual"] else 2
+                # the terms the epochs left between the holes still determine; when they miss
+                # one, a step across the holes is no better determined: no step search
+                supported = self._supported_tier(grid, mask, first, last, tier, middle) if holes else tier
+                if supported is None:
+                    if "short" not in cache:
+                        cache["short"] = _design(grid, self.mask_, self.min_segment_days, steps=False)
+                    design = cache["short"]
+                else:   # a line (trend and annual cycle cannot be told apart): no step search
+                    design = _design(grid, mask, self.min_segment_days, _TERM_TIERS[supported], middle,
+                                     steps=supported == tier and tier < 2)
             if len(cache) >= 256:
                 cache.pop(next(k for k in cache if k != "short"))
             cache[key] = design
         return cache[key]
+
+    def _supported_tier(self, grid: np.ndarray, mask: np.ndarray, first: int, last: int, tier: int,
+                        middle: float | None) -> int | None:
+        """The first of :data:`_TERM_TIERS` from ``tier`` on whose terms the epochs of ``mask`` (a
+        series' fitted epochs less its holes) determine about as well as the same series without
+        its holes would: no term's noise gain more than :data:`MAX_HOLE_INFLATION` times the
+        gain there, beyond the sqrt(n_without / n_with) of fewer epochs. None: not even a line
+        (the shared fit, as a short span). Two clumps of a few weeks at both ends of the period
+        otherwise gave amplitudes of 100 mm and accelerations of +-600 mm/yr^2 from a 5 mm
+        cycle and a straight 10 mm/yr."""
+        within = np.zeros(len(grid), dtype=bool)
+        within[max(first, 0):last + 1] = True
+        ref_mask = self.mask_ & within
+        if ref_mask.sum() < _BASE_TERMS + 3:
+            ref_mask = within
+        kept, ref = grid[mask], grid[ref_mask]
+        origin = reference_date_of(grid) if middle is None else middle
+        for t in range(tier, len(_TERM_TIERS)):
+            terms = list(_TERM_TIERS[t])
+            gain = np.sqrt((np.linalg.pinv(_base_design(kept, origin)[:, terms]) ** 2).sum(axis=1))
+            gain_ref = np.sqrt((np.linalg.pinv(_base_design(ref, origin)[:, terms]) ** 2).sum(axis=1))
+            if np.all(gain <= MAX_HOLE_INFLATION * gain_ref * np.sqrt(len(ref) / len(kept))):
+                return t
+        return None
 
     def _apply(self, Y: np.ndarray, d: _Design) -> np.ndarray:
         if len(d.columns) != Y.shape[1]:
