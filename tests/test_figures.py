@@ -276,3 +276,35 @@ def test_training_curve_ticks_stay_readable(tmp_path):
     ticks = fig.axes[1].get_xticks()
     assert len(ticks) <= 12 and np.all(ticks == np.round(ticks))
     plt.close(fig)
+
+
+@pytest.mark.parametrize("max_gap_days,hatched", [(None, 0), (24, 1)])
+def test_method_figures_hatch_the_gaps_of_interpret_max_gap_days(tmp_path, shards_file, monkeypatch,
+                                                                 max_gap_days, hatched):
+    """The cluster series hatch the acquisition gaps the clusters were described with: a step
+    dated 'between A and B' (step_in_gap, interpret.max_gap_days) lies in a hatched stretch, and
+    a gap the fit bridged as data is not hatched. A 30-day gap with max_gap_days 24 was left
+    unhatched (the figure used 36 days whatever the config)."""
+    import h5py
+
+    import insarclust.descriptors
+
+    path, truth = shards_file
+    grid = h5io.Shards(path).grid_dates
+    observed = np.concatenate([grid[:40], grid[40:][grid[40:] >= grid[39] + 30]])   # a 30-day gap
+    monkeypatch.setattr(insarclust.descriptors, "site_acquisition_dates", lambda shards: observed)
+    labels = tmp_path / "labels.h5"
+    with h5py.File(labels, "w") as f:
+        f["labels"] = truth.astype(np.int32)
+    result = {"site": "s", "method": "m", "k": 4, "clusters": CLUSTERS[:4]}
+    if max_gap_days is not None:
+        result["config"] = {"interpret": {"max_gap_days": max_gap_days}}
+    metrics = tmp_path / "m.json"
+    metrics.write_text(json.dumps(result))
+    drawn = []
+    original = figures.plot_cluster_series
+    monkeypatch.setattr(figures, "plot_cluster_series",
+                        lambda *a, **k: drawn.append(original(*a, **k)) or drawn[-1])
+    figures.method_figures(labels, metrics, path, tmp_path / "map.png", tmp_path / "series.png")
+    ax = drawn[0].axes[0]
+    assert len([p for p in ax.patches if p.get_hatch()]) == hatched

@@ -417,10 +417,13 @@ def method_figures(labels_path, metrics_path, shards_path, map_path, series_path
         m2, s2, _ = cluster_series_stats(shards_path, labels, k, dataset=shards.component_dataset(names[1]))
         second = (m2, s2)
     from .descriptors import site_acquisition_dates
+    from .interpret import fit_settings
 
+    # the gaps the clusters were described with (their step_in_gap): interpret.max_gap_days
+    max_gap_days = fit_settings((result.get("config") or {}).get("interpret"))["max_gap_days"]
     fig = plot_cluster_series(shards.grid_dates, mean, std, counts, series_path, clusters=clusters,
                               observed_dates=site_acquisition_dates(shards), title=title, dpi=dpi,
-                              components=names, second=second)
+                              components=names, second=second, max_gap_days=max_gap_days)
     plt.close(fig)
     log.info("figures of %s: %s, %s", title, map_path, series_path)
 
