@@ -42,9 +42,9 @@ summer or a year while the site is observed: :func:`insarclust.spans.observed_ho
 is fitted without the grid epochs of that hole, as without a winter; the
 interpolated line across a year fitted as data gave 8.9 instead of 10 mm/yr,
 4.0 instead of 5 mm amplitude and a false step in 87 % of series. Series are
-fitted per (span, holes) pattern, each pattern with its own design (~0.3 ms to
-build: a site where a tenth of the points each miss another stretch pays ~4 s
-per 100,000 points). Epochs left between holes that no longer determine a
+fitted per (span, holes) pattern, each pattern with its own design (~0.4 ms to
+build and check: a site where a tenth of the points each miss another stretch
+pays ~5 s per 100,000 points). Epochs left between holes that no longer determine a
 term (a few weeks at each end of the period) fit fewer terms, as a short span
 does (:data:`MAX_HOLE_INFLATION`; then no step search). Shorter gaps (a
 missing acquisition, one next to a winter) stay interpolated and fitted, and
