@@ -217,3 +217,17 @@ def test_a_distance_or_threshold_must_be_positive(section, key, value):
     assert where[:2] == [section, key] and "minimum" in message
     raw[section][key] = {"threshold_mm": None} if key == "ransac" else None    # null: the documented default
     assert first_schema_error(with_defaults(coerce_to_schema(raw, SCHEMA), SCHEMA), SCHEMA) is None
+
+
+def test_a_setting_from_the_command_line_is_not_blamed_on_config_yaml(cfg):
+    """A reversed k_range given with --config or --configfile is not in config/config.yaml: the
+    message names the key and where settings come from, not that one file."""
+    bad = changed(cfg, "kmeans", k_range=[8, 2])
+    bad["sites"] = "data/my-sites.tsv"
+    with pytest.raises(InputError) as err:
+        check_settings(bad, SITES, STATIC)
+    text = str(err.value)
+    assert not text.startswith("file config/config.yaml") and "--config" in text and "'kmeans.k_range'" in text
+    with pytest.raises(InputError, match=r"name a site of data/my-sites\.tsv"):
+        check_settings(changed(bad, "kmeans", k_range=[2, 8]) | {"embed": {**bad["embed"], "reference_site": "x"}},
+                       SITES, STATIC)

@@ -13,11 +13,13 @@ from typing import Iterable, Mapping
 
 from .errors import InputError
 
-CONFIG_FILE = "config/config.yaml"
+# The value may come from config/config.yaml, a --configfile or a --config override: the message
+# names the key and where it can come from, not one file that may hold another value.
+CONFIG_SOURCES = "config/config.yaml, --configfile or --config"
 
 
 def _bad(key: str, problem: str, fix: str) -> InputError:
-    return InputError(f"config key '{key}': {problem}", file=CONFIG_FILE, fix=fix)
+    return InputError(f"configuration ({CONFIG_SOURCES}), key '{key}': {problem}", fix=fix)
 
 
 # keys where inf means "no bound"
@@ -128,7 +130,7 @@ def check_settings(config: Mapping, sites: Iterable[str], static_columns: Iterab
     if ref is not None and ref not in site_names:
         raise _bad("embed.reference_site", f"'{ref}' is not a site of the site table "
                                            f"({', '.join(sorted(site_names)) or 'none'})",
-                   "name a site of config/sites.tsv, or null for a model per site")
+                   f"name a site of {config.get('sites') or 'config/sites.tsv'}, or null for a model per site")
     weights = embed.get("static_weight")
     if isinstance(weights, Mapping):
         known = set(static_columns)
