@@ -231,3 +231,26 @@ def test_a_setting_from_the_command_line_is_not_blamed_on_config_yaml(cfg):
     with pytest.raises(InputError, match=r"name a site of data/my-sites\.tsv"):
         check_settings(changed(bad, "kmeans", k_range=[2, 8]) | {"embed": {**bad["embed"], "reference_site": "x"}},
                        SITES, STATIC)
+
+
+@pytest.mark.parametrize("section, values, needle, fix", [
+    ("kmaens", {"k": 6}, "key 'kmaens': no such setting", "did you mean 'kmeans'?"),
+    ("kmeans", {"kk": "6"}, "key 'kmeans.kk': no such setting", "did you mean 'kmeans.k'?"),
+    ("graph", {"k": "2.5"}, "key 'graph.k': '2.5' is not of type 'integer'", "config.schema.yaml"),
+])
+def test_a_misspelt_key_or_a_wrong_type_is_named_in_a_few_lines(section, values, needle, fix):
+    """Snakemake's validate prints the whole schema (500+ lines for a misspelt top-level key);
+    check_config, run before it, names the key, the closest known key and the sources."""
+    from insarclust.config import check_config
+
+    raw = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    raw[section] = {**raw.get(section, {}), **values}
+    with pytest.raises(InputError) as err:
+        check_config(with_defaults(coerce_to_schema(raw, SCHEMA), SCHEMA), SCHEMA)
+    text = str(err.value)
+    assert needle in text and fix in text and "--config" in text and len(text.splitlines()) <= 3
+
+
+def test_the_workflow_checks_the_config_before_snakemake_validates_it():
+    smk = (ROOT / "workflow/rules/common.smk").read_text()
+    assert smk.index("check_config(config, _CONFIG_SCHEMA)") < smk.index("validate(")

@@ -112,6 +112,44 @@ def first_schema_error(instance: Any, schema: Mapping) -> tuple[list, str] | Non
     return [str(p) for p in err.absolute_path], err.message
 
 
+CONFIG_SOURCES = "config/config.yaml, --configfile or --config"
+
+
+def check_config(config: Mapping, schema: Mapping, sources: str = CONFIG_SOURCES) -> None:
+    """Raise :class:`insarclust.errors.InputError` for the first key of ``config`` the schema refuses.
+
+    A short message naming the key (a misspelt one with the closest known key), instead of
+    the schema dump Snakemake's ``validate`` prints (several hundred lines for a misspelt
+    top-level key, with the key's name at the top).
+    """
+    import difflib
+
+    from jsonschema import Draft202012Validator
+
+    from .errors import InputError
+
+    errors = sorted(Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return
+    err = errors[0]
+    path = [str(p) for p in err.absolute_path]
+    if err.validator == "additionalProperties" and isinstance(err.instance, Mapping):
+        defs = schema.get("$defs", {})
+        node = _resolve(schema, defs)
+        for key in path:
+            node = _resolve(node.get("properties", {}).get(key, {}), defs)
+        allowed = list(node.get("properties", {}))
+        unknown = [k for k in err.instance if k not in allowed] or [None]
+        key = str(unknown[0])
+        close = difflib.get_close_matches(key, allowed, n=1)
+        known = f"the keys there are {', '.join(allowed)}"
+        raise InputError(f"configuration ({sources}), key '{'.'.join(path + [key])}': no such setting",
+                         fix=(f"did you mean '{'.'.join(path + close)}'? " if close else "") + known)
+    raise InputError(f"configuration ({sources}), key '{'.'.join(path) or '(top level)'}': {err.message}",
+                     fix="see the comments of config/config.yaml (workflow/schemas/config.schema.yaml has "
+                         "every type and range)")
+
+
 # --------------------------------------------------------------------------- #
 # defaults: the schema's ``default`` of every key
 

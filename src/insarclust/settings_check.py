@@ -15,7 +15,7 @@ from .errors import InputError
 
 # The value may come from config/config.yaml, a --configfile or a --config override: the message
 # names the key and where it can come from, not one file that may hold another value.
-CONFIG_SOURCES = "config/config.yaml, --configfile or --config"
+from .config import CONFIG_SOURCES  # noqa: E402
 
 
 def _bad(key: str, problem: str, fix: str) -> InputError:

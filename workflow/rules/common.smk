@@ -23,6 +23,7 @@ from insarclust import resources as _resources  # noqa: E402
 from insarclust import sites as _sites  # noqa: E402
 from insarclust import settings_check as _settings_check  # noqa: E402
 from insarclust.config import (
+    check_config,
     coerce_to_schema,
     embed_result_params,
     result_params,
@@ -42,6 +43,8 @@ def _schema(name):
 # ('kmeans={"k": 6}' gives "6") and are turned into the schema's types first.
 _CONFIG_SCHEMA = _schema("config")
 config.update(with_defaults(coerce_to_schema(config, _CONFIG_SCHEMA), _CONFIG_SCHEMA))
+# a short message naming the key (and the closest known one), not the schema dump of validate
+check_config(config, _CONFIG_SCHEMA)
 validate(
     config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"), set_default=True
 )
