@@ -101,15 +101,18 @@ def coerce_to_schema(config: Mapping, schema: Mapping) -> dict:
     return _coerce(dict(config), schema, schema.get("$defs", {}))
 
 
-def first_schema_error(instance: Any, schema: Mapping) -> tuple[list, str] | None:
-    """``(path, message)`` of the first schema violation (path of keys/indices), or None."""
+def _first_violation(instance: Any, schema: Mapping):
+    """The first jsonschema ``ValidationError`` of ``instance`` in key order, or None."""
     from jsonschema import Draft202012Validator
 
     errors = sorted(Draft202012Validator(schema).iter_errors(instance), key=lambda e: list(e.absolute_path))
-    if not errors:
-        return None
-    err = errors[0]
-    return [str(p) for p in err.absolute_path], err.message
+    return errors[0] if errors else None
+
+
+def first_schema_error(instance: Any, schema: Mapping) -> tuple[list, str] | None:
+    """``(path, message)`` of the first schema violation (path of keys/indices), or None."""
+    err = _first_violation(instance, schema)
+    return None if err is None else ([str(p) for p in err.absolute_path], err.message)
 
 
 CONFIG_SOURCES = "config/config.yaml, --configfile or --config"
@@ -124,14 +127,11 @@ def check_config(config: Mapping, schema: Mapping, sources: str = CONFIG_SOURCES
     """
     import difflib
 
-    from jsonschema import Draft202012Validator
-
     from .errors import InputError
 
-    errors = sorted(Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
-    if not errors:
+    err = _first_violation(config, schema)
+    if err is None:
         return
-    err = errors[0]
     path = [str(p) for p in err.absolute_path]
     if err.validator == "additionalProperties" and isinstance(err.instance, Mapping):
         defs = schema.get("$defs", {})
