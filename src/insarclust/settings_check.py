@@ -11,14 +11,13 @@ from __future__ import annotations
 import math
 from typing import Iterable, Mapping
 
+from .config import CONFIG_SOURCES
 from .errors import InputError
-
-# The value may come from config/config.yaml, a --configfile or a --config override: the message
-# names the key and where it can come from, not one file that may hold another value.
-from .config import CONFIG_SOURCES  # noqa: E402
 
 
 def _bad(key: str, problem: str, fix: str) -> InputError:
+    """The value may come from config/config.yaml, a --configfile or a --config override: the
+    message names the key and where it can come from, not one file that may hold another value."""
     return InputError(f"configuration ({CONFIG_SOURCES}), key '{key}': {problem}", fix=fix)
 
 
