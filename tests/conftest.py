@@ -28,7 +28,8 @@ def copy_workflow(dest: Path, names=WORKFLOW_FILES) -> Path:
 
 
 def make_shards_file(path, n: int = 2000, n_grid: int = 120, shard_size: int = 512,
-                     seed: int = 0, step_days: int = 6, hole: tuple | None = None):
+                     seed: int = 0, step_days: int = 6, hole: tuple | None = None,
+                     hole_regime: int | None = None):
     """Write a valid shards.h5 with four spatially coherent regimes.
 
     Returns ``(path, truth)`` with truth (n,) in {0: stable, 1: subsiding,
@@ -37,7 +38,7 @@ def make_shards_file(path, n: int = 2000, n_grid: int = 120, shard_size: int = 5
     (a crude spatial order, enough for stages downstream of shards).
     ``hole`` ``(every, first, last)``: every ``every``-th row misses grid epochs first..last
     (NaN in /series/displacement), linearly interpolated across in /series/regular as the
-    shards stage does.
+    shards stage does; with ``hole_regime``, only rows of that regime.
     """
     rng = np.random.default_rng(seed)
     lat = 69.0 + rng.uniform(0, 0.1, n)
@@ -59,6 +60,8 @@ def make_shards_file(path, n: int = 2000, n_grid: int = 120, shard_size: int = 5
     if hole is not None:
         every, a, b = hole
         rows = np.arange(0, n, every)
+        if hole_regime is not None:
+            rows = rows[truth[rows] == hole_regime]
         displacement[rows, a - 1], displacement[rows, b + 1] = regular[rows, a - 1], regular[rows, b + 1]
         displacement[rows, a:b + 1] = np.nan
         frac = (np.arange(a, b + 1) - (a - 1)) / (b + 2 - a)

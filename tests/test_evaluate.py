@@ -324,3 +324,31 @@ def test_cluster_mean_of_members_referenced_at_their_own_start_does_not_jump(tmp
     clusters = describe_clusters(mean, grid, counts, {})
     assert [(c["label"], c["model"]) for c in clusters] == [("subsiding", "trend")] * 2
     assert clusters[0]["descriptors"]["trend_mm_yr"] == pytest.approx(-10.0, abs=0.3)
+
+
+def test_a_season_a_clusters_members_miss_is_left_out_of_its_fit(tmp_path):
+    """Every point of the seasonal regime misses a year (grid epochs 100-160) while the site is
+    observed: its cluster mean is an interpolated line there, which the fit of the mean took as
+    data (amplitude too small). The cluster's own dates leave it out; the other clusters are
+    described as before."""
+    from conftest import make_shards_file
+    from insarclust.cluster_series import cluster_acquisition_dates, cluster_series_stats
+    from insarclust.descriptors import site_acquisition_dates
+    from insarclust.interpret import describe_clusters
+
+    path, truth = make_shards_file(tmp_path / "shards.h5", n=1200, n_grid=300, shard_size=400,
+                                   hole=(1, 100, 160), hole_regime=2)
+    shards = h5io.Shards(path)
+    site = site_acquisition_dates(shards)
+    dates = cluster_acquisition_dates(path, truth, 4, site)
+    for j in (0, 1, 3):
+        np.testing.assert_array_equal(dates[j], site)
+    np.testing.assert_array_equal(dates[2], np.setdiff1d(site, shards.dates[100:161]))
+    mean, _, counts = cluster_series_stats(path, truth, 4)
+    grid = shards.grid_dates
+    own = describe_clusters(mean, grid, counts, {}, observed_dates=site, cluster_dates=dates)
+    plain = describe_clusters(mean, grid, counts, {}, observed_dates=site)
+    assert own[2]["descriptors"]["annual_amplitude_mm"] == pytest.approx(6.0, abs=0.2)
+    assert plain[2]["descriptors"]["annual_amplitude_mm"] < 5.5
+    assert own[2]["acquisition_gaps"] == [[int(shards.dates[99]), int(shards.dates[161])]]
+    assert [own[j] for j in (0, 1, 3)] == [plain[j] for j in (0, 1, 3)]

@@ -70,6 +70,19 @@ def test_captions_say_what_the_fit_says():
                                           "descriptors": {"trend_mm_yr": -0.04}}) == "0: stable, +0.0 mm/yr (n=3)"
 
 
+def test_a_clusters_own_gaps_are_hatched_in_its_panel(shards_file):
+    path, truth = shards_file
+    mean, std, counts = cluster_series_stats(path, truth, n_clusters=4)
+    grid = h5io.Shards(path).grid_dates
+    clusters = [{"cluster": j, "label": "stable", "descriptors": {"trend_mm_yr": 0.0}} for j in range(4)]
+    clusters[2]["acquisition_gaps"] = [[int(grid[40]), int(grid[80])]]
+    fig = figures.plot_cluster_series(grid, mean, std, counts, clusters=clusters, observed_dates=grid)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    hatched = [[p for p in ax.patches if p.get_hatch()] for ax in axes]
+    assert [len(h) for h in hatched] == [0, 0, 1, 0]
+    plt.close(fig)
+
+
 def test_cluster_map(tmp_path, shards_file):
     path, truth = shards_file
     lat, lon = h5io.Shards(path).coords()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import h5io, metrics
-from .spans import span_mask
+from .spans import first_last, span_mask
 
 
 class GroupedMoments:
@@ -218,3 +218,38 @@ class _SpanSums:
             sq += onehot @ dev ** 2
             n_sq += onehot @ inside.astype(np.float64)
         return np.sqrt(sq / n_sq)
+
+
+def cluster_acquisition_dates(shards_path, labels: np.ndarray, n_clusters: int, site_dates: np.ndarray,
+                              min_share: float = 0.5, block_rows: int | None = None) -> list[np.ndarray]:
+    """Each cluster's own acquisition dates: ``site_dates`` less those inside the cluster's span
+    at which fewer than ``min_share`` of the members observed around the date (from their first
+    to their last acquisition) have a value there.
+
+    The mean counts its members' held and interpolated values too: a season most members of a
+    cluster miss (high ground keeping its snow into June while the valley is observed) is an
+    interpolated line in the mean, which the fit of the mean would take as data, as the
+    per-point fit did before it left each point's holes out. With these dates the cluster's
+    fit leaves such a season out as a winter. Dates no member covers (beyond the cluster's span)
+    stay: the span has its own handling. Reads ``/series/displacement`` once.
+    """
+    shards = h5io.Shards(shards_path)
+    labels = np.asarray(labels, dtype=np.int64)
+    dates = np.asarray(shards.dates)
+    observed = np.zeros((n_clusters, len(dates)))
+    covering = np.zeros((n_clusters, len(dates)))
+    cols = np.arange(len(dates))
+    for a, b, X in shards.iter_blocks("series/displacement", block_rows=block_rows):
+        valid = ~np.isnan(X)
+        has, first, last = first_last(valid)
+        covered = has[:, None] & (cols >= first[:, None]) & (cols <= last[:, None])
+        lab = labels[a:b]
+        for j in np.unique(lab):
+            rows = lab == j
+            observed[j] += valid[rows].sum(axis=0)
+            covering[j] += covered[rows].sum(axis=0)
+    site = np.isin(dates, np.asarray(site_dates))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = observed / covering
+    keep = site[None, :] & ((covering == 0) | (share >= min_share))
+    return [dates[keep[j]] for j in range(n_clusters)]

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import h5io, metrics
 from .batches import ArraySource, H5FeatureSource, as_source, block_bounds
-from .cluster_series import cluster_series_stats, grouped_mean_std
+from .cluster_series import cluster_acquisition_dates, cluster_series_stats, grouped_mean_std
 from .dates import DAYS_PER_YEAR
 from .descriptors import site_acquisition_dates
 from .errors import InputError
@@ -151,8 +151,10 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
     shards = h5io.Shards(shards_path)
     mean, _, counts = cluster_series_stats(shards_path, labels, n_clusters)
     spread = member_spread(descriptors_path, labels, n_clusters) if descriptors_path else None
+    site_dates = site_acquisition_dates(shards)
+    own_dates = cluster_acquisition_dates(shards_path, labels, n_clusters, site_dates)
     clusters = describe_clusters(mean, shards.grid_dates, counts, thresholds or {}, spread,
-                                 observed_dates=site_acquisition_dates(shards))
+                                 observed_dates=site_dates, cluster_dates=own_dates)
     if truth_path:
         truth = load_truth(truth_path, shards.pids())
         result_metrics["ari"] = float(adjusted_rand_score(truth, labels))

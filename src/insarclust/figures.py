@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from . import h5io  # noqa: E402
+from .spans import acquisition_gaps  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -253,16 +254,6 @@ def _model_curve(entry, grid_dates):
     return curve
 
 
-def acquisition_gaps(observed_dates, max_gap_days: float = 36.0) -> list[tuple[int, int]]:
-    """``(start, end)`` days of every stretch longer than ``max_gap_days`` between consecutive
-    acquisitions (e.g. the snow season): the regular series there is interpolated, not observed."""
-    d = np.sort(np.asarray(observed_dates, dtype=np.int64))
-    if len(d) < 2:
-        return []
-    wide = np.flatnonzero(np.diff(d) > max_gap_days)
-    return [(int(d[i]), int(d[i + 1])) for i in wide]
-
-
 def plot_cluster_series(grid_dates: np.ndarray, mean: np.ndarray, std: np.ndarray, counts: np.ndarray,
                         path=None, *, clusters: list | None = None, observed_dates=None,
                         max_gap_days: float = 36.0, title: str = "", dpi: int = 150,
@@ -301,7 +292,9 @@ def plot_cluster_series(grid_dates: np.ndarray, mean: np.ndarray, std: np.ndarra
         if counts[j] == 0:
             ax.text(0.5, 0.5, "empty", transform=ax.transAxes, ha="center", va="center")
             continue
-        for n_gap, (a, b) in enumerate(gaps):
+        # the site's gaps, and the cluster's own (a season most of its members miss)
+        own = [tuple(g) for g in (entry or {}).get("acquisition_gaps") or []]
+        for n_gap, (a, b) in enumerate(gaps + own):
             # hatched: a stable (grey) cluster's std band is a plain light grey too
             ax.axvspan(np.datetime64(a, "D"), np.datetime64(b, "D"), facecolor="0.95", edgecolor="0.8",
                        hatch="///", zorder=0, linewidth=0,

@@ -171,7 +171,8 @@ def _json_float(x) -> float | None:
 
 def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: np.ndarray,
                       thresholds: dict, member_spread: dict | None = None, *,
-                      observed_dates: np.ndarray | None = None) -> list[dict]:
+                      observed_dates: np.ndarray | None = None,
+                      cluster_dates: list | None = None) -> list[dict]:
     """One dict per cluster: ``cluster``, ``size``, ``descriptors``, ``spread``, ``label`` (+ evidence).
 
     mean_series (K, G) mm on the regular grid; grid_dates (G,) days since
@@ -190,7 +191,14 @@ def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: n
     date and residual ratio to the trend model; < 1: the step fits better).
     An empty cluster (size 0: a centre nobody chose) has no mean series: its ``label``,
     ``model`` and ``descriptors`` are None. All values are JSON-ready (non-finite -> None).
+    ``cluster_dates``: each cluster's own acquisition dates
+    (:func:`insarclust.cluster_series.cluster_acquisition_dates`), in place of
+    ``observed_dates``: a season most of a cluster's members miss is left out of its fit as a
+    winter, and such a cluster's entry gets ``acquisition_gaps``, its gaps the site has not.
     """
+    if cluster_dates is not None:
+        return _describe_by_dates(mean_series, grid_dates, counts, thresholds, member_spread,
+                                  observed_dates, cluster_dates)
     grid_dates = np.asarray(grid_dates)
     mean_series, spans = covered_spans(mean_series)
     counts = np.asarray(counts)
@@ -254,6 +262,31 @@ def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: n
         if partial[j]:   # where the mean (and its fit) holds: the curve is drawn there only
             out[-1]["span"] = [int(grid_dates[a]), int(grid_dates[b])]
             out[-1]["reference_date"] = float(model.span_reference(a, b))
+    return out
+
+
+def _describe_by_dates(mean_series, grid_dates, counts, thresholds, member_spread, site_dates,
+                       cluster_dates) -> list[dict]:
+    """:func:`describe_clusters` of each group of clusters sharing their acquisition dates."""
+    from .spans import acquisition_gaps
+
+    groups: dict = {}
+    for j, dates in enumerate(cluster_dates):
+        groups.setdefault(tuple(np.asarray(dates).tolist()), []).append(j)
+    mean_series, counts = np.atleast_2d(mean_series), np.asarray(counts)
+    max_gap = fit_settings(thresholds)["max_gap_days"]
+    site_gaps = set() if site_dates is None else set(map(tuple, acquisition_gaps(site_dates, max_gap)))
+    out: list = [None] * len(mean_series)
+    for dates, rows in groups.items():
+        spread = None if member_spread is None else {k: np.asarray(v)[rows] for k, v in member_spread.items()}
+        entries = describe_clusters(mean_series[rows], grid_dates, counts[rows], thresholds, spread,
+                                    observed_dates=np.array(dates))
+        own = [list(g) for g in map(tuple, acquisition_gaps(np.array(dates), max_gap)) if g not in site_gaps]
+        for j, entry in zip(rows, entries):
+            entry["cluster"] = int(j)
+            if own:
+                entry["acquisition_gaps"] = [[int(a), int(b)] for a, b in own]
+            out[j] = entry
     return out
 
 

@@ -111,3 +111,13 @@ def span_mask(spans: np.ndarray, n_grid: int) -> np.ndarray:
     """(n, G) bool: grid epochs inside each row's observed span ``spans (n, 2)`` (first, last)."""
     cols = np.arange(n_grid)
     return (cols >= spans[:, :1]) & (cols <= spans[:, 1:])
+
+
+def acquisition_gaps(observed_dates, max_gap_days: float = 36.0) -> list[tuple[int, int]]:
+    """``(start, end)`` days of every stretch longer than ``max_gap_days`` between consecutive
+    acquisitions (e.g. the snow season): the regular series there is interpolated, not observed."""
+    d = np.sort(np.asarray(observed_dates, dtype=np.int64))
+    if len(d) < 2:
+        return []
+    wide = np.flatnonzero(np.diff(d) > max_gap_days)
+    return [(int(d[i]), int(d[i + 1])) for i in wide]
