@@ -352,3 +352,52 @@ def test_a_season_a_clusters_members_miss_is_left_out_of_its_fit(tmp_path):
     assert plain[2]["descriptors"]["annual_amplitude_mm"] < 5.5
     assert own[2]["acquisition_gaps"] == [[int(shards.dates[99]), int(shards.dates[161])]]
     assert [own[j] for j in (0, 1, 3)] == [plain[j] for j in (0, 1, 3)]
+
+
+def _winter_site(path, n: int = 400, n_grid: int = 300, p_obs: float = 0.45, seed: int = 0):
+    """A site with winters (no acquisition from late October to mid April), half stable, half
+    a 6 mm annual cycle whose points each have a value at a random ``p_obs`` of the dates (a
+    coherence-masked export: scattered misses, no long hole). Returns ``truth`` (n,)."""
+    rng = np.random.default_rng(seed)
+    grid = (17500 + 6 * np.arange(n_grid)).astype(np.int32)
+    days = grid.astype("datetime64[D]")
+    doy = (days - days.astype("datetime64[Y]")).astype(int)
+    obs = np.flatnonzero((doy <= 300) & (doy >= 110))
+    dates = grid[obs]
+    truth = np.repeat([0, 1], n // 2)
+    base = np.stack([np.zeros(n_grid), 6.0 * np.sin(2 * np.pi * (grid - 17460) / 365.25)])
+    disp = (base[truth] + rng.normal(0, 1.0, (n, n_grid)))[:, obs].astype(np.float32)
+    miss = (rng.random(disp.shape) > p_obs) & (truth == 1)[:, None]
+    miss[:, [0, -1]] = False
+    disp[miss] = np.nan
+    regular = np.stack([np.interp(grid, dates[~np.isnan(r)], r[~np.isnan(r)]) for r in disp]).astype(np.float32)
+    attrs = {"site": "s", "format": "ngu", "source_sha256": "0" * 64, "insarclust_version": "test",
+             "regularization": "linear"}
+    with h5io.ShardsWriter(path, n, dates, grid, [], attrs) as w:
+        w.write(np.array([f"P{i:06d}" for i in range(n)], dtype=object), np.full(n, 69.0), np.full(n, 20.0),
+                np.zeros((n, 0), np.float32), disp, regular)
+    return truth
+
+
+def test_scattered_misses_leave_a_clusters_dates_alone(tmp_path):
+    """Members that each miss most dates at random (no hole longer than max_gap_days) still give
+    a mean that is data at every date: the cluster keeps the site's dates. Counting every missing
+    value left it 27 of the 159 dates and nine "gaps of its own" to hatch (at 40 % observed: 2
+    dates, fitted on every grid epoch, winters included: amplitude 2.6 mm, "stable")."""
+    from insarclust.cluster_series import cluster_acquisition_dates, cluster_series_stats
+    from insarclust.descriptors import site_acquisition_dates
+    from insarclust.interpret import describe_clusters
+
+    path = tmp_path / "shards.h5"
+    truth = _winter_site(path)
+    shards = h5io.Shards(path)
+    site = site_acquisition_dates(shards)
+    np.testing.assert_array_equal(site, shards.dates)
+    dates = cluster_acquisition_dates(path, truth, 2, site)
+    for j in range(2):
+        np.testing.assert_array_equal(dates[j], site)
+    mean, _, counts = cluster_series_stats(path, truth, 2)
+    own = describe_clusters(mean, shards.grid_dates, counts, {}, observed_dates=site, cluster_dates=dates)
+    assert own[1]["label"] == "seasonal"
+    assert own[1]["descriptors"]["annual_amplitude_mm"] == pytest.approx(6.0, abs=0.6)
+    assert "acquisition_gaps" not in own[1]

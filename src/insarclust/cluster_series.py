@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import h5io, metrics
-from .spans import first_last, span_mask
+from .spans import first_last, observed_holes, span_mask
 
 
 class GroupedMoments:
@@ -221,33 +221,40 @@ class _SpanSums:
 
 
 def cluster_acquisition_dates(shards_path, labels: np.ndarray, n_clusters: int, site_dates: np.ndarray,
-                              min_share: float = 0.5, block_rows: int | None = None) -> list[np.ndarray]:
+                              min_share: float = 0.5, max_gap_days: float = 36.0,
+                              block_rows: int | None = None) -> list[np.ndarray]:
     """Each cluster's own acquisition dates: ``site_dates`` less those inside the cluster's span
     at which fewer than ``min_share`` of the members observed around the date (from their first
-    to their last acquisition) have a value there.
+    to their last acquisition) are observed there: not inside a hole of their own, a gap of
+    more than ``max_gap_days`` of the site's observed time between two of their values
+    (:func:`insarclust.spans.observed_holes`, the holes the per-point fit leaves out).
 
     The mean counts its members' held and interpolated values too: a season most members of a
     cluster miss (high ground keeping its snow into June while the valley is observed) is an
     interpolated line in the mean, which the fit of the mean would take as data, as the
     per-point fit did before it left each point's holes out. With these dates the cluster's
-    fit leaves such a season out as a winter. Dates no member covers (beyond the cluster's span)
-    stay: the span has its own handling. Reads ``/series/displacement`` once.
+    fit leaves such a season out as a winter. A member's single missing acquisitions are
+    bridged over a revisit or two, as in the per-point fit, and do not count: members that each
+    miss most dates at random (a coherence-masked export) still give a mean that is data at
+    every date. Dates no member covers (beyond the cluster's span) stay: the span has its own
+    handling. Reads ``/series/displacement`` once.
     """
     shards = h5io.Shards(shards_path)
     labels = np.asarray(labels, dtype=np.int64)
     dates = np.asarray(shards.dates)
-    observed = np.zeros((n_clusters, len(dates)))
-    covering = np.zeros((n_clusters, len(dates)))
-    cols = np.arange(len(dates))
+    T = len(dates)
+    in_hole = np.zeros((n_clusters, T + 1))      # +1 at a hole's first date, -1 after its last
+    covering = np.zeros((n_clusters, T))
+    cols = np.arange(T)
     for a, b, X in shards.iter_blocks("series/displacement", block_rows=block_rows):
-        valid = ~np.isnan(X)
-        has, first, last = first_last(valid)
+        has, first, last = first_last(~np.isnan(X))
         covered = has[:, None] & (cols >= first[:, None]) & (cols <= last[:, None])
         lab = labels[a:b]
-        for j in np.unique(lab):
-            rows = lab == j
-            observed[j] += valid[rows].sum(axis=0)
-            covering[j] += covered[rows].sum(axis=0)
+        covering += metrics.onehot(lab, n_clusters) @ covered.astype(np.float64)
+        rows, lo, hi = observed_holes(X, dates, dates, max_gap_days, site_dates)
+        np.add.at(in_hole, (lab[rows], lo), 1.0)
+        np.add.at(in_hole, (lab[rows], hi + 1), -1.0)
+    observed = covering - np.cumsum(in_hole, axis=1)[:, :T]
     site = np.isin(dates, np.asarray(site_dates))
     with np.errstate(invalid="ignore", divide="ignore"):
         share = observed / covering

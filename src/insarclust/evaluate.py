@@ -23,7 +23,7 @@ from .cluster_series import cluster_acquisition_dates, cluster_series_stats, gro
 from .dates import DAYS_PER_YEAR
 from .descriptors import site_acquisition_dates
 from .errors import InputError
-from .interpret import VOCABULARY, describe_clusters
+from .interpret import VOCABULARY, describe_clusters, fit_settings
 from .jsonio import write_json
 from .kmeans import feature_source, measure_fit
 from .labels import FIT_METRICS, Labelling, fit_metrics
@@ -152,7 +152,8 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
     mean, _, counts = cluster_series_stats(shards_path, labels, n_clusters)
     spread = member_spread(descriptors_path, labels, n_clusters) if descriptors_path else None
     site_dates = site_acquisition_dates(shards)
-    own_dates = cluster_acquisition_dates(shards_path, labels, n_clusters, site_dates)
+    own_dates = cluster_acquisition_dates(shards_path, labels, n_clusters, site_dates,
+                                          max_gap_days=fit_settings(thresholds)["max_gap_days"])
     clusters = describe_clusters(mean, shards.grid_dates, counts, thresholds or {}, spread,
                                  observed_dates=site_dates, cluster_dates=own_dates)
     if truth_path:
