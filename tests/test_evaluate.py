@@ -401,3 +401,25 @@ def test_scattered_misses_leave_a_clusters_dates_alone(tmp_path):
     assert own[1]["label"] == "seasonal"
     assert own[1]["descriptors"]["annual_amplitude_mm"] == pytest.approx(6.0, abs=0.6)
     assert "acquisition_gaps" not in own[1]
+
+
+def test_a_cluster_whose_own_dates_cannot_carry_the_fit_keeps_the_sites(tmp_path):
+    """Members observed at 15 % of the dates each have holes nearly everywhere: the cluster's
+    own dates were 8 scattered acquisitions, on which the five terms and a step were fitted
+    (amplitude 9.8 mm, "subsiding" from a seasonal cluster). Where its own dates no longer
+    determine the model's terms as the per-point fit requires of a point's holes, the cluster
+    is fitted on the site's dates, as before, without gaps of its own."""
+    from insarclust.cluster_series import cluster_acquisition_dates, cluster_series_stats
+    from insarclust.descriptors import site_acquisition_dates
+    from insarclust.interpret import describe_clusters
+
+    path = tmp_path / "shards.h5"
+    truth = _winter_site(path, p_obs=0.15)
+    shards = h5io.Shards(path)
+    site = site_acquisition_dates(shards)
+    dates = cluster_acquisition_dates(path, truth, 2, site)
+    assert len(dates[1]) < 20
+    mean, _, counts = cluster_series_stats(path, truth, 2)
+    own = describe_clusters(mean, shards.grid_dates, counts, {}, observed_dates=site, cluster_dates=dates)
+    plain = describe_clusters(mean, shards.grid_dates, counts, {}, observed_dates=site)
+    assert own == plain

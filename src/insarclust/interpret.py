@@ -38,7 +38,7 @@ import numpy as np
 
 from .dates import DAYS_PER_YEAR
 from .descriptors import (DESCRIPTOR_NAMES, FIT_DEFAULTS, SPAN_YEARS, DescriptorModel, infer_acquisition_dates,
-                          step_or_trend)
+                          observed_grid_mask, step_or_trend)
 
 VOCABULARY = ("stable", "subsiding", "uplifting", "seasonal", "accelerating", "step")
 
@@ -195,6 +195,8 @@ def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: n
     (:func:`insarclust.cluster_series.cluster_acquisition_dates`), in place of
     ``observed_dates``: a season most of a cluster's members miss is left out of its fit as a
     winter, and such a cluster's entry gets ``acquisition_gaps``, its gaps the site has not.
+    A cluster whose own dates no longer determine the model's terms (as a point's holes must,
+    :func:`_own_dates_determine_fit`) is fitted on ``observed_dates``.
     """
     if cluster_dates is not None:
         return _describe_by_dates(mean_series, grid_dates, counts, thresholds, member_spread,
@@ -270,11 +272,18 @@ def _describe_by_dates(mean_series, grid_dates, counts, thresholds, member_sprea
     """:func:`describe_clusters` of each group of clusters sharing their acquisition dates."""
     from .spans import acquisition_gaps
 
+    mean_series, counts = np.atleast_2d(mean_series), np.asarray(counts)
+    fit = fit_settings(thresholds)
+    max_gap = fit["max_gap_days"]
+    if site_dates is not None:
+        site_model = DescriptorModel(np.asarray(grid_dates), site_dates, max_gap, fit["min_segment_days"],
+                                     fit["step_z_min"]).fit()
+        spans = covered_spans(mean_series)[1]
+        cluster_dates = [dates if _own_dates_determine_fit(site_model, dates, spans[j]) else site_dates
+                         for j, dates in enumerate(cluster_dates)]
     groups: dict = {}
     for j, dates in enumerate(cluster_dates):
         groups.setdefault(tuple(np.asarray(dates).tolist()), []).append(j)
-    mean_series, counts = np.atleast_2d(mean_series), np.asarray(counts)
-    max_gap = fit_settings(thresholds)["max_gap_days"]
     site_gaps = set() if site_dates is None else set(map(tuple, acquisition_gaps(site_dates, max_gap)))
     out: list = [None] * len(mean_series)
     for dates, rows in groups.items():
@@ -288,6 +297,27 @@ def _describe_by_dates(mean_series, grid_dates, counts, thresholds, member_sprea
                 entry["acquisition_gaps"] = [[int(a), int(b)] for a, b in own]
             out[j] = entry
     return out
+
+
+def _own_dates_determine_fit(site_model: DescriptorModel, dates, span) -> bool:
+    """The epochs a cluster's own ``dates`` back within its covered ``span`` (grid indices) still
+    determine the terms the site's dates fit there, by the rule the per-point fit applies to a
+    point's holes (:meth:`insarclust.descriptors.DescriptorModel._span_design`): the epochs its
+    dates leave out are passed as holes, and the design must keep its terms and columns (not
+    fewer terms, not the shared fallback). A cluster whose members have holes nearly everywhere
+    is otherwise fitted on a handful of scattered epochs (five terms and a step on 8)."""
+    grid = np.asarray(site_model.grid_dates)
+    own = observed_grid_mask(grid, dates, site_model.max_gap_days)
+    a, b = int(span[0]), int(span[1])
+    within = np.zeros(len(grid), dtype=bool)
+    within[a:b + 1] = True
+    dropped = site_model.mask_ & ~own & within
+    if not dropped.any():
+        return True
+    edges = np.diff(np.r_[0, dropped.astype(np.int8), 0])
+    holes = tuple(zip(np.flatnonzero(edges == 1).tolist(), (np.flatnonzero(edges == -1) - 1).tolist()))
+    plain, holed = site_model._span_design(a, b), site_model._span_design(a, b, holes)
+    return holed.terms == plain.terms and np.array_equal(holed.columns, np.flatnonzero(site_model.mask_ & within & ~dropped))
 
 
 def covered_spans(mean_series: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
