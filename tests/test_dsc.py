@@ -575,3 +575,22 @@ def test_empty_dsc_clusters_are_logged(tmp_path, caplog):
         fit, _ = fit_stage(shards_path, tmp_path / "dyn.h5", cfg=cfg, seed=3, device="cpu", silhouette_sample=100)
     empty = int(np.count_nonzero(np.bincount(fit.labels, minlength=12) == 0))
     assert empty > 0 and f"dsc k=12: {empty} cluster(s) hold no point" in caplog.text
+
+
+def test_checkpoint_of_an_unscaled_run_resumes_under_fp16(tmp_path, monkeypatch, caplog):
+    """A checkpoint written without a gradient scaler (CPU, fp32, bf16: an empty scaler state)
+    resumes where the scaler is on (fp16 on CUDA; the device is not part of the fingerprint):
+    no 'source state dict is empty' crash, the trained model is reused."""
+    points, _ = two_regime_points(n_side=10, n_grid=24)
+    params = dict(TINY, pretrain_epochs=1, epochs=1, train_sample=100, checkpoint_dir=tmp_path)
+    first = DeepSpatiotemporalClustering(**params).fit(points)
+    real_scaler = torch.amp.GradScaler
+    # an fp16 device here: an enabled scaler (on the CPU, the only device of the test machine)
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda device, enabled=True: real_scaler("cpu", enabled=enabled))
+    monkeypatch.setattr(dsc_train, "autocast_dtype", lambda device, precision: torch.float16)
+    again = DeepSpatiotemporalClustering(**params)
+    with caplog.at_level("INFO", logger="insarclust"):
+        again.fit(points)
+    assert "resumed from" in caplog.text
+    np.testing.assert_array_equal(again.cluster_centers_, first.cluster_centers_)
+    assert [r["recon_loss"] for r in again.history_] == [r["recon_loss"] for r in first.history_]

@@ -282,7 +282,10 @@ class DeepSpatiotemporalClustering(BaseEstimator):
             if saved.get("fingerprint") == fingerprint:
                 model.load_state_dict(saved["model"])
                 optimizer.load_state_dict(saved["optimizer"])
-                scaler.load_state_dict(saved["scaler"])
+                if saved["scaler"]:
+                    # An empty state is a disabled scaler's (CPU, fp32, bf16); the device is
+                    # not in the fingerprint, so an fp16 run may resume it with a fresh scale.
+                    scaler.load_state_dict(saved["scaler"])
                 state = saved["state"]
                 log.info("dsc: resumed from %s after epoch %d of %d", ckpt, state["epoch"], n_total)
             else:
