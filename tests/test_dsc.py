@@ -594,3 +594,26 @@ def test_checkpoint_of_an_unscaled_run_resumes_under_fp16(tmp_path, monkeypatch,
     assert "resumed from" in caplog.text
     np.testing.assert_array_equal(again.cluster_centers_, first.cluster_centers_)
     assert [r["recon_loss"] for r in again.history_] == [r["recon_loss"] for r in first.history_]
+
+
+def test_auto_precision_takes_bf16_only_where_the_chosen_gpu_has_it(monkeypatch):
+    """precision auto: bf16 on a GPU with native bf16 (compute capability >= 8), fp16 with a
+    scaler on older GPUs, even where torch can emulate bf16 there; and the capability is that
+    of the device DSC runs on ('cuda:1'), not of the current device."""
+    capability = {0: (8, 0), 1: (7, 5)}   # cuda:0 an A100, cuda:1 a T4
+
+    def index(device=None):
+        d = torch.device("cuda", 0) if device is None else torch.device(device)
+        return 0 if d.index is None else d.index
+
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability[index(device)])
+    # torch: True on the current device (cuda:0); with emulation, True on any recent CUDA
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert dsc_train.autocast_dtype("cuda", "auto") == torch.bfloat16
+    assert dsc_train.autocast_dtype("cuda:0", "auto") == torch.bfloat16
+    assert dsc_train.autocast_dtype("cuda:1", "auto") == torch.float16
+    assert dsc_train.autocast_dtype("cuda:1", "bf16") == torch.bfloat16   # asked for: granted
+    assert dsc_train.autocast_dtype("cuda:0", "fp16") == torch.float16
+    assert dsc_train.autocast_dtype("cuda:1", "fp32") is None

@@ -84,9 +84,18 @@ def autocast_dtype(device: str, precision: str) -> torch.dtype | None:
         return None
     if precision == "fp16":
         return torch.float16
-    if precision == "bf16" or torch.cuda.is_bf16_supported():
+    if precision == "bf16" or _native_bf16(device):
         return torch.bfloat16
     return torch.float16
+
+
+def _native_bf16(device: str) -> bool:
+    """Whether the GPU ``device`` ('cuda', 'cuda:1') computes in bf16 natively (Ampere or newer,
+    or ROCm). Not ``torch.cuda.is_bf16_supported()``: it asks the *current* device and, by
+    default, counts emulated bf16 (slow, and not every cuDNN kernel has it) as support."""
+    if torch.version.hip:
+        return True
+    return torch.cuda.get_device_capability(torch.device(device))[0] >= 8
 
 
 class _DeviceMemory:
