@@ -317,7 +317,8 @@ def _own_dates_determine_fit(site_model: DescriptorModel, dates, span) -> bool:
     edges = np.diff(np.r_[0, dropped.astype(np.int8), 0])
     holes = tuple(zip(np.flatnonzero(edges == 1).tolist(), (np.flatnonzero(edges == -1) - 1).tolist()))
     plain, holed = site_model._span_design(a, b), site_model._span_design(a, b, holes)
-    return holed.terms == plain.terms and np.array_equal(holed.columns, np.flatnonzero(site_model.mask_ & within & ~dropped))
+    kept = np.flatnonzero(site_model.mask_ & within & ~dropped)
+    return holed.terms == plain.terms and np.array_equal(holed.columns, kept)
 
 
 def covered_spans(mean_series: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
