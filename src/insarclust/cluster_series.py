@@ -245,10 +245,9 @@ def cluster_acquisition_dates(shards_path, labels: np.ndarray, n_clusters: int, 
     T = len(dates)
     in_hole = np.zeros((n_clusters, T + 1))      # +1 at a hole's first date, -1 after its last
     covering = np.zeros((n_clusters, T))
-    cols = np.arange(T)
     for a, b, X in shards.iter_blocks("series/displacement", block_rows=block_rows):
         has, first, last = first_last(~np.isnan(X))
-        covered = has[:, None] & (cols >= first[:, None]) & (cols <= last[:, None])
+        covered = has[:, None] & span_mask(np.stack([first, last], axis=1), T)
         lab = labels[a:b]
         covering += metrics.onehot(lab, n_clusters) @ covered.astype(np.float64)
         rows, lo, hi = observed_holes(X, dates, dates, max_gap_days, site_dates)

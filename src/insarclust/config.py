@@ -336,6 +336,12 @@ def result_params(config: Mapping, name: str, drop=()) -> dict:
     return {k: section[k] for k in stage_keys(name, section) if k not in drop}
 
 
+def unnamed_static_weight(column: str, geometry) -> float:
+    """The weight of a static column that ``embed.static_weight`` (a mapping) does not name: 1,
+    or 0 for an acquisition-geometry column (it describes the acquisition, not the ground)."""
+    return 0.0 if column in geometry else 1.0
+
+
 # The representations that pool the states: they never read embed.ridge (the ridge of the
 # output and reservoir representations), so it is no result setting of theirs.
 POOLED_REPRESENTATIONS = ("last", "mean")

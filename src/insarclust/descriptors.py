@@ -73,7 +73,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .dates import DAYS_PER_YEAR
-from .spans import first_last, half_step, observed_holes
+from .spans import first_last, half_step, observed_holes, span_mask
 
 # Fit settings shared by the per-point descriptors and the cluster means (the
 # ``interpret:`` config section carries them), so both are fitted alike.
@@ -374,8 +374,8 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
         key = (first, last, holes) if holes else (first, last)
         if key not in cache:
             grid = np.asarray(self.grid_dates, dtype=np.float64)
-            within = np.zeros(len(grid), dtype=bool)
-            within[max(first, 0):last + 1] = True
+            span = span_mask(np.array([[first, last]]), len(grid))[0]
+            within = span.copy()
             for lo, hi in holes:
                 within[lo:hi + 1] = False
             mask = self.mask_ & within
@@ -384,35 +384,30 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
             cols = np.flatnonzero(mask)
             years = (grid[cols[-1]] - grid[cols[0]]) / DAYS_PER_YEAR if len(cols) else 0.0
             spanning = not self.partial(np.array([first, last]))[0]
-            if len(cols) < _BASE_TERMS + 3 or (years < SPAN_YEARS["line"] and not spanning):
+            middle, tier, supported = None, 0, None
+            if len(cols) >= _BASE_TERMS + 3 and (years >= SPAN_YEARS["line"] or spanning):
+                if not spanning:
+                    middle = 0.5 * (grid[cols[0]] + grid[cols[-1]])
+                    tier = 0 if years >= SPAN_YEARS["acceleration"] else 1 if years >= SPAN_YEARS["annual"] else 2
+                # the terms the epochs left between the holes still determine; when they miss
+                # one, a step across the holes is no better determined: no step search
+                supported = self._supported_tier(grid, mask, span, tier, middle) if holes else tier
+            if supported is None:
                 # too little to fit alone (a line over months of noise is any slope): the shared
                 # fit, whose trend the held values pull towards 0, without the step search
                 # (the edge of the held stretch looks like a step); one design for all of them
                 if "short" not in cache:
                     cache["short"] = _design(grid, self.mask_, self.min_segment_days, steps=False)
                 design = cache["short"]
-            else:
-                if spanning:
-                    middle, tier = None, 0
-                else:
-                    middle = 0.5 * (grid[cols[0]] + grid[cols[-1]])
-                    tier = 0 if years >= SPAN_YEARS["acceleration"] else 1 if years >= SPAN_YEARS["annual"] else 2
-                # the terms the epochs left between the holes still determine; when they miss
-                # one, a step across the holes is no better determined: no step search
-                supported = self._supported_tier(grid, mask, first, last, tier, middle) if holes else tier
-                if supported is None:
-                    if "short" not in cache:
-                        cache["short"] = _design(grid, self.mask_, self.min_segment_days, steps=False)
-                    design = cache["short"]
-                else:   # a line (trend and annual cycle cannot be told apart): no step search
-                    design = _design(grid, mask, self.min_segment_days, _TERM_TIERS[supported], middle,
-                                     steps=supported == tier and tier < 2)
+            else:   # a line (trend and annual cycle cannot be told apart): no step search
+                design = _design(grid, mask, self.min_segment_days, _TERM_TIERS[supported], middle,
+                                 steps=supported == tier and tier < 2)
             if len(cache) >= 256:
                 cache.pop(next(k for k in cache if k != "short"))
             cache[key] = design
         return cache[key]
 
-    def _supported_tier(self, grid: np.ndarray, mask: np.ndarray, first: int, last: int, tier: int,
+    def _supported_tier(self, grid: np.ndarray, mask: np.ndarray, span: np.ndarray, tier: int,
                         middle: float | None) -> int | None:
         """The first of :data:`_TERM_TIERS` from ``tier`` on whose terms the epochs of ``mask`` (a
         series' fitted epochs less its holes) determine about as well as the same series without
@@ -421,11 +416,9 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
         (the shared fit, as a short span). Two clumps of a few weeks at both ends of the period
         otherwise gave amplitudes of 100 mm and accelerations of +-600 mm/yr^2 from a 5 mm
         cycle and a straight 10 mm/yr."""
-        within = np.zeros(len(grid), dtype=bool)
-        within[max(first, 0):last + 1] = True
-        ref_mask = self.mask_ & within
+        ref_mask = self.mask_ & span        # the epochs the series would have without its holes
         if ref_mask.sum() < _BASE_TERMS + 3:
-            ref_mask = within
+            ref_mask = span
         kept, ref = grid[mask], grid[ref_mask]
         origin = reference_date_of(grid) if middle is None else middle
         for t in range(tier, len(_TERM_TIERS)):
@@ -464,25 +457,18 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
             full_coef = np.zeros((n, _BASE_TERMS))
             full_coef[:, list(d.terms)] = coef
             coef = full_coef
+        out = np.empty((n, N_DESCRIPTORS), dtype=np.float32)
+        out[:, 0] = coef[:, 1]
+        out[:, 1] = coef[:, 2]
+        out[:, 2], out[:, 3] = _annual(coef[:, 3], coef[:, 4])
+        out[:, 4] = step
+        out[:, 5] = step_date
         # d.dof counts the step term when the design searches one: a step searched but not
         # kept frees it again; a design without a step search has no such term to free
         dof = np.where(step != 0, d.dof, d.dof + 1) if len(d.step_first) else np.full(n, d.dof)
-        return _rows(coef, step, step_date, rss, dof)
-
-
-def _rows(coef: np.ndarray, step: np.ndarray, step_date: np.ndarray, rss: np.ndarray,
-          dof: np.ndarray) -> np.ndarray:
-    """Descriptor rows (n, D) float32 from the fit: ``coef`` (n, 5) of offset, trend,
-    acceleration, cos, sin (after the step), the step and its date, RSS and its dof."""
-    out = np.empty((len(coef), N_DESCRIPTORS), dtype=np.float32)
-    out[:, 0] = coef[:, 1]
-    out[:, 1] = coef[:, 2]
-    out[:, 2], out[:, 3] = _annual(coef[:, 3], coef[:, 4])
-    out[:, 4] = step
-    out[:, 5] = step_date
-    out[:, 6] = np.sqrt(rss / dof)
-    out[:, 7] = coef[:, 0]
-    return out
+        out[:, 6] = np.sqrt(rss / dof)
+        out[:, 7] = coef[:, 0]
+        return out
 
 
 def compute_descriptors(regular: np.ndarray, grid_dates: np.ndarray, *,

@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from . import h5io
-from .config import build_stage
+from .config import build_stage, unnamed_static_weight
 from .dates import DAYS_PER_YEAR
 from .batches import sample_rows
 from .logs import Progress, timed
@@ -242,7 +242,7 @@ def static_weights(names: Sequence[str], static_weight, geometry: Sequence[str] 
         absent = sorted(set(static_weight) - set(names))
         if absent:
             log.info("embed.static_weight: no static column %s on this site (it has %s)", absent, list(names))
-        return np.array([float(static_weight.get(n, 0.0 if n in geometry else 1.0)) for n in names])
+        return np.array([float(static_weight.get(n, unnamed_static_weight(n, geometry))) for n in names])
     return np.array([0.0 if n in geometry else float(static_weight) for n in names])
 
 

@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from . import h5io  # noqa: E402
+from .interpret import motion_text  # noqa: E402
 from .spans import acquisition_gaps  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -124,13 +125,6 @@ def _entries(clusters) -> dict:
     return {int(c["cluster"]): c for c in (clusters or [])}
 
 
-def _motion(entry) -> str | None:
-    """:func:`insarclust.interpret.motion_text`: ``"-8.1 mm/yr"`` or ``"step of -18.3 mm on 2020-08-05"``."""
-    from .interpret import motion_text
-
-    return motion_text(entry)
-
-
 def cluster_caption(cluster: int, size: int, entry: dict | None) -> str:
     """``"2: subsiding, -8.1 mm/yr (n=4,210)"``; label and motion when the JSON entry has them."""
     desc = _describe(entry)
@@ -139,7 +133,7 @@ def cluster_caption(cluster: int, size: int, entry: dict | None) -> str:
 
 def _describe(entry) -> str:
     """``"subsiding, -8.1 mm/yr"``, or ``"step of -15.9 mm on 2020-01-28"`` (the label said once)."""
-    label, motion = (entry or {}).get("label"), _motion(entry)
+    label, motion = (entry or {}).get("label"), motion_text(entry)
     if label == "step" and motion and motion.startswith("step"):
         return motion
     return ", ".join(p for p in [label, motion] if p)

@@ -39,6 +39,7 @@ import numpy as np
 from .dates import DAYS_PER_YEAR
 from .descriptors import (DESCRIPTOR_NAMES, FIT_DEFAULTS, SPAN_YEARS, DescriptorModel, infer_acquisition_dates,
                           observed_grid_mask, step_or_trend)
+from .spans import acquisition_gaps, span_mask
 
 VOCABULARY = ("stable", "subsiding", "uplifting", "seasonal", "accelerating", "step")
 
@@ -270,8 +271,6 @@ def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: n
 def _describe_by_dates(mean_series, grid_dates, counts, thresholds, member_spread, site_dates,
                        cluster_dates) -> list[dict]:
     """:func:`describe_clusters` of each group of clusters sharing their acquisition dates."""
-    from .spans import acquisition_gaps
-
     mean_series, counts = np.atleast_2d(mean_series), np.asarray(counts)
     fit = fit_settings(thresholds)
     max_gap = fit["max_gap_days"]
@@ -284,13 +283,13 @@ def _describe_by_dates(mean_series, grid_dates, counts, thresholds, member_sprea
     groups: dict = {}
     for j, dates in enumerate(cluster_dates):
         groups.setdefault(tuple(np.asarray(dates).tolist()), []).append(j)
-    site_gaps = set() if site_dates is None else set(map(tuple, acquisition_gaps(site_dates, max_gap)))
+    site_gaps = set() if site_dates is None else set(acquisition_gaps(site_dates, max_gap))
     out: list = [None] * len(mean_series)
     for dates, rows in groups.items():
         spread = None if member_spread is None else {k: np.asarray(v)[rows] for k, v in member_spread.items()}
         entries = describe_clusters(mean_series[rows], grid_dates, counts[rows], thresholds, spread,
                                     observed_dates=np.array(dates))
-        own = [list(g) for g in map(tuple, acquisition_gaps(np.array(dates), max_gap)) if g not in site_gaps]
+        own = [g for g in acquisition_gaps(np.array(dates), max_gap) if g not in site_gaps]
         for j, entry in zip(rows, entries):
             entry["cluster"] = int(j)
             if own:
@@ -309,8 +308,7 @@ def _own_dates_determine_fit(site_model: DescriptorModel, dates, span) -> bool:
     grid = np.asarray(site_model.grid_dates)
     own = observed_grid_mask(grid, dates, site_model.max_gap_days)
     a, b = int(span[0]), int(span[1])
-    within = np.zeros(len(grid), dtype=bool)
-    within[a:b + 1] = True
+    within = span_mask(np.array([[a, b]]), len(grid))[0]
     dropped = site_model.mask_ & ~own & within
     if not dropped.any():
         return True

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Iterable, Mapping
 
-from .config import CONFIG_SOURCES
+from .config import CONFIG_SOURCES, unnamed_static_weight
 from .errors import InputError
 
 
@@ -64,7 +64,7 @@ def site_static_weight(weight, spec: Mapping, pair: bool = False):
     columns = site_static_columns(spec, pair=pair)
     geometry = set() if pair else set(spec.get("geometry") or ())
     named = {k: v for k, v in weight.items()
-             if k in columns and float(v) != (0.0 if k in geometry else 1.0)}
+             if k in columns and float(v) != unnamed_static_weight(k, geometry)}
     return named or 1.0
 
 
