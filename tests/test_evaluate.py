@@ -423,3 +423,44 @@ def test_a_cluster_whose_own_dates_cannot_carry_the_fit_keeps_the_sites(tmp_path
     own = describe_clusters(mean, shards.grid_dates, counts, {}, observed_dates=site, cluster_dates=dates)
     plain = describe_clusters(mean, shards.grid_dates, counts, {}, observed_dates=site)
     assert own == plain
+
+
+def test_members_own_holes_are_left_out_of_the_cluster_mean(tmp_path):
+    """A third of a seasonal cluster's members miss a year (grid epochs 100-160) while the site is
+    observed: ``shards`` interpolated them across it, and their straight lines pulled the mean
+    towards a line (amplitude 5.6 mm for 6) and widened the std there (5.2 mm for 1.5). With
+    ``max_gap_days`` the holes count as beyond the members' spans: the mean and std equal the
+    reference with the holes masked, and the clusters without a holed member are bit for bit
+    those of the plain call (which the labels' order uses)."""
+    from conftest import make_shards_file
+    from insarclust.cluster_series import cluster_series_stats
+    from insarclust.descriptors import site_acquisition_dates
+    from insarclust.interpret import describe_clusters
+    from insarclust.spans import observed_holes, span_mask
+
+    path, truth = make_shards_file(tmp_path / "shards.h5", n=1200, n_grid=300, shard_size=400,
+                                   hole=(3, 100, 160), hole_regime=2)
+    shards = h5io.Shards(path)
+    site = site_acquisition_dates(shards)
+    mean, std, counts = cluster_series_stats(path, truth, 4, max_gap_days=36.0, site_dates=site)
+    plain_mean, plain_std, plain_counts = cluster_series_stats(path, truth, 4)
+    assert counts.tolist() == plain_counts.tolist()
+    for j in (0, 1, 3):
+        np.testing.assert_array_equal(mean[j], plain_mean[j])
+        np.testing.assert_array_equal(std[j], plain_std[j])
+    rows, lo, hi = observed_holes(shards.read("series/displacement"), shards.dates, shards.grid_dates,
+                                  36.0, site)
+    assert set(truth[rows]) == {2} and len(rows) == len(np.arange(0, 1200, 3)[truth[::3] == 2])
+    assert set(lo) == {100} and set(hi) == {160}
+    spans = shards.spans()
+    masked = np.where(span_mask(spans, 300), shards.read("series/regular").astype(np.float64), np.nan)
+    masked[rows, 100:161] = np.nan
+    want_mean, want_std = _carried_mean_std(masked[truth == 2])
+    np.testing.assert_allclose(mean[2], want_mean, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(std[2], want_std, rtol=1e-7, atol=1e-9)
+    assert np.nanmax(std[2][100:161]) < 2.0 < 5.0 < np.nanmax(plain_std[2][100:161])
+    grid = shards.grid_dates
+    own = describe_clusters(mean, grid, counts, {}, observed_dates=site)
+    plain = describe_clusters(plain_mean, grid, counts, {}, observed_dates=site)
+    assert own[2]["descriptors"]["annual_amplitude_mm"] == pytest.approx(6.0, abs=0.1)
+    assert plain[2]["descriptors"]["annual_amplitude_mm"] < 5.7

@@ -149,11 +149,13 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
     result_metrics["spatial_coherence"] = label_coherence(graph["indptr"], graph["indices"], labels)
 
     shards = h5io.Shards(shards_path)
-    mean, _, counts = cluster_series_stats(shards_path, labels, n_clusters)
-    spread = member_spread(descriptors_path, labels, n_clusters) if descriptors_path else None
     site_dates = site_acquisition_dates(shards)
+    max_gap_days = fit_settings(thresholds)["max_gap_days"]
+    mean, _, counts = cluster_series_stats(shards_path, labels, n_clusters, max_gap_days=max_gap_days,
+                                           site_dates=site_dates)
+    spread = member_spread(descriptors_path, labels, n_clusters) if descriptors_path else None
     own_dates = cluster_acquisition_dates(shards_path, labels, n_clusters, site_dates,
-                                          max_gap_days=fit_settings(thresholds)["max_gap_days"])
+                                          max_gap_days=max_gap_days)
     clusters = describe_clusters(mean, shards.grid_dates, counts, thresholds or {}, spread,
                                  observed_dates=site_dates, cluster_dates=own_dates)
     if truth_path:

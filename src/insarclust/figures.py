@@ -397,19 +397,23 @@ def method_figures(labels_path, metrics_path, shards_path, map_path, series_path
     fig = plot_cluster_map(lat, lon, labels, map_path, clusters=clusters, n_clusters=k, title=title,
                            max_points=max_map_points, seed=seed, dpi=dpi)
     plt.close(fig)
-    mean, std, counts = cluster_series_stats(shards_path, labels, k)
-    second, names = None, None
-    if len(shards.components) > 1:   # a decomposed pair: the east-west motion beside the vertical
-        names = (shards.components[0], shards.components[1])
-        m2, s2, _ = cluster_series_stats(shards_path, labels, k, dataset=shards.component_dataset(names[1]))
-        second = (m2, s2)
     from .descriptors import site_acquisition_dates
     from .interpret import fit_settings
 
-    # the gaps the clusters were described with (their step_in_gap): interpret.max_gap_days
+    # the gaps the clusters were described with (their step_in_gap, the members' own holes
+    # left out of the mean): interpret.max_gap_days
     max_gap_days = fit_settings((result.get("config") or {}).get("interpret"))["max_gap_days"]
+    site_dates = site_acquisition_dates(shards)
+    mean, std, counts = cluster_series_stats(shards_path, labels, k, max_gap_days=max_gap_days,
+                                             site_dates=site_dates)
+    second, names = None, None
+    if len(shards.components) > 1:   # a decomposed pair: the east-west motion beside the vertical
+        names = (shards.components[0], shards.components[1])
+        m2, s2, _ = cluster_series_stats(shards_path, labels, k, dataset=shards.component_dataset(names[1]),
+                                         max_gap_days=max_gap_days, site_dates=site_dates)
+        second = (m2, s2)
     fig = plot_cluster_series(shards.grid_dates, mean, std, counts, series_path, clusters=clusters,
-                              observed_dates=site_acquisition_dates(shards), title=title, dpi=dpi,
+                              observed_dates=site_dates, title=title, dpi=dpi,
                               components=names, second=second, max_gap_days=max_gap_days)
     plt.close(fig)
     log.info("figures of %s: %s, %s", title, map_path, series_path)
