@@ -80,6 +80,9 @@ def test_a_clusters_own_gaps_are_hatched_in_its_panel(shards_file):
     axes = [ax for ax in fig.axes if ax.get_visible()]
     hatched = [[p for p in ax.patches if p.get_hatch()] for ax in axes]
     assert [len(h) for h in hatched] == [0, 0, 1, 0]
+    # not "interpolated": the mean leaves the members' own holes out, its line stops there
+    assert hatched[2][0].get_label() == "most members unobserved"
+    assert "most members unobserved" in axes[2].get_legend_handles_labels()[1]
     plt.close(fig)
 
 

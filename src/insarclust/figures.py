@@ -287,12 +287,14 @@ def plot_cluster_series(grid_dates: np.ndarray, mean: np.ndarray, std: np.ndarra
             ax.text(0.5, 0.5, "empty", transform=ax.transAxes, ha="center", va="center")
             continue
         # the site's gaps, and the cluster's own (a season most of its members miss)
+        # (no line there: the members' own holes are left out of the mean)
         own = [tuple(g) for g in (entry or {}).get("acquisition_gaps") or []]
-        for n_gap, (a, b) in enumerate(gaps + own):
-            # hatched: a stable (grey) cluster's std band is a plain light grey too
-            ax.axvspan(np.datetime64(a, "D"), np.datetime64(b, "D"), facecolor="0.95", edgecolor="0.8",
-                       hatch="///", zorder=0, linewidth=0,
-                       label="no acquisition: interpolated" if n_gap == 0 else None)
+        for spans, hatch, label in ((gaps, "///", "no acquisition: interpolated"),
+                                    (own, "\\\\\\", "most members unobserved")):
+            for n_gap, (a, b) in enumerate(spans):
+                # hatched: a stable (grey) cluster's std band is a plain light grey too
+                ax.axvspan(np.datetime64(a, "D"), np.datetime64(b, "D"), facecolor="0.95", edgecolor="0.8",
+                           hatch=hatch, zorder=0, linewidth=0, label=label if n_gap == 0 else None)
         first_name = f"{components[0]} " if components else ""
         ax.fill_between(days, mean[j] - std[j], mean[j] + std[j], color=color, alpha=0.25,
                         linewidth=0, label="± 1 std")
