@@ -279,3 +279,14 @@ def test_float32_as_decimal_is_exact_at_every_magnitude():
     assert (out.astype(np.float32) == x).all()
     np.testing.assert_array_equal(out, [float(np.format_float_scientific(v, unique=True)) for v in x])
     assert repr(float32_as_decimal(np.float32([7.80198e-18]))[0].item()) == "7.80198e-18"
+
+
+def test_regime_of_an_unassigned_point_is_null():
+    """A negative label (noise, as density-based methods write it) gets a NULL regime; the
+    layer's writing failed on it before (arrow: index -1 out of bounds)."""
+    from insarclust.export import _regime_column
+
+    column = _regime_column(np.array([0, -1, 2, 1, -1], dtype=np.int32), {0: "stable", 1: "subsiding",
+                                                                          2: "seasonal"})
+    assert column.to_pylist() == ["stable", None, "seasonal", "subsiding", None]
+    assert _regime_column(np.array([-1, -1]), {}).to_pylist() == [None, None]

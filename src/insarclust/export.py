@@ -217,13 +217,16 @@ def _wkb_points(x: np.ndarray, y: np.ndarray):
 
 
 def _regime_column(labels: np.ndarray, names: dict[int, str]):
-    """Regime text per point as a dictionary-encoded arrow column (a few distinct values)."""
+    """Regime text per point as a dictionary-encoded arrow column (a few distinct values);
+    NULL for a negative label (a point a method leaves unassigned, as noise labels do)."""
     import pyarrow as pa
 
+    labels = np.asarray(labels)
     k = int(max(names, default=-1)) + 1
     k = max(k, int(labels.max()) + 1 if len(labels) else 0)
     dictionary = pa.array([names.get(j) for j in range(k)], type=pa.string())
-    return pa.DictionaryArray.from_arrays(pa.array(labels, type=pa.int32()), dictionary).cast(pa.string())
+    indices = pa.array(np.maximum(labels, 0), type=pa.int32(), mask=labels < 0)
+    return pa.DictionaryArray.from_arrays(indices, dictionary).cast(pa.string())
 
 
 def write_geopackage(shards_path, label_paths: Mapping[str, str | os.PathLike], gpkg_path, *,
