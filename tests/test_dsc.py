@@ -617,3 +617,20 @@ def test_auto_precision_takes_bf16_only_where_the_chosen_gpu_has_it(monkeypatch)
     assert dsc_train.autocast_dtype("cuda:1", "bf16") == torch.bfloat16   # asked for: granted
     assert dsc_train.autocast_dtype("cuda:0", "fp16") == torch.float16
     assert dsc_train.autocast_dtype("cuda:1", "fp32") is None
+
+
+def test_resolve_device_names_a_missing_gpu_index(monkeypatch):
+    """'cuda:1' on a one-GPU machine: a message naming the count and the fix, before torch's
+    'invalid device ordinal' from deep inside the first transfer."""
+    from insarclust.device import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "fake GPU")
+    with pytest.raises(RuntimeError, match=r"'cuda:1' requested but this machine has 1 CUDA device"):
+        resolve_device("cuda:1")
+    assert resolve_device("cuda:0") == "cuda:0" and resolve_device("cuda") == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        resolve_device("cuda:0")
+    assert resolve_device("auto") == "cpu"

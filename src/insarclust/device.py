@@ -16,6 +16,11 @@ def resolve_device(device: str = "auto") -> str:
         raise RuntimeError(f"device '{device}' requested but CUDA is not available; use device: auto or cpu")
     else:
         chosen = device
+        index = chosen.partition(":")[2]
+        if chosen.startswith("cuda") and index.isdigit() and int(index) >= torch.cuda.device_count():
+            raise RuntimeError(f"device '{device}' requested but this machine has "
+                               f"{torch.cuda.device_count()} CUDA device(s) (cuda:0 ...); use device: auto, "
+                               "cuda or cuda:<n> below that count")
     if chosen not in _logged:  # provenance reads the device of each stage from its log
         _logged.add(chosen)
         name = torch.cuda.get_device_name(chosen) if chosen.startswith("cuda") else "cpu"
