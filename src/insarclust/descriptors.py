@@ -365,6 +365,16 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
         observed on grid epochs ``first..last`` (pass it to :func:`model_curve`)."""
         return float(self._span_design(int(first), int(last)).reference_date)
 
+    def holes_keep_terms(self, first: int, last: int, holes: tuple) -> bool:
+        """Whether a series observed on grid epochs first..last, less the epochs lo..hi of each of
+        its ``holes``, is fitted with the terms and on every epoch the span alone gives it (not
+        fewer terms by the noise-gain rule, not the shared fallback)."""
+        plain, holed = self._span_design(first, last), self._span_design(first, last, holes)
+        kept = span_mask(np.array([[first, last]]), len(self.mask_))[0] & self.mask_
+        for lo, hi in holes:
+            kept[lo:hi + 1] = False
+        return holed.terms == plain.terms and np.array_equal(holed.columns, np.flatnonzero(kept))
+
     def _span_design(self, first: int, last: int, holes: tuple = ()) -> _Design:
         """The design of series observed on grid epochs first..last only, without the epochs
         lo..hi of each of their ``holes`` (a small cache: one design is ~0.5 ms to build and up

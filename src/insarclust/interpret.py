@@ -301,10 +301,9 @@ def _describe_by_dates(mean_series, grid_dates, counts, thresholds, member_sprea
 def _own_dates_determine_fit(site_model: DescriptorModel, dates, span) -> bool:
     """The epochs a cluster's own ``dates`` back within its covered ``span`` (grid indices) still
     determine the terms the site's dates fit there, by the rule the per-point fit applies to a
-    point's holes (:meth:`insarclust.descriptors.DescriptorModel._span_design`): the epochs its
-    dates leave out are passed as holes, and the design must keep its terms and columns (not
-    fewer terms, not the shared fallback). A cluster whose members have holes nearly everywhere
-    is otherwise fitted on a handful of scattered epochs (five terms and a step on 8)."""
+    point's holes (:meth:`insarclust.descriptors.DescriptorModel.holes_keep_terms`): the epochs
+    its dates leave out are passed as holes. A cluster whose members have holes nearly
+    everywhere is otherwise fitted on a handful of scattered epochs (five terms and a step on 8)."""
     grid = np.asarray(site_model.grid_dates)
     own = observed_grid_mask(grid, dates, site_model.max_gap_days)
     a, b = int(span[0]), int(span[1])
@@ -314,9 +313,7 @@ def _own_dates_determine_fit(site_model: DescriptorModel, dates, span) -> bool:
         return True
     edges = np.diff(np.r_[0, dropped.astype(np.int8), 0])
     holes = tuple(zip(np.flatnonzero(edges == 1).tolist(), (np.flatnonzero(edges == -1) - 1).tolist()))
-    plain, holed = site_model._span_design(a, b), site_model._span_design(a, b, holes)
-    kept = np.flatnonzero(site_model.mask_ & within & ~dropped)
-    return holed.terms == plain.terms and np.array_equal(holed.columns, kept)
+    return site_model.holes_keep_terms(a, b, holes)
 
 
 def covered_spans(mean_series: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
