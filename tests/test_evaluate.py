@@ -464,3 +464,24 @@ def test_members_own_holes_are_left_out_of_the_cluster_mean(tmp_path):
     plain = describe_clusters(plain_mean, grid, counts, {}, observed_dates=site)
     assert own[2]["descriptors"]["annual_amplitude_mm"] == pytest.approx(6.0, abs=0.1)
     assert plain[2]["descriptors"]["annual_amplitude_mm"] < 5.7
+
+
+def test_cluster_dates_without_the_sites_take_the_winters_as_the_sites(tmp_path):
+    """``describe_clusters(cluster_dates=...)`` called without ``observed_dates``: every winter was
+    a gap "of the cluster's own" (acquisition_gaps on every entry, hatched as unobserved
+    members). The site's dates are then every date of some cluster: the same entries as with
+    the site's dates given."""
+    from insarclust.cluster_series import cluster_acquisition_dates, cluster_series_stats
+    from insarclust.descriptors import site_acquisition_dates
+    from insarclust.interpret import describe_clusters
+
+    path = tmp_path / "shards.h5"
+    truth = _winter_site(path)
+    shards = h5io.Shards(path)
+    site = site_acquisition_dates(shards)
+    dates = cluster_acquisition_dates(path, truth, 2, site)
+    mean, _, counts = cluster_series_stats(path, truth, 2)
+    given = describe_clusters(mean, shards.grid_dates, counts, {}, observed_dates=site, cluster_dates=dates)
+    alone = describe_clusters(mean, shards.grid_dates, counts, {}, cluster_dates=dates)
+    assert all("acquisition_gaps" not in entry for entry in given)
+    assert alone == given

@@ -197,9 +197,12 @@ def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: n
     ``observed_dates``: a season most of a cluster's members miss is left out of its fit as a
     winter, and such a cluster's entry gets ``acquisition_gaps``, its gaps the site has not.
     A cluster whose own dates no longer determine the model's terms (as a point's holes must,
-    :func:`_own_dates_determine_fit`) is fitted on ``observed_dates``.
+    :func:`_own_dates_determine_fit`) is fitted on ``observed_dates``; without those, the site's
+    dates are taken as every date of some cluster (the winters are the site's gaps, not a cluster's).
     """
     if cluster_dates is not None:
+        if observed_dates is None and len(cluster_dates):
+            observed_dates = np.unique(np.concatenate([np.asarray(d) for d in cluster_dates]))
         return _describe_by_dates(mean_series, grid_dates, counts, thresholds, member_spread,
                                   observed_dates, cluster_dates)
     grid_dates = np.asarray(grid_dates)
