@@ -515,3 +515,51 @@ def test_a_last_row_without_line_end_is_read_and_named_in_the_log(tmp_path, capl
         shards = build(tmp_path, cut)
     assert f"file {cut}: its last row (row 3) has no line end" in caplog.text
     assert by_pid(shards)["P2"][-1] == pytest.approx(3.0)   # read as it stands
+
+
+# --------------------------------------------------------------------------- #
+# the displacement unit against the file's own mean_velocity
+
+
+@pytest.fixture(scope="module")
+def moving_site():
+    from insarclust.demo import generate
+
+    return generate("units", "mainland", NGU, n_points=200, years=1.5, seed=5)[0]
+
+
+@pytest.mark.parametrize("factor,unit", [(1000, "m"), (10, "cm")])
+def test_displacements_in_another_unit_than_the_format_says_stop(tmp_path, moving_site, factor, unit):
+    """Metres or centimetres read as millimetres passed every check: motions 1000 (10) times
+    too small, every rate and cluster wrong. The series' trend must match mean_velocity."""
+    t = moving_site.copy()
+    dates = [c for c in t.columns if c.isdigit()]
+    t[dates] = t[dates] / factor
+    t.to_csv(tmp_path / "a.csv", index=False)
+    text = stops(tmp_path, tmp_path / "a.csv", "'mean_velocity'", f"{1 / factor:g} times",
+                 f"look like they are in {unit}, not mm", f"displacement_unit: {unit}")
+    assert "a.csv" in text
+
+
+def test_displacements_in_the_declared_unit_read(tmp_path, moving_site):
+    moving_site.to_csv(tmp_path / "mm.csv", index=False)
+    build(tmp_path, tmp_path / "mm.csv")
+    t = moving_site.copy()
+    dates = [c for c in t.columns if c.isdigit()]
+    t[dates] = t[dates] / 10
+    t.to_csv(tmp_path / "cm.csv", index=False)
+    fmt = dataclasses.replace(NGU, displacement_unit="cm")
+    got = by_pid(build(tmp_path, tmp_path / "cm.csv", fmt=fmt))
+    want = by_pid(h5io.Shards(tmp_path / "mm.csv.h5"))
+    for pid in want:
+        np.testing.assert_allclose(got[pid], want[pid], rtol=1e-5, atol=1e-4)
+
+
+def test_a_velocity_column_in_another_unit_is_logged_not_stopped(tmp_path, moving_site, caplog):
+    """mean_velocity in m/yr: a static feature (standardised), the series are right."""
+    t = moving_site.copy()
+    t["mean_velocity"] = t["mean_velocity"] / 1000
+    t.to_csv(tmp_path / "a.csv", index=False)
+    with caplog.at_level("WARNING", logger="insarclust"):
+        build(tmp_path, tmp_path / "a.csv")
+    assert "mean_velocity column looks like it is not in mm/yr" in caplog.text

@@ -40,8 +40,8 @@ import pandas as pd
 from . import __version__
 from .coords import normalize_crs, outside_area_of_use
 from .errors import InputError
-from .dates import days_to_iso
-from .formats import Format, plan_columns
+from .dates import DAYS_PER_YEAR, days_to_iso
+from .formats import UNIT_TO_MM, Format, plan_columns
 from .h5io import ShardsWriter, partial_bytes, remove_stale_temporaries, temp_dir
 from .logs import Progress
 from .ordering import spatial_keys
@@ -97,6 +97,7 @@ class _Origin:
     first_rows: list = field(default_factory=list)
     dates: dict = field(default_factory=dict)    # label -> set of the file's date columns (days)
     headings: "_Headings" = field(default_factory=lambda: _Headings())
+    units: "_UnitCheck" = field(default_factory=lambda: _UnitCheck())
     max_abs_mm: float = 0.0                      # largest |displacement| read, every row
 
     def add(self, start: int, label: str, first_row: int):
@@ -369,6 +370,96 @@ class _Headings:
                              "'asc=<glob>;desc=<glob>' that decomposes them into vertical and east-west motion")
 
 
+# The static column whose unit (mm/yr) the displacement series are checked against.
+VELOCITY_COLUMN = "mean_velocity"
+UNIT_CHECK_ROWS = 2048        # rows of each block whose trend is fitted
+UNIT_CHECK_MAX = 50_000       # points per file kept for the check
+UNIT_CHECK_MIN_POINTS = 25    # fastest points needed to judge a file
+UNIT_CHECK_OFF = 5.0          # a median trend/velocity ratio beyond x5 (or below /5) is another unit
+UNIT_CHECK_AGREE = 0.7        # ... when this share of the points agree within a factor 2
+
+
+def _trend_per_year(disp: np.ndarray, days) -> np.ndarray:
+    """Least-squares trend (units per year) of each row of ``disp (n, T)`` over its finite
+    values; NaN where a row has fewer than 3 values."""
+    t = (np.asarray(days, dtype=np.float64) - days[0]) / DAYS_PER_YEAR
+    d = np.asarray(disp, dtype=np.float64)
+    obs = np.isfinite(d)
+    cnt = obs.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tc = np.where(obs, t - (np.where(obs, t, 0.0).sum(1) / cnt)[:, None], 0.0)
+        dc = np.where(obs, d - (np.where(obs, d, 0.0).sum(1) / cnt)[:, None], 0.0)
+        trend = (tc * dc).sum(1) / (tc ** 2).sum(1)
+    trend[cnt < 3] = np.nan
+    return trend
+
+
+@dataclass
+class _UnitCheck:
+    """The displacement unit checked against the file's own ``mean_velocity`` (mm/yr): the
+    series' trend must be that velocity, not 1/10 or 1/1000 of it. A file in metres or
+    centimetres read as millimetres (a wrong displacement_unit) passes every other check,
+    with motions 1000 times too small, and every rate and cluster read from it is wrong."""
+
+    pairs: dict = field(default_factory=dict)   # label -> list of (trend, velocity, pid, row) arrays
+
+    def add(self, block, label: str, fmt: Format, days) -> None:
+        if VELOCITY_COLUMN not in fmt.static:
+            return
+        kept = self.pairs.setdefault(label, [])
+        if sum(len(k[0]) for k in kept) >= UNIT_CHECK_MAX or not len(block.pid):
+            return
+        n = len(block.pid)
+        idx = np.unique(np.linspace(0, n - 1, min(n, UNIT_CHECK_ROWS)).astype(np.int64))
+        trend = _trend_per_year(block.displacement[idx], days)
+        velocity = block.static[idx, fmt.static.index(VELOCITY_COLUMN)].astype(np.float64)
+        rows = block.first_row + (idx if block.order is None else block.order[idx])
+        kept.append((trend, velocity, block.pid[idx], rows))
+
+    def check(self, label: str, fmt: Format) -> None:
+        kept = self.pairs.pop(label, [])
+        if not kept:
+            return
+        trend, velocity, pid, rows = (np.concatenate(a) for a in zip(*kept))
+        ok = np.isfinite(trend) & np.isfinite(velocity) & (velocity != 0)
+        trend, velocity, pid, rows = trend[ok], velocity[ok], pid[ok], rows[ok]
+        if len(velocity) < UNIT_CHECK_MIN_POINTS:
+            return
+        fast = np.abs(velocity) >= np.quantile(np.abs(velocity), 0.75)
+        if np.count_nonzero(fast) < UNIT_CHECK_MIN_POINTS:
+            return
+        ratio = trend[fast] / velocity[fast]
+        med = float(np.median(ratio))
+        if not med > 0 or 1 / UNIT_CHECK_OFF <= med <= UNIT_CHECK_OFF:
+            return
+        with np.errstate(divide="ignore", invalid="ignore"):
+            agree = np.abs(np.log10(ratio / med)) < np.log10(2)
+        if np.mean(agree) < UNIT_CHECK_AGREE:
+            return
+        true_to_mm = fmt.to_mm / med   # what one unit of the file's numbers is, in mm
+        unit = next((u for u, f in UNIT_TO_MM.items() if 0.5 <= true_to_mm / f <= 2), None)
+        i = int(np.flatnonzero(fast)[np.argmax(np.abs(velocity[fast]))])
+        example = (f"e.g. point '{pid[i]}' (row {int(rows[i])}): trend {trend[i]:.3g} mm/yr of its series "
+                   f"read as {fmt.displacement_unit}, {VELOCITY_COLUMN} {velocity[i]:.3g}")
+        what = (f"the displacement columns' trend is {med:.3g} times the {VELOCITY_COLUMN} column (median over "
+                f"the {int(np.count_nonzero(fast))} fastest points; {example})")
+        if unit is not None:
+            raise InputError(f"{what}: the displacements look like they are in {unit}, not "
+                             f"{fmt.displacement_unit} (displacement_unit of format '{fmt.name}')", file=label,
+                             column=VELOCITY_COLUMN,
+                             fix=f"set displacement_unit: {unit} in the '{fmt.name}' block of config/formats.yaml "
+                                 "(or add a format for this export); if the displacements are right, convert "
+                                 f"the {VELOCITY_COLUMN} column to mm/yr")
+        if med < 1:   # the series move less than their velocity says, by no unit's factor
+            raise InputError(f"{what}: the displacement values are {1 / med:.3g} times smaller than their "
+                             f"{VELOCITY_COLUMN} says", file=label, column=VELOCITY_COLUMN,
+                             fix="check the displacement columns and displacement_unit of format "
+                                 f"'{fmt.name}' (mm, cm or m), and that {VELOCITY_COLUMN} is in mm/yr")
+        # the velocity column in cm/yr or m/yr: a static feature (standardised), the series are right
+        log.warning("%s: %s: the %s column looks like it is not in mm/yr (the displacements read as %s "
+                    "are kept as they are)", label, what, VELOCITY_COLUMN, fmt.displacement_unit)
+
+
 def _with_optional_columns(fmt: Format, plans) -> Format:
     """The format with the optional static columns present in every input file."""
     resolved = fmt.with_optional([p.header for p in plans])
@@ -471,6 +562,7 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
             origin.max_abs_mm = max(origin.max_abs_mm, _check_values(block, src, fmt, plan, cfg))
             origin.add(total, src.label, block.first_row)
             origin.headings.add(block, src.label, fmt)
+            origin.units.add(block, src.label, fmt, plan.dates)
             if all_dates:
                 disp = block.displacement
             else:
@@ -498,6 +590,7 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
         if n_file == 0:
             raise InputError("the file has a header but no data rows", file=src.label,
                              fix="re-export the data or remove the file from the site's source")
+        origin.units.check(src.label, fmt)
     return (runs, np.concatenate(keys), np.concatenate(hashes), np.concatenate(keeps), origin)
 
 
