@@ -563,3 +563,13 @@ def test_a_velocity_column_in_another_unit_is_logged_not_stopped(tmp_path, movin
     with caplog.at_level("WARNING", logger="insarclust"):
         build(tmp_path, tmp_path / "a.csv")
     assert "mean_velocity column looks like it is not in mm/yr" in caplog.text
+
+
+def test_a_position_of_zero_zero_stops(tmp_path):
+    """0, 0 is a missing position as exports write it, not a place: within range, it was kept."""
+    lines = [HEADER] + [row(i) for i in range(4)]
+    lines[3] = lines[3].replace("69.02,20.02", "0,0.0")
+    stops(tmp_path, write(tmp_path / "a.csv", lines), "row 3", "'latitude, longitude'", "'P2'",
+          "latitude 0, longitude 0")
+    lines[3] = row(2).replace("69.02,20.02", "0,20.02")   # on the equator: a place
+    build(tmp_path, write(tmp_path / "b.csv", lines))

@@ -245,6 +245,17 @@ def _validate_block(block, src: CsvInput, fmt: Format, cfg: ShardsConfig) -> np.
                                  "format's lat/lon columns (projected exports: give x, y and crs instead)")
     if fmt.projected:
         _check_projected(block, src, fmt)
+    else:
+        # 0, 0 (in the Gulf of Guinea, where no radar point lies) is what exports and GIS tools
+        # write for a missing position; it passes the range check and would join the site as a
+        # far-away point
+        null = (block.lat == 0) & (block.lon == 0)
+        if null.any():
+            i, row = block.first(null)
+            raise InputError(f"point '{block.pid[i]}' is at latitude 0, longitude 0: a missing position written "
+                             f"as 0 ({int(null.sum())} such rows in this block)", file=src.label, row=row,
+                             column=f"{fmt.lat}, {fmt.lon}",
+                             fix="fill in the point's position or remove the row")
     if block.blank_id.any():
         _, row = block.first(block.blank_id)
         raise InputError("empty point id", file=src.label, row=row, column=fmt.id,
