@@ -113,7 +113,7 @@ def test_keep_first_keeps_the_first_row_that_has_data(tmp_path):
     assert sorted(got) == ["P0", "P1", "P2"]
     np.testing.assert_array_equal(got["P0"], [1, 2, 3, 4])
     # two rows with data: the first wins
-    path = write(tmp_path / "b.csv", [HEADER, later_p0, row(1), row(2), row(0)])
+    path = write(tmp_path / "b.csv", [HEADER, later_p0, row(1), row(2), row(0).replace("69.00,20.00", "69.5,20.5")])
     got = by_pid(build(tmp_path, path, ShardsConfig(duplicates="keep-first", all_nan="drop")))
     np.testing.assert_array_equal(got["P0"], [1, 2, 3, 4])
 
@@ -573,3 +573,20 @@ def test_a_position_of_zero_zero_stops(tmp_path):
           "latitude 0, longitude 0")
     lines[3] = row(2).replace("69.02,20.02", "0,20.02")   # on the equator: a place
     build(tmp_path, write(tmp_path / "b.csv", lines))
+
+
+@pytest.mark.parametrize("duplicates", ["error", "keep-first"])
+def test_a_repeated_id_at_another_position_stops_also_with_keep_first(tmp_path, duplicates):
+    """Two points that share an id (tiles whose ids restart at 1): keep-first dropped the second
+    point with a count in the log; the same point repeated (one position) is still dropped."""
+    a = write(tmp_path / "a.csv", [HEADER] + [row(i) for i in range(3)])
+    b = write(tmp_path / "b.csv", [HEADER, row(1).replace("69.01,20.01", "62.5,7.25"), row(7)])
+    with pytest.raises(InputError) as err:
+        build_shards([a, b], NGU, tmp_path / "out.h5", "s", ShardsConfig(duplicates=duplicates))
+    for needle in ("b.csv, row 1", "'P1'", "a.csv row 2", "at another position", "62.50000, 7.25000",
+                   "km apart", "unique ids"):
+        assert needle in str(err.value), (needle, str(err.value))
+    assert not list(tmp_path.glob("*.h5"))
+    b = write(tmp_path / "b.csv", [HEADER, row(1).replace("69.01,20.01", "69.0105,20.0102"), row(7)])
+    build_shards([a, b], NGU, tmp_path / "out.h5", "s", ShardsConfig(duplicates="keep-first"))
+    assert sorted(by_pid(h5io.Shards(tmp_path / "out.h5"))) == ["P0", "P1", "P2", "P7"]

@@ -42,6 +42,7 @@ from .coords import normalize_crs, outside_area_of_use
 from .errors import InputError
 from .dates import DAYS_PER_YEAR, days_to_iso
 from .formats import UNIT_TO_MM, Format, plan_columns
+from .geodesy import haversine_m
 from .h5io import ShardsWriter, partial_bytes, remove_stale_temporaries, temp_dir
 from .logs import Progress
 from .ordering import spatial_keys
@@ -605,16 +606,24 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
     return (runs, np.concatenate(keys), np.concatenate(hashes), np.concatenate(keeps), origin)
 
 
-def _pids_of(runs, indices: np.ndarray) -> dict:
-    """Point ids of the given global input positions, read back from the runs."""
+def _pids_of(runs, indices: np.ndarray) -> tuple[dict, dict]:
+    """Point ids, and ``(lat, lon)``, of the given global input positions, read back from the runs."""
     wanted = np.unique(indices)
-    out = {}
+    out, where = {}, {}
     for run in runs:
         hit = np.nonzero(np.isin(run.in_idx, wanted))[0]
         if len(hit):
-            pids = run.read("pid", int(hit[0]), int(hit[-1]) + 1)[hit - hit[0]]
+            lo, hi = int(hit[0]), int(hit[-1]) + 1
+            pids = run.read("pid", lo, hi)[hit - lo]
+            lat, lon = run.read("lat", lo, hi)[hit - lo], run.read("lon", lo, hi)[hit - lo]
             out.update(zip(run.in_idx[hit].tolist(), pids.tolist()))
-    return out
+            where.update(zip(run.in_idx[hit].tolist(), zip(lat.tolist(), lon.tolist())))
+    return out, where
+
+
+# Repeats of one point (overlapping tiles, a file given twice) lie at one position; a repeated
+# id farther apart than this names two points, and keep-first would drop one of them.
+SAME_POINT_M = 100.0
 
 
 def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg) -> np.ndarray:
@@ -636,13 +645,26 @@ def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg) -> np.ndarray:
     later = order[same + 1]
     by_input = np.argsort(later, kind="stable")
     first, later = first[by_input], later[by_input]
-    pids = _pids_of(runs, np.concatenate([first, later]))
-    for a, b in zip(first.tolist(), later.tolist()):
+    pids, where = _pids_of(runs, np.concatenate([first, later]))
+    pos_a = np.array([where[a] for a in first.tolist()], dtype=np.float64).reshape(-1, 2)
+    pos_b = np.array([where[b] for b in later.tolist()], dtype=np.float64).reshape(-1, 2)
+    distance = haversine_m(pos_a[:, 0], pos_a[:, 1], pos_b[:, 0], pos_b[:, 1])
+    for a, b, apart in zip(first.tolist(), later.tolist(), distance.tolist()):
         if pids[a].strip() != pids[b].strip():
             continue
         file_a, row_a = origin.where(a)
         file_b, row_b = origin.where(b)
         _check_not_split_by_date(pids[b], file_a, row_a, file_b, row_b, origin, fmt)
+        if apart > SAME_POINT_M:   # also in error mode: its fix (keep-first) would drop a point
+            (lat_a, lon_a), (lat_b, lon_b) = where[a], where[b]
+            raise InputError(
+                f"point id '{pids[b]}' is repeated at another position: first seen in {file_a} row {row_a} at "
+                f"{lat_a:.5f}, {lon_a:.5f}, here at {lat_b:.5f}, {lon_b:.5f} ({apart / 1000:.3g} km apart): two "
+                "points share the id (shards.duplicates: keep-first would drop this one)",
+                file=file_b, row=row_b, column=fmt.id,
+                fix="give the points unique ids (e.g. files whose ids restart at 1: prefix each file's ids "
+                    "with its tile name), or make one site per file; keep-first drops only repeats of one "
+                    f"point (within {SAME_POINT_M:g} m)")
         if cfg.duplicates == "error":
             same = "" if pids[a] == pids[b] else f" as {pids[a]!r} (the two differ only in surrounding spaces)"
             raise InputError(
