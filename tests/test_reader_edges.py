@@ -590,3 +590,41 @@ def test_a_repeated_id_at_another_position_stops_also_with_keep_first(tmp_path, 
     b = write(tmp_path / "b.csv", [HEADER, row(1).replace("69.01,20.01", "69.0105,20.0102"), row(7)])
     build_shards([a, b], NGU, tmp_path / "out.h5", "s", ShardsConfig(duplicates="keep-first"))
     assert sorted(by_pid(h5io.Shards(tmp_path / "out.h5"))) == ["P0", "P1", "P2", "P7"]
+
+
+@pytest.mark.parametrize("mode,name", [("w", "a.tar"), ("w:gz", "a.tar.gz"), ("w:gz", "a.csv.gz")])
+def test_a_tar_archive_is_named(tmp_path, mode, name):
+    """A tar (or .tar.gz) of the export stopped with 'missing required column 'pid'' and a header of
+    NUL bytes: the tar header read as the CSV's first line."""
+    import io
+    import tarfile
+
+    data = ("\n".join([HEADER] + [row(i) for i in range(3)]) + "\n").encode()
+    with tarfile.open(tmp_path / name, mode) as tar:
+        info = tarfile.TarInfo("export/a.csv")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    text = stops(tmp_path, tmp_path / name, name, "tar archive", "tar xf")
+    assert "\x00" not in text and "missing required" not in text
+
+
+def test_macos_resource_forks_in_a_zip_are_not_read(tmp_path):
+    """'._a.csv' (AppleDouble, binary) beside a.csv stopped the site as a CSV missing every column."""
+    text = "\n".join([HEADER] + [row(i) for i in range(3)]) + "\n"
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as zf:
+        zf.writestr("export/a.csv", text)
+        zf.writestr("export/._a.csv", b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + b"\x00" * 40)
+        zf.writestr("export/", b"")
+    assert sorted(by_pid(build(tmp_path, tmp_path / "a.zip"))) == ["P0", "P1", "P2"]
+
+
+def test_a_zip_without_csv_names_what_it_holds(tmp_path):
+    text = "\n".join([HEADER] + [row(i) for i in range(3)]) + "\n"
+    with zipfile.ZipFile(tmp_path / "inner.zip", "w") as zf:
+        zf.writestr("a.csv", text)
+    with zipfile.ZipFile(tmp_path / "outer.zip", "w") as zf:
+        zf.write(tmp_path / "inner.zip", "tiles/inner.zip")
+    stops(tmp_path, tmp_path / "outer.zip", "no .csv file (it holds: tiles/inner.zip)", "unzip it")
+    with zipfile.ZipFile(tmp_path / "tsv.zip", "w") as zf:
+        zf.writestr("a.tsv", text)
+    stops(tmp_path, tmp_path / "tsv.zip", "(it holds: a.tsv)", "name it .csv")

@@ -76,6 +76,10 @@ def _check_not_other_container(head: bytes, label: str) -> None:
             raise InputError(f"the file is {what}, which the reader does not unpack", file=label,
                              fix=f"unpack it ({unpack}) and point the site's source at the CSV, or compress it "
                                  "with gzip or zip (plain CSV, .gz and .zip are read)")
+    if head[257:262] == b"ustar":   # a tar header's magic (gunzipped first for a .tar.gz)
+        raise InputError("the file is a tar archive (.tar or .tar.gz), which the reader does not unpack",
+                         file=label, fix="unpack it (tar xf a.tar.gz) and point the site's source at the CSV "
+                                         "files, or zip or gzip each CSV (plain CSV, .gz and .zip are read)")
     if head.startswith(_WIDE_TEXT):
         raise InputError("the file is UTF-16 (or UTF-32) text, as Excel's 'Unicode Text' saves it", file=label,
                          row=0, fix="convert it: iconv -f utf-16 -t utf-8 in.csv > out.csv (Excel's Unicode "
@@ -100,8 +104,10 @@ def expand_inputs(paths) -> list[CsvInput]:
             try:
                 with zipfile.ZipFile(p) as zf:
                     bad = zf.testzip()
-                    members = sorted(n for n in zf.namelist()
-                                     if n.lower().endswith((".csv", ".csv.gz")) and not n.startswith("__MACOSX"))
+                    names = [n for n in zf.namelist() if not n.endswith("/")]
+                    # macOS resource forks ('__MACOSX/', '._a.csv') are not the export's data
+                    members = sorted(n for n in names if n.lower().endswith((".csv", ".csv.gz"))
+                                     and not n.startswith("__MACOSX") and not Path(n).name.startswith("._"))
             except (zipfile.BadZipFile, OSError, EOFError) as err:
                 raise InputError(f"cannot read the zip archive ({err})", file=p,
                                  fix="re-download the archive (it is truncated or not a zip)") from None
@@ -113,8 +119,13 @@ def expand_inputs(paths) -> list[CsvInput]:
                 raise InputError(f"zip member '{bad}' is corrupt (CRC mismatch)", file=p,
                                  fix="re-download the archive")
             if not members:
-                raise InputError("the zip archive holds no .csv file", file=p,
-                                 fix="point the site's source at the CSV export")
+                held = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "") if names else "nothing"
+                inner = [n for n in names if n.lower().endswith(".zip")]
+                raise InputError(f"the zip archive holds no .csv file (it holds: {held})", file=p,
+                                 fix=f"unzip it and point the site's source at the zips it holds "
+                                     f"({inner[0]}, ...)" if inner else
+                                 "point the site's source at the CSV export (a CSV under another name, e.g. "
+                                 ".txt or .tsv: unzip it and name it .csv)")
             out += [CsvInput(p, m) for m in members]
         else:
             out.append(CsvInput(p))
