@@ -628,3 +628,13 @@ def test_a_zip_without_csv_names_what_it_holds(tmp_path):
     with zipfile.ZipFile(tmp_path / "tsv.zip", "w") as zf:
         zf.writestr("a.tsv", text)
     stops(tmp_path, tmp_path / "tsv.zip", "(it holds: a.tsv)", "name it .csv")
+
+
+def test_decimal_commas_are_named_with_their_fix(tmp_path):
+    """A semicolon or tab file from a spreadsheet in a decimal-comma locale: 'correct the value'
+    was no fix for a file whose every number is so."""
+    fmt = dataclasses.replace(NGU, delimiter=";")
+    lines = [HEADER.replace(",", ";")] + [row(i).replace(",", ";").replace(".", ",") for i in range(3)]
+    text = stops(tmp_path, write(tmp_path / "a.csv", lines), "row 1", "'latitude'", "'69,00'",
+                 "decimal commas", "sed 's/,/./g'", fmt=fmt)
+    assert "';'" in text

@@ -539,6 +539,7 @@ def prefetch(iterable, depth: int = 2):
 _COL_RE = re.compile(r"In CSV column #(\d+)")
 # What pyarrow reads as a float (after trimming spaces); Python's float() also takes
 # "1_000" and non-ASCII digits, which pyarrow rejects.
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?")
 _NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)", re.IGNORECASE | re.ASCII)
 
 
@@ -600,8 +601,13 @@ def _locate_parse_error(err: Exception | None, src: CsvInput, plan: ColumnPlan, 
                     return InputError(f"the cell holds only spaces ({values[i]!r})", file=src.label, row=r,
                                       column=c, fix="leave a missing value's cell empty (no spaces) or write NaN")
                 if not (v in na or _NUMBER.fullmatch(v)):
+                    fix = "correct the value, or leave it empty/NaN if it is missing"
+                    if _DECIMAL_COMMA.fullmatch(v):   # a spreadsheet's locale: every number of the file is so
+                        fix = ("the file writes decimal commas (a spreadsheet's locale): re-export it with decimal "
+                               "points" + (f", or convert them, e.g. sed 's/,/./g' in.csv > out.csv (the file's "
+                                           f"delimiter is {fmt.delimiter!r})" if fmt.delimiter != "," else ""))
                     return InputError(f"cannot parse '{values[i]}' as a number", file=src.label, row=r, column=c,
-                                      fix="correct the value, or leave it empty/NaN if it is missing")
+                                      fix=fix)
     return InputError(f"cannot parse the CSV ({msg})", file=src.label,
                       fix="check the delimiter and quoting of the file")
 
