@@ -638,3 +638,20 @@ def test_decimal_commas_are_named_with_their_fix(tmp_path):
     text = stops(tmp_path, write(tmp_path / "a.csv", lines), "row 1", "'latitude'", "'69,00'",
                  "decimal commas", "sed 's/,/./g'", fmt=fmt)
     assert "';'" in text
+
+
+@pytest.mark.parametrize("column,char", [("height", "\u200e"), ("20200113", "\ufeff"), ("20200113", "\u200b")])
+def test_a_needed_column_written_with_an_invisible_character_is_named(tmp_path, column, char):
+    """'missing column height (header has: ..., height, ...)' or 'column 20200113 looks like a
+    date but does not match' gave no clue: the character is invisible."""
+    header = HEADER.replace(f",{column}", f",{char}{column}" if char == "\ufeff" else f",{column}{char}")
+    path = write(tmp_path / "a.csv", [header] + [row(i) for i in range(3)])
+    stops(tmp_path, path, "row 0", f"column '{column}'", "invisible character", f"U+{ord(char):04X}")
+    # an ignored column may hold one
+    build(tmp_path, write(tmp_path / "b.csv", [HEADER + ",note\u200b"] + [row(i) + ",x" for i in range(3)]))
+
+
+def test_a_utf8_byte_order_mark_read_as_latin1_is_named(tmp_path):
+    path = write(tmp_path / "a.csv", [HEADER] + [row(i) for i in range(3)], encoding="utf-8-sig")
+    stops(tmp_path, path, "column 'pid'", "byte-order mark", "the file is UTF-8", "encoding: utf-8",
+          fmt=dataclasses.replace(NGU, encoding="latin-1"))

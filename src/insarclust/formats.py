@@ -6,6 +6,7 @@ import codecs
 import dataclasses
 import logging
 import re
+import unicodedata
 from dataclasses import dataclass, field, fields
 
 import yaml
@@ -201,6 +202,7 @@ def plan_columns(header: list[str], fmt: Format, file: str) -> ColumnPlan:
     header = [h.strip() for h in header]
     required = [fmt.id, *fmt.position_columns, *fmt.static]
     missing = [c for c in required if c not in header]
+    _check_hidden_characters(header, fmt, file, missing)
     if missing:
         fix = (f"check that the site uses the right format, or edit the '{fmt.name}' block "
                "of config/formats.yaml to match the file's column names")
@@ -273,6 +275,35 @@ def plan_columns(header: list[str], fmt: Format, file: str) -> ColumnPlan:
 
 
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+
+# A UTF-8 byte-order mark read in a single-byte encoding (latin-1, cp1252).
+_BOM_AS_LATIN = "\u00ef\u00bb\u00bf"
+
+
+def _visible(text: str) -> str:
+    """``text`` without invisible format characters (byte-order mark, zero-width space, direction marks)."""
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+
+
+def _check_hidden_characters(header: list[str], fmt: Format, file: str, missing: list[str]) -> None:
+    """Stop, naming the character, when a needed column (or a date column) is written with an
+    invisible one: 'missing column height (header has: ..., height, ...)' gave no clue."""
+    if header and header[0].startswith(_BOM_AS_LATIN) and header[0][3:].strip() in missing:
+        raise InputError(f"the file starts with a UTF-8 byte-order mark, read as {fmt.encoding} text "
+                         f"('{header[0]}'): the file is UTF-8", file=file, row=0, column=header[0][3:].strip(),
+                         fix=f"set encoding: utf-8 in the '{fmt.name}' block of config/formats.yaml (or add a "
+                             "format for this export)")
+    pattern = re.compile(fmt.date_pattern)
+    for col in header:
+        shown = _visible(col).strip()
+        if shown == col or not (shown in missing or pattern.match(shown)):
+            continue
+        hidden = ", ".join(sorted({f"U+{ord(ch):04X} {unicodedata.name(ch, '')}".strip()
+                                   for ch in col if unicodedata.category(ch) == "Cf"}))
+        raise InputError(f"column {shown!r} is written with an invisible character ({hidden}): {col!r}",
+                         file=file, row=0, column=shown,
+                         fix="remove the character from the header line (e.g. files pasted side by side keep "
+                             "the second one's byte-order mark: sed -i '1s/\\xEF\\xBB\\xBF//g' in.csv)")
 
 
 def _guess_delimiter(header: list[str], fmt: Format, required: list[str]) -> str | None:
