@@ -655,3 +655,16 @@ def test_a_utf8_byte_order_mark_read_as_latin1_is_named(tmp_path):
     path = write(tmp_path / "a.csv", [HEADER] + [row(i) for i in range(3)], encoding="utf-8-sig")
     stops(tmp_path, path, "column 'pid'", "byte-order mark", "the file is UTF-8", "encoding: utf-8",
           fmt=dataclasses.replace(NGU, encoding="latin-1"))
+
+
+def test_a_point_split_over_two_rows_stops_with_keep_first(tmp_path):
+    """One point's epochs over two rows of one file: keep-first kept the first row and dropped
+    the values only the second has (the file-level split-by-date check sees one date set)."""
+    first_half = "P0,69.0,20.0,100,1.5,0.9,0.2,35,190,1,2,,"
+    second_half = "P0,69.0,20.0,100,1.5,0.9,0.2,35,190,,,3,4"
+    path = write(tmp_path / "a.csv", [HEADER, first_half, row(1), row(2), second_half])
+    stops(tmp_path, path, "row 4", "'P0'", "row 1", "values at dates its first row lacks (2020-01-25, ...)",
+          "join the rows", cfg=ShardsConfig(duplicates="keep-first"))
+    # a repeat with no value the first row lacks is dropped as before
+    path = write(tmp_path / "b.csv", [HEADER, row(0), row(1), row(2), row(0, d="")])
+    assert sorted(by_pid(build(tmp_path, path, ShardsConfig(duplicates="keep-first")))) == ["P0", "P1", "P2"]

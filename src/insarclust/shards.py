@@ -534,7 +534,7 @@ def build_shards(paths, fmt: Format, out_path, site: str, cfg: ShardsConfig | No
                              "dropped (shards.all_nan: drop)", file=", ".join(s.label for s in inputs),
                              fix="check that the date columns hold the displacements (an export of "
                                  "another product, or a unit or delimiter problem, can leave them empty)")
-        keep &= _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg)
+        keep &= _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg, dates)
         if needs is not None:
             check_site(site, needs, n_points=int(keep.sum()), file=", ".join(s.label for s in inputs))
         hasher.join()
@@ -626,7 +626,7 @@ def _pids_of(runs, indices: np.ndarray) -> tuple[dict, dict]:
 SAME_POINT_M = 100.0
 
 
-def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg) -> np.ndarray:
+def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg, dates=None) -> np.ndarray:
     """Mask of rows that survive duplicate-id handling (first occurrence wins).
 
     Only rows that passed validation (``keep``) count: a row dropped for
@@ -649,7 +649,10 @@ def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg) -> np.ndarray:
     pos_a = np.array([where[a] for a in first.tolist()], dtype=np.float64).reshape(-1, 2)
     pos_b = np.array([where[b] for b in later.tolist()], dtype=np.float64).reshape(-1, 2)
     distance = haversine_m(pos_a[:, 0], pos_a[:, 1], pos_b[:, 0], pos_b[:, 1])
-    for a, b, apart in zip(first.tolist(), later.tolist(), distance.tolist()):
+    # keep-first: the epochs a repeat has and its first row lacks (a point's series split over rows)
+    extra = (_extra_epochs(runs, first, later) if cfg.duplicates != "error"
+             else np.full(len(first), -1, dtype=np.int64))
+    for a, b, apart, more in zip(first.tolist(), later.tolist(), distance.tolist(), extra.tolist()):
         if pids[a].strip() != pids[b].strip():
             continue
         file_a, row_a = origin.where(a)
@@ -665,6 +668,13 @@ def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg) -> np.ndarray:
                 fix="give the points unique ids (e.g. files whose ids restart at 1: prefix each file's ids "
                     "with its tile name), or make one site per file; keep-first drops only repeats of one "
                     f"point (within {SAME_POINT_M:g} m)")
+        if more >= 0:
+            when = f" ({days_to_iso(dates[more])}, ...)" if dates is not None else ""
+            raise InputError(
+                f"point id '{pids[b]}' is repeated with values at dates its first row lacks{when}: first seen in "
+                f"{file_a} row {row_a}; the point's series is split over rows, and shards.duplicates: keep-first "
+                "would drop this row's values", file=file_b, row=row_b, column=fmt.id,
+                fix="join the rows of each point into one (every date column in one row per point)")
         if cfg.duplicates == "error":
             same = "" if pids[a] == pids[b] else f" as {pids[a]!r} (the two differ only in surrounding spaces)"
             raise InputError(
@@ -680,6 +690,35 @@ def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg) -> np.ndarray:
     if n_drop:
         log.warning("dropped %d rows whose point id was already seen (duplicates: keep-first)", n_drop)
     return result
+
+
+# Rows read back at a time to compare repeated rows (bounds the memory of the rows read).
+EXTRA_EPOCHS_CHUNK = 16384
+
+
+def _extra_epochs(runs, first: np.ndarray, later: np.ndarray) -> np.ndarray:
+    """Per pair, the first date index where row ``later`` has a value and row ``first`` has none
+    (-1: none). One pass over the runs; only which epochs hold a value is kept (a bit each)."""
+    uniq, inv = np.unique(np.concatenate([first, later]), return_inverse=True)
+    observed = None
+    for run in runs:
+        hit = np.flatnonzero(np.isin(run.in_idx, uniq))
+        if not len(hit):
+            continue
+        mm = np.load(f"{run.stem}.disp.npy", mmap_mode="r")
+        if observed is None:
+            observed = np.zeros((len(uniq), (mm.shape[1] + 7) // 8), dtype=np.uint8)
+        pos = np.searchsorted(uniq, run.in_idx[hit])
+        for lo in range(0, len(hit), EXTRA_EPOCHS_CHUNK):
+            rows = hit[lo:lo + EXTRA_EPOCHS_CHUNK]
+            observed[pos[lo:lo + EXTRA_EPOCHS_CHUNK]] = np.packbits(np.isfinite(mm[rows]), axis=1)
+        del mm
+    more = observed[inv[len(first):]] & ~observed[inv[:len(first)]]
+    out = np.full(len(first), -1, dtype=np.int64)
+    has = more.any(axis=1)
+    if has.any():
+        out[has] = np.argmax(np.unpackbits(more[has], axis=1), axis=1)
+    return out
 
 
 def _check_not_split_by_date(pid, file_a, row_a, file_b, row_b, origin, fmt) -> None:
