@@ -268,3 +268,27 @@ def test_nearly_parallel_line_of_sight_vectors_give_nan():
     up, east = solve_up_east(np.array([[0.6, 0.0, 0.8]]), np.array([[-0.6, 0.0, 0.8]]),
                              np.array([[0.8]]), np.array([[0.8]]))
     np.testing.assert_allclose([up[0, 0], east[0, 0]], [1.0, 0.0], atol=1e-12)
+
+
+def test_parse_date_known_days():
+    """Days since 1970-01-01 of YYYYMMDD dates, leap days included (numpy's calendar as reference)."""
+    from insarclust.dates import days_to_iso, parse_date
+
+    assert parse_date("19700101") == 0 and parse_date("19700102") == 1
+    for text in ("20141003", "20200229", "20211223", "20240301"):
+        want = int(np.datetime64(f"{text[:4]}-{text[4:6]}-{text[6:]}", "D").astype(np.int64))
+        assert parse_date(text) == want
+        assert days_to_iso(want) == f"{text[:4]}-{text[4:6]}-{text[6:]}"
+
+
+def test_a_huge_finite_displacement_stops_the_build(tmp_path):
+    """-1e30 mm is finite, so no inf check sees it: the plausibility bound (shards.max_abs_mm) must,
+    on the negative side too."""
+    from test_reader_edges import HEADER, build, write
+
+    from insarclust.errors import InputError
+
+    rows = [f"P{i},69.0,20.{i},100,1.5,0.9,0.2,35,190,0.5,1.25,{v},3.75"
+            for i, v in enumerate(["-2.5", "-1e30", "-2.5"])]
+    with pytest.raises(InputError, match=r"displacement -1e\+30 mm of point 'P1' is beyond the plausibility"):
+        build(tmp_path, write(tmp_path / "huge.csv", [HEADER, *rows]))
