@@ -562,7 +562,41 @@ def test_a_velocity_column_in_another_unit_is_logged_not_stopped(tmp_path, movin
     t.to_csv(tmp_path / "a.csv", index=False)
     with caplog.at_level("WARNING", logger="insarclust"):
         build(tmp_path, tmp_path / "a.csv")
-    assert "mean_velocity column looks like it is not in mm/yr" in caplog.text
+    assert "mean_velocity column does not match the displacements read as mm" in caplog.text
+
+
+def test_a_format_in_cm_with_its_velocity_in_cm_per_year_reads(tmp_path, moving_site, caplog):
+    """A provider writing displacements in cm and mean_velocity in cm/yr, its format saying
+    displacement_unit: cm: the trend (mm/yr) is 10 times the velocity, which stopped the file as
+    'look like they are in mm', and the fix offered (mm) would have read every value 10 times too
+    small. The file agrees with its format: read as declared, with a warning."""
+    t = moving_site.copy()
+    dates = [c for c in t.columns if c.isdigit()]
+    t[dates] = t[dates] / 10
+    t["mean_velocity"] = t["mean_velocity"] / 10
+    t.to_csv(tmp_path / "cm.csv", index=False)
+    moving_site.to_csv(tmp_path / "mm.csv", index=False)
+    with caplog.at_level("WARNING", logger="insarclust"):
+        got = by_pid(build(tmp_path, tmp_path / "cm.csv", fmt=dataclasses.replace(NGU, displacement_unit="cm")))
+    assert "mean_velocity column does not match" in caplog.text
+    want = by_pid(build(tmp_path, tmp_path / "mm.csv"))
+    for pid in want:
+        np.testing.assert_allclose(got[pid], want[pid], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("ratio", [0.17, 0.04])
+def test_a_velocity_of_another_period_is_logged_not_stopped(tmp_path, moving_site, caplog, ratio):
+    """mean_velocity over the product's whole archive, the file cut to its later dates, where a
+    slowing motion (consolidation, a landslide calming down) moves at a fraction of it: the
+    trends are 0.17 (0.04) times the velocities at every moving point, which stopped the file
+    ('look like they are in cm', 'values 25 times smaller') with no setting past it. Only a
+    unit's exact factor (within x1.25) stops; the rest is a warning."""
+    t = moving_site.copy()
+    t["mean_velocity"] = t["mean_velocity"] / ratio
+    t.to_csv(tmp_path / "a.csv", index=False)
+    with caplog.at_level("WARNING", logger="insarclust"):
+        build(tmp_path, tmp_path / "a.csv")
+    assert f"trend is {ratio:.3g} times the mean_velocity column" in caplog.text
 
 
 def test_a_position_of_zero_zero_stops(tmp_path):

@@ -389,6 +389,7 @@ UNIT_CHECK_MAX = 50_000       # points per file kept for the check
 UNIT_CHECK_MIN_POINTS = 25    # fastest points needed to judge a file
 UNIT_CHECK_OFF = 5.0          # a median trend/velocity ratio beyond x5 (or below /5) is another unit
 UNIT_CHECK_AGREE = 0.7        # ... when this share of the points agree within a factor 2
+UNIT_CHECK_MATCH = 1.25       # ... and the ratio is a unit's factor within this (units are exact factors)
 
 
 def _trend_per_year(disp: np.ndarray, days) -> np.ndarray:
@@ -449,27 +450,31 @@ class _UnitCheck:
         if np.mean(agree) < UNIT_CHECK_AGREE:
             return
         true_to_mm = fmt.to_mm / med   # what one unit of the file's numbers is, in mm
-        unit = next((u for u, f in UNIT_TO_MM.items() if 0.5 <= true_to_mm / f <= 2), None)
+        unit = next((u for u, f in UNIT_TO_MM.items()
+                     if 1 / UNIT_CHECK_MATCH <= true_to_mm / f <= UNIT_CHECK_MATCH), None)
         i = int(np.flatnonzero(fast)[np.argmax(np.abs(velocity[fast]))])
         example = (f"e.g. point '{pid[i]}' (row {int(rows[i])}): trend {trend[i]:.3g} mm/yr of its series "
                    f"read as {fmt.displacement_unit}, {VELOCITY_COLUMN} {velocity[i]:.3g}")
         what = (f"the displacement columns' trend is {med:.3g} times the {VELOCITY_COLUMN} column (median over "
                 f"the {int(np.count_nonzero(fast))} fastest points; {example})")
-        if unit is not None:
+        # A file in mm read as cm or m reads exactly as a file whose velocity column is in the
+        # declared unit per year (a provider writing cm and cm/yr): the file agrees with its
+        # format, so it is read as declared, with a warning, not stopped.
+        if unit is not None and unit != "mm":
             raise InputError(f"{what}: the displacements look like they are in {unit}, not "
                              f"{fmt.displacement_unit} (displacement_unit of format '{fmt.name}')", file=label,
                              column=VELOCITY_COLUMN,
                              fix=f"set displacement_unit: {unit} in the '{fmt.name}' block of config/formats.yaml "
                                  "(or add a format for this export); if the displacements are right, convert "
-                                 f"the {VELOCITY_COLUMN} column to mm/yr")
-        if med < 1:   # the series move less than their velocity says, by no unit's factor
-            raise InputError(f"{what}: the displacement values are {1 / med:.3g} times smaller than their "
-                             f"{VELOCITY_COLUMN} says", file=label, column=VELOCITY_COLUMN,
-                             fix="check the displacement columns and displacement_unit of format "
-                                 f"'{fmt.name}' (mm, cm or m), and that {VELOCITY_COLUMN} is in mm/yr")
-        # the velocity column in cm/yr or m/yr: a static feature (standardised), the series are right
-        log.warning("%s: %s: the %s column looks like it is not in mm/yr (the displacements read as %s "
-                    "are kept as they are)", label, what, VELOCITY_COLUMN, fmt.displacement_unit)
+                                 f"the {VELOCITY_COLUMN} column to mm/yr; if {VELOCITY_COLUMN} covers another "
+                                 "period than the file's dates (a file cut to fewer dates of a product whose "
+                                 "motion slowed), remove it from the format's static columns")
+        # by no unit's factor (a velocity of another period than the file's dates: a file cut to
+        # the later years of a slowing motion), or a velocity column in cm/yr or m/yr: a static
+        # feature (standardised), the series are read as declared
+        log.warning("%s: %s: the %s column does not match the displacements read as %s (not in mm/yr, or "
+                    "over another period than the file's dates?); the displacements are kept as they are",
+                    label, what, VELOCITY_COLUMN, fmt.displacement_unit)
 
 
 def _with_optional_columns(fmt: Format, plans) -> Format:
