@@ -84,21 +84,39 @@ def test_cluster_series_stats_equal_numpy(shards_file):
 
 
 def _carried_mean_std(masked):
-    """Reference of a cluster's mean and std, members NaN outside their spans: the plain mean at
-    the first epoch, then the mean change of the members observed at both epochs (the plain mean
-    where none is); the spread around it, members entering late shifted onto it."""
+    """Reference of a cluster's mean and std, members NaN outside their spans and in their holes:
+    the plain mean at the first epoch, then the mean change of the members observed at both
+    epochs and of those inside a hole (p..q, observed at p and q), each of these the others'
+    mean change plus its own change across the hole less theirs, spread evenly (the plain mean
+    where no member carries on; NaN where none is observed); the spread around it, members
+    entering late shifted onto it."""
     m, G = masked.shape
     seen = ~np.isnan(masked)
     level = np.nanmean(masked, axis=0)
+    bridges = []
+    for i in range(m):
+        idx = np.flatnonzero(seen[i])
+        bridges += [(i, p, q) for p, q in zip(idx[:-1], idx[1:]) if q - p > 1]
+    others = np.zeros(G)
     for g in range(1, G):
         both = seen[:, g - 1] & seen[:, g]
         if both.any():
-            level[g] = level[g - 1] + np.mean(masked[both, g] - masked[both, g - 1])
+            others[g] = np.mean(masked[both, g] - masked[both, g - 1])
+    carried = np.zeros(G, dtype=bool)
+    for g in range(1, G):
+        both = seen[:, g - 1] & seen[:, g]
+        changes = list(masked[both, g] - masked[both, g - 1])
+        changes += [others[g] + (masked[i, q] - masked[i, p] - others[p + 1:q + 1].sum()) / (q - p)
+                    for i, p, q in bridges if p < g <= q]
+        if changes:
+            carried[g] = True
+            level[g] = level[g - 1] + np.mean(changes)
+    level[~seen.any(axis=0)] = np.nan
     start = seen.argmax(axis=1)
     shift = np.zeros(m)
     for i in range(m):
         s = start[i]
-        if s > 0 and (seen[:, s - 1] & seen[:, s]).any():
+        if s > 0 and carried[s]:
             shift[i] = level[s] - masked[i, s]
     std = np.sqrt(np.nanmean((masked + shift[:, None] - level) ** 2, axis=0))
     return level, std
@@ -485,3 +503,60 @@ def test_cluster_dates_without_the_sites_take_the_winters_as_the_sites(tmp_path)
     alone = describe_clusters(mean, shards.grid_dates, counts, {}, cluster_dates=dates)
     assert all("acquisition_gaps" not in entry for entry in given)
     assert alone == given
+
+
+def _write_series(path, displacement, shard_size=128):
+    """shards.h5 of ``displacement`` (n, G) on a 6-day grid (the dates), each row linearly
+    interpolated across its missing epochs and held beyond its span, as the shards stage does."""
+    n, G = displacement.shape
+    grid = (17500 + 6 * np.arange(G)).astype(np.int32)
+    cols = np.arange(G)
+    regular = np.stack([np.interp(cols, cols[np.isfinite(r)], r[np.isfinite(r)]) for r in displacement])
+    attrs = {"site": "s", "format": "ngu", "source_sha256": "0" * 64, "insarclust_version": "test",
+             "regularization": "linear"}
+    with h5io.ShardsWriter(path, n, grid, grid, ["height"], attrs) as w:
+        for a in range(0, n, shard_size):
+            b = min(n, a + shard_size)
+            w.write(np.array([f"P{i}" for i in range(a, b)], dtype=object), np.full(b - a, 69.0),
+                    np.full(b - a, 20.0), np.zeros((b - a, 1), np.float32), displacement[a:b].astype(np.float32),
+                    regular[a:b].astype(np.float32))
+    return path
+
+
+def test_a_members_hole_keeps_its_reference(tmp_path):
+    """A hole does not reset a member's reference as a late start does. Chained without the holed
+    members' own change across the hole, the mean of a cluster whose faster third (-30 mm/yr
+    against -10, decorrelating) misses a year was 6.6 mm short for the rest of the series (velocity
+    -14.7 mm/yr for -16.7), although every member is observed there; and a cluster with late
+    members that all miss a summer jumped +3.1 mm across it (the chain broke, restarting from the
+    plain mean). The mean wherever all members are observed is now their plain mean, and the
+    chain runs on through a hole no member is observed in (NaN there)."""
+    from insarclust.cluster_series import cluster_series_stats
+    from insarclust.descriptors import site_acquisition_dates
+
+    rng = np.random.default_rng(2)
+    G = 300
+    t = np.arange(G) * 6 / 365.25
+    fast = np.arange(300) >= 200
+    a = np.where(fast, -30.0, -10.0)[:, None] * t + rng.normal(0, 1.5, (300, G))
+    a[fast, 100:161] = np.nan
+    b = -10.0 * t + rng.normal(0, 1.0, (200, G))
+    late = np.arange(200) >= 100
+    b[late, :40] = np.nan
+    b[late] -= b[late, 40:41]                       # referenced to 0 at their own first date
+    b[:, 60:76] = np.nan                            # every member misses 16 epochs
+    stable = rng.normal(0, 1.0, (700, G))          # the site observes throughout
+    disp = np.concatenate([a, b, stable])
+    disp -= np.where(np.isnan(disp[:, :1]), 0.0, disp[:, :1])
+    labels = np.repeat([0, 1, 2], [300, 200, 700])
+    path = _write_series(tmp_path / "shards.h5", disp)
+    site = site_acquisition_dates(h5io.Shards(path))
+    mean, std, _ = cluster_series_stats(path, labels, 3, max_gap_days=36.0, site_dates=site)
+    plain, _, _ = cluster_series_stats(path, labels, 3)
+    # every member of cluster 0 observed: the plain mean there (no offset after the hole)
+    np.testing.assert_allclose(mean[0, :100], plain[0, :100], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(mean[0, 161:], plain[0, 161:], rtol=1e-9, atol=1e-9)
+    # cluster 1: the same change across the common hole as the interpolated members give
+    assert np.isnan(mean[1, 60:76]).all() and np.isfinite(mean[1, [59, 76]]).all()
+    assert mean[1, 76] - mean[1, 59] == pytest.approx(plain[1, 76] - plain[1, 59], abs=1e-9)
+    assert mean[1, -1] == pytest.approx(-10.0 * t[-1], abs=0.5)

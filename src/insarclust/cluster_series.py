@@ -112,8 +112,11 @@ def cluster_series_stats(shards_path, labels: np.ndarray, n_clusters: int | None
     leaves out) count as beyond its span: ``shards`` interpolated across them, and those
     lines pulled a seasonal cluster's mean towards a straight line (30 % of the members
     missing a summer: amplitude 5.0 mm for 6) and shrank its std. Their cluster's mean is
-    then chained as above, so a member's absence changes no level. Without it (the order of
-    the labels, which must not follow an interpretation setting) holes count as data.
+    then chained as above, so a member's absence changes no level; a hole keeps the member's
+    reference (a late start does not), so its own change across the hole enters the chain
+    there, spread along the others' changes, and wherever all members are observed the mean
+    is their plain mean. Without it (the order of the labels, which must not follow an
+    interpretation setting) holes count as data.
 
     Points observed over the whole grid (nearly all, in most catalogues) need
     no mask: their moments and changes come from their sums, and only the
@@ -154,6 +157,7 @@ class _SpanSums:
         self.partial_rows, self.partial_spans = [], []
         self.holed = np.zeros(k, dtype=bool)    # some member has a hole of its own
         self.holes = []                         # (rows, lo, hi) of those holes, rows site-wide
+        self.bridges = []                       # (label, p, q, change) across each member's holes
 
     @classmethod
     def of(cls, shards: h5io.Shards, labels: np.ndarray, k: int, dataset: str,
@@ -192,6 +196,14 @@ class _SpanSums:
         onehot = metrics.onehot(lab_p, self.n_clusters)
         self.inc[:, 1:] += onehot @ np.where(both, np.diff(X_p, axis=1), 0.0)
         self.n_inc[:, 1:] += onehot @ both.astype(np.float64)
+        # a member's hole keeps its reference: its change across the hole (last epoch before
+        # to first after, p -> q) is data, carried into the chain by :meth:`chained_mean`
+        last_in = np.maximum.accumulate(np.where(inside, np.arange(G), -1), axis=1)
+        r, q = np.nonzero(inside[:, 1:] & ~inside[:, :-1] & (last_in[:, :-1] >= 0))
+        if len(r):
+            q = q + 1
+            p = last_in[r, q - 1]
+            self.bridges.append((lab_p[r], p, q, X_p[r, q] - X_p[r, p]))
         self.partial_rows.append(a + rows)
         self.partial_spans.append(spans_p)
 
@@ -217,12 +229,38 @@ class _SpanSums:
         n_full = self.full.n[:, :1]
         self.inc[:, 1:] += n_full * np.diff(self.full.mean, axis=1)
         self.n_inc[:, 1:] += n_full
+        self._add_bridges()
         level = plain_mean.copy()
         inc_m, n_inc_m = self.inc[mixed], self.n_inc[mixed]
         for g in range(1, self.n_grid):
             carried = n_inc_m[:, g] > 0
             level[carried, g] = level[carried, g - 1] + inc_m[carried, g] / n_inc_m[carried, g]
+        level[np.isnan(plain_mean)] = np.nan   # no member observed there: carried through, not drawn
         return level
+
+    def _add_bridges(self) -> None:
+        """Each member across each of its holes (p -> q), in ``inc``: the others' mean change at
+        every epoch of the hole, plus the member's own change over it less theirs, spread evenly
+        (the member interpolated along the others' curve, none: a straight line). A member
+        leaving for a hole and returning then changes no level, and the mean wherever all are
+        observed is their plain mean: only a late start resets a member's reference, a hole
+        does not (chaining without the holed members' own change across the hole left the mean
+        off by their difference from the others for the rest of the series)."""
+        if not self.bridges:
+            return
+        k, G = self.n_clusters, self.n_grid
+        lab, p, q, change = (np.concatenate(a) for a in zip(*self.bridges))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            others = np.where(self.n_inc > 0, self.inc / self.n_inc, 0.0)
+        cum = np.cumsum(others, axis=1)
+        share = (change - (cum[lab, q] - cum[lab, p])) / (q - p)
+        count, spread = np.zeros((k, G + 1)), np.zeros((k, G + 1))
+        for arr, v in ((count, 1.0), (spread, share)):
+            np.add.at(arr, (lab, p + 1), v)
+            np.add.at(arr, (lab, q + 1), -v)
+        count, spread = np.cumsum(count, axis=1)[:, :G], np.cumsum(spread, axis=1)[:, :G]
+        self.inc += count * others + spread
+        self.n_inc += count
 
     def spread(self, shards: h5io.Shards, dataset: str, labels: np.ndarray, mean: np.ndarray,
                mixed: np.ndarray) -> np.ndarray:
