@@ -112,10 +112,28 @@ def test_keep_first_keeps_the_first_row_that_has_data(tmp_path):
     got = by_pid(shards)
     assert sorted(got) == ["P0", "P1", "P2"]
     np.testing.assert_array_equal(got["P0"], [1, 2, 3, 4])
-    # two rows with data: the first wins
-    path = write(tmp_path / "b.csv", [HEADER, later_p0, row(1), row(2), row(0).replace("69.00,20.00", "69.5,20.5")])
+    # two rows with the same data: the first is kept
+    path = write(tmp_path / "b.csv", [HEADER, later_p0, row(1), row(2), later_p0])
     got = by_pid(build(tmp_path, path, ShardsConfig(duplicates="keep-first", all_nan="drop")))
     np.testing.assert_array_equal(got["P0"], [1, 2, 3, 4])
+
+
+def test_a_repeat_with_other_values_stops_also_with_keep_first(tmp_path):
+    """The same ids at the same positions and dates with other values are not repeats of one
+    record: EGMS L3 vertical and east-west files under one glob share their point ids, and
+    keep-first kept the file sorted first (east-west, 'E' < 'U') as the site's whole vertical
+    motion. Both modes stop; identical repeats are still dropped."""
+    up = write(tmp_path / "EGMS_L3_U.csv", [HEADER] + [row(i) for i in range(3)])
+    east = write(tmp_path / "EGMS_L3_E.csv", [HEADER] + [row(i, d="7") for i in range(3)])
+    for duplicates in ("error", "keep-first"):
+        with pytest.raises(InputError) as err:
+            build_shards([east, up], NGU, tmp_path / "out.h5", "s", ShardsConfig(duplicates=duplicates))
+        for needle in ("EGMS_L3_U.csv, row 1", "'P0'", "EGMS_L3_E.csv row 1", "one site per component"):
+            assert needle in str(err.value), (needle, str(err.value))
+        assert not list(tmp_path.glob("*.h5"))
+    assert "other values at the same dates" in str(err.value)
+    build_shards([up, up], NGU, tmp_path / "out.h5", "s", ShardsConfig(duplicates="keep-first"))
+    assert sorted(by_pid(h5io.Shards(tmp_path / "out.h5"))) == ["P0", "P1", "P2"]
 
 
 @pytest.mark.parametrize("duplicates", ["error", "keep-first"])

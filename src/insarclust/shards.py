@@ -655,9 +655,12 @@ def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg, dates=None) -> np.
     pos_b = np.array([where[b] for b in later.tolist()], dtype=np.float64).reshape(-1, 2)
     distance = haversine_m(pos_a[:, 0], pos_a[:, 1], pos_b[:, 0], pos_b[:, 1])
     # keep-first: the epochs a repeat has and its first row lacks (a point's series split over rows)
-    extra = (_extra_epochs(runs, first, later) if cfg.duplicates != "error"
-             else np.full(len(first), -1, dtype=np.int64))
-    for a, b, apart, more in zip(first.tolist(), later.tolist(), distance.tolist(), extra.tolist()):
+    if cfg.duplicates != "error":
+        extra, differs = _compare_repeats(runs, first, later)
+    else:
+        extra, differs = np.full(len(first), -1, dtype=np.int64), np.zeros(len(first), dtype=bool)
+    for a, b, apart, more, other in zip(first.tolist(), later.tolist(), distance.tolist(), extra.tolist(),
+                                        differs.tolist()):
         if pids[a].strip() != pids[b].strip():
             continue
         file_a, row_a = origin.where(a)
@@ -680,6 +683,14 @@ def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg, dates=None) -> np.
                 f"{file_a} row {row_a}; the point's series is split over rows, and shards.duplicates: keep-first "
                 "would drop this row's values", file=file_b, row=row_b, column=fmt.id,
                 fix="join the rows of each point into one (every date column in one row per point)")
+        if other:
+            raise InputError(
+                f"point id '{pids[b]}' is repeated with other values at the same dates: first seen in {file_a} row "
+                f"{row_a}; the two rows are not one point's record, and shards.duplicates: keep-first would keep "
+                "the first one's values only", file=file_b, row=row_b, column=fmt.id,
+                fix="if the files hold different components of one product (EGMS L3 vertical and east-west share "
+                    "their point ids), make one site per component; if they are two processings of one area, "
+                    "keep one of them in the site's source")
         if cfg.duplicates == "error":
             same = "" if pids[a] == pids[b] else f" as {pids[a]!r} (the two differ only in surrounding spaces)"
             raise InputError(
@@ -689,7 +700,7 @@ def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg, dates=None) -> np.
                     "keep-first in config/config.yaml to keep the first occurrence"
                     + ("" if file_a == file_b else "; if the files hold different components of one "
                        "product (EGMS L3 vertical and east-west share their point ids), make one site "
-                       "per component instead: keep-first would keep one component only"))
+                       "per component instead (keep-first keeps repeats of one record only)"))
         result[b] = False
     n_drop = int((~result).sum())
     if n_drop:
@@ -701,11 +712,13 @@ def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg, dates=None) -> np.
 EXTRA_EPOCHS_CHUNK = 16384
 
 
-def _extra_epochs(runs, first: np.ndarray, later: np.ndarray) -> np.ndarray:
-    """Per pair, the first date index where row ``later`` has a value and row ``first`` has none
-    (-1: none). One pass over the runs; only which epochs hold a value is kept (a bit each)."""
+def _compare_repeats(runs, first: np.ndarray, later: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair of rows ``first``/``later`` (a repeated id): the first date index where ``later``
+    has a value and ``first`` has none (-1: none), and whether the two hold values at the same
+    dates but not the same values (a 64-bit hash of each row's values). One pass over the runs;
+    per row only a bit per date and the hash are kept."""
     uniq, inv = np.unique(np.concatenate([first, later]), return_inverse=True)
-    observed = None
+    observed = digest = None
     for run in runs:
         hit = np.flatnonzero(np.isin(run.in_idx, uniq))
         if not len(hit):
@@ -713,17 +726,26 @@ def _extra_epochs(runs, first: np.ndarray, later: np.ndarray) -> np.ndarray:
         mm = np.load(f"{run.stem}.disp.npy", mmap_mode="r")
         if observed is None:
             observed = np.zeros((len(uniq), (mm.shape[1] + 7) // 8), dtype=np.uint8)
+            digest = np.zeros(len(uniq), dtype=np.uint64)
+            # odd multipliers per date: the hash of a row is sum(bits x multiplier) mod 2^64
+            weights = np.random.default_rng(0).integers(1, 2 ** 63, mm.shape[1], dtype=np.uint64) | np.uint64(1)
         pos = np.searchsorted(uniq, run.in_idx[hit])
         for lo in range(0, len(hit), EXTRA_EPOCHS_CHUNK):
-            rows = hit[lo:lo + EXTRA_EPOCHS_CHUNK]
-            observed[pos[lo:lo + EXTRA_EPOCHS_CHUNK]] = np.packbits(np.isfinite(mm[rows]), axis=1)
+            rows, at = hit[lo:lo + EXTRA_EPOCHS_CHUNK], pos[lo:lo + EXTRA_EPOCHS_CHUNK]
+            values = np.asarray(mm[rows], dtype=np.float32)
+            finite = np.isfinite(values)
+            observed[at] = np.packbits(finite, axis=1)
+            bits = np.where(finite, values, 0.0).astype(np.float32).view(np.uint32).astype(np.uint64)
+            digest[at] = (bits * weights).sum(axis=1, dtype=np.uint64)
         del mm
-    more = observed[inv[len(first):]] & ~observed[inv[:len(first)]]
+    a, b = inv[:len(first)], inv[len(first):]
+    more = observed[b] & ~observed[a]
     out = np.full(len(first), -1, dtype=np.int64)
     has = more.any(axis=1)
     if has.any():
         out[has] = np.argmax(np.unpackbits(more[has], axis=1), axis=1)
-    return out
+    differs = (observed[b] == observed[a]).all(axis=1) & (digest[b] != digest[a])
+    return out, differs
 
 
 def _check_not_split_by_date(pid, file_a, row_a, file_b, row_b, origin, fmt) -> None:
