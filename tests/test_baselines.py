@@ -14,7 +14,8 @@ from sklearn.preprocessing import StandardScaler
 
 from insarclust import evaluate, h5io
 from insarclust.baselines import (METHODS, StreamedPCA, StreamedScaler, build_features,
-                                  centroid_spectrum, fit_baseline, knee_index, zscore_series)
+                                  centroid_spectrum, descriptor_scale, fit_baseline, knee_index,
+                                  zscore_series)
 from insarclust.labels import Labelling
 from insarclust.batches import ArraySource
 from insarclust.descriptors import write_descriptors
@@ -102,6 +103,37 @@ def test_centroid_spectrum_finds_the_annual_period():
     spec = centroid_spectrum(means, grid)
     assert spec[0]["dominant_period_days"] == pytest.approx(6 * 240 / 4, rel=0.01)  # 4 cycles in 1440 d
     assert spec[0]["power_share"] > 0.5
+
+
+def test_centroid_spectrum_reads_the_season_under_a_strong_trend():
+    """A subsiding cluster (-10 mm/yr) with a 2 mm annual cycle: detrended, its spectrum peaks at
+    the year; the ramp left in would put nearly all the power at the longest period."""
+    grid = np.arange(17500, 17500 + 6 * 240, 6)
+    t = (grid - grid[0]) / 365.25
+    spec = centroid_spectrum(np.stack([2 * np.sin(2 * np.pi * t) - 10 * t]), grid)
+    assert spec[0]["dominant_period_days"] == pytest.approx(360.0, rel=0.01)
+    assert spec[0]["power_share"] > 0.9
+
+
+def test_pca_keeps_at_least_min_components():
+    """One dominant direction puts the knee at 1 component; the peer still keeps min_components
+    (2), so k-means does not cluster a single score."""
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(3000, 1)) * 10) @ rng.normal(size=(1, 20)) + rng.normal(0, 0.01, (3000, 20))
+    pca = StreamedPCA(max_components=10).fit(ArraySource(X.astype(np.float32)))
+    assert knee_index(np.cumsum(pca.explained_variance_ratio_)) == 1
+    assert pca.n_components_ == 2 and pca.transform(X[:5]).shape == (5, 2)
+
+
+def test_descriptor_scale_takes_the_configured_scale_over_the_default():
+    """baselines.descriptor_scale overrides the default scale of a descriptor it names (a user's
+    4 mm/yr for the trend, not the default 2); a descriptor without a scale is divided by its
+    std, and zscore divides every one by its std."""
+    names = ["trend_mm_yr", "annual_amplitude_mm", "rmse"]
+    std = np.array([5.0, 3.0, 0.5])
+    assert descriptor_scale(std, names, {"trend_mm_yr": 4.0}, "threshold").tolist() == [4.0, 4.0, 0.5]
+    assert descriptor_scale(std, names, None, "threshold").tolist() == [2.0, 4.0, 0.5]
+    assert descriptor_scale(std, names, {"trend_mm_yr": 4.0}, "zscore").tolist() == [5.0, 3.0, 0.5]
 
 
 def test_features_of_each_method(site):

@@ -125,3 +125,29 @@ def test_sorted_unique():
     rows = np.arange(10, dtype=np.int64)
     assert np.shares_memory(sorted_unique(rows), rows)
     assert sorted_unique([]).tolist() == []
+
+
+def test_sample_rows_draws_distinct_rows():
+    """A sample (the silhouette's, the k-means warm start's, the embedding's fit sample) holds
+    each row at most once, sorted: a row drawn twice would weigh double in every fit on it."""
+    from insarclust.batches import sample_rows
+
+    rows = sample_rows(1000, 900, 7)
+    assert len(rows) == 900 and len(np.unique(rows)) == 900 and np.all(np.diff(rows) > 0)
+    assert sample_rows(50, 100, 7).tolist() == list(range(50))     # more asked than there are: all
+    assert np.array_equal(sample_rows(1000, 900, 7), rows)
+    assert not np.array_equal(sample_rows(1000, 900, [7, 5]), rows)
+
+
+def test_a_non_finite_value_is_named_by_its_row_in_the_file():
+    """In a block starting at row 100 a NaN in its third row, fourth column, is row 102 of the
+    file: the row the message sends the user to."""
+    from insarclust.batches import require_finite
+
+    X = np.zeros((5, 6), dtype=np.float32)
+    X[2, 3] = np.nan
+    source = ArraySource(np.zeros((200, 6)), names=[f"f{j}" for j in range(6)])
+    with pytest.raises(ValueError, match=r"feature row 102 \(0-based\), column 'f3' is nan"):
+        require_finite(X, 100, source)
+    with pytest.raises(ValueError, match=r"feature row 57 \(0-based\)"):
+        require_finite(X, np.array([10, 20, 57, 60, 61]), source)

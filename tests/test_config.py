@@ -114,3 +114,19 @@ def test_unknown_demo_preset_is_named_before_any_job(tmp_path, source):
     path.write_text(f"site\tsource\tformat\ndemo-a\t{source}\tngu\n")
     with pytest.raises(InputError, match=r"(?s)site 'demo-a': unknown demo preset .*demo:arctic, demo:mainland"):
         read_site_table(path, _site_schema())
+
+
+def test_the_methods_a_configuration_switches_on():
+    """The methods a run produces, in report order: the k-means variants as listed, the peers
+    left on, then DSC when enabled. A method missing here has no rule target, no export column
+    and no summary row, without an error."""
+    from insarclust.methods import methods
+
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["kmeans"]["variants"] = ["dyn_smoothed", "dyn"]
+    cfg["baselines"]["raw-kmeans"] = False
+    cfg["dsc"]["enabled"] = True
+    assert methods(cfg) == ["kmeans-dyn_smoothed", "kmeans-dyn", "pca-kmeans", "raw-kmeans_smoothed",
+                            "descriptors-kmeans", "dsc"]
+    cfg["dsc"]["enabled"] = False
+    assert methods(cfg)[-1] == "descriptors-kmeans"

@@ -547,6 +547,21 @@ def test_student_t_with_underflowing_kernels_stays_a_distribution():
     torch.testing.assert_close(student_t_assignment(small, centroids[:, :4]), kernel / kernel.sum(1, keepdim=True))
 
 
+def test_student_t_of_underflowing_kernels_is_the_same_formula():
+    """Where every kernel of a row underflows, q is still (1 + d^2 / alpha)^(-(alpha + 1) / 2)
+    normalised: latents 1e16 and 2e16 from the centroids (d^2 1e32 and 4e32, alpha 1) give
+    kernels in the ratio 4 : 1, so q = (0.8, 0.2), as float64 computes it directly."""
+    z = torch.zeros(1, 2)
+    mu = torch.tensor([[1e16, 0.0], [2e16, 0.0]])
+    torch.testing.assert_close(student_t_assignment(z, mu, alpha=1.0), torch.tensor([[0.8, 0.2]]))
+    z = torch.tensor([[0.0, 0.0], [3.0, 0.0]])
+    mu = torch.tensor([[40.0, 0.0], [90.0, 0.0]])
+    sq = torch.cdist(z.double(), mu.double()).pow(2)
+    kernel = (1 + sq / 50.0).pow(-51.0 / 2)       # alpha 50: float32 kernels underflow, float64 not
+    torch.testing.assert_close(student_t_assignment(z, mu, alpha=50.0),
+                               (kernel / kernel.sum(1, keepdim=True)).float())
+
+
 def test_cell_whose_four_nearest_lie_outside_its_square_still_finds_its_point():
     """The east cell of a 3 x 3 patch (centre 20 m east, square 10..30 m x -10..10 m): four
     points 11 m from the cell centre lie just outside the square, one inside lies 13.4 m

@@ -139,6 +139,22 @@ def test_order_labels_by_trend(shards_file):
     assert trend[0] == pytest.approx(-8.0, abs=0.3) and trend[3] == pytest.approx(5.0, abs=0.3)
 
 
+def test_trend_order_puts_empty_and_undefined_clusters_last_and_breaks_ties_by_id():
+    """Cluster ids go by ascending trend of their mean series; a cluster nobody chose (count 0)
+    or whose mean has no trend (no member observed: NaN) comes after every real one, and equal
+    trends keep their old order, so the numbering (and the colours) do not flip between runs."""
+    grid = (17500 + 6 * np.arange(100)).astype(np.int32)
+    t_yr = (grid - grid[0]) / 365.25
+    mean = np.stack([2.0 * t_yr,               # 0: +2 mm/yr
+                     -5.0 * t_yr,              # 1: -5
+                     -9.0 * t_yr,              # 2: empty
+                     2.0 * t_yr,               # 3: +2, a tie with 0
+                     np.full(100, np.nan),     # 4: no trend
+                     0.0 * t_yr])              # 5: 0
+    counts = np.array([10, 10, 0, 10, 3, 10])
+    assert labels_mod.trend_order(mean, grid, counts).tolist() == [1, 5, 0, 3, 2, 4]
+
+
 def test_load_truth(tmp_path):
     p = tmp_path / "truth.csv"
     p.write_text("pid,regime\nb,subsiding\na,stable\nc,step\n")
@@ -560,3 +576,26 @@ def test_a_members_hole_keeps_its_reference(tmp_path):
     assert np.isnan(mean[1, 60:76]).all() and np.isfinite(mean[1, [59, 76]]).all()
     assert mean[1, 76] - mean[1, 59] == pytest.approx(plain[1, 76] - plain[1, 59], abs=1e-9)
     assert mean[1, -1] == pytest.approx(-10.0 * t[-1], abs=0.5)
+
+
+def test_a_season_half_a_clusters_members_observe_stays_one_of_its_dates(tmp_path):
+    """A date leaves a cluster's own dates only when fewer than min_share (0.5) of the members
+    covering it are observed there: with exactly half of them inside a hole of their own it
+    stays; with a higher min_share it goes."""
+    from conftest import make_shards_file
+    from insarclust.cluster_series import cluster_acquisition_dates
+    from insarclust.descriptors import site_acquisition_dates
+
+    path, truth = make_shards_file(tmp_path / "shards.h5", n=800, n_grid=300, shard_size=400,
+                                   hole=(1, 100, 160), hole_regime=2)
+    shards = h5io.Shards(path)
+    site = site_acquisition_dates(shards)
+    holed = np.flatnonzero(truth == 2)
+    others = np.flatnonzero(truth != 2)[:len(holed)]
+    labels = np.ones(len(truth), dtype=np.int64)
+    labels[holed], labels[others] = 0, 0          # cluster 0: half its members miss epochs 100-160
+    inner = shards.dates[105:156]
+    half = cluster_acquisition_dates(path, labels, 2, site)[0]
+    assert np.isin(inner, half).all()
+    stricter = cluster_acquisition_dates(path, labels, 2, site, min_share=0.6)[0]
+    assert not np.isin(inner, stricter).any()

@@ -290,3 +290,21 @@ def test_regime_of_an_unassigned_point_is_null():
                                                                           2: "seasonal"})
     assert column.to_pylist() == ["stable", None, "seasonal", "subsiding", None]
     assert _regime_column(np.array([-1, -1]), {}).to_pylist() == [None, None]
+
+
+def test_a_pid_with_a_carriage_return_stays_one_csv_field(tmp_path):
+    """A point id holding a carriage return (a catalogue exported on Windows, a stray \\r before
+    a separator) is quoted like one with a comma or a newline: unquoted, a CSV reader ends the
+    row there and every later column shifts."""
+    n = 3
+    pid = np.array(["a\r1", "b\r\n2", "c3"], dtype=object)
+    grid = np.arange(4, dtype=np.int32)
+    with h5io.ShardsWriter(tmp_path / "s.h5", n, grid, grid, [], {"site": "x"}) as w:
+        w.write(pid, np.linspace(60, 61, n), np.linspace(10, 11, n), np.zeros((n, 0)),
+                np.zeros((n, 4)), np.zeros((n, 4)))
+    h5io.write_clusters(tmp_path / "m.h5", np.arange(n), np.zeros(n))
+    export_labels(tmp_path / "s.h5", {"m": tmp_path / "m.h5"}, tmp_path / "c.csv")
+    with open(tmp_path / "c.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))[1:]
+    assert [r[0] for r in rows] == list(pid)
+    assert [r[3] for r in rows] == ["0", "1", "2"]

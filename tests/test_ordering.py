@@ -51,3 +51,21 @@ def test_spatial_keys_put_near_points_close():
     lon = np.array([19.0, 19.00001, -70.0])
     k = spatial_keys(lat, lon)
     assert k.dtype == np.int64 and abs(int(k[0]) - int(k[1])) < abs(int(k[0]) - int(k[2]))
+
+
+def test_spatial_keys_use_the_global_sinusoidal_frame():
+    """The key of a point is the Hilbert index of its cell in one fixed global frame: x = lon *
+    cos(lat) (sinusoidal, so cells stay square on the ground in the Arctic) and y = lat, both
+    from -180 to 180 degrees over 2**bits cells. With 2 bits (cells 0..3, 120 degrees each):
+    (0 N, 0 E) is cell (2, 2), index 8 on the 4 x 4 curve; (60 N, 120 W) has x = -60, cell
+    (1, 2), index 7 (plain longitude would give cell (0, 2), index 4). Another frame or axis
+    order would reorder the rows of every shards.h5 built from the same catalogue."""
+    keys = spatial_keys(np.array([0.0, 60.0]), np.array([0.0, -120.0]), bits=2)
+    assert keys.tolist() == [8, 7]
+    # at 78 N a degree of longitude spans cos(78) of a degree of latitude in cells
+    bits = 20
+    lat, lon = np.array([78.0, 78.0]), np.array([15.0, 16.0])
+    cells = (1 << bits) - 1
+    x = np.round((lon * np.cos(np.deg2rad(78.0)) + 180.0) * cells / 360.0).astype(np.int64)
+    y = np.round((lat + 180.0) * cells / 360.0).astype(np.int64)
+    assert spatial_keys(lat, lon, bits=bits).tolist() == hilbert_index(x, y, bits).tolist()

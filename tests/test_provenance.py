@@ -205,3 +205,56 @@ def test_checksums_reuse_the_shards_stage_record(tmp_path, monkeypatch):
     os.utime(src, (later, later))
     out = provenance.input_checksums(tmp_path / "shards.h5", [src])
     assert reads == [src] and out["files"][0]["sha256"] == hashlib.sha256(bytes(data)).hexdigest() != truth
+
+
+def test_a_file_of_another_size_is_hashed_again_whatever_its_time(tmp_path):
+    """A source replaced by one of another size but an older modification time (copied with
+    its times kept: cp -p, rsync -t, an unpacked archive) is not the file the shards stage
+    hashed: its recorded sha256 must not be reused."""
+    import os
+
+    from insarclust.demo import generate
+    from insarclust.formats import get_format, load_formats
+    from insarclust.shards import build_shards
+
+    from conftest import ROOT
+
+    fmt = get_format("ngu", load_formats(ROOT / "config" / "formats.yaml"))
+    table, _ = generate("p", "mainland", fmt, n_points=100, years=1.5, seed=2)
+    src = tmp_path / "a.csv"
+    table.to_csv(src, index=False)
+    build_shards([src], fmt, tmp_path / "shards.h5", "p")
+    src.write_bytes(src.read_bytes() + b"\n")
+    earlier = os.path.getmtime(tmp_path / "shards.h5") - 100
+    os.utime(src, (earlier, earlier))
+    out = provenance.input_checksums(tmp_path / "shards.h5", [src])
+    assert out["files"][0]["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+
+
+def test_benchmark_of_repeated_runs_reports_the_last(tmp_path):
+    path = tmp_path / "b.tsv"
+    path.write_text(BENCH_HEADER + "9.0\t0:00:09\t900\t1\t1\t1\t0\t0\t50\t4.0\n"
+                    + "2.0\t0:00:02\t200\t1\t1\t1\t0\t0\t50\t1.0\n")
+    assert provenance.read_benchmark(path) == {"wall_s": 2.0, "max_rss_mb": 200.0, "cpu_time_s": 1.0}
+
+
+def test_device_auto_is_not_recorded_as_a_device(workdir):
+    """``device: auto`` lets a torch stage choose; without a log or metrics line naming its
+    choice, provenance says it was not recorded rather than calling "auto" a device."""
+    _bench(workdir / "benchmarks/smooth/demo-a.dyn.tsv", 1.0, 100.0)
+    stages = provenance.stage_records(RULES, "demo-a", configured_device="auto")
+    assert stages["smooth"]["device"] == "not recorded (device: auto)"
+
+
+def test_json_records_write_sets_in_sorted_order(tmp_path):
+    """A set in a record (the methods of a run, a set of columns) is written as a sorted list:
+    a set's iteration order follows the process's string hashing, so the same record written by
+    two runs would otherwise differ in bytes."""
+    from insarclust.jsonio import to_jsonable
+
+    names = {"raw-kmeans", "dsc", "kmeans-dyn", "pca-kmeans", "descriptors-kmeans", "kmeans-dyn+static",
+             "raw-kmeans_smoothed", "kmeans-dyn_smoothed"}
+    assert to_jsonable({"methods": names}) == {"methods": sorted(names)}
+    assert to_jsonable(frozenset({3, 1, 2})) == [1, 2, 3]
+    write_json({"methods": names}, tmp_path / "a.json")
+    assert json.loads((tmp_path / "a.json").read_text())["methods"] == sorted(names)

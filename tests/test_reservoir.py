@@ -194,6 +194,14 @@ def test_noise_keys_depend_only_on_row_and_step():
     assert len({tuple(col) for col in full.T}) == 6
 
 
+def test_neighbouring_rows_and_their_two_directions_get_their_own_noise():
+    """Rows are in spatial order, so neighbours are adjacent rows: the backward pass of row r and
+    the forward pass of row r + 1 must not draw the same noise walk (correlated noise between
+    neighbours would pull their embeddings together)."""
+    walks_ = noise_rows(3, np.array([40, 41, 42]), 2, 50)
+    assert len({tuple(col) for col in walks_.T}) == 6
+
+
 def test_embedding_independent_of_batching_and_noise_is_applied():
     X = walks(n=40, T=30)
     kw = dict(seed=2, out_dim=6, dtype="float64", fit_sample=40, **TINY)

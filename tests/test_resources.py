@@ -149,3 +149,72 @@ def test_the_workflow_asks_for_the_model_requests(tmp_path):
         if rule in resources.costs() and rule not in ("shards",):
             want = resources.request(rule, N, T, D, yaml.safe_load((work / "config/config.yaml").read_text()))
             assert int(kv["mem_mb"]) == want["mem_mb"] and int(kv["runtime"]) == want["runtime"], rule
+
+
+def test_a_request_is_the_modelled_cost_times_the_safety_factor_in_minutes_and_mb(monkeypatch):
+    """A graph job measured at 200 s and 2,000 MB on 100 points asks, for 100 points, 200 s x 3 =
+    10 minutes and 2,000 MB x 1.5 = 3,000 MB; for 300 points three times that. A runtime left in
+    seconds (SLURM reads minutes) would ask 60 times too long and wait in the queue for it."""
+    rec = {"n_points": 100, "n_grid": 10, "n_dates": 10,
+           "rules": {"graph": {"jobs": 1, "wall_s": 200.0, "cpu_s": 200.0, "max_rss_mb": 2000.0}}}
+    monkeypatch.setattr(resources, "_COSTS", resources.fit_costs([rec]))
+    assert resources.request("graph", 100, 10, 10, CONFIG) == {"runtime": 10, "mem_mb": 3000}
+    assert resources.request("graph", 300, 10, 10, CONFIG) == {"runtime": 30, "mem_mb": 9000}
+    assert resources.request("graph", 300, 10, 10, CONFIG, attempt=2) == {"runtime": 60, "mem_mb": 18000}
+    # a tiny job asks for the floor (scheduler granularity, interpreter start-up)
+    assert resources.request("graph", 1, 10, 10, CONFIG) == {"runtime": resources.MIN_RUNTIME_MIN,
+                                                             "mem_mb": resources.MIN_MEM_MB}
+
+
+def test_the_units_of_each_kind_of_job():
+    """What one job's work scales with: an embedding part embeds its share of the points, the k
+    sweep fits one model per k of k_range (both ends included), the embedding is fitted on at
+    most fit_sample series, DSC trains on at most train_sample points for all its epochs and
+    then labels every point, the shards stage reads every date of every point."""
+    cfg = {"embed": {"fit_sample": 4096}, "kmeans": {"k_range": [2, 8]},
+           "dsc": {"pretrain_epochs": 5, "epochs": 4, "train_sample": 3000}}
+    n, t, d = 1_000_000, 270, 160
+    assert resources.units("embed_part", n, t, d, cfg, n_parts=4) == n / 4 * t
+    assert resources.units("embed_part", n, t, d, cfg) == n * t
+    assert resources.units("kmeans_sweep", n, t, d, cfg) == n * 7
+    assert resources.units("kmeans", n, t, d, cfg) == n
+    assert resources.units("embed_fit", n, t, d, cfg) == 4096 * t
+    assert resources.units("embed_fit", 1000, t, d, cfg) == 1000 * t
+    assert resources.units("dsc", n, t, d, cfg) == 3000 * 9 * t + n * t
+    assert resources.units("dsc", 1000, t, d, cfg) == 1000 * 9 * t + 1000 * t
+    assert resources.units("shards", n, t, d, cfg) == n * d
+    assert resources.units("decompose", n, t, d, cfg) == n * t
+
+
+def test_site_size_counts_the_regular_epochs_between_the_first_and_last_date(tmp_path):
+    """Dates 2020-01-01, 01-13 and 01-25 on a 6-day grid: 3 acquisition dates and 5 grid epochs
+    (0, 6, 12, 18, 24 days), both ends included, as the shards stage builds the grid."""
+    path = tmp_path / "a.csv"
+    rows = "".join(f"P{i},69.0,20.0,1.0,2.0,3.0\n" for i in range(500))
+    path.write_text("pid,latitude,longitude,20200101,20200113,20200125\n" + rows)
+    size = resources.estimate_site([path], get_format("egms", FORMATS).date_pattern, 6)
+    assert (size.n_dates, size.n_epochs) == (3, 5)
+    assert abs(size.n_points - 500) <= 5
+
+
+def test_a_built_site_is_sized_from_its_shards_file(tmp_path):
+    """Once shards.h5 exists its point count and its two date axes give the size (acquisition
+    dates D, regular epochs T: not swapped), not the source files' header and bytes."""
+    from insarclust.sites import parse_source
+
+    src = tmp_path / "data.csv"
+    src.write_text("pid,latitude,longitude,20200101,20200113\nP1,69.0,20.0,1.0,2.0\n")
+    shards = tmp_path / "results/big/shards.h5"
+    shards.parent.mkdir(parents=True)
+    with h5py.File(shards, "w") as f:
+        f.attrs["n_points"] = N
+        f["series/dates"] = np.arange(D, dtype=np.int32)
+        f["series/grid_dates"] = np.arange(T, dtype=np.int32)
+    assert resources.shards_size(shards) == resources.SiteSize(N, D, T)
+    size = resources.site_size("big", parse_source(str(src)), {"date_pattern": r"^(\d{8})$"}, CONFIG,
+                               sites_path=tmp_path / "sites.tsv", results=tmp_path / "results")
+    assert size == resources.SiteSize(N, D, T)
+    shards.unlink()    # not built yet: from the source's header
+    size = resources.site_size("big", parse_source(str(src)), {"date_pattern": r"^(\d{8})$"}, CONFIG,
+                               sites_path=tmp_path / "sites.tsv", results=tmp_path / "results")
+    assert (size.n_points, size.n_dates) == (1, 2)

@@ -66,6 +66,12 @@ def test_a_small_silhouette_sample_passes_where_it_chooses_nothing(cfg):
     check_settings(changed(cfg, "kmeans", silhouette_sample=40), SITES, STATIC)   # k fixed: a metric only
 
 
+def test_a_range_of_one_k_is_one_k_to_try(cfg):
+    """k_range [5, 5] with k: auto tries k = 5 alone: only a reversed range has no k to try."""
+    check_settings(changed(cfg, "kmeans", k="auto", k_range=[5, 5], silhouette_sample=100,
+                           warm_start_size=100), SITES, STATIC)
+
+
 def test_inf_is_a_bound_where_the_config_says_so(cfg):
     check_settings(changed(cfg, "shards", max_abs_mm=float("inf")), SITES, STATIC)
 

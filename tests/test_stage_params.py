@@ -90,3 +90,27 @@ def test_a_static_weight_entry_at_its_default_is_no_param():
     assert site_static_weight(2.0, ngu) == 2.0
     # a decomposed pair: its own columns, none of them geometry
     assert site_static_weight({"height": 1.0, "incidence_angle": 0.5}, ngu, pair=True) == 1.0
+
+
+def test_the_params_of_the_shipped_config_are_the_result_settings_only():
+    """With config/config.yaml the rule params hold the settings that can change a stage's
+    result and none of the others: memory, parallelism and device settings (read_block_mb,
+    batch_size of the embedding, n_jobs, predict_block_rows), a bound that only stops the
+    stage (max_abs_mm), and the settings other rules read (the k-means variants and sweep,
+    embed.static_weight and reference_site, dsc.enabled). A key dropped from the params would
+    not rerun its stage when changed; one added would rerun it for nothing."""
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    params = {name: set(config.result_params(cfg, name)) for name in config.STAGES}
+    # a group of settings (shards.ransac.*) counts through its members' parameter names
+    assert {"ransac", "method", "grid_step_days", "shard_size"} <= params["shards"]
+    assert not params["shards"] & {"read_block_mb", "max_abs_mm"}
+    assert {"k", "weighting", "bandwidth_m", "max_distance_m", "symmetric"} <= params["graph"]
+    assert {"n_units", "spectral_radius", "leak", "washout", "ridge", "fit_sample"} <= params["embed"]
+    assert not params["embed"] & {"batch_size", "n_jobs", "matrix", "reference_site", "static_weight"}
+    assert {"k", "k_range", "silhouette_sample", "seed_stability", "warm_start_size"} <= params["kmeans"]
+    assert not params["kmeans"] & {"variants", "k_sweep"}
+    assert {"k", "epochs", "train_sample", "silhouette_sample"} <= params["dsc"]
+    assert not params["dsc"] & {"enabled", "predict_block_rows"}
+    assert {"H", "alpha", "standardize", "moran_features"} <= params["smooth"]

@@ -248,3 +248,23 @@ def test_cluster_table_names_an_empty_cluster_empty(tmp_path):
     result["clusters"][1].update(size=0, label=None, model=None, descriptors={"trend_mm_yr": None})
     cells = summary.clusters_table_html({"dsc": result}).split('<td class="l">')[2:]
     assert cells[1].startswith("empty<br><small>n=0</small>")
+
+
+def test_timings_stay_out_and_values_keep_every_digit(tmp_path):
+    """summary.tsv must be the same bytes for the same metrics: run-dependent numbers (a wall
+    time in seconds written as ``fit_s``, ``train_time``, a peak RSS) are left out, while a
+    count whose name merely ends in s (``n_points``) stays. A value is written in its shortest
+    exact form, so reading the TSV back gives the float of the JSON, digit for digit."""
+    res = _result("demo-a", "kmeans-dyn", ari=0.1234567890123, extra={
+        "fit_s": 12.5, "embed_wall_s": 3.25, "train_time": 4.0, "max_rss_mb": 900.0,
+        "training": {"epoch_s": 1.5, "epochs": 9}})
+    res["metrics"]["calinski_harabasz"] = 1234.5678901234567
+    path = _write(tmp_path, "demo-a", "kmeans-dyn", res)
+    table = summary.summarize([path])
+    assert not {"fit_s", "embed_wall_s", "train_time", "max_rss_mb", "training.epoch_s"} & set(table.metric)
+    assert {"n_points", "training.epochs"} <= set(table.metric)
+    summary.write_summary(table, tmp_path / "s.tsv")
+    back = summary.read_summary(tmp_path / "s.tsv")
+    value = dict(zip(back.metric, back.value))
+    assert float(value["ari"]) == 0.1234567890123
+    assert float(value["calinski_harabasz"]) == 1234.5678901234567
