@@ -131,9 +131,16 @@ def test_a_repeat_with_other_values_stops_also_with_keep_first(tmp_path):
         for needle in ("EGMS_L3_U.csv, row 1", "'P0'", "EGMS_L3_E.csv row 1", "one site per component"):
             assert needle in str(err.value), (needle, str(err.value))
         assert not list(tmp_path.glob("*.h5"))
-    assert "other values at the same dates" in str(err.value)
+    assert "other values at the dates it holds" in str(err.value)
     build_shards([up, up], NGU, tmp_path / "out.h5", "s", ShardsConfig(duplicates="keep-first"))
     assert sorted(by_pid(h5io.Shards(tmp_path / "out.h5"))) == ["P0", "P1", "P2"]
+    # a repeat holding fewer dates than its first row, with another value at one of them
+    fewer = write(tmp_path / "fewer.csv", [HEADER, row(0), row(1), row(2), "P0,69.00,20.00,100,1.5,0.9,0.2,35,190,9,,-2.5,"])
+    with pytest.raises(InputError, match="'P0' is repeated with other values at the dates it holds"):
+        build_shards([fewer], NGU, tmp_path / "out.h5", "s", ShardsConfig(duplicates="keep-first"))
+    same = write(tmp_path / "same.csv", [HEADER, row(0), row(1), row(2), "P0,69.00,20.00,100,1.5,0.9,0.2,35,190,0.5,,-2.5,"])
+    build_shards([same], NGU, tmp_path / "out.h5", "s", ShardsConfig(duplicates="keep-first"))
+    np.testing.assert_array_equal(by_pid(h5io.Shards(tmp_path / "out.h5"))["P0"], [0.5, 1.25, -2.5, 3.75])
 
 
 @pytest.mark.parametrize("duplicates", ["error", "keep-first"])
@@ -153,11 +160,12 @@ def test_points_repeated_in_files_split_by_date_stop(tmp_path, duplicates):
 def test_keep_first_still_drops_repeats_whose_dates_the_first_file_has(tmp_path):
     a = write(tmp_path / "a.csv", [HEADER] + [row(i) for i in range(3)])
     fewer = HEADER.replace("," + DATES[-1], "")
-    b = write(tmp_path / "b.csv", [fewer] + [row(i, d="7").rsplit(",", 1)[0] for i in range(2, 5)])
+    b = write(tmp_path / "b.csv", [fewer] + [row(i).rsplit(",", 1)[0] for i in range(2, 5)])
     build_shards([a, b], NGU, tmp_path / "out.h5", "s", ShardsConfig(duplicates="keep-first"))
     got = by_pid(h5io.Shards(tmp_path / "out.h5"))
     assert sorted(got) == ["P0", "P1", "P2", "P3", "P4"]
     np.testing.assert_array_equal(got["P2"], [2.5, 1.25, -2.5, 3.75])
+    np.testing.assert_array_equal(got["P4"], [4.5, 1.25, -2.5, np.nan])
 
 
 @pytest.mark.parametrize("value", ["inf", "-inf", "1e39"])

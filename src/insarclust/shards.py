@@ -685,7 +685,7 @@ def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg, dates=None) -> np.
                 fix="join the rows of each point into one (every date column in one row per point)")
         if other:
             raise InputError(
-                f"point id '{pids[b]}' is repeated with other values at the same dates: first seen in {file_a} row "
+                f"point id '{pids[b]}' is repeated with other values at the dates it holds: first seen in {file_a} row "
                 f"{row_a}; the two rows are not one point's record, and shards.duplicates: keep-first would keep "
                 "the first one's values only", file=file_b, row=row_b, column=fmt.id,
                 fix="if the files hold different components of one product (EGMS L3 vertical and east-west share "
@@ -714,38 +714,64 @@ EXTRA_EPOCHS_CHUNK = 16384
 
 def _compare_repeats(runs, first: np.ndarray, later: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per pair of rows ``first``/``later`` (a repeated id): the first date index where ``later``
-    has a value and ``first`` has none (-1: none), and whether the two hold values at the same
-    dates but not the same values (a 64-bit hash of each row's values). One pass over the runs;
-    per row only a bit per date and the hash are kept."""
+    has a value and ``first`` has none (-1: none), and whether ``later`` holds other values than
+    ``first`` at its dates (a 64-bit hash of each row's values; where ``later`` has fewer dates,
+    of ``first``'s values at those dates, in a second pass over those pairs). Per row only a bit
+    per date and the hash are kept."""
     uniq, inv = np.unique(np.concatenate([first, later]), return_inverse=True)
     observed = digest = None
-    for run in runs:
-        hit = np.flatnonzero(np.isin(run.in_idx, uniq))
-        if not len(hit):
-            continue
-        mm = np.load(f"{run.stem}.disp.npy", mmap_mode="r")
+    for run, at, values in _read_repeats(runs, uniq):
         if observed is None:
-            observed = np.zeros((len(uniq), (mm.shape[1] + 7) // 8), dtype=np.uint8)
+            observed = np.zeros((len(uniq), (values.shape[1] + 7) // 8), dtype=np.uint8)
             digest = np.zeros(len(uniq), dtype=np.uint64)
-            # odd multipliers per date: the hash of a row is sum(bits x multiplier) mod 2^64
-            weights = np.random.default_rng(0).integers(1, 2 ** 63, mm.shape[1], dtype=np.uint64) | np.uint64(1)
-        pos = np.searchsorted(uniq, run.in_idx[hit])
-        for lo in range(0, len(hit), EXTRA_EPOCHS_CHUNK):
-            rows, at = hit[lo:lo + EXTRA_EPOCHS_CHUNK], pos[lo:lo + EXTRA_EPOCHS_CHUNK]
-            values = np.asarray(mm[rows], dtype=np.float32)
-            finite = np.isfinite(values)
-            observed[at] = np.packbits(finite, axis=1)
-            bits = np.where(finite, values, 0.0).astype(np.float32).view(np.uint32).astype(np.uint64)
-            digest[at] = (bits * weights).sum(axis=1, dtype=np.uint64)
-        del mm
+        finite = np.isfinite(values)
+        observed[at] = np.packbits(finite, axis=1)
+        digest[at] = _digest(values, finite)
     a, b = inv[:len(first)], inv[len(first):]
     more = observed[b] & ~observed[a]
     out = np.full(len(first), -1, dtype=np.int64)
     has = more.any(axis=1)
     if has.any():
         out[has] = np.argmax(np.unpackbits(more[has], axis=1), axis=1)
-    differs = (observed[b] == observed[a]).all(axis=1) & (digest[b] != digest[a])
+    same_dates = (observed[b] == observed[a]).all(axis=1)
+    differs = same_dates & (digest[b] != digest[a])
+    fewer = np.flatnonzero(~has & ~same_dates)      # later's dates are some of first's
+    if len(fewer):
+        rows, row_of = np.unique(first[fewer], return_inverse=True)
+        restricted = np.zeros(len(fewer), dtype=np.uint64)
+        in_block = np.full(len(rows), -1, dtype=np.int64)
+        for _, at, values in _read_repeats(runs, rows):
+            in_block[at] = np.arange(len(at))
+            pairs = np.flatnonzero(in_block[row_of] >= 0)
+            dates = np.unpackbits(observed[b[fewer[pairs]]], axis=1)[:, :values.shape[1]].astype(bool)
+            restricted[pairs] = _digest(values[in_block[row_of[pairs]]], dates)
+            in_block[at] = -1
+        differs[fewer] = restricted != digest[b[fewer]]
     return out, differs
+
+
+def _read_repeats(runs, wanted: np.ndarray):
+    """Yield ``(run, at, values)``: the displacement rows of the sorted global input positions
+    ``wanted`` held by each run, ``at`` their indices in ``wanted``, in blocks of
+    :data:`EXTRA_EPOCHS_CHUNK` rows (bounds the memory of the rows read)."""
+    for run in runs:
+        hit = np.flatnonzero(np.isin(run.in_idx, wanted))
+        if not len(hit):
+            continue
+        mm = np.load(f"{run.stem}.disp.npy", mmap_mode="r")
+        pos = np.searchsorted(wanted, run.in_idx[hit])
+        for lo in range(0, len(hit), EXTRA_EPOCHS_CHUNK):
+            yield run, pos[lo:lo + EXTRA_EPOCHS_CHUNK], np.asarray(mm[hit[lo:lo + EXTRA_EPOCHS_CHUNK]],
+                                                                  dtype=np.float32)
+        del mm
+
+
+def _digest(values: np.ndarray, dates: np.ndarray) -> np.ndarray:
+    """(n,) uint64 hash of each row's float32 ``values`` at its ``dates`` (n, T) bool: the sum of
+    their bits times an odd multiplier per date, mod 2^64 (the same multipliers every call)."""
+    weights = np.random.default_rng(0).integers(1, 2 ** 63, values.shape[1], dtype=np.uint64) | np.uint64(1)
+    bits = np.where(dates, values, 0.0).astype(np.float32).view(np.uint32).astype(np.uint64)
+    return (bits * weights).sum(axis=1, dtype=np.uint64)
 
 
 def _check_not_split_by_date(pid, file_a, row_a, file_b, row_b, origin, fmt) -> None:
