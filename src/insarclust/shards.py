@@ -654,7 +654,8 @@ def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg, dates=None) -> np.
     pos_a = np.array([where[a] for a in first.tolist()], dtype=np.float64).reshape(-1, 2)
     pos_b = np.array([where[b] for b in later.tolist()], dtype=np.float64).reshape(-1, 2)
     distance = haversine_m(pos_a[:, 0], pos_a[:, 1], pos_b[:, 0], pos_b[:, 1])
-    # keep-first: the epochs a repeat has and its first row lacks (a point's series split over rows)
+    # keep-first: the epochs a repeat has and its first row lacks (a point's series split over
+    # rows), and other values at the repeat's epochs (not one record twice)
     if cfg.duplicates != "error":
         extra, differs = _compare_repeats(runs, first, later)
     else:
@@ -709,7 +710,7 @@ def _resolve_duplicates(runs, hashes, keep, origin, fmt, cfg, dates=None) -> np.
 
 
 # Rows read back at a time to compare repeated rows (bounds the memory of the rows read).
-EXTRA_EPOCHS_CHUNK = 16384
+REPEAT_CHUNK = 16384
 
 
 def _compare_repeats(runs, first: np.ndarray, later: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -720,7 +721,7 @@ def _compare_repeats(runs, first: np.ndarray, later: np.ndarray) -> tuple[np.nda
     per date and the hash are kept."""
     uniq, inv = np.unique(np.concatenate([first, later]), return_inverse=True)
     observed = digest = None
-    for run, at, values in _read_repeats(runs, uniq):
+    for at, values in _read_repeats(runs, uniq):
         if observed is None:
             observed = np.zeros((len(uniq), (values.shape[1] + 7) // 8), dtype=np.uint8)
             digest = np.zeros(len(uniq), dtype=np.uint64)
@@ -740,7 +741,7 @@ def _compare_repeats(runs, first: np.ndarray, later: np.ndarray) -> tuple[np.nda
         rows, row_of = np.unique(first[fewer], return_inverse=True)
         restricted = np.zeros(len(fewer), dtype=np.uint64)
         in_block = np.full(len(rows), -1, dtype=np.int64)
-        for _, at, values in _read_repeats(runs, rows):
+        for at, values in _read_repeats(runs, rows):
             in_block[at] = np.arange(len(at))
             pairs = np.flatnonzero(in_block[row_of] >= 0)
             dates = np.unpackbits(observed[b[fewer[pairs]]], axis=1)[:, :values.shape[1]].astype(bool)
@@ -751,18 +752,18 @@ def _compare_repeats(runs, first: np.ndarray, later: np.ndarray) -> tuple[np.nda
 
 
 def _read_repeats(runs, wanted: np.ndarray):
-    """Yield ``(run, at, values)``: the displacement rows of the sorted global input positions
+    """Yield ``(at, values)``: the displacement rows of the sorted global input positions
     ``wanted`` held by each run, ``at`` their indices in ``wanted``, in blocks of
-    :data:`EXTRA_EPOCHS_CHUNK` rows (bounds the memory of the rows read)."""
+    :data:`REPEAT_CHUNK` rows."""
     for run in runs:
         hit = np.flatnonzero(np.isin(run.in_idx, wanted))
         if not len(hit):
             continue
         mm = np.load(f"{run.stem}.disp.npy", mmap_mode="r")
         pos = np.searchsorted(wanted, run.in_idx[hit])
-        for lo in range(0, len(hit), EXTRA_EPOCHS_CHUNK):
-            yield run, pos[lo:lo + EXTRA_EPOCHS_CHUNK], np.asarray(mm[hit[lo:lo + EXTRA_EPOCHS_CHUNK]],
-                                                                  dtype=np.float32)
+        for lo in range(0, len(hit), REPEAT_CHUNK):
+            rows = hit[lo:lo + REPEAT_CHUNK]
+            yield pos[lo:lo + REPEAT_CHUNK], np.asarray(mm[rows], dtype=np.float32)
         del mm
 
 
