@@ -728,3 +728,11 @@ def test_a_point_split_over_two_rows_stops_with_keep_first(tmp_path):
     # a repeat with no value the first row lacks is dropped as before
     path = write(tmp_path / "b.csv", [HEADER, row(0), row(1), row(2), row(0, d="")])
     assert sorted(by_pid(build(tmp_path, path, ShardsConfig(duplicates="keep-first")))) == ["P0", "P1", "P2"]
+
+
+@pytest.mark.parametrize("text", ["", "NaN", "nan"])
+def test_a_missing_latitude_is_named_whether_empty_or_written_nan(tmp_path, text):
+    """A latitude written 'NaN' was reported as '(empty cell)', which the file's cell is not."""
+    lines = [HEADER, row(0), row(1).replace("69.01", text, 1), row(2)]
+    stops(tmp_path, write(tmp_path / "a.csv", lines), "row 2", "column 'latitude'", "'P1' has no latitude",
+          "an empty cell, or a missing-value text", "fill in the cell or remove the row")

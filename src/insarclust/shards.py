@@ -232,7 +232,8 @@ def _validate_block(block, src: CsvInput, fmt: Format, cfg: ShardsConfig) -> np.
         if bad.any():
             i, row = block.first(bad)
             if np.isnan(values[i]) and not fmt.projected:
-                raise InputError(f"point '{block.pid[i]}' has no {name} (empty cell)", file=src.label, row=row,
+                raise InputError(f"point '{block.pid[i]}' has no {name} (an empty cell, or a missing-value text "
+                                 f"of the format's na_values such as NaN)", file=src.label, row=row,
                                  column=name,
                                  fix="every point needs a position (WGS84 degrees): fill in the cell or remove the row")
             if fmt.projected:
