@@ -61,7 +61,8 @@ series on a 4.5-year grid with winter gaps, so the default 4.5 keeps false
 steps to about one series in a thousand, while steps of about twice the noise
 are still found.
 ``step_date`` is the date of the best candidate even when the step is not
-significant (then it has no meaning, but keeps the file free of NaN).
+significant (then it has no meaning); it is NaN where no step is searched (a
+span too short for the annual cycle, holes that leave a term undetermined).
 """
 from __future__ import annotations
 

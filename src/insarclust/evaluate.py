@@ -3,7 +3,7 @@
 The method rules write :class:`~insarclust.labels.Labelling` (labels in trend
 order, centres, and the quality of the partition in the method's own feature
 space). This stage adds what depends on the site and on the interpretation
-thresholds, and writes ``clusters/{method}.json`` (DESIGN.md): cluster sizes,
+thresholds, and writes ``clusters/{method}.json`` (docs/interpretation.md): cluster sizes,
 spatial coherence on the k-NN graph, agreement with the true regimes of demo
 sites (ARI, NMI, label match) and, per cluster, the descriptors of its mean
 series and a suggested label (:func:`insarclust.interpret.describe_clusters`).

@@ -5,7 +5,7 @@ temporary name in the same directory and renamed into place only when
 complete, so a failed or killed job never leaves a truncated output that
 Snakemake (or a user) could mistake for a finished one.
 
-Files (see DESIGN.md): ``shards.h5`` (:class:`ShardsWriter`, :class:`Shards`),
+Files (README.md, "Stages and files"): ``shards.h5`` (:class:`ShardsWriter`, :class:`Shards`),
 ``graph.h5`` (:func:`write_graph`, :func:`read_graph`),
 ``features/{name}.h5`` (:class:`FeatureWriter`, :func:`read_features`,
 :class:`Features`) and ``clusters/{method}.h5`` (:func:`write_clusters`,

@@ -181,8 +181,9 @@ def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: n
     member_spread: descriptor name -> (K,) std of that descriptor across
     cluster members. ``observed_dates`` (the site's acquisition dates,
     ``/series/dates``) leaves winter-gap epochs out of the fit, as for the
-    per-point descriptors; without it every grid epoch counts and annual
-    amplitudes of sites with long winter gaps come out too small.
+    per-point descriptors; without it the gaps are recognised in the means
+    themselves (:func:`insarclust.descriptors.infer_acquisition_dates`: linear
+    interpolation leaves them straight; gaps filled otherwise count as data).
     ``model`` says which fit the ``descriptors`` come from: ``trend`` (the
     joint trend + annual + step fit of the per-point descriptors) or ``step``
     (rule 2: offset + annual + one step, trend and acceleration 0), so that

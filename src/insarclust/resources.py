@@ -4,8 +4,9 @@ A SLURM job that asks for too little is killed at its limit and retried; one
 that asks for far too much waits longer in the queue. Each rule's cost is
 modelled from the site's size (N points, T regular epochs, the CSV's date
 columns D) with coefficients measured by ``bench/site.py`` on the 2-core
-development machine (:data:`MEASURED`; the command, date and CPU are in
-docs/cluster.md), and every request is the modelled cost times a safety
+development machine (the records in :data:`MEASUREMENTS`, each with its
+date, CPU, cores and config overrides; the command is in
+docs/performance.md), and every request is the modelled cost times a safety
 factor (:data:`SAFETY`): time for slower nodes and shared file systems,
 memory for the allocator's slack. The site size comes from ``shards.h5``
 once it exists and, before, from the CSV header (date columns) and the

@@ -10,7 +10,8 @@ so later stages do not scan the raw displacements again;
 Inside its span a point may still miss months (masked by a coherence
 threshold for a season or a year) while the site has acquisitions: the grid
 is interpolated across such a hole as across a winter, and
-:func:`observed_holes` finds them for the descriptor fit.
+:func:`observed_holes` finds them for the descriptor fit and for the cluster
+means (:mod:`insarclust.cluster_series`), which leave them out.
 """
 from __future__ import annotations
 
