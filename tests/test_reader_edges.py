@@ -143,6 +143,25 @@ def test_a_repeat_with_other_values_stops_also_with_keep_first(tmp_path):
     np.testing.assert_array_equal(by_pid(h5io.Shards(tmp_path / "out.h5"))["P0"], [0.5, 1.25, -2.5, 3.75])
 
 
+@pytest.mark.parametrize("first,repeat", [("0.0", "-0.0"), ("-0", "0"), ("0", "-0.00")])
+@pytest.mark.parametrize("fewer", [False, True])
+def test_keep_first_takes_minus_zero_for_zero(tmp_path, first, repeat, fewer):
+    """-0.0 and 0.0 are one value: the hash of the repeats' values compared their bits, and a
+    record repeated with '-0.0' for '0.0' stopped as 'repeated with other values' (also where the
+    repeat holds fewer dates, compared in the second pass)."""
+    head = "P9,69.09,20.09,100,1.5,0.9,0.2,35,190,0.5,"
+    lines = [HEADER, row(0), row(1), head + f"1.25,-2.5,{first}",
+             head + ("," if fewer else "1.25,") + f"-2.5,{repeat}"]
+    got = by_pid(build(tmp_path, write(tmp_path / "a.csv", lines), ShardsConfig(duplicates="keep-first")))
+    assert sorted(got) == ["P0", "P1", "P9"]
+    np.testing.assert_array_equal(got["P9"], [0.5, 1.25, -2.5, 0.0])
+    # another value still stops
+    lines[-1] = head + ("," if fewer else "1.25,") + "-2.5,0.001"
+    (tmp_path / "b").mkdir()
+    stops(tmp_path / "b", write(tmp_path / "b" / "b.csv", lines), "'P9' is repeated with other values",
+          cfg=ShardsConfig(duplicates="keep-first"))
+
+
 @pytest.mark.parametrize("duplicates", ["error", "keep-first"])
 def test_points_repeated_in_files_split_by_date_stop(tmp_path, duplicates):
     """Two parts of one export holding other dates of the same points: keep-first would drop

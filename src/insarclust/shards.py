@@ -770,9 +770,10 @@ def _read_repeats(runs, wanted: np.ndarray):
 
 def _digest(values: np.ndarray, dates: np.ndarray) -> np.ndarray:
     """(n,) uint64 hash of each row's float32 ``values`` at its ``dates`` (n, T) bool: the sum of
-    their bits times an odd multiplier per date, mod 2^64 (the same multipliers every call)."""
+    their bits times an odd multiplier per date, mod 2^64 (the same multipliers every call).
+    -0.0 counts as 0.0 (one value, other bits: '-0.0' and '0.0' of two exports of one record)."""
     weights = np.random.default_rng(0).integers(1, 2 ** 63, values.shape[1], dtype=np.uint64) | np.uint64(1)
-    bits = np.where(dates, values, 0.0).astype(np.float32).view(np.uint32).astype(np.uint64)
+    bits = (np.where(dates, values, 0.0).astype(np.float32) + np.float32(0.0)).view(np.uint32).astype(np.uint64)
     return (bits * weights).sum(axis=1, dtype=np.uint64)
 
 
