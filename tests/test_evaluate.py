@@ -599,3 +599,37 @@ def test_a_season_half_a_clusters_members_observe_stays_one_of_its_dates(tmp_pat
     assert np.isin(inner, half).all()
     stricter = cluster_acquisition_dates(path, labels, 2, site, min_share=0.6)[0]
     assert not np.isin(inner, stricter).any()
+
+
+def test_members_holes_are_looked_up_per_shard_not_site_wide(tmp_path, monkeypatch):
+    """Each shard's rows looked through every hole found so far (the mean's pass) and every hole
+    of the site (the std's pass): quadratic in the number of shards (9.8M rows in 600 shards,
+    30 % holed: 29 s in hole_mask, 10 s now). Each hole is now looked at about once per pass;
+    the statistics are the same."""
+    from insarclust.cluster_series import cluster_series_stats
+    from insarclust.descriptors import site_acquisition_dates
+    from insarclust.spans import observed_holes
+
+    rng = np.random.default_rng(4)
+    n, G = 2000, 120
+    disp = rng.normal(0, 1.0, (n, G)) + np.sin(np.arange(G) / 8.0)
+    holed = rng.random(n) < 0.3
+    disp[holed, 40:80] = np.nan
+    labels = rng.integers(0, 3, n)
+    path = _write_series(tmp_path / "shards.h5", disp, shard_size=50)
+    shards = h5io.Shards(path)
+    site = site_acquisition_dates(shards)
+    n_holes = len(observed_holes(shards.read("series/displacement"), shards.dates, shards.grid_dates, 36.0,
+                                 site)[0])
+    assert n_holes == holed.sum() and len(shards.shard_bounds()) == 40
+    looked = []
+    isin = np.isin
+    monkeypatch.setattr(np, "isin", lambda a, b, *args, **kw: looked.append(len(a)) or isin(a, b, *args, **kw))
+    mean, std, counts = cluster_series_stats(path, labels, 3, max_gap_days=36.0, site_dates=site)
+    assert sum(looked) <= 2 * n_holes
+    monkeypatch.setattr(np, "isin", isin)
+    masked = np.where(np.isnan(disp), np.nan, shards.read("series/regular").astype(np.float64))
+    for j in range(3):
+        want_mean, want_std = _carried_mean_std(masked[labels == j])
+        np.testing.assert_allclose(mean[j], want_mean, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(std[j], want_std, rtol=1e-7, atol=1e-9)

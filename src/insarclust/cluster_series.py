@@ -158,6 +158,7 @@ class _SpanSums:
         self.partial_rows, self.partial_spans = [], []
         self.holed = np.zeros(k, dtype=bool)    # some member has a hole of its own
         self.holes = []                         # (rows, lo, hi) of those holes, rows site-wide
+        self._joined = (0, (np.zeros(0, dtype=np.int64),) * 3)   # self.holes joined (entries, arrays)
         self.bridges = []                       # (label, p, q, change) across each member's holes
 
     @classmethod
@@ -180,10 +181,12 @@ class _SpanSums:
             np.minimum.at(lo, lab, col)
             np.maximum.at(hi, lab, col)
         whole = (spans[:, 0] == 0) & (spans[:, 1] == G - 1)
+        mine = None     # this block's holes: hole_mask need not look through the others'
         if holes is not None and len(holes[0]):
             whole[holes[0]] = False
             self.holed[lab[holes[0]]] = True
-            self.holes.append((a + holes[0], holes[1], holes[2]))
+            mine = (a + holes[0], holes[1], holes[2])
+            self.holes.append(mine)
         if whole.all():
             self.full.add(lab, X)
             return
@@ -191,7 +194,9 @@ class _SpanSums:
         rows = np.flatnonzero(~whole)
         lab_p, spans_p = lab[rows], spans[rows]
         X_p = np.asarray(X[rows], dtype=np.float64)
-        inside = span_mask(spans_p, G) & ~self.hole_mask(a + rows)
+        inside = span_mask(spans_p, G)
+        if mine is not None:
+            inside &= ~self.hole_mask(a + rows, mine)
         self.part.add(lab_p, X_p, inside)
         both = inside[:, 1:] & inside[:, :-1]
         onehot = metrics.onehot(lab_p, self.n_clusters)
@@ -208,10 +213,21 @@ class _SpanSums:
         self.partial_rows.append(a + rows)
         self.partial_spans.append(spans_p)
 
-    def hole_mask(self, rows: np.ndarray) -> np.ndarray:
-        """(n, G) bool: grid epochs inside a hole of each of the (sorted, site-wide) ``rows``."""
+    def hole_mask(self, rows: np.ndarray, holes: tuple | None = None) -> np.ndarray:
+        """(n, G) bool: grid epochs inside a hole of each of the (sorted, site-wide) ``rows``;
+        ``holes`` ``(rows, lo, hi)`` to look in (default: every hole added, sorted by row as
+        added shard after shard: only those between the first and last of ``rows`` are looked
+        at, not every shard's, which made a pass over the shards quadratic in their number)."""
+        if holes is None:
+            if self._joined[0] != len(self.holes):
+                self._joined = (len(self.holes), tuple(np.concatenate(h) for h in zip(*self.holes)))
+            holes = self._joined[1]
+        hole_rows, lo, hi = holes
         mask = np.zeros((len(rows), self.n_grid + 1))
-        for hole_rows, lo, hi in self.holes:
+        if len(rows) and len(hole_rows):
+            i = np.searchsorted(hole_rows, rows[0], side="left")
+            j = np.searchsorted(hole_rows, rows[-1], side="right")
+            hole_rows, lo, hi = hole_rows[i:j], lo[i:j], hi[i:j]
             take = np.isin(hole_rows, rows)
             if take.any():
                 at = np.searchsorted(rows, hole_rows[take])
