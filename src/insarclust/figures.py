@@ -287,7 +287,7 @@ def plot_cluster_series(grid_dates: np.ndarray, mean: np.ndarray, std: np.ndarra
             ax.text(0.5, 0.5, "empty", transform=ax.transAxes, ha="center", va="center")
             continue
         # the site's gaps, and the cluster's own (a season most of its members miss)
-        # (no line there: the members' own holes are left out of the mean)
+        # (the mean leaves the members' own holes out: there it rests on the few observed, or stops)
         own = [tuple(g) for g in (entry or {}).get("acquisition_gaps") or []]
         for spans, hatch, label in ((gaps, "///", "no acquisition: interpolated"),
                                     (own, "\\\\\\", "most members unobserved")):
