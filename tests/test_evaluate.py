@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -633,3 +634,44 @@ def test_members_holes_are_looked_up_per_shard_not_site_wide(tmp_path, monkeypat
         want_mean, want_std = _carried_mean_std(masked[labels == j])
         np.testing.assert_allclose(mean[j], want_mean, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(std[j], want_std, rtol=1e-7, atol=1e-9)
+
+
+def test_a_member_whose_span_opens_with_its_own_hole_is_a_late_start_in_mean_and_std(tmp_path):
+    """Dates 4 days off a 6-day grid: a member with a value on the first date, then none for
+    half a year, has its span's first grid epoch inside its own hole. The mean takes it as
+    starting after the hole (no observed epoch before it); the std shifted it onto the mean at
+    the masked first epoch instead, and counted its change across the hole as spread."""
+    from insarclust.cluster_series import cluster_series_stats
+    from insarclust.spans import observed_holes, span_mask
+
+    rng = np.random.default_rng(0)
+    n, G = 300, 150
+    grid = (17500 + 6 * np.arange(G)).astype(np.int32)
+    dates = grid[:-1] + 4
+    t = (dates - dates[0]) / 365.25
+    velocity = rng.normal(-10.0, 4.0, n)
+    disp = (velocity[:, None] * t + rng.normal(0, 0.5, (n, len(dates)))).astype(np.float32)
+    holed = np.arange(n) % 3 == 0
+    disp[np.ix_(holed, np.arange(1, 30))] = np.nan
+    regular = np.stack([np.interp(grid, dates[~np.isnan(r)], r[~np.isnan(r)]) for r in disp]).astype(np.float32)
+    attrs = {"site": "s", "format": "ngu", "source_sha256": "0" * 64, "insarclust_version": "test",
+             "regularization": "linear"}
+    path = tmp_path / "shards.h5"
+    with h5io.ShardsWriter(path, n, dates, grid, [], attrs) as w:
+        for a in range(0, n, 100):
+            w.write(np.array([f"P{i:04d}" for i in range(a, a + 100)], dtype=object), np.full(100, 69.0),
+                    np.full(100, 20.0), np.zeros((100, 0), np.float32), disp[a:a + 100], regular[a:a + 100])
+    shards = h5io.Shards(path)
+    rows, lo, hi = observed_holes(disp, dates, grid, 36.0, dates)
+    spans = shards.spans()
+    assert set(rows) == set(np.flatnonzero(holed)) and set(lo) == {1} and spans[holed, 0].tolist() == [1] * 100
+    labels = np.zeros(n, dtype=np.int64)
+    mean, std, _ = cluster_series_stats(path, labels, 1, max_gap_days=36.0, site_dates=dates)
+    masked = np.where(span_mask(spans, G), regular.astype(np.float64), np.nan)
+    masked[rows, 1:31] = np.nan
+    assert np.isnan(masked[:, 0]).all()       # the first grid epoch is no member's nearest
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # the reference's nanmean of that epoch
+        want_mean, want_std = _carried_mean_std(masked)
+    np.testing.assert_allclose(mean[0], want_mean, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(std[0], want_std, rtol=1e-7, atol=1e-9)

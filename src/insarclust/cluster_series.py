@@ -299,9 +299,11 @@ class _SpanSums:
             X = np.asarray(shards.read(dataset, a, b)[rows[lo:hi] - a], dtype=np.float64)
             lab = labels[rows[lo:hi]]
             spans = spans_all[lo:hi].astype(np.int64)
-            start = spans[:, 0]
-            shift = np.where(self.n_inc[lab, start] > 0, mean[lab, start] - X[np.arange(len(X)), start], 0.0)
             inside = span_mask(spans, G) & ~self.hole_mask(rows[lo:hi])
+            # where the member enters the mean: its span's first epoch, or after a hole of its own
+            # that opens the span (acquisitions off the grid), as the mean's chain takes it
+            start = np.argmax(inside, axis=1)
+            shift = np.where(self.n_inc[lab, start] > 0, mean[lab, start] - X[np.arange(len(X)), start], 0.0)
             dev = np.where(inside, X + shift[:, None] - mean[lab], 0.0)
             onehot = metrics.onehot(lab, k)
             sq += onehot @ dev ** 2
