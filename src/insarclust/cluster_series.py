@@ -158,7 +158,6 @@ class _SpanSums:
         self.partial_rows, self.partial_spans = [], []
         self.holed = np.zeros(k, dtype=bool)    # some member has a hole of its own
         self.holes = []                         # (rows, lo, hi) of those holes, rows site-wide
-        self._joined = (0, (np.zeros(0, dtype=np.int64),) * 3)   # self.holes joined (entries, arrays)
         self.bridges = []                       # (label, p, q, change) across each member's holes
 
     @classmethod
@@ -213,15 +212,11 @@ class _SpanSums:
         self.partial_rows.append(a + rows)
         self.partial_spans.append(spans_p)
 
-    def hole_mask(self, rows: np.ndarray, holes: tuple | None = None) -> np.ndarray:
-        """(n, G) bool: grid epochs inside a hole of each of the (sorted, site-wide) ``rows``;
-        ``holes`` ``(rows, lo, hi)`` to look in (default: every hole added, sorted by row as
-        added shard after shard: only those between the first and last of ``rows`` are looked
-        at, not every shard's, which made a pass over the shards quadratic in their number)."""
-        if holes is None:
-            if self._joined[0] != len(self.holes):
-                self._joined = (len(self.holes), tuple(np.concatenate(h) for h in zip(*self.holes)))
-            holes = self._joined[1]
+    def hole_mask(self, rows: np.ndarray, holes: tuple) -> np.ndarray:
+        """(n, G) bool: grid epochs inside a hole of each of the (sorted, site-wide) ``rows``, from
+        ``holes`` ``(rows, lo, hi)`` sorted by row: only those between the first and last of
+        ``rows`` are looked at (looking through every shard's made a pass over the shards
+        quadratic in their number)."""
         hole_rows, lo, hi = holes
         mask = np.zeros((len(rows), self.n_grid + 1))
         if len(rows) and len(hole_rows):
@@ -292,6 +287,8 @@ class _SpanSums:
         spans_all = np.concatenate(self.partial_spans) if self.partial_spans else np.zeros((0, 2), dtype=np.int64)
         keep = mixed[labels[rows]]
         rows, spans_all = rows[keep], spans_all[keep]
+        empty = np.zeros(0, dtype=np.int64)
+        holes = tuple(np.concatenate(h) for h in zip(*self.holes)) if self.holes else (empty, empty, empty)
         for a, b in shards.shard_bounds():
             lo, hi = np.searchsorted(rows, [a, b])
             if lo == hi:
@@ -299,7 +296,7 @@ class _SpanSums:
             X = np.asarray(shards.read(dataset, a, b)[rows[lo:hi] - a], dtype=np.float64)
             lab = labels[rows[lo:hi]]
             spans = spans_all[lo:hi].astype(np.int64)
-            inside = span_mask(spans, G) & ~self.hole_mask(rows[lo:hi])
+            inside = span_mask(spans, G) & ~self.hole_mask(rows[lo:hi], holes)
             # where the member enters the mean: its span's first epoch, or after a hole of its own
             # that opens the span (acquisitions off the grid), as the mean's chain takes it
             start = np.argmax(inside, axis=1)
