@@ -98,3 +98,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def assert_same_tree(got, want, rel: float = 1e-12, path: str = ""):
+    """Nested dicts/lists equal, floats to ``rel``: two code paths that must give the same answer
+    can round differently in the last bits (BLAS kernels differ by CPU)."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and set(got) == set(want), (path, got, want)
+        for key in want:
+            assert_same_tree(got[key], want[key], rel, f"{path}/{key}")
+    elif isinstance(want, (list, tuple)):
+        assert isinstance(got, (list, tuple)) and len(got) == len(want), (path, got, want)
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_same_tree(g, w, rel, f"{path}[{i}]")
+    elif isinstance(want, float) and not isinstance(got, bool):
+        assert got == pytest.approx(want, rel=rel, abs=0, nan_ok=True), path
+    else:
+        assert got == want, (path, got, want)

@@ -183,7 +183,8 @@ def test_model_columns_of_series_with_too_few_observations_are_left_empty():
     assert set(out) == set(FITTED_COLUMNS)
     for name, values in out.items():
         assert np.isnan(values[:5]).all() and np.isfinite(values[5:]).all(), name
-        np.testing.assert_array_equal(values[5:], fitted_columns(disp[5:], t_yr)[name])
+        # the same values to rounding (a batch's solve may round the last bits otherwise)
+        np.testing.assert_allclose(values[5:], fitted_columns(disp[5:], t_yr)[name], rtol=1e-12)
     table, _ = generate("short", "mainland", get_format("egms", FORMATS), n_points=3000, start="2019-10-05",
                         years=0.51, seed=2)
     dates = [c for c in table.columns if c.isdigit()]
