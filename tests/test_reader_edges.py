@@ -99,6 +99,16 @@ def test_date_headers_in_other_spellings_are_not_dropped(tmp_path, spelling):
     stops(tmp_path, path, "row 0", "look like dates", "date_pattern")
 
 
+def test_a_date_column_repeated_and_renamed_by_pandas_is_named(tmp_path):
+    # pandas.read_csv turns a second '20200113' into '20200113.1'; to_csv writes that name
+    header = HEADER + ",20200113.1"
+    path = write(tmp_path / "a.csv", [header] + [row(i) + ",7" for i in range(3)])
+    stops(tmp_path, path, "row 0", "'20200113.1' repeats the date column '20200113'", "keep one")
+    # also where unmatched date-like columns are left out on purpose: one of the two would be kept silently
+    warn = dataclasses.replace(NGU, unmatched_dates="warn")
+    stops(tmp_path, path, "'20200113.1' repeats", fmt=warn)
+
+
 def test_a_date_outside_the_satellite_era_stops(tmp_path):
     path = write(tmp_path / "a.csv", [HEADER.replace("20200101", "30000101")] + [row(i) for i in range(3)])
     stops(tmp_path, path, "'30000101'", "year 3000", "1978-2100")
@@ -584,6 +594,24 @@ def test_displacements_in_another_unit_than_the_format_says_stop(tmp_path, movin
     text = stops(tmp_path, tmp_path / "a.csv", "'mean_velocity'", f"{1 / factor:g} times",
                  f"look like they are in {unit}, not mm", f"displacement_unit: {unit}")
     assert "a.csv" in text
+
+
+def test_the_unit_message_names_a_point_that_reads_as_the_median(tmp_path, moving_site):
+    """The example point was the fastest one, which can be an outlier whose velocity says nothing
+    of the file's unit (here 10 m/yr on a point whose series barely moves)."""
+    import re
+
+    t = moving_site.copy()
+    dates = [c for c in t.columns if c.isdigit()]
+    t[dates] = t[dates] / 1000
+    outlier = t["pid"].iloc[7]
+    t.loc[7, "mean_velocity"] = 1e4
+    t.to_csv(tmp_path / "a.csv", index=False)
+    text = stops(tmp_path, tmp_path / "a.csv", "look like they are in m, not mm")
+    pid, trend, velocity = re.search(r"e\.g\. point '([^']+)' \(row \d+\): trend (\S+) mm/yr .*?, "
+                                     r"mean_velocity (\S+)\)", text).groups()
+    assert pid != outlier
+    assert 0.5e-3 < float(trend) / float(velocity) < 2e-3
 
 
 def test_displacements_in_the_declared_unit_read(tmp_path, moving_site):

@@ -246,6 +246,7 @@ def plan_columns(header: list[str], fmt: Format, file: str) -> ColumnPlan:
                                  f"'{fmt.name}' if it is not a date")
         columns.append(col)
         dates.append(day)
+    _check_renamed_repeats(skipped, pattern, fmt, file)
     if skipped:
         what = (f"{len(skipped)} column(s) look like dates but do not match date_pattern "
                 f"'{fmt.date_pattern}' of format '{fmt.name}': {', '.join(skipped[:8])}"
@@ -272,6 +273,22 @@ def plan_columns(header: list[str], fmt: Format, file: str) -> ColumnPlan:
     order = sorted(range(len(dates)), key=dates.__getitem__)
     return ColumnPlan(file=file, header=header, date_columns=[columns[i] for i in order],
                       dates=[dates[i] for i in order])
+
+
+def _check_renamed_repeats(skipped: list[str], pattern: re.Pattern, fmt: Format, file: str) -> None:
+    """Stop, naming the date, on a date column repeated and renamed by a tool ('20200113.1':
+    pandas' read_csv renames a repeated column so, and to_csv writes the new name).
+
+    Which of the two columns holds the acquisition cannot be known; leaving the renamed one out
+    (``unmatched_dates: warn``) would keep one of them silently."""
+    for col in skipped:
+        base, dot, count = col.rpartition(".")
+        if dot and count.isdigit() and pattern.match(base):
+            raise InputError(f"date column '{col}' repeats the date column '{base}' (a repeated column "
+                             "renamed by pandas' read_csv, written back by to_csv): the file holds two "
+                             "columns for one acquisition", file=file, row=0, column=col,
+                             fix="keep one of the two columns in the export (check which holds the "
+                                 "acquisition's values) and remove the other")
 
 
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
