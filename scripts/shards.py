@@ -1,13 +1,13 @@
 """Rule shards: stream the site's CSV(s) into shards.h5."""
 from insarclust.config import build_stage
-from insarclust.formats import Format
+from insarclust.formats import job_format
 from insarclust.logs import start_rule, timed
 from insarclust.requirements import site_needs
 from insarclust.shards import build_shards
 
 log = start_rule(snakemake)
 site = snakemake.wildcards.site
-fmt = Format.from_dict(snakemake.params.fmt_name, snakemake.params.fmt)
+fmt = job_format(snakemake.params.fmt_name, snakemake.params.fmt, snakemake.config["formats"])
 # params hold what changes shards.h5; the read block size comes from the run's config
 cfg = dict(snakemake.params.cfg)
 seed = cfg.pop("seed", snakemake.config["seed"])   # a param only where ransac reads it

@@ -678,8 +678,8 @@ def test_a_position_of_zero_zero_stops(tmp_path):
     lines[3] = lines[3].replace("69.02,20.02", "0,0.0")
     stops(tmp_path, write(tmp_path / "a.csv", lines), "row 3", "'latitude, longitude'", "'P2'",
           "latitude 0, longitude 0")
-    lines[3] = row(2).replace("69.02,20.02", "0,20.02")   # on the equator: a place
-    build(tmp_path, write(tmp_path / "b.csv", lines))
+    lines[3] = row(2).replace("69.02,20.02", "0,20.02")   # on the equator: a place (of a format without area)
+    build(tmp_path, write(tmp_path / "b.csv", lines), fmt=dataclasses.replace(NGU, area=None))
 
 
 @pytest.mark.parametrize("duplicates", ["error", "keep-first"])
@@ -783,3 +783,48 @@ def test_a_missing_latitude_is_named_whether_empty_or_written_nan(tmp_path, text
     lines = [HEADER, row(0), row(1).replace("69.01", text, 1), row(2)]
     stops(tmp_path, write(tmp_path / "a.csv", lines), "row 2", "column 'latitude'", "'P1' has no latitude",
           "an empty cell, or a missing-value text", "fill in the cell or remove the row")
+
+
+# --------------------------------------------------------------------------- #
+# the format's area: latitude and longitude swapped are still valid degrees
+
+
+def test_latitude_and_longitude_swapped_stop_naming_the_swap(tmp_path):
+    """Norway's 69 N, 20 E read as 20 N, 69 E passed every check and built the site in Asia."""
+    swapped = HEADER.replace("pid,latitude,longitude", "pid,longitude,latitude")
+    path = write(tmp_path / "a.csv", [swapped] + [row(i) for i in range(4)])
+    text = stops(tmp_path, path, "row 1", "'latitude, longitude'", "'P0'", "outside the area of format 'ngu'",
+                 "look swapped", "set lat: longitude and lon: latitude")
+    assert "latitude 20.0000, longitude 69.0000" in text
+
+
+def test_a_point_outside_the_formats_area_stops_and_a_format_without_one_reads_it(tmp_path):
+    lines = [HEADER] + [row(i) for i in range(4)]
+    lines[2] = lines[2].replace("69.01,20.01", "45.5,9.2")   # Milan in an InSAR Norway export
+    path = write(tmp_path / "a.csv", lines)
+    text = stops(tmp_path, path, "row 2", "'P1'", "outside the area of format 'ngu' (longitude -10 to 36, "
+                 "latitude 56 to 82; 1 such rows", "copy the 'ngu' block")
+    assert "swapped" not in text
+    got = by_pid(build(tmp_path, path, fmt=dataclasses.replace(NGU, area=None)))
+    assert sorted(got) == ["P0", "P1", "P2", "P3"]
+    # on the area's edge is inside
+    lines[2] = row(1).replace("69.01,20.01", "56,36")
+    build(tmp_path, write(tmp_path / "b.csv", lines))
+
+
+def test_projected_positions_outside_the_formats_area_stop(tmp_path):
+    from insarclust.coords import from_wgs84
+
+    fmt = get_format("egms-l3", FORMATS)
+    x, y = from_wgs84(np.array([50.0, 50.0, 50.0]), np.array([10.0, 10.2, 50.0]), fmt.crs)   # 50 N 50 E: Kazakhstan
+    header = "pid,easting,northing,height,mean_velocity,20200101,20200113,20200125"
+    lines = [header] + [f"P{i},{x[i]:.1f},{y[i]:.1f},100,1.5,1,2,3" for i in range(3)]
+    stops(tmp_path, write(tmp_path / "a.csv", lines), "row 3", "'easting, northing'", "'P2'",
+          "outside the area of format 'egms-l3'", fmt=fmt)
+
+
+@pytest.mark.parametrize("area", [[10, 0, 5, 1], [0, 0, 1], [0, 80, 1, 95], "Norway", [0, 0, True, 1]])
+def test_a_bad_format_area_stops_naming_the_key(area):
+    with pytest.raises(InputError) as err:
+        get_format("ngu", {"ngu": {**FORMATS["ngu"], "area": area}})
+    assert "format 'ngu', key 'area'" in str(err.value) and "[west, south, east, north]" in str(err.value)

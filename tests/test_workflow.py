@@ -410,6 +410,20 @@ def test_a_lowered_displacement_bound_stops_a_built_site(run):
     assert at_the_largest == []
 
 
+def test_a_format_area_reruns_nothing(run):
+    """A format's area only stops a build (a build it lets through is the same file): widening it
+    (a user's export over the border) must not rebuild every site of the format."""
+    workdir, _ = run
+    path = workdir / "config" / "formats.yaml"
+    old = path.read_text()
+    assert "area: [-10, 56, 36, 82]" in old
+    try:
+        path.write_text(old.replace("area: [-10, 56, 36, 82]", "area: [-20, 50, 40, 85]"))
+        assert planned_jobs(workdir) == []
+    finally:
+        path.write_text(old)
+
+
 def test_a_static_weight_of_one_format_reruns_only_its_sites(run):
     """embed.static_weight as a mapping reruns the dyn+static chain of the sites whose format has
     a named column, and nothing of the others (their weights cannot change)."""

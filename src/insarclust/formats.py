@@ -61,6 +61,9 @@ class Format:
     na_values: tuple[str, ...] = ("", "NaN", "nan", "NA")
     encoding: str = "utf-8"
     unmatched_dates: str = "error"   # error | warn: date-like columns the pattern does not take
+    # (west, south, east, north) in degrees WGS84: the provider's coverage; a point outside it
+    # stops the shards stage (latitude and longitude swapped land outside, still in range)
+    area: tuple[float, float, float, float] | None = None
     description: str = ""
 
     @classmethod
@@ -78,6 +81,8 @@ class Format:
                                                     f"at the top of {source})")
         if "crs" in spec:
             spec["crs"] = str(spec["crs"])
+        if isinstance(spec.get("area"), list):
+            spec["area"] = tuple(spec["area"])
         fmt = cls(name=name, **spec)
         fmt.check(source)
         return fmt
@@ -132,6 +137,14 @@ class Format:
             bad("unmatched_dates", f"'{self.unmatched_dates}' is not error or warn",
                 "error stops on date-like columns that date_pattern does not take; warn lists them "
                 "and ignores them")
+        if self.area is not None:
+            box = self.area
+            numbers = (isinstance(box, tuple) and len(box) == 4
+                       and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box))
+            if not (numbers and -180 <= box[0] < box[2] <= 180 and -90 <= box[1] < box[3] <= 90):
+                bad("area", f"{list(box) if isinstance(box, tuple) else box!r} is not [west, south, east, north] "
+                            "in degrees", "e.g. area: [-10, 56, 36, 82] (west < east, south < north), or leave "
+                                          "area out to accept any position")
         geographic, projected = bool(self.lat and self.lon), bool(self.x and self.y and self.crs)
         if geographic == projected:
             raise InputError(f"format '{self.name}' must give either lat and lon, or x, y and crs",
@@ -170,6 +183,17 @@ class Format:
 def load_formats(path) -> dict[str, dict]:
     with open(path) as fh:
         return yaml.safe_load(fh) or {}
+
+
+def job_format(name: str, params: dict, formats_path) -> Format:
+    """A job's format: its params plus the ``area`` read from the run's formats file. The area
+    is no param (it only stops a build; a build it lets through is the same file), so adding or
+    widening one reruns nothing."""
+    spec = dict(params)
+    area = (load_formats(formats_path).get(name) or {}).get("area")
+    if area is not None:
+        spec["area"] = area
+    return Format.from_dict(name, spec, source=str(formats_path))
 
 
 def get_format(name: str, formats: dict, source: str = "config/formats.yaml") -> Format:

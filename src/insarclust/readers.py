@@ -543,6 +543,14 @@ _DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?")
 _NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)", re.IGNORECASE | re.ASCII)
 
 
+def _unreadable(value: str, na: set) -> bool:
+    """A numeric cell pyarrow cannot read: not a missing-value text, and blank or not a number."""
+    if value in na:
+        return False
+    v = value.strip()
+    return not v or not (v in na or _NUMBER.fullmatch(v))
+
+
 def _locate_parse_error(err: Exception | None, src: CsvInput, plan: ColumnPlan, fmt: Format) -> InputError:
     """Turn pyarrow's message (``err``; None: rows and lines disagree) into file/row/column by
     re-scanning the file (error path only). Rows are numbered as the reader counts them:
@@ -562,6 +570,7 @@ def _locate_parse_error(err: Exception | None, src: CsvInput, plan: ColumnPlan, 
         header = [h.strip() for h in next(reader)]
         cols = [header[int(m.group(1))]] if m and int(m.group(1)) < len(header) else [c for c in header if c in numeric]
         idx = [header.index(c) for c in cols]
+        numeric_idx = [(c, i) for i, c in enumerate(header) if c in numeric]
         r, line = 0, reader.line_num
         values_of = iter(reader)
         while True:
@@ -593,21 +602,23 @@ def _locate_parse_error(err: Exception | None, src: CsvInput, plan: ColumnPlan, 
                                   "with their headers?)", file=src.label, row=r,
                                   fix="remove the repeated header lines; to join exports keep the first "
                                       "header only, e.g. (head -n 1 a.csv; tail -q -n +2 a.csv b.csv) > joined.csv")
-            for c, i in zip(cols, idx):
-                v = values[i].strip()
-                if values[i] in na:
-                    continue
-                if not v:
-                    return InputError(f"the cell holds only spaces ({values[i]!r})", file=src.label, row=r,
-                                      column=c, fix="leave a missing value's cell empty (no spaces) or write NaN")
-                if not (v in na or _NUMBER.fullmatch(v)):
-                    fix = "correct the value, or leave it empty/NaN if it is missing"
-                    if _DECIMAL_COMMA.fullmatch(v):   # a spreadsheet's locale: every number of the file is so
-                        fix = ("the file writes decimal commas (a spreadsheet's locale): re-export it with decimal "
-                               "points" + (f", or convert them, e.g. sed 's/,/./g' in.csv > out.csv (the file's "
-                                           f"delimiter is {fmt.delimiter!r})" if fmt.delimiter != "," else ""))
-                    return InputError(f"cannot parse '{values[i]}' as a number", file=src.label, row=r, column=c,
-                                      fix=fix)
+            bad = [(c, i) for c, i in zip(cols, idx) if _unreadable(values[i], na)]
+            if bad and len(cols) < len(numeric_idx):
+                # the leftmost bad cell of the row, whichever column pyarrow's threads named first
+                bad = [(c, i) for c, i in numeric_idx if _unreadable(values[i], na)]
+            if not bad:
+                continue
+            c, i = bad[0]
+            v = values[i].strip()
+            if not v:
+                return InputError(f"the cell holds only spaces ({values[i]!r})", file=src.label, row=r,
+                                  column=c, fix="leave a missing value's cell empty (no spaces) or write NaN")
+            fix = "correct the value, or leave it empty/NaN if it is missing"
+            if _DECIMAL_COMMA.fullmatch(v):   # a spreadsheet's locale: every number of the file is so
+                fix = ("the file writes decimal commas (a spreadsheet's locale): re-export it with decimal "
+                       "points" + (f", or convert them, e.g. sed 's/,/./g' in.csv > out.csv (the file's "
+                                   f"delimiter is {fmt.delimiter!r})" if fmt.delimiter != "," else ""))
+            return InputError(f"cannot parse '{values[i]}' as a number", file=src.label, row=r, column=c, fix=fix)
     return InputError(f"cannot parse the CSV ({msg})", file=src.label,
                       fix="check the delimiter and quoting of the file")
 

@@ -222,6 +222,43 @@ def _check_projected(block, src: CsvInput, fmt: Format) -> None:
                          "coordinates are in, and check that its x/y columns are projected metres")
 
 
+def _inside(lat, lon, area) -> np.ndarray:
+    west, south, east, north = area
+    return (lat >= south) & (lat <= north) & (lon >= west) & (lon <= east)
+
+
+def _check_area(block, src: CsvInput, fmt: Format) -> None:
+    """Positions inside the format's ``area`` (the provider's coverage). Latitude and longitude
+    swapped are still valid degrees (Norway's 69 N, 20 E read as 20 N, 69 E) and would build a
+    site elsewhere, with distorted distances, that only its map would show."""
+    out = ~_inside(block.lat, block.lon, fmt.area)
+    if not out.any():
+        return
+    i, row = block.first(out)
+    if fmt.projected:
+        from .coords import to_wgs84
+
+        swapped_lat, swapped_lon = to_wgs84(block.y[out], block.x[out], fmt.crs)
+        columns, names = f"{fmt.x}, {fmt.y}", ("x", "y")
+    else:
+        swapped_lat, swapped_lon = block.lon[out], block.lat[out]
+        columns, names = f"{fmt.lat}, {fmt.lon}", ("lat", "lon")
+    west, south, east, north = fmt.area
+    what = (f"point '{block.pid[i]}' at latitude {block.lat[i]:.4f}, longitude {block.lon[i]:.4f} is outside the "
+            f"area of format '{fmt.name}' (longitude {west:g} to {east:g}, latitude {south:g} to {north:g}; "
+            f"{int(out.sum())} such rows in this block)")
+    a, b = (getattr(fmt, n) for n in names)
+    if np.mean(_inside(swapped_lat, swapped_lon, fmt.area)) > 0.5:
+        raise InputError(f"{what}: with {a} and {b} swapped they lie inside, so the two columns look swapped",
+                         file=src.label, row=row, column=columns,
+                         fix=f"check the file's position columns; if they are swapped, set {names[0]}: {b} and "
+                             f"{names[1]}: {a} in a copy of the '{fmt.name}' block of config/formats.yaml")
+    raise InputError(what, file=src.label, row=row, column=columns,
+                     fix=f"check the position columns; for another area's export in this layout, copy the "
+                         f"'{fmt.name}' block of config/formats.yaml under a new name with that area's "
+                         "area: [west, south, east, north] (or without area)")
+
+
 def _validate_block(block, src: CsvInput, fmt: Format, cfg: ShardsConfig) -> np.ndarray:
     """Check coordinates and series; return the mask of rows to keep (in stored order).
     Errors name the earliest offending row of the file."""
@@ -258,6 +295,8 @@ def _validate_block(block, src: CsvInput, fmt: Format, cfg: ShardsConfig) -> np.
                              f"as 0 ({int(null.sum())} such rows in this block)", file=src.label, row=row,
                              column=f"{fmt.lat}, {fmt.lon}",
                              fix="fill in the point's position or remove the row")
+    if fmt.area is not None:
+        _check_area(block, src, fmt)
     if block.blank_id.any():
         _, row = block.first(block.blank_id)
         raise InputError("empty point id", file=src.label, row=row, column=fmt.id,

@@ -93,9 +93,11 @@ def format_name(wildcards):
 
 
 def site_format(site):
-    """The site's format block; its description is not a param (text changes rerun nothing)."""
+    """The site's format block; its description and area are not params (a text changes
+    nothing; an area only stops a build, and a build it lets through is the same file).
+    """
     spec = FORMATS[SITES.loc[site, "format"]]
-    return {k: v for k, v in spec.items() if k != "description"}
+    return {k: v for k, v in spec.items() if k not in ("description", "area")}
 
 
 def source_files(wildcards):
