@@ -130,3 +130,41 @@ def test_the_methods_a_configuration_switches_on():
                             "descriptors-kmeans", "dsc"]
     cfg["dsc"]["enabled"] = False
     assert methods(cfg)[-1] == "descriptors-kmeans"
+
+
+def test_a_setting_given_twice_stops_naming_both_lines(tmp_path):
+    """YAML keeps the last of two equal keys without a word: a k added at the end of the section
+    (or a whole section appended for a test run) would replace the one written above it."""
+    base = (ROOT / "config" / "config.yaml").read_text()
+    repeated = base.replace("  k_sweep: false", "  k_sweep: false\n  k: 6", 1)
+    assert repeated != base
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(repeated)
+    sites = tmp_path / "sites.tsv"
+    sites.write_text("site\tsource\tformat\ndemo-a\tdemo:mainland\tngu\n")
+    (tmp_path / "paths.yaml").write_text(yaml.safe_dump({"sites": str(sites),
+                                                          "formats": str(ROOT / "config" / "formats.yaml")}))
+    res = subprocess.run([SNAKEMAKE, "-n", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+                          "--configfile", str(cfg), str(tmp_path / "paths.yaml")],
+                         capture_output=True, text=True, timeout=120)
+    out = res.stdout + res.stderr
+    first = next(i for i, line in enumerate(repeated.splitlines(), 1) if line.startswith("  k: 4"))
+    assert res.returncode != 0
+    assert f"key 'kmeans.k' is given twice (lines {first} and " in out and str(cfg) in out, out
+
+
+def test_a_format_defined_twice_stops(tmp_path):
+    """A copied format block left under its old name would silently replace the provided one."""
+    from insarclust.sites import read_formats
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/formats.schema.yaml").read_text())
+    text = (ROOT / "config" / "formats.yaml").read_text()
+    path = tmp_path / "formats.yaml"
+    path.write_text(text + "\nngu:\n  id: ID\n  lat: LAT\n  lon: LON\n  static: []\n"
+                           "  date_pattern: '^(\\d{8})$'\n  displacement_unit: cm\n  static: [h]\n")
+    with pytest.raises(InputError, match=r"file .*formats\.yaml: format 'ngu' is given twice \(lines \d+ and \d+\)"):
+        read_formats(path, schema)
+    path.write_text(text + "\nmine:\n  id: ID\n  lat: LAT\n  lon: LON\n  static: []\n"
+                           "  date_pattern: '^(\\d{8})$'\n  displacement_unit: cm\n  static: [h]\n")
+    with pytest.raises(InputError, match=r"key 'mine\.static' is given twice"):
+        read_formats(path, schema)

@@ -150,6 +150,68 @@ def check_config(config: Mapping, schema: Mapping, sources: str = CONFIG_SOURCES
                          "every type and range)")
 
 
+def repeated_key(text: str):
+    """``(key path, first line, second line)`` of the first key given twice in one mapping of the
+    YAML ``text``, or None. YAML loaders keep the last value without a word, so a setting added
+    at the end of a section (or a copied format block left under its old name) would silently
+    replace the one written above it."""
+    import yaml
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None   # not YAML (the loader reports it) or JSON that YAML cannot read
+
+    seen_nodes = set()
+
+    def walk(node, path):
+        if id(node) in seen_nodes:
+            return None
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            lines = {}
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                    key = key_node.value
+                    line = key_node.start_mark.line + 1
+                    if key in lines:
+                        return ".".join(path + [key]), lines[key], line
+                    lines[key] = line
+                    hit = walk(value_node, path + [key])
+                else:
+                    hit = walk(value_node, path)
+                if hit:
+                    return hit
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                hit = walk(item, path[:-1] + [f"{path[-1]}[{i}]"] if path else [f"[{i}]"])
+                if hit:
+                    return hit
+        return None
+
+    return walk(root, []) if root is not None else None
+
+
+def check_unique_keys(path, top: str = "key") -> None:
+    """Raise :class:`insarclust.errors.InputError` when the YAML file ``path`` sets one key twice;
+    ``top`` names what its top-level keys are (a ``format`` of formats.yaml)."""
+    from pathlib import Path
+
+    from .errors import InputError
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return   # unreadable: whoever loads it reports that
+    hit = repeated_key(text)
+    if hit is not None:
+        key, first, second = hit
+        what = top if "." not in key and "[" not in key else "key"
+        raise InputError(f"{what} '{key}' is given twice (lines {first} and {second}); YAML would keep only "
+                         f"the value of line {second} without a word", file=str(path),
+                         fix=f"keep one of them (edit line {first} and remove line {second}, or the other way round)")
+
+
 # --------------------------------------------------------------------------- #
 # defaults: the schema's ``default`` of every key
 

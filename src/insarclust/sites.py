@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .config import first_schema_error
+from .config import check_unique_keys, first_schema_error
 from .errors import InputError
 from .formats import Format
 from .requirements import check_site, site_needs
@@ -70,6 +70,7 @@ def read_site_table(path, schema: Mapping) -> pd.DataFrame:
 def read_formats(path, schema: Mapping) -> dict:
     """formats.yaml as a dict; its structure (schema) and every value (regexes, units,
     encodings: :meth:`Format.check`) checked, naming the format and key."""
+    check_unique_keys(path, top="format")
     with open(path) as fh:
         formats = yaml.safe_load(fh) or {}
     bad = first_schema_error(formats, schema)

@@ -24,6 +24,7 @@ from insarclust import sites as _sites  # noqa: E402
 from insarclust import settings_check as _settings_check  # noqa: E402
 from insarclust.config import (
     check_config,
+    check_unique_keys,
     coerce_to_schema,
     embed_result_params,
     result_params,
@@ -42,6 +43,9 @@ def _schema(name):
 # Defaults live in the schema; nested --config values arrive as strings
 # ('kmeans={"k": 6}' gives "6") and are turned into the schema's types first.
 _CONFIG_SCHEMA = _schema("config")
+# a key set twice in a config file: YAML keeps the last value without a word
+for _path in workflow.configfiles:
+    check_unique_keys(_path)
 config.update(with_defaults(coerce_to_schema(config, _CONFIG_SCHEMA), _CONFIG_SCHEMA))
 # a short message naming the key (and the closest known one), not the schema dump of validate
 check_config(config, _CONFIG_SCHEMA)
