@@ -98,6 +98,22 @@ def test_command_line_spellings_become_the_types_the_code_needs(cfg):
     assert coerce_to_schema(raw, SCHEMA)["kmeans"]["k"] == 6.5
 
 
+def test_an_integer_in_exponent_form_is_an_integer(cfg):
+    """YAML 1.1 reads 2e4 (no dot, no exponent sign) as text; where the schema asks for an
+    integer it must become 20000, not 20000.0, which numpy refuses as a size or a seed deep in
+    a job (demo_data stopped with 'expected a sequence of integers')."""
+    raw = yaml.safe_load("seed: 4.2e1\ndemo: {n_points: 2e4}\nkmeans: {k: 1e1, warm_start_size: 2.56e4}\n"
+                         "shards: {read_block_mb: 1e3}\nembed: {ridge: 1e1}\n")
+    assert raw["demo"]["n_points"] == "2e4"
+    out = coerce_to_schema(raw, SCHEMA)
+    for value, want in ((out["seed"], 42), (out["demo"]["n_points"], 20000), (out["kmeans"]["k"], 10),
+                        (out["kmeans"]["warm_start_size"], 25600), (out["shards"]["read_block_mb"], 1000)):
+        assert type(value) is int and value == want
+    assert type(out["embed"]["ridge"]) is float and out["embed"]["ridge"] == 10.0   # default 10.0
+    raw["demo"]["n_points"] = "2.55e1"   # not a whole number: left for the schema to reject
+    assert not isinstance(coerce_to_schema(raw, SCHEMA)["demo"]["n_points"], int)
+
+
 def test_one_number_has_one_spelling_in_the_rule_params():
     """``ridge: 10`` is ``ridge: 10.0``: rule params are compared by repr ("10" != "10.0"), so
     writing a number without its decimal point (in a config file or 'embed={"ridge": 10}') must

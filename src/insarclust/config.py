@@ -75,7 +75,9 @@ def _coerce(value: Any, schema: Mapping, defs: Mapping) -> Any:
             # YAML 1.1 reads 1e5 (no dot, no sign) as text; Python does not
             for number in (int, float):
                 try:
-                    candidate = number(value)
+                    # 2e4 where an integer is asked becomes 20000, not 20000.0 (a float count
+                    # stops a job: numpy refuses it as a size or a seed)
+                    candidate = _coerce(number(value), schema, defs)
                 except ValueError:
                     continue
                 if _valid(candidate, schema, defs) or _right_type(candidate, schema, defs):
