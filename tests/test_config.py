@@ -168,3 +168,33 @@ def test_a_format_defined_twice_stops(tmp_path):
                            "  date_pattern: '^(\\d{8})$'\n  displacement_unit: cm\n  static: [h]\n")
     with pytest.raises(InputError, match=r"key 'mine\.static' is given twice"):
         read_formats(path, schema)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("", "the site table is empty"),
+    ("# every site commented out\n# demo-a\tdemo:mainland\tngu\n", "the site table is empty"),
+    ("site\tsource\tformat\n# demo-a\tdemo:mainland\tngu\n", "has a header but no site row"),
+    ("site\tsource\tformat\ndemo-a\tdemo:mainland\tngu\tegms\n", "row 1: the row has 4 tab-separated cells, "
+                                                               "the header 3: 'egms' would be left out"),
+])
+def test_a_site_table_read_otherwise_than_written_stops(tmp_path, text, needle):
+    """No site (a run that would only write an empty summary and exit 0) and a cell beyond the
+    header (left out by the reader) stop, naming the file."""
+    from insarclust.sites import read_site_table
+
+    path = tmp_path / "sites.tsv"
+    path.write_text(text)
+    with pytest.raises(InputError) as err:
+        read_site_table(path, _site_schema())
+    assert needle in str(err.value) and str(path) in str(err.value) and "fix:" in str(err.value)
+
+
+def test_a_hash_inside_a_source_path_is_part_of_it(tmp_path):
+    """Only a # at the start of a line or after a space or tab begins a note: data/run#1/*.csv is
+    a path, not 'data/run' and a note (which then read as a row without a format)."""
+    from insarclust.sites import read_site_table
+
+    path = tmp_path / "sites.tsv"
+    path.write_text("site\tsource\tformat\nrun-1\tdata/run#1/*.csv\tngu\t# first run\n")
+    table = read_site_table(path, _site_schema())
+    assert table.to_dict("records") == [{"site": "run-1", "source": "data/run#1/*.csv", "format": "ngu"}]

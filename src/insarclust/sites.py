@@ -31,13 +31,33 @@ from .formats import Format
 from .requirements import check_site, site_needs
 
 COLUMNS = ("site", "source", "format")
+# a note: # at the start of a line or after a space or tab, to the end of the line
+_NOTE = re.compile(r"(?:^|(?<=[ \t]))#.*$")
 
 
 def read_site_table(path, schema: Mapping) -> pd.DataFrame:
     """The site table, indexed by site name; every row checked against ``schema``."""
-    # index_col=False: a trailing tab must not shift a row's cells one column to the left;
-    # spaces around a cell (before a # comment, after a name) are never part of a value
-    table = pd.read_csv(path, sep="\t", dtype=str, comment="#", index_col=False).fillna("")
+    import io
+    import warnings
+
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise InputError(f"the site table is not UTF-8 text ({err.reason} at byte {err.start})", file=path,
+                         fix="save it as UTF-8 (plain text, tab-separated)") from None
+    # a # at the start of a line or after a space or tab begins a note; one inside a cell
+    # (data/run#1/*.csv) is part of the value. Trailing tabs and spaces end no cell.
+    lines = [_NOTE.sub("", line).rstrip() for line in text.splitlines()]
+    lines = [line for line in lines if line.strip()]
+    if not lines:
+        raise InputError("the site table is empty", file=path,
+                         fix="the first line must be: site<TAB>source<TAB>format (tab-separated), then one "
+                             "row per site")
+    # index_col=False: a short row's cells stay in their columns (a long one stops below)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pd.errors.ParserWarning)
+        table = pd.read_csv(io.StringIO("\n".join(lines) + "\n"), sep="\t", dtype=str, index_col=False,
+                            comment=None).fillna("")
     table = table.rename(columns=str.strip).apply(lambda col: col.str.strip())
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
@@ -47,6 +67,14 @@ def read_site_table(path, schema: Mapping) -> pd.DataFrame:
     if extra:
         raise InputError(f"the site table has column(s) {extra} besides {', '.join(COLUMNS)}", file=path, row=0,
                          column=extra[0], fix="remove the extra column(s); notes can follow a # on a line")
+    width = len(lines[0].split("\t"))
+    for i, line in enumerate(lines[1:], start=1):
+        cells = line.split("\t")
+        if len(cells) > width:
+            raise InputError(f"the row has {len(cells)} tab-separated cells, the header {width}: "
+                             f"'{cells[width].strip()}' would be left out", file=path, row=i, column=None,
+                             fix="remove the extra cell(s) or the tab before them; notes can follow a # on a "
+                                 "line")
     for i, row in enumerate(table.to_dict("records"), start=1):
         bad = first_schema_error(row, schema)
         if bad:
@@ -60,6 +88,9 @@ def read_site_table(path, schema: Mapping) -> pd.DataFrame:
                              "own tables: the site's clusters.gpkg layer (named after the site) could not be "
                              "written", file=path, row=i, column="site", fix="rename the site")
         parse_source(row["source"], row["site"], str(path))
+    if table.empty:
+        raise InputError("the site table has a header but no site row", file=path,
+                         fix="add a row per site: name<TAB>source<TAB>format (see README.md, 'Your own sites')")
     repeated = table["site"].duplicated()
     if repeated.any():
         raise InputError(f"site names must be unique, repeated: {sorted(table.loc[repeated, 'site'])}",
