@@ -159,6 +159,38 @@ def test_a_built_demo_site_is_checked_against_the_config(tmp_path, cfg):
     check_built_sites(sites, changed(same_size, "embed", washout=100), results=tmp_path / "results")
 
 
+def test_a_built_site_is_judged_by_its_grid_while_it_is_the_one_the_config_makes(tmp_path, cfg):
+    """A washout the grid cannot hold stops before any job: also for a built demo site whose dates
+    are the demo settings' (the embedding used to drop no washout at all then, and exit 0); not
+    for a demo of other dates, nor by a grid of another step (both rebuilt and checked by shards:
+    lowering shards.grid_step_days, as the message advises, must not stop on the old grid)."""
+    from insarclust.demo import write_demo
+    from insarclust.formats import get_format, load_formats
+    from insarclust.shards import ShardsConfig, build_shards
+
+    fmt = get_format("ngu", load_formats(ROOT / "config" / "formats.yaml"))
+    src = tmp_path / "resources/demo/demo-a.csv.gz"
+    src.parent.mkdir(parents=True)
+    write_demo(src, tmp_path / "demo-a.truth.csv", "demo-a", "mainland", fmt, n_points=60, start="2019-06-01",
+               years=1.0, seed=3)
+    build_shards([src], fmt, tmp_path / "results/demo-a/shards.h5", "demo-a", ShardsConfig(grid_step_days=6))
+    small = changed(changed(changed(cfg, "graph", k=5), "kmeans", k=2), "demo", n_points=60,
+                    start="2019-06-01", years=1.0)
+    demo = pd.DataFrame({"source": ["demo:mainland"], "format": ["ngu"]}, index=["demo-a"])
+    check_built_sites(demo, small, results=tmp_path / "results")
+    with pytest.raises(InputError, match=r"site 'demo-a' is too small.*regular epochs of 6 days.*embed\.washout: 20"):
+        check_built_sites(demo, changed(small, "embed", washout=20), results=tmp_path / "results")
+    # other demo dates: regenerated first, not judged by the old file
+    check_built_sites(demo, changed(changed(small, "embed", washout=20), "demo", years=3.0),
+                      results=tmp_path / "results")
+    # the same file as a site of files: a finer grid is rebuilt by shards, not judged by the old one
+    files = pd.DataFrame({"source": [str(src)], "format": ["ngu"]}, index=["demo-a"])
+    with pytest.raises(InputError, match="too small"):
+        check_built_sites(files, changed(small, "embed", washout=20), results=tmp_path / "results")
+    check_built_sites(files, changed(changed(small, "embed", washout=20), "shards", grid_step_days=1),
+                      results=tmp_path / "results")
+
+
 def test_a_lowered_bound_is_checked_against_the_largest_reading(tmp_path, cfg):
     """shards.h5 stores its largest |displacement| read; a bound lowered below it stops, with
     the same float32 comparison as the shards stage (a bound equal to the reading passes)."""

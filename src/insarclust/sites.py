@@ -169,7 +169,8 @@ def check_built_sites(sites: pd.DataFrame, config: Mapping, results="results") -
             if any(os.path.getmtime(f) > path.stat().st_mtime for f in files):
                 continue  # it will be rebuilt from newer input
             with h5py.File(path, "r") as f:
-                counts = (int(f.attrs["n_points"]), len(f["series/dates"]), len(f["series/grid_dates"]))
+                dates = f["series/dates"][:]
+                counts = (int(f.attrs["n_points"]), len(dates), len(f["series/grid_dates"]))
                 step = int(f.attrs.get("grid_step_days", 0)) or None
                 read_max = f.attrs.get("max_abs_mm_read")   # absent in files of older versions
                 tracks = [f.attrs.get(f"n_points_{t}") for t in ("ascending", "descending")]
@@ -184,14 +185,33 @@ def check_built_sites(sites: pd.DataFrame, config: Mapping, results="results") -
                 _check_built_bound(site, path, read_max, bound)
             continue
         if source.is_demo:
-            # its dates follow demo.start/years, which regenerate it; only the point count is
-            # judged here (a demo of another size is regenerated, and checked by shards then)
-            if counts[0] != int(config.get("demo", {}).get("n_points", counts[0])):
+            # a demo of another size is regenerated, and checked by shards then; so is one of other
+            # dates (demo.start/years): its dates are judged only while they are the demo's
+            demo = config.get("demo", {})
+            if counts[0] != int(demo.get("n_points", counts[0])):
                 continue
-            counts, step = (counts[0], None, None), None
+            if not _same_demo_dates(dates, source.preset, demo):
+                counts, step = (counts[0], None, None), None
+        configured_step = (config.get("shards") or {}).get("grid_step_days")
+        if step is not None and configured_step is not None and int(configured_step) != step:
+            # another grid step reruns the shards stage, which checks the new grid: the old
+            # grid's epoch count says nothing about it
+            counts, step = (counts[0], counts[1], None), None
         _check_built_bound(site, path, read_max, bound)
         check_site(site, needs, *counts, file=str(path), grid_step_days=step,
                    also=f"if the site's input has changed, delete {path} to rebuild it")
+
+
+def _same_demo_dates(dates, preset: str, demo: Mapping) -> bool:
+    """Whether ``dates`` (a built ``/series/dates``) are those the demo settings generate."""
+    from .demo import PRESETS, acquisition_dates
+
+    try:
+        want = acquisition_dates(str(demo.get("start", "2018-06-01")), float(demo.get("years", 4.5)),
+                                 PRESETS[preset])
+    except (KeyError, TypeError, ValueError):
+        return False
+    return np.array_equal(np.asarray(dates, dtype=np.int64), want.astype(np.int64))
 
 
 def _check_built_bound(site: str, path: Path, read_max, max_abs_mm) -> None:
