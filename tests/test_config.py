@@ -198,3 +198,47 @@ def test_a_hash_inside_a_source_path_is_part_of_it(tmp_path):
     path.write_text("site\tsource\tformat\nrun-1\tdata/run#1/*.csv\tngu\t# first run\n")
     table = read_site_table(path, _site_schema())
     assert table.to_dict("records") == [{"site": "run-1", "source": "data/run#1/*.csv", "format": "ngu"}]
+
+
+@pytest.mark.parametrize("override, needle", [
+    ({"kmeans": {"k": 1}}, "key 'kmeans.k': 1 is none of: an integer >= 2; 'auto'"),
+    ({"baselines": {"k": [6, 8]}}, "key 'baselines.k': [6, 8] is none of: an integer >= 2; 'auto'; null"),
+    ({"embed": {"static_weight": -1}}, "-1 is none of: a number >= 0; a mapping {name: a number >= 0}"),
+    ({"device": False}, "quote the value if you mean the word"),
+])
+def test_a_refused_value_is_told_what_is_allowed(override, needle):
+    """'is not valid under any of the given schemas' named no alternative; a YAML boolean (device:
+    off) where a word is asked gets the quoting advice."""
+    from insarclust.config import check_config, coerce_to_schema, with_defaults
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    cfg = with_defaults(coerce_to_schema(override, schema), schema)
+    with pytest.raises(InputError) as err:
+        check_config(cfg, schema)
+    assert needle in str(err.value)
+
+
+def test_an_unquoted_date_is_read_as_written():
+    """start: 2018-06-01 without quotes is a YAML date; the setting is the text written."""
+    from insarclust.config import check_config, coerce_to_schema, with_defaults
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    cfg = with_defaults(coerce_to_schema(yaml.safe_load("demo: {start: 2019-03-01}"), schema), schema)
+    check_config(cfg, schema)
+    assert cfg["demo"]["start"] == "2019-03-01"
+
+
+@pytest.mark.parametrize("block, needle", [
+    ("  lat: LAT\n  x: E\n  y: N\n  crs: EPSG:3035\n", "a format needs lat and lon (WGS84 degrees), or x, y and crs"),
+    ("  lat: LAT\n", "the position is given by lat: a format needs lat and lon"),
+    ("  lat: LAT\n  lon: LON\n  delimiter: '\\t'\n", 'write a tab as "\\t" in double quotes'),
+])
+def test_a_format_error_names_what_to_write(tmp_path, block, needle):
+    from insarclust.sites import read_formats
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/formats.schema.yaml").read_text())
+    path = tmp_path / "formats.yaml"
+    path.write_text("mine:\n  id: ID\n  static: []\n  date_pattern: '^(\\d{8})$'\n  displacement_unit: mm\n" + block)
+    with pytest.raises(InputError) as err:
+        read_formats(path, schema)
+    assert needle in str(err.value) and "format 'mine'" in str(err.value)

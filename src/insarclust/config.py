@@ -42,7 +42,13 @@ def _is_number(value: Any) -> bool:
 
 
 def _coerce(value: Any, schema: Mapping, defs: Mapping) -> Any:
+    import datetime
+
     schema = _resolve(schema or {}, defs)
+    # start: 2018-06-01 unquoted: YAML reads a date; the text asked for is the one written
+    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime) \
+            and "string" in _types(schema):
+        return value.isoformat()
     # 42.0 or 1e3 where an integer is asked: the schema calls them integers, Python code does not
     if isinstance(value, float) and value.is_integer() and "integer" in _types(schema):
         return int(value)
@@ -147,9 +153,36 @@ def check_config(config: Mapping, schema: Mapping, sources: str = CONFIG_SOURCES
         known = f"the keys there are {', '.join(allowed)}"
         raise InputError(f"configuration ({sources}), key '{'.'.join(path + [key])}': no such setting",
                          fix=(f"did you mean '{'.'.join(path + close)}'? " if close else "") + known)
-    raise InputError(f"configuration ({sources}), key '{'.'.join(path) or '(top level)'}': {err.message}",
-                     fix="see the comments of config/config.yaml (workflow/schemas/config.schema.yaml has "
-                         "every type and range)")
+    message = err.message
+    if err.validator in ("oneOf", "anyOf"):
+        # "is not valid under any of the given schemas" names none of them
+        options = [describe(option, schema.get("$defs", {})) for option in err.validator_value]
+        message = f"{err.instance!r} is none of: {'; '.join(options)}"
+    fix = "see the comments of config/config.yaml (workflow/schemas/config.schema.yaml has every type and range)"
+    if isinstance(err.instance, bool) and err.validator == "type":
+        fix = (f"YAML reads yes/no, on/off and true/false as booleans: quote the value if you mean the word "
+               f"(e.g. \"off\"); {fix}")
+    raise InputError(f"configuration ({sources}), key '{'.'.join(path) or '(top level)'}': {message}", fix=fix)
+
+
+_TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "a text", "boolean": "true or false",
+               "array": "a list", "object": "a mapping (key: value)", "null": "null"}
+
+
+def describe(schema: Mapping, defs: Mapping | None = None) -> str:
+    """A schema in words: ``an integer >= 2``, ``'auto'``, ``null``."""
+    schema = _resolve(schema, defs or {})
+    if "const" in schema:
+        return repr(schema["const"]) if schema["const"] is not None else "null"
+    if "enum" in schema:
+        return "one of " + ", ".join(repr(v) for v in schema["enum"])
+    if isinstance(schema.get("additionalProperties"), Mapping) and _types(schema) == {"object"}:
+        return "a mapping {name: " + describe(schema["additionalProperties"], defs) + "}"
+    words = " or ".join(_TYPE_WORDS.get(t, str(t)) for t in sorted(_types(schema), key=str)) or "a value"
+    bounds = [f"{op} {schema[key]}" for key, op in (("minimum", ">="), ("exclusiveMinimum", ">"),
+                                                   ("maximum", "<="), ("exclusiveMaximum", "<"))
+              if key in schema]
+    return words + (" " + " and ".join(bounds) if bounds else "")
 
 
 def repeated_key(text: str):

@@ -106,11 +106,12 @@ class Format:
             bad("displacement_unit", f"unknown unit '{self.displacement_unit}'",
                 f"use one of {', '.join(UNIT_TO_MM)}")
         if len(self.delimiter) != 1:
-            bad("delimiter", f"'{self.delimiter}' is not one character", "e.g. ',' or ';' or '\\t'")
+            bad("delimiter", f"'{self.delimiter}' is not one character",
+                "e.g. ',' or ';' or \"\\t\" (a tab, in double quotes)")
         if self.delimiter.isalnum() or self.delimiter in '.-+"\r\n':
             # these occur inside numbers, dates or quoted ids: every row would split wrongly
             bad("delimiter", f"{self.delimiter!r} is part of numbers, dates or quoting",
-                "e.g. ',' or ';' or '\\t' (a decimal comma needs delimiter ';')")
+                "e.g. ',' or ';' or \"\\t\" (a tab, in double quotes; a decimal comma needs delimiter ';')")
         if self.crs:
             from .coords import normalize_crs   # pyproj: only for formats with projected positions
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .config import check_unique_keys, first_schema_error
+from .config import _first_violation, check_unique_keys, first_schema_error
 from .errors import InputError
 from .formats import Format
 from .requirements import check_site, site_needs
@@ -104,13 +104,21 @@ def read_formats(path, schema: Mapping) -> dict:
     check_unique_keys(path, top="format")
     with open(path) as fh:
         formats = yaml.safe_load(fh) or {}
-    bad = first_schema_error(formats, schema)
-    if bad:
-        where, message = bad
+    err = _first_violation(formats, schema)
+    if err is not None:
+        where, message = [str(p) for p in err.absolute_path], err.message
+        fix = "see the comments at the top of formats.yaml for the keys"
+        if err.validator == "oneOf" and len(where) == 1:
+            # "{...} is not valid under any of the given schemas": the position columns
+            given = [k for k in ("lat", "lon", "x", "y", "crs") if k in err.instance]
+            message = (f"the position is given by {', '.join(given) or 'no column'}: a format needs lat and "
+                       "lon (WGS84 degrees), or x, y and crs (projected), not both")
+            fix = "give lat: and lon:, or x:, y: and crs: (e.g. crs: EPSG:3035)"
+        elif where[1:] == ["delimiter"] and err.instance == "\\t":
+            fix = 'write a tab as "\\t" in double quotes (in single quotes it is two characters)'
         name = f"format '{where[0]}'" if where else "formats.yaml"
         key = f", key '{'.'.join(where[1:])}'" if len(where) > 1 else ""
-        raise InputError(f"{name}{key}: {message}", file=path,
-                         fix="see the comments at the top of formats.yaml for the keys")
+        raise InputError(f"{name}{key}: {message}", file=path, fix=fix)
     for name, spec in formats.items():
         Format.from_dict(name, spec, source=str(path))
     return formats
