@@ -242,3 +242,11 @@ def test_a_format_error_names_what_to_write(tmp_path, block, needle):
     with pytest.raises(InputError) as err:
         read_formats(path, schema)
     assert needle in str(err.value) and "format 'mine'" in str(err.value)
+
+
+@pytest.mark.parametrize("key", ["sites", "formats"])
+def test_a_table_path_that_names_no_file_names_the_key(tmp_path, key):
+    res = _dry_run(tmp_path, {key: "config/my-sites.tsv"})
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert f"key '{key}': the " in out and "config/my-sites.tsv does not exist" in out and "fix:" in out, out

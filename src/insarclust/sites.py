@@ -35,6 +35,21 @@ COLUMNS = ("site", "source", "format")
 _NOTE = re.compile(r"(?:^|(?<=[ \t]))#.*$")
 
 
+def check_table_paths(config: Mapping) -> None:
+    """The site table and the formats file named by the configuration exist (a setting of
+    ``sites`` or ``formats`` that names no file stops naming the key, not with a traceback)."""
+    from .config import CONFIG_SOURCES
+
+    for key, what in (("sites", "site table"), ("formats", "formats file")):
+        path = Path(str(config[key])).expanduser()
+        if not path.is_file():
+            problem = "is a folder" if path.is_dir() else "does not exist"
+            raise InputError(f"configuration ({CONFIG_SOURCES}), key '{key}': the {what} {config[key]} {problem} "
+                             f"(relative to the working directory {Path.cwd()})",
+                             fix=f"name an existing file, e.g. {key}: config/"
+                                 f"{'sites.tsv' if key == 'sites' else 'formats.yaml'}")
+
+
 def read_site_table(path, schema: Mapping) -> pd.DataFrame:
     """The site table, indexed by site name; every row checked against ``schema``."""
     import io

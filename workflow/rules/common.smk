@@ -53,6 +53,7 @@ validate(
     config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"), set_default=True
 )
 
+_sites.check_table_paths(config)
 SITES = _sites.read_site_table(config["sites"], _schema("sites"))
 FORMATS = _sites.read_formats(config["formats"], _schema("formats"))
 _sites.check_site_formats(SITES, FORMATS, config["sites"], config["formats"])
