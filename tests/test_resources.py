@@ -218,3 +218,44 @@ def test_a_built_site_is_sized_from_its_shards_file(tmp_path):
     size = resources.site_size("big", parse_source(str(src)), {"date_pattern": r"^(\d{8})$"}, CONFIG,
                                sites_path=tmp_path / "sites.tsv", results=tmp_path / "results")
     assert (size.n_points, size.n_dates) == (1, 2)
+
+
+# bench/decompose.py: (points per track, epochs, wall s, peak RSS MB) of the decompose stage
+DECOMPOSE_RUNS = [(200_000, 150, 5.4, 476), (400_000, 150, 9.7, 533),      # docs/performance.md
+                  (400_000, 150, 8.7, 729), (400_000, 300, 15.9, 1037), (1_200_000, 150, 19.0, 867)]
+
+
+@pytest.mark.parametrize("n, t, seconds, mb", DECOMPOSE_RUNS)
+def test_a_decompose_request_covers_its_measured_runs(n, t, seconds, mb):
+    """decompose (two tracks of n points x t epochs) asks for its measured cost times the safety
+    factor: its memory grows with the epochs (a shard of cells' slabs of both tracks) and the
+    points, not like an evaluate job's."""
+    req = resources.request("decompose", n, t, t, CONFIG)
+    assert req["mem_mb"] >= mb * resources.SAFETY["mem_mb"], req
+    assert req["runtime"] * 60 >= seconds * resources.SAFETY["runtime"], req
+
+
+def test_a_large_decompose_request_follows_the_measured_growth():
+    """3,000,000 points per track x 300 epochs: memory ~350 MB + 2.05 MB an epoch + 172 B a point
+    (~1,480 MB), time ~0.1 us a point-epoch (~90 s) from the runs above."""
+    req = resources.request("decompose", 3_000_000, 300, 150, CONFIG)
+    assert req["mem_mb"] >= 1.5 * (350 + 2.05 * 300 + 172e-6 * 3_000_000), req
+    assert req["runtime"] * 60 >= 3 * 1.0e-7 * 3_000_000 * 300, req
+
+
+def test_each_track_of_a_pair_is_sized_from_its_own_files(tmp_path):
+    """A pair whose descending track holds three times the ascending track's points: each
+    los_shards job is sized by its own track, decompose by the mean points per track."""
+    from insarclust.sites import parse_source
+
+    header = "pid,latitude,longitude,20200101,20200113,20200125\n"
+    for name, n in (("asc.csv", 1000), ("desc.csv", 3000)):
+        (tmp_path / name).write_text(header + "".join(f"P{i},69.0,20.0,1.0,2.0,3.0\n" for i in range(n)))
+    src = parse_source(f"asc={tmp_path}/asc.csv;desc={tmp_path}/desc.csv", "p")
+    fmt = {"date_pattern": r"^(\d{8})$"}
+    kw = dict(sites_path=tmp_path / "sites.tsv", results=tmp_path / "results")
+    asc = resources.site_size("p", src, fmt, CONFIG, track="asc", **kw)
+    desc = resources.site_size("p", src, fmt, CONFIG, track="desc", **kw)
+    both = resources.site_size("p", src, fmt, CONFIG, **kw)
+    assert abs(asc.n_points - 1000) <= 10 and abs(desc.n_points - 3000) <= 30
+    assert abs(both.n_points - 2000) <= 20 and both.n_epochs == 5

@@ -48,12 +48,15 @@ class Cost:
     mb_base: float
     mb_per_unit: float
     rate: float = 0.0     # seconds per unit measured at the largest size (a floor when scaling up)
+    mb_per_point: float = 0.0   # memory terms beside the units': per point and per regular epoch
+    mb_per_epoch: float = 0.0
 
     def seconds(self, units: float) -> float:
         return max(self.seconds_base + self.seconds_per_unit * units, self.rate * units)
 
-    def mb(self, units: float) -> float:
-        return self.mb_base + self.mb_per_unit * units
+    def mb(self, units: float, n_points: float = 0.0, n_epochs: float = 0.0) -> float:
+        return (self.mb_base + self.mb_per_unit * units + self.mb_per_point * n_points
+                + self.mb_per_epoch * n_epochs)
 
 
 # What each rule's work scales with (the ``units`` of its Cost).
@@ -66,13 +69,21 @@ SCALE = {
     "provenance": "point_dates", "demo_pair": "points",
 }
 # Rules priced like another (not separately benchmarked): the same work per unit.
-ALIKE = {"los_shards": "shards", "decompose": "evaluate", "kmeans_sweep": "kmeans", "provenance": "shards",
-         "demo_pair": "demo_data"}
+ALIKE = {"los_shards": "shards", "kmeans_sweep": "kmeans", "provenance": "shards", "demo_pair": "demo_data"}
 # Rules no site benchmark runs (the demo generators): generous fixed terms.
 # (make demo: 2.4 s and 263 MB for 20,000 points; the whole table is built in memory,
 # ~170 float64 columns plus the CSV text: ~5 kB a point, taken x2)
 UNMEASURED = {"demo_data": Cost("points", 60.0, 5e-4, 1000.0, 0.01),
               "demo_pair": Cost("points", 60.0, 1e-3, 1000.0, 0.02)}
+# decompose, which bench/site.py does not run (its site is one track), from bench/decompose.py
+# (two tracks of N points x T epochs, docs/performance.md): 200,000 / 400,000 x 150 in
+# 5.4 / 9.7 s, 476 / 533 MB; 2026-11-30 (2 cores, busy; peak RSS of the stage's own process):
+# 400,000 x 150 8.7 s, 729 MB; 400,000 x 300 15.9 s, 1,037 MB; 1,200,000 x 150 19.0 s, 867 MB.
+# Time grows with N x T (0.11 us a point-epoch, the steepest pair); memory with T (the row
+# slabs of a shard of cells, 2.06 MB an epoch) and N (keys, LOS vectors, sort orders: 173 B a
+# point per track), not N x T. N is the points per track (the mean of the two).
+MEASURED_APART = {"decompose": Cost("point_epochs", 3.1, 1.1e-7, 360.0, 0.0, 1.06e-7,
+                                    mb_per_point=1.73e-4, mb_per_epoch=2.06)}
 # bench/site.py writes one record per benchmark folder; the folder is named by stage.
 FOLDER_RULE = {"embed": "embed_part", "figures": "cluster_figures", "export": "export_labels",
                "demo": "demo_data"}
@@ -118,7 +129,7 @@ def fit_costs(records) -> dict[str, Cost]:
         if rule not in costs and like in costs:
             c = costs[like]
             costs[rule] = Cost(SCALE[rule], c.seconds_base, c.seconds_per_unit, c.mb_base, c.mb_per_unit)
-    for rule, cost in UNMEASURED.items():
+    for rule, cost in {**MEASURED_APART, **UNMEASURED}.items():
         costs.setdefault(rule, cost)
     return costs
 
@@ -173,7 +184,7 @@ def request(rule: str, n_points: float, n_epochs: float, n_dates: float, config:
     cost = costs()[rule]
     u = units(rule, n_points, n_epochs, n_dates, config, n_parts)
     minutes = max(MIN_RUNTIME_MIN, math.ceil(cost.seconds(u) * SAFETY["runtime"] / 60))
-    mem = max(MIN_MEM_MB, math.ceil(cost.mb(u) * SAFETY["mem_mb"]))
+    mem = max(MIN_MEM_MB, math.ceil(cost.mb(u, n_points, n_epochs) * SAFETY["mem_mb"]))
     return {"mem_mb": int(mem * attempt), "runtime": int(minutes * attempt)}
 
 
@@ -263,13 +274,14 @@ def shards_size(path) -> SiteSize:
 
 
 def site_size(site: str, source, fmt: Mapping, config: Mapping, sites_path="config/sites.tsv",
-              results="results") -> SiteSize:
+              results="results", track: str | None = None) -> SiteSize:
     """A site's size for its requests: from ``shards.h5`` when built, else from its input files
-    (a demo site: from the demo settings; a pair: from its ascending track)."""
+    (a demo site: from the demo settings; one ``track`` of a pair: from its files; a pair: the
+    mean points per track, the longer track's dates)."""
     from .sites import source_files, track_files
 
     built = Path(results) / site / "shards.h5"
-    if built.exists():
+    if track is None and built.exists():
         try:
             return shards_size(built)
         except (OSError, KeyError):
@@ -281,6 +293,11 @@ def site_size(site: str, source, fmt: Mapping, config: Mapping, sites_path="conf
         demo = config["demo"]
         dates = acquisition_dates(demo["start"], demo["years"], PRESETS[source.preset])
         return SiteSize(int(demo["n_points"]), len(dates), int((dates[-1] - dates[0]) // step + 1))
-    files = track_files(site, source, "asc", sites_path) if source.kind == "pair" else \
-        source_files(site, source, sites_path)
-    return estimate_site(files, fmt["date_pattern"], step, fmt.get("delimiter", ","))
+    if source.kind == "pair":
+        tracks = [track] if track else ["asc", "desc"]
+        sizes = [estimate_site(track_files(site, source, t, sites_path), fmt["date_pattern"], step,
+                               fmt.get("delimiter", ",")) for t in tracks]
+        return SiteSize(max(1, round(sum(s.n_points for s in sizes) / len(sizes))),
+                        max(s.n_dates for s in sizes), max(s.n_epochs for s in sizes))
+    return estimate_site(source_files(site, source, sites_path), fmt["date_pattern"], step,
+                         fmt.get("delimiter", ","))

@@ -366,9 +366,11 @@ _SIZES = {}
 
 
 def site_size(wildcards):
+    """The site's size; a pair's track (los_shards) is sized from its own files."""
     site = wildcards.site
+    track = wildcards.track if "track" in wildcards.keys() else None
     built = Path(f"results/{site}/shards.h5")
-    key = (site, built.stat().st_mtime if built.exists() else None)
+    key = (site, track, built.stat().st_mtime if built.exists() else None)
     if key not in _SIZES:
         _SIZES[key] = _resources.site_size(
             site,
@@ -376,6 +378,7 @@ def site_size(wildcards):
             FORMATS[SITES.loc[site, "format"]],
             config,
             config["sites"],
+            track=track,
         )
     return _SIZES[key]
 
