@@ -199,21 +199,41 @@ class SiteSize:
     n_epochs: int    # regular-grid epochs
 
 
+def _gzip_bytes(raw, compressed: int) -> tuple[int, bytes]:
+    """Uncompressed size of a gzip stream of ``compressed`` bytes and its first megabyte: the
+    compression ratio of the first 4 MB stands for the whole stream."""
+    gz = gzip.GzipFile(fileobj=raw)
+    head = gz.read(4 << 20)
+    ratio = len(head) / max(raw.tell(), 1)
+    return int(compressed * ratio), head[: 1 << 20]
+
+
 def _uncompressed_bytes(path: Path) -> tuple[int, bytes]:
-    """Uncompressed size of a CSV (plain, .gz, .zip) and its first megabyte."""
-    if path.suffix == ".zip":
+    """Uncompressed size of a CSV (plain, gzip, zip of .csv or .csv.gz members) and its first
+    megabyte. Containers are known by their content (or a .zip name), as the shards stage reads
+    them: a .GZ or a gzip saved as .csv is no plain file."""
+    from .readers import _magic
+
+    kind = _magic(path)
+    if kind == "zip" or path.name.lower().endswith(".zip"):
         with zipfile.ZipFile(path) as zf:
             members = [i for i in zf.infolist() if i.filename.lower().endswith((".csv", ".csv.gz"))]
-            total = sum(i.file_size for i in members)
-            head = zf.open(members[0]).read(1 << 20) if members else b""
+            total, head = 0, b""
+            for i, m in enumerate(members):
+                if m.filename.lower().endswith(".gz"):
+                    with zf.open(m) as fh:
+                        size, first = _gzip_bytes(fh, m.file_size)   # the member holds the gzip bytes
+                else:
+                    size, first = m.file_size, b""
+                    if i == 0:
+                        with zf.open(m) as fh:
+                            first = fh.read(1 << 20)
+                total += size
+                head = head or first
         return total, head
-    if path.suffix == ".gz":
-        # the compression ratio of the first 4 MB stands for the whole file
+    if kind == "gzip":
         with open(path, "rb") as raw:
-            gz = gzip.GzipFile(fileobj=raw)
-            head = gz.read(4 << 20)
-            ratio = len(head) / max(raw.tell(), 1)
-        return int(path.stat().st_size * ratio), head[: 1 << 20]
+            return _gzip_bytes(raw, path.stat().st_size)
     with open(path, "rb") as fh:
         return path.stat().st_size, fh.read(1 << 20)
 
