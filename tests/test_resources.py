@@ -266,3 +266,27 @@ def test_each_track_of_a_pair_is_sized_from_its_own_files(tmp_path):
     both = resources.site_size("p", src, fmt, CONFIG, **kw)
     assert abs(asc.n_points - 1000) <= 10 and abs(desc.n_points - 3000) <= 30
     assert abs(both.n_points - 2000) <= 20 and both.n_epochs == 5
+
+
+# The shards stage on generated EGMS sites (mainland preset): (points, dates D, regular epochs T,
+# peak RSS MB of the stage's own process, /usr/bin/time)
+SHARDS_RUNS = [(10_000, 190, 394, 524), (30_000, 190, 394, 1073), (60_000, 190, 394, 1343),
+               (150_000, 190, 394, 1706), (400_000, 190, 394, 1531), (10_000, 100, 150, 269),
+               (300_000, 100, 150, 720), (100_000, 154, 272, 927), (300_000, 154, 272, 1084)]
+
+
+@pytest.mark.parametrize("n, d, t, mb", SHARDS_RUNS)
+def test_a_shards_request_covers_its_measured_peak(n, d, t, mb):
+    """The shards stage's memory follows the regular epochs (the shard buffers it resamples
+    onto the grid) more than the points: 30,000 points x 394 epochs peak at 1,073 MB, above a
+    request that grew with N x D (1,044 MB)."""
+    for rule in ("shards", "los_shards"):
+        assert resources.request(rule, n, t, d, CONFIG)["mem_mb"] >= mb * resources.SAFETY["mem_mb"], rule
+
+
+def test_a_national_shards_request_stays_bounded():
+    """10,000,000 points x 300 dates: the stage streams and spills sorted runs to disk (flat from
+    500,000 to 1,000,000 points, docs/performance.md), so no request of tens of GB (36,417 MB
+    when memory grew with N x D), and neither for hashing the inputs (provenance)."""
+    for rule in ("shards", "los_shards", "provenance"):
+        assert resources.request(rule, 10_000_000, 600, 300, CONFIG)["mem_mb"] <= 8000, rule

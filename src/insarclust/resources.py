@@ -20,7 +20,7 @@ import logging
 import math
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -84,6 +84,16 @@ UNMEASURED = {"demo_data": Cost("points", 60.0, 5e-4, 1000.0, 0.01),
 # point per track), not N x T. N is the points per track (the mean of the two).
 MEASURED_APART = {"decompose": Cost("point_epochs", 3.1, 1.1e-7, 360.0, 0.0, 1.06e-7,
                                     mb_per_point=1.73e-4, mb_per_epoch=2.06)}
+# The shards stage's memory, measured apart: the snakemake benchmark samples a job's memory every
+# 0.5 s (every 30 s after 15 s), and the records' growth with N x D does not hold. The stage
+# streams 64 MB blocks and spills sorted runs to disk (flat from 500,000 to 1,000,000 points,
+# docs/performance.md); its peak follows the regular epochs T of the shard buffers it resamples
+# onto the grid. Peak RSS of the stage's own process on generated EGMS sites, 2026-11-30
+# (docs/performance.md): T = 394: 524 / 1,073 / 1,343 / 1,706 / 1,531 MB at 10,000 / 30,000 /
+# 60,000 / 150,000 / 400,000 points; T = 272: 927 / 1,084 MB at 100,000 / 300,000; T = 150:
+# 269 / 720 MB at 10,000 / 300,000. Covered by 114 MB + 4.04 MB an epoch + 100 B a point (the
+# O(N) hashes, keys and masks), in place of the records' memory line.
+MEMORY_APART = {"shards": {"mb_base": 114.0, "mb_per_unit": 0.0, "mb_per_epoch": 4.04, "mb_per_point": 1e-4}}
 # bench/site.py writes one record per benchmark folder; the folder is named by stage.
 FOLDER_RULE = {"embed": "embed_part", "figures": "cluster_figures", "export": "export_labels",
                "demo": "demo_data"}
@@ -125,10 +135,12 @@ def fit_costs(records) -> dict[str, Cost]:
         base_mb = max(max(m - slope_mb * u for u, _, m in pts), 0.0)
         u_max, s_max, _ = pts[-1]
         costs[rule] = Cost(SCALE[rule], base_s, slope_s, base_mb, slope_mb, s_max / max(u_max, 1))
+    for rule, memory in MEMORY_APART.items():
+        if rule in costs:
+            costs[rule] = replace(costs[rule], **memory)
     for rule, like in ALIKE.items():
         if rule not in costs and like in costs:
-            c = costs[like]
-            costs[rule] = Cost(SCALE[rule], c.seconds_base, c.seconds_per_unit, c.mb_base, c.mb_per_unit)
+            costs[rule] = replace(costs[like], scale=SCALE[rule], rate=0.0)
     for rule, cost in {**MEASURED_APART, **UNMEASURED}.items():
         costs.setdefault(rule, cost)
     return costs
