@@ -1,6 +1,7 @@
 """Resource requests: from the measured costs, scaled to the site, times the safety factor."""
 from __future__ import annotations
 
+import csv
 import gzip
 import os
 import re
@@ -66,6 +67,24 @@ def test_a_million_point_request_covers_the_benchmarked_rate(rule):
     # and a retry asks for more
     again = resources.request(rule, N, T, D, CONFIG, attempt=2)
     assert again["runtime"] == 2 * req["runtime"] and again["mem_mb"] == 2 * req["mem_mb"]
+
+
+def test_quoted_date_names_and_a_byte_order_mark_are_read_as_dates(tmp_path):
+    """A header written with every name quoted ("20200101", as some exporters do) or opened by a
+    UTF-8 byte-order mark found no date columns and guessed a 4.5-year archive's epochs."""
+    fmt = get_format("egms", FORMATS)
+    table, _ = generate("est", "mainland", fmt, n_points=500, years=1.0, seed=3)
+    plain = tmp_path / "plain.csv"
+    table.to_csv(plain, index=False)
+    quoted = tmp_path / "quoted.csv"
+    table.to_csv(quoted, index=False, quoting=csv.QUOTE_ALL)
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    want = resources.estimate_site([plain], fmt.date_pattern, 6)
+    assert want.n_dates == sum(c.isdigit() for c in table.columns) and want.n_epochs < resources.GUESSED_EPOCHS
+    for path in (quoted, bom):
+        got = resources.estimate_site([path], fmt.date_pattern, 6)
+        assert (got.n_dates, got.n_epochs) == (want.n_dates, want.n_epochs), path.name
 
 
 def test_costs_fit_two_sizes_exactly_and_never_below_the_largest():
@@ -160,14 +179,16 @@ def test_the_workflow_asks_for_the_model_requests(tmp_path):
 
 def test_a_request_is_the_modelled_cost_times_the_safety_factor_in_minutes_and_mb(monkeypatch):
     """A graph job measured at 200 s and 2,000 MB on 100 points asks, for 100 points, 200 s x 3 =
-    10 minutes and 2,000 MB x 1.5 = 3,000 MB; for 300 points three times that. A runtime left in
-    seconds (SLURM reads minutes) would ask 60 times too long and wait in the queue for it."""
+    10 minutes and 2,000 MB x 1.5 = 3,000 MB, plus the job's own Snakemake process (300 MB); for
+    300 points three times that. A runtime left in seconds (SLURM reads minutes) would ask 60
+    times too long and wait in the queue for it."""
     rec = {"n_points": 100, "n_grid": 10, "n_dates": 10,
            "rules": {"graph": {"jobs": 1, "wall_s": 200.0, "cpu_s": 200.0, "max_rss_mb": 2000.0}}}
     monkeypatch.setattr(resources, "_COSTS", resources.fit_costs([rec]))
-    assert resources.request("graph", 100, 10, 10, CONFIG) == {"runtime": 10, "mem_mb": 3000}
-    assert resources.request("graph", 300, 10, 10, CONFIG) == {"runtime": 30, "mem_mb": 9000}
-    assert resources.request("graph", 300, 10, 10, CONFIG, attempt=2) == {"runtime": 60, "mem_mb": 18000}
+    assert resources.JOB_PROCESS_MB == 300
+    assert resources.request("graph", 100, 10, 10, CONFIG) == {"runtime": 10, "mem_mb": 3300}
+    assert resources.request("graph", 300, 10, 10, CONFIG) == {"runtime": 30, "mem_mb": 9300}
+    assert resources.request("graph", 300, 10, 10, CONFIG, attempt=2) == {"runtime": 60, "mem_mb": 18600}
     # a tiny job asks for the floor (scheduler granularity, interpreter start-up)
     assert resources.request("graph", 1, 10, 10, CONFIG) == {"runtime": resources.MIN_RUNTIME_MIN,
                                                              "mem_mb": resources.MIN_MEM_MB}
