@@ -308,3 +308,21 @@ def test_a_misspelt_key_or_a_wrong_type_is_named_in_a_few_lines(section, values,
 def test_the_workflow_checks_the_config_before_snakemake_validates_it():
     smk = (ROOT / "workflow/rules/common.smk").read_text()
     assert smk.index("check_config(config, _CONFIG_SCHEMA)") < smk.index("validate(")
+
+
+@pytest.mark.parametrize("crs,needle", [("EPSG:4326", "not a projected CRS"), ("EPSG:999999", "decompose.crs"),
+                                        ("not a crs", "decompose.crs")])
+def test_a_decompose_crs_that_cannot_make_cells_stops_the_planning(cfg, crs, needle):
+    """It stopped the decompose job, after both tracks of the pair had been read."""
+    from insarclust.settings_check import check_decompose_crs
+
+    check_decompose_crs(cfg)
+    check_decompose_crs(changed(cfg, "decompose", crs=3035))
+    with pytest.raises(InputError) as err:
+        check_decompose_crs(changed(cfg, "decompose", crs=crs))
+    assert "key 'decompose.crs'" in str(err.value) and needle in str(err.value)
+
+
+def test_the_workflow_checks_decompose_crs_when_a_pair_site_reads_it():
+    smk = (ROOT / "workflow/rules/common.smk").read_text()
+    assert "if PAIRS:\n    _settings_check.check_decompose_crs(config)" in smk

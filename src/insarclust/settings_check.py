@@ -79,6 +79,21 @@ def known_static_columns(formats: Mapping) -> set[str]:
 MIN_SILHOUETTE_PER_CLUSTER = 10
 
 
+def check_decompose_crs(config: Mapping) -> None:
+    """decompose.crs, when a pair site will read it: an unknown or geographic CRS stopped the
+    decompose job, after both tracks had been read, not the planning."""
+    from .coords import is_projected, normalize_crs
+
+    crs = config["decompose"]["crs"]
+    try:
+        text = normalize_crs(crs)
+    except InputError as err:
+        raise _bad("decompose.crs", err.message, err.fix) from None
+    if not is_projected(text):
+        raise _bad("decompose.crs", f"{text} is not a projected CRS (cells are squares in metres)",
+                   "use a projected CRS such as EPSG:3035 (the EGMS grid's)")
+
+
 def check_settings(config: Mapping, sites: Iterable[str], static_columns: Iterable[str]) -> None:
     """Raise InputError for the first setting that would not do what it says.
 

@@ -67,6 +67,8 @@ SOURCES = {
     for s, src in SITES["source"].items()
 }
 PAIRS = [s for s, src in SOURCES.items() if src.kind == "pair"]
+if PAIRS:
+    _settings_check.check_decompose_crs(config)
 METHODS = _methods.methods(config)
 GEOJSON = config["report"]["geojson"]
 
