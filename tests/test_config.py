@@ -250,3 +250,18 @@ def test_a_table_path_that_names_no_file_names_the_key(tmp_path, key):
     out = res.stdout + res.stderr
     assert res.returncode != 0
     assert f"key '{key}': the " in out and "config/my-sites.tsv does not exist" in out and "fix:" in out, out
+
+
+def test_site_names_that_differ_only_in_case_are_refused(tmp_path):
+    """results/Valley and results/valley are one folder on macOS and Windows (and one layer of a
+    GeoPackage): the second site would overwrite the first's files."""
+    from insarclust.sites import read_site_table
+
+    path = tmp_path / "sites.tsv"
+    path.write_text("site\tsource\tformat\nValley\tdemo:mainland\tngu\nother\tdemo:arctic\tngu\n"
+                    "valley\tdemo:arctic\tngu\n")
+    with pytest.raises(InputError, match=r"row 3, column 'site': site names \['Valley', 'valley'\] differ only "
+                                         r"in upper/lower case"):
+        read_site_table(path, _site_schema())
+    path.write_text("site\tsource\tformat\nValley\tdemo:mainland\tngu\nvalley-2\tdemo:arctic\tngu\n")
+    assert list(read_site_table(path, _site_schema()).index) == ["Valley", "valley-2"]

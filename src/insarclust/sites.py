@@ -110,6 +110,15 @@ def read_site_table(path, schema: Mapping) -> pd.DataFrame:
     if repeated.any():
         raise InputError(f"site names must be unique, repeated: {sorted(table.loc[repeated, 'site'])}",
                          file=path, fix="rename or remove the repeated rows")
+    # results/Valley and results/valley are one folder on a case-insensitive file system (macOS,
+    # Windows), and one layer in a GeoPackage: the second site would overwrite the first's files
+    folded = table["site"].str.casefold()
+    same = folded.duplicated(keep=False)
+    if same.any():
+        names = sorted(table.loc[same, "site"])
+        raise InputError(f"site names {names} differ only in upper/lower case: on macOS and Windows their "
+                         "results folders are one folder", file=path, row=int(np.flatnonzero(same)[1]) + 1,
+                         column="site", fix="give the sites names that differ in more than case")
     return table.set_index("site", drop=False)
 
 
