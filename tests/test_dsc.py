@@ -243,6 +243,25 @@ def test_skips_carry_the_layout_not_the_series():
     assert not torch.allclose(skips[0], skips3[0])
 
 
+@pytest.mark.parametrize("variant", ["cnn-lstm", "lstm"])
+def test_lstms_run_in_float32_outside_autocast(variant):
+    """Under CUDA autocast cuDNN's LSTM runs in fp16 even in a bf16 region, where no gradient
+    scaler guards it, and its gradients flush to zero: both LSTMs must run in float32 with
+    autocast off (checked here under the CPU's autocast)."""
+    torch.manual_seed(0)
+    net = DSCNet(6, 5, 2, latent_dim=3, channels=(4, 8), lstm_hidden=8, variant=variant)
+    seen = []
+    for lstm in (net.enc_lstm, net.dec_lstm):
+        lstm.register_forward_pre_hook(lambda mod, args: seen.append(
+            (args[0].dtype, torch.is_autocast_enabled("cpu"))))
+    x = torch.randn(3, 6, 2, 5, 5)
+    x[:, :, 1] = 1.0
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        recon, emb, q = net(x)
+    assert seen == [(torch.float32, False)] * 2
+    assert recon is not None and q.dtype == torch.float32
+
+
 def test_unknown_variant_is_rejected():
     with pytest.raises(ValueError, match="variant"):
         DSCNet(10, 5, 2, variant="transformer")

@@ -110,6 +110,18 @@ class ClusteringLayer(nn.Module):
 # network
 
 
+def run_lstm(lstm: nn.LSTM, steps: torch.Tensor):
+    """``lstm(steps)`` in float32 with autocast off.
+
+    Under CUDA autocast cuDNN's LSTM always runs in fp16, whatever the autocast
+    dtype. With bf16 there is no gradient scaler, and the gradients reaching
+    the LSTMs (1e-9 to 1e-7 at a batch of 512 patches) flush to zero in fp16:
+    the encoder would hardly learn. The LSTMs are a small share of the work.
+    """
+    with torch.autocast(device_type=steps.device.type, enabled=False):
+        return lstm(steps.float())
+
+
 def _level_sizes(patch_size: int, n_levels: int) -> list[int]:
     sizes = [patch_size]
     for _ in range(1, n_levels):
@@ -216,7 +228,7 @@ class DSCNet(nn.Module):
         else:
             steps = F.relu(self.enc_step(x.reshape(n, T, -1)))
         if self.use_lstm:
-            _, (h_last, _) = self.enc_lstm(steps)
+            _, (h_last, _) = run_lstm(self.enc_lstm, steps)
             z = self.to_latent(h_last[-1])
         else:
             z = self.to_latent(steps.reshape(n, -1))
@@ -265,7 +277,7 @@ class DSCNet(nn.Module):
         n, T, P = z.shape[0], self.n_steps, self.patch_size
         if self.use_lstm:
             seed = self.from_latent(z).unsqueeze(1) + self.dec_position
-            steps, _ = self.dec_lstm(F.relu(seed))
+            steps, _ = run_lstm(self.dec_lstm, F.relu(seed))
         else:
             steps = F.relu(self.from_latent(z)).reshape(n, T, self.lstm_hidden)
         if not self.use_cnn:
