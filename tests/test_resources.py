@@ -194,6 +194,20 @@ def test_a_request_is_the_modelled_cost_times_the_safety_factor_in_minutes_and_m
                                                              "mem_mb": resources.MIN_MEM_MB}
 
 
+def test_dsc_asks_for_the_series_its_training_patches_touch():
+    """The GPU settings of docs/dsc.md (400,000 training patches of 9 x 9 cells, time_stride 1)
+    touch nearly every point of a site: their float32 series, several times over, must fit the
+    request (a 5-million-point site of 272 epochs holds 5.4 GB of them)."""
+    cfg = CONFIG
+    gpu = {**cfg, "dsc": {**cfg["dsc"], "time_stride": 1, "batch_size": 1024, "train_sample": 400000}}
+    for n in (1_000_000, 5_000_000):
+        series_mb = n * 272 * 4 / 2**20
+        assert resources.request("dsc", n, 272, 272, gpu)["mem_mb"] > 3.4 * series_mb
+    # the shipped CPU settings touch few points: their request barely moves
+    small = resources.request("dsc", 5_000_000, 272, 272, cfg)["mem_mb"]
+    assert small < 2 * 2024
+
+
 def test_the_units_of_each_kind_of_job():
     """What one job's work scales with: an embedding part embeds its share of the points, the k
     sweep fits one model per k of k_range (both ends included), the embedding is fitted on at

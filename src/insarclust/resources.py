@@ -194,13 +194,30 @@ def units(rule: str, n_points: float, n_epochs: float, n_dates: float, config: M
     return u
 
 
+# DSC holds the series of every distinct point its training patches touch (read, centred, with
+# the empty row, scaled for the device, hashed for the checkpoint): peak 3.4 times their float32
+# bytes (make_patch_set, 200,000 points x 272 epochs, 100,000 training patches, 2026-12-01). The
+# records (3,000 patches, time_stride 8) hold a few MB of them; the GPU settings of docs/dsc.md
+# (400,000 patches, time_stride 1) hold nearly every point of a site at full resolution.
+DSC_SERIES_COPIES = 4
+
+
+def dsc_series_mb(n_points: float, n_epochs: float, config: Mapping) -> float:
+    """Memory (MB) of the series DSC's training patches touch: at most P x P points a patch."""
+    dsc = config["dsc"]
+    touched = min(n_points, min(n_points, dsc["train_sample"]) * int(dsc.get("patch_size", 9)) ** 2)
+    steps = math.ceil(n_epochs / max(int(dsc.get("time_stride", 8)), 1))
+    return DSC_SERIES_COPIES * touched * steps * 4 / 2**20
+
+
 def request(rule: str, n_points: float, n_epochs: float, n_dates: float, config: Mapping,
             attempt: int = 1, n_parts: int = 1) -> dict:
     """``{"mem_mb": int, "runtime": int minutes}`` for one job (x ``attempt`` on retries)."""
     cost = costs()[rule]
     u = units(rule, n_points, n_epochs, n_dates, config, n_parts)
     minutes = max(MIN_RUNTIME_MIN, math.ceil(cost.seconds(u) * SAFETY["runtime"] / 60))
-    mem = max(MIN_MEM_MB, math.ceil(cost.mb(u, n_points, n_epochs) * SAFETY["mem_mb"]) + JOB_PROCESS_MB)
+    mb = cost.mb(u, n_points, n_epochs) + (dsc_series_mb(n_points, n_epochs, config) if rule == "dsc" else 0.0)
+    mem = max(MIN_MEM_MB, math.ceil(mb * SAFETY["mem_mb"]) + JOB_PROCESS_MB)
     return {"mem_mb": int(mem * attempt), "runtime": int(minutes * attempt)}
 
 
