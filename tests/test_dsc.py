@@ -668,3 +668,20 @@ def test_resolve_device_names_a_missing_gpu_index(monkeypatch):
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         resolve_device("cuda:0")
     assert resolve_device("auto") == "cpu"
+
+
+def test_auto_device_on_a_gpu_job_without_usable_cuda_warns(monkeypatch, caplog):
+    """A job given a GPU (CUDA_VISIBLE_DEVICES set) whose torch finds none (a CPU build, an old
+    driver) runs on CPU with a warning, not with the same log line as a CPU job."""
+    from insarclust import device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(device, "_logged", set())
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with caplog.at_level("WARNING", logger="insarclust.device"):
+        assert device.resolve_device("auto") == "cpu"
+    assert not caplog.records
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with caplog.at_level("WARNING", logger="insarclust.device"):
+        assert device.resolve_device("auto") == "cpu"
+    assert any("CUDA_VISIBLE_DEVICES=0" in r.getMessage() for r in caplog.records)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 log = logging.getLogger("insarclust.device")
 _logged: set = set()
@@ -12,6 +13,14 @@ def resolve_device(device: str = "auto") -> str:
 
     if device in (None, "auto"):
         chosen = "cuda" if torch.cuda.is_available() else "cpu"
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+        if chosen == "cpu" and visible and visible not in ("-1", "NoDevFiles") and "fallback" not in _logged:
+            # the scheduler gave this job a GPU that torch cannot use: say so, not just "cpu"
+            _logged.add("fallback")
+            log.warning("CUDA_VISIBLE_DEVICES=%s names a GPU, but torch %s (CUDA build: %s) finds none: "
+                        "running on CPU. A CPU build of torch (a conda env solved where no GPU driver was "
+                        "seen, see docs/cluster.md) or a driver older than the build's CUDA",
+                        visible, torch.__version__, torch.version.cuda)
     elif device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device '{device}' requested but CUDA is not available; use device: auto or cpu")
     else:
