@@ -685,3 +685,27 @@ def test_auto_device_on_a_gpu_job_without_usable_cuda_warns(monkeypatch, caplog)
     with caplog.at_level("WARNING", logger="insarclust.device"):
         assert device.resolve_device("auto") == "cpu"
     assert any("CUDA_VISIBLE_DEVICES=0" in r.getMessage() for r in caplog.records)
+
+
+def test_checkpoint_is_read_onto_the_host(tmp_path, monkeypatch):
+    """Resuming reads the checkpoint onto the host and lets load_state_dict place the tensors: read
+    straight onto a GPU, Adam's step counts would sit there (torch leaves them where they were
+    loaded) and cost host syncs at every step; the target goes to the training device."""
+    points, _ = two_regime_points(n_side=8, n_grid=16)
+    params = dict(TINY, pretrain_epochs=1, epochs=1, train_sample=64)
+    DeepSpatiotemporalClustering(**params, checkpoint_dir=tmp_path).fit(points)
+    seen = []
+    real_load = torch.load
+
+    def load(*args, **kwargs):
+        seen.append(kwargs.get("map_location"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(dsc_train.torch, "load", load)
+    monkeypatch.setattr(dsc_train, "resolve_device", lambda device: "cpu:0")   # a device named apart from the host
+    est = DeepSpatiotemporalClustering(**dict(params, epochs=2), checkpoint_dir=tmp_path)
+    monkeypatch.setattr(est, "_fingerprint", lambda points, patches: real_load(
+        tmp_path / "dsc.pt", weights_only=False)["fingerprint"])
+    est.fit(points)
+    assert seen and all(m == "cpu" for m in seen)
+    assert len(est.history_) == 3   # resumed after epoch 2, ran the third

@@ -287,10 +287,15 @@ class DeepSpatiotemporalClustering(BaseEstimator):
                  "converged": False, "label_change": float("nan")}
         ckpt = Path(self.checkpoint_dir) / CHECKPOINT_NAME if self.checkpoint_dir else None
         if ckpt is not None and ckpt.exists():
-            saved = torch.load(ckpt, map_location=self.device_, weights_only=False)
+            # Read onto the host: load_state_dict moves the weights and Adam's moments to the
+            # parameters' device and keeps Adam's step counts on the host, as a fresh run has them
+            # (step counts on a GPU would cost two host syncs per parameter at every step).
+            saved = torch.load(ckpt, map_location="cpu", weights_only=False)
             if saved.get("fingerprint") == fingerprint:
                 model.load_state_dict(saved["model"])
                 optimizer.load_state_dict(saved["optimizer"])
+                if saved["state"]["target"] is not None:
+                    saved["state"]["target"] = saved["state"]["target"].to(self.device_)
                 if saved["scaler"]:
                     # An empty state is a disabled scaler's (CPU, fp32, bf16); the device is
                     # not in the fingerprint, so an fp16 run may resume it with a fresh scale.
