@@ -196,7 +196,7 @@ def units(rule: str, n_points: float, n_epochs: float, n_dates: float, config: M
 
 # DSC holds the series of every distinct point its training patches touch (read, centred, with
 # the empty row, scaled for the device, hashed for the checkpoint): peak 3.4 times their float32
-# bytes (make_patch_set, 200,000 points x 272 epochs, 100,000 training patches, 2026-12-01). The
+# bytes (make_patch_set, 200,000 points x 272 epochs, 100,000 training patches, 2026-11-30). The
 # records (3,000 patches, time_stride 8) hold a few MB of them; the GPU settings of docs/dsc.md
 # (400,000 patches, time_stride 1) hold nearly every point of a site at full resolution.
 DSC_SERIES_COPIES = 4
