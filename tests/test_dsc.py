@@ -687,6 +687,24 @@ def test_auto_device_on_a_gpu_job_without_usable_cuda_warns(monkeypatch, caplog)
     assert any("CUDA_VISIBLE_DEVICES=0" in r.getMessage() for r in caplog.records)
 
 
+def test_auto_device_in_a_slurm_job_given_no_gpu_is_the_cpu(monkeypatch):
+    """A CPU job (embed_part) on a GPU node whose GPUs the cluster does not hide: 'auto' took
+    cuda:0, another job's GPU. A job SLURM gave a GPU (CUDA_VISIBLE_DEVICES) takes it."""
+    from insarclust import device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "fake GPU")
+    monkeypatch.setattr(device, "_logged", set())
+    for var in ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS"):
+        monkeypatch.delenv(var, raising=False)
+    assert device.resolve_device("auto") == "cuda"          # no SLURM: the GPU at hand
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    assert device.resolve_device("auto") == "cpu"
+    assert device.resolve_device("cuda") == "cuda"          # asked for: granted
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert device.resolve_device("auto") == "cuda"
+
+
 def test_checkpoint_is_read_onto_the_host(tmp_path, monkeypatch):
     """Resuming reads the checkpoint onto the host and lets load_state_dict place the tensors: read
     straight onto a GPU, Adam's step counts would sit there (torch leaves them where they were

@@ -8,11 +8,29 @@ log = logging.getLogger("insarclust.device")
 _logged: set = set()
 
 
+def _slurm_job_without_gpu() -> bool:
+    """Inside a SLURM job that was allocated no GPU (SLURM sets CUDA_VISIBLE_DEVICES and
+    SLURM_JOB_GPUS for a job given one)."""
+    if not os.environ.get("SLURM_JOB_ID"):
+        return False
+    return not any(os.environ.get(v, "").strip() for v in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS",
+                                                           "SLURM_STEP_GPUS"))
+
+
 def resolve_device(device: str = "auto") -> str:
+    """``auto``: CUDA when torch finds a GPU, except in a SLURM job allocated none."""
     import torch
 
     if device in (None, "auto"):
         chosen = "cuda" if torch.cuda.is_available() else "cpu"
+        if chosen == "cuda" and _slurm_job_without_gpu():
+            # a CPU job on a GPU node whose GPUs the cluster does not hide from it: cuda:0 is
+            # another job's GPU
+            chosen = "cpu"
+            if "slurm-cpu" not in _logged:
+                _logged.add("slurm-cpu")
+                log.info("SLURM job %s was given no GPU (no CUDA_VISIBLE_DEVICES or SLURM_JOB_GPUS): "
+                         "running on CPU although the node has one", os.environ["SLURM_JOB_ID"])
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
         if chosen == "cpu" and visible and visible not in ("-1", "NoDevFiles") and "fallback" not in _logged:
             # the scheduler gave this job a GPU that torch cannot use: say so, not just "cpu"
