@@ -828,3 +828,13 @@ def test_a_bad_format_area_stops_naming_the_key(area):
     with pytest.raises(InputError) as err:
         get_format("ngu", {"ngu": {**FORMATS["ngu"], "area": area}})
     assert "format 'ngu', key 'area'" in str(err.value) and "[west, south, east, north]" in str(err.value)
+
+
+def test_a_few_rows_with_swapped_positions_are_not_called_swapped_columns(tmp_path):
+    """One row of nine written as 20 N, 69 E: the row is wrong, not the format's columns (setting
+    lat: longitude and lon: latitude would move the eight good rows)."""
+    lines = [HEADER] + [row(i) for i in range(9)]
+    lines[3] = lines[3].replace("69.02,20.02", "20.02,69.02")
+    text = stops(tmp_path, write(tmp_path / "a.csv", lines), "row 3", "'P2'", "1 such rows",
+                 "with its latitude and longitude swapped it lies inside", "correct the row's position")
+    assert "set lat: longitude" not in text and "columns look swapped" not in text

@@ -248,11 +248,20 @@ def _check_area(block, src: CsvInput, fmt: Format) -> None:
             f"area of format '{fmt.name}' (longitude {west:g} to {east:g}, latitude {south:g} to {north:g}; "
             f"{int(out.sum())} such rows in this block)")
     a, b = (getattr(fmt, n) for n in names)
-    if np.mean(_inside(swapped_lat, swapped_lon, fmt.area)) > 0.5:
+    back = _inside(swapped_lat, swapped_lon, fmt.area)
+    # the columns are swapped when most of the block is outside and lies inside swapped back; a
+    # few such rows among good ones are rows written the wrong way round, not the format's columns
+    if np.mean(out) > 0.5 and np.mean(back) > 0.5:
         raise InputError(f"{what}: with {a} and {b} swapped they lie inside, so the two columns look swapped",
                          file=src.label, row=row, column=columns,
                          fix=f"check the file's position columns; if they are swapped, set {names[0]}: {b} and "
                              f"{names[1]}: {a} in a copy of the '{fmt.name}' block of config/formats.yaml")
+    if back[int(np.searchsorted(np.flatnonzero(out), i))]:
+        raise InputError(f"{what}: with its {a} and {b} swapped it lies inside, among "
+                         f"{len(out) - int(out.sum())} rows of the block that lie inside as written",
+                         file=src.label, row=row, column=columns,
+                         fix=f"correct the row's position (its {a} and {b} look swapped), or remove the row; "
+                             f"the format's columns fit the other rows")
     raise InputError(what, file=src.label, row=row, column=columns,
                      fix=f"check the position columns; for another area's export in this layout, copy the "
                          f"'{fmt.name}' block of config/formats.yaml under a new name with that area's "
