@@ -265,3 +265,26 @@ def test_site_names_that_differ_only_in_case_are_refused(tmp_path):
         read_site_table(path, _site_schema())
     path.write_text("site\tsource\tformat\nValley\tdemo:mainland\tngu\nvalley-2\tdemo:arctic\tngu\n")
     assert list(read_site_table(path, _site_schema()).index) == ["Valley", "valley-2"]
+
+
+@pytest.mark.parametrize("cell, value", [
+    ('"data/my #1/*.csv"', "data/my #1/*.csv"),     # a # after a space, inside quotes: part of the path
+    ('"data/a\tb.csv"', "data/a\tb.csv"),           # a tab inside quotes: one cell
+])
+def test_a_quoted_cell_of_the_site_table_reads_as_written(tmp_path, cell, value):
+    from insarclust.sites import read_site_table
+
+    path = tmp_path / "sites.tsv"
+    path.write_text(f"site\tsource\tformat\nrun-1\t{cell}\tngu\t# a note\n")
+    table = read_site_table(path, _site_schema())
+    assert table.to_dict("records") == [{"site": "run-1", "source": value, "format": "ngu"}]
+
+
+def test_an_unclosed_quote_in_the_site_table_stops_naming_the_file(tmp_path):
+    from insarclust.sites import read_site_table
+
+    path = tmp_path / "sites.tsv"
+    path.write_text('site\tsource\tformat\nrun-1\t"data/a.csv\tngu\n')
+    with pytest.raises(InputError) as err:
+        read_site_table(path, _site_schema())
+    assert str(path) in str(err.value) and "quote" in str(err.value) and "fix:" in str(err.value)

@@ -14,6 +14,7 @@ pair is ``asc=demo:mainland;desc=demo:mainland`` (one preset, both sides).
 """
 from __future__ import annotations
 
+import csv
 import glob
 import os
 import re
@@ -31,8 +32,32 @@ from .formats import Format
 from .requirements import check_site, site_needs
 
 COLUMNS = ("site", "source", "format")
-# a note: # at the start of a line or after a space or tab, to the end of the line
-_NOTE = re.compile(r"(?:^|(?<=[ \t]))#.*$")
+
+
+def _without_note(line: str) -> str:
+    """``line`` up to its note: a # at the start of the line or after a space or tab, outside a
+    double-quoted cell (``"data/my #1.csv"`` is a path)."""
+    quoted, start, i = False, True, 0
+    while i < len(line):
+        ch = line[i]
+        if quoted:
+            if ch == '"':
+                if line.startswith('""', i):   # an escaped quote inside the cell
+                    i += 2
+                    continue
+                quoted = False
+        elif ch == '"' and start:
+            quoted = True
+        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
+            return line[:i]
+        start = not quoted and ch == "\t"
+        i += 1
+    return line
+
+
+def _cells(line: str) -> list[str]:
+    """The tab-separated cells of a line as the reader splits them (a quoted cell may hold a tab)."""
+    return next(csv.reader([line], delimiter="\t"), [])
 
 
 def check_table_paths(config: Mapping) -> None:
@@ -62,7 +87,7 @@ def read_site_table(path, schema: Mapping) -> pd.DataFrame:
                          fix="save it as UTF-8 (plain text, tab-separated)") from None
     # a # at the start of a line or after a space or tab begins a note; one inside a cell
     # (data/run#1/*.csv) is part of the value. Trailing tabs and spaces end no cell.
-    lines = [_NOTE.sub("", line).rstrip() for line in text.splitlines()]
+    lines = [_without_note(line).rstrip() for line in text.splitlines()]
     lines = [line for line in lines if line.strip()]
     if not lines:
         raise InputError("the site table is empty", file=path,
@@ -71,8 +96,13 @@ def read_site_table(path, schema: Mapping) -> pd.DataFrame:
     # index_col=False: a short row's cells stay in their columns (a long one stops below)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", pd.errors.ParserWarning)
-        table = pd.read_csv(io.StringIO("\n".join(lines) + "\n"), sep="\t", dtype=str, index_col=False,
-                            comment=None).fillna("")
+        try:
+            table = pd.read_csv(io.StringIO("\n".join(lines) + "\n"), sep="\t", dtype=str, index_col=False,
+                                comment=None).fillna("")
+        except pd.errors.ParserError as err:
+            raise InputError(f"the site table cannot be read as tab-separated cells ({err})", file=path,
+                             fix='close every double quote that opens a cell ("data/my #1.csv"), or write '
+                                 "the cell without quotes") from None
     table = table.rename(columns=str.strip).apply(lambda col: col.str.strip())
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
@@ -82,9 +112,9 @@ def read_site_table(path, schema: Mapping) -> pd.DataFrame:
     if extra:
         raise InputError(f"the site table has column(s) {extra} besides {', '.join(COLUMNS)}", file=path, row=0,
                          column=extra[0], fix="remove the extra column(s); notes can follow a # on a line")
-    width = len(lines[0].split("\t"))
+    width = len(_cells(lines[0]))
     for i, line in enumerate(lines[1:], start=1):
-        cells = line.split("\t")
+        cells = _cells(line)
         if len(cells) > width:
             raise InputError(f"the row has {len(cells)} tab-separated cells, the header {width}: "
                              f"'{cells[width].strip()}' would be left out", file=path, row=i, column=None,
