@@ -838,3 +838,12 @@ def test_a_few_rows_with_swapped_positions_are_not_called_swapped_columns(tmp_pa
     text = stops(tmp_path, write(tmp_path / "a.csv", lines), "row 3", "'P2'", "1 such rows",
                  "with its latitude and longitude swapped it lies inside", "correct the row's position")
     assert "set lat: longitude" not in text and "columns look swapped" not in text
+
+
+def test_the_earliest_row_with_an_unparsable_cell_is_named_whatever_column_pyarrow_names(tmp_path):
+    """pyarrow names the leftmost column that fails in its block (height, row 4); the earlier row 2
+    holds a bad cell in a column to the right, and is the one to name."""
+    lines = [HEADER] + [row(i) for i in range(6)]
+    lines[2] = row(1, d="x1")            # 20200113 of P1
+    lines[4] = row(3, height="abc")      # height of P3
+    stops(tmp_path, write(tmp_path / "a.csv", lines), "row 2", "column '20200113'", "cannot parse 'x1'")

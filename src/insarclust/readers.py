@@ -536,7 +536,6 @@ def prefetch(iterable, depth: int = 2):
                 t.join(0.05)
 
 
-_COL_RE = re.compile(r"In CSV column #(\d+)")
 # What pyarrow reads as a float (after trimming spaces); Python's float() also takes
 # "1_000" and non-ASCII digits, which pyarrow rejects.
 _DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?")
@@ -561,15 +560,14 @@ def _locate_parse_error(err: Exception | None, src: CsvInput, plan: ColumnPlan, 
     bad_text = _locate_bad_encoding(src, fmt)
     if bad_text is not None:
         return bad_text
-    m = _COL_RE.search(msg)
     numeric = {*fmt.position_columns, *fmt.static, *plan.date_columns}
     na = set(fmt.na_values)
     with src.open_binary() as fh:
         reader = csv.reader(io.TextIOWrapper(fh, encoding=_text_encoding(fmt), newline=""),
                             delimiter=fmt.delimiter)
         header = [h.strip() for h in next(reader)]
-        cols = [header[int(m.group(1))]] if m and int(m.group(1)) < len(header) else [c for c in header if c in numeric]
-        idx = [header.index(c) for c in cols]
+        # every numeric cell of each row: pyarrow names the first column that fails in its block,
+        # which need not hold the earliest bad row (a bad date in row 2, a bad height in row 4)
         numeric_idx = [(c, i) for i, c in enumerate(header) if c in numeric]
         r, line = 0, reader.line_num
         values_of = iter(reader)
@@ -602,10 +600,8 @@ def _locate_parse_error(err: Exception | None, src: CsvInput, plan: ColumnPlan, 
                                   "with their headers?)", file=src.label, row=r,
                                   fix="remove the repeated header lines; to join exports keep the first "
                                       "header only, e.g. (head -n 1 a.csv; tail -q -n +2 a.csv b.csv) > joined.csv")
-            bad = [(c, i) for c, i in zip(cols, idx) if _unreadable(values[i], na)]
-            if bad and len(cols) < len(numeric_idx):
-                # the leftmost bad cell of the row, whichever column pyarrow's threads named first
-                bad = [(c, i) for c, i in numeric_idx if _unreadable(values[i], na)]
+            # the earliest row's leftmost bad cell, whichever column pyarrow's threads named first
+            bad = [(c, i) for c, i in numeric_idx if _unreadable(values[i], na)]
             if not bad:
                 continue
             c, i = bad[0]
