@@ -847,3 +847,22 @@ def test_the_earliest_row_with_an_unparsable_cell_is_named_whatever_column_pyarr
     lines[2] = row(1, d="x1")            # 20200113 of P1
     lines[4] = row(3, height="abc")      # height of P3
     stops(tmp_path, write(tmp_path / "a.csv", lines), "row 2", "column '20200113'", "cannot parse 'x1'")
+
+
+def test_the_fast_row_check_accepts_only_rows_of_readable_cells():
+    """The bad-cell search takes a row in one regex call and checks cell by cell only what it
+    does not take: a row it takes must hold no cell the cell check refuses."""
+    from insarclust.readers import _readable_row, _unreadable
+
+    vocab = ["1", "-2.5", "+.5", "3e4", "1E-3", "inf", "-Infinity", "NaN", "nan", "NA", "na", "", " ", " 1.5 ",
+             "\t2", "1,5", "1.5x", "--1", "1_000", "\u0661", "-9999", "N/A", "1.", ".", "e5", "1e", "٣"]
+    rng = np.random.default_rng(0)
+    for na in ({"", "NaN", "nan", "NA"}, {"-9999", "N/A"}, set()):
+        fine = _readable_row(na)
+        for _ in range(3000):
+            cells = [vocab[j] for j in rng.integers(0, len(vocab), rng.integers(1, 5))]
+            took = fine.fullmatch("\x00".join(cells)) is not None
+            readable = not any(_unreadable(c, na) for c in cells)
+            assert not took or readable, (na, cells)
+            if len(cells) == 1 and readable and cells[0].strip(" \t") == cells[0].strip():
+                assert took, (na, cells)   # the fast path takes the plain readable cells
