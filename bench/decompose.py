@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 from insarclust import coords, h5io
 from insarclust.decompose import DecomposeConfig, decompose
 from insarclust.ordering import spatial_keys
+from machine import peak_rss_mb
 
 
 def make_track(path: Path, n: int, epochs: int, heading: float, first_day: int, seed: int,
@@ -49,12 +49,13 @@ def _run(asc, desc, out, result):
     t0 = time.perf_counter()
     result.update(decompose(asc, desc, out, "bench", DecomposeConfig()))
     result["wall_s"] = time.perf_counter() - t0
+    result["peak_rss_mb"] = peak_rss_mb()
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000, help="points per track")
-    ap.add_argument("--epochs", type=int, default=200)
+    ap.add_argument("--epochs", type=int, default=200, help="epochs (12 days apart) per track")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -67,7 +68,7 @@ def main():
             proc.start()
             proc.join()
             result = dict(result)
-        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        rss = result["peak_rss_mb"]
         print(f"decompose 2 x {args.n:,} points x {args.epochs} epochs -> {result['n_cells']:,} cells: "
               f"{result['wall_s']:.1f} s ({2 * args.n / result['wall_s']:,.0f} points/s), peak RSS {rss:.0f} MB")
 

@@ -8,7 +8,7 @@ fitted (timed) - the cost of the maths alone; peak RSS includes the float64
 data generation. ``file``: a shards.h5 with the same series is written to a
 temporary directory (not timed), then the ``descriptors`` stage function
 streams it into features/descriptors.h5 in a fresh process (timed: HDF5 read
-+ fit + write; peak RSS of that process alone, ``ru_maxrss``). Target:
++ fit + write; peak RSS of that process alone, its VmHWM). Target:
 >= 200,000 series/s on 2 cores. Memory is bounded by the block (at most one
 shard), not by N.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import numpy as np
 
 from insarclust import h5io
 from insarclust.descriptors import DescriptorModel, write_descriptors
+from machine import peak_rss_mb
 
 
 def grids(n_grid: int, step_days: int = 6):
@@ -51,10 +51,6 @@ def synthetic_block(rng, n: int, grid: np.ndarray, acquisitions: np.ndarray) -> 
     w = np.clip((grid - x0) / (x1 - x0), 0.0, 1.0)
     regular = obs[:, idx] * (1 - w) + obs[:, idx + 1] * w
     return obs.astype(np.float32), regular.astype(np.float32)
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def bench_memory(n: int, n_grid: int, block: int) -> dict:

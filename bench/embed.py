@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -43,15 +42,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from machine import cpu_model, simd
+from machine import cpu_model, peak_rss_mb, simd
 
 ROOT = Path(__file__).resolve().parents[1]
 # the shipped settings: what a site is embedded with
 DEFAULTS = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["embed"]
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def synthetic_series(rng, n, T, step_days=6):

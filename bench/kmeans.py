@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from machine import peak_rss_mb
 
 SHARD_ROWS = 16384
 BATCH, S, TEST_FRACTION = 256, 25600, 0.2
@@ -91,7 +92,7 @@ def child(mode: str, path: str, k: int, labels_out: str) -> None:
         labels = BatchedKMeans(n_clusters=k, batch_size=BATCH, warm_start_size=S,
                                test_fraction=TEST_FRACTION, random_state=0, engine=engine).fit(source).labels_
     seconds = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     np.save(labels_out, labels)
     print(json.dumps({"mode": mode, "n": int(n), "seconds": seconds, "peak_rss_mb": peak_mb}))
 

@@ -57,6 +57,11 @@ def generate_csv(path: Path, n_points: int, n_epochs: int, seed: int = 0, chunk:
 
 CHILD = r"""
 import json, resource, sys, time
+def peak_rss_mb():  # VmHWM starts afresh at exec; ru_maxrss carries the parent's peak over
+    try:
+        return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 kind, path, out = sys.argv[1], sys.argv[2], sys.argv[3]
 t0 = time.perf_counter()
 if kind == "pyarrow":
@@ -74,7 +79,7 @@ else:
     n = build_shards([path], fmt, out, "bench", ShardsConfig())["n_points"]
 seconds = time.perf_counter() - t0
 print(json.dumps({"kind": kind, "rows": n, "seconds": seconds,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": peak_rss_mb()}))
 """
 
 
