@@ -28,6 +28,12 @@ Sentinel-1 archive), each in its own process:
   block-averaged by ``time_stride`` first (the same steps as ours);
 - matrix (``--only matrix``): one recurrent step dense vs CSR at a few sizes
   and densities (where ``matrix: auto`` switches).
+
+``--candidate NAME`` replaces the shipped settings by a candidate of
+``bench/validity.py`` on all sides (``previous``: 450 units on 6-day steps,
+state PCA 75, out_dim 64, the default before the shipped shape):
+
+    python bench/embed.py --candidate previous --n 20000 40000 --T 150 --n-package 2000 --only ours package matrix
 """
 from __future__ import annotations
 
@@ -222,9 +228,19 @@ def run_matrix(threads):
     print(json.dumps({"what": "matrix", "rows": rows}))
 
 
-def child(args) -> dict:
-    """Run one measurement in a fresh interpreter (own peak RSS); returns its JSON line."""
-    cmd = [sys.executable, __file__, "--child", *args]
+def candidate_settings(name: str) -> dict:
+    """The overrides of the shipped ``embed:`` settings of a ``bench/validity.py`` candidate."""
+    from validity import CANDIDATES
+
+    if name not in CANDIDATES:
+        raise SystemExit(f"unknown candidate {name!r}; known: {', '.join(CANDIDATES)}")
+    return dict(CANDIDATES[name])
+
+
+def child(args, settings=None) -> dict:
+    """Run one measurement in a fresh interpreter (own peak RSS); returns its JSON line. ``settings``
+    (overrides of the shipped ones) travel as JSON: the child imports nothing more for them."""
+    cmd = [sys.executable, __file__, *(["--settings", json.dumps(settings)] if settings else []), "--child", *args]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -242,8 +258,15 @@ def main(argv=None):
     ap.add_argument("--only", choices=["ours", "bare", "floor", "package", "matrix"], nargs="+",
                     default=["ours", "bare", "floor", "package"])
     ap.add_argument("--json", help="write all results here")
+    ap.add_argument("--candidate", help="embed settings of this bench/validity.py candidate instead of the "
+                    "shipped ones (e.g. previous)")
+    ap.add_argument("--settings", help=argparse.SUPPRESS)
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    settings = json.loads(args.settings) if args.settings else {}
+    if args.candidate:
+        settings = {**settings, **candidate_settings(args.candidate)}
+    DEFAULTS.update(settings)
     if args.child:
         kind, *rest = args.child
         if kind == "ours":
@@ -259,23 +282,25 @@ def main(argv=None):
         return
     shape = {k: DEFAULTS.get(k) for k in ("representation", "n_units", "bidirectional", "time_stride", "n_pca",
                                              "out_dim", "mode")}
-    print(f"{cpu_model()} ({simd()}); {args.threads} threads; shipped embed settings {shape}", flush=True)
+    which = f"candidate {args.candidate!r}" if args.candidate else "shipped"
+    print(f"{cpu_model()} ({simd()}); {args.threads} threads; {which} embed settings {shape}", flush=True)
     results = []
     for T in args.T:
         for n in args.n:
             if "ours" in args.only:
                 results.append(child(["ours", str(n), str(T), args.device, str(args.threads),
-                                      str(args.batch_size)]))
+                                      str(args.batch_size)], settings))
                 print(json.dumps(results[-1]), flush=True)
             for kind in ("bare", "floor"):
                 if kind in args.only and args.device == "cpu":
-                    results.append(child([kind, str(n), str(T), str(args.threads), str(args.batch_size)]))
+                    results.append(child([kind, str(n), str(T), str(args.threads), str(args.batch_size)],
+                                         settings))
                     print(json.dumps(results[-1]), flush=True)
         if "package" in args.only:
-            results.append(child(["package", str(args.n_package), str(T)]))
+            results.append(child(["package", str(args.n_package), str(T)], settings))
             print(json.dumps(results[-1]), flush=True)
     if "matrix" in args.only:
-        results.append(child(["matrix", str(args.threads)]))
+        results.append(child(["matrix", str(args.threads)], settings))
         print(json.dumps(results[-1]), flush=True)
     print(f"\n{'T':>4} {'ours series/s':>14} {'bare loop':>10} {'ours/bare':>10} {'ceiling':>8} "
           f"{'floor':>8} {'ours/floor':>11} {'package':>9} {'ours/package':>13}")
