@@ -330,6 +330,19 @@ def test_embedding_clusters_at_least_as_well_as_raw_series(dataset):
     assert r["embedding"]["ari"] >= r["raw"]["ari"], r
 
 
+def test_embed_quality_names_unequal_lengths_and_takes_validity_candidates(tmp_path):
+    embed_quality = pytest.importorskip("embed_quality")
+    ts = tmp_path / "Ragged_TRAIN.ts"
+    ts.write_text("@problemName Ragged\n@data\n1.0,2.0,3.0:a\n1.0,2.0:b\n")
+    with pytest.raises(ValueError, match="unequal length .*_eq"):
+        embed_quality.read_ts(ts)
+    assert embed_quality.candidate_params(None) == {}
+    previous = embed_quality.candidate_params("previous")
+    assert previous["n_units"] == 450 and previous["n_pca"] == 75
+    with pytest.raises(SystemExit, match="unknown candidate"):
+        embed_quality.candidate_params("no-such-candidate")
+
+
 def test_an_out_dim_beyond_the_representation_is_capped_and_logged(caplog):
     X = walks(n=60, T=40)
     model = ReservoirEmbedder(n_units=10, n_pca=3, out_dim=500, seed=1)
