@@ -4,7 +4,8 @@
 
 Points: a synthetic 1,000,000-point PS-like catalogue at 69 N (70 % in
 small dense clusters, 30 % scattered), written to a temporary ``shards.h5``
-in shard order (Z-order curve, as the pipeline's shards.h5 rows are) and,
+in shard order (along a Z-order curve: spatially sorted like the pipeline's shards.h5 rows,
+which follow a Hilbert curve) and,
 for reference, in random order (a tree query is ~3x slower there: no cache
 locality between consecutive query points). Each measurement runs in a fresh child process so
 its peak RSS is its own:
@@ -45,7 +46,7 @@ def synthetic_points(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def zorder(lat, lon):
-    """Sort points along a Z-order curve (as shards.h5 rows are along a space-filling curve)."""
+    """Sort points along a Z-order curve (shards.h5 rows follow a Hilbert curve, another space-filling curve)."""
     def spread(v):
         v = v.astype(np.uint64)
         out = np.zeros_like(v)
