@@ -109,6 +109,21 @@ def test_a_date_column_repeated_and_renamed_by_pandas_is_named(tmp_path):
     stops(tmp_path, path, "'20200113.1' repeats", fmt=warn)
 
 
+def test_only_a_numbered_copy_of_a_date_column_is_taken_for_a_repeat(tmp_path):
+    """'20200113.std' is a date-like column of another kind: left out with a warning where the
+    format says so, not called a repeat; a dotted date pattern finds the repeat of its own name."""
+    path = write(tmp_path / "a.csv", [HEADER + ",20200113.std"] + [row(i) + ",7" for i in range(3)])
+    got = build(tmp_path, path, fmt=dataclasses.replace(NGU, unmatched_dates="warn"))
+    assert len(got.read("series/dates")) == len(DATES)
+    assert by_pid(got)["P1"].tolist() == [1.5, 1.25, -2.5, 3.75]
+    dotted = dataclasses.replace(NGU, date_pattern=r"^disp\.(\d{8})$", unmatched_dates="warn")
+    header = HEADER.replace(",2020", ",disp.2020") + ",disp.20200113.1"
+    other = tmp_path / "dotted"
+    other.mkdir()
+    stops(other, write(other / "b.csv", [header] + [row(i) + ",7" for i in range(3)]),
+          "'disp.20200113.1' repeats the date column 'disp.20200113'", fmt=dotted)
+
+
 def test_a_date_outside_the_satellite_era_stops(tmp_path):
     path = write(tmp_path / "a.csv", [HEADER.replace("20200101", "30000101")] + [row(i) for i in range(3)])
     stops(tmp_path, path, "'30000101'", "year 3000", "1978-2100")
@@ -614,6 +629,25 @@ def test_the_unit_message_names_a_point_that_reads_as_the_median(tmp_path, movin
     assert 0.5e-3 < float(trend) / float(velocity) < 2e-3
 
 
+def test_the_unit_message_names_one_of_the_fastest_points(tmp_path, moving_site):
+    """The median is over the fastest quarter; the example is one of them, with its own trend and
+    velocity (here the slower points' velocities are off by ten, and none of them is named)."""
+    import re
+
+    t = moving_site.copy()
+    dates = [c for c in t.columns if c.isdigit()]
+    t[dates] = t[dates] / 1000
+    speed = t["mean_velocity"].abs()
+    slow = speed < speed.quantile(0.75)
+    t.loc[slow, "mean_velocity"] /= 10
+    t.to_csv(tmp_path / "a.csv", index=False)
+    text = stops(tmp_path, tmp_path / "a.csv", "look like they are in m, not mm")
+    pid, trend, velocity = re.search(r"e\.g\. point '([^']+)' \(row \d+\): trend (\S+) mm/yr .*?, "
+                                     r"mean_velocity (\S+)\)", text).groups()
+    assert pid in set(t.loc[~slow, "pid"])
+    assert 0.5e-3 < float(trend) / float(velocity) < 2e-3
+
+
 def test_displacements_in_the_declared_unit_read(tmp_path, moving_site):
     moving_site.to_csv(tmp_path / "mm.csv", index=False)
     build(tmp_path, tmp_path / "mm.csv")
@@ -823,11 +857,30 @@ def test_projected_positions_outside_the_formats_area_stop(tmp_path):
           "outside the area of format 'egms-l3'", fmt=fmt)
 
 
-@pytest.mark.parametrize("area", [[10, 0, 5, 1], [0, 0, 1], [0, 80, 1, 95], "Norway", [0, 0, True, 1]])
+@pytest.mark.parametrize("area", [[10, 0, 5, 1], [0, 0, 1], [0, 80, 1, 95], "Norway", [0, 0, True, 1],
+                                  [5, 0, 5, 1], [0, 3, 1, 3], [-200, 0, 10, 1], [0, -95, 1, 0], [170, 0, 190, 1]])
 def test_a_bad_format_area_stops_naming_the_key(area):
     with pytest.raises(InputError) as err:
         get_format("ngu", {"ngu": {**FORMATS["ngu"], "area": area}})
     assert "format 'ngu', key 'area'" in str(err.value) and "[west, south, east, north]" in str(err.value)
+
+
+def test_a_job_reads_the_area_from_the_runs_formats_file(tmp_path):
+    """The area is no rule param (changing it reruns nothing): the shards job takes it from the
+    formats file the run names, for that format only."""
+    import yaml
+
+    from insarclust.formats import job_format
+
+    params = {k: v for k, v in FORMATS["ngu"].items() if k not in ("description", "area")}
+    path = tmp_path / "formats.yaml"
+    path.write_text(yaml.safe_dump({"ngu": {**FORMATS["ngu"], "area": [0, 60, 30, 75]}, "mine": params}))
+    fmt = job_format("ngu", params, path)
+    assert fmt.area == (0, 60, 30, 75) and fmt.id == NGU.id and fmt.date_pattern == NGU.date_pattern
+    assert job_format("mine", params, path).area is None
+    lines = [HEADER] + [row(i) for i in range(3)]
+    lines[2] = lines[2].replace("69.01,20.01", "58.5,20.01")    # inside ngu's area, south of this one
+    stops(tmp_path, write(tmp_path / "a.csv", lines), "row 2", "'P1'", "latitude 60 to 75", fmt=fmt)
 
 
 def test_a_few_rows_with_swapped_positions_are_not_called_swapped_columns(tmp_path):
@@ -838,6 +891,51 @@ def test_a_few_rows_with_swapped_positions_are_not_called_swapped_columns(tmp_pa
     text = stops(tmp_path, write(tmp_path / "a.csv", lines), "row 3", "'P2'", "1 such rows",
                  "with its latitude and longitude swapped it lies inside", "correct the row's position")
     assert "set lat: longitude" not in text and "columns look swapped" not in text
+    assert "among 8 rows of the block that lie inside as written" in text
+
+
+def test_a_block_outside_the_area_that_a_swap_does_not_bring_inside_is_not_called_swapped(tmp_path):
+    """Every row in Milan (45.5 N, 9.2 E) under a format for Norway: swapped they are no nearer,
+    so the area is the matter, not the columns; half the rows swapped is no majority."""
+    lines = [HEADER] + [row(i).replace(f"69.0{i},20.0{i}", f"45.5{i},9.2{i}") for i in range(4)]
+    text = stops(tmp_path, write(tmp_path / "a.csv", lines), "row 1", "'P0'", "4 such rows",
+                 "outside the area of format 'ngu'", "copy the 'ngu' block")
+    assert "swapped" not in text
+    lines = [HEADER] + [row(i) for i in range(4)]
+    for k in (1, 3):
+        lines[k] = lines[k].replace(f"69.0{k - 1},20.0{k - 1}", f"20.0{k - 1},69.0{k - 1}")
+    text = stops(tmp_path, write(tmp_path / "b.csv", lines), "row 1", "'P0'", "2 such rows",
+                 "with its latitude and longitude swapped it lies inside, among 2 rows")
+    assert "columns look swapped" not in text
+
+
+@pytest.mark.parametrize("order", ["milan first", "swapped first"])
+def test_the_row_named_outside_the_area_is_judged_by_its_own_swap(tmp_path, order):
+    """Two rows outside among good ones: one in Milan, one with latitude and longitude swapped.
+    The earliest is named, and called swapped only if its own swap brings it inside."""
+    lines = [HEADER] + [row(i) for i in range(9)]
+    milan, swapped = (2, 6) if order == "milan first" else (6, 2)
+    lines[milan] = lines[milan].replace(f"69.0{milan - 1},20.0{milan - 1}", "45.5,9.2")
+    lines[swapped] = lines[swapped].replace(f"69.0{swapped - 1},20.0{swapped - 1}",
+                                            f"20.0{swapped - 1},69.0{swapped - 1}")
+    text = stops(tmp_path, write(tmp_path / "a.csv", lines), "row 2", f"'P1'", "2 such rows")
+    if order == "milan first":
+        assert "latitude 45.5000, longitude 9.2000" in text and "swapped" not in text
+    else:
+        assert "with its latitude and longitude swapped it lies inside" in text
+
+
+def test_projected_positions_with_easting_and_northing_swapped_are_named(tmp_path):
+    """An EGMS L3 file whose easting and northing columns are swapped, here around 31 N, 0 E:
+    read as written it lies west of the area, swapped back inside."""
+    from insarclust.coords import from_wgs84
+
+    fmt = get_format("egms-l3", FORMATS)
+    x, y = from_wgs84(np.array([31.0, 31.1, 31.2]), np.array([0.0, 0.1, 0.2]), fmt.crs)
+    header = "pid,easting,northing,height,mean_velocity,20200101,20200113,20200125"
+    lines = [header] + [f"P{i},{y[i]:.1f},{x[i]:.1f},100,1.5,1,2,3" for i in range(3)]
+    stops(tmp_path, write(tmp_path / "a.csv", lines), "row 1", "'P0'", "outside the area of format 'egms-l3'",
+          "the two columns look swapped", "set x: northing and y: easting", fmt=fmt)
 
 
 def test_the_earliest_row_with_an_unparsable_cell_is_named_whatever_column_pyarrow_names(tmp_path):
