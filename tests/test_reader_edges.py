@@ -781,6 +781,23 @@ def test_decimal_commas_are_named_with_their_fix(tmp_path):
     assert "';'" in text
 
 
+def test_a_thousands_separator_is_not_taken_for_a_decimal_comma(tmp_path):
+    """'1,234.5' holds a comma but is no decimal-comma number: replacing commas by points would
+    make it '1.234.5'; the fix is to correct the value."""
+    fmt = dataclasses.replace(NGU, delimiter=";")
+    lines = [HEADER.replace(",", ";")] + [row(i).replace(",", ";") for i in range(3)]
+    lines[2] = lines[2].replace(";100;", ";1,234.5;")
+    text = stops(tmp_path, write(tmp_path / "a.csv", lines), "row 2", "column 'height'", "cannot parse '1,234.5'",
+                 "correct the value", fmt=fmt)
+    assert "decimal comma" not in text and "sed" not in text
+
+
+def test_a_bad_cell_in_the_last_date_column_is_named(tmp_path):
+    lines = [HEADER] + [row(i) for i in range(4)]
+    lines[3] = lines[3].replace(",3.75", ",3.7.5")
+    stops(tmp_path, write(tmp_path / "a.csv", lines), "row 3", "column '20200206'", "cannot parse '3.7.5'")
+
+
 @pytest.mark.parametrize("column,char", [("height", "\u200e"), ("20200113", "\ufeff"), ("20200113", "\u200b")])
 def test_a_needed_column_written_with_an_invisible_character_is_named(tmp_path, column, char):
     """'missing column height (header has: ..., height, ...)' or 'column 20200113 looks like a
