@@ -288,3 +288,40 @@ def test_an_unclosed_quote_in_the_site_table_stops_naming_the_file(tmp_path):
     with pytest.raises(InputError) as err:
         read_site_table(path, _site_schema())
     assert str(path) in str(err.value) and "quote" in str(err.value) and "fix:" in str(err.value)
+
+
+def test_a_schema_in_words():
+    from insarclust.config import describe
+
+    assert describe({"type": "number", "exclusiveMinimum": 0}) == "a number > 0"
+    assert describe({"type": "integer", "minimum": 2, "maximum": 9}) == "an integer >= 2 and <= 9"
+    assert describe({"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}) == "a number > 0 and < 1"
+    assert describe({"type": ["string", "null", "integer", "number"]}) == "an integer or null or a number or a text"
+    assert describe({"const": None}) == "null" and describe({"const": "auto"}) == "'auto'"
+    assert describe({"enum": ["error", "warn"]}) == "one of 'error', 'warn'"
+    assert describe({"$ref": "#/$defs/k"}, {"k": {"type": "integer", "minimum": 2}}) == "an integer >= 2"
+    assert describe({}) == "a value"
+
+
+def test_a_key_given_twice_is_found_with_its_path_and_lines():
+    from insarclust.config import repeated_key
+
+    assert repeated_key("a: 1\nb:\n  c: 2\n  d: 3\n  c: 4\n") == ("b.c", 3, 5)
+    # inside a list of mappings, and inside a mapping merged in place
+    assert repeated_key("sites:\n  - {name: a}\n  - name: b\n    name: c\n") == ("sites[1].name", 3, 4)
+    assert repeated_key("x:\n  <<: {k: 1,\n        k: 2}\n  y: 3\n") == ("x.k", 2, 3)
+    # anchors and merges are no repeats: a merged key may be set again, and two merges both apply
+    assert repeated_key("a: &a {k: 1}\nb: &b {j: 2}\nc:\n  <<: *a\n  <<: *b\n  k: 3\nd: *a\n") is None
+    assert repeated_key("a: 1\n  b: [\n") is None      # not YAML: the loader names that
+    assert repeated_key("") is None
+
+
+def test_a_boolean_gets_the_quoting_advice_only_where_a_text_is_asked():
+    """device: off is a boolean where a word is asked; method: yes is no word of the list either way."""
+    from insarclust.config import check_config, coerce_to_schema, with_defaults
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    cfg = with_defaults(coerce_to_schema({"shards": {"method": True}}, schema), schema)
+    with pytest.raises(InputError) as err:
+        check_config(cfg, schema)
+    assert "key 'shards.method'" in str(err.value) and "quote the value" not in str(err.value)
