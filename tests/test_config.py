@@ -176,6 +176,8 @@ def test_a_format_defined_twice_stops(tmp_path):
     ("site\tsource\tformat\n# demo-a\tdemo:mainland\tngu\n", "has a header but no site row"),
     ("site\tsource\tformat\ndemo-a\tdemo:mainland\tngu\tegms\n", "row 1: the row has 4 tab-separated cells, "
                                                                "the header 3: 'egms' would be left out"),
+    ("site\tsource\tformat\ndemo-a\tdemo:mainland\tngu\tegms\tx\n", "row 1: the row has 5 tab-separated cells, "
+                                                                  "the header 3: 'egms' would be left out"),
 ])
 def test_a_site_table_read_otherwise_than_written_stops(tmp_path, text, needle):
     """No site (a run that would only write an empty summary and exit 0) and a cell beyond the
@@ -229,7 +231,8 @@ def test_an_unquoted_date_is_read_as_written():
 
 
 @pytest.mark.parametrize("block, needle", [
-    ("  lat: LAT\n  x: E\n  y: N\n  crs: EPSG:3035\n", "a format needs lat and lon (WGS84 degrees), or x, y and crs"),
+    ("  lat: LAT\n  x: E\n  y: N\n  crs: EPSG:3035\n", "the position is given by lat, x, y, crs: a format needs lat "
+                                                     "and lon (WGS84 degrees), or x, y and crs"),
     ("  lat: LAT\n", "the position is given by lat: a format needs lat and lon"),
     ("  lat: LAT\n  lon: LON\n  delimiter: '\\t'\n", 'write a tab as "\\t" in double quotes'),
 ])
@@ -270,6 +273,8 @@ def test_site_names_that_differ_only_in_case_are_refused(tmp_path):
 @pytest.mark.parametrize("cell, value", [
     ('"data/my #1/*.csv"', "data/my #1/*.csv"),     # a # after a space, inside quotes: part of the path
     ('"data/a\tb.csv"', "data/a\tb.csv"),           # a tab inside quotes: one cell
+    ('"data/a ""b"" #1.csv"', 'data/a "b" #1.csv'),  # an escaped quote does not end the quoted cell
+    ('data/a"b.csv', 'data/a"b.csv'),                # a quote inside an unquoted cell opens nothing
 ])
 def test_a_quoted_cell_of_the_site_table_reads_as_written(tmp_path, cell, value):
     from insarclust.sites import read_site_table
@@ -278,6 +283,25 @@ def test_a_quoted_cell_of_the_site_table_reads_as_written(tmp_path, cell, value)
     path.write_text(f"site\tsource\tformat\nrun-1\t{cell}\tngu\t# a note\n")
     table = read_site_table(path, _site_schema())
     assert table.to_dict("records") == [{"site": "run-1", "source": value, "format": "ngu"}]
+
+
+def test_a_site_table_saved_with_a_byte_order_mark_reads(tmp_path):
+    """Notepad and Excel save UTF-8 with a byte-order mark: the first column is still 'site'."""
+    from insarclust.sites import read_site_table
+
+    path = tmp_path / "sites.tsv"
+    path.write_bytes("site\tsource\tformat\ndemo-a\tdemo:mainland\tngu\n".encode("utf-8-sig"))
+    assert read_site_table(path, _site_schema()).to_dict("records") == [
+        {"site": "demo-a", "source": "demo:mainland", "format": "ngu"}]
+
+
+def test_a_table_path_that_names_a_folder_says_so(tmp_path):
+    from insarclust.sites import check_table_paths
+
+    (tmp_path / "sites.tsv").mkdir()
+    with pytest.raises(InputError, match=r"key 'sites': the site table .*sites\.tsv is a folder"):
+        check_table_paths({"sites": str(tmp_path / "sites.tsv"), "formats": str(ROOT / "config" / "formats.yaml")})
+    check_table_paths({"sites": str(ROOT / "config" / "sites.tsv"), "formats": str(ROOT / "config" / "formats.yaml")})
 
 
 def test_an_unclosed_quote_in_the_site_table_stops_naming_the_file(tmp_path):

@@ -183,6 +183,13 @@ def test_a_built_site_is_judged_by_its_grid_while_it_is_the_one_the_config_makes
     # other demo dates: regenerated first, not judged by the old file
     check_built_sites(demo, changed(changed(small, "embed", washout=20), "demo", years=3.0),
                       results=tmp_path / "results")
+    # nor of the same number of dates from another start
+    from insarclust.demo import PRESETS, acquisition_dates
+
+    assert len(acquisition_dates("2019-07-01", 1.0, PRESETS["mainland"])) == \
+        len(acquisition_dates("2019-06-01", 1.0, PRESETS["mainland"]))
+    check_built_sites(demo, changed(changed(small, "embed", washout=20), "demo", start="2019-07-01"),
+                      results=tmp_path / "results")
     # the same file as a site of files: a finer grid is rebuilt by shards, not judged by the old one
     files = pd.DataFrame({"source": [str(src)], "format": ["ngu"]}, index=["demo-a"])
     with pytest.raises(InputError, match="too small"):
