@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import math
 import os
 import re
 import shutil
@@ -97,7 +98,8 @@ def test_costs_fit_two_sizes_exactly_and_never_below_the_largest():
     assert cost.seconds(4000) >= 30.0 * 10 - 1e-9
 
 
-@pytest.mark.parametrize("container", ["plain", "gz", "zip", "GZ", "gzip named .csv", "ZIP", "zip of .csv.gz"])
+@pytest.mark.parametrize("container", ["plain", "gz", "zip", "GZ", "gzip named .csv", "ZIP", "zip of .csv.gz",
+                                       "zip named .csv", "zip of two .csv"])
 def test_site_size_estimated_from_header_and_bytes(tmp_path, container):
     """Compressed files are known by their content, as the shards stage reads them (a .GZ, a
     gzip saved as .csv, a .ZIP, a zip of .csv.gz members), not sized by their compressed bytes
@@ -116,6 +118,14 @@ def test_site_size_estimated_from_header_and_bytes(tmp_path, container):
         path = tmp_path / ("a.zip" if container == "zip" else "A.ZIP")
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("a.csv", text)
+    elif container == "zip named .csv":
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("a.csv", text)
+    elif container == "zip of two .csv":
+        path = tmp_path / "a.zip"
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("a1.csv", table.iloc[:1500].to_csv(index=False))
+            zf.writestr("a2.csv", table.iloc[1500:].to_csv(index=False))
     else:
         path = tmp_path / "a.zip"
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
@@ -206,6 +216,37 @@ def test_dsc_asks_for_the_series_its_training_patches_touch():
     # the shipped CPU settings touch few points: their request barely moves
     small = resources.request("dsc", 5_000_000, 272, 272, cfg)["mem_mb"]
     assert small < 2 * 2024
+
+
+def test_the_series_dsc_holds_in_memory():
+    """4 copies of the float32 series of the points the training patches touch (at most every
+    point; P x P points a patch), at every time_stride-th epoch."""
+    gpu = {"dsc": {"train_sample": 400_000, "patch_size": 9, "time_stride": 1}}
+    assert resources.dsc_series_mb(1_000_000, 272, gpu) == pytest.approx(4 * 1_000_000 * 272 * 4 / 2**20)
+    cpu = {"dsc": {"train_sample": 3000, "patch_size": 9, "time_stride": 8}}
+    assert resources.dsc_series_mb(1_000_000, 272, cpu) == pytest.approx(4 * 3000 * 81 * 34 * 4 / 2**20)
+    assert resources.dsc_series_mb(1_000_000, 273, cpu) == pytest.approx(4 * 3000 * 81 * 35 * 4 / 2**20)
+    small = {"dsc": {"train_sample": 3000, "patch_size": 5, "time_stride": 8}}
+    assert resources.dsc_series_mb(100_000, 80, small) == pytest.approx(4 * 3000 * 25 * 10 * 4 / 2**20)
+    assert resources.dsc_series_mb(2000, 80, small) == pytest.approx(4 * 2000 * 10 * 4 / 2**20)
+
+
+def test_the_shards_memory_model_and_rules_priced_alike():
+    """The shards stage asks 114 MB + 4.04 MB a regular epoch + 100 B a point (measured apart,
+    docs/performance.md), x 1.5, plus the job's Snakemake process; a rule priced like another
+    takes its time per unit without the other's measured rate (of other units) as a floor."""
+    for n, t in ((10_000_000, 600), (100_000, 150)):
+        mb = (114.0 + 4.04 * t + 1e-4 * n) * resources.SAFETY["mem_mb"]
+        assert resources.request("shards", n, t, 300, CONFIG)["mem_mb"] == math.ceil(mb) + resources.JOB_PROCESS_MB
+    costs = resources.costs()
+    alike = {rule: like for rule, like in resources.ALIKE.items() if like not in resources.UNMEASURED}
+    assert set(alike) == {"los_shards", "kmeans_sweep", "provenance"}
+    for rule, like in alike.items():
+        c, o = costs[rule], costs[like]
+        assert c.rate == 0.0 and c.scale == resources.SCALE[rule]
+        assert (c.seconds_base, c.seconds_per_unit, c.mb_base, c.mb_per_unit) == \
+            (o.seconds_base, o.seconds_per_unit, o.mb_base, o.mb_per_unit)
+        assert c.seconds(1e12) == pytest.approx(o.seconds_base + o.seconds_per_unit * 1e12)
 
 
 def test_the_units_of_each_kind_of_job():
@@ -301,6 +342,33 @@ def test_each_track_of_a_pair_is_sized_from_its_own_files(tmp_path):
     both = resources.site_size("p", src, fmt, CONFIG, **kw)
     assert abs(asc.n_points - 1000) <= 10 and abs(desc.n_points - 3000) <= 30
     assert abs(both.n_points - 2000) <= 20 and both.n_epochs == 5
+
+
+def test_a_pair_is_sized_by_its_longer_track_and_a_track_never_by_the_pairs_shards(tmp_path):
+    """The descending track holds two more dates than the ascending one: the pair's dates and
+    epochs are the longer track's. Once the pair's shards.h5 (the decomposed site) is built it
+    sizes the pair, not its tracks, whose los_shards jobs read their own files."""
+    from insarclust.sites import parse_source
+
+    for name, dates in (("asc.csv", ["20200101", "20200113", "20200125"]),
+                        ("desc.csv", ["20200101", "20200113", "20200125", "20200206", "20200218"])):
+        rows = "".join(f"P{i},69.0,20.0," + ",".join("1.0" for _ in dates) + "\n" for i in range(1000))
+        (tmp_path / name).write_text("pid,latitude,longitude," + ",".join(dates) + "\n" + rows)
+    src = parse_source(f"asc={tmp_path}/asc.csv;desc={tmp_path}/desc.csv", "p")
+    fmt = {"date_pattern": r"^(\d{8})$"}
+    kw = dict(sites_path=tmp_path / "sites.tsv", results=tmp_path / "results")
+    both = resources.site_size("p", src, fmt, CONFIG, **kw)
+    assert (both.n_dates, both.n_epochs) == (5, 9)
+    asc = resources.site_size("p", src, fmt, CONFIG, track="asc", **kw)
+    assert (asc.n_dates, asc.n_epochs) == (3, 5)
+    shards = tmp_path / "results/p/shards.h5"
+    shards.parent.mkdir(parents=True)
+    with h5py.File(shards, "w") as f:
+        f.attrs["n_points"] = N
+        f["series/dates"] = np.arange(D, dtype=np.int32)
+        f["series/grid_dates"] = np.arange(T, dtype=np.int32)
+    assert resources.site_size("p", src, fmt, CONFIG, **kw) == resources.SiteSize(N, D, T)
+    assert resources.site_size("p", src, fmt, CONFIG, track="asc", **kw) == asc
 
 
 # The shards stage on generated EGMS sites (mainland preset): (points, dates D, regular epochs T,
