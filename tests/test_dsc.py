@@ -727,3 +727,55 @@ def test_checkpoint_is_read_onto_the_host(tmp_path, monkeypatch):
     est.fit(points)
     assert seen and all(m == "cpu" for m in seen)
     assert len(est.history_) == 3   # resumed after epoch 2, ran the third
+
+
+def test_a_slurm_job_given_a_gpu_by_any_of_its_variables_takes_it(monkeypatch, caplog):
+    """SLURM names a job's GPUs in CUDA_VISIBLE_DEVICES, SLURM_JOB_GPUS or SLURM_STEP_GPUS: any one
+    set (not blank) is a GPU job. Without CUDA in torch, 'auto' is the CPU without the message of a
+    GPU node's CPU job."""
+    from insarclust import device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "fake GPU")
+    for var in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    for var in ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS"):
+        monkeypatch.setattr(device, "_logged", set())
+        monkeypatch.setenv(var, "0")
+        assert device.resolve_device("auto") == "cuda", var
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", " ")
+    assert device.resolve_device("auto") == "cpu"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(device, "_logged", set())
+    with caplog.at_level("INFO", logger="insarclust.device"):
+        assert device.resolve_device("auto") == "cpu"
+    assert not any("although the node has one" in r.getMessage() for r in caplog.records)
+
+
+def test_the_cpu_fallback_warning_is_given_once_and_only_for_a_gpu_named(monkeypatch, caplog):
+    """CUDA_VISIBLE_DEVICES=-1 or NoDevFiles hides every GPU (a CPU job): no warning; a GPU named
+    and found: no warning; a GPU named and not found: one warning, however often a job asks."""
+    from insarclust import device
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for hidden in ("-1", "NoDevFiles"):
+        monkeypatch.setattr(device, "_logged", set())
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        with caplog.at_level("WARNING", logger="insarclust.device"):
+            assert device.resolve_device("auto") == "cpu"
+    assert not caplog.records
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "fake GPU")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with caplog.at_level("WARNING", logger="insarclust.device"):
+        assert device.resolve_device("auto") == "cuda"
+    assert not caplog.records
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with caplog.at_level("WARNING", logger="insarclust.device"):
+        assert device.resolve_device("auto") == "cpu"
+        assert device.resolve_device("auto") == "cpu"
+    assert [r.getMessage().split(" names")[0] for r in caplog.records] == ["CUDA_VISIBLE_DEVICES=0"]
