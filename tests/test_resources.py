@@ -187,6 +187,40 @@ def test_the_workflow_asks_for_the_model_requests(tmp_path):
             assert int(kv["mem_mb"]) == want["mem_mb"] and int(kv["runtime"]) == want["runtime"], rule
 
 
+def test_the_workflow_sizes_each_track_of_a_pair_from_its_own_files(tmp_path):
+    """`snakemake -n --profile slurm` on a pair whose descending track spans three years and its
+    ascending track 24 days: each los_shards job asks for its own track's request."""
+    work = tmp_path / "w"
+    work.mkdir()
+    for name in ("Snakefile", "workflow", "config", "scripts", "envs", "src", "profiles"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
+    (work / "data").mkdir()
+    fmt = get_format("egms", FORMATS)
+    cols = ["pid", "latitude", "longitude", *fmt.static, *fmt.geometry]
+    for track, dates in (("asc", ["20200101", "20200113", "20200125"]),
+                         ("desc", ["20180101", "20190701", "20201231"])):
+        rows = "".join(f"P{i},45.0,9.0," + ",".join("1" for _ in cols[3:] + dates) + "\n" for i in range(500))
+        (work / f"data/{track}.csv").write_text(",".join(cols + dates) + "\n" + rows)
+    (work / "config/sites.tsv").write_text("site\tsource\tformat\npair\tasc=data/asc.csv;desc=data/desc.csv\tegms\n")
+    env = {**os.environ, "INSARCLUST_SLURM_CONDA": "0"}
+    out = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "-n", "--profile", "profiles/slurm"],
+                         cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    got = {}
+    for body, res in re.findall(r"\nrule los_shards:\n((?:    .*\n)*?)    resources: (.*)\n", text):
+        track = re.search(r"track=(\w+)", body).group(1)
+        got[track] = dict(item.split("=", 1) for item in res.split(", ") if "=" in item)
+    config = yaml.safe_load((work / "config/config.yaml").read_text())
+    for track in ("asc", "desc"):
+        size = resources.estimate_site([work / f"data/{track}.csv"], fmt.date_pattern,
+                                       config["shards"]["grid_step_days"])
+        want = resources.request("los_shards", size.n_points, size.n_epochs, size.n_dates, config)
+        assert int(got[track]["mem_mb"]) == want["mem_mb"], (track, got)
+    assert int(got["desc"]["mem_mb"]) > int(got["asc"]["mem_mb"]) + 100
+
+
 def test_a_request_is_the_modelled_cost_times_the_safety_factor_in_minutes_and_mb(monkeypatch):
     """A graph job measured at 200 s and 2,000 MB on 100 points asks, for 100 points, 200 s x 3 =
     10 minutes and 2,000 MB x 1.5 = 3,000 MB, plus the job's own Snakemake process (300 MB); for
