@@ -349,3 +349,15 @@ def test_a_boolean_gets_the_quoting_advice_only_where_a_text_is_asked():
     with pytest.raises(InputError) as err:
         check_config(cfg, schema)
     assert "key 'shards.method'" in str(err.value) and "quote the value" not in str(err.value)
+
+
+def test_a_table_path_with_a_tilde_is_refused_with_the_full_path(tmp_path, monkeypatch):
+    """The stages read the path as written: '~/sites.tsv' passed a check that expanded it and
+    then stopped with a FileNotFoundError traceback."""
+    from insarclust.sites import check_table_paths
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "sites.tsv").write_text((ROOT / "config" / "sites.tsv").read_text())
+    with pytest.raises(InputError, match=r"key 'sites'.*does not exist") as err:
+        check_table_paths({"sites": "~/sites.tsv", "formats": str(ROOT / "config" / "formats.yaml")})
+    assert f"without ~ (it is not expanded), e.g. sites: {tmp_path / 'sites.tsv'}" in str(err.value)

@@ -981,3 +981,17 @@ def test_the_fast_row_check_accepts_only_rows_of_readable_cells():
             assert not took or readable, (na, cells)
             if len(cells) == 1 and readable and cells[0].strip(" \t") == cells[0].strip():
                 assert took, (na, cells)   # the fast path takes the plain readable cells
+
+
+@pytest.mark.parametrize("cell,needles", [
+    ('" NA"', ["cannot parse ' NA' as a number", "'NA' is a missing-value text of the format",
+               "add ' NA' to na_values"]),
+    ('"NA "', ["cannot parse 'NA ' as a number", "'NA' is a missing-value text"]),
+    ("\x0b1.5", ["cannot parse '\\x0b1.5' as a number", "correct the value"]),
+])
+def test_a_cell_pyarrow_refuses_but_a_stripped_reading_takes_is_named(tmp_path, cell, needles):
+    """pyarrow trims spaces and tabs around a number, not around a missing-value text, nor other
+    blank characters: such a cell stopped with 'cannot parse the CSV' and no row or column."""
+    lines = [HEADER] + [row(i) for i in range(4)]
+    lines[3] = row(2, d=cell)
+    stops(tmp_path, write(tmp_path / "a.csv", lines), "row 3", "column '20200113'", *needles)

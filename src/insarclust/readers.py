@@ -553,11 +553,13 @@ def _readable_row(na: set) -> re.Pattern:
 
 
 def _unreadable(value: str, na: set) -> bool:
-    """A numeric cell pyarrow cannot read: not a missing-value text, and blank or not a number."""
+    """A numeric cell pyarrow cannot read: not a missing-value text as written, and blank or not a
+    number once pyarrow's trim (spaces and tabs only) is done. A missing-value text with spaces
+    around it (' NA') is no missing value to pyarrow."""
     if value in na:
         return False
-    v = value.strip()
-    return not v or not (v in na or _NUMBER.fullmatch(v))
+    v = value.strip(" \t")
+    return not v or not _NUMBER.fullmatch(v)
 
 
 def _locate_parse_error(err: Exception | None, src: CsvInput, plan: ColumnPlan, fmt: Format) -> InputError:
@@ -627,11 +629,16 @@ def _locate_parse_error(err: Exception | None, src: CsvInput, plan: ColumnPlan, 
                 return InputError(f"the cell holds only spaces ({values[i]!r})", file=src.label, row=r,
                                   column=c, fix="leave a missing value's cell empty (no spaces) or write NaN")
             fix = "correct the value, or leave it empty/NaN if it is missing"
+            if v in na:
+                fix = (f"{v!r} is a missing-value text of the format, here written with spaces or other "
+                       f"blank characters around it: remove them, or add {values[i]!r} to na_values of format "
+                       f"'{fmt.name}' in config/formats.yaml")
             if _DECIMAL_COMMA.fullmatch(v):   # a spreadsheet's locale: every number of the file is so
                 fix = ("the file writes decimal commas (a spreadsheet's locale): re-export it with decimal "
                        "points" + (f", or convert them, e.g. sed 's/,/./g' in.csv > out.csv (the file's "
                                    f"delimiter is {fmt.delimiter!r})" if fmt.delimiter != "," else ""))
-            return InputError(f"cannot parse '{values[i]}' as a number", file=src.label, row=r, column=c, fix=fix)
+            shown = f"'{values[i]}'" if values[i].isprintable() else repr(values[i])   # a vertical tab shows
+            return InputError(f"cannot parse {shown} as a number", file=src.label, row=r, column=c, fix=fix)
     return InputError(f"cannot parse the CSV ({msg})", file=src.label,
                       fix="check the delimiter and quoting of the file")
 

@@ -66,13 +66,14 @@ def check_table_paths(config: Mapping) -> None:
     from .config import CONFIG_SOURCES
 
     for key, what in (("sites", "site table"), ("formats", "formats file")):
-        path = Path(str(config[key])).expanduser()
+        path = Path(str(config[key]))   # read as written by every stage: a ~ is not expanded
         if not path.is_file():
             problem = "is a folder" if path.is_dir() else "does not exist"
+            fix = f"name an existing file, e.g. {key}: config/{'sites.tsv' if key == 'sites' else 'formats.yaml'}"
+            if str(config[key]).startswith("~"):
+                fix = f"write the path without ~ (it is not expanded), e.g. {key}: {path.expanduser()}"
             raise InputError(f"configuration ({CONFIG_SOURCES}), key '{key}': the {what} {config[key]} {problem} "
-                             f"(relative to the working directory {Path.cwd()})",
-                             fix=f"name an existing file, e.g. {key}: config/"
-                                 f"{'sites.tsv' if key == 'sites' else 'formats.yaml'}")
+                             f"(relative to the working directory {Path.cwd()})", fix=fix)
 
 
 def read_site_table(path, schema: Mapping) -> pd.DataFrame:
