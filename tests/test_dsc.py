@@ -653,6 +653,21 @@ def test_auto_precision_takes_bf16_only_where_the_chosen_gpu_has_it(monkeypatch)
     assert dsc_train.autocast_dtype("cuda:1", "fp32") is None
 
 
+def test_bf16_asked_for_on_a_gpu_without_native_bf16_warns(monkeypatch, caplog):
+    """Granted (asked for), but emulated and slow on a V100/T4: said in the log."""
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
+    with caplog.at_level("WARNING", logger=dsc_train.log.name):
+        assert dsc_train.autocast_dtype("cuda", "bf16") == torch.bfloat16
+    assert any("no native bf16" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    with caplog.at_level("WARNING", logger=dsc_train.log.name):
+        assert dsc_train.autocast_dtype("cuda", "bf16") == torch.bfloat16
+        assert dsc_train.autocast_dtype("cuda", "auto") == torch.bfloat16
+    assert not caplog.records
+
+
 def test_resolve_device_names_a_missing_gpu_index(monkeypatch):
     """'cuda:1' on a one-GPU machine: a message naming the count and the fix, before torch's
     'invalid device ordinal' from deep inside the first transfer."""

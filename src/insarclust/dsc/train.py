@@ -84,9 +84,12 @@ def autocast_dtype(device: str, precision: str) -> torch.dtype | None:
         return None
     if precision == "fp16":
         return torch.float16
-    if precision == "bf16" or _native_bf16(device):
+    if precision == "bf16":
+        if not _native_bf16(device):
+            log.warning("precision bf16 on %s, which has no native bf16 (compute capability < 8): emulated, "
+                        "slow, and not every cuDNN kernel has it; precision auto trains in fp16 there", device)
         return torch.bfloat16
-    return torch.float16
+    return torch.bfloat16 if _native_bf16(device) else torch.float16
 
 
 def _native_bf16(device: str) -> bool:
