@@ -351,3 +351,18 @@ def test_an_out_dim_beyond_the_representation_is_capped_and_logged(caplog):
     kept = model.proj_components_.shape[0]
     assert kept < 500 and kept == min(model.repr_dim_, 60)
     assert any(f"out_dim 500 is more than the {kept} dimensions" in r.getMessage() for r in caplog.records)
+
+
+def test_a_washout_as_long_as_the_series_is_said_in_the_log(caplog):
+    """The library keeps every state when the washout is not shorter than the series (as the
+    reference does); the workflow stops such a setting at planning, a library user gets a warning."""
+    X = walks(n=8, T=20)
+    kw = dict(n_units=5, n_pca=None, out_dim=None, representation="last", seed=0, noise_level=0.0)
+    with caplog.at_level("WARNING", logger="insarclust.reservoir"):
+        ReservoirEmbedder(washout=5, time_stride=4, **kw).fit(X)         # 5 steps, washout 5
+    assert any("washout 5 is not shorter than the series' 5 reservoir steps (20 epochs, time_stride 4)"
+               in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="insarclust.reservoir"):
+        ReservoirEmbedder(washout=4, time_stride=4, **kw).fit(X)
+    assert not [r for r in caplog.records if "washout" in r.getMessage()]

@@ -517,6 +517,11 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
         """
         self._check_params()
         X = self._as_3d(X)
+        steps = -(-X.shape[1] // int(self.time_stride))
+        if steps <= int(self.washout):
+            # the reference keeps every state then; say so rather than wash out nothing silently
+            log.warning("washout %d is not shorter than the series' %d reservoir steps (%d epochs, time_stride "
+                        "%d): no step is washed out", int(self.washout), steps, X.shape[1], int(self.time_stride))
         rows = np.arange(len(X)) if rows is None else np.asarray(rows, dtype=np.int64)
         if len(X) > self.fit_sample:
             pick = np.sort(np.random.default_rng([self.seed, 1]).choice(len(X), self.fit_sample,
