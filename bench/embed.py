@@ -228,15 +228,6 @@ def run_matrix(threads):
     print(json.dumps({"what": "matrix", "rows": rows}))
 
 
-def candidate_settings(name: str) -> dict:
-    """The overrides of the shipped ``embed:`` settings of a ``bench/validity.py`` candidate."""
-    from validity import CANDIDATES
-
-    if name not in CANDIDATES:
-        raise SystemExit(f"unknown candidate {name!r}; known: {', '.join(CANDIDATES)}")
-    return dict(CANDIDATES[name])
-
-
 def child(args, settings=None) -> dict:
     """Run one measurement in a fresh interpreter (own peak RSS); returns its JSON line. ``settings``
     (overrides of the shipped ones) travel as JSON: the child imports nothing more for them."""
@@ -265,7 +256,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     settings = json.loads(args.settings) if args.settings else {}
     if args.candidate:
-        settings = {**settings, **candidate_settings(args.candidate)}
+        from validity import candidate_overrides
+
+        settings = {**settings, **candidate_overrides(args.candidate)}
     DEFAULTS.update(settings)
     if args.child:
         kind, *rest = args.child

@@ -87,11 +87,9 @@ def candidate_params(name: str | None) -> dict:
     ``embed:`` section); ``None``: the embedder's own defaults."""
     if name is None:
         return {}
-    from validity import CANDIDATES
+    from validity import candidate_overrides
 
-    if name not in CANDIDATES:
-        raise SystemExit(f"unknown candidate {name!r}; known: {', '.join(CANDIDATES)}")
-    return dict(CANDIDATES[name])
+    return candidate_overrides(name)
 
 
 def evaluate(name: str, seed: int = 0, **params) -> dict:

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import peak_rss_mb
+
 
 def synthetic_points(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(lat, lon) degrees of n PS-like points in shard (Z-order) order."""
@@ -78,19 +80,6 @@ def cpu_seconds() -> float:
     to other work sharing the cores."""
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process in MB. Linux' VmHWM starts afresh at exec;
-    ru_maxrss would carry over the parent's peak from the fork."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def child(kind: str, workdir: Path, k: int, workers: int) -> dict:

@@ -169,11 +169,17 @@ def all_sites(cfg: dict, scale: float = 1.0) -> dict[str, SiteSpec]:
     return sites
 
 
-def embed_params(candidate: str, cfg: dict) -> dict:
-    """The embed: section of a candidate (the shipped one plus the candidate's overrides)."""
+def candidate_overrides(candidate: str) -> dict:
+    """A candidate's overrides of the shipped ``embed:`` settings (also for bench/embed.py and
+    bench/embed_quality.py)."""
     if candidate not in CANDIDATES:
         raise SystemExit(f"unknown candidate {candidate!r}; known: {', '.join(CANDIDATES)}")
-    return {**cfg["embed"], **CANDIDATES[candidate]}
+    return dict(CANDIDATES[candidate])
+
+
+def embed_params(candidate: str, cfg: dict) -> dict:
+    """The embed: section of a candidate (the shipped one plus the candidate's overrides)."""
+    return {**cfg["embed"], **candidate_overrides(candidate)}
 
 
 # --------------------------------------------------------------------------- #

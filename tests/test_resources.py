@@ -6,7 +6,6 @@ import gzip
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -21,7 +20,7 @@ from insarclust import resources
 from insarclust.demo import generate
 from insarclust.formats import get_format, load_formats
 
-from conftest import ROOT
+from conftest import ROOT, WORKFLOW_FILES, copy_workflow
 
 FORMATS = load_formats(ROOT / "config" / "formats.yaml")
 CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
@@ -150,11 +149,7 @@ def test_an_unreadable_file_gets_a_guess_not_an_error(tmp_path, name, data):
 def test_the_workflow_asks_for_the_model_requests(tmp_path):
     """`snakemake --profile slurm -n` on a site whose shards.h5 says 1,000,000 points and 270
     epochs shows, per rule, the model's request."""
-    work = tmp_path / "w"
-    work.mkdir()
-    for name in ("Snakefile", "workflow", "config", "scripts", "envs", "src", "profiles"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
+    work = copy_workflow(tmp_path / "w", (*WORKFLOW_FILES, "profiles"))
     (work / "data").mkdir()
     (work / "data/site.csv").write_text("pid,latitude,longitude\n")   # the source exists; shards.h5 says the size
     (work / "config/sites.tsv").write_text("site\tsource\tformat\nbig\tdata/site.csv\tegms\n")
@@ -190,11 +185,7 @@ def test_the_workflow_asks_for_the_model_requests(tmp_path):
 def test_the_workflow_sizes_each_track_of_a_pair_from_its_own_files(tmp_path):
     """`snakemake -n --profile slurm` on a pair whose descending track spans three years and its
     ascending track 24 days: each los_shards job asks for its own track's request."""
-    work = tmp_path / "w"
-    work.mkdir()
-    for name in ("Snakefile", "workflow", "config", "scripts", "envs", "src", "profiles"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
+    work = copy_workflow(tmp_path / "w", (*WORKFLOW_FILES, "profiles"))
     (work / "data").mkdir()
     fmt = get_format("egms", FORMATS)
     cols = ["pid", "latitude", "longitude", *fmt.static, *fmt.geometry]

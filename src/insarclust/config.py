@@ -109,7 +109,7 @@ def coerce_to_schema(config: Mapping, schema: Mapping) -> dict:
     return _coerce(dict(config), schema, schema.get("$defs", {}))
 
 
-def _first_violation(instance: Any, schema: Mapping):
+def first_violation(instance: Any, schema: Mapping):
     """The first jsonschema ``ValidationError`` of ``instance`` in key order, or None."""
     from jsonschema import Draft202012Validator
 
@@ -119,7 +119,7 @@ def _first_violation(instance: Any, schema: Mapping):
 
 def first_schema_error(instance: Any, schema: Mapping) -> tuple[list, str] | None:
     """``(path, message)`` of the first schema violation (path of keys/indices), or None."""
-    err = _first_violation(instance, schema)
+    err = first_violation(instance, schema)
     return None if err is None else ([str(p) for p in err.absolute_path], err.message)
 
 
@@ -137,7 +137,7 @@ def check_config(config: Mapping, schema: Mapping, sources: str = CONFIG_SOURCES
 
     from .errors import InputError
 
-    err = _first_violation(config, schema)
+    err = first_violation(config, schema)
     if err is None:
         return
     path = [str(p) for p in err.absolute_path]

@@ -45,7 +45,7 @@ class CsvInput:
         if self.member is not None:
             member = zipfile.ZipFile(self.path).open(self.member)
             return gzip.GzipFile(fileobj=member, mode="rb") if self.member.lower().endswith(".gz") else member
-        if _magic(self.path) == "gzip":   # by content: a .GZ, or a gzip saved as .csv
+        if is_gzip(self.path):
             return gzip.open(self.path, "rb")
         return open(self.path, "rb")
 
@@ -58,6 +58,23 @@ def _magic(path) -> str | None:
     with open(path, "rb") as fh:
         head = fh.read(4)
     return next((kind for sig, kind in _MAGIC.items() if head.startswith(sig)), None)
+
+
+def is_gzip(path) -> bool:
+    """A gzip file by its content (a .GZ, or a gzip saved as .csv, too)."""
+    return _magic(path) == "gzip"
+
+
+def is_zip(path) -> bool:
+    """A zip archive, by its content or its name (a named one that is not a zip gets the zip error)."""
+    return _magic(path) == "zip" or str(path).lower().endswith(".zip")
+
+
+def zip_csv_members(names) -> list[str]:
+    """The members of a zip the reader takes, sorted: ``.csv`` and ``.csv.gz`` files, not macOS
+    resource forks ('__MACOSX/', '._a.csv'), which are not the export's data."""
+    return sorted(n for n in names if n.lower().endswith((".csv", ".csv.gz"))
+                  and not n.startswith("__MACOSX") and not Path(n).name.startswith("._"))
 
 
 # What else a CSV export may arrive as: decoded as text, it failed with an encoding or
@@ -101,14 +118,12 @@ def expand_inputs(paths) -> list[CsvInput]:
         if Path(p).stat().st_size == 0:
             raise InputError("the file is empty (0 bytes)", file=p,
                              fix="re-download or re-export it, or remove it from the site's source")
-        if _magic(p) == "zip" or p.lower().endswith(".zip"):
+        if is_zip(p):
             try:
                 with zipfile.ZipFile(p) as zf:
                     bad = zf.testzip()
                     names = [n for n in zf.namelist() if not n.endswith("/")]
-                    # macOS resource forks ('__MACOSX/', '._a.csv') are not the export's data
-                    members = sorted(n for n in names if n.lower().endswith((".csv", ".csv.gz"))
-                                     and not n.startswith("__MACOSX") and not Path(n).name.startswith("._"))
+                    members = zip_csv_members(names)
             except (zipfile.BadZipFile, OSError, EOFError) as err:
                 raise InputError(f"cannot read the zip archive ({err})", file=p,
                                  fix="re-download the archive (it is truncated or not a zip)") from None

@@ -245,26 +245,25 @@ def _uncompressed_bytes(path: Path) -> tuple[int, bytes]:
     """Uncompressed size of a CSV (plain, gzip, zip of .csv or .csv.gz members) and its first
     megabyte. Containers are known by their content (or a .zip name), as the shards stage reads
     them: a .GZ or a gzip saved as .csv is no plain file."""
-    from .readers import _magic
+    from .readers import is_gzip, is_zip, zip_csv_members
 
-    kind = _magic(path)
-    if kind == "zip" or path.name.lower().endswith(".zip"):
+    if is_zip(path):
         with zipfile.ZipFile(path) as zf:
-            members = [i for i in zf.infolist() if i.filename.lower().endswith((".csv", ".csv.gz"))]
             total, head = 0, b""
-            for i, m in enumerate(members):
-                if m.filename.lower().endswith(".gz"):
-                    with zf.open(m) as fh:
-                        size, first = _gzip_bytes(fh, m.file_size)   # the member holds the gzip bytes
+            for name in zip_csv_members(zf.namelist()):
+                member = zf.getinfo(name)
+                if name.lower().endswith(".gz"):
+                    with zf.open(member) as fh:
+                        size, first = _gzip_bytes(fh, member.file_size)   # the member holds the gzip bytes
                 else:
-                    size, first = m.file_size, b""
-                    if i == 0:
-                        with zf.open(m) as fh:
+                    size, first = member.file_size, b""
+                    if not head:
+                        with zf.open(member) as fh:
                             first = fh.read(1 << 20)
                 total += size
                 head = head or first
         return total, head
-    if kind == "gzip":
+    if is_gzip(path):
         with open(path, "rb") as raw:
             return _gzip_bytes(raw, path.stat().st_size)
     with open(path, "rb") as fh:

@@ -495,15 +495,15 @@ class _UnitCheck:
         if not med > 0 or 1 / UNIT_CHECK_OFF <= med <= UNIT_CHECK_OFF:
             return
         with np.errstate(divide="ignore", invalid="ignore"):
-            agree = np.abs(np.log10(ratio / med)) < np.log10(2)
+            off = np.abs(np.log10(ratio / med))   # NaN where the trend has the other sign
+        agree = off < np.log10(2)
         if np.mean(agree) < UNIT_CHECK_AGREE:
             return
         true_to_mm = fmt.to_mm / med   # what one unit of the file's numbers is, in mm
         unit = next((u for u, f in UNIT_TO_MM.items()
                      if 1 / UNIT_CHECK_MATCH <= true_to_mm / f <= UNIT_CHECK_MATCH), None)
         # the example is a point that reads as the median does (the fastest point can be an outlier)
-        off = np.where(ratio > 0, np.abs(np.log(np.where(ratio > 0, ratio, med) / med)), np.inf)
-        i = int(np.flatnonzero(fast)[np.argmin(off)])
+        i = int(np.flatnonzero(fast)[np.argmin(np.where(np.isfinite(off), off, np.inf))])
         example = (f"e.g. point '{pid[i]}' (row {int(rows[i])}): trend {trend[i]:.3g} mm/yr of its series "
                    f"read as {fmt.displacement_unit}, {VELOCITY_COLUMN} {velocity[i]:.3g}")
         what = (f"the displacement columns' trend is {med:.3g} times the {VELOCITY_COLUMN} column (median over "

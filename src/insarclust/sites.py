@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .config import _first_violation, check_unique_keys, first_schema_error
+from .config import first_violation, check_unique_keys, first_schema_error
 from .errors import InputError
 from .formats import Format
 from .requirements import check_site, site_needs
@@ -159,7 +159,7 @@ def read_formats(path, schema: Mapping) -> dict:
     check_unique_keys(path, top="format")
     with open(path) as fh:
         formats = yaml.safe_load(fh) or {}
-    err = _first_violation(formats, schema)
+    err = first_violation(formats, schema)
     if err is not None:
         where, message = [str(p) for p in err.absolute_path], err.message
         fix = "see the comments at the top of formats.yaml for the keys"
