@@ -217,6 +217,26 @@ def test_embedding_independent_of_batching_and_noise_is_applied():
     assert np.array_equal(quiet.transform(X, rows=np.arange(40)), quiet.transform(X, rows=np.arange(100, 140)))
 
 
+def test_embedding_and_fit_same_on_one_or_two_torch_threads():
+    """A rule gets one thread under snakemake --cores 1 and two otherwise: the shipped shape
+    (defaults, float32, batches of 1,024) must give the same bits on both."""
+    rng = np.random.default_rng(3)
+    t = np.arange(263)
+    X = (rng.normal(0, 2, (1200, 263)).cumsum(axis=1) * 0.2
+         + rng.normal(0, 3, (1200, 1)) * t / 60).astype(np.float32)
+    before = torch.get_num_threads()
+    out = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            model = ReservoirEmbedder(step=6 / 365.25, seed=4, fit_sample=1200).fit(X)
+            out.append((model.pca_components_, model.proj_components_, model.transform(X)))
+    finally:
+        torch.set_num_threads(before)
+    for one, two in zip(*out):
+        np.testing.assert_array_equal(one, two)
+
+
 def test_noise_distributions_by_mode():
     X = walks(n=5)
     d = ReservoirEmbedder(mode="default", out_dim=None, **TINY).fit(X).noise_bank_
