@@ -70,6 +70,30 @@ def test_captions_say_what_the_fit_says():
                                           "descriptors": {"trend_mm_yr": -0.04}}) == "0: stable, +0.0 mm/yr (n=3)"
 
 
+def test_captions_give_the_number_the_regime_was_read_from():
+    """A seasonal cluster was captioned by its velocity alone ("seasonal, -0.1 mm/yr"): a number
+    near 0 that says nothing of the annual cycle that made it seasonal. Its amplitude and the
+    time of year of its peak come first; an accelerating cluster gives its acceleration too."""
+    seasonal = {"cluster": 2, "label": "seasonal", "model": "trend",
+                "descriptors": {"trend_mm_yr": -0.115, "acceleration_mm_yr2": 0.12,
+                                "annual_amplitude_mm": 4.283, "annual_peak_doy": 198.04, "step_mm": 0.0}}
+    assert (figures.cluster_caption(2, 11766, seasonal)
+            == "2: seasonal, ±4.3 mm annual (peak mid-Jul), -0.1 mm/yr (n=11,766)")
+    # the peak day is on a circle: day 365.9 is the turn of the year, not past December
+    winter = {**seasonal, "descriptors": {**seasonal["descriptors"], "annual_peak_doy": 365.9}}
+    assert "(peak early-Jan)" in figures.cluster_caption(2, 1, winter)
+    accelerating = {"cluster": 0, "label": "accelerating", "model": "trend",
+                    "descriptors": {"trend_mm_yr": -6.04, "acceleration_mm_yr2": -2.13,
+                                    "annual_amplitude_mm": 0.3, "annual_peak_doy": 20.0}}
+    assert figures.cluster_caption(0, 50, accelerating) == "0: accelerating, -6.0 mm/yr, -2.1 mm/yr² (n=50)"
+    # a subsiding cluster with a small annual cycle is still read by its velocity
+    subsiding = {**accelerating, "label": "subsiding"}
+    assert figures.cluster_caption(0, 50, subsiding) == "0: subsiding, -6.0 mm/yr (n=50)"
+    # the panel title wraps the longer seasonal text onto two lines over its own panel
+    title = figures.panel_title(2, figures._describe(seasonal))
+    assert title.startswith("Cluster 2: seasonal, ±4.3 mm annual") and title.count("\n") == 1
+
+
 def test_a_clusters_own_gaps_are_hatched_in_its_panel(shards_file):
     path, truth = shards_file
     mean, std, counts = cluster_series_stats(path, truth, n_clusters=4)

@@ -242,6 +242,17 @@ def test_cluster_table_says_what_the_fitted_model_says(tmp_path):
     assert "n=300, +0.0 mm/yr" in cells[2]
 
 
+def test_cluster_table_gives_a_seasonal_clusters_annual_cycle(tmp_path):
+    """The page listed a seasonal cluster as 'seasonal, n=11,766, -0.1 mm/yr': its amplitude and
+    peak, from which the label was read, were in the JSON only."""
+    result = _result("bench", "raw-kmeans_smoothed", k=3)
+    result["clusters"][2].update(label="seasonal", model="trend", descriptors={
+        "trend_mm_yr": -0.115, "acceleration_mm_yr2": 0.12, "annual_amplitude_mm": 4.283,
+        "annual_peak_doy": 198.04, "step_mm": 0.0})
+    cells = summary.clusters_table_html({"raw-kmeans_smoothed": result}).split('<td class="l">')[2:]
+    assert "n=300, ±4.3 mm annual (peak mid-Jul), -0.1 mm/yr" in cells[2]
+
+
 def test_cluster_table_names_an_empty_cluster_empty(tmp_path):
     """An empty cluster has no suggested regime (None in the JSON): 'empty', not 'None' or '?'."""
     result = _result("demo-a", "dsc", k=2)

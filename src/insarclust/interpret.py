@@ -147,7 +147,12 @@ def motion_text(entry: Mapping | None) -> str | None:
     no trend term: its trend 0 is no measurement) ``"step of -18.3 mm on 2020-08-05"``; a step in
     an acquisition gap (a winter) ``"step of -18.3 mm between 2019-11-14 and 2020-04-21"``, since
     the data cannot date it closer; None without descriptors. One wording for the map legend and
-    the comparison page."""
+    the comparison page.
+
+    The number is the one the label was read from: a ``seasonal`` cluster leads with its annual
+    cycle, ``"±4.3 mm annual (peak mid-Jul), -0.1 mm/yr"`` (its velocity alone, near 0, said
+    nothing of the motion that made it seasonal), an ``accelerating`` one adds its acceleration,
+    ``"-6.0 mm/yr, -2.1 mm/yr²"``."""
     from .dates import days_to_iso
 
     entry = entry or {}
@@ -162,7 +167,28 @@ def motion_text(entry: Mapping | None) -> str | None:
     trend = d.get("trend_mm_yr")
     if trend is None:
         return None
-    return f"{0.0 if abs(trend) < 0.05 else float(trend):+.1f} mm/yr"   # no "-0.0"
+    velocity = f"{0.0 if abs(trend) < 0.05 else float(trend):+.1f} mm/yr"   # no "-0.0"
+    label = entry.get("label")
+    if label == "seasonal" and d.get("annual_amplitude_mm") is not None:
+        peak = d.get("annual_peak_doy")
+        when = f" (peak {_day_of_year_text(peak)})" if peak is not None else ""
+        return f"±{float(d['annual_amplitude_mm']):.1f} mm annual{when}, {velocity}"
+    if label == "accelerating" and d.get("acceleration_mm_yr2") is not None:
+        return f"{velocity}, {float(d['acceleration_mm_yr2']):+.1f} mm/yr²"
+    return velocity
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _day_of_year_text(doy: float) -> str:
+    """``"mid-Jul"`` for day of year 198 (1 = 1 January): early (1st-10th), mid (11th-20th) or
+    late (21st on) in the month; the annual fit dates its peak no closer than that."""
+    import datetime
+
+    day = datetime.date(2001, 1, 1) + datetime.timedelta(days=int(round(float(doy) - 1.0)) % 365)
+    part = "early" if day.day <= 10 else "mid" if day.day <= 20 else "late"
+    return f"{part}-{_MONTHS[day.month - 1]}"   # not strftime: its month names follow the locale
 
 
 def _json_float(x) -> float | None:
