@@ -308,6 +308,40 @@ def test_training_curve_marks_pretraining_as_having_no_clusters(tmp_path):
     plt.close(fig)
 
 
+def test_training_curve_says_whether_training_converged(tmp_path):
+    """On a 100,000-point site DSC stopped at dsc.epochs with 0.7 % of its labels still changing
+    (tol 0.1 %, ``converged: false`` in clusters/dsc.h5) while the figure and its caption ("training
+    stops when fewer than dsc.tol of the labels change") read as if it had converged. The title now
+    says which, from the fit record: a run that converged at an epoch's first target update
+    logs no row for that epoch, so the log's last change can be above tol and still converged."""
+    from insarclust.labels import Labelling
+
+    history = [{"epoch": e, "phase": "pretrain" if e <= 5 else "joint", "recon_loss": 1.0 / e,
+                "kl_loss": np.nan if e <= 5 else 0.08, "label_change": [np.nan] * 5 + [0.049, 0.018, 0.058, 0.007]}
+               for e in range(1, 10)]
+    for row in history:
+        row["label_change"] = row["label_change"][row["epoch"] - 1]
+    fit = Labelling(labels=np.zeros(4, dtype=np.int64), split=np.zeros(4, dtype=np.uint8),
+                    record={"k": 1, "training": {"epochs_run": 9, "converged": False}})
+    fit.write(tmp_path / "dsc.h5")
+    record = figures.read_training_record(tmp_path / "dsc.h5")
+    assert record == {"epochs_run": 9, "converged": False}
+    fig = figures.plot_training_curve(history, tmp_path / "loss.png", title="DSC on bench",
+                                      converged=record["converged"], tol=0.001)
+    title = fig.axes[0].get_title()
+    assert title == ("DSC on bench\nnot converged: stopped at the epoch limit (dsc.epochs),\n"
+                     "0.7 % of labels still changing (dsc.tol 0.1 %)")
+    plt.close(fig)
+    fig = figures.plot_training_curve(history, tmp_path / "loss.png", title="DSC on bench", converged=True,
+                                      tol=0.001)
+    assert fig.axes[0].get_title() == "DSC on bench\nconverged: under 0.1 % of labels changed (dsc.tol)"
+    plt.close(fig)
+    # without a record (a log drawn on its own) the title claims neither
+    fig = figures.plot_training_curve(history, tmp_path / "loss.png", title="DSC on bench")
+    assert fig.axes[0].get_title() == "DSC on bench"
+    plt.close(fig)
+
+
 def test_training_curve_ticks_stay_readable(tmp_path):
     history = [{"epoch": e, "phase": "pretrain" if e <= 50 else "joint", "recon_loss": 1.0 / e,
                 "kl_loss": np.nan if e <= 50 else 0.1, "label_change": np.nan if e <= 50 else 0.01}

@@ -425,11 +425,32 @@ def method_figures(labels_path, metrics_path, shards_path, map_path, series_path
 # DSC training
 
 
-def plot_training_curve(history: list[dict], path, title: str = "DSC training", dpi: int = 150):
+def training_status(history: list[dict], converged: bool | None, tol: float | None = None) -> str | None:
+    """One line on how DSC training ended: ``"converged: under 0.1 % of labels changed (dsc.tol)"``
+    or ``"not converged: stopped at the epoch limit (dsc.epochs), 0.7 % of labels still changing
+    (dsc.tol 0.1 %)"``; None when ``converged`` is unknown. Training that converged at an epoch's
+    first target update logs no row for that epoch, so the log alone cannot tell: ``converged``
+    comes from the fit record (``training.converged`` of ``clusters/dsc.h5``)."""
+    if converged is None:
+        return None
+    tol_text = "" if tol is None else f"{100 * float(tol):.2g} %"
+    if converged:
+        return f"converged: under {tol_text} of labels changed (dsc.tol)" if tol_text else "converged (dsc.tol)"
+    changes = [float(r.get("label_change", np.nan)) for r in history]
+    changes = [c for c in changes if np.isfinite(c)]
+    still = f", {100 * changes[-1]:.2g} % of labels still changing" if changes else ""
+    return (f"not converged: stopped at the epoch limit (dsc.epochs){still}"
+            + (f" (dsc.tol {tol_text})" if tol_text else ""))
+
+
+def plot_training_curve(history: list[dict], path, title: str = "DSC training", dpi: int = 150, *,
+                        converged: bool | None = None, tol: float | None = None):
     """PNG of recon_loss and kl_loss per epoch, pre-training and joint phases shaded apart, and
     (when logged) the share of points whose cluster changed in each joint epoch below.
 
     ``history``: the estimator's ``history_`` (or rows of train_log.tsv, :func:`read_train_log`).
+    ``converged`` (the fit record's ``training.converged``) and ``tol`` (``dsc.tol``): the title
+    says whether training converged or stopped at the epoch limit (:func:`training_status`).
     Returns the Figure (close it when done).
     """
     epochs = np.array([r["epoch"] for r in history], dtype=float)
@@ -473,10 +494,26 @@ def plot_training_curve(history: list[dict], path, title: str = "DSC training", 
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=10, integer=True))
     if handles:
         ax.legend(handles, labels, loc="center right", fontsize=8)
-    ax.set_title(title)
+    status = training_status(history, converged, tol)
+    if status and len(status) > 56:   # on two lines, within the figure's width
+        status = status.replace("), ", "),\n", 1)
+    ax.set_title(title + (f"\n{status}" if status else ""), fontsize=None if not status else 10)
     with h5io.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
     return fig
+
+
+def read_training_record(clusters_path) -> dict:
+    """The ``training`` entry of the fit record (``/fit``) of ``clusters/dsc.h5``, without
+    reading its (N,) arrays; {} when there is none."""
+    import h5py
+
+    with h5py.File(clusters_path, "r") as f:
+        if "fit" not in f:
+            return {}
+        fit = f["fit"][()]
+    record = json.loads(fit.decode() if isinstance(fit, bytes) else str(fit))
+    return dict(record.get("training") or {})
 
 
 def read_train_log(path) -> list[dict]:

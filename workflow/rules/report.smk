@@ -34,9 +34,11 @@ rule cluster_figures:
 
 
 rule dsc_figure:
-    """DSC loss per epoch, drawn from the training log."""
+    """DSC loss per epoch, drawn from the training log; the title says whether it converged."""
     input:
-        "results/{site}/dsc/train_log.tsv",
+        train_log="results/{site}/dsc/train_log.tsv",
+        # written with the log by the dsc job: its record says whether training converged
+        labels="results/{site}/clusters/dsc.h5",
     output:
         report(
             "results/{site}/figures/dsc_loss.png",
@@ -55,6 +57,7 @@ rule dsc_figure:
     params:
         dpi=config["report"]["dpi"],
         variant=config["dsc"]["variant"],
+        tol=config["dsc"]["tol"],
     script:
         "../../scripts/dsc_figure.py"
 
