@@ -253,6 +253,22 @@ def test_cluster_table_gives_a_seasonal_clusters_annual_cycle(tmp_path):
     assert "n=300, ±4.3 mm annual (peak mid-Jul), -0.1 mm/yr" in cells[2]
 
 
+def test_comparison_table_shows_seed_stability(tmp_path):
+    """On a 100,000-point site kmeans-dyn's refit with seed + 1 agreed with its fit at ARI 0.57
+    (seed_stability_ari in summary.tsv): clusters that depend on the random start, which the
+    comparison page did not show. It is a column now; methods without a refit show a dash."""
+    paths = [_write(tmp_path, "bench", "kmeans-dyn",
+                    _result("bench", "kmeans-dyn", extra={"seed_stability_ari": 0.5696632823823312})),
+             _write(tmp_path, "bench", "raw-kmeans", _result("bench", "raw-kmeans"))]
+    page = summary.comparison_html(summary.summarize(paths), {})
+    head = page.split("<thead>")[1].split("</thead>")[0]
+    assert ">seed stability</th>" in head
+    rows = page.split("<tbody>")[1].split("</tbody>")[0].split("<tr>")[1:]
+    assert rows[0].split("<td")[-1] == ">0.570</td></tr>"
+    assert rows[1].split("<td")[-1].startswith(">–</td>")
+    assert "<b>seed stability</b>: ARI between the k-means fit and a refit with seed + 1" in page
+
+
 def test_cluster_table_names_an_empty_cluster_empty(tmp_path):
     """An empty cluster has no suggested regime (None in the JSON): 'empty', not 'None' or '?'."""
     result = _result("demo-a", "dsc", k=2)

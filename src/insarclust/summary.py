@@ -38,11 +38,12 @@ METRIC_ORDER = [
 
 # Columns of the report's comparison table (the TSV keeps every metric).
 DISPLAY_METRICS = ["k", "ari", "nmi", "label_match", "spatial_coherence", "silhouette",
-                   "davies_bouldin", "calinski_harabasz", "largest_cluster_share"]
+                   "davies_bouldin", "calinski_harabasz", "largest_cluster_share", "seed_stability_ari"]
 METRIC_TITLE = {"k": "k", "ari": "ARI", "nmi": "NMI", "label_match": "label match",
                 "spatial_coherence": "spatial coherence", "silhouette": "silhouette",
                 "davies_bouldin": "Davies-Bouldin", "calinski_harabasz": "Calinski-Harabasz",
                 "largest_cluster_share": "largest cluster share",
+                "seed_stability_ari": "seed stability",
                 "mean_intercentroid_distance": "mean inter-centroid distance"}
 
 # Metrics whose best value per site is highlighted: only those against the true regimes.
@@ -67,6 +68,8 @@ METRIC_HELP = {
     "calinski_harabasz": "between- over within-cluster dispersion (higher is better)",
     "mean_intercentroid_distance": "mean distance between cluster centres in feature space",
     "spatial_coherence": "share of neighbour-graph edges joining same-label points (0..1)",
+    "seed_stability_ari": "ARI between the k-means fit and a refit with seed + 1 (kmeans.seed_stability; "
+                          "1 = the same clusters, lower = another seed gives other clusters)",
 }
 
 # Keys of a metrics JSON that are not comparable numbers (or vary run to run).
@@ -405,7 +408,9 @@ def comparison_html(table: pd.DataFrame, results: Mapping[tuple[str, str], Mappi
             "are not ranked: feature-space metrics (silhouette, Davies-Bouldin, Calinski-Harabasz) "
             "compare methods only within the same feature space, and spatial coherence is highest "
             "for methods smoothed on the graph it is measured on and for one big cluster (random "
-            "labels give about the sum of the squared cluster shares).</p>",
+            "labels give about the sum of the squared cluster shares). Seed stability (k-means "
+            "variants) is the agreement of the fit with a refit from another random start: well "
+            "below 1, the clusters depend on the seed, and so do their maps.</p>",
             comparison_table_html(table),
             f'<ul class="note">{legend}</ul>',
             *([f"<h2>{_verdicts_title(table)}</h2><ul>"
