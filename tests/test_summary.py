@@ -269,6 +269,16 @@ def test_comparison_table_shows_seed_stability(tmp_path):
     assert "<b>seed stability</b>: ARI between the k-means fit and a refit with seed + 1" in page
 
 
+def test_provenance_times_and_memory_at_their_precision():
+    """The provenance table printed '37.220' s and '976.990' MB: Snakemake's benchmark times are
+    not measured to the millisecond, nor its sampled peak memory to the kB."""
+    page = summary.provenance_html({"stages": {
+        "baseline": {"jobs": 4, "wall_s": 37.22, "max_rss_mb": 976.99, "device": "cpu"},
+        "dsc": {"jobs": 1, "wall_s": 1663.87, "max_rss_mb": None, "device": "cuda"}}})
+    assert "<td>4</td><td>37.2</td><td>977</td>" in page
+    assert "<td>1</td><td>1,663.9</td><td>–</td>" in page
+
+
 def test_cluster_table_names_an_empty_cluster_empty(tmp_path):
     """An empty cluster has no suggested regime (None in the JSON): 'empty', not 'None' or '?'."""
     result = _result("demo-a", "dsc", k=2)

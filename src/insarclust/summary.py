@@ -283,13 +283,20 @@ def provenance_html(prov: Mapping) -> str:
     if stages:
         rows = "".join(
             f'<tr><td class="l">{html.escape(rule)}</td><td>{s.get("jobs", 0)}</td>'
-            f'<td>{_fmt(s.get("wall_s"), "")}</td><td>{_fmt(s.get("max_rss_mb"), "")}</td>'
+            f'<td>{_amount(s.get("wall_s"), 1)}</td><td>{_amount(s.get("max_rss_mb"), 0)}</td>'
             f'<td class="l">{html.escape(str(s.get("device", "")))}</td></tr>'
             for rule, s in stages.items())
         parts.append('<table><thead><tr><th class="l">rule</th><th>jobs</th><th>wall time (s)</th>'
                      '<th>peak memory (MB)</th><th class="l">device</th></tr></thead>'
                      f"<tbody>{rows}</tbody></table>")
     return "".join(parts)
+
+
+def _amount(value, decimals: int) -> str:
+    """A measured amount (seconds, MB) at the precision it is measured to; a dash when missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{float(value):,.{decimals}f}"
 
 
 def _ari(value: float) -> str:
