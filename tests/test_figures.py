@@ -110,6 +110,30 @@ def test_a_clusters_own_gaps_are_hatched_in_its_panel(shards_file):
     plt.close(fig)
 
 
+def test_cluster_map_has_a_ground_distance_scale_bar(tmp_path):
+    """The maps had degree ticks only: at 69.6 N the 0.05-degree longitude ticks are 1.9 km apart
+    and the 0.02-degree latitude ticks 2.2 km, so a reader could not tell a 200 m slide from a
+    2 km one. A bar of a round length near a fifth of the map width now says it."""
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    from insarclust.geodesy import EARTH_RADIUS_M
+
+    # a 0.37-degree-wide site at 69.58 N (14.3 km): a 2 km bar, its length in degrees of longitude there
+    length, label = figures.scale_bar(0.37, 69.58)
+    assert label == "2 km"
+    assert length * math.radians(1.0) * EARTH_RADIUS_M * math.cos(math.radians(69.58)) == pytest.approx(2000.0)
+    assert figures.scale_bar(0.01, 60.0)[1] == "100 m"       # 556 m wide
+    assert figures.scale_bar(3.0, 45.0)[1] == "20 km"        # 236 km wide
+    assert figures.scale_bar(0.0, 60.0)[1].endswith(" m")    # a single point: no crash
+    rng = np.random.default_rng(0)
+    lat, lon = 69.52 + 0.13 * rng.random(2000), 20.05 + 0.37 * rng.random(2000)
+    fig = figures.plot_cluster_map(lat, lon, np.arange(2000) % 3, tmp_path / "map.png")
+    bars = [a for a in fig.axes[0].artists if isinstance(a, AnchoredSizeBar)]
+    assert len(bars) == 1 and bars[0].get_gid() == "scale_bar"
+    assert bars[0].txt_label.get_text() == "2 km"
+    plt.close(fig)
+
+
 def test_cluster_map(tmp_path, shards_file):
     path, truth = shards_file
     lat, lon = h5io.Shards(path).coords()

@@ -184,7 +184,8 @@ def plot_cluster_map(lat: np.ndarray, lon: np.ndarray, labels: np.ndarray, path=
     stratified by cluster is drawn (:func:`map_sample`; the legend counts stay
     those of all points). Larger clusters are drawn first, so smaller ones lie
     on top, and a cluster under 1 % of the points with larger markers. The axes aspect is
-    1/cos(mean latitude) so distances look right; points are rasterised.
+    1/cos(mean latitude) so distances look right, and a scale bar gives them in m or km
+    (:func:`scale_bar`); points are rasterised.
     """
     _style()
     labels = np.asarray(labels)
@@ -209,6 +210,8 @@ def plot_cluster_map(lat: np.ndarray, lon: np.ndarray, labels: np.ndarray, path=
                linewidths=0, rasterized=True)
     mean_lat = float(np.nanmean(lat)) if n else 0.0
     ax.set_aspect(1.0 / max(math.cos(math.radians(mean_lat)), 1e-3))
+    if len(rows):
+        _add_scale_bar(ax, float(np.nanmax(lon_s) - np.nanmin(lon_s)), mean_lat)
     ax.set_xlabel("Longitude (°E)")
     ax.set_ylabel("Latitude (°N)")
     ax.ticklabel_format(useOffset=False, style="plain")
@@ -223,6 +226,33 @@ def plot_cluster_map(lat: np.ndarray, lon: np.ndarray, labels: np.ndarray, path=
     if path is not None:
         _save(fig, path, dpi)
     return fig
+
+
+def scale_bar(width_deg: float, lat_deg: float) -> tuple[float, str]:
+    """A scale bar for a lon/lat map ``width_deg`` degrees of longitude wide at ``lat_deg``:
+    ``(length in degrees of longitude, label)``, the length a round 1, 2 or 5 x 10^n m near a
+    fifth of the width (``"2 km"``, ``"500 m"``). Degree ticks give no distance: at 70 N a
+    degree of longitude is 38 km, one of latitude 111 km."""
+    from .geodesy import EARTH_RADIUS_M
+
+    m_per_deg = math.radians(1.0) * EARTH_RADIUS_M * max(math.cos(math.radians(lat_deg)), 1e-6)
+    target = max(width_deg, 1e-9) * m_per_deg / 5.0
+    power = 10.0 ** math.floor(math.log10(target))
+    metres = max(s * power for s in (1.0, 2.0, 5.0) if s * power <= target)
+    label = f"{metres / 1000:g} km" if metres >= 1000 else f"{metres:g} m"
+    return metres / m_per_deg, label
+
+
+def _add_scale_bar(ax, width_deg: float, lat_deg: float) -> None:
+    """A ground-distance bar in the lower right corner of a lon/lat map (:func:`scale_bar`)."""
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    length, label = scale_bar(width_deg, lat_deg)
+    bar = AnchoredSizeBar(ax.transData, length, label, "lower right", pad=0.4, sep=3, borderpad=0.6,
+                          frameon=True, size_vertical=0, fontproperties={"size": 9})
+    bar.patch.set_alpha(0.8)
+    bar.set_gid("scale_bar")
+    ax.add_artist(bar)
 
 
 def _model_curve(entry, grid_dates):
