@@ -279,6 +279,74 @@ def test_provenance_times_and_memory_at_their_precision():
     assert "<td>1</td><td>1,663.9</td><td>–</td>" in page
 
 
+def _labels(tmp_path, site, method, labels):
+    import numpy as np
+
+    from insarclust import h5io
+
+    path = tmp_path / "results" / site / "clusters" / f"{method}.h5"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    labels = np.asarray(labels, dtype=np.int32)
+    h5io.write_clusters(path, labels, np.zeros(len(labels), dtype=np.uint8))
+    return path
+
+
+def test_comparison_page_says_how_alike_the_methods_clusters_are_without_truth(tmp_path):
+    """On a site without true regimes the page compared nothing: no ARI, so no verdict, and the
+    feature-space columns compare no two methods. On a 100,000-point generated site run as a
+    user's own, DSC agreed with kmeans-dyn at ARI 0.995 and kmeans-dyn_smoothed with
+    raw-kmeans_smoothed at 0.69 only (which, against the regimes the generator knew, lost by
+    0.72 to 0.85): the page now gives the agreement of each costlier method with its cheap
+    peer, and says that which of two differing methods is right is not known there."""
+    import numpy as np
+    from sklearn.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 4, 2000)
+    emb = np.where(rng.random(2000) < 0.6, raw, rng.integers(0, 4, 2000))   # other clusters
+    dsc = np.where(rng.random(2000) < 0.99, raw, (raw + 1) % 4)              # nearly raw's
+    methods = {"kmeans-dyn_smoothed": emb, "raw-kmeans_smoothed": raw, "dsc": dsc}
+    jsons = [_write(tmp_path, "bench", m, _result("bench", m, k=4)) for m in methods]
+    labels = [_labels(tmp_path, "bench", m, v) for m, v in methods.items()]
+    agreement = summary.method_agreement(labels)
+    assert [(a, b) for a, b, _ in agreement["bench"]] == [("kmeans-dyn_smoothed", "raw-kmeans_smoothed"),
+                                                          ("dsc", "raw-kmeans_smoothed"),
+                                                          ("dsc", "kmeans-dyn_smoothed")]
+    for a, b, value in agreement["bench"]:
+        assert value == pytest.approx(adjusted_rand_score(methods[a], methods[b]))
+    out = tmp_path / "summary.html"
+    summary.write_comparison_html(jsons, out, label_paths=labels)
+    page = out.read_text()
+    assert "Do the costlier methods find other clusters than their peers?" in page
+    line = page.split("<li>bench: ")[1].split("</li>")[0]
+    ari_emb = summary._ari(agreement["bench"][0][2])
+    assert line.startswith(f"kmeans-dyn_smoothed and raw-kmeans_smoothed differ (ARI {ari_emb}); "
+                           "dsc and raw-kmeans_smoothed agree (ARI ")
+    assert ("nearly the same clusters, so DSC adds little beyond the raw series smoothed over the graph "
+            "on this site") in line
+    assert line.endswith("No true regimes here: which of two differing methods is right, only their maps "
+                         "and cluster series can tell.")
+    # with true regimes the ARI columns and verdicts say which is right: no such sentence
+    with_truth = [_write(tmp_path, "bench", m, _result("bench", m, k=4, ari=0.5)) for m in methods]
+    summary.write_comparison_html(with_truth, out, label_paths=labels)
+    assert "No true regimes here" not in out.read_text()
+    # without label files (an older call) the page has no such section
+    summary.write_comparison_html(jsons, out)
+    assert "Do the costlier methods" not in out.read_text()
+
+
+def test_labels_ari_is_scikit_learns():
+    import numpy as np
+    from sklearn.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(3)
+    for n, ka, kb in [(5000, 4, 4), (300, 7, 2), (2, 1, 2)]:
+        a, b = rng.integers(0, ka, n), rng.integers(0, kb, n)
+        b[: n // 2] = a[: n // 2] % kb
+        assert summary.labels_ari(a, b) == pytest.approx(adjusted_rand_score(a, b), abs=1e-12)
+    assert summary.labels_ari(np.zeros(10, int), np.zeros(10, int)) == 1.0
+
+
 def test_cluster_table_names_an_empty_cluster_empty(tmp_path):
     """An empty cluster has no suggested regime (None in the JSON): 'empty', not 'None' or '?'."""
     result = _result("demo-a", "dsc", k=2)

@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from insarclust import h5io
@@ -394,6 +395,88 @@ def _dsc_verdicts(scores: Mapping[str, float], k: Mapping) -> list[str]:
     return parts
 
 
+# Like-for-like pairs whose labels are compared with each other (:func:`method_agreement`): each
+# costlier method against its cheaper peer, as in the verdicts.
+AGREEMENT_PAIRS = [
+    ("kmeans-dyn", "raw-kmeans", "the embedding adds little beyond the raw series"),
+    ("kmeans-dyn_smoothed", "raw-kmeans_smoothed", "the embedding adds little beyond the raw series"),
+    ("kmeans-dyn", "descriptors-kmeans", "the embedding adds little beyond the per-point descriptors"),
+    ("dsc", "raw-kmeans_smoothed", "DSC adds little beyond the raw series smoothed over the graph"),
+    ("dsc", "kmeans-dyn_smoothed", "DSC adds little beyond the smoothed embedding"),
+]
+# Two partitions this alike (ARI between their labels) are called nearly the same clusters.
+SAME_CLUSTERS_ARI = 0.9
+
+
+def method_agreement(label_paths: Iterable) -> dict[str, list[tuple[str, str, float]]]:
+    """Per site, the ARI between the labels of each pair of :data:`AGREEMENT_PAIRS` that ran:
+    ``{site: [(method, peer, ari), ...]}``, from ``results/{site}/clusters/{method}.h5``.
+
+    It needs no true regimes: on a site without them it is the one like-for-like comparison
+    there is (whether a costlier method finds other clusters than its cheap peer, not which
+    is right). One site's (N,) label arrays are read at a time."""
+    by_site: dict[str, dict[str, Path]] = {}
+    for path in label_paths:
+        site, method = site_method_from_path(path)
+        by_site.setdefault(site, {})[method] = Path(path)
+    out = {}
+    for site, paths in by_site.items():
+        labels: dict = {}
+        rows = []
+        for ours, peer, _ in AGREEMENT_PAIRS:
+            if ours in paths and peer in paths:
+                for m in (ours, peer):
+                    if m not in labels:
+                        labels[m] = h5io.read_datasets(paths[m], ["labels"])["labels"]
+                rows.append((ours, peer, labels_ari(labels[ours], labels[peer])))
+        if rows:
+            out[site] = rows
+    return out
+
+
+def labels_ari(a: np.ndarray, b: np.ndarray) -> float:
+    """Adjusted Rand index of two integer label arrays (as scikit-learn's) from their contingency
+    table by one ``bincount``: memory one (N,) int64 array, where scikit-learn's holds several
+    (the summary job is sized for JSONs, not for a 5-million-point site's arrays)."""
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    n = len(a)
+    if n < 2:
+        return 1.0
+    kb = int(b.max()) + 1
+    table = np.bincount(a * kb + b).astype(np.float64)
+
+    def pairs(x):
+        return float(np.sum(x * (x - 1.0)) / 2.0)
+
+    rows = np.bincount(a).astype(np.float64)
+    cols = np.bincount(b).astype(np.float64)
+    index, sum_a, sum_b = pairs(table), pairs(rows), pairs(cols)
+    expected = sum_a * sum_b / (n * (n - 1.0) / 2.0)
+    maximum = (sum_a + sum_b) / 2.0
+    if maximum == expected:   # one cluster each, or every point its own: as scikit-learn
+        return 1.0
+    return float((index - expected) / (maximum - expected))
+
+
+def agreement_sentences(site: str, rows: Sequence[tuple[str, str, float]], k: Mapping | None = None,
+                        has_truth: bool = False) -> str:
+    """One line per site of :func:`method_agreement`'s pairs, in words."""
+    k = k or {}
+    parts = []
+    for ours, peer, value in rows:
+        what = next(w for a, b, w in AGREEMENT_PAIRS if (a, b) == (ours, peer))
+        other_k = _other_k(k, ours, peer)
+        if value >= SAME_CLUSTERS_ARI and not other_k:
+            parts.append(f"{ours} and {peer} agree (ARI {_ari(value)}): nearly the same clusters, "
+                         f"so {what} on this site")
+        else:
+            parts.append(f"{ours} and {peer} differ (ARI {_ari(value)}){other_k}")
+    tail = ("" if has_truth or all(v >= SAME_CLUSTERS_ARI for *_, v in rows) else
+            ". No true regimes here: which of two differing methods is right, only their maps and "
+            "cluster series can tell")
+    return f"{site}: " + "; ".join(parts) + tail + "."
+
+
 def _verdicts_title(table: pd.DataFrame) -> str:
     if (table["method"] == "dsc").any():
         return "Do the embedding and DSC earn their cost?"
@@ -401,10 +484,12 @@ def _verdicts_title(table: pd.DataFrame) -> str:
 
 
 def comparison_html(table: pd.DataFrame, results: Mapping[tuple[str, str], Mapping],
-                    provenance: Mapping[str, Mapping] | None = None) -> str:
+                    provenance: Mapping[str, Mapping] | None = None,
+                    agreement: Mapping[str, Sequence] | None = None) -> str:
     """The report's "Summary" page: the comparison table, per-site clusters, provenance.
 
-    ``results``: ``{(site, method): metrics JSON}``; ``provenance``: ``{site: provenance.json}``.
+    ``results``: ``{(site, method): metrics JSON}``; ``provenance``: ``{site: provenance.json}``;
+    ``agreement``: :func:`method_agreement`.
     """
     sites = list(dict.fromkeys(table["site"])) or list(dict.fromkeys(s for s, _ in results))
     legend = "".join(f"<li><b>{html.escape(METRIC_TITLE.get(m, m))}</b>: {html.escape(t)}</li>"
@@ -426,6 +511,7 @@ def comparison_html(table: pd.DataFrame, results: Mapping[tuple[str, str], Mappi
                "printed) are called level, and another seed can move a method by more than that. docs/validity.md "
                "compares the methods over generated sites and seeds.</p>"]
               if (verdicts := embedding_verdicts(table)) else []),
+            *_agreement_html(table, agreement),
             '<p class="note">Every metric of every method (train/test sizes, inertia, ...) is in '
             "<code>results/summary.tsv</code>.</p>"]
     for site in sites:
@@ -439,9 +525,28 @@ def comparison_html(table: pd.DataFrame, results: Mapping[tuple[str, str], Mappi
             f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
 
 
+def _agreement_html(table: pd.DataFrame, agreement: Mapping[str, Sequence] | None) -> list[str]:
+    if not agreement:
+        return []
+    truth = set(table.loc[table["metric"] == "ari", "site"])
+    lines = []
+    for site, rows in agreement.items():
+        k = {m: float(v) for m, v in table[(table["site"] == site) & (table["metric"] == "k")]
+             [["method", "value"]].itertuples(index=False)}
+        lines.append(agreement_sentences(site, rows, k, has_truth=site in truth))
+    return ["<h2>Do the costlier methods find other clusters than their peers?</h2><ul>"
+            + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>"
+            + '<p class="note">ARI between the labels two methods gave the same points (1 = the same '
+            f"clusters, 0 = no more alike than chance; from {SAME_CLUSTERS_ARI} on called nearly the same). "
+            "It needs no true regimes, so on your own sites it is the like-for-like comparison there is: "
+            "a method that agrees with its cheaper peer adds nothing there, one that differs may be better "
+            "or worse, which the ARI against the true regimes (demo sites) or the maps must tell.</p>"]
+
+
 def write_comparison_html(json_paths: Sequence, html_path, provenance_paths: Sequence = (),
-                          table: pd.DataFrame | None = None) -> None:
-    """Build :func:`comparison_html` from files and write it atomically."""
+                          table: pd.DataFrame | None = None, label_paths: Sequence = ()) -> None:
+    """Build :func:`comparison_html` from files and write it atomically; ``label_paths``
+    (``clusters/{method}.h5``) give the agreement between methods (:func:`method_agreement`)."""
     table = summarize(json_paths) if table is None else table
     results = {}
     for path in json_paths:
@@ -455,4 +560,5 @@ def write_comparison_html(json_paths: Sequence, html_path, provenance_paths: Seq
             prov = json.load(fh)
         provenance[prov.get("site") or Path(path).parent.name] = prov
     with h5io.atomic_path(html_path) as tmp:
-        Path(tmp).write_text(comparison_html(table, results, provenance), encoding="utf-8")
+        Path(tmp).write_text(comparison_html(table, results, provenance, method_agreement(label_paths)),
+                             encoding="utf-8")

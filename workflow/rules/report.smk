@@ -150,6 +150,8 @@ rule summary:
     """Cross-site table (site x method x metric) and the report's comparison page."""
     input:
         metrics=[f"results/{s}/clusters/{m}.json" for s in SITES.index for m in METHODS],
+        # how alike the methods' clusters are (the comparison page), also on sites without truth
+        labels=[f"results/{s}/clusters/{m}.h5" for s in SITES.index for m in METHODS],
         provenance=expand("results/{site}/provenance.json", site=SITES.index),
     output:
         tsv=report(
