@@ -29,3 +29,24 @@ def test_map_caption_names_the_features_each_method_clustered():
     config["baselines"]["descriptor_features"] = ["trend_mm_yr", "residual_rms_mm"]
     assert "descriptors (trend_mm_yr, residual_rms_mm)" in " ".join(
         render("cluster_map.rst", "descriptors-kmeans", config).split())
+
+
+def test_map_caption_says_small_clusters_get_larger_markers():
+    """A cluster under 1 % of the points is drawn with larger markers (figures.plot_cluster_map):
+    at least 4x the area, and at least 4 pt^2, i.e. 13x the 0.3 pt^2 of the others on a
+    100,000-point map. Its patches look larger than they are, which the caption did not say."""
+    import numpy as np
+
+    from insarclust import figures
+
+    text = " ".join(render("cluster_map.rst", "kmeans-dyn").split())
+    assert ("a cluster under 1 % of the points is drawn with larger markers (at least 4 times the area of "
+            "the others' markers, 13 times on a 100,000-point map)") in text
+    rng = np.random.default_rng(0)
+    labels = np.where(np.arange(100000) < 500, 1, 0)
+    fig = figures.plot_cluster_map(69.5 + 0.1 * rng.random(100000), 20 + 0.3 * rng.random(100000), labels)
+    sizes = fig.axes[0].collections[0].get_sizes()
+    assert round(sizes.max() / sizes.min()) == 13
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
