@@ -376,6 +376,44 @@ def test_training_curve_ticks_stay_readable(tmp_path):
     plt.close(fig)
 
 
+@pytest.mark.parametrize("geometry,ylabel", [(["incidence_angle", "track_angle"],
+                                               "LOS displacement (mm)\n+ towards satellite"),
+                                              ([], "Displacement (mm)")])
+def test_cluster_series_say_which_motion_and_sign(tmp_path, shards_file, monkeypatch, geometry, ylabel):
+    """The series of a line-of-sight product (EGMS L2b, InSAR Norway: read with acquisition
+    geometry columns) were labelled 'Displacement (mm)' only: the PNG under figures/ did not say
+    that the values are along the line of sight, nor that positive is towards the satellite (a
+    subsiding cluster's mean is negative). A product without geometry (EGMS L3, vertical or
+    east-west per file) keeps the plain label."""
+    import h5py
+
+    path, truth = shards_file
+    with h5py.File(path, "a") as f:
+        f.attrs.create("geometry_columns", geometry, dtype=h5io.STR)   # as the shards stage writes it
+    assert figures.displacement_label(h5io.Shards(path)) == ylabel
+    labels = tmp_path / "labels.h5"
+    with h5py.File(labels, "w") as f:
+        f["labels"] = truth.astype(np.int32)
+    metrics = tmp_path / "m.json"
+    metrics.write_text(json.dumps({"site": "s", "method": "m", "k": 4, "clusters": CLUSTERS[:4]}))
+    drawn = []
+    original = figures.plot_cluster_series
+    monkeypatch.setattr(figures, "plot_cluster_series",
+                        lambda *a, **k: drawn.append(original(*a, **k)) or drawn[-1])
+    figures.method_figures(labels, metrics, path, tmp_path / "map.png", tmp_path / "series.png")
+    assert {ax.get_ylabel() for ax in drawn[0].axes if ax.get_ylabel()} == {ylabel}
+    plt.close("all")
+
+
+def test_decomposed_series_name_both_components_in_the_label(tmp_path, shards_file):
+    import h5py
+
+    path, _ = shards_file
+    with h5py.File(path, "a") as f:
+        f.attrs.create("components", ["up", "east"], dtype=h5io.STR)
+    assert figures.displacement_label(h5io.Shards(path)) == "Displacement (mm)\n+ up, + east"
+
+
 @pytest.mark.parametrize("max_gap_days,hatched", [(None, 0), (24, 1)])
 def test_method_figures_hatch_the_gaps_of_interpret_max_gap_days(tmp_path, shards_file, monkeypatch,
                                                                  max_gap_days, hatched):

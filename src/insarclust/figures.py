@@ -282,7 +282,8 @@ def plot_cluster_series(grid_dates: np.ndarray, mean: np.ndarray, std: np.ndarra
                         path=None, *, clusters: list | None = None, observed_dates=None,
                         max_gap_days: float = 36.0, title: str = "", dpi: int = 150,
                         components: tuple[str, str] | None = None,
-                        second: tuple[np.ndarray, np.ndarray] | None = None):
+                        second: tuple[np.ndarray, np.ndarray] | None = None,
+                        ylabel: str = "Displacement (mm)"):
     """One panel per cluster (shared axes): mean +/- std displacement (mm) against the date.
 
     grid_dates (G,) days since 1970-01-01; mean, std (K, G) mm; counts (K,).
@@ -291,7 +292,8 @@ def plot_cluster_series(grid_dates: np.ndarray, mean: np.ndarray, std: np.ndarra
     a ``clusters`` entry has descriptors, the fitted trend + annual harmonic +
     step curve is drawn over the mean. ``second``: ``(mean, std)`` (K, G) of
     a second component (the east-west motion of a decomposed pair), drawn
-    dotted over the first; ``components`` names both, e.g. ``("up", "east")``.
+    dotted over the first; ``components`` names both, e.g. ``("up", "east")``. ``ylabel``: what
+    the values are and their sign (:func:`displacement_label`).
     """
     _style()
     mean, std = np.atleast_2d(mean), np.atleast_2d(std)
@@ -354,7 +356,7 @@ def plot_cluster_series(grid_dates: np.ndarray, mean: np.ndarray, std: np.ndarra
             bottom.xaxis.set_tick_params(labelbottom=True)
             bottom.set_xlabel("Date")
     for ax in axes[:, 0]:
-        ax.set_ylabel("Displacement (mm)")
+        ax.set_ylabel(ylabel)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -412,6 +414,19 @@ def plot_k_sweep(table, path=None, *, title: str = "", chosen: int | None = None
     return fig
 
 
+def displacement_label(shards: h5io.Shards) -> str:
+    """The y label of the cluster series, with the direction and sign of the values: a decomposed
+    pair's components (``"Displacement (mm)"`` over ``"+ up, + east"``), line of sight for a product read
+    with acquisition geometry columns (EGMS L2a/L2b, InSAR Norway, Svalbard: ``"LOS displacement
+    (mm)"`` over ``"+ towards satellite"``, two lines to fit beside a panel), else plain ``"Displacement (mm)"`` (EGMS L3 holds vertical or
+    east-west motion, which the file does not say)."""
+    if len(shards.components) > 1:
+        return "Displacement (mm)\n" + ", ".join(f"+ {c}" for c in shards.components)
+    if list(shards.attrs.get("geometry_columns") or []):
+        return "LOS displacement (mm)\n+ towards satellite"
+    return "Displacement (mm)"
+
+
 def method_figures(labels_path, metrics_path, shards_path, map_path, series_path, *,
                    max_map_points: int = 200000, seed: int = 0, dpi: int = 150,
                    title: str | None = None) -> None:
@@ -446,7 +461,8 @@ def method_figures(labels_path, metrics_path, shards_path, map_path, series_path
         second = (m2, s2)
     fig = plot_cluster_series(shards.grid_dates, mean, std, counts, series_path, clusters=clusters,
                               observed_dates=site_dates, title=title, dpi=dpi,
-                              components=names, second=second, max_gap_days=max_gap_days)
+                              components=names, second=second, max_gap_days=max_gap_days,
+                              ylabel=displacement_label(shards))
     plt.close(fig)
     log.info("figures of %s: %s, %s", title, map_path, series_path)
 
