@@ -94,6 +94,12 @@ def test_captions_give_the_number_the_regime_was_read_from():
     assert title.startswith("Cluster 2: seasonal, ±4.3 mm annual") and title.count("\n") == 1
 
 
+def test_panel_titles_do_not_wrap_at_a_hyphen():
+    """A seasonal cluster's title wrapped as '(peak mid-' / 'Jul), -0.1 mm/yr'."""
+    title = figures.panel_title(2, "seasonal, ±4.3 mm annual (peak mid-Jul), -0.1 mm/yr")
+    assert title == "Cluster 2: seasonal, ±4.3 mm annual (peak\nmid-Jul), -0.1 mm/yr"
+
+
 def test_a_clusters_own_gaps_are_hatched_in_its_panel(shards_file):
     path, truth = shards_file
     mean, std, counts = cluster_series_stats(path, truth, n_clusters=4)

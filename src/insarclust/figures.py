@@ -149,7 +149,8 @@ def panel_title(cluster: int, desc: str | None, width: int = 46) -> str:
         return title
     if " between " in title:
         return title.replace(" between ", "\nbetween ", 1)
-    return textwrap.fill(title, width, break_long_words=False)
+    # not at a hyphen: "peak mid-Jul" split as "mid-" / "Jul"
+    return textwrap.fill(title, width, break_long_words=False, break_on_hyphens=False)
 
 
 def _save(fig, path, dpi):
