@@ -221,6 +221,24 @@ def _best(values: pd.Series, metric: str):
     return None
 
 
+# The space each method's silhouette, Davies-Bouldin and Calinski-Harabasz are measured in: only
+# rows that share one compare (DSC is measured in the dyn space, its own in metrics_latent).
+_FEATURE_SPACES = {
+    "dsc": "dyn",
+    "pca-kmeans": "PCA of z-scored series",
+    "raw-kmeans": "z-scored series",
+    "raw-kmeans_smoothed": "z-scored series, smoothed",
+    "descriptors-kmeans": "scaled descriptors",
+}
+
+
+def feature_space(method: str) -> str:
+    """The feature space a method's silhouette (etc.) is measured in; '' when unknown."""
+    if method.startswith("kmeans-"):
+        return method[len("kmeans-"):]
+    return _FEATURE_SPACES.get(method, "")
+
+
 def comparison_table_html(table: pd.DataFrame, metrics: Sequence[str] = DISPLAY_METRICS) -> str:
     """HTML table of :func:`pivot_wide` (``metrics`` columns), best value per site and metric in bold."""
     wide = pivot_wide(table, metrics)
@@ -236,8 +254,11 @@ def comparison_table_html(table: pd.DataFrame, metrics: Sequence[str] = DISPLAY_
             cls = ' class="best"' if best[(site, m)] is not None and v == best[(site, m)] else ""
             cells.append(f"<td{cls}>{_fmt(v, m)}</td>")
         rows.append(f'<tr><td class="l">{html.escape(site)}</td><td class="l">{html.escape(method)}</td>'
+                    f'<td class="l">{html.escape(feature_space(method))}</td>'
                     + "".join(cells) + "</tr>")
-    return (f'<table><thead><tr><th class="l">site</th><th class="l">method</th>{head}</tr></thead>'
+    space = ('<th class="l" title="the space silhouette, Davies-Bouldin and Calinski-Harabasz are measured '
+             'in: compare them only between rows that share it">feature space</th>')
+    return (f'<table><thead><tr><th class="l">site</th><th class="l">method</th>{space}{head}</tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
@@ -498,7 +519,8 @@ def comparison_html(table: pd.DataFrame, results: Mapping[tuple[str, str], Mappi
             '<p class="note">One row per site and method; the best ARI, NMI and label match per '
             "site (agreement with the true regimes, demo sites) are highlighted. The other columns "
             "are not ranked: feature-space metrics (silhouette, Davies-Bouldin, Calinski-Harabasz) "
-            "compare methods only within the same feature space, and spatial coherence is highest "
+            "compare methods only within the same feature space (the third column: DSC is measured "
+            "in the dyn space, so beside kmeans-dyn), and spatial coherence is highest "
             "for methods smoothed on the graph it is measured on and for one big cluster (random "
             "labels give about the sum of the squared cluster shares). Seed stability (k-means "
             "variants) is the agreement of the fit with a refit from another random start: well "
