@@ -50,3 +50,17 @@ def test_map_caption_says_small_clusters_get_larger_markers():
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_front_page_names_what_the_comparison_page_holds():
+    """The comparison page gained a feature space column, seed stability and the agreement
+    between methods on every site; the front page's guide to it named none of them."""
+    from jinja2 import Environment
+
+    source = (ROOT / "workflow/report/workflow.rst").read_text()
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    text = " ".join(Environment().from_string(source).render(
+        snakemake=SimpleNamespace(config=config), categories={}).split())
+    assert "with the feature space each is measured in" in text
+    assert "the seed stability of k-means" in text
+    assert "how alike each costlier method's clusters are to its cheap peer's" in text
