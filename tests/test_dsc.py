@@ -765,6 +765,7 @@ def test_a_slurm_job_given_a_gpu_by_any_of_its_variables_takes_it(monkeypatch, c
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(device, "_logged", set())
+    caplog.clear()   # the blank CUDA_VISIBLE_DEVICES above says it (when INFO reaches caplog)
     with caplog.at_level("INFO", logger="insarclust.device"):
         assert device.resolve_device("auto") == "cpu"
     assert not any("although the node has one" in r.getMessage() for r in caplog.records)
