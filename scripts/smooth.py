@@ -5,5 +5,7 @@ from insarclust.smooth import smooth_feature_file
 start_rule(snakemake)
 cfg = dict(snakemake.params.cfg)
 seed = cfg.pop("seed", snakemake.config["seed"])   # a param only where sampling reads it (fanout)
+# a diagnostic of the attrs (Moran's I of the leading columns), not of the features: from the run's config
+cfg["moran_features"] = snakemake.config["smooth"]["moran_features"]
 smooth_feature_file(snakemake.input.features, snakemake.input.graph, snakemake.output[0], cfg, seed=seed,
                     n_threads=snakemake.threads)

@@ -96,7 +96,8 @@ def test_the_params_of_the_shipped_config_are_the_result_settings_only():
     """With config/config.yaml the rule params hold the settings that can change a stage's
     result and none of the others: memory, parallelism and device settings (read_block_mb,
     batch_size of the embedding, n_jobs, predict_block_rows), a bound that only stops the
-    stage (max_abs_mm), and the settings other rules read (the k-means variants and sweep,
+    stage (max_abs_mm), a diagnostic that leaves the features as they are (smooth.moran_features),
+    and the settings other rules read (the k-means variants and sweep,
     embed.static_weight and reference_site, dsc.enabled). A key dropped from the params would
     not rerun its stage when changed; one added would rerun it for nothing."""
     import yaml
@@ -113,4 +114,6 @@ def test_the_params_of_the_shipped_config_are_the_result_settings_only():
     assert not params["kmeans"] & {"variants", "k_sweep"}
     assert {"k", "epochs", "train_sample", "silhouette_sample"} <= params["dsc"]
     assert not params["dsc"] & {"enabled", "predict_block_rows"}
-    assert {"H", "alpha", "standardize", "moran_features"} <= params["smooth"]
+    assert {"H", "alpha", "standardize"} <= params["smooth"]
+    # how many columns the diagnostic Moran's I in the attrs covers: the features are the same
+    assert "moran_features" not in params["smooth"]

@@ -338,6 +338,9 @@ PLANS = {
     # memory and parallelism: nothing to redo
     "embed.batch_size": ({"embed": {"batch_size": 256}}, set()),
     "embed.n_jobs": ({"embed": {"n_jobs": 2}}, set()),
+    # how many columns the smoothing's diagnostic Moran's I (attrs only) covers: the smoothed
+    # features, and so every fit on them, are the same
+    "smooth.moran_features": ({"smooth": {"moran_features": 2}}, set()),
     # the static columns' weight: dyn+static and what reads it, never the embedding
     "embed.static_weight": ({"embed": {"static_weight": 2.0}},
                             {("static_features", None), ("kmeans", "kmeans-dyn+static"),

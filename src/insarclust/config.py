@@ -402,8 +402,10 @@ STAGES = {
     "embed": Stage("insarclust.reservoir:ReservoirEmbedder",
                    elsewhere=frozenset({"n_jobs", "reference_site", "static_weight"}),
                    runtime=frozenset({"batch_size", "matrix", "device"})),
+    # moran_features: how many columns the diagnostic Moran's I (attrs only) is measured on,
+    # never the smoothed features themselves
     "smooth": Stage("insarclust.smooth:GraphSmoother", stage_keys=frozenset({"standardize", "moran_features"}),
-                    runtime=frozenset({"n_threads"})),
+                    runtime=frozenset({"n_threads", "moran_features"})),
     "kmeans": Stage("insarclust.kmeans:BatchedKMeans", renames={"k": "n_clusters"},
                     stage_keys=frozenset({"k_range", "silhouette_sample", "seed_stability"}),
                     elsewhere=frozenset({"variants", "k_sweep"})),
