@@ -327,6 +327,19 @@ def test_added_site_plans_only_its_jobs(run):
             "export_labels", "provenance"} <= rules
 
 
+def test_reordered_sites_rerun_only_the_summary(run):
+    """summary.tsv and summary.html list the sites in the site table's order; Snakemake compares
+    the set of input files, not their order, so reordering the table's rows must rerun the
+    summary (and nothing of the sites)."""
+    workdir, _ = run
+    write_sites(workdir, SITES[::-1])
+    try:
+        jobs = planned_jobs(workdir)
+    finally:
+        write_sites(workdir, SITES)
+    assert sorted(j["rule"] for j in jobs) == ["all", "summary"]
+
+
 # A changed setting plans exactly the jobs whose result it can change (per site, the
 # rules and the wildcard they run for). FAST runs kmeans-{dyn, dyn+static, dyn_smoothed}
 # and descriptors-kmeans; every site-level aggregate (exports, provenance) and the

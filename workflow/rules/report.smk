@@ -170,5 +170,9 @@ rule summary:
     resources:
         mem_mb=500,
         runtime=5,
+    params:
+        # the tables list the sites in the site table's order: reordering its rows reorders them
+        # (Snakemake compares the set of input files, not their order)
+        sites=list(SITES.index),
     script:
         "../../scripts/summary.py"
