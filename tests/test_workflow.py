@@ -340,6 +340,23 @@ def test_reordered_sites_rerun_only_the_summary(run):
     assert sorted(j["rule"] for j in jobs) == ["all", "summary"]
 
 
+def test_an_edited_script_of_a_temporary_output_reruns_its_jobs(run):
+    """Snakemake reruns a job whose script is newer than its outputs; embed_part's outputs are
+    temporary (removed once dyn.h5 is gathered), so that comparison cannot see an edit of
+    scripts/embed_part.py. Its digest, a param, must rerun the embedding of every site."""
+    workdir, _ = run
+    script = workdir / "scripts" / "embed_part.py"
+    old = script.read_text()
+    try:
+        script.write_text(old + "# edited\n")
+        jobs = planned_jobs(workdir)
+    finally:
+        script.write_text(old)
+    assert sorted(j["wildcards"]["site"] for j in jobs if j["rule"] == "embed_part") == sorted(s for s, *_ in SITES)
+    assert sum(j["rule"] == "embed_gather" for j in jobs) == len(SITES)
+    assert planned_jobs(workdir) == []
+
+
 # A changed setting plans exactly the jobs whose result it can change (per site, the
 # rules and the wildcard they run for). FAST runs kmeans-{dyn, dyn+static, dyn_smoothed}
 # and descriptors-kmeans; every site-level aggregate (exports, provenance) and the

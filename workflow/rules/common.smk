@@ -456,6 +456,16 @@ def evaluate_fit_params(wildcards):
     return {}
 
 
+def script_digest(name):
+    """sha256 of ``scripts/{name}.py``: a param of the rules whose outputs are temporary
+    (embed_part, los_shards). Snakemake reruns a job whose script is newer than its outputs,
+    which it cannot tell once a temporary output is removed, so an edited script of theirs
+    reran nothing; a changed param is read from the job's record, output or not."""
+    import hashlib
+
+    return hashlib.sha256((ROOT / "scripts" / f"{name}.py").read_bytes()).hexdigest()
+
+
 def log_path(stage, name="{site}"):
     return f"logs/{stage}/{name}.log"
 

@@ -51,6 +51,8 @@ rule los_shards:
         fmt_name=format_name,
         fmt=lambda wc: site_format(wc.site),
         cfg=shards_params(),
+        # the track file is temporary: its script's edits are seen through this digest
+        script_sha256=script_digest("los_shards"),
     script:
         "../../scripts/los_shards.py"
 
