@@ -140,6 +140,34 @@ def test_cluster_map_has_a_ground_distance_scale_bar(tmp_path):
     plt.close(fig)
 
 
+@pytest.mark.parametrize("lat,lon", [([60.0], [10.0]),                                  # one point
+                                     (list(np.linspace(60.0, 60.2, 50)), [10.0] * 50)])  # one meridian
+def test_scale_bar_of_a_map_without_longitude_spread(lat, lon):
+    """The bar was sized from the points' spread in longitude: a single point, or a line of points
+    along one meridian, spans none, and got a '1e-05 m' bar on axes a degree wide. It is sized
+    from the width the axes show."""
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    fig = figures.plot_cluster_map(np.array(lat), np.array(lon), np.arange(len(lat)) % 2)
+    ax = fig.axes[0]
+    x0, x1 = ax.get_xlim()
+    bar = next(a for a in ax.artists if isinstance(a, AnchoredSizeBar))
+    assert bar.txt_label.get_text() == figures.scale_bar(x1 - x0, float(np.mean(lat)))[1]
+    assert bar.txt_label.get_text().endswith(" km")
+    length = bar.size_bar.get_children()[0].get_width()
+    assert (x1 - x0) / 10 < length <= (x1 - x0) / 5
+    plt.close(fig)
+
+
+def test_scale_bar_just_below_a_round_length():
+    """A fifth of the width one float step below 1 km: log10 rounded it up to 3, no round length
+    fitted under it, and max() of nothing stopped the map."""
+    width = 0.04496601818622689   # at the equator, a fifth is 999.9999999999999 m
+    length, label = figures.scale_bar(width, 0.0)
+    assert label == "500 m"
+    assert length < width / 5
+
+
 def test_cluster_map(tmp_path, shards_file):
     path, truth = shards_file
     lat, lon = h5io.Shards(path).coords()

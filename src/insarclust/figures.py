@@ -212,7 +212,10 @@ def plot_cluster_map(lat: np.ndarray, lon: np.ndarray, labels: np.ndarray, path=
     mean_lat = float(np.nanmean(lat)) if n else 0.0
     ax.set_aspect(1.0 / max(math.cos(math.radians(mean_lat)), 1e-3))
     if len(rows):
-        _add_scale_bar(ax, float(np.nanmax(lon_s) - np.nanmin(lon_s)), mean_lat)
+        # the width the axes show, not the points' spread: one point, or points along one
+        # meridian, span no longitude while the axes still show some
+        x0, x1 = ax.get_xlim()
+        _add_scale_bar(ax, float(x1 - x0), mean_lat)
     ax.set_xlabel("Longitude (°E)")
     ax.set_ylabel("Latitude (°N)")
     ax.ticklabel_format(useOffset=False, style="plain")
@@ -239,6 +242,8 @@ def scale_bar(width_deg: float, lat_deg: float) -> tuple[float, str]:
     m_per_deg = math.radians(1.0) * EARTH_RADIUS_M * max(math.cos(math.radians(lat_deg)), 1e-6)
     target = max(width_deg, 1e-9) * m_per_deg / 5.0
     power = 10.0 ** math.floor(math.log10(target))
+    if power > target:   # log10 rounded up just below a power of ten (999.9999999999999 -> 3.0)
+        power /= 10.0
     metres = max(s * power for s in (1.0, 2.0, 5.0) if s * power <= target)
     label = f"{metres / 1000:g} km" if metres >= 1000 else f"{metres:g} m"
     return metres / m_per_deg, label
