@@ -435,43 +435,71 @@ def method_agreement(label_paths: Iterable) -> dict[str, list[tuple[str, str, fl
 
     It needs no true regimes: on a site without them it is the one like-for-like comparison
     there is (whether a costlier method finds other clusters than its cheap peer, not which
-    is right). One site's (N,) label arrays are read at a time."""
+    is right). The labels are read :data:`AGREEMENT_BLOCK_ROWS` at a time
+    (:func:`label_contingency`): the summary job is sized for JSONs, and a site's (N,) label
+    arrays, several of them in int64, took it past its memory on a few million points."""
     by_site: dict[str, dict[str, Path]] = {}
     for path in label_paths:
         site, method = site_method_from_path(path)
         by_site.setdefault(site, {})[method] = Path(path)
     out = {}
     for site, paths in by_site.items():
-        labels: dict = {}
-        rows = []
-        for ours, peer, _ in AGREEMENT_PAIRS:
-            if ours in paths and peer in paths:
-                for m in (ours, peer):
-                    if m not in labels:
-                        labels[m] = h5io.read_datasets(paths[m], ["labels"])["labels"]
-                rows.append((ours, peer, labels_ari(labels[ours], labels[peer])))
+        rows = [(ours, peer, ari_of_contingency(label_contingency(paths[ours], paths[peer])))
+                for ours, peer, _ in AGREEMENT_PAIRS if ours in paths and peer in paths]
         if rows:
             out[site] = rows
     return out
 
 
-def labels_ari(a: np.ndarray, b: np.ndarray) -> float:
-    """Adjusted Rand index of two integer label arrays (as scikit-learn's) from their contingency
-    table by one ``bincount``: memory one (N,) int64 array, where scikit-learn's holds several
-    (the summary job is sized for JSONs, not for a 5-million-point site's arrays)."""
+# Labels read at a time by :func:`label_contingency` (a few int64 copies of a block in memory).
+AGREEMENT_BLOCK_ROWS = 1 << 18
+
+
+def label_contingency(path_a, path_b, block_rows: int = AGREEMENT_BLOCK_ROWS) -> np.ndarray:
+    """(ka, kb) int64 counts of the points labelled i in ``path_a`` and j in ``path_b``
+    (``labels`` of two ``clusters/{method}.h5`` of one site), read ``block_rows`` at a time."""
+    import h5py
+
+    table = np.zeros((0, 0), dtype=np.int64)
+    with h5py.File(path_a, "r") as fa, h5py.File(path_b, "r") as fb:
+        la, lb = fa["labels"], fb["labels"]
+        if la.shape != lb.shape:
+            raise ValueError(f"{path_a} holds {la.shape[0]} labels, {path_b} {lb.shape[0]}")
+        for start in range(0, la.shape[0], block_rows):
+            block = contingency(la[start:start + block_rows], lb[start:start + block_rows])
+            shape = np.maximum(table.shape, block.shape)
+            if tuple(shape) != table.shape:
+                table = np.pad(table, [(0, shape[0] - table.shape[0]), (0, shape[1] - table.shape[1])])
+            table[:block.shape[0], :block.shape[1]] += block
+    return table
+
+
+def contingency(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(ka, kb) int64 counts of the points labelled i in ``a`` and j in ``b`` (one ``bincount``)."""
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
-    n = len(a)
+    if not len(a):
+        return np.zeros((0, 0), dtype=np.int64)
+    ka, kb = int(a.max()) + 1, int(b.max()) + 1
+    return np.bincount(a * kb + b, minlength=ka * kb).reshape(ka, kb)
+
+
+def labels_ari(a: np.ndarray, b: np.ndarray) -> float:
+    """Adjusted Rand index of two integer label arrays (as scikit-learn's), from their
+    contingency table (:func:`contingency`)."""
+    return ari_of_contingency(contingency(a, b))
+
+
+def ari_of_contingency(table: np.ndarray) -> float:
+    """Adjusted Rand index (as scikit-learn's) of a (ka, kb) contingency table."""
+    table = np.asarray(table, dtype=np.float64)
+    n = float(table.sum())
     if n < 2:
         return 1.0
-    kb = int(b.max()) + 1
-    table = np.bincount(a * kb + b).astype(np.float64)
 
     def pairs(x):
         return float(np.sum(x * (x - 1.0)) / 2.0)
 
-    rows = np.bincount(a).astype(np.float64)
-    cols = np.bincount(b).astype(np.float64)
-    index, sum_a, sum_b = pairs(table), pairs(rows), pairs(cols)
+    index, sum_a, sum_b = pairs(table), pairs(table.sum(axis=1)), pairs(table.sum(axis=0))
     expected = sum_a * sum_b / (n * (n - 1.0) / 2.0)
     maximum = (sum_a + sum_b) / 2.0
     if maximum == expected:   # one cluster each, or every point its own: as scikit-learn
