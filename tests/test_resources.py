@@ -27,6 +27,15 @@ CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 N, T, D = 1_000_000, 270, 160
 
 
+def write_sized_shards(path: Path, n_points: int, n_dates: int, n_epochs: int) -> None:
+    """A ``shards.h5`` holding only what sizes a built site (points, dates, regular epochs)."""
+    path.parent.mkdir(parents=True)
+    with h5py.File(path, "w") as f:
+        f.attrs["n_points"] = n_points
+        f["series/dates"] = np.arange(n_dates, dtype=np.int32)
+        f["series/grid_dates"] = np.arange(n_epochs, dtype=np.int32)
+
+
 def largest_records():
     """Per rule: the per-job seconds, MB and units of the largest measured site."""
     out = {}
@@ -313,11 +322,7 @@ def test_a_built_site_is_sized_from_its_shards_file(tmp_path):
     src = tmp_path / "data.csv"
     src.write_text("pid,latitude,longitude,20200101,20200113\nP1,69.0,20.0,1.0,2.0\n")
     shards = tmp_path / "results/big/shards.h5"
-    shards.parent.mkdir(parents=True)
-    with h5py.File(shards, "w") as f:
-        f.attrs["n_points"] = N
-        f["series/dates"] = np.arange(D, dtype=np.int32)
-        f["series/grid_dates"] = np.arange(T, dtype=np.int32)
+    write_sized_shards(shards, N, D, T)
     assert resources.shards_size(shards) == resources.SiteSize(N, D, T)
     size = resources.site_size("big", parse_source(str(src)), {"date_pattern": r"^(\d{8})$"}, CONFIG,
                                sites_path=tmp_path / "sites.tsv", results=tmp_path / "results")
@@ -387,11 +392,7 @@ def test_a_pair_is_sized_by_its_longer_track_and_a_track_never_by_the_pairs_shar
     asc = resources.site_size("p", src, fmt, CONFIG, track="asc", **kw)
     assert (asc.n_dates, asc.n_epochs) == (3, 5)
     shards = tmp_path / "results/p/shards.h5"
-    shards.parent.mkdir(parents=True)
-    with h5py.File(shards, "w") as f:
-        f.attrs["n_points"] = N
-        f["series/dates"] = np.arange(D, dtype=np.int32)
-        f["series/grid_dates"] = np.arange(T, dtype=np.int32)
+    write_sized_shards(shards, N, D, T)
     assert resources.site_size("p", src, fmt, CONFIG, **kw) == resources.SiteSize(N, D, T)
     assert resources.site_size("p", src, fmt, CONFIG, track="asc", **kw) == asc
 

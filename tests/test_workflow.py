@@ -124,6 +124,17 @@ def planned_jobs(workdir: Path, *args: str) -> list[dict]:
     return jobs
 
 
+def planned_after_editing_script(workdir: Path, name: str) -> list[dict]:
+    """:func:`planned_jobs` with a comment appended to ``scripts/{name}.py`` (restored after)."""
+    script = workdir / "scripts" / f"{name}.py"
+    old = script.read_text()
+    try:
+        script.write_text(old + "# edited\n")
+        return planned_jobs(workdir)
+    finally:
+        script.write_text(old)
+
+
 def config_of(workdir: Path) -> dict:
     return yaml.safe_load((workdir / "config/config.yaml").read_text())
 
@@ -345,13 +356,7 @@ def test_an_edited_script_of_a_temporary_output_reruns_its_jobs(run):
     temporary (removed once dyn.h5 is gathered), so that comparison cannot see an edit of
     scripts/embed_part.py. Its digest, a param, must rerun the embedding of every site."""
     workdir, _ = run
-    script = workdir / "scripts" / "embed_part.py"
-    old = script.read_text()
-    try:
-        script.write_text(old + "# edited\n")
-        jobs = planned_jobs(workdir)
-    finally:
-        script.write_text(old)
+    jobs = planned_after_editing_script(workdir, "embed_part")
     assert sorted(j["wildcards"]["site"] for j in jobs if j["rule"] == "embed_part") == sorted(s for s, *_ in SITES)
     assert sum(j["rule"] == "embed_gather" for j in jobs) == len(SITES)
     assert planned_jobs(workdir) == []

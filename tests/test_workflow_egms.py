@@ -18,7 +18,7 @@ import pytest
 
 from insarclust import coords, h5io
 
-from test_workflow import make_workdir, planned_jobs, snakemake
+from test_workflow import make_workdir, planned_after_editing_script, planned_jobs, snakemake
 
 pytestmark = pytest.mark.xdist_group("workflow-egms")
 
@@ -105,13 +105,7 @@ def test_an_edited_track_script_reruns_the_pair(run):
     """The track files of a pair (los_shards) are temporary, so Snakemake cannot compare their
     time with scripts/los_shards.py: its digest, a param, must rerun both tracks and the
     decomposition after an edit, and nothing of the other site."""
-    script = run / "scripts" / "los_shards.py"
-    old = script.read_text()
-    try:
-        script.write_text(old + "# edited\n")
-        jobs = planned_jobs(run)
-    finally:
-        script.write_text(old)
+    jobs = planned_after_editing_script(run, "los_shards")
     assert sorted(j["wildcards"]["track"] for j in jobs if j["rule"] == "los_shards") == ["asc", "desc"]
     assert [j["wildcards"]["site"] for j in jobs if j["rule"] == "decompose"] == ["ud"]
     assert not [j for j in jobs if j["wildcards"].get("site") == "l3"]

@@ -559,14 +559,9 @@ def plot_training_curve(history: list[dict], path, title: str = "DSC training", 
 def read_training_record(clusters_path) -> dict:
     """The ``training`` entry of the fit record (``/fit``) of ``clusters/dsc.h5``, without
     reading its (N,) arrays; {} when there is none."""
-    import h5py
+    from .labels import Labelling
 
-    with h5py.File(clusters_path, "r") as f:
-        if "fit" not in f:
-            return {}
-        fit = f["fit"][()]
-    record = json.loads(fit.decode() if isinstance(fit, bytes) else str(fit))
-    return dict(record.get("training") or {})
+    return dict(Labelling.read_record(clusters_path).get("training") or {})
 
 
 def read_train_log(path) -> list[dict]:

@@ -110,7 +110,22 @@ class Labelling:
     @classmethod
     def read(cls, path) -> "Labelling":
         data = h5io.read_clusters(path)
-        fit = data.get("fit")
-        record = json.loads(fit if isinstance(fit, str) else fit.item()) if fit is not None else {}
-        return cls(labels=data["labels"], split=data["split"], record=record, centers=data.get("centers"),
-                   proba=data.get("proba"), latent=data.get("latent"), attrs=data["attrs"])
+        return cls(labels=data["labels"], split=data["split"], record=_record(data.get("fit")),
+                   centers=data.get("centers"), proba=data.get("proba"), latent=data.get("latent"),
+                   attrs=data["attrs"])
+
+    @staticmethod
+    def read_record(path) -> dict:
+        """The fit record (``/fit``) of ``clusters/{method}.h5`` alone, without its (N,) arrays;
+        {} when there is none."""
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return _record(f["fit"].asstr()[()]) if "fit" in f else {}
+
+
+def _record(fit) -> dict:
+    """The decoded ``/fit`` dataset (a JSON string as :func:`h5io.read_datasets` returns it)."""
+    if fit is None:
+        return {}
+    return json.loads(fit if isinstance(fit, str) else fit.item())
