@@ -424,3 +424,16 @@ def test_timings_stay_out_and_values_keep_every_digit(tmp_path):
     value = dict(zip(back.metric, back.value))
     assert float(value["ari"]) == 0.1234567890123
     assert float(value["calinski_harabasz"]) == 1234.5678901234567
+
+
+def test_agreement_at_different_k_reads_as_agreement():
+    """Two methods at ARI 0.95 but at k = 4 against k = 5 read "differ (ARI 0.950), but at k = 4
+    against k = 5": a near-identical partition, one cluster split, was called a difference."""
+    k = {"kmeans-dyn_smoothed": 4, "raw-kmeans_smoothed": 5}
+    line = summary.agreement_sentences("bench", [("kmeans-dyn_smoothed", "raw-kmeans_smoothed", 0.95)], k)
+    assert line == ("bench: kmeans-dyn_smoothed and raw-kmeans_smoothed nearly agree (ARI 0.950) at k = 4 "
+                    "against k = 5: one splits a cluster of the other or adds a small one, so the embedding "
+                    "adds little beyond the raw series on this site.")
+    low = summary.agreement_sentences("bench", [("kmeans-dyn_smoothed", "raw-kmeans_smoothed", 0.5)], k,
+                                      has_truth=True)
+    assert "differ (ARI 0.500), but at k = 4 against k = 5" in low

@@ -518,6 +518,10 @@ def agreement_sentences(site: str, rows: Sequence[tuple[str, str, float]], k: Ma
         if value >= SAME_CLUSTERS_ARI and not other_k:
             parts.append(f"{ours} and {peer} agree (ARI {_ari(value)}): nearly the same clusters, "
                          f"so {what} on this site")
+        elif value >= SAME_CLUSTERS_ARI:
+            parts.append(f"{ours} and {peer} nearly agree (ARI {_ari(value)}) at k = {k[ours]:g} "
+                         f"against k = {k[peer]:g}: one splits a cluster of the other or adds a small one, "
+                         f"so {what} on this site")
         else:
             parts.append(f"{ours} and {peer} differ (ARI {_ari(value)}){other_k}")
     tail = ("" if has_truth or all(v >= SAME_CLUSTERS_ARI for *_, v in rows) else
