@@ -687,16 +687,31 @@ def report_compare(first: pd.DataFrame, second: pd.DataFrame, names=("in-sample"
     return "\n".join(lines)
 
 
+def _overlaid_runs(root: Path, tag: str) -> pd.DataFrame:
+    """One tag's records; ``a+b``: the run ``a`` with the records of ``b`` in place of those of the
+    same site, seed, k and method (a later run that re-scored some methods or sites of it)."""
+    key = ["site", "seed", "k_setting", "method"]
+    runs = None
+    for part in tag.split("+"):
+        path = root / f"sites{part}.jsonl"
+        if not path.exists():
+            sys.exit(f"no sites run tagged '{part}': {path} does not exist (tags: "
+                     + ", ".join(sorted(p.stem[len("sites"):] or "''" for p in root.glob("sites*.jsonl"))) + ")")
+        new = _read(path)
+        if runs is not None:
+            replaced = runs.set_index(key).index.isin(new.set_index(key).index)
+            new = pd.concat([runs[~replaced], new], ignore_index=True)
+        runs = new
+    return runs
+
+
 def read_tagged_runs(root: Path, tags: str) -> pd.DataFrame:
     """The ``sites`` runs of comma-separated tags as one table (e.g. the k-means methods' run and
-    DSC's, run apart on the same seeds), so methods of both are paired per site and seed."""
+    DSC's, run apart on the same seeds), so methods of both are paired per site and seed; a tag
+    ``a+b`` is run ``a`` updated by run ``b`` (:func:`_overlaid_runs`)."""
     frames = []
     for tag in tags.split(","):
-        path = root / f"sites{tag}.jsonl"
-        if not path.exists():
-            sys.exit(f"no sites run tagged '{tag}': {path} does not exist (tags: "
-                     + ", ".join(sorted(p.stem[len("sites"):] or "''" for p in root.glob("sites*.jsonl"))) + ")")
-        frames.append(_read(path).assign(_tag=tag))
+        frames.append(_overlaid_runs(root, tag).assign(_tag=tag))
     runs = pd.concat(frames, ignore_index=True)
     # one method of one site, seed and k in two tags would be averaged silently by the pairing
     key = ["site", "seed", "k_setting", "method"]

@@ -119,3 +119,11 @@ def test_compare_reads_comma_separated_tags_as_one_run(tmp_path):
     write("-dsc2", "dsc", 0.1)   # the same method, sites and seeds in a second tag: not averaged
     with pytest.raises(SystemExit, match="more than once"):
         validity.read_tagged_runs(tmp_path, "-dsc,-dsc2")
+    # a+b: run b's records replace a's of the same site, seed, k and method; the rest of a stays
+    with (tmp_path / "sites-fix.jsonl").open("w") as fh:
+        fh.write(json.dumps({"site": "gen-a", "seed": 5, "k_setting": "config", "method": "dsc", "ari": 0.0}) + "\n")
+    over = validity.read_tagged_runs(tmp_path, "-dsc+-fix").set_index(["site", "seed"]).ari
+    assert len(over) == 4 and over[("gen-a", 5)] == 0.0 and over[("gen-a", 6)] == pytest.approx(0.76)
+    assert over[("demo-b", 5)] == pytest.approx(0.75)
+    with pytest.raises(SystemExit, match="-nope"):
+        validity.read_tagged_runs(tmp_path, "-dsc+-nope")

@@ -271,8 +271,8 @@ class BatchedKMeans(ClusterMixin, BaseEstimator):
         the optimum their start falls into: on the demo sites' eight feature variants,
         five seeds each, the fits were worse than full-batch k-means (inertia higher in
         8 of 8) and depended on the seed (mean ARI between seeds 0.57-0.97; 0.32 at
-        worst). Each seeding run to convergence on the S points (a few tenths of a
-        second) gave lower inertia in 8 of 8, seed-to-seed ARI 0.63-1.00 and ARI
+        worst). Each seeding run to convergence on the S points (0.05-0.1 s more per
+        fit on the demo) gave lower inertia in 8 of 8, seed-to-seed ARI 0.63-1.00 and ARI
         against the true regimes up in 7 of 8 (0.71 -> 0.82, 0.78 -> 0.88 for the
         smoothed embedding), docs/perf/kmeans.md.
         """
