@@ -124,6 +124,16 @@ def test_only_a_numbered_copy_of_a_date_column_is_taken_for_a_repeat(tmp_path):
           "'disp.20200113.1' repeats the date column 'disp.20200113'", fmt=dotted)
 
 
+def test_dates_written_as_numbers_are_not_called_repeats(tmp_path):
+    """Date headers written as floats ('20200113.0', column labels that went through a float)
+    were called repeats of columns the file does not have, with the fix 'keep one of the two
+    columns': they are date-like columns in another form."""
+    header = HEADER.replace(",".join(DATES), ",".join(d + ".0" for d in DATES))
+    text = stops(tmp_path, write(tmp_path / "a.csv", [header] + [row(i) for i in range(3)]),
+                 "row 0", "column '20200101.0'", "4 column(s) look like dates", "rename them")
+    assert "repeats" not in text
+
+
 def test_a_date_outside_the_satellite_era_stops(tmp_path):
     path = write(tmp_path / "a.csv", [HEADER.replace("20200101", "30000101")] + [row(i) for i in range(3)])
     stops(tmp_path, path, "'30000101'", "year 3000", "1978-2100")

@@ -271,7 +271,7 @@ def plan_columns(header: list[str], fmt: Format, file: str) -> ColumnPlan:
                                  f"'{fmt.name}' if it is not a date")
         columns.append(col)
         dates.append(day)
-    _check_renamed_repeats(skipped, pattern, fmt, file)
+    _check_renamed_repeats(skipped, columns, fmt, file)
     if skipped:
         what = (f"{len(skipped)} column(s) look like dates but do not match date_pattern "
                 f"'{fmt.date_pattern}' of format '{fmt.name}': {', '.join(skipped[:8])}"
@@ -300,15 +300,16 @@ def plan_columns(header: list[str], fmt: Format, file: str) -> ColumnPlan:
                       dates=[dates[i] for i in order])
 
 
-def _check_renamed_repeats(skipped: list[str], pattern: re.Pattern, fmt: Format, file: str) -> None:
+def _check_renamed_repeats(skipped: list[str], date_columns: list[str], fmt: Format, file: str) -> None:
     """Stop, naming the date, on a date column repeated and renamed by a tool ('20200113.1':
     pandas' read_csv renames a repeated column so, and to_csv writes the new name).
 
     Which of the two columns holds the acquisition cannot be known; leaving the renamed one out
-    (``unmatched_dates: warn``) would keep one of them silently."""
+    (``unmatched_dates: warn``) would keep one of them silently. Only a copy of a date column the
+    file has is a repeat: dates written as numbers ('20200113.0') are date-like columns."""
     for col in skipped:
         base, dot, count = col.rpartition(".")
-        if dot and count.isdigit() and pattern.match(base):
+        if dot and count.isdigit() and base in date_columns:
             raise InputError(f"date column '{col}' repeats the date column '{base}' (a repeated column "
                              "renamed by pandas' read_csv, written back by to_csv): the file holds two "
                              "columns for one acquisition", file=file, row=0, column=col,
