@@ -376,6 +376,17 @@ def test_a_no_data_code_in_a_static_column_stops(tmp_path):
     stops(tmp_path, path, "row 3", "'height'", "'P2'", "no-data code")
 
 
+@pytest.mark.parametrize("value", ["-3.4028235e+38", "-3.40282346639e+38", "-3.40282e+38", "3.4028235e+38"])
+def test_the_float32_extreme_of_gis_tools_is_a_no_data_code(tmp_path, value):
+    """GDAL's and ArcGIS's no-data value of float rasters (a height sampled from a DEM) is finite:
+    in a static column it was kept as a height of -3.4e38; as a displacement it passed with
+    shards.max_abs_mm: null."""
+    path = write(tmp_path / "a.csv", [HEADER, row(0), row(1), row(2, height=value)])
+    stops(tmp_path, path, "row 3", "'height'", "'P2'", "no-data code", "float32 extreme")
+    path = write(tmp_path / "b.csv", [HEADER, row(0), row(1, d=value), row(2)])
+    stops(tmp_path, path, "row 2", "'20200113'", "'P1'", "no-data code", cfg=ShardsConfig(max_abs_mm=None))
+
+
 def test_a_no_data_code_declared_in_na_values_is_missing(tmp_path):
     fmt = get_format("ngu", {"ngu": {**FORMATS["ngu"], "na_values": ["", "NaN", "-9999"]}})
     path = write(tmp_path / "a.csv", [HEADER, row(0), row(1, d="-9999", height="-9999"), row(2)])

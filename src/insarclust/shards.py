@@ -133,6 +133,12 @@ def _sha256_files(paths, out: dict):
 # static columns, where radar line/pixel numbers can reach it.
 NODATA_DISPLACEMENT = (-9999.0, 9999.0)
 NODATA_STATIC = (-9999.0,)
+# The float32 extreme -3.4028235e+38 is the default no-data value of float rasters in GDAL, QGIS
+# and ArcGIS (a height or velocity sampled from a raster where it has no data). It is finite and
+# passes the float32 range check; in a static column it was kept as a height of -3.4e38, and
+# standardising it flattened that column of every other point to 0. Written with any number of
+# digits it reads as at least this much.
+NODATA_FLOAT32 = 3.4e38
 
 
 def displacement_bound(max_abs_mm: float | None) -> np.float32:
@@ -192,15 +198,22 @@ def _check_nodata(values, codes, scale: float, block, src: CsvInput, fmt: Format
     """Stop on the first cell of ``values`` (n, len(columns)) that holds one of the no-data ``codes``
     (``values`` are the file's numbers times ``scale``, the unit conversion)."""
     hit = np.isin(values, np.asarray(codes, dtype=values.dtype))
+    extreme = NODATA_FLOAT32 * scale
+    if extreme <= float(np.finfo(values.dtype).max):   # in cm or m the extreme read as mm is inf (checked as such)
+        with np.errstate(invalid="ignore"):
+            hit |= np.isfinite(values) & (np.abs(values) >= values.dtype.type(extreme))
     if not hit.any():
         return
     i, row = block.first(hit.any(axis=1))
     j = int(np.argmax(hit[i]))
     written = float(values[i, j]) / scale
+    spelt = (f"e.g. '{written:g}' or '{written:.1f}'" if abs(written) < NODATA_FLOAT32 else
+             f"e.g. '{written:.7e}' or '{written:.11e}': the float32 extreme that GIS tools write for "
+             "no data, spelt with as many digits as the file has")
     raise InputError(f"{what} {written:g} of point '{block.pid[i]}' is a no-data code, not a measurement",
                      file=src.label, row=row, column=columns[j],
                      fix=f"add it, quoted, to na_values of format '{fmt.name}' in config/formats.yaml, spelt as in the "
-                         f"file (e.g. '{written:g}' or '{written:.1f}'), or blank such cells")
+                         f"file ({spelt}), or blank such cells")
 
 
 def _check_projected(block, src: CsvInput, fmt: Format) -> None:
