@@ -424,13 +424,33 @@ def test_a_zip_python_cannot_unpack_is_named(tmp_path, what, needle):
     (lambda b: __import__("bz2").compress(b), "bzip2-compressed"),
     (lambda b: __import__("lzma").compress(b), "xz-compressed"),
     (lambda b: b.decode().encode("utf-16"), "UTF-16"),
-    (lambda b: gzip.compress(b.decode().encode("utf-16")), "UTF-16")], ids=["bz2", "xz", "utf16", "utf16-gz"])
+    (lambda b: gzip.compress(b.decode().encode("utf-16")), "UTF-16"),
+    (lambda b: gzip.compress(gzip.compress(b)), "compressed twice: unpacked, it is gzip data again"),
+    (lambda b: gzip.compress(_zipped(b)), "compressed twice: unpacked, it is a zip archive")],
+    ids=["bz2", "xz", "utf16", "utf16-gz", "gz-of-gz", "gz-of-zip"])
 def test_other_archives_and_utf16_are_named_not_blamed_on_the_encoding(tmp_path, pack, needle):
-    """They used to stop with a latin-1 iconv or a line-end fix, both wrong."""
+    """They used to stop with a latin-1 iconv or a line-end fix, both wrong (a second layer of
+    compression, as a download saved with the server's gzip on has, too)."""
     path = tmp_path / "a.csv"
     path.write_bytes(pack(("\n".join([HEADER] + [row(i) for i in range(3)]) + "\n").encode()))
     text = stops(tmp_path, path, "a.csv", needle)
     assert "latin1" not in text and "carriage return" not in text
+
+
+def _zipped(data: bytes) -> bytes:
+    buf = __import__("io").BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("a.csv", data)
+    return buf.getvalue()
+
+
+def test_a_zip_member_that_is_compressed_again_is_named(tmp_path):
+    """A gzip stored in a zip under a .csv name: not 'the header is not valid utf-8 text'."""
+    data = ("\n".join([HEADER] + [row(i) for i in range(3)]) + "\n").encode()
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as zf:
+        zf.writestr("a.csv", gzip.compress(data))
+    text = stops(tmp_path, tmp_path / "a.zip", "a.zip!a.csv", "row 0", "compressed twice", "gzip data again")
+    assert "utf-8" not in text
 
 
 def test_rows_of_delimiters_only_are_named_as_empty_rows(tmp_path):

@@ -89,6 +89,15 @@ _WIDE_TEXT = (b"\xff\xfe", b"\xfe\xff")   # UTF-16/UTF-32 byte-order marks
 
 def _check_not_other_container(head: bytes, label: str) -> None:
     """Stop, naming what the bytes are, on an archive or UTF-16 text read as a CSV."""
+    # ``head`` is what the reader unpacked: gzip or zip bytes here are a second layer (a .gz
+    # gzipped again, as a download saved with the server's compression on can be, or an archive
+    # stored under a .csv name); decoded as text they failed as 'not valid utf-8' with an iconv fix
+    for sig, what, unpack in ((b"\x1f\x8b", "gzip data again", "gunzip -c a.csv.gz > once.csv.gz"),
+                              (b"PK\x03\x04", "a zip archive", "unzip a.zip, or gunzip -c a.csv.gz > inner.zip")):
+        if head.startswith(sig):
+            raise InputError(f"the file is compressed twice: unpacked, it is {what}, not CSV text", file=label,
+                             row=0, fix=f"unpack the outer layer ({unpack}) and point the site's source at the "
+                                        "result, which the reader unpacks")
     for sig, what, unpack in _NOT_CSV:
         if re.match(sig, head, re.DOTALL):
             raise InputError(f"the file is {what}, which the reader does not unpack", file=label,
