@@ -652,6 +652,31 @@ def test_displacements_in_another_unit_than_the_format_says_stop(tmp_path, movin
     assert "a.csv" in text
 
 
+@pytest.mark.parametrize("negated, factor", [("series", 1), ("velocity", 1), ("series", 1000)])
+def test_displacements_opposite_to_the_files_velocity_stop(tmp_path, moving_site, negated, factor):
+    """Series negated against the file's own mean_velocity (subsidence written positive in one of
+    them) passed without a word, and a negative ratio ended the unit check: a file in metres whose
+    series also had the other sign was read as millimetres."""
+    t = moving_site.copy()
+    dates = [c for c in t.columns if c.isdigit()]
+    t[dates] = t[dates] / factor
+    t[dates if negated == "series" else "mean_velocity"] *= -1
+    t.to_csv(tmp_path / "a.csv", index=False)
+    text = stops(tmp_path, tmp_path / "a.csv", "'mean_velocity'", f"trend is {-1 / factor:g} times",
+                 "run opposite to mean_velocity", "negate")
+    assert ("look like they are in m, not mm" in text) == (factor == 1000)
+
+
+def test_a_velocity_of_another_sign_by_no_units_factor_is_logged_not_stopped(tmp_path, moving_site, caplog):
+    """A motion that reversed between the velocity's period and the file's dates is no sign error."""
+    t = moving_site.copy()
+    t["mean_velocity"] = t["mean_velocity"] / -0.3
+    t.to_csv(tmp_path / "a.csv", index=False)
+    with caplog.at_level("WARNING", logger="insarclust"):
+        build(tmp_path, tmp_path / "a.csv")
+    assert "trend is -0.3 times the mean_velocity column" in caplog.text
+
+
 def test_the_unit_message_names_a_point_that_reads_as_the_median(tmp_path, moving_site):
     """The example point was the fastest one, which can be an outlier whose velocity says nothing
     of the file's unit (here 10 m/yr on a point whose series barely moves)."""

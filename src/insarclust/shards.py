@@ -505,14 +505,16 @@ class _UnitCheck:
             return
         ratio = trend[fast] / velocity[fast]
         med = float(np.median(ratio))
-        if not med > 0 or 1 / UNIT_CHECK_OFF <= med <= UNIT_CHECK_OFF:
+        # a negative median: the series run against the file's own velocity (one of them was negated,
+        # e.g. subsidence written positive); that used to end the check, in any unit
+        if not (np.isfinite(med) and med != 0) or 1 / UNIT_CHECK_OFF <= med <= UNIT_CHECK_OFF:
             return
         with np.errstate(divide="ignore", invalid="ignore"):
-            off = np.abs(np.log10(ratio / med))   # NaN where the trend has the other sign
+            off = np.abs(np.log10(ratio / med))   # NaN where the trend has the other sign than the median's
         agree = off < np.log10(2)
         if np.mean(agree) < UNIT_CHECK_AGREE:
             return
-        true_to_mm = fmt.to_mm / med   # what one unit of the file's numbers is, in mm
+        true_to_mm = fmt.to_mm / abs(med)   # what one unit of the file's numbers is, in mm
         unit = next((u for u, f in UNIT_TO_MM.items()
                      if 1 / UNIT_CHECK_MATCH <= true_to_mm / f <= UNIT_CHECK_MATCH), None)
         # the example is a point that reads as the median does (the fastest point can be an outlier)
@@ -521,6 +523,21 @@ class _UnitCheck:
                    f"read as {fmt.displacement_unit}, {VELOCITY_COLUMN} {velocity[i]:.3g}")
         what = (f"the displacement columns' trend is {med:.3g} times the {VELOCITY_COLUMN} column (median over "
                 f"the {int(np.count_nonzero(fast))} fastest points; {example})")
+        if med < 0 and unit is not None:
+            # by a unit's exact factor, opposite in sign: every rate and regime read from the series
+            # (subsiding, uplifting) is the file's own velocity turned round
+            in_unit = (f", and the displacements look like they are in {unit}, not {fmt.displacement_unit}"
+                       if unit != "mm" else "")
+            raise InputError(f"{what}: the displacements run opposite to {VELOCITY_COLUMN} (one of them has the "
+                             f"other sign convention, e.g. subsidence written positive){in_unit}", file=label,
+                             column=VELOCITY_COLUMN,
+                             fix="negate the displacement columns or the mean_velocity column, whichever does not "
+                                 "follow the product's convention (line of sight: positive towards the satellite; "
+                                 "vertical: positive upwards)"
+                                 + (f", and set displacement_unit: {unit} in the '{fmt.name}' block of "
+                                    "config/formats.yaml" if in_unit else "")
+                                 + f"; if {VELOCITY_COLUMN} covers another period than the file's dates, in which "
+                                   "the motion reversed, remove it from the format's static columns")
         # A file in mm read as cm or m reads exactly as a file whose velocity column is in the
         # declared unit per year (a provider writing cm and cm/yr): the file agrees with its
         # format, so it is read as declared, with a warning, not stopped.
