@@ -281,6 +281,25 @@ def test_a_blank_line_does_not_take_the_blame(tmp_path):
 
 
 
+@pytest.mark.parametrize("tail, where", [(b"\x00" * 4096, ""), (b"\x00" * 40, "mid")], ids=["end", "mid"])
+def test_nul_bytes_of_an_interrupted_copy_are_named(tmp_path, tail, where):
+    """A download or copy cut short can leave the file's space unwritten (NUL bytes), at its end
+    or inside it: 'expected 13 fields, found 1' and 'a missing or extra delimiter' told nothing."""
+    data = ("\n".join([HEADER] + [row(i) for i in range(6)]) + "\n").encode()
+    cut = len(data) - 2 * len(row(5)) if where else len(data)
+    path = tmp_path / "a.csv"
+    path.write_bytes(data[:cut] + tail + data[cut + len(tail):])
+    stops(tmp_path, path, "row 5" if where else "row 7", "NUL byte(s)", "interrupted download or copy",
+          "download or copy the file again")
+
+
+@pytest.mark.parametrize("line", ["   ", "\x1a", "\t\x0c"])
+def test_a_line_of_blanks_or_control_characters_is_named(tmp_path, line):
+    """A DOS end-of-file mark (Ctrl-Z) or a line of spaces below the data."""
+    path = write(tmp_path / "a.csv", [HEADER, row(0), row(1), line])
+    stops(tmp_path, path, "row 3", "only blank or control characters", repr(line), "delete the line")
+
+
 def test_a_lone_carriage_return_ends_a_line_as_for_the_parser(tmp_path):
     path = tmp_path / "a.csv"
     path.write_bytes(f"{HEADER}\n{row(0)}\n{row(1)}\r{row(2)}\r\n{row(3)}\n".encode())

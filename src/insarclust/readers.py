@@ -633,6 +633,16 @@ def _locate_parse_error(err: Exception | None, src: CsvInput, plan: ColumnPlan, 
                                   fix="remove the stray quote or the line break inside the value (values "
                                       "cannot span lines)")
             if len(values) != len(header):
+                text = fmt.delimiter.join(values)
+                if "\x00" in text:   # a stretch of the file that was never written
+                    return InputError(f"the line holds {text.count(chr(0))} NUL byte(s) (expected {len(header)} "
+                                      f"fields, found {len(values)}): part of the file was never written, as an "
+                                      "interrupted download or copy leaves it", file=src.label, row=r,
+                                      fix="download or copy the file again (compare its size with its source's)")
+                # spaces, a DOS end-of-file mark (Ctrl-Z), a form feed
+                if not any(c.isprintable() and not c.isspace() for c in text):
+                    return InputError(f"the line holds no values, only blank or control characters ({text!r})",
+                                      file=src.label, row=r, fix="delete the line")
                 return InputError(f"expected {len(header)} fields, found {len(values)}", file=src.label,
                                   row=r, fix="repair the line (a missing or extra delimiter)")
             if [v.replace("\ufeff", "").strip() for v in values] == header:   # a joined file's BOM too
