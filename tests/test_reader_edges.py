@@ -239,6 +239,14 @@ def test_an_id_with_a_nul_character_stops(tmp_path):
     stops(tmp_path, path, "row 2", "'pid'", "NUL")
 
 
+def test_a_byte_order_mark_inside_the_data_stops(tmp_path):
+    """A file saved with a byte-order mark (Excel's 'CSV UTF-8') joined below another without its
+    header: the first id of its part was stored as '\ufeffP3', invisibly unlike 'P3'."""
+    lines = [HEADER, row(0), row(1), row(2), "\ufeff" + row(3), row(4)]
+    stops(tmp_path, write(tmp_path / "a.csv", lines), "row 4", "'pid'", "'\\ufeffP3'", "byte-order mark",
+          "joined", "sed")
+
+
 # --------------------------------------------------------------------------- #
 # read as written, or stopped with row and column
 

@@ -323,11 +323,21 @@ def _validate_block(block, src: CsvInput, fmt: Format, cfg: ShardsConfig) -> np.
         _, row = block.first(block.blank_id)
         raise InputError("empty point id", file=src.label, row=row, column=fmt.id,
                          fix="every point needs a unique id")
-    nul = np.fromiter(("\x00" in p for p in block.pid), dtype=bool, count=len(block.pid))
-    if nul.any():   # HDF5 and numpy strings end at a NUL: 'P1\x00' would be stored as 'P1'
-        i, row = block.first(nul)
-        raise InputError(f"point id {block.pid[i]!r} holds a NUL character", file=src.label, row=row,
-                         column=fmt.id, fix="remove the NUL bytes from the file, e.g. tr -d '\\000'")
+    odd = np.fromiter(("\x00" in p or "\ufeff" in p for p in block.pid), dtype=bool, count=len(block.pid))
+    if odd.any():
+        i, row = block.first(odd)
+        if "\x00" in block.pid[i]:   # HDF5 and numpy strings end at a NUL: 'P1\x00' would be stored as 'P1'
+            raise InputError(f"point id {block.pid[i]!r} holds a NUL character", file=src.label, row=row,
+                             column=fmt.id, fix="remove the NUL bytes from the file, e.g. tr -d '\\000'")
+        # a byte-order mark inside the data: a file that starts with one (Excel's 'CSV UTF-8') joined
+        # below another without its header; the id would be stored with an invisible character that
+        # no other table's id matches, and a repeat of the point would not be seen
+        joined = (": a file that starts with one was joined into this one after its first line"
+                  if block.pid[i].startswith("\ufeff") else "")
+        raise InputError(f"point id {block.pid[i]!r} holds a byte-order mark (U+FEFF, invisible){joined}",
+                         file=src.label, row=row, column=fmt.id,
+                         fix="remove the byte-order marks from the data lines, e.g. "
+                             "sed -i '2,$s/\\xEF\\xBB\\xBF//g' a.csv")
     _check_not_utf8_ids(block, src, fmt)
     no_obs = np.isnan(block.displacement).all(axis=1)
     if no_obs.any() and cfg.all_nan == "error":
