@@ -874,6 +874,18 @@ def test_decimal_commas_are_named_with_their_fix(tmp_path):
     assert "';'" in text
 
 
+def test_decimal_commas_with_thousands_points_get_no_sed_fix(tmp_path):
+    """A decimal-comma export that also groups thousands with points (a height of 1.234 for
+    1234 m): the sed offered turned every comma into a point and the file then read, with that
+    height 1000 times too small. The fix says so, and offers no sed."""
+    fmt = dataclasses.replace(NGU, delimiter=";")
+    lines = [HEADER.replace(",", ";")] + [row(i).replace(",", ";").replace(".", ",") for i in range(4)]
+    lines[3] = lines[3].replace(";100;", ";1.234;")
+    text = stops(tmp_path, write(tmp_path / "a.csv", lines), "row 1", "'latitude'", "decimal commas",
+                 "thousands separators ('1.234' in row 3, column 'height')", "1234, as 1.234", fmt=fmt)
+    assert "sed 's/" not in text
+
+
 def test_a_thousands_separator_is_not_taken_for_a_decimal_comma(tmp_path):
     """'1,234.5' holds a comma but is no decimal-comma number: replacing commas by points would
     make it '1.234.5'; the fix is to correct the value."""

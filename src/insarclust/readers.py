@@ -668,13 +668,51 @@ def _locate_parse_error(err: Exception | None, src: CsvInput, plan: ColumnPlan, 
                        f"blank characters around it: remove them, or add {values[i]!r} to na_values of format "
                        f"'{fmt.name}' in config/formats.yaml")
             if _DECIMAL_COMMA.fullmatch(v):   # a spreadsheet's locale: every number of the file is so
-                fix = ("the file writes decimal commas (a spreadsheet's locale): re-export it with decimal "
-                       "points" + (f", or convert them, e.g. sed 's/,/./g' in.csv > out.csv (the file's "
-                                   f"delimiter is {fmt.delimiter!r})" if fmt.delimiter != "," else ""))
+                grouped = _thousands_points(src, fmt, numeric_idx, na) if fmt.delimiter != "," else None
+                if grouped is not None:
+                    g_row, g_col, g_value = grouped
+                    fix = (f"the file writes decimal commas (a spreadsheet's locale) and points as thousands "
+                           f"separators ('{g_value}' in row {g_row}, column '{g_col}'): re-export it with decimal "
+                           "points and no thousands separators (turning its commas into points, e.g. with sed, "
+                           f"would read '{g_value}', {g_value.replace('.', '')}, as {float(g_value):g})")
+                else:
+                    fix = ("the file writes decimal commas (a spreadsheet's locale): re-export it with decimal "
+                           "points" + (f", or convert them, e.g. sed 's/,/./g' in.csv > out.csv (the file's "
+                                       f"delimiter is {fmt.delimiter!r})" if fmt.delimiter != "," else ""))
             shown = f"'{values[i]}'" if values[i].isprintable() else repr(values[i])   # a vertical tab shows
             return InputError(f"cannot parse {shown} as a number", file=src.label, row=r, column=c, fix=fix)
     return InputError(f"cannot parse the CSV ({msg})", file=src.label,
                       fix="check the delimiter and quoting of the file")
+
+
+# A number grouped by points ('1.668' for 1668, no leading 0): in a file of decimal commas, a
+# thousands separator. It reads as a valid number, so converting the commas to points (the fix
+# offered for decimal commas) would read it 1000 times too small without any error.
+_THOUSANDS_POINTS = re.compile(r"[+-]?[1-9]\d{0,2}(?:\.\d{3})+", re.ASCII)
+THOUSANDS_SCAN_ROWS = 100_000
+
+
+def _thousands_points(src: CsvInput, fmt: Format, numeric_idx, na: set) -> tuple[int, str, str] | None:
+    """(row, column, value) of the first numeric cell written with thousands points among the
+    first THOUSANDS_SCAN_ROWS rows (error path of a decimal comma only), or None."""
+    with src.open_binary() as fh:
+        reader = csv.reader(io.TextIOWrapper(fh, encoding=_text_encoding(fmt), errors="replace", newline=""),
+                            delimiter=fmt.delimiter)
+        next(reader, None)
+        r = 0
+        try:
+            for values in reader:
+                if not values:
+                    continue
+                r += 1
+                if r > THOUSANDS_SCAN_ROWS:
+                    break
+                for c, i in numeric_idx:
+                    if i < len(values) and values[i] not in na and _THOUSANDS_POINTS.fullmatch(values[i].strip()):
+                        return r, c, values[i].strip()
+        except csv.Error:   # a quote that never closes: the rows read so far decide
+            pass
+    return None
 
 
 def _locate_bad_encoding(src: CsvInput, fmt: Format) -> InputError | None:
