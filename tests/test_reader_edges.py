@@ -1100,3 +1100,43 @@ def test_a_cell_pyarrow_refuses_but_a_stripped_reading_takes_is_named(tmp_path, 
     lines = [HEADER] + [row(i) for i in range(4)]
     lines[3] = row(2, d=cell)
     stops(tmp_path, write(tmp_path / "a.csv", lines), "row 3", "column '20200113'", *needles)
+
+
+# --------------------------------------------------------------------------- #
+# series too still to be millimetres (no mean_velocity to check the unit against)
+
+
+@pytest.fixture(scope="module")
+def svalbard_site():
+    from insarclust.demo import generate
+
+    return generate("units", "arctic", get_format("svalbard", FORMATS), n_points=200, years=1.5, seed=5)[0]
+
+
+def test_metres_without_a_velocity_column_stop(tmp_path, svalbard_site):
+    """The Svalbard layout has no mean_velocity, so the unit check had nothing to compare with: a
+    file in metres was read as millimetres without a word, every motion 1000 times too small."""
+    svalbard = get_format("svalbard", FORMATS)
+    assert "mean_velocity" not in svalbard.static
+    t = svalbard_site.copy()
+    dates = [c for c in t.columns if c.startswith("D") and c[1:].isdigit()]
+    t[dates] = t[dates] / 1000
+    t.to_csv(tmp_path / "a.csv", index=False)
+    text = stops(tmp_path, tmp_path / "a.csv", "the displacement series barely move",
+                 "look like metres (or centimetres), not mm", "displacement_unit: m", "shards.min_spread_mm",
+                 fmt=svalbard)
+    assert "a.csv" in text
+    # the same numbers in mm build; with the check off (null) the metres build too, as written
+    t[dates] = t[dates] * 1000
+    t.to_csv(tmp_path / "b.csv", index=False)
+    assert build(tmp_path, tmp_path / "b.csv", fmt=svalbard).n_points == len(t)
+    t[dates] = t[dates] / 1000
+    t.to_csv(tmp_path / "c.csv", index=False)
+    shards = build(tmp_path, tmp_path / "c.csv", cfg=ShardsConfig(min_spread_mm=None), fmt=svalbard)
+    assert np.nanmax(np.abs(shards.read("series/displacement"))) < 0.5
+
+
+def test_constant_series_are_not_taken_for_metres(tmp_path):
+    """Series that do not move at all (a model, a test) say nothing of their unit."""
+    lines = [HEADER] + [f"P{i},69.0{i % 10},20.0{i // 10},100,1.5,0.9,0.2,35,190,0,0,0,0" for i in range(40)]
+    assert build(tmp_path, write(tmp_path / "a.csv", lines)).n_points == 40

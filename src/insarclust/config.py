@@ -395,8 +395,9 @@ def _param_names_in_source(target: str) -> tuple[str, ...] | None:
 
 
 STAGES = {
-    # max_abs_mm only decides whether the stage stops: it cannot change a shards.h5
-    "shards": Stage("insarclust.shards:ShardsConfig", runtime=frozenset({"read_block_mb", "max_abs_mm"})),
+    # max_abs_mm and min_spread_mm only decide whether the stage stops: they cannot change a shards.h5
+    "shards": Stage("insarclust.shards:ShardsConfig",
+                    runtime=frozenset({"read_block_mb", "max_abs_mm", "min_spread_mm"})),
     "decompose": Stage("insarclust.decompose:DecomposeConfig"),
     "graph": Stage("insarclust.graph:GeodesicKNNGraph", runtime=frozenset({"workers", "block_size"})),
     "embed": Stage("insarclust.reservoir:ReservoirEmbedder",

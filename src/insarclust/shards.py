@@ -66,6 +66,7 @@ class ShardsConfig:
     duplicates: str = "error"   # error | keep-first
     all_nan: str = "error"      # error | drop
     max_abs_mm: float | None = 10000.0   # plausibility bound of a displacement; None: finite only
+    min_spread_mm: float | None = 0.5    # median spread of a file's series below this stops; None: off
     seed: int = 0
 
 
@@ -99,6 +100,7 @@ class _Origin:
     dates: dict = field(default_factory=dict)    # label -> set of the file's date columns (days)
     headings: "_Headings" = field(default_factory=lambda: _Headings())
     units: "_UnitCheck" = field(default_factory=lambda: _UnitCheck())
+    spread: "_SpreadCheck" = field(default_factory=lambda: _SpreadCheck())
     max_abs_mm: float = 0.0                      # largest |displacement| read, every row
 
     def add(self, start: int, label: str, first_row: int):
@@ -479,6 +481,56 @@ def _trend_per_year(disp: np.ndarray, days) -> np.ndarray:
     return trend
 
 
+SPREAD_CHECK_ROWS = 512        # rows of each block whose spread is measured
+
+
+@dataclass
+class _SpreadCheck:
+    """A file of displacements in metres read as millimetres, without a ``mean_velocity`` column
+    for :class:`_UnitCheck` (the Svalbard layout, a processor's own export), passes every other
+    check with every motion 1000 times too small. Measured InSAR series are never that still:
+    noise alone moves each by a few mm over its dates, so a file whose typical series spans less
+    than ``shards.min_spread_mm`` (largest minus smallest value, median over its points) is not in
+    the unit it is read in."""
+
+    spreads: dict = field(default_factory=dict)   # label -> list of (spread, pid, row) arrays
+
+    def add(self, block, label: str) -> None:
+        n = len(block.pid)
+        if not n:
+            return
+        idx = np.unique(np.linspace(0, n - 1, min(n, SPREAD_CHECK_ROWS)).astype(np.int64))
+        d = block.displacement[idx]
+        enough = np.count_nonzero(np.isfinite(d), axis=1) >= 3
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # rows without values have no max
+            spread = np.nanmax(d, axis=1) - np.nanmin(d, axis=1)
+        rows = block.first_row + (idx if block.order is None else block.order[idx])
+        self.spreads.setdefault(label, []).append((spread[enough], block.pid[idx][enough], rows[enough]))
+
+    def check(self, label: str, fmt: Format, min_spread_mm: float | None) -> None:
+        kept = self.spreads.pop(label, [])
+        if min_spread_mm is None or not kept:
+            return
+        spread, pid, rows = (np.concatenate(a) for a in zip(*kept))
+        if len(spread) < UNIT_CHECK_MIN_POINTS:
+            return
+        med = float(np.median(spread))
+        if not 0 < med < min_spread_mm:   # 0: constant series (a model), nothing to judge by
+            return
+        i = int(np.argmin(np.abs(spread - med)))
+        as_m = med / fmt.to_mm * UNIT_TO_MM["m"]   # the spread if the numbers were metres
+        raise InputError(
+            f"the displacement series barely move: over their dates the typical point spans {med:.3g} mm "
+            f"(largest minus smallest value, median over {len(spread)} points; point '{pid[i]}', row "
+            f"{int(rows[i])}), where noise alone moves a measured InSAR series by a few mm. Read as metres "
+            f"they would span {as_m:.3g} mm: the numbers look like metres (or centimetres), not "
+            f"{fmt.displacement_unit}", file=label,
+            fix=f"set displacement_unit: m (or cm) in the '{fmt.name}' block of config/formats.yaml; if the "
+                f"file really holds series this still in {fmt.displacement_unit} (a model rather than "
+                "measurements), lower shards.min_spread_mm in config/config.yaml or set it to null")
+
+
 @dataclass
 class _UnitCheck:
     """The displacement unit checked against the file's own ``mean_velocity`` (mm/yr): the
@@ -671,6 +723,7 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
             origin.add(total, src.label, block.first_row)
             origin.headings.add(block, src.label, fmt)
             origin.units.add(block, src.label, fmt, plan.dates)
+            origin.spread.add(block, src.label)
             if all_dates:
                 disp = block.displacement
             else:
@@ -699,6 +752,7 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
             raise InputError("the file has a header but no data rows", file=src.label,
                              fix="re-export the data or remove the file from the site's source")
         origin.units.check(src.label, fmt)
+        origin.spread.check(src.label, fmt, cfg.min_spread_mm)
     return (runs, np.concatenate(keys), np.concatenate(hashes), np.concatenate(keeps), origin)
 
 
