@@ -398,9 +398,18 @@ def test_a_no_data_code_in_a_date_column_stops(tmp_path, value):
     stops(tmp_path, path, "row 2", "'20200113'", "'P1'", "no-data code", "na_values")
 
 
-def test_a_no_data_code_in_a_static_column_stops(tmp_path):
-    path = write(tmp_path / "a.csv", [HEADER, row(0), row(1), row(2, height="-9999")])
+@pytest.mark.parametrize("value", ["-9999", "-32768", "-32767", "1.70141e+38", "1e30", "-1e+30"])
+def test_a_no_data_code_in_a_static_column_stops(tmp_path, value):
+    """-32768 (16-bit DEMs), Surfer's 1.70141e+38 and 1e30 fills were stored as heights."""
+    path = write(tmp_path / "a.csv", [HEADER, row(0), row(1), row(2, height=value)])
     stops(tmp_path, path, "row 3", "'height'", "'P2'", "no-data code")
+
+
+def test_large_but_real_static_values_are_kept(tmp_path):
+    """Radar line/pixel numbers and heights are large, but nowhere near a fill value."""
+    path = write(tmp_path / "a.csv", [HEADER, row(0, height="32768"), row(1, height="9999"),
+                                      row(2, height="-420")])
+    assert build(tmp_path, path).n_points == 3
 
 
 @pytest.mark.parametrize("value", ["-3.4028235e+38", "-3.40282346639e+38", "-3.40282e+38", "3.4028235e+38"])

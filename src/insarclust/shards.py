@@ -134,7 +134,13 @@ def _sha256_files(paths, out: dict):
 # a height, velocity or coherence of -9999. Exact values only; +9999 is no code in the
 # static columns, where radar line/pixel numbers can reach it.
 NODATA_DISPLACEMENT = (-9999.0, 9999.0)
-NODATA_STATIC = (-9999.0,)
+# -32768 / -32767: the no-data values of 16-bit integer rasters (a height sampled from a DEM);
+# no static column of a catalogue (heights, velocities, coherences, angles, non-negative radar
+# coordinates) takes them
+NODATA_STATIC = (-9999.0, -32768.0, -32767.0)
+# Beyond this a static value is a no-data fill, not a height, velocity or coherence (Surfer's
+# 1.70141e+38, 1e30 fills of other tools, the float32 extreme below)
+NODATA_STATIC_HUGE = 1e30
 # The float32 extreme -3.4028235e+38 is the default no-data value of float rasters in GDAL, QGIS
 # and ArcGIS (a height or velocity sampled from a raster where it has no data). It is finite and
 # passes the float32 range check; in a static column it was kept as a height of -3.4e38, and
@@ -168,7 +174,7 @@ def _check_values(block, src: CsvInput, fmt: Format, plan, cfg: ShardsConfig) ->
         raise InputError(f"value {float(block.static[i, j]):g} of point '{block.pid[i]}' is not a finite number "
                          "(or beyond the float32 range)", file=src.label, row=row, column=fmt.static[j],
                          fix="correct the value, or leave the cell empty if it is unknown")
-    _check_nodata(block.static, NODATA_STATIC, 1.0, block, src, fmt, fmt.static, "value")
+    _check_nodata(block.static, NODATA_STATIC, 1.0, block, src, fmt, fmt.static, "value", huge=NODATA_STATIC_HUGE)
     disp = block.displacement
     bound = displacement_bound(cfg.max_abs_mm)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
@@ -196,11 +202,13 @@ def _check_values(block, src: CsvInput, fmt: Format, plan, cfg: ShardsConfig) ->
     raise InputError(problem, file=src.label, row=row, column=plan.date_columns[j], fix=fix)
 
 
-def _check_nodata(values, codes, scale: float, block, src: CsvInput, fmt: Format, columns, what: str) -> None:
+def _check_nodata(values, codes, scale: float, block, src: CsvInput, fmt: Format, columns, what: str,
+                  huge: float = NODATA_FLOAT32) -> None:
     """Stop on the first cell of ``values`` (n, len(columns)) that holds one of the no-data ``codes``
-    (``values`` are the file's numbers times ``scale``, the unit conversion)."""
+    or is at least ``huge`` in size (``values`` are the file's numbers times ``scale``, the unit
+    conversion)."""
     hit = np.isin(values, np.asarray(codes, dtype=values.dtype))
-    extreme = NODATA_FLOAT32 * scale
+    extreme = huge * scale
     if extreme <= float(np.finfo(values.dtype).max):   # in cm or m the extreme read as mm is inf (checked as such)
         with np.errstate(invalid="ignore"):
             hit |= np.isfinite(values) & (np.abs(values) >= values.dtype.type(extreme))
