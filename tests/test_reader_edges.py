@@ -1149,3 +1149,10 @@ def test_constant_series_are_not_taken_for_metres(tmp_path):
     """Series that do not move at all (a model, a test) say nothing of their unit."""
     lines = [HEADER] + [f"P{i},69.0{i % 10},20.0{i // 10},100,1.5,0.9,0.2,35,190,0,0,0,0" for i in range(40)]
     assert build(tmp_path, write(tmp_path / "a.csv", lines)).n_points == 40
+
+
+def test_a_header_alone_ending_in_a_delimiter_is_named(tmp_path):
+    """A header with one more field than every row ('...,20200206,') read as a ragged row 1."""
+    path = write(tmp_path / "a.csv", [HEADER + ",", row(0), row(1)])
+    stops(tmp_path, path, "row 1", "expected 14 fields, found 13", "the header line ends in a delimiter",
+          "remove the delimiter at the end of the header line")

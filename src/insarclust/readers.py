@@ -643,6 +643,11 @@ def _locate_parse_error(err: Exception | None, src: CsvInput, plan: ColumnPlan, 
                 if not any(c.isprintable() and not c.isspace() for c in text):
                     return InputError(f"the line holds no values, only blank or control characters ({text!r})",
                                       file=src.label, row=r, fix="delete the line")
+                if header[-1] == "" and len(values) == len(header) - 1:
+                    # the header alone ends in a delimiter: it names one field more than the rows hold
+                    return InputError(f"expected {len(header)} fields, found {len(values)}: the header line ends "
+                                      f"in a delimiter ({fmt.delimiter!r}), which the rows do not", file=src.label,
+                                      row=r, fix="remove the delimiter at the end of the header line")
                 return InputError(f"expected {len(header)} fields, found {len(values)}", file=src.label,
                                   row=r, fix="repair the line (a missing or extra delimiter)")
             if [v.replace("\ufeff", "").strip() for v in values] == header:   # a joined file's BOM too
