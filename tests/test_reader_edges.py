@@ -1156,3 +1156,24 @@ def test_a_header_alone_ending_in_a_delimiter_is_named(tmp_path):
     path = write(tmp_path / "a.csv", [HEADER + ",", row(0), row(1)])
     stops(tmp_path, path, "row 1", "expected 14 fields, found 13", "the header line ends in a delimiter",
           "remove the delimiter at the end of the header line")
+
+
+@pytest.mark.parametrize("share", [0.5, 0.3])
+def test_a_file_mixing_two_sign_conventions_stops(tmp_path, moving_site, share):
+    """Half (or a third) of the points negated against their own mean_velocity: the median ratio
+    said nothing (or +1), and the file was read with two conventions."""
+    t = moving_site.copy()
+    dates = [c for c in t.columns if c.isdigit()]
+    flip = np.random.default_rng(0).random(len(t)) < share
+    t.loc[flip, dates] *= -1
+    t.to_csv(tmp_path / "a.csv", index=False)
+    stops(tmp_path, tmp_path / "a.csv", "'mean_velocity'", "mixes two sign conventions", "at the same speed")
+
+
+def test_a_few_points_against_their_velocity_are_no_mixed_convention(tmp_path, moving_site):
+    """A handful of points whose motion reversed is no second convention."""
+    t = moving_site.copy()
+    dates = [c for c in t.columns if c.isdigit()]
+    t.loc[t.index[:10], dates] *= -1
+    t.to_csv(tmp_path / "a.csv", index=False)
+    assert build(tmp_path, tmp_path / "a.csv").n_points == len(t)

@@ -472,6 +472,8 @@ UNIT_CHECK_MIN_POINTS = 25    # fastest points needed to judge a file
 UNIT_CHECK_OFF = 5.0          # a median trend/velocity ratio beyond x5 (or below /5) is another unit
 UNIT_CHECK_AGREE = 0.7        # ... when this share of the points agree within a factor 2
 UNIT_CHECK_MATCH = 1.25       # ... and the ratio is a unit's factor within this (units are exact factors)
+MIXED_SIGN_MATCH = 1.5        # a trend within this factor of +-velocity runs with (against) it
+MIXED_SIGN_SHARE = 0.2        # both shares of the fastest points at least this: two sign conventions
 
 
 def _trend_per_year(disp: np.ndarray, days) -> np.ndarray:
@@ -574,6 +576,7 @@ class _UnitCheck:
         if np.count_nonzero(fast) < UNIT_CHECK_MIN_POINTS:
             return
         ratio = trend[fast] / velocity[fast]
+        self._check_mixed_signs(ratio, label, fmt, int(np.count_nonzero(fast)))
         med = float(np.median(ratio))
         # a negative median: the series run against the file's own velocity (one of them was negated,
         # e.g. subsidence written positive); that used to end the check, in any unit
@@ -626,6 +629,29 @@ class _UnitCheck:
         log.warning("%s: %s: the %s column does not match the displacements read as %s (not in mm/yr, or "
                     "over another period than the file's dates?); the displacements are kept as they are",
                     label, what, VELOCITY_COLUMN, fmt.displacement_unit)
+
+
+    @staticmethod
+    def _check_mixed_signs(ratio: np.ndarray, label: str, fmt: Format, n_fast: int) -> None:
+        """Stop when many of the fastest points' series run with ``mean_velocity`` and many run against
+        it at the same speed (by one unit's factor): two sign conventions in one file (exports of two
+        tools joined), which the median ratio of :meth:`check` cannot see. A motion that reversed
+        since the velocity's period does not run back at the very same speed."""
+        for unit, f in UNIT_TO_MM.items():
+            scaled = ratio * (f / fmt.to_mm)     # 1 where the series read in `unit` match the velocity
+            with np.errstate(divide="ignore", invalid="ignore"):
+                along = np.mean(np.abs(np.log10(scaled)) < np.log10(MIXED_SIGN_MATCH))
+                against = np.mean(np.abs(np.log10(-scaled)) < np.log10(MIXED_SIGN_MATCH))
+            # most points match their velocity in size (a velocity of these very series), and both
+            # signs are common: a velocity of another period scatters, and matches neither way
+            if min(along, against) >= MIXED_SIGN_SHARE and along + against >= UNIT_CHECK_AGREE:
+                raise InputError(
+                    f"the displacement series of {along:.0%} of the {n_fast} fastest points run with the "
+                    f"{VELOCITY_COLUMN} column and of {against:.0%} against it, at the same speed: the file mixes "
+                    "two sign conventions (e.g. exports of two tools joined, one writing subsidence positive)",
+                    file=label, column=VELOCITY_COLUMN,
+                    fix="export the file again from one source, or negate the displacement columns of the rows "
+                        "whose series run against their mean_velocity")
 
 
 def _with_optional_columns(fmt: Format, plans) -> Format:
