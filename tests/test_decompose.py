@@ -1,4 +1,6 @@
 """decompose stage: ascending + descending LOS tracks -> vertical and east-west series on cells."""
+import re
+
 import numpy as np
 import pytest
 
@@ -22,11 +24,14 @@ def truth(lat, lon, days):
 
 
 def write_track(path, *, heading, first_day, n=3000, years=2.0, step=12, seed=0, noise_mm=1.0,
-                angles=False, drop_los=False, lat0=LAT0, los_sign=1.0, bad_incidence=None):
+                angles=False, drop_los=False, lat0=LAT0, los_sign=1.0, bad_incidence=None,
+                with_track_angle=False, los_columns=None):
     """A LOS shards.h5 of ``n`` points over a 2 x 2 km square, motion from :func:`truth`.
 
     ``los_sign`` -1: LOS columns in the satellite-to-ground convention; ``bad_incidence``:
-    this incidence angle for every 7th point (with ``angles``)."""
+    this incidence angle for every 7th point (with ``angles``); ``with_track_angle``: a
+    track_angle column beside the LOS columns (as EGMS has); ``los_columns``: a function
+    of the (n, 3) east, north, up columns giving the ones written."""
     rng = np.random.default_rng(seed)
     lat = lat0 + rng.uniform(0, SIZE_M, n) / 111320
     lon = LON0 + rng.uniform(0, SIZE_M, n) / (111320 * np.cos(np.deg2rad(LAT0)))
@@ -45,10 +50,14 @@ def write_track(path, *, heading, first_day, n=3000, years=2.0, step=12, seed=0,
     else:
         names, static = ["height", "los_east", "los_north", "los_up"], np.stack(
             [rng.uniform(10, 50, n), e, nn, u], axis=1)
+        if los_columns is not None:
+            static[:, 1:] = los_columns(static[:, 1:].copy())
+        if with_track_angle:
+            names, static = names + ["track_angle"], np.c_[static, np.full(n, heading)]
     if angles and bad_incidence is not None:
         static[::7, 1] = bad_incidence
     if not angles and not drop_los:
-        static[:, 1:] *= los_sign
+        static[:, 1:4] *= los_sign
     pid = np.array([f"T{seed}-{i}" for i in range(n)], dtype=object)
     with h5io.ShardsWriter(path, n, dates, dates, names, {"site": "t", "format": "egms"}) as w:
         for a in range(0, n, 1000):
@@ -314,6 +323,54 @@ def test_incidence_angles_no_sar_has_stop(tmp_path, incidence):
     desc = write_track(tmp_path / "desc.h5", heading=192.0, first_day=D0 + 5, seed=2, n=300, angles=True)
     with pytest.raises(InputError, match=rf"(?s)point 'T1-0': incidence angle {incidence:g} is outside 5-80"):
         decompose(asc, desc, tmp_path / "out.h5", "p", DecomposeConfig(grid_step_days=6))
+
+@pytest.mark.parametrize("angles", [False, True])
+def test_swapped_tracks_stop(tmp_path, angles):
+    # the solve is symmetric in the two tracks: only the geometry's sides show a swap, or
+    # LOS columns (track angles) of another convention, which flip the east-west motion
+    asc = write_track(tmp_path / "asc.h5", heading=-12.0, first_day=D0, seed=1, n=300, angles=angles)
+    desc = write_track(tmp_path / "desc.h5", heading=192.0, first_day=D0 + 5, seed=2, n=300, angles=angles)
+    column = "track_angle" if angles else "los_east"
+    with pytest.raises(InputError, match=rf"(?s)column '{column}': the ascending track sees the ground from "
+                                         r"the east.*swapped.*fix: if the asc= files are really the descending"):
+        decompose(desc, asc, tmp_path / "out.h5", "p", DecomposeConfig(grid_step_days=6))
+    assert not (tmp_path / "out.h5").exists()
+    decompose(asc, desc, tmp_path / "out.h5", "p", DecomposeConfig(grid_step_days=6))
+
+
+@pytest.mark.parametrize("los_columns, degrees", [
+    (lambda v: v * [-1, 1, 1], 155),          # los_east positive westwards
+    (lambda v: v[:, [1, 0, 2]], 114),         # los_east and los_north swapped
+])
+def test_los_vectors_that_disagree_with_track_angle_stop(tmp_path, los_columns, degrees):
+    # one track's east-west component off: the tracks still look from opposite sides and the
+    # system solves, into east-west (and vertical) motion of the wrong sign or size
+    asc = write_track(tmp_path / "asc.h5", heading=-12.0, first_day=D0, seed=1, n=300, with_track_angle=True)
+    desc = write_track(tmp_path / "desc.h5", heading=192.0, first_day=D0 + 5, seed=2, n=300,
+                       with_track_angle=True, los_columns=los_columns)
+    with pytest.raises(InputError, match=r"(?s)column 'los_east, los_north': descending track, point 'T2-0': "
+                                         r"the horizontal part.*points (\d+) degrees away from where a "
+                                         r"satellite of track_angle 192 looks from") as err:
+        decompose(asc, desc, tmp_path / "out.h5", "p", DecomposeConfig(grid_step_days=6))
+    assert abs(int(re.search(r"points (\d+) degrees", str(err.value)).group(1)) - degrees) <= 3
+    assert not (tmp_path / "out.h5").exists()
+    good = write_track(tmp_path / "good.h5", heading=192.0, first_day=D0 + 5, seed=2, n=300, with_track_angle=True)
+    decompose(asc, good, tmp_path / "out.h5", "p", DecomposeConfig(grid_step_days=6))
+
+
+def test_los_vectors_that_are_not_unit_vectors_stop(tmp_path):
+    def scaled(v):
+        v[3::5] *= 0.8
+        v[1, 0] = np.nan   # a missing component: that point is skipped, as before
+        return v
+
+    asc = write_track(tmp_path / "asc.h5", heading=-12.0, first_day=D0, seed=1, n=300)
+    desc = write_track(tmp_path / "desc.h5", heading=192.0, first_day=D0 + 5, seed=2, n=300, los_columns=scaled)
+    with pytest.raises(InputError, match=r"(?s)descending track, point 'T2-3': the line-of-sight vector "
+                                         r"\(.*\) has length 0.8, not 1 \(60 such point"):
+        decompose(asc, desc, tmp_path / "out.h5", "p", DecomposeConfig(grid_step_days=6))
+    assert not (tmp_path / "out.h5").exists()
+
 
 def test_site_sources():
     from insarclust.sites import parse_source

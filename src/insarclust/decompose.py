@@ -122,6 +122,8 @@ PAIR_STATIC = ("mean_velocity_up", "mean_velocity_east")
 # 0 and 90 are no side-looking geometry (0 is often a missing-value code), below 5 is
 # most likely radians.
 INCIDENCE_RANGE_DEG = (5.0, 80.0)
+# |length - 1| of a LOS vector from the columns beyond this: not a unit vector
+UNIT_TOLERANCE = 0.05
 
 
 def _check_geometry(shards, start: int, static, names, los, source: str, track: str, path) -> None:
@@ -149,6 +151,40 @@ def _check_geometry(shards, start: int, static, names, los, source: str, track: 
              "LOS vectors must point from the ground to the satellite (up > 0, as EGMS gives them): "
              "if the file uses the satellite-to-ground convention, flip the sign of los_east, "
              "los_north and los_up")
+    if source == ANGLES:
+        return
+    # a vector of finite components that is no unit vector (scaled, one component from
+    # another column): a missing component (NaN) only makes the point unusable
+    norm = np.sqrt(np.sum(los ** 2, axis=1))
+    off = np.flatnonzero(np.isfinite(norm) & (np.abs(norm - 1.0) >= UNIT_TOLERANCE))
+    if len(off):
+        i = int(off[0])
+        stop(i, f"the line-of-sight vector ({los[i, 0]:.3g}, {los[i, 1]:.3g}, {los[i, 2]:.3g}) has length "
+                f"{norm[i]:.3g}, not 1 ({len(off)} such point(s) in this block)", "los_east, los_north, los_up",
+             "los_east, los_north and los_up must be the components of a unit vector (from the ground to "
+             "the satellite); leave all three empty where it is unknown")
+    if "track_angle" not in names:
+        return
+    # the horizontal part of the vector points 90 degrees left of the satellite's heading (seen from
+    # the ground, a right-looking satellite sits there): los_east in another sign convention, or
+    # los_east and los_north swapped, point elsewhere and would give east-west motion of the wrong
+    # sign or size without any other sign of trouble
+    heading = np.asarray(static[:, names.index("track_angle")], dtype=np.float64)
+    want_e, want_n, _ = coords.los_vector(np.full(len(heading), 45.0), heading)
+    horizontal = np.hypot(los[:, 0], los[:, 1])
+    cos_angle = (los[:, 0] * want_e + los[:, 1] * want_n) / (np.maximum(horizontal, 1e-12) * np.hypot(want_e, want_n))
+    wrong = np.flatnonzero(np.isfinite(cos_angle) & (horizontal > 0.1) & (cos_angle < np.cos(np.radians(45.0))))
+    if len(wrong):
+        i = int(wrong[0])
+        stop(i, f"the horizontal part of the line-of-sight vector (los_east {los[i, 0]:.3g}, los_north "
+                f"{los[i, 1]:.3g}) points {np.degrees(np.arccos(np.clip(cos_angle[i], -1, 1))):.0f} degrees "
+                f"away from where a satellite of track_angle {heading[i]:g} looks from (east "
+                f"{want_e[i] / np.hypot(want_e[i], want_n[i]):.2f}, north {want_n[i] / np.hypot(want_e[i], want_n[i]):.2f}; "
+                f"{len(wrong)} such point(s) in this block)", "los_east, los_north",
+             "give los_east (positive eastwards) and los_north (positive northwards) of the unit vector from "
+             "the ground to the satellite, and track_angle as the satellite's heading clockwise from north "
+             "(about -10 deg ascending, 190 deg descending), as EGMS does: check for swapped columns or a "
+             "column of another sign convention")
 
 
 @dataclass
@@ -192,7 +228,7 @@ class Track:
                 heights.append(static[:, names.index("height")].astype(np.float64))
         los = np.concatenate(los_blocks)
         norm = np.sqrt(np.sum(los ** 2, axis=1))
-        bad = ~(np.isfinite(norm) & (np.abs(norm - 1.0) < 0.05)) | ~np.isfinite(x) | ~np.isfinite(y)
+        bad = ~(np.isfinite(norm) & (np.abs(norm - 1.0) < UNIT_TOLERANCE)) | ~np.isfinite(x) | ~np.isfinite(y)
         if bad.all():
             raise InputError(f"no point of the {name} track has a valid line-of-sight unit vector "
                              f"(from {source})", file=path,
@@ -326,6 +362,27 @@ def _solvable_cells(cells: np.ndarray, a: "Track", b: "Track") -> np.ndarray:
     return (ea * eb < 0) & (np.abs(ua * eb - ea * ub) >= MIN_DETERMINANT)
 
 
+def _check_sides(asc: "Track", desc: "Track") -> None:
+    """Stop when the ascending track sees the ground from the east and the descending one from the
+    west: sources swapped in the site table, or LOS vectors (track angles) of another convention
+    (los_east positive westwards, a heading 180 degrees off), which give the east-west motion the
+    wrong sign. The solve itself is symmetric, so nothing else shows it."""
+    east = {t.name: float(np.median(t.los[t.key >= 0, 0])) for t in (asc, desc)}
+    if not (east["ascending"] > 0 > east["descending"]):
+        return
+    column = "track_angle" if asc.los_source == ANGLES else "los_east"
+    raise InputError(
+        f"the ascending track sees the ground from the east and the descending one from the west (median "
+        f"los_east {east['ascending']:+.2f} and {east['descending']:+.2f}, from {asc.los_source}), the other "
+        "way round from ascending and descending orbits: either the asc and desc sources are swapped, or "
+        "the tracks' line-of-sight geometry follows another convention, which would give the east-west "
+        "motion the wrong sign", file=f"{asc.path} + {desc.path}", column=column,
+        fix="if the asc= files are really the descending track, swap asc= and desc= in the site's source in "
+            "config/sites.tsv; otherwise convert the geometry to the EGMS convention: los_east/north/up the unit "
+            "vector from the ground to the satellite (los_east < 0 ascending, > 0 descending), track_angle the "
+            "satellite's heading clockwise from north (about -10 deg ascending, 190 deg descending)")
+
+
 def _cell_period(cells: np.ndarray, a: "Track", b: "Track") -> tuple[np.ndarray, np.ndarray]:
     """(C,) int32 first and last date at which every point of both tracks in each cell (sorted
     keys) is observed (first > last: never)."""
@@ -361,7 +418,8 @@ def decompose(asc_path, desc_path, out_path, site: str, cfg: DecomposeConfig | N
     """Write the vertical/east-west site of cells of an ascending + descending pair; returns a summary.
 
     Raises InputError when the tracks do not overlap in space or time, see the
-    ground from the same side, or have no LOS vectors (and nothing derivable),
+    ground from the same side (or the ascending one from the east: swapped, or geometry
+    of another convention), or have no LOS vectors (and nothing derivable),
     and (``needs``: :func:`insarclust.requirements.site_needs`) when the cells
     and common dates are too few for the configured stages.
     """
@@ -418,6 +476,7 @@ def decompose(asc_path, desc_path, out_path, site: str, cfg: DecomposeConfig | N
                 "(about 190 deg, los_east > 0) download")
     if n_degenerate:
         log.warning("%d cells whose two LOS vectors are nearly parallel dropped (not solvable)", n_degenerate)
+    _check_sides(asc, desc)
     common = common[solvable]
     # cells whose points of the two tracks are never observed at the same date: dropped and counted
     first, last = _cell_period(common, asc, desc)
