@@ -1177,3 +1177,43 @@ def test_a_few_points_against_their_velocity_are_no_mixed_convention(tmp_path, m
     t.loc[t.index[:10], dates] *= -1
     t.to_csv(tmp_path / "a.csv", index=False)
     assert build(tmp_path, tmp_path / "a.csv").n_points == len(t)
+
+
+# --------------------------------------------------------------------------- #
+# one export given twice under other ids
+
+
+def test_a_file_repeating_an_earlier_files_points_under_other_ids_stops(tmp_path, moving_site):
+    """A second version of an export, its points renumbered, read as more ground: every point twice."""
+    t = moving_site.copy()
+    t.to_csv(tmp_path / "v1.csv", index=False)
+    t["pid"] = [f"NEW{i}" for i in range(len(t))]
+    t.to_csv(tmp_path / "v2.csv", index=False)
+    with pytest.raises(InputError) as err:
+        build_shards([tmp_path / "v1.csv", tmp_path / "v2.csv"], NGU, tmp_path / "out.h5", "s", ShardsConfig())
+    text = str(err.value)
+    for needle in ("v2.csv", f"{len(t)} of its {len(t)} points (100%)", "'NEW0'", "v1.csv (row", "other ids",
+                   "keep one version"):
+        assert needle in text, (needle, text)
+    assert not list(tmp_path.glob("*.h5"))
+
+
+def test_files_of_neighbouring_ground_and_a_few_shared_positions_build(tmp_path, moving_site):
+    """Two halves of a site, and a few points of one repeated in the other under new ids (tiles
+    overlapping at their edge), are more ground, not a second version."""
+    t = moving_site.copy()
+    a, b = t.iloc[:100].copy(), t.iloc[100:].copy()
+    edge = a.iloc[:10].copy()
+    edge["pid"] = [f"EDGE{i}" for i in range(10)]
+    a.to_csv(tmp_path / "a.csv", index=False)
+    pd.concat([b, edge]).to_csv(tmp_path / "b.csv", index=False)
+    build_shards([tmp_path / "a.csv", tmp_path / "b.csv"], NGU, tmp_path / "out.h5", "s", ShardsConfig())
+    assert h5io.Shards(tmp_path / "out.h5").n_points == len(t) + 10
+
+
+def test_a_file_given_twice_is_still_named_as_repeated_ids(tmp_path, moving_site):
+    moving_site.to_csv(tmp_path / "a.csv", index=False)
+    moving_site.to_csv(tmp_path / "b.csv", index=False)
+    with pytest.raises(InputError) as err:
+        build_shards([tmp_path / "a.csv", tmp_path / "b.csv"], NGU, tmp_path / "out.h5", "s", ShardsConfig())
+    assert "other ids" not in str(err.value)

@@ -101,6 +101,7 @@ class _Origin:
     headings: "_Headings" = field(default_factory=lambda: _Headings())
     units: "_UnitCheck" = field(default_factory=lambda: _UnitCheck())
     spread: "_SpreadCheck" = field(default_factory=lambda: _SpreadCheck())
+    positions: list = field(default_factory=list)   # per file: (label, first global index, position hashes)
     max_abs_mm: float = 0.0                      # largest |displacement| read, every row
 
     def add(self, start: int, label: str, first_row: int):
@@ -711,6 +712,7 @@ def build_shards(paths, fmt: Format, out_path, site: str, cfg: ShardsConfig | No
     try:
         runs, keys, hashes, keep, origin = _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir)
         origin.headings.check(site)
+        _check_repeated_positions(runs, origin, hashes)
         if not keep.any():
             raise InputError(f"no usable point: all {len(keep)} rows have no displacement value and were "
                              "dropped (shards.all_nan: drop)", file=", ".join(s.label for s in inputs),
@@ -745,6 +747,7 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
         origin.dates[src.label] = frozenset(plan.dates)
         all_dates = np.array_equal(cols, np.arange(len(dates)))
         n_file = 0
+        file_positions = []
         # The reader thread only cuts and parses (pyarrow, all cores); this thread turns
         # each table into arrays already in key order, validates and spills them.
         scratch: dict = {}
@@ -774,6 +777,7 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
             hashed = np.empty(n, dtype=np.uint64)
             ids = block.pid if block.pid_stripped is None else block.pid_stripped
             hashed[order] = pd.util.hash_array(ids, categorize=False)
+            file_positions.append(_position_hashes(block, order))
             key = block.key
             runs.append(run)
             keys.append(key)
@@ -787,6 +791,7 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
                              fix="re-export the data or remove the file from the site's source")
         origin.units.check(src.label, fmt)
         origin.spread.check(src.label, fmt, cfg.min_spread_mm)
+        origin.positions.append((src.label, total - n_file, np.concatenate(file_positions)))
     return (runs, np.concatenate(keys), np.concatenate(hashes), np.concatenate(keeps), origin)
 
 
@@ -807,6 +812,54 @@ def _pids_of(runs, indices: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
             where[at, 1] = run.read("lon", lo, hi)[hit - lo]
             out.update(zip(run.in_idx[hit].tolist(), pids.tolist()))
     return out, wanted, where
+
+
+# A later file whose points sit, this share of them or more, at the very positions of an earlier
+# file's points under other ids is the same points issued again (a second version of an export),
+# not more ground: every point would be clustered twice.
+REPEATED_POSITIONS_SHARE = 0.5
+
+
+def _position_hashes(block, order: np.ndarray) -> np.ndarray:
+    """uint64 hash of each point's exact (lat, lon) (x, y where projected), in file order."""
+    a, b = (block.x, block.y) if block.x is not None else (block.lat, block.lon)
+    out = np.empty(len(order), dtype=np.uint64)
+    out[order] = (pd.util.hash_array(np.asarray(a, dtype=np.float64), categorize=False)
+                  ^ (pd.util.hash_array(np.asarray(b, dtype=np.float64), categorize=False) * np.uint64(31)))
+    return out
+
+
+def _check_repeated_positions(runs, origin: _Origin, id_hashes: np.ndarray) -> None:
+    """Stop on a file that repeats most of an earlier file's positions under other ids (the
+    repeats of one id, a file given twice, are :func:`_resolve_duplicates`' part)."""
+    if len(origin.positions) < 2:
+        return
+
+    def with_ids(start, hashes):
+        return hashes ^ (id_hashes[start:start + len(hashes)] * np.uint64(131))
+
+    seen, seen_with_ids = origin.positions[0][2], with_ids(*origin.positions[0][1:])
+    for label, start, hashes in origin.positions[1:]:
+        both = with_ids(start, hashes)
+        earlier = np.isin(hashes, seen) & ~np.isin(both, seen_with_ids)
+        n = int(earlier.sum())
+        if n >= UNIT_CHECK_MIN_POINTS and n >= REPEATED_POSITIONS_SHARE * len(hashes):
+            later_idx = start + int(np.argmax(earlier))
+            h = hashes[later_idx - start]
+            first_idx = next(st + int(np.flatnonzero(hs == h)[0]) for _, st, hs in origin.positions
+                             if (hs == h).any())
+            pids, _, where = _pids_of(runs, np.array([first_idx, later_idx]))
+            file_a, row_a = origin.where(first_idx)
+            file_b, row_b = origin.where(later_idx)
+            raise InputError(
+                f"{n} of its {len(hashes)} points ({n / len(hashes):.0%}) sit at the very positions of points "
+                f"of an earlier file under other ids, e.g. '{pids[later_idx]}' (row {row_b}) at the position of "
+                f"'{pids[first_idx]}' of {file_a} (row {row_a}), latitude {where[0, 0]:.6f}, longitude "
+                f"{where[0, 1]:.6f}: the same points issued again (another version of the export), which "
+                "would be clustered twice", file=file_b,
+                fix="keep one version of the export in the site's source (config/sites.tsv), or give the two "
+                    "versions to two sites")
+        seen, seen_with_ids = np.concatenate([seen, hashes]), np.concatenate([seen_with_ids, both])
 
 
 # Repeats of one point (overlapping tiles, a file given twice) lie at one position; a repeated
