@@ -631,7 +631,6 @@ class _UnitCheck:
                     "over another period than the file's dates?); the displacements are kept as they are",
                     label, what, VELOCITY_COLUMN, fmt.displacement_unit)
 
-
     @staticmethod
     def _check_mixed_signs(ratio: np.ndarray, label: str, fmt: Format, n_fast: int) -> None:
         """Stop when many of the fastest points' series run with ``mean_velocity`` and many run against
@@ -829,37 +828,46 @@ def _position_hashes(block, order: np.ndarray) -> np.ndarray:
     return out
 
 
+def _from_earlier_file(keys: np.ndarray, files: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row (global order): does an earlier file hold the same key, and the global index of the
+    first row with that key. One sort of all rows, however many files."""
+    order = np.lexsort((np.arange(len(keys)), files, keys))
+    k = keys[order]
+    run_start = np.maximum.accumulate(np.where(np.r_[True, k[1:] != k[:-1]], np.arange(len(k)), 0))
+    earlier, first = np.empty(len(k), dtype=bool), np.empty(len(k), dtype=np.int64)
+    earlier[order] = files[order] > files[order[run_start]]
+    first[order] = order[run_start]
+    return earlier, first
+
+
 def _check_repeated_positions(runs, origin: _Origin, id_hashes: np.ndarray) -> None:
     """Stop on a file that repeats most of an earlier file's positions under other ids (the
     repeats of one id, a file given twice, are :func:`_resolve_duplicates`' part)."""
     if len(origin.positions) < 2:
         return
-
-    def with_ids(start, hashes):
-        return hashes ^ (id_hashes[start:start + len(hashes)] * np.uint64(131))
-
-    seen, seen_with_ids = origin.positions[0][2], with_ids(*origin.positions[0][1:])
-    for label, start, hashes in origin.positions[1:]:
-        both = with_ids(start, hashes)
-        earlier = np.isin(hashes, seen) & ~np.isin(both, seen_with_ids)
-        n = int(earlier.sum())
-        if n >= UNIT_CHECK_MIN_POINTS and n >= REPEATED_POSITIONS_SHARE * len(hashes):
-            later_idx = start + int(np.argmax(earlier))
-            h = hashes[later_idx - start]
-            first_idx = next(st + int(np.flatnonzero(hs == h)[0]) for _, st, hs in origin.positions
-                             if (hs == h).any())
-            pids, _, where = _pids_of(runs, np.array([first_idx, later_idx]))
-            file_a, row_a = origin.where(first_idx)
-            file_b, row_b = origin.where(later_idx)
-            raise InputError(
-                f"{n} of its {len(hashes)} points ({n / len(hashes):.0%}) sit at the very positions of points "
-                f"of an earlier file under other ids, e.g. '{pids[later_idx]}' (row {row_b}) at the position of "
-                f"'{pids[first_idx]}' of {file_a} (row {row_a}), latitude {where[0, 0]:.6f}, longitude "
-                f"{where[0, 1]:.6f}: the same points issued again (another version of the export), which "
-                "would be clustered twice", file=file_b,
-                fix="keep one version of the export in the site's source (config/sites.tsv), or give the two "
-                    "versions to two sites")
-        seen, seen_with_ids = np.concatenate([seen, hashes]), np.concatenate([seen_with_ids, both])
+    positions = np.concatenate([h for *_, h in origin.positions])   # global order, as id_hashes
+    sizes = np.array([len(h) for *_, h in origin.positions])
+    files = np.repeat(np.arange(len(sizes)), sizes)
+    at_earlier, first = _from_earlier_file(positions, files)
+    repeated = at_earlier & ~_from_earlier_file(positions ^ (id_hashes * np.uint64(131)), files)[0]
+    counts = np.bincount(files[repeated], minlength=len(sizes))
+    bad = np.flatnonzero((counts >= UNIT_CHECK_MIN_POINTS) & (counts >= REPEATED_POSITIONS_SHARE * sizes))
+    if not len(bad):
+        return
+    f = int(bad[0])
+    n, size = int(counts[f]), int(sizes[f])
+    later_idx = int(np.flatnonzero(repeated & (files == f))[0])
+    first_idx = int(first[later_idx])
+    pids, _, where = _pids_of(runs, np.array([first_idx, later_idx]))
+    file_a, row_a = origin.where(first_idx)
+    file_b, row_b = origin.where(later_idx)
+    raise InputError(
+        f"{n} of its {size} points ({n / size:.0%}) sit at the very positions of points of an earlier file "
+        f"under other ids, e.g. '{pids[later_idx]}' (row {row_b}) at the position of '{pids[first_idx]}' of "
+        f"{file_a} (row {row_a}), latitude {where[0, 0]:.6f}, longitude {where[0, 1]:.6f}: the same points "
+        "issued again (another version of the export), which would be clustered twice", file=file_b,
+        fix="keep one version of the export in the site's source (config/sites.tsv), or give the two versions "
+            "to two sites")
 
 
 # Repeats of one point (overlapping tiles, a file given twice) lie at one position; a repeated
