@@ -1217,3 +1217,33 @@ def test_a_file_given_twice_is_still_named_as_repeated_ids(tmp_path, moving_site
     with pytest.raises(InputError) as err:
         build_shards([tmp_path / "a.csv", tmp_path / "b.csv"], NGU, tmp_path / "out.h5", "s", ShardsConfig())
     assert "other ids" not in str(err.value)
+
+
+def _tile_name(lat, lon):
+    from insarclust.coords import from_wgs84
+
+    x, y = (float(np.ravel(v)[0]) for v in from_wgs84([np.median(lat)], [np.median(lon)], "EPSG:3035"))
+    return f"EGMS_L3_E{int(x // 100000)}N{int(y // 100000)}_100km_U_2018_2022_1.csv"
+
+
+CLUSTER = (60.45 + 0.0005 * (np.arange(40) % 8), 9.2 + 0.001 * (np.arange(40) // 8))
+
+
+def test_easting_and_northing_swapped_stop_by_the_files_tile(tmp_path):
+    """Swapped easting/northing land inside EPSG:3035's area and the format's (here central Norway
+    read as Finland): only the tile the file is named after shows it."""
+    name = _tile_name(*CLUSTER)
+    good = write(tmp_path / name, [L3_HEADER] + l3_rows(*CLUSTER))
+    assert build(tmp_path, good, fmt=L3).n_points == 40
+    for p in tmp_path.glob("*.h5"):
+        p.unlink()
+    swapped = ["pid,northing,easting,height,mean_velocity," + ",".join(DATES)] + l3_rows(*CLUSTER)
+    (tmp_path / "sw").mkdir()
+    path = write(tmp_path / "sw" / name, swapped)
+    stops(tmp_path / "sw", path, "named after EGMS tile", "the two columns look swapped", "'easting, northing'",
+          "set x: northing and y: easting", fmt=L3)
+
+
+def test_a_file_not_named_after_a_tile_is_not_checked_against_one(tmp_path):
+    swapped = ["pid,northing,easting,height,mean_velocity," + ",".join(DATES)] + l3_rows(*CLUSTER)
+    assert build(tmp_path, write(tmp_path / "mine.csv", swapped), fmt=L3).n_points == 40

@@ -39,6 +39,7 @@ import pandas as pd
 
 from . import __version__
 from .coords import normalize_crs, outside_area_of_use
+from .egms_tiles import TileCheck
 from .errors import InputError
 from .dates import DAYS_PER_YEAR, days_to_iso
 from .formats import UNIT_TO_MM, Format, plan_columns
@@ -102,6 +103,7 @@ class _Origin:
     units: "_UnitCheck" = field(default_factory=lambda: _UnitCheck())
     spread: "_SpreadCheck" = field(default_factory=lambda: _SpreadCheck())
     positions: list = field(default_factory=list)   # per file: (label, first global index, position hashes)
+    tiles: TileCheck = field(default_factory=TileCheck)
     max_abs_mm: float = 0.0                      # largest |displacement| read, every row
 
     def add(self, start: int, label: str, first_row: int):
@@ -760,6 +762,8 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
             origin.headings.add(block, src.label, fmt)
             origin.units.add(block, src.label, fmt, plan.dates)
             origin.spread.add(block, src.label)
+            if fmt.projected:
+                origin.tiles.add(src.label, block.x, block.y, block.first_row, block.pid)
             if all_dates:
                 disp = block.displacement
             else:
@@ -790,6 +794,7 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
                              fix="re-export the data or remove the file from the site's source")
         origin.units.check(src.label, fmt)
         origin.spread.check(src.label, fmt, cfg.min_spread_mm)
+        origin.tiles.check(src.label, fmt.x, fmt.y, log)
         origin.positions.append((src.label, total - n_file, np.concatenate(file_positions)))
     return (runs, np.concatenate(keys), np.concatenate(hashes), np.concatenate(keeps), origin)
 
