@@ -41,8 +41,8 @@ from . import __version__
 from .coords import normalize_crs, outside_area_of_use
 from .egms_tiles import TileCheck
 from .errors import InputError
-from .dates import DAYS_PER_YEAR, days_to_iso
-from .formats import UNIT_TO_MM, Format, plan_columns
+from .dates import days_to_iso
+from .formats import Format, plan_columns
 from .geodesy import haversine_m
 from .h5io import ShardsWriter, partial_bytes, remove_stale_temporaries, temp_dir
 from .logs import Progress
@@ -50,6 +50,7 @@ from .ordering import spatial_keys
 from .readers import CsvInput, expand_inputs, iter_tables, locate_header, prefetch, read_header, to_block
 from .regularize import regular_grid, regularize
 from .requirements import SiteNeeds, check_site
+from .unit_checks import UNIT_CHECK_MIN_POINTS, SpreadCheck, UnitCheck
 
 log = logging.getLogger("insarclust.shards")
 
@@ -100,8 +101,8 @@ class _Origin:
     first_rows: list = field(default_factory=list)
     dates: dict = field(default_factory=dict)    # label -> set of the file's date columns (days)
     headings: "_Headings" = field(default_factory=lambda: _Headings())
-    units: "_UnitCheck" = field(default_factory=lambda: _UnitCheck())
-    spread: "_SpreadCheck" = field(default_factory=lambda: _SpreadCheck())
+    units: UnitCheck = field(default_factory=UnitCheck)
+    spread: SpreadCheck = field(default_factory=SpreadCheck)
     positions: list = field(default_factory=list)   # per file: (label, first global index, position hashes)
     tiles: TileCheck = field(default_factory=TileCheck)
     max_abs_mm: float = 0.0                      # largest |displacement| read, every row
@@ -468,192 +469,6 @@ class _Headings:
 
 
 # The static column whose unit (mm/yr) the displacement series are checked against.
-VELOCITY_COLUMN = "mean_velocity"
-UNIT_CHECK_ROWS = 2048        # rows of each block whose trend is fitted
-UNIT_CHECK_MAX = 50_000       # points per file kept for the check
-UNIT_CHECK_MIN_POINTS = 25    # fastest points needed to judge a file
-UNIT_CHECK_OFF = 5.0          # a median trend/velocity ratio beyond x5 (or below /5) is another unit
-UNIT_CHECK_AGREE = 0.7        # ... when this share of the points agree within a factor 2
-UNIT_CHECK_MATCH = 1.25       # ... and the ratio is a unit's factor within this (units are exact factors)
-MIXED_SIGN_MATCH = 1.5        # a trend within this factor of +-velocity runs with (against) it
-MIXED_SIGN_SHARE = 0.2        # both shares of the fastest points at least this: two sign conventions
-
-
-def _trend_per_year(disp: np.ndarray, days) -> np.ndarray:
-    """Least-squares trend (units per year) of each row of ``disp (n, T)`` over its finite
-    values; NaN where a row has fewer than 3 values."""
-    t = (np.asarray(days, dtype=np.float64) - days[0]) / DAYS_PER_YEAR
-    d = np.asarray(disp, dtype=np.float64)
-    obs = np.isfinite(d)
-    cnt = obs.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tc = np.where(obs, t - (np.where(obs, t, 0.0).sum(1) / cnt)[:, None], 0.0)
-        dc = np.where(obs, d - (np.where(obs, d, 0.0).sum(1) / cnt)[:, None], 0.0)
-        trend = (tc * dc).sum(1) / (tc ** 2).sum(1)
-    trend[cnt < 3] = np.nan
-    return trend
-
-
-SPREAD_CHECK_ROWS = 512        # rows of each block whose spread is measured
-
-
-@dataclass
-class _SpreadCheck:
-    """A file of displacements in metres read as millimetres, without a ``mean_velocity`` column
-    for :class:`_UnitCheck` (the Svalbard layout, a processor's own export), passes every other
-    check with every motion 1000 times too small. Measured InSAR series are never that still:
-    noise alone moves each by a few mm over its dates, so a file whose typical series spans less
-    than ``shards.min_spread_mm`` (largest minus smallest value, median over its points) is not in
-    the unit it is read in."""
-
-    spreads: dict = field(default_factory=dict)   # label -> list of (spread, pid, row) arrays
-
-    def add(self, block, label: str) -> None:
-        n = len(block.pid)
-        if not n:
-            return
-        idx = np.unique(np.linspace(0, n - 1, min(n, SPREAD_CHECK_ROWS)).astype(np.int64))
-        d = block.displacement[idx]
-        enough = np.count_nonzero(np.isfinite(d), axis=1) >= 3
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)   # rows without values have no max
-            spread = np.nanmax(d, axis=1) - np.nanmin(d, axis=1)
-        rows = block.first_row + (idx if block.order is None else block.order[idx])
-        self.spreads.setdefault(label, []).append((spread[enough], block.pid[idx][enough], rows[enough]))
-
-    def check(self, label: str, fmt: Format, min_spread_mm: float | None) -> None:
-        kept = self.spreads.pop(label, [])
-        if min_spread_mm is None or not kept:
-            return
-        spread, pid, rows = (np.concatenate(a) for a in zip(*kept))
-        if len(spread) < UNIT_CHECK_MIN_POINTS:
-            return
-        med = float(np.median(spread))
-        if not 0 < med < min_spread_mm:   # 0: constant series (a model), nothing to judge by
-            return
-        i = int(np.argmin(np.abs(spread - med)))
-        as_m = med / fmt.to_mm * UNIT_TO_MM["m"]   # the spread if the numbers were metres
-        raise InputError(
-            f"the displacement series barely move: over their dates the typical point spans {med:.3g} mm "
-            f"(largest minus smallest value, median over {len(spread)} points; point '{pid[i]}', row "
-            f"{int(rows[i])}), where noise alone moves a measured InSAR series by a few mm. Read as metres "
-            f"they would span {as_m:.3g} mm: the numbers look like metres (or centimetres), not "
-            f"{fmt.displacement_unit}", file=label,
-            fix=f"set displacement_unit: m (or cm) in the '{fmt.name}' block of config/formats.yaml; if the "
-                f"file really holds series this still in {fmt.displacement_unit} (a model rather than "
-                "measurements), lower shards.min_spread_mm in config/config.yaml or set it to null")
-
-
-@dataclass
-class _UnitCheck:
-    """The displacement unit checked against the file's own ``mean_velocity`` (mm/yr): the
-    series' trend must be that velocity, not 1/10 or 1/1000 of it. A file in metres or
-    centimetres read as millimetres (a wrong displacement_unit) passes every other check,
-    with motions 1000 times too small, and every rate and cluster read from it is wrong."""
-
-    pairs: dict = field(default_factory=dict)   # label -> list of (trend, velocity, pid, row) arrays
-
-    def add(self, block, label: str, fmt: Format, days) -> None:
-        if VELOCITY_COLUMN not in fmt.static:
-            return
-        kept = self.pairs.setdefault(label, [])
-        if sum(len(k[0]) for k in kept) >= UNIT_CHECK_MAX or not len(block.pid):
-            return
-        n = len(block.pid)
-        idx = np.unique(np.linspace(0, n - 1, min(n, UNIT_CHECK_ROWS)).astype(np.int64))
-        trend = _trend_per_year(block.displacement[idx], days)
-        velocity = block.static[idx, fmt.static.index(VELOCITY_COLUMN)].astype(np.float64)
-        rows = block.first_row + (idx if block.order is None else block.order[idx])
-        kept.append((trend, velocity, block.pid[idx], rows))
-
-    def check(self, label: str, fmt: Format) -> None:
-        kept = self.pairs.pop(label, [])
-        if not kept:
-            return
-        trend, velocity, pid, rows = (np.concatenate(a) for a in zip(*kept))
-        ok = np.isfinite(trend) & np.isfinite(velocity) & (velocity != 0)
-        trend, velocity, pid, rows = trend[ok], velocity[ok], pid[ok], rows[ok]
-        if len(velocity) < UNIT_CHECK_MIN_POINTS:
-            return
-        fast = np.abs(velocity) >= np.quantile(np.abs(velocity), 0.75)
-        if np.count_nonzero(fast) < UNIT_CHECK_MIN_POINTS:
-            return
-        ratio = trend[fast] / velocity[fast]
-        self._check_mixed_signs(ratio, label, fmt, int(np.count_nonzero(fast)))
-        med = float(np.median(ratio))
-        # a negative median: the series run against the file's own velocity (one of them was negated,
-        # e.g. subsidence written positive); that used to end the check, in any unit
-        if not (np.isfinite(med) and med != 0) or 1 / UNIT_CHECK_OFF <= med <= UNIT_CHECK_OFF:
-            return
-        with np.errstate(divide="ignore", invalid="ignore"):
-            off = np.abs(np.log10(ratio / med))   # NaN where the trend has the other sign than the median's
-        agree = off < np.log10(2)
-        if np.mean(agree) < UNIT_CHECK_AGREE:
-            return
-        true_to_mm = fmt.to_mm / abs(med)   # what one unit of the file's numbers is, in mm
-        unit = next((u for u, f in UNIT_TO_MM.items()
-                     if 1 / UNIT_CHECK_MATCH <= true_to_mm / f <= UNIT_CHECK_MATCH), None)
-        # the example is a point that reads as the median does (the fastest point can be an outlier)
-        i = int(np.flatnonzero(fast)[np.argmin(np.where(np.isfinite(off), off, np.inf))])
-        example = (f"e.g. point '{pid[i]}' (row {int(rows[i])}): trend {trend[i]:.3g} mm/yr of its series "
-                   f"read as {fmt.displacement_unit}, {VELOCITY_COLUMN} {velocity[i]:.3g}")
-        what = (f"the displacement columns' trend is {med:.3g} times the {VELOCITY_COLUMN} column (median over "
-                f"the {int(np.count_nonzero(fast))} fastest points; {example})")
-        if med < 0 and unit is not None:
-            # by a unit's exact factor, opposite in sign: every rate and regime read from the series
-            # (subsiding, uplifting) is the file's own velocity turned round
-            in_unit = (f", and the displacements look like they are in {unit}, not {fmt.displacement_unit}"
-                       if unit != "mm" else "")
-            raise InputError(f"{what}: the displacements run opposite to {VELOCITY_COLUMN} (one of them has the "
-                             f"other sign convention, e.g. subsidence written positive){in_unit}", file=label,
-                             column=VELOCITY_COLUMN,
-                             fix="negate the displacement columns or the mean_velocity column, whichever does not "
-                                 "follow the product's convention (line of sight: positive towards the satellite; "
-                                 "vertical: positive upwards)"
-                                 + (f", and set displacement_unit: {unit} in the '{fmt.name}' block of "
-                                    "config/formats.yaml" if in_unit else "")
-                                 + f"; if {VELOCITY_COLUMN} covers another period than the file's dates, in which "
-                                   "the motion reversed, remove it from the format's static columns")
-        # A file in mm read as cm or m reads exactly as a file whose velocity column is in the
-        # declared unit per year (a provider writing cm and cm/yr): the file agrees with its
-        # format, so it is read as declared, with a warning, not stopped.
-        if unit is not None and unit != "mm":
-            raise InputError(f"{what}: the displacements look like they are in {unit}, not "
-                             f"{fmt.displacement_unit} (displacement_unit of format '{fmt.name}')", file=label,
-                             column=VELOCITY_COLUMN,
-                             fix=f"set displacement_unit: {unit} in the '{fmt.name}' block of config/formats.yaml "
-                                 "(or add a format for this export); if the displacements are right, convert "
-                                 f"the {VELOCITY_COLUMN} column to mm/yr; if {VELOCITY_COLUMN} covers another "
-                                 "period than the file's dates (a file cut to fewer dates of a product whose "
-                                 "motion slowed), remove it from the format's static columns")
-        # by no unit's factor (a velocity of another period than the file's dates: a file cut to
-        # the later years of a slowing motion), or a velocity column in cm/yr or m/yr: a static
-        # feature (standardised), the series are read as declared
-        log.warning("%s: %s: the %s column does not match the displacements read as %s (not in mm/yr, or "
-                    "over another period than the file's dates?); the displacements are kept as they are",
-                    label, what, VELOCITY_COLUMN, fmt.displacement_unit)
-
-    @staticmethod
-    def _check_mixed_signs(ratio: np.ndarray, label: str, fmt: Format, n_fast: int) -> None:
-        """Stop when many of the fastest points' series run with ``mean_velocity`` and many run against
-        it at the same speed (by one unit's factor): two sign conventions in one file (exports of two
-        tools joined), which the median ratio of :meth:`check` cannot see. A motion that reversed
-        since the velocity's period does not run back at the very same speed."""
-        for unit, f in UNIT_TO_MM.items():
-            scaled = ratio * (f / fmt.to_mm)     # 1 where the series read in `unit` match the velocity
-            with np.errstate(divide="ignore", invalid="ignore"):
-                along = np.mean(np.abs(np.log10(scaled)) < np.log10(MIXED_SIGN_MATCH))
-                against = np.mean(np.abs(np.log10(-scaled)) < np.log10(MIXED_SIGN_MATCH))
-            # most points match their velocity in size (a velocity of these very series), and both
-            # signs are common: a velocity of another period scatters, and matches neither way
-            if min(along, against) >= MIXED_SIGN_SHARE and along + against >= UNIT_CHECK_AGREE:
-                raise InputError(
-                    f"the displacement series of {along:.0%} of the {n_fast} fastest points run with the "
-                    f"{VELOCITY_COLUMN} column and of {against:.0%} against it, at the same speed: the file mixes "
-                    "two sign conventions (e.g. exports of two tools joined, one writing subsidence positive)",
-                    file=label, column=VELOCITY_COLUMN,
-                    fix="export the file again from one source, or negate the displacement columns of the rows "
-                        "whose series run against their mean_velocity")
 
 
 def _with_optional_columns(fmt: Format, plans) -> Format:
