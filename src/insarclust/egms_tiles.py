@@ -40,7 +40,7 @@ class TileCheck:
 
     counts: dict = field(default_factory=dict)   # label -> [n, inside, inside swapped, example]
 
-    def add(self, label: str, x: np.ndarray, y: np.ndarray, first_row: int, pid) -> None:
+    def add(self, label: str, x: np.ndarray, y: np.ndarray, pid) -> None:
         tile = tile_of(label)
         if tile is None or not len(x):
             return

@@ -103,7 +103,7 @@ class _Origin:
     headings: "_Headings" = field(default_factory=lambda: _Headings())
     units: UnitCheck = field(default_factory=UnitCheck)
     spread: SpreadCheck = field(default_factory=SpreadCheck)
-    positions: list = field(default_factory=list)   # per file: (label, first global index, position hashes)
+    positions: list = field(default_factory=list)   # per file: position hashes of its rows, in file order
     tiles: TileCheck = field(default_factory=TileCheck)
     max_abs_mm: float = 0.0                      # largest |displacement| read, every row
 
@@ -468,9 +468,6 @@ class _Headings:
                              "'asc=<glob>;desc=<glob>' that decomposes them into vertical and east-west motion")
 
 
-# The static column whose unit (mm/yr) the displacement series are checked against.
-
-
 def _with_optional_columns(fmt: Format, plans) -> Format:
     """The format with the optional static columns present in every input file."""
     resolved = fmt.with_optional([p.header for p in plans])
@@ -578,7 +575,7 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
             origin.units.add(block, src.label, fmt, plan.dates)
             origin.spread.add(block, src.label)
             if fmt.projected:
-                origin.tiles.add(src.label, block.x, block.y, block.first_row, block.pid)
+                origin.tiles.add(src.label, block.x, block.y, block.pid)
             if all_dates:
                 disp = block.displacement
             else:
@@ -610,7 +607,7 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
         origin.units.check(src.label, fmt)
         origin.spread.check(src.label, fmt, cfg.min_spread_mm)
         origin.tiles.check(src.label, fmt.x, fmt.y, log)
-        origin.positions.append((src.label, total - n_file, np.concatenate(file_positions)))
+        origin.positions.append(np.concatenate(file_positions))
     return (runs, np.concatenate(keys), np.concatenate(hashes), np.concatenate(keeps), origin)
 
 
@@ -665,8 +662,8 @@ def _check_repeated_positions(runs, origin: _Origin, id_hashes: np.ndarray) -> N
     repeats of one id, a file given twice, are :func:`_resolve_duplicates`' part)."""
     if len(origin.positions) < 2:
         return
-    positions = np.concatenate([h for *_, h in origin.positions])   # global order, as id_hashes
-    sizes = np.array([len(h) for *_, h in origin.positions])
+    positions = np.concatenate(origin.positions)   # global order, as id_hashes
+    sizes = np.array([len(h) for h in origin.positions])
     files = np.repeat(np.arange(len(sizes)), sizes)
     at_earlier, first = _from_earlier_file(positions, files)
     repeated = at_earlier & ~_from_earlier_file(positions ^ (id_hashes * np.uint64(131)), files)[0]

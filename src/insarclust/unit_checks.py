@@ -19,7 +19,7 @@ from .formats import UNIT_TO_MM, Format
 
 log = logging.getLogger("insarclust.shards")
 
-
+# The static column whose unit (mm/yr) the displacement series are checked against.
 VELOCITY_COLUMN = "mean_velocity"
 UNIT_CHECK_ROWS = 2048        # rows of each block whose trend is fitted
 UNIT_CHECK_MAX = 50_000       # points per file kept for the check
@@ -49,6 +49,13 @@ def _trend_per_year(disp: np.ndarray, days) -> np.ndarray:
 SPREAD_CHECK_ROWS = 512        # rows of each block whose spread is measured
 
 
+def _sample_rows(block, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``k`` evenly spread rows of a block (its key order) and their rows in the file."""
+    n = len(block.pid)
+    idx = np.unique(np.linspace(0, n - 1, min(n, k)).astype(np.int64))
+    return idx, block.first_row + (idx if block.order is None else block.order[idx])
+
+
 @dataclass
 class SpreadCheck:
     """A file of displacements in metres read as millimetres, without a ``mean_velocity`` column
@@ -61,16 +68,14 @@ class SpreadCheck:
     spreads: dict = field(default_factory=dict)   # label -> list of (spread, pid, row) arrays
 
     def add(self, block, label: str) -> None:
-        n = len(block.pid)
-        if not n:
+        if not len(block.pid):
             return
-        idx = np.unique(np.linspace(0, n - 1, min(n, SPREAD_CHECK_ROWS)).astype(np.int64))
+        idx, rows = _sample_rows(block, SPREAD_CHECK_ROWS)
         d = block.displacement[idx]
         enough = np.count_nonzero(np.isfinite(d), axis=1) >= 3
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)   # rows without values have no max
             spread = np.nanmax(d, axis=1) - np.nanmin(d, axis=1)
-        rows = block.first_row + (idx if block.order is None else block.order[idx])
         self.spreads.setdefault(label, []).append((spread[enough], block.pid[idx][enough], rows[enough]))
 
     def check(self, label: str, fmt: Format, min_spread_mm: float | None) -> None:
@@ -111,11 +116,9 @@ class UnitCheck:
         kept = self.pairs.setdefault(label, [])
         if sum(len(k[0]) for k in kept) >= UNIT_CHECK_MAX or not len(block.pid):
             return
-        n = len(block.pid)
-        idx = np.unique(np.linspace(0, n - 1, min(n, UNIT_CHECK_ROWS)).astype(np.int64))
+        idx, rows = _sample_rows(block, UNIT_CHECK_ROWS)
         trend = _trend_per_year(block.displacement[idx], days)
         velocity = block.static[idx, fmt.static.index(VELOCITY_COLUMN)].astype(np.float64)
-        rows = block.first_row + (idx if block.order is None else block.order[idx])
         kept.append((trend, velocity, block.pid[idx], rows))
 
     def check(self, label: str, fmt: Format) -> None:
