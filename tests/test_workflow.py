@@ -362,6 +362,27 @@ def test_an_edited_script_of_a_temporary_output_reruns_its_jobs(run):
     assert planned_jobs(workdir) == []
 
 
+def test_edited_library_code_reruns_the_stages_that_import_it(run):
+    """Snakemake follows a rule's script, not the library it imports: each rule's code digest
+    (a param) must rerun the graph, and what follows from it, after a code change in
+    insarclust.graph, and nothing after a comment or docstring edit."""
+    workdir, _ = run
+    module = workdir / "src/insarclust/graph.py"
+    old = module.read_text()
+    try:
+        module.write_text(old + "\n# a comment\n")
+        assert planned_jobs(workdir) == []
+        module.write_text(old + "\n_EDITED = 1\n")
+        jobs = planned_jobs(workdir)
+    finally:
+        module.write_text(old)
+    planned = {j["rule"] for j in jobs}
+    assert sorted(j["wildcards"]["site"] for j in jobs if j["rule"] == "graph") == sorted(s for s, *_ in SITES)
+    assert "smooth" in planned
+    assert not planned & {"shards", "embed_fit", "embed_part", "embed_gather", "descriptors"}
+    assert planned_jobs(workdir) == []
+
+
 # A changed setting plans exactly the jobs whose result it can change (per site, the
 # rules and the wildcard they run for). FAST runs kmeans-{dyn, dyn+static, dyn_smoothed}
 # and descriptors-kmeans; every site-level aggregate (exports, provenance) and the

@@ -16,6 +16,7 @@ rule descriptors:
     params:
         # only the fit settings: a change of a label threshold must not refit every point
         fit={k: config["interpret"][k] for k in FIT_SETTINGS},
+        code=code_digest("descriptors"),
     script:
         "../../scripts/descriptors.py"
 
@@ -53,5 +54,6 @@ rule baseline:
     params:
         cfg=baseline_params,
         seed=config["seed"],
+        code=code_digest("baseline"),
     script:
         "../../scripts/baseline.py"

@@ -18,6 +18,7 @@ os.environ.update(
 )
 sys.path.insert(0, str(ROOT / "src"))
 
+from insarclust import code_digest as _code_digest  # noqa: E402
 from insarclust import methods as _methods  # noqa: E402
 from insarclust import resources as _resources  # noqa: E402
 from insarclust import sites as _sites  # noqa: E402
@@ -456,14 +457,16 @@ def evaluate_fit_params(wildcards):
     return {}
 
 
-def script_digest(name):
-    """sha256 of ``scripts/{name}.py``: a param of the rules whose outputs are temporary
-    (embed_part, los_shards). Snakemake reruns a job whose script is newer than its outputs,
-    which it cannot tell once a temporary output is removed, so an edited script of theirs
-    reran nothing; a changed param is read from the job's record, output or not."""
-    import hashlib
-
-    return hashlib.sha256((ROOT / "scripts" / f"{name}.py").read_bytes()).hexdigest()
+def code_digest(name):
+    """Digest of ``scripts/{name}.py`` and the library modules it imports
+    (:mod:`insarclust.code_digest`): a param of every rule with a script, so an upgrade of
+    insarclust reruns the stages whose code changed. Snakemake itself follows only the
+    script's modification time, which it cannot compare once a temporary output
+    (embed_part, los_shards) is removed; a changed param is read from the job's record.
+    """
+    return _code_digest.code_digest(
+        ROOT / "scripts" / f"{name}.py", ROOT / "src" / "insarclust"
+    )
 
 
 def log_path(stage, name="{site}"):

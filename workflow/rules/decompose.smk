@@ -26,6 +26,7 @@ rule demo_pair:
         demo=config["demo"],
         cells={k: config["decompose"][k] for k in ("cell_size_m", "crs")},
         seed=config["seed"],
+        code=code_digest("demo_pair"),
     script:
         "../../scripts/demo_pair.py"
 
@@ -51,8 +52,7 @@ rule los_shards:
         fmt_name=format_name,
         fmt=lambda wc: site_format(wc.site),
         cfg=shards_params(),
-        # the track file is temporary: its script's edits are seen through this digest
-        script_sha256=script_digest("los_shards"),
+        code=code_digest("los_shards"),
     script:
         "../../scripts/los_shards.py"
 
@@ -77,6 +77,7 @@ rule decompose:
         cfg=config["decompose"],
         shards={k: config["shards"][k] for k in ("grid_step_days", "shard_size")},
         fmt_name=format_name,
+        code=code_digest("decompose"),
     script:
         "../../scripts/decompose.py"
 

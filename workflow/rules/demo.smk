@@ -18,5 +18,6 @@ rule demo_data:
         fmt=lambda wc: site_format(wc.site),
         demo=config["demo"],
         seed=config["seed"],
+        code=code_digest("demo_data"),
     script:
         "../../scripts/demo_data.py"

@@ -22,5 +22,6 @@ rule dsc:
         cfg=dsc_params(),
         seed=config["seed"],
         checkpoint_dir=lambda wc: f"results/{wc.site}/dsc/checkpoints",
+        code=code_digest("dsc"),
     script:
         "../../scripts/dsc.py"

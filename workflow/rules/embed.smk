@@ -16,6 +16,7 @@ rule embed_fit:
     params:
         cfg=embed_params(),
         seed=config["seed"],
+        code=code_digest("embed_fit"),
     script:
         "../../scripts/embed_fit.py"
 
@@ -37,8 +38,7 @@ rule embed_part:
     resources:
         **requests("embed_part"),
     params:
-        # the part is temporary: its script's edits are seen through this digest
-        script_sha256=script_digest("embed_part"),
+        code=code_digest("embed_part"),
     script:
         "../../scripts/embed_part.py"
 
@@ -58,6 +58,8 @@ rule embed_gather:
     threads: 1
     resources:
         **requests("embed_gather"),
+    params:
+        code=code_digest("embed_gather"),
     script:
         "../../scripts/embed_gather.py"
 
@@ -80,5 +82,6 @@ rule static_features:
         **requests("static_features"),
     params:
         static_weight=static_weight_params,
+        code=code_digest("static_features"),
     script:
         "../../scripts/static_features.py"

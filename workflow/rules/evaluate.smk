@@ -24,5 +24,6 @@ rule evaluate:
     params:
         thresholds={k: config["interpret"][k] for k in (*THRESHOLDS, *FIT_SETTINGS)},
         fit=evaluate_fit_params,
+        code=code_digest("evaluate"),
     script:
         "../../scripts/evaluate.py"

@@ -18,5 +18,6 @@ rule export_gpkg:
         **requests("export_gpkg"),
     params:
         methods=METHODS,
+        code=code_digest("export_gpkg"),
     script:
         "../../scripts/export_gpkg.py"

@@ -15,5 +15,6 @@ rule graph:
         **requests("graph"),
     params:
         cfg=graph_params(),
+        code=code_digest("graph"),
     script:
         "../../scripts/graph.py"

@@ -17,6 +17,7 @@ rule kmeans:
     params:
         cfg=kmeans_params(),
         seed=config["seed"],
+        code=code_digest("kmeans"),
     script:
         "../../scripts/kmeans.py"
 
@@ -41,5 +42,6 @@ rule kmeans_sweep:
     params:
         cfg=kmeans_params(sweep=True),
         seed=config["seed"],
+        code=code_digest("kmeans_sweep"),
     script:
         "../../scripts/kmeans_sweep.py"

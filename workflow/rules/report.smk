@@ -29,6 +29,7 @@ rule cluster_figures:
     params:
         cfg=report_params(),
         seed=config["seed"],
+        code=code_digest("figures"),
     script:
         "../../scripts/figures.py"
 
@@ -58,6 +59,7 @@ rule dsc_figure:
         dpi=config["report"]["dpi"],
         variant=config["dsc"]["variant"],
         tol=config["dsc"]["tol"],
+        code=code_digest("dsc_figure"),
     script:
         "../../scripts/dsc_figure.py"
 
@@ -83,6 +85,7 @@ rule k_sweep_figure:
         runtime=5,
     params:
         dpi=config["report"]["dpi"],
+        code=code_digest("k_sweep_figure"),
     script:
         "../../scripts/k_sweep_figure.py"
 
@@ -106,6 +109,7 @@ rule export_labels:
         **requests("export_labels"),
     params:
         methods=METHODS,
+        code=code_digest("export_labels"),
     script:
         "../../scripts/export_labels.py"
 
@@ -142,6 +146,7 @@ rule provenance:
         fmt=lambda wc: site_format(wc.site),
         rules=rule_file_patterns,
         hash_sources=config["report"]["hash_sources"],
+        code=code_digest("provenance"),
     script:
         "../../scripts/provenance.py"
 
@@ -174,5 +179,6 @@ rule summary:
         # the tables list the sites in the site table's order: reordering its rows reorders them
         # (Snakemake compares the set of input files, not their order)
         sites=list(SITES.index),
+        code=code_digest("summary"),
     script:
         "../../scripts/summary.py"

@@ -17,5 +17,6 @@ rule shards:
         fmt_name=format_name,
         fmt=lambda wc: site_format(wc.site),
         cfg=shards_params(),
+        code=code_digest("shards"),
     script:
         "../../scripts/shards.py"

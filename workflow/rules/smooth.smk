@@ -16,5 +16,6 @@ rule smooth:
         **requests("smooth"),
     params:
         cfg=smooth_params(),
+        code=code_digest("smooth"),
     script:
         "../../scripts/smooth.py"

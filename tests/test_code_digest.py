@@ -1,0 +1,83 @@
+"""The code digest that reruns a stage after an upgrade of the library it imports."""
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from insarclust import code_digest as cd
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "insarclust"
+
+
+def test_canonical_leaves_out_positions_empty_fields_and_docstrings():
+    text = cd.canonical(ast.parse('"""Module doc."""\nx = 1  # one\n'))
+    assert text == "Module(body=[Assign(targets=[Name(id='x',ctx=Store())],value=Constant(value=1))])"
+    relaid = cd.canonical(ast.parse("def f(a):\n    'doc'\n    # note\n\n    return a\n"))
+    assert relaid == cd.canonical(ast.parse("def f(a): return a"))
+    # a string that is not the first statement is code, not a docstring
+    assert cd.canonical(ast.parse("def f():\n    x = 1\n    'y'\n")) != cd.canonical(ast.parse("def f():\n    x = 1\n"))
+
+
+def test_script_modules_follow_imports_through_modules_and_packages():
+    graph = cd.script_modules(ROOT / "scripts/graph.py", PACKAGE)
+    assert {"insarclust", "insarclust.graph", "insarclust.geodesy"} <= set(graph)
+    # a stage imports only what it runs: the graph does not run the embedding or DSC
+    assert not {"insarclust.embed", "insarclust.reservoir", "insarclust.dsc"} & set(graph)
+    dsc = set(cd.script_modules(ROOT / "scripts/dsc.py", PACKAGE))
+    # the dsc package's relative imports (from .model import ...) and its own imports
+    assert {"insarclust.dsc", "insarclust.dsc.model", "insarclust.dsc.train", "insarclust.layers"} <= dsc
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """A copy of scripts/ and src/insarclust to edit."""
+    shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
+    shutil.copytree(PACKAGE, tmp_path / "insarclust", ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+def _digest(tree: Path, script: str) -> str:
+    return cd.code_digest(tree / "scripts" / f"{script}.py", tree / "insarclust")
+
+
+def _append(path: Path, text: str) -> None:
+    path.write_text(path.read_text() + text)
+
+
+def test_digest_follows_code_not_docstrings_or_comments(tree):
+    before = {s: _digest(tree, s) for s in ("graph", "smooth", "embed_part")}
+    assert before == {s: cd.code_digest(ROOT / "scripts" / f"{s}.py", PACKAGE) for s in before}
+
+    geodesy = tree / "insarclust/geodesy.py"
+    source = geodesy.read_text()
+    # a docstring reworded, a comment and blank lines added: no stage reruns
+    first = source.index('"""') + 3
+    geodesy.write_text(source[:first] + "Reworded. " + source[first:] + "\n\n# a comment\n")
+    assert {s: _digest(tree, s) for s in before} == before
+
+    # code changed in a module the graph imports (not its own module): the graph reruns,
+    # the embedding, which does not import it, does not
+    _append(geodesy, "_EDITED = 1\n")
+    after = {s: _digest(tree, s) for s in before}
+    assert after["graph"] != before["graph"]
+    assert after["embed_part"] == before["embed_part"] and after["smooth"] == before["smooth"]
+
+    # the script's own bytes count, comments included (as Snakemake's own check does)
+    _append(tree / "scripts/embed_part.py", "# edited\n")
+    assert _digest(tree, "embed_part") != before["embed_part"]
+
+
+def test_every_rule_with_a_script_carries_the_digest_of_that_script():
+    rules = 0
+    for smk in sorted((ROOT / "workflow/rules").glob("*.smk")):
+        for block in re.split(r"\n(?=rule |checkpoint )", smk.read_text()):
+            script = re.search(r'script:\s*\n\s*"\.\./\.\./scripts/(\w+)\.py"', block)
+            if script:
+                rules += 1
+                assert f'code=code_digest("{script.group(1)}")' in block, (smk.name, block[:60])
+    assert rules >= 20
