@@ -6,7 +6,9 @@ from insarclust.requirements import site_needs
 
 log = start_rule(snakemake)
 site = snakemake.wildcards.site
-cfg = build_stage("decompose", {**snakemake.params.cfg, **snakemake.params.shards})
+# runtime keys (max_noise_ratio: a check) come from the config, not the params
+cfg = build_stage("decompose", {**snakemake.config["decompose"], **snakemake.params.cfg,
+                                **snakemake.params.shards})
 with timed(log, f"decompose {site}"):
     decompose(snakemake.input.asc, snakemake.input.desc, snakemake.output[0], site, cfg,
               fmt_name=snakemake.params.fmt_name, needs=site_needs(snakemake.config))

@@ -25,13 +25,14 @@ def truth(lat, lon, days):
 
 def write_track(path, *, heading, first_day, n=3000, years=2.0, step=12, seed=0, noise_mm=1.0,
                 angles=False, drop_los=False, lat0=LAT0, los_sign=1.0, bad_incidence=None,
-                with_track_angle=False, los_columns=None):
+                with_track_angle=False, los_columns=None, scale=1.0):
     """A LOS shards.h5 of ``n`` points over a 2 x 2 km square, motion from :func:`truth`.
 
     ``los_sign`` -1: LOS columns in the satellite-to-ground convention; ``bad_incidence``:
     this incidence angle for every 7th point (with ``angles``); ``with_track_angle``: a
     track_angle column beside the LOS columns (as EGMS has); ``los_columns``: a function
-    of the (n, 3) east, north, up columns giving the ones written."""
+    of the (n, 3) east, north, up columns giving the ones written; ``scale``: the series
+    multiplied by it (0.1: centimetres written as mm)."""
     rng = np.random.default_rng(seed)
     lat = lat0 + rng.uniform(0, SIZE_M, n) / 111320
     lon = LON0 + rng.uniform(0, SIZE_M, n) / (111320 * np.cos(np.deg2rad(LAT0)))
@@ -42,6 +43,7 @@ def write_track(path, *, heading, first_day, n=3000, years=2.0, step=12, seed=0,
     north = rng.normal(0, 1, n)[:, None] * (dates - D0)[None, :] / 365.25   # neglected by the solve
     los = e[:, None] * east + nn[:, None] * north + u[:, None] * up
     los = los - los[:, :1] + rng.normal(0, noise_mm, los.shape)            # referenced to the first epoch
+    los = los * scale
     if drop_los:
         names, static = ["height"], rng.uniform(10, 50, (n, 1))
     elif angles:
@@ -370,6 +372,29 @@ def test_los_vectors_that_are_not_unit_vectors_stop(tmp_path):
                                          r"\(.*\) has length 0.8, not 1 \(60 such point"):
         decompose(asc, desc, tmp_path / "out.h5", "p", DecomposeConfig(grid_step_days=6))
     assert not (tmp_path / "out.h5").exists()
+
+
+def test_one_track_in_centimetres_stops(tmp_path, caplog):
+    """A track exported in cm (its velocity column too, so no single-file check sees it) moves a
+    tenth as much between acquisitions as the other: it stops, naming that track's file; a track
+    twice as noisy as the other passes, and decompose.max_noise_ratio null turns the check off."""
+    asc = write_track(tmp_path / "asc.h5", heading=-12.0, first_day=D0, seed=1, n=600)
+    cm = write_track(tmp_path / "cm.h5", heading=192.0, first_day=D0 + 5, seed=2, n=600, scale=0.1)
+    with pytest.raises(InputError, match=r"(?s)cm.h5, column 'displacement': the descending track's series "
+                                         r"change (9|10|11) times less .* looks like centimetres.*fix: give both "
+                                         r"tracks in mm.*decompose.max_noise_ratio"):
+        decompose(asc, cm, tmp_path / "out.h5", "p", DecomposeConfig(grid_step_days=6))
+    assert not (tmp_path / "out.h5").exists()
+
+    noisy = write_track(tmp_path / "noisy.h5", heading=192.0, first_day=D0 + 5, seed=2, n=600, noise_mm=2.0)
+    with caplog.at_level("INFO", logger="insarclust.decompose"):
+        decompose(asc, noisy, tmp_path / "noisy_out.h5", "p", DecomposeConfig(grid_step_days=6))
+    line = next(r.getMessage() for r in caplog.records if "typical change between acquisitions" in r.getMessage())
+    asc_mm, desc_mm = (float(v) for v in re.findall(r"([\d.]+) mm", line))
+    assert 0.8 < asc_mm < 1.4 and 1.6 < desc_mm / asc_mm < 2.4
+
+    decompose(asc, cm, tmp_path / "off.h5", "p", DecomposeConfig(grid_step_days=6, max_noise_ratio=None))
+    assert (tmp_path / "off.h5").exists()
 
 
 def test_site_sources():

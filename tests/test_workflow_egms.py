@@ -8,9 +8,11 @@ everything else is covered by tests/test_workflow.py.
 """
 from __future__ import annotations
 
+
 import csv
 import gzip
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -18,7 +20,7 @@ import pytest
 
 from insarclust import coords, h5io
 
-from test_workflow import make_workdir, planned_after_editing_script, planned_jobs, snakemake
+from test_workflow import edit_config, make_workdir, planned_after_editing_script, planned_jobs, snakemake
 
 pytestmark = pytest.mark.xdist_group("workflow-egms")
 
@@ -110,3 +112,18 @@ def test_an_edited_track_script_reruns_the_pair(run):
     assert [j["wildcards"]["site"] for j in jobs if j["rule"] == "decompose"] == ["ud"]
     assert not [j for j in jobs if j["wildcards"].get("site") == "l3"]
     assert planned_jobs(run) == []
+
+
+def test_the_pair_noise_check_reruns_nothing(run):
+    """decompose.max_noise_ratio only decides whether the stage stops: a changed value plans nothing,
+    and the decomposition log shows the two tracks' typical change between acquisitions (the demo
+    pair's tracks share their noise)."""
+    old = edit_config(run, {"decompose": {"max_noise_ratio": 3}})
+    try:
+        assert planned_jobs(run) == []
+    finally:
+        edit_config(run, old)
+    log = (run / "logs/decompose/ud.log").read_text()
+    asc, desc = (float(v) for v in re.search(r"typical change between acquisitions: ([\d.]+) mm ascending, "
+                                             r"([\d.]+) mm descending", log).groups())
+    assert 0.67 < asc / desc < 1.5

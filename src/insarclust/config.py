@@ -398,7 +398,8 @@ STAGES = {
     # max_abs_mm and min_spread_mm only decide whether the stage stops: they cannot change a shards.h5
     "shards": Stage("insarclust.shards:ShardsConfig",
                     runtime=frozenset({"read_block_mb", "max_abs_mm", "min_spread_mm"})),
-    "decompose": Stage("insarclust.decompose:DecomposeConfig"),
+    # max_noise_ratio only decides whether the stage stops
+    "decompose": Stage("insarclust.decompose:DecomposeConfig", runtime=frozenset({"max_noise_ratio"})),
     "graph": Stage("insarclust.graph:GeodesicKNNGraph", runtime=frozenset({"workers", "block_size"})),
     "embed": Stage("insarclust.reservoir:ReservoirEmbedder",
                    elsewhere=frozenset({"n_jobs", "reference_site", "static_weight"}),

@@ -43,7 +43,9 @@ one shard of cells with the rows of their points at a time.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import warnings
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +55,7 @@ import numpy as np
 from . import __version__, coords, h5io
 from .errors import InputError
 from .dates import days_to_iso, linear_trend_per_year
-from .descriptors import observed_grid_mask, site_acquisition_dates
+from .descriptors import SAMPLE_ROWS, observed_grid_mask, site_acquisition_dates
 from .logs import Progress
 from .ordering import spatial_keys
 from .requirements import SiteNeeds, check_site
@@ -78,6 +80,8 @@ class DecomposeConfig:
     max_gap_days: float = 36.0
     min_points: int = 1
     shard_size: int = 16384
+    # the tracks' typical epoch-to-epoch change differing by more than this stops; None: off
+    max_noise_ratio: float | None = 5.0
 
 
 # --------------------------------------------------------------------------- #
@@ -383,6 +387,56 @@ def _check_sides(asc: "Track", desc: "Track") -> None:
             "satellite's heading clockwise from north (about -10 deg ascending, 190 deg descending)")
 
 
+def step_noise_mm(shards: h5io.Shards) -> float:
+    """A track's typical change between consecutive acquisitions (mm): per point the median
+    |difference| of its observed series, median over a sample of points (the first rows of
+    each shard, as :func:`site_acquisition_dates` reads). On most ground this is the
+    measurement noise (atmosphere, a few mm), which two tracks of one area share."""
+    bounds = list(shards.shard_bounds()) if shards.n_shards else []
+    if not bounds:
+        return float("nan")
+    per_shard = max(1, SAMPLE_ROWS // len(bounds))
+    series = np.concatenate([shards.read("series/displacement", a, min(b, a + per_shard)) for a, b in bounds])
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # a point observed once: no difference
+        per_point = np.nanmedian(np.abs(np.diff(series.astype(np.float64), axis=1)), axis=1)
+    per_point = per_point[np.isfinite(per_point)]
+    return float(np.median(per_point)) if len(per_point) else float("nan")
+
+
+def _source_names(track: "Track") -> str:
+    """The input files a track was read from (recorded by the shards stage), else its file."""
+    files = [r["path"] for r in json.loads(track.shards.attrs.get("source_files") or "[]")]
+    if not files:
+        return str(track.path)
+    return ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+
+
+def _check_noise(asc: "Track", desc: "Track", max_ratio: float | None) -> None:
+    """Stop when one track's series move ten times more or less than the other's from one
+    acquisition to the next: one track in centimetres (or metres) read as mm, with its
+    velocity column in the same unit, which no check of a single file sees, and which would
+    mix a tenth of one track's motion into the vertical and east-west series."""
+    noise = {t.name: step_noise_mm(t.shards) for t in (asc, desc)}
+    log.info("typical change between acquisitions: %.3g mm ascending, %.3g mm descending",
+             noise["ascending"], noise["descending"])
+    if max_ratio is None or not all(v > 0 for v in noise.values()):
+        return
+    big, small = sorted(noise, key=noise.get, reverse=True)
+    ratio = noise[big] / noise[small]
+    if ratio <= max_ratio:
+        return
+    path = {t.name: _source_names(t) for t in (asc, desc)}
+    raise InputError(
+        f"the {small} track's series change {ratio:.0f} times less from one acquisition to the next than "
+        f"the {big} track's (median {noise[small]:.3g} mm against {noise[big]:.3g} mm; two tracks of one "
+        f"area share their noise, within a factor of 2 or so): the {small} track looks like centimetres "
+        f"or metres read as mm, or the {big} one like mm scaled up", file=path[small],
+        column="displacement", fix=f"give both tracks in mm (displacement_unit of the {small} track's format, "
+        "or convert the file); if both really are in mm (one track's series temporally filtered, the other "
+        "not), raise decompose.max_noise_ratio in config/config.yaml or set it to null")
+
+
 def _cell_period(cells: np.ndarray, a: "Track", b: "Track") -> tuple[np.ndarray, np.ndarray]:
     """(C,) int32 first and last date at which every point of both tracks in each cell (sorted
     keys) is observed (first > last: never)."""
@@ -477,6 +531,7 @@ def decompose(asc_path, desc_path, out_path, site: str, cfg: DecomposeConfig | N
     if n_degenerate:
         log.warning("%d cells whose two LOS vectors are nearly parallel dropped (not solvable)", n_degenerate)
     _check_sides(asc, desc)
+    _check_noise(asc, desc, cfg.max_noise_ratio)
     common = common[solvable]
     # cells whose points of the two tracks are never observed at the same date: dropped and counted
     first, last = _cell_period(common, asc, desc)

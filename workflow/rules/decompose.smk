@@ -74,7 +74,7 @@ rule decompose:
     resources:
         **requests("decompose"),
     params:
-        cfg=config["decompose"],
+        cfg=result_params(config, "decompose"),
         shards={k: config["shards"][k] for k in ("grid_step_days", "shard_size")},
         fmt_name=format_name,
         code=code_digest("decompose"),
