@@ -8,7 +8,6 @@ everything else is covered by tests/test_workflow.py.
 """
 from __future__ import annotations
 
-
 import csv
 import gzip
 import json
