@@ -279,7 +279,7 @@ def _same_demo_dates(dates, preset: str, demo: Mapping) -> bool:
 
 def _check_built_bound(site: str, path: Path, read_max, max_abs_mm) -> None:
     """Stop when a built site was read from displacements beyond the current bound."""
-    from .shards import displacement_bound
+    from .block_checks import displacement_bound
 
     if read_max is None or max_abs_mm is None:
         return
