@@ -265,6 +265,24 @@ def test_a_threshold_changes_the_names_not_the_fit(tmp_path, shards_file):
     assert low["metrics"]["silhouette"] == high["metrics"]["silhouette"]
 
 
+def test_an_east_west_site_names_its_trends_by_direction(tmp_path, shards_file):
+    """An EGMS L3 east-west site (its component recorded in shards.h5): the same clusters as
+    the vertical site above, their trends named westward/eastward, not subsiding/uplifting."""
+    import shutil
+
+    import h5py
+
+    path = shutil.copy(shards_file[0], tmp_path / "east.h5")
+    truth = shards_file[1]
+    with h5py.File(path, "a") as f:
+        f.attrs.create("components", ["east"], dtype=h5io.STR)
+    n = len(truth)
+    graph = _graph(tmp_path, n, [(i, (i + 1) % n) for i in range(n)])
+    fit = _labelling(labels_mod.order_labels(truth, path), np.zeros(n, np.uint8), ShardsSource(path), path)
+    out = evaluate.evaluate_labelling(fit, graph_path=graph, shards_path=path, thresholds={})
+    assert [c["label"] for c in out["clusters"]] == ["westward", "seasonal", "stable", "eastward"]
+
+
 def test_peak_day_spread_is_circular(tmp_path):
     """Peaks on 29 December and 2 January are 4 days apart, not 361: the spread is the
     circular one (the plain std gave ~180 days for a cluster peaking around New Year)."""

@@ -446,6 +446,20 @@ def test_decomposed_series_name_both_components_in_the_label(tmp_path, shards_fi
     with h5py.File(path, "a") as f:
         f.attrs.create("components", ["up", "east"], dtype=h5io.STR)
     assert figures.displacement_label(h5io.Shards(path)) == "Displacement (mm)\n+ up, + east"
+    # an EGMS L3 site of one component (from its file names)
+    for component, label in (["up", "Vertical displacement (mm)\n+ up"],
+                             ["east", "East-west displacement (mm)\n+ east"]):
+        with h5py.File(path, "a") as f:
+            f.attrs.create("components", [component], dtype=h5io.STR)
+        assert figures.displacement_label(h5io.Shards(path)) == label
+
+
+def test_east_west_trends_take_the_colours_of_vertical_ones_of_their_sign():
+    east = figures.cluster_colors(3, [{"cluster": j, "label": n} for j, n in enumerate(["westward", "westward",
+                                                                                        "eastward"])])
+    up = figures.cluster_colors(3, [{"cluster": j, "label": n} for j, n in enumerate(["subsiding", "subsiding",
+                                                                                      "uplifting"])])
+    assert east == up
 
 
 @pytest.mark.parametrize("max_gap_days,hatched", [(None, 0), (24, 1)])

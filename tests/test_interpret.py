@@ -56,6 +56,11 @@ def test_labels_of_clear_cluster_means(cluster_means, dates_given):
                                  observed_dates=acq if dates_given else None)
     assert [c["label"] for c in clusters] == [label for label, _ in CASES]
     assert all(c["label"] in VOCABULARY for c in clusters)
+    # the same means as east-west motion, through the grouping by each cluster's own dates
+    east = describe_clusters(means, grid, counts, THRESHOLDS, observed_dates=acq if dates_given else None,
+                             cluster_dates=[acq] * len(means), component="east")
+    words = {"subsiding": "westward", "uplifting": "eastward"}
+    assert [c["label"] for c in east] == [words.get(label, label) for label, _ in CASES]
     # the descriptors of the means carry the set values
     assert clusters[1]["descriptors"]["trend_mm_yr"] == pytest.approx(-8.0, abs=0.3)
     assert clusters[3]["descriptors"]["annual_amplitude_mm"] == pytest.approx(8.0, abs=0.3)
@@ -113,6 +118,12 @@ def test_suggest_label_rules():
     assert suggest_label(dict(base, trend_mm_yr=-1.6, acceleration_mm_yr2=4.0), 5.5) == "subsiding"
     # a small curvature with small velocities throughout stays stable
     assert suggest_label(dict(base, trend_mm_yr=-0.5, acceleration_mm_yr2=0.5), span) == "stable"
+    # an east-west component (EGMS L3 E): its trends move west or east, never subside
+    assert suggest_label(dict(base, trend_mm_yr=-2.1), span, component="east") == "westward"
+    assert suggest_label(dict(base, trend_mm_yr=2.1), span, component="east") == "eastward"
+    assert suggest_label(dict(base, trend_mm_yr=-2.1), span, component="up") == "subsiding"
+    assert suggest_label(dict(base, trend_mm_yr=-1.5, acceleration_mm_yr2=-1.5), span,
+                         component="east") == "accelerating"
 
 
 def test_polynomial_range():

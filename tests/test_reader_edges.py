@@ -1247,3 +1247,32 @@ def test_easting_and_northing_swapped_stop_by_the_files_tile(tmp_path):
 def test_a_file_not_named_after_a_tile_is_not_checked_against_one(tmp_path):
     swapped = ["pid,northing,easting,height,mean_velocity," + ",".join(DATES)] + l3_rows(*CLUSTER)
     assert build(tmp_path, write(tmp_path / "mine.csv", swapped), fmt=L3).n_points == 40
+
+
+def test_the_egms_l3_component_is_read_from_the_file_names(tmp_path):
+    """EGMS L3 files say their component (U vertical, E east-west) only in their names: it is kept
+    as the site's component, and vertical and east-west files under one glob stop (with other
+    ids they were read as one site; with shared ids they stopped as repeated points)."""
+    from insarclust.egms_tiles import component_of, site_component
+
+    assert component_of("EGMS_L3_E42N40_100km_E_2018_2022_1.csv") == "east"
+    assert component_of("data/x.zip:EGMS_L3_E42N40_100km_U.csv") == "up"
+    assert component_of("EGMS_L3_E42N40_100km_Up.csv") is None and component_of("a.csv") is None
+    assert site_component(["EGMS_L3_E42N40_100km_U.csv", "mine.csv"]) is None
+    name = _tile_name(*CLUSTER)
+    (tmp_path / "u").mkdir()
+    up = write(tmp_path / "u" / name, [L3_HEADER] + l3_rows(*CLUSTER))
+    assert build(tmp_path / "u", up, fmt=L3).components == ["up"]
+    (tmp_path / "e").mkdir()
+    east = write(tmp_path / "e" / name.replace("_U_", "_E_"), [L3_HEADER] + l3_rows(*CLUSTER))
+    assert build(tmp_path / "e", east, fmt=L3).components == ["east"]
+    renamed = write(tmp_path / "mine.csv", [L3_HEADER] + l3_rows(*CLUSTER))
+    assert build(tmp_path, renamed, fmt=L3).components == []
+    for p in tmp_path.glob("*.h5"):
+        p.unlink()
+    with pytest.raises(InputError) as err:
+        build_shards([up, east], L3, tmp_path / "out.h5", "s", ShardsConfig())
+    for needle in ("mixes EGMS L3 components", "1 file(s) named after the east-west (E) one",
+                   "1 file(s) named after the vertical (U) one", "two sites in config/sites.tsv"):
+        assert needle in str(err.value), (needle, str(err.value))
+    assert not (tmp_path / "out.h5").exists()

@@ -1,5 +1,6 @@
 """EGMS L3 tile names: ``EGMS_L3_E47N51_100km_U_2018_2022_1.csv`` is the 100 km tile whose
-lower-left corner is easting 4,700,000 m, northing 5,100,000 m of EPSG:3035 (ETRS89-LAEA).
+lower-left corner is easting 4,700,000 m, northing 5,100,000 m of EPSG:3035 (ETRS89-LAEA), and
+``U`` its component (``U`` vertical, ``E`` east-west), which the file's columns do not say.
 
 Easting and northing swapped in a file's columns (or in a format's ``x``/``y``) land the points
 elsewhere in Europe, inside the CRS's and the format's area, so no other check sees it; the tile
@@ -27,6 +28,39 @@ def tile_of(label: str) -> tuple[float, float] | None:
     if match is None:
         return None
     return float(match.group(1)) * TILE_M, float(match.group(2)) * TILE_M
+
+
+# the component after the tile: _100km_U_ (vertical) or _100km_E_ (east-west)
+_COMPONENT = re.compile(r"(?<![A-Za-z0-9])E\d{2,3}N\d{2,3}_100km_([UE])(?![A-Za-z0-9])", re.IGNORECASE)
+COMPONENTS = {"U": "up", "E": "east"}
+_SAID = {"up": "vertical (U)", "east": "east-west (E)"}
+
+
+def component_of(label: str) -> str | None:
+    """``"up"`` or ``"east"``: the component an EGMS L3 file is named after, or None."""
+    match = _COMPONENT.search(PurePath(str(label).replace(":", "/")).name)
+    return COMPONENTS[match.group(1).upper()] if match else None
+
+
+def site_component(labels) -> str | None:
+    """The component every one of a site's files is named after, else None (a file named
+    otherwise leaves it unknown). A site of files named after both stops: its vertical and
+    east-west series would be clustered as one kind of motion, a westward point beside a
+    subsiding one."""
+    named = {label: component_of(label) for label in labels}
+    found = {c for c in named.values() if c}
+    if len(found) > 1:
+        example = {c: next(label for label, n in named.items() if n == c) for c in sorted(found)}
+        raise InputError(
+            "the site mixes EGMS L3 components: " + " and ".join(
+                f"{sum(n == c for n in named.values())} file(s) named after the {_SAID[c]} one "
+                f"(e.g. {example[c]})" for c in sorted(found)),
+            file=", ".join(example.values()),
+            fix="give the vertical and the east-west files as two sites in config/sites.tsv, e.g. "
+                "data/x/*_100km_U_*.csv and data/x/*_100km_E_*.csv")
+    if len(found) == 1 and all(named.values()):
+        return found.pop()
+    return None
 
 
 def _inside(x, y, x0, y0) -> np.ndarray:

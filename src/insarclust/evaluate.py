@@ -156,8 +156,10 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
     spread = member_spread(descriptors_path, labels, n_clusters) if descriptors_path else None
     own_dates = cluster_acquisition_dates(shards_path, labels, n_clusters, site_dates,
                                           max_gap_days=max_gap_days)
+    # one component: its direction names the trend (an EGMS L3 east-west site: westward/eastward)
+    component = shards.components[0] if len(shards.components) == 1 else None
     clusters = describe_clusters(mean, shards.grid_dates, counts, thresholds or {}, spread,
-                                 observed_dates=site_dates, cluster_dates=own_dates)
+                                 observed_dates=site_dates, cluster_dates=own_dates, component=component)
     if truth_path:
         truth = load_truth(truth_path, shards.pids())
         result_metrics["ari"] = float(adjusted_rand_score(truth, labels))

@@ -51,6 +51,9 @@ REGIME_COLOURS = {
     "step": ["#000000", "#555555", "#2B3440"],
     "stable": ["#9E9E9E", "#6E6E6E", "#C8C8C8", "#9FB4D0", "#CDB49B"],
 }
+# an east-west component's trends take the colours of the vertical ones of the same sign (the
+# two never share a map)
+SAME_COLOURS = {"westward": "subsiding", "eastward": "uplifting"}
 
 
 # Colours closer than this (RGB distance, 0-255) are hard to tell apart as small map markers.
@@ -74,12 +77,13 @@ def cluster_colors(k: int, clusters=None) -> list[str]:
     seen: dict = {}
     extra = []
     for j, label in enumerate(labels):
-        shades = REGIME_COLOURS.get(label)
+        family = SAME_COLOURS.get(label, label)
+        shades = REGIME_COLOURS.get(family)
         if shades is None:
             out[j] = cluster_color(j)
             continue
-        i = seen.get(label, 0)
-        seen[label] = i + 1
+        i = seen.get(family, 0)
+        seen[family] = i + 1
         if i < len(shades):
             out[j] = shades[i]
         else:
@@ -425,10 +429,15 @@ def displacement_label(shards: h5io.Shards) -> str:
     """The y label of the cluster series, with the direction and sign of the values: a decomposed
     pair's components (``"Displacement (mm)"`` over ``"+ up, + east"``), line of sight for a product read
     with acquisition geometry columns (EGMS L2a/L2b, InSAR Norway, Svalbard: ``"LOS displacement
-    (mm)"`` over ``"+ towards satellite"``, two lines to fit beside a panel), else plain ``"Displacement (mm)"`` (EGMS L3 holds vertical or
-    east-west motion, which the file does not say)."""
+    (mm)"`` over ``"+ towards satellite"``, two lines to fit beside a panel), an EGMS L3 site's component
+    where its file names give it (``"Vertical displacement (mm)"``, ``"East-west displacement (mm)"``),
+    else plain ``"Displacement (mm)"``."""
     if len(shards.components) > 1:
         return "Displacement (mm)\n" + ", ".join(f"+ {c}" for c in shards.components)
+    if shards.components == ["up"]:
+        return "Vertical displacement (mm)\n+ up"
+    if shards.components == ["east"]:
+        return "East-west displacement (mm)\n+ east"
     if list(shards.attrs.get("geometry_columns") or []):
         return "LOS displacement (mm)\n+ towards satellite"
     return "Displacement (mm)"

@@ -27,7 +27,8 @@ are nearly noise-free, and the label is read off them with four thresholds
    ``acceleration_mm_yr2``, the motion speeds up (acceleration and trend of
    the same sign) and the end-of-period velocity reaches the trend threshold;
    else ``subsiding`` (negative trend: away from the satellite, mostly down)
-   or ``uplifting``.
+   or ``uplifting``; for an east-west component (EGMS L3 ``E``), ``westward``
+   or ``eastward``.
 """
 from __future__ import annotations
 
@@ -41,7 +42,11 @@ from .descriptors import (DESCRIPTOR_NAMES, FIT_DEFAULTS, SPAN_YEARS, Descriptor
                           observed_grid_mask, step_or_trend)
 from .spans import acquisition_gaps, span_mask
 
-VOCABULARY = ("stable", "subsiding", "uplifting", "seasonal", "accelerating", "step")
+VOCABULARY = ("stable", "subsiding", "uplifting", "seasonal", "accelerating", "step", "westward", "eastward")
+# The words of a trend by its sign, for the direction the series measure: vertical and line of
+# sight (away from the satellite is mostly down) by default, an east-west component otherwise.
+TREND_WORDS = {"east": ("westward", "eastward")}
+_VERTICAL = ("subsiding", "uplifting")
 
 DEFAULT_THRESHOLDS = {
     "stable_trend_mm_yr": 2.0,
@@ -127,8 +132,10 @@ def is_accelerating(trend_mm_yr: float, acceleration_mm_yr2: float, span_years: 
 
 
 def suggest_label(descriptors: Mapping, span_years: float, thresholds: Mapping | None = None,
-                  step_model: Mapping | None = None) -> str:
-    """One word of :data:`VOCABULARY` for a (mean) series' descriptors; rules in the module doc."""
+                  step_model: Mapping | None = None, component: str | None = None) -> str:
+    """One word of :data:`VOCABULARY` for a (mean) series' descriptors; rules in the module doc.
+    ``component``: the direction of the series (``"east"``: :data:`TREND_WORDS`; else vertical or
+    line of sight)."""
     thr = _thresholds(thresholds)
     magnitudes = signature_magnitudes(descriptors, span_years, thr, step_model)
     if not magnitudes:
@@ -139,7 +146,8 @@ def suggest_label(descriptors: Mapping, span_years: float, thresholds: Mapping |
     v, a = float(descriptors["trend_mm_yr"]), float(descriptors["acceleration_mm_yr2"])
     if is_accelerating(v, a, span_years, thr):
         return "accelerating"
-    return "subsiding" if v < 0 else "uplifting"
+    down, up = TREND_WORDS.get(component, _VERTICAL)
+    return down if v < 0 else up
 
 
 def motion_text(entry: Mapping | None) -> str | None:
@@ -199,7 +207,7 @@ def _json_float(x) -> float | None:
 def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: np.ndarray,
                       thresholds: dict, member_spread: dict | None = None, *,
                       observed_dates: np.ndarray | None = None,
-                      cluster_dates: list | None = None) -> list[dict]:
+                      cluster_dates: list | None = None, component: str | None = None) -> list[dict]:
     """One dict per cluster: ``cluster``, ``size``, ``descriptors``, ``spread``, ``label`` (+ evidence).
 
     mean_series (K, G) mm on the regular grid; grid_dates (G,) days since
@@ -226,12 +234,13 @@ def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: n
     A cluster whose own dates no longer determine the model's terms (as a point's holes must,
     :func:`_own_dates_determine_fit`) is fitted on ``observed_dates``; without those, the site's
     dates are taken as every date of some cluster (the winters are the site's gaps, not a cluster's).
+    ``component``: the direction of the series, for the trend's word (:func:`suggest_label`).
     """
     if cluster_dates is not None:
         if observed_dates is None and len(cluster_dates):
             observed_dates = np.unique(np.concatenate([np.asarray(d) for d in cluster_dates]))
         return _describe_by_dates(mean_series, grid_dates, counts, thresholds, member_spread,
-                                  observed_dates, cluster_dates)
+                                  observed_dates, cluster_dates, component)
     grid_dates = np.asarray(grid_dates)
     mean_series, spans = covered_spans(mean_series)
     counts = np.asarray(counts)
@@ -272,7 +281,7 @@ def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: n
             "size": int(counts[j]),
             "descriptors": d,
             "spread": spread,
-            "label": suggest_label(finite, span_years, thr, step_model),
+            "label": suggest_label(finite, span_years, thr, step_model, component),
             "model": model_name,
             "evidence_mm": {k: round(v, 3) for k, v in magnitudes.items()},
             "step_instead_of_trend": {
@@ -299,7 +308,7 @@ def describe_clusters(mean_series: np.ndarray, grid_dates: np.ndarray, counts: n
 
 
 def _describe_by_dates(mean_series, grid_dates, counts, thresholds, member_spread, site_dates,
-                       cluster_dates) -> list[dict]:
+                       cluster_dates, component=None) -> list[dict]:
     """:func:`describe_clusters` of each group of clusters sharing their acquisition dates."""
     mean_series, counts = np.atleast_2d(mean_series), np.asarray(counts)
     fit = fit_settings(thresholds)
@@ -318,7 +327,7 @@ def _describe_by_dates(mean_series, grid_dates, counts, thresholds, member_sprea
     for dates, rows in groups.items():
         spread = None if member_spread is None else {k: np.asarray(v)[rows] for k, v in member_spread.items()}
         entries = describe_clusters(mean_series[rows], grid_dates, counts[rows], thresholds, spread,
-                                    observed_dates=np.array(dates))
+                                    observed_dates=np.array(dates), component=component)
         own = [g for g in acquisition_gaps(np.array(dates), max_gap) if g not in site_gaps]
         for j, entry in zip(rows, entries):
             entry["cluster"] = int(j)

@@ -39,7 +39,7 @@ import pandas as pd
 from . import __version__
 from .block_checks import check_values, validate_block
 from .coords import normalize_crs
-from .egms_tiles import TileCheck
+from .egms_tiles import TileCheck, site_component
 from .errors import InputError
 from .dates import days_to_iso
 from .formats import Format, plan_columns
@@ -223,6 +223,9 @@ def build_shards(paths, fmt: Format, out_path, site: str, cfg: ShardsConfig | No
     cfg = cfg or ShardsConfig()
     out_path = Path(out_path)
     inputs = expand_inputs(paths)
+    component = site_component([s.label for s in inputs])
+    if component:
+        log.info("%s: the files are named after the EGMS L3 %s component", site, component)
     plans = []
     for src in inputs:
         header = read_header(src, fmt)
@@ -261,7 +264,7 @@ def build_shards(paths, fmt: Format, out_path, site: str, cfg: ShardsConfig | No
             check_site(site, needs, n_points=int(keep.sum()), file=", ".join(s.label for s in inputs))
         hasher.join()
         summary = _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, digest,
-                              max_abs_mm_read=origin.max_abs_mm)
+                              max_abs_mm_read=origin.max_abs_mm, component=component)
     except BaseException:
         with contextlib.suppress(OSError):
             partial_bytes[f"{out_path} (sorted runs)"] = sum(
@@ -577,7 +580,7 @@ def _check_not_split_by_date(pid, file_a, row_a, file_b, row_b, origin, fmt) -> 
 
 
 def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, digest: dict,
-                max_abs_mm_read: float) -> dict:
+                max_abs_mm_read: float, component: str | None = None) -> dict:
     kept = np.nonzero(keep)[0]
     n = len(kept)   # > 0: build_shards stops before when nothing is kept
     order = kept[np.lexsort((kept, keys[kept]))]
@@ -644,8 +647,10 @@ def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, digest:
         writer.write_points(*points)
         progress.update(1)
 
+    # an EGMS L3 site's component (its file names say it): the series' direction for the labels
     with ShardsWriter(out_path, n, dates, grid, list(fmt.static), attrs,
-                      crs=normalize_crs(fmt.crs) if fmt.projected else None) as writer:
+                      crs=normalize_crs(fmt.crs) if fmt.projected else None,
+                      components=[component] if component else None) as writer:
         # Shards are assembled, resampled and their series written by two threads (numpy
         # and pwrite release the GIL); the small /points rows follow in shard order here.
         # At most a few shards run ahead of the one being written.
