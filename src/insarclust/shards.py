@@ -301,7 +301,8 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
             origin.add(total, src.label, block.first_row)
             origin.headings.add(block, src.label, fmt)
             origin.units.add(block, src.label, fmt, plan.dates)
-            origin.spread.add(block, src.label)
+            if cfg.min_spread_mm is not None:   # null: no check, nothing to sample
+                origin.spread.add(block, src.label)
             if fmt.projected:
                 origin.tiles.add(src.label, block.x, block.y, block.pid)
             if all_dates:
