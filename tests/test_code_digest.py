@@ -81,3 +81,17 @@ def test_every_rule_with_a_script_carries_the_digest_of_that_script():
                 rules += 1
                 assert f'code=code_digest("{script.group(1)}")' in block, (smk.name, block[:60])
     assert rules >= 20
+
+
+def test_canonical_text_is_the_same_on_every_python_version():
+    # ascii, not repr: repr's escapes follow the interpreter's Unicode database
+    # ("\U0001fae8" is escaped by Python 3.11 only, "\u2ffc" by 3.11 and 3.12)
+    for char in ("\xf8", "\u2ffc", "\U0001fae8"):
+        text = cd.canonical(ast.parse(f"y = '{char}'"))
+        assert text == ("Module(body=[Assign(targets=[Name(id='y',ctx=Store())],"
+                        f"value=Constant(value={ascii(char)}))])")
+    # Python 3.12 ends the format spec of f"{x:{w}}" with an empty string, 3.11 and 3.13 do not
+    assert cd.canonical(ast.parse('y = f"{x:{w}}"')) == (
+        "Module(body=[Assign(targets=[Name(id='y',ctx=Store())],value=JoinedStr(values=["
+        "FormattedValue(value=Name(id='x',ctx=Load()),conversion=-1,format_spec=JoinedStr(values=["
+        "FormattedValue(value=Name(id='w',ctx=Load()),conversion=-1)]))]))])")

@@ -28,11 +28,18 @@ def _is_docstring(statement: ast.stmt) -> bool:
 def canonical(node) -> str:
     """Text of a syntax tree without positions and docstrings; fields that are empty or
     None are left out (fields added by later Python versions, such as ``type_params``, are
-    empty for code that does not use them)."""
+    empty for code that does not use them). Values are written with :func:`ascii`, not
+    :func:`repr`, whose escapes follow the interpreter's Unicode database (a character
+    assigned in Unicode 15.1 is escaped by Python 3.11 and 3.12, not by 3.13); an empty
+    string in an f-string (Python 3.12 puts one after ``{w}`` in ``f"{x:{w}}"``, 3.11 and
+    3.13 do not) is left out."""
     if isinstance(node, list):
         return "[" + ",".join(map(canonical, node)) + "]"
     if not isinstance(node, ast.AST):
-        return repr(node)
+        return ascii(node)
+    if isinstance(node, ast.JoinedStr):
+        node = ast.JoinedStr(values=[v for v in node.values
+                                     if not (isinstance(v, ast.Constant) and v.value == "")])
     fields = []
     for name in node._fields:
         value = getattr(node, name, None)
