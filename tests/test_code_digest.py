@@ -95,3 +95,19 @@ def test_canonical_text_is_the_same_on_every_python_version():
         "Module(body=[Assign(targets=[Name(id='y',ctx=Store())],value=JoinedStr(values=["
         "FormattedValue(value=Name(id='x',ctx=Load()),conversion=-1,format_spec=JoinedStr(values=["
         "FormattedValue(value=Name(id='w',ctx=Load()),conversion=-1)]))]))])")
+
+
+def test_the_classes_a_script_builds_by_name_are_in_its_digest():
+    """config.Stage imports its class by name (importlib), which the import walk does not
+    follow: each script must import the class's module as well, directly or through others."""
+    from insarclust.config import STAGES
+
+    for script in sorted((ROOT / "scripts").glob("*.py")):
+        modules = cd.script_modules(script, PACKAGE)
+        files = [script] + [p for p in (cd.module_file(m, PACKAGE) for m in modules) if p]
+        for path in files:
+            for node in ast.walk(ast.parse(path.read_bytes())):
+                builds = getattr(getattr(node, "func", None), "id", None) in ("build_stage", "stage_kwargs")
+                if builds and node.args and isinstance(node.args[0], ast.Constant):
+                    target = STAGES[node.args[0].value].target.split(":")[0]
+                    assert target in modules, (script.name, path.name, target)
