@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv as pycsv
 import dataclasses
 import gzip
+import re
 import zipfile
 
 import numpy as np
@@ -1276,3 +1277,34 @@ def test_the_egms_l3_component_is_read_from_the_file_names(tmp_path):
                    "1 file(s) named after the vertical (U) one", "two sites in config/sites.tsv"):
         assert needle in str(err.value), (needle, str(err.value))
     assert not (tmp_path / "out.h5").exists()
+
+
+def test_one_file_of_a_site_in_centimetres_stops(tmp_path, moving_site):
+    """A file in cm with its mean_velocity in cm too (so its own unit check agrees) among files in
+    mm: its series change a tenth as much between acquisitions as the other files', where the
+    files of one area share their noise. A file twice as noisy builds; null turns the check off."""
+    t = moving_site.copy()
+    dates = [c for c in t.columns if c.isdigit()]
+    parts = [t.iloc[i::3].copy() for i in range(3)]
+    cm = parts[2].copy()
+    cm[dates + ["mean_velocity"]] = cm[dates + ["mean_velocity"]] / 10
+    for name, part in zip("abc", parts[:2] + [cm]):
+        part.to_csv(tmp_path / f"{name}.csv", index=False)
+    files = [tmp_path / f"{n}.csv" for n in "abc"]
+    with pytest.raises(InputError) as err:
+        build_shards(files, NGU, tmp_path / "out.h5", "s", ShardsConfig())
+    text = str(err.value)
+    for needle in ("c.csv, column 'displacement'", "times less from one acquisition to the next than the site's "
+                   "other 2 files", "looks like centimetres", "shards.max_noise_ratio"):
+        assert needle in text, (needle, text)
+    assert float(re.search(r"change (\d+) times", text).group(1)) >= 8
+    assert not (tmp_path / "out.h5").exists()
+    build_shards(files, NGU, tmp_path / "out.h5", "s", ShardsConfig(max_noise_ratio=None))
+    assert h5io.Shards(tmp_path / "out.h5").n_points == len(t)
+
+    noisy = parts[2].copy()
+    rng = np.random.default_rng(0)
+    noisy[dates] = noisy[dates] + rng.normal(0, 3.0, noisy[dates].shape).round(1)
+    noisy.to_csv(tmp_path / "c.csv", index=False)
+    build_shards(files, NGU, tmp_path / "noisy.h5", "s", ShardsConfig())
+    assert h5io.Shards(tmp_path / "noisy.h5").n_points == len(t)

@@ -395,9 +395,11 @@ def _param_names_in_source(target: str) -> tuple[str, ...] | None:
 
 
 STAGES = {
-    # max_abs_mm and min_spread_mm only decide whether the stage stops: they cannot change a shards.h5
+    # max_abs_mm, min_spread_mm and max_noise_ratio only decide whether the stage stops: they cannot
+    # change a shards.h5
     "shards": Stage("insarclust.shards:ShardsConfig",
-                    runtime=frozenset({"read_block_mb", "max_abs_mm", "min_spread_mm"})),
+                    runtime=frozenset({"read_block_mb", "max_abs_mm", "min_spread_mm",
+                                       "max_noise_ratio"})),
     # max_noise_ratio only decides whether the stage stops
     "decompose": Stage("insarclust.decompose:DecomposeConfig", runtime=frozenset({"max_noise_ratio"})),
     "graph": Stage("insarclust.graph:GeodesicKNNGraph", runtime=frozenset({"workers", "block_size"})),

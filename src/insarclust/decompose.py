@@ -45,7 +45,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import warnings
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +58,7 @@ from .descriptors import SAMPLE_ROWS, observed_grid_mask, site_acquisition_dates
 from .logs import Progress
 from .ordering import spatial_keys
 from .requirements import SiteNeeds, check_site
+from .unit_checks import step_noise
 
 log = logging.getLogger("insarclust.decompose")
 
@@ -388,18 +388,15 @@ def _check_sides(asc: "Track", desc: "Track") -> None:
 
 
 def step_noise_mm(shards: h5io.Shards) -> float:
-    """A track's typical change between consecutive acquisitions (mm): per point the median
-    |difference| of its observed series, median over a sample of points (the first rows of
-    each shard, as :func:`site_acquisition_dates` reads). On most ground this is the
-    measurement noise (atmosphere, a few mm), which two tracks of one area share."""
+    """A track's typical change between consecutive acquisitions (mm): :func:`step_noise` of
+    its observed series, median over a sample of points (the first rows of each shard, as
+    :func:`site_acquisition_dates` reads)."""
     bounds = list(shards.shard_bounds()) if shards.n_shards else []
     if not bounds:
         return float("nan")
     per_shard = max(1, SAMPLE_ROWS // len(bounds))
     series = np.concatenate([shards.read("series/displacement", a, min(b, a + per_shard)) for a, b in bounds])
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)   # a point observed once: no difference
-        per_point = np.nanmedian(np.abs(np.diff(series.astype(np.float64), axis=1)), axis=1)
+    per_point = step_noise(series)
     per_point = per_point[np.isfinite(per_point)]
     return float(np.median(per_point)) if len(per_point) else float("nan")
 

@@ -50,7 +50,7 @@ from .ordering import spatial_keys
 from .readers import expand_inputs, iter_tables, locate_header, prefetch, read_header, to_block
 from .regularize import regular_grid, regularize
 from .requirements import SiteNeeds, check_site
-from .unit_checks import UNIT_CHECK_MIN_POINTS, SpreadCheck, UnitCheck
+from .unit_checks import UNIT_CHECK_MIN_POINTS, NoiseCheck, SpreadCheck, UnitCheck
 
 log = logging.getLogger("insarclust.shards")
 
@@ -69,6 +69,8 @@ class ShardsConfig:
     all_nan: str = "error"      # error | drop
     max_abs_mm: float | None = 10000.0   # plausibility bound of a displacement; None: finite only
     min_spread_mm: float | None = 0.5    # median spread of a file's series below this stops; None: off
+    # the files of a site whose typical change between acquisitions differs more stop; None: off
+    max_noise_ratio: float | None = 5.0
     seed: int = 0
 
 
@@ -103,6 +105,7 @@ class _Origin:
     headings: "_Headings" = field(default_factory=lambda: _Headings())
     units: UnitCheck = field(default_factory=UnitCheck)
     spread: SpreadCheck = field(default_factory=SpreadCheck)
+    noise: NoiseCheck = field(default_factory=NoiseCheck)
     positions: list = field(default_factory=list)   # per file: position hashes of its rows, in file order
     tiles: TileCheck = field(default_factory=TileCheck)
     max_abs_mm: float = 0.0                      # largest |displacement| read, every row
@@ -253,6 +256,7 @@ def build_shards(paths, fmt: Format, out_path, site: str, cfg: ShardsConfig | No
     try:
         runs, keys, hashes, keep, origin = _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir)
         origin.headings.check(site)
+        origin.noise.check(fmt, cfg.max_noise_ratio)
         _check_repeated_positions(runs, origin, hashes)
         if not keep.any():
             raise InputError(f"no usable point: all {len(keep)} rows have no displacement value and were "
@@ -303,6 +307,8 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
             origin.units.add(block, src.label, fmt, plan.dates)
             if cfg.min_spread_mm is not None:   # null: no check, nothing to sample
                 origin.spread.add(block, src.label)
+            if cfg.max_noise_ratio is not None and len(inputs) > 1:
+                origin.noise.add(block, src.label)
             if fmt.projected:
                 origin.tiles.add(src.label, block.x, block.y, block.pid)
             if all_dates:
@@ -335,6 +341,7 @@ def _spill_runs(inputs, plans, dates, grid, fmt, cfg, tmpdir):
                              fix="re-export the data or remove the file from the site's source")
         origin.units.check(src.label, fmt)
         origin.spread.check(src.label, fmt, cfg.min_spread_mm)
+        origin.noise.end_file(src.label)
         origin.tiles.check(src.label, fmt.x, fmt.y, log)
         origin.positions.append(np.concatenate(file_positions))
     return (runs, np.concatenate(keys), np.concatenate(hashes), np.concatenate(keeps), origin)

@@ -101,6 +101,62 @@ class SpreadCheck:
                 "measurements), lower shards.min_spread_mm in config/config.yaml or set it to null")
 
 
+def step_noise(series: np.ndarray) -> np.ndarray:
+    """Per row of ``series (n, T)``, in date order, the median |change| between consecutive
+    observed values (NaN without two adjacent ones). On most ground this is the measurement
+    noise (atmosphere, a few mm per acquisition), shared by the files and tracks of one area."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # a row without two adjacent values
+        return np.nanmedian(np.abs(np.diff(np.asarray(series, dtype=np.float64), axis=1)), axis=1)
+
+
+@dataclass
+class NoiseCheck:
+    """A file of a multi-file site in centimetres (or metres) read as millimetres, with its
+    ``mean_velocity`` in the same unit so that :class:`UnitCheck` sees nothing, moves ten times
+    less from one acquisition to the next than the site's other files: the files of one area
+    share their noise. Each file's typical change (:func:`step_noise`, median over a sample of
+    its points) is compared with the median of the other files'."""
+
+    samples: dict = field(default_factory=dict)   # label -> list of per-point noise arrays
+    files: dict = field(default_factory=dict)     # label -> (median noise mm, points)
+
+    def add(self, block, label: str) -> None:
+        if len(block.pid):
+            idx, _ = _sample_rows(block, SPREAD_CHECK_ROWS)
+            noise = step_noise(block.displacement[idx])
+            self.samples.setdefault(label, []).append(noise[np.isfinite(noise)])
+
+    def end_file(self, label: str) -> None:
+        noise = np.concatenate(self.samples.pop(label, [np.empty(0)]))
+        if len(noise) >= UNIT_CHECK_MIN_POINTS and np.median(noise) > 0:   # 0: constant series
+            self.files[label] = (float(np.median(noise)), len(noise))
+
+    def check(self, fmt: Format, max_ratio: float | None) -> None:
+        if max_ratio is None or len(self.files) < 2:
+            return
+        labels = list(self.files)
+        level = np.array([self.files[label][0] for label in labels])
+        others = np.array([np.median(np.delete(level, i)) for i in range(len(level))])
+        ratio = others / level          # > 1: the file moves less than the others
+        i = int(np.argmax(np.maximum(ratio, 1 / ratio)))
+        if max(ratio[i], 1 / ratio[i]) <= max_ratio:
+            return
+        less = ratio[i] > 1
+        times = ratio[i] if less else 1 / ratio[i]
+        n_others = len(labels) - 1
+        raise InputError(
+            f"the file's series change {times:.0f} times {'less' if less else 'more'} from one acquisition to the "
+            f"next than the site's other {'file' if n_others == 1 else f'{n_others} files'} (median "
+            f"{level[i]:.3g} mm against {others[i]:.3g} mm; the files of one area share their noise, within a "
+            "factor of 2 or so): " + ("it looks like centimetres or metres read as mm" if less else
+                                      "the other files look like centimetres or metres read as mm, or this "
+                                      "one like mm scaled up"), file=labels[i], column="displacement",
+            fix=f"give every file of the site in {fmt.displacement_unit} (convert the file, or make it its own site "
+                "with a format of its unit); if they really are in one unit (one file's series temporally "
+                "filtered, the others not), raise shards.max_noise_ratio in config/config.yaml or set it to null")
+
+
 @dataclass
 class UnitCheck:
     """The displacement unit checked against the file's own ``mean_velocity`` (mm/yr): the
