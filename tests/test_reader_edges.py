@@ -1308,3 +1308,24 @@ def test_one_file_of_a_site_in_centimetres_stops(tmp_path, moving_site):
     noisy.to_csv(tmp_path / "c.csv", index=False)
     build_shards(files, NGU, tmp_path / "noisy.h5", "s", ShardsConfig())
     assert h5io.Shards(tmp_path / "noisy.h5").n_points == len(t)
+
+
+def test_a_zip_members_own_name_gives_its_tile_and_component(tmp_path):
+    """A zip member is read under the label ``a.zip!member.csv``: the member's own name says
+    what it holds (the zip's name only where the member's says nothing), so a zip named after
+    the vertical file that also holds the east-west one stops as a site mixing both (it was
+    taken as all vertical: the zip's name came first in the label)."""
+    from insarclust.egms_tiles import component_of, tile_of
+
+    zipped = "d/EGMS_L3_E32N34_100km_U.zip!EGMS_L3_E33N35_100km_E_2018_2022_1.csv"
+    assert component_of(zipped) == "east" and tile_of(zipped) == (3_300_000.0, 3_500_000.0)
+    assert component_of("d/EGMS_L3_E32N34_100km_E.zip!data.csv") == "east"
+    assert tile_of("d/EGMS_L3_E32N34_100km_E.zip!data.csv") == (3_200_000.0, 3_400_000.0)
+    name = _tile_name(*CLUSTER)
+    path = tmp_path / name.replace(".csv", ".zip")
+    rows = "\n".join([L3_HEADER] + l3_rows(*CLUSTER)) + "\n"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(name, rows)
+        zf.writestr(name.replace("_U_", "_E_"), rows)
+    with pytest.raises(InputError, match="mixes EGMS L3 components"):
+        build_shards([path], L3, tmp_path / "out.h5", "s", ShardsConfig())

@@ -22,9 +22,17 @@ OUTSIDE_SHARE = 0.5    # fewer of the points than this in their tile ...
 SWAPPED_SHARE = 0.9    # ... and at least this share of them in it with x and y swapped: swapped
 
 
+def _name_match(pattern: re.Pattern, label: str) -> re.Match | None:
+    """``pattern`` in the file name of a label: a zip member's (``a.zip!member.csv``) first, the
+    zip's where the member's name says nothing."""
+    path, _, member = str(label).replace(":", "/").partition("!")
+    names = [PurePath(member).name, PurePath(path).name] if member else [PurePath(path).name]
+    return next((m for m in map(pattern.search, names) if m), None)
+
+
 def tile_of(label: str) -> tuple[float, float] | None:
     """(x0, y0) in metres of the EGMS L3 tile a file is named after, or None."""
-    match = _NAME.search(PurePath(str(label).replace(":", "/")).name)
+    match = _name_match(_NAME, label)
     if match is None:
         return None
     return float(match.group(1)) * TILE_M, float(match.group(2)) * TILE_M
@@ -38,7 +46,7 @@ _SAID = {"up": "vertical (U)", "east": "east-west (E)"}
 
 def component_of(label: str) -> str | None:
     """``"up"`` or ``"east"``: the component an EGMS L3 file is named after, or None."""
-    match = _COMPONENT.search(PurePath(str(label).replace(":", "/")).name)
+    match = _name_match(_COMPONENT, label)
     return COMPONENTS[match.group(1).upper()] if match else None
 
 
