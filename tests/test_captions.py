@@ -67,3 +67,20 @@ def test_front_page_names_what_the_comparison_page_holds():
     assert "with the feature space each is measured in" in text
     assert "the seed stability of k-means" in text
     assert "how alike each costlier method's clusters are to its cheap peer's" in text
+
+
+def test_captions_name_every_regime_word_and_its_colour():
+    """An EGMS L3 east-west site's trends are labelled westward/eastward, in the colours of
+    subsiding/uplifting (figures.SAME_COLOURS): the map caption listed the regimes and colours
+    of vertical sites only, and the series caption said what negative values mean in line of
+    sight and in a vertical component only."""
+    from insarclust import figures
+    from insarclust.interpret import VOCABULARY
+
+    text = " ".join(render("cluster_map.rst", "kmeans-dyn").split())
+    assert all(word in text for word in VOCABULARY)
+    for word, family in figures.SAME_COLOURS.items():
+        assert f"{family} (or {word})" in text
+    assert "westward in an east-west one" in " ".join(render("cluster_series.rst", "kmeans-dyn").split())
+    front = " ".join((ROOT / "workflow/report/workflow.rst").read_text().split())
+    assert "westward and eastward on an EGMS L3 east-west site" in front
