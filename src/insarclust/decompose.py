@@ -389,8 +389,9 @@ def _check_sides(asc: "Track", desc: "Track") -> None:
 
 def step_noise_mm(shards: h5io.Shards) -> float:
     """A track's typical change between consecutive acquisitions (mm): :func:`step_noise` of
-    its observed series, median over a sample of points (the first rows of each shard, as
-    :func:`site_acquisition_dates` reads)."""
+    its observed series (between each point's consecutive observed values: a track of two
+    relative orbits interleaves their dates), median over a sample of points (the first rows
+    of each shard, as :func:`site_acquisition_dates` reads)."""
     bounds = list(shards.shard_bounds()) if shards.n_shards else []
     if not bounds:
         return float("nan")

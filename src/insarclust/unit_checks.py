@@ -103,11 +103,19 @@ class SpreadCheck:
 
 def step_noise(series: np.ndarray) -> np.ndarray:
     """Per row of ``series (n, T)``, in date order, the median |change| between consecutive
-    observed values (NaN without two adjacent ones). On most ground this is the measurement
-    noise (atmosphere, a few mm per acquisition), shared by the files and tracks of one area."""
+    observed values (NaN with fewer than two). On most ground this is the measurement noise
+    (atmosphere, a few mm per acquisition), shared by the files and tracks of one area.
+    Consecutive *observed* values, not adjacent dates: files of two relative orbits of one
+    direction interleave their dates, and a point holds values at its own orbit's only."""
+    series = np.asarray(series, dtype=np.float64)
+    observed = np.isfinite(series)
+    # each date's previous observed date of the same row (-1: none)
+    last = np.maximum.accumulate(np.where(observed, np.arange(series.shape[1]), -1), axis=1)[:, :-1]
+    step = series[:, 1:] - np.take_along_axis(series, np.maximum(last, 0), axis=1)
+    step[~observed[:, 1:] | (last < 0)] = np.nan
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)   # a row without two adjacent values
-        return np.nanmedian(np.abs(np.diff(np.asarray(series, dtype=np.float64), axis=1)), axis=1)
+        warnings.simplefilter("ignore", RuntimeWarning)   # a row observed once: no change
+        return np.nanmedian(np.abs(step), axis=1)
 
 
 @dataclass
