@@ -172,6 +172,17 @@ def test_load_truth(tmp_path):
     p.write_text("id,regime\na,stable\n")
     with pytest.raises(InputError, match="column 'pid'"):
         evaluate.load_truth(p, np.array(["a"]))
+    # the trend words follow the site's direction: vertical words on an east-west site (or the
+    # reverse) would count every such point as mislabelled without a word
+    p.write_text("pid,regime\na,stable\nb,subsiding\n")
+    assert evaluate.load_truth(p, np.array(["a", "b"]), "up").tolist() == ["stable", "subsiding"]
+    with pytest.raises(InputError, match=r"row 2, column 'regime'.*'subsiding' names a trend of another direction"
+                                         r".*an east-west component.*'westward' and 'eastward'"):
+        evaluate.load_truth(p, np.array(["a", "b"]), "east")
+    p.write_text("pid,regime\na,westward\nb,eastward\n")
+    assert evaluate.load_truth(p, np.array(["a", "b"]), "east").tolist() == ["westward", "eastward"]
+    with pytest.raises(InputError, match="'westward' names a trend of another direction"):
+        evaluate.load_truth(p, np.array(["a", "b"]))
 
 
 def _graph(tmp_path, n, edges):

@@ -23,7 +23,7 @@ from .cluster_series import cluster_acquisition_dates, cluster_series_stats, gro
 from .dates import DAYS_PER_YEAR
 from .descriptors import site_acquisition_dates
 from .errors import InputError
-from .interpret import VOCABULARY, describe_clusters, fit_settings
+from .interpret import TREND_WORDS_ALL, VOCABULARY, describe_clusters, fit_settings, trend_words
 from .jsonio import write_json
 from .kmeans import feature_source, measure_fit
 from .labels import FIT_METRICS, Labelling, fit_metrics
@@ -32,8 +32,10 @@ from .spatial import label_coherence
 log = logging.getLogger(__name__)
 
 # Order of the metrics in the JSON: the fit's feature-space metrics, then the site's.
-def load_truth(truth_path, pids: np.ndarray) -> np.ndarray:
-    """``(N,)`` true regime names of the points ``pids`` from a ``pid,regime`` CSV."""
+def load_truth(truth_path, pids: np.ndarray, component: str | None = None) -> np.ndarray:
+    """``(N,)`` true regime names of the points ``pids`` from a ``pid,regime`` CSV. ``component``:
+    the direction of the site's series; the trend words of another direction stop (an east-west
+    site's clusters are never ``subsiding``: every such point would count as mislabelled)."""
     import pandas as pd
 
     try:
@@ -54,6 +56,15 @@ def load_truth(truth_path, pids: np.ndarray) -> np.ndarray:
         row = int(np.flatnonzero(unknown.to_numpy())[0]) + 1
         raise InputError(f"unknown regime {truth['regime'][row - 1]!r}", file=truth_path, row=row,
                          column="regime", fix=f"use one of {', '.join(VOCABULARY)}")
+    wrong = truth["regime"].isin(set(TREND_WORDS_ALL) - set(trend_words(component)))
+    if wrong.any():
+        row = int(np.flatnonzero(wrong.to_numpy())[0]) + 1
+        down, up = trend_words(component)
+        direction = "an east-west" if component == "east" else "a vertical or line-of-sight"
+        raise InputError(f"regime {truth['regime'][row - 1]!r} names a trend of another direction: the site's "
+                         f"series are {direction} component, whose trends are {down!r} and {up!r}",
+                         file=truth_path, row=row, column="regime",
+                         fix=f"write {down!r} for a falling and {up!r} for a rising trend")
     regime = pd.Series(truth["regime"].to_numpy(), index=truth["pid"].to_numpy())
     pids = pd.Index(np.asarray(pids, dtype=object))
     missing = ~pids.isin(regime.index)
@@ -161,7 +172,7 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
     clusters = describe_clusters(mean, shards.grid_dates, counts, thresholds or {}, spread,
                                  observed_dates=site_dates, cluster_dates=own_dates, component=component)
     if truth_path:
-        truth = load_truth(truth_path, shards.pids())
+        truth = load_truth(truth_path, shards.pids(), component)
         result_metrics["ari"] = float(adjusted_rand_score(truth, labels))
         result_metrics["nmi"] = float(normalized_mutual_info_score(truth, labels))
         suggested = np.array([c["label"] for c in sorted(clusters, key=lambda c: c["cluster"])],

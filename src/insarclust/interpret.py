@@ -47,6 +47,13 @@ VOCABULARY = ("stable", "subsiding", "uplifting", "seasonal", "accelerating", "s
 # sight (away from the satellite is mostly down) by default, an east-west component otherwise.
 TREND_WORDS = {"east": ("westward", "eastward")}
 _VERTICAL = ("subsiding", "uplifting")
+TREND_WORDS_ALL = (*_VERTICAL, *(w for words in TREND_WORDS.values() for w in words))
+
+
+def trend_words(component: str | None) -> tuple[str, str]:
+    """The words of a falling and a rising trend of series of ``component`` (None: vertical or
+    line of sight)."""
+    return TREND_WORDS.get(component, _VERTICAL)
 
 DEFAULT_THRESHOLDS = {
     "stable_trend_mm_yr": 2.0,
@@ -146,7 +153,7 @@ def suggest_label(descriptors: Mapping, span_years: float, thresholds: Mapping |
     v, a = float(descriptors["trend_mm_yr"]), float(descriptors["acceleration_mm_yr2"])
     if is_accelerating(v, a, span_years, thr):
         return "accelerating"
-    down, up = TREND_WORDS.get(component, _VERTICAL)
+    down, up = trend_words(component)
     return down if v < 0 else up
 
 
