@@ -47,7 +47,7 @@ def _trend_per_year(disp: np.ndarray, days) -> np.ndarray:
 
 
 SPREAD_CHECK_ROWS = 512        # rows of each block whose spread is measured
-NOISE_CHECK_ROWS = 128         # ... and whose change between acquisitions (a median: ~1.5 ms a block)
+NOISE_CHECK_ROWS = 128         # ... and whose change between acquisitions (a median: ~1.2 ms a block)
 
 
 def _sample_rows(block, k: int) -> tuple[np.ndarray, np.ndarray]:
