@@ -111,3 +111,28 @@ def test_the_classes_a_script_builds_by_name_are_in_its_digest():
                 if builds and node.args and isinstance(node.args[0], ast.Constant):
                     target = STAGES[node.args[0].value].target.split(":")[0]
                     assert target in modules, (script.name, path.name, target)
+
+
+def test_digests_are_kept_while_no_source_changes(tree, monkeypatch):
+    scripts = {s: tree / "scripts" / f"{s}.py" for s in ("graph", "embed_part")}
+    cache = tree / ".snakemake" / "digests.json"
+    first = cd.code_digests(scripts, tree / "insarclust", cache)
+    assert first == {s: _digest(tree, s) for s in scripts} and cache.exists()
+
+    def parse_forbidden(*_):
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(cd, "code_digest", parse_forbidden)
+    assert cd.code_digests(scripts, tree / "insarclust", cache) == first
+    monkeypatch.undo()
+    # any byte of any module (here one the scripts do not import) computes them again
+    _append(tree / "insarclust/summary.py", "# note\n")
+    monkeypatch.setattr(cd, "code_digest", parse_forbidden)
+    with pytest.raises(AssertionError, match="parsed again"):
+        cd.code_digests(scripts, tree / "insarclust", cache)
+    monkeypatch.undo()
+    _append(tree / "insarclust/geodesy.py", "_EDITED = 1\n")
+    cache.write_text("{not json")
+    second = cd.code_digests(scripts, tree / "insarclust", cache)
+    assert second["graph"] != first["graph"] and second["embed_part"] == first["embed_part"]
+    assert cd.code_digests(scripts, tree / "insarclust", cache) == second

@@ -463,10 +463,20 @@ def code_digest(name):
     insarclust reruns the stages whose code changed. Snakemake itself follows only the
     script's modification time, which it cannot compare once a temporary output
     (embed_part, los_shards) is removed; a changed param is read from the job's record.
+    Computed once for every script, and kept in .snakemake/ while no source file changes.
     """
-    return _code_digest.code_digest(
-        ROOT / "scripts" / f"{name}.py", ROOT / "src" / "insarclust"
-    )
+    global _CODE_DIGESTS
+    if _CODE_DIGESTS is None:
+        scripts = {p.stem: p for p in sorted((ROOT / "scripts").glob("*.py"))}
+        _CODE_DIGESTS = _code_digest.code_digests(
+            scripts,
+            ROOT / "src" / "insarclust",
+            Path(".snakemake") / "insarclust-code-digests.json",
+        )
+    return _CODE_DIGESTS[name]
+
+
+_CODE_DIGESTS = None
 
 
 def log_path(stage, name="{site}"):
