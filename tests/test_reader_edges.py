@@ -1329,3 +1329,15 @@ def test_a_zip_members_own_name_gives_its_tile_and_component(tmp_path):
         zf.writestr(name.replace("_U_", "_E_"), rows)
     with pytest.raises(InputError, match="mixes EGMS L3 components"):
         build_shards([path], L3, tmp_path / "out.h5", "s", ShardsConfig())
+
+
+def test_a_file_mixing_mm_and_cm_rows_stops(tmp_path, moving_site):
+    """Half of a file's rows in cm (exports joined), its velocity in mm/yr throughout: the median
+    ratio of trend to velocity matches no unit, and the file was read as mm without a word."""
+    t = moving_site.copy()
+    dates = [c for c in t.columns if c.isdigit()]
+    t.loc[t.index[1::2], dates] = t.loc[t.index[1::2], dates] / 10
+    t.to_csv(tmp_path / "a.csv", index=False)
+    text = stops(tmp_path, tmp_path / "a.csv", "'mean_velocity'", "the file mixes units", "as mm and",
+                 "as cm", "convert the rows in another unit to mm")
+    assert "a.csv" in text

@@ -200,6 +200,7 @@ class UnitCheck:
             return
         ratio = trend[fast] / velocity[fast]
         self._check_mixed_signs(ratio, label, fmt, int(np.count_nonzero(fast)))
+        self._check_mixed_units(ratio, label, fmt, int(np.count_nonzero(fast)))
         med = float(np.median(ratio))
         # a negative median: the series run against the file's own velocity (one of them was negated,
         # e.g. subsidence written positive); that used to end the check, in any unit
@@ -252,6 +253,29 @@ class UnitCheck:
         log.warning("%s: %s: the %s column does not match the displacements read as %s (not in mm/yr, or "
                     "over another period than the file's dates?); the displacements are kept as they are",
                     label, what, VELOCITY_COLUMN, fmt.displacement_unit)
+
+    @staticmethod
+    def _check_mixed_units(ratio: np.ndarray, label: str, fmt: Format, n_fast: int) -> None:
+        """Stop when many of the fastest points' series match ``mean_velocity`` read in one unit and
+        many read in another (exports in mm and in cm joined into one file): the median ratio of
+        :meth:`check` then matches no unit, and the file was read as declared without a word,
+        half of its motions ten times too small. A velocity of another period scatters; it does
+        not gather at two units' exact factors."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = {unit: float(np.mean(np.abs(np.log10(ratio * (f / fmt.to_mm))) < np.log10(MIXED_SIGN_MATCH)))
+                     for unit, f in UNIT_TO_MM.items()}
+        common = [u for u, v in share.items() if v >= MIXED_SIGN_SHARE]
+        if len(common) < 2 or sum(share[u] for u in common) < UNIT_CHECK_AGREE:
+            return
+        said = " and ".join(f"{share[u]:.0%} as {u}" for u in common)
+        raise InputError(
+            f"the displacement series of the {n_fast} fastest points match the {VELOCITY_COLUMN} column read in "
+            f"different units ({said}): the file mixes units (e.g. exports of two tools joined, one "
+            f"writing cm), and is read as {fmt.displacement_unit} throughout", file=label,
+            column=VELOCITY_COLUMN,
+            fix=f"export the file again from one source, or convert the rows in another unit to "
+                f"{fmt.displacement_unit} (those whose series' trend is a tenth or a thousandth of their "
+                f"{VELOCITY_COLUMN})")
 
     @staticmethod
     def _check_mixed_signs(ratio: np.ndarray, label: str, fmt: Format, n_fast: int) -> None:
