@@ -399,7 +399,7 @@ def test_a_no_data_code_in_a_date_column_stops(tmp_path, value):
     stops(tmp_path, path, "row 2", "'20200113'", "'P1'", "no-data code", "na_values")
 
 
-@pytest.mark.parametrize("value", ["-9999", "-32768", "-32767", "1.70141e+38", "1e30", "-1e+30"])
+@pytest.mark.parametrize("value", ["-9999", "-99999", "-32768", "-32767", "1.70141e+38", "1e30", "-1e+30"])
 def test_a_no_data_code_in_a_static_column_stops(tmp_path, value):
     """-32768 (16-bit DEMs), Surfer's 1.70141e+38 and 1e30 fills were stored as heights."""
     path = write(tmp_path / "a.csv", [HEADER, row(0), row(1), row(2, height=value)])

@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 # static columns, where radar line/pixel numbers can reach it.
 NODATA_DISPLACEMENT = (-9999.0, 9999.0)
 # -32768 / -32767: the no-data values of 16-bit integer rasters (a height sampled from a DEM);
-# no static column of a catalogue (heights, velocities, coherences, angles, non-negative radar
-# coordinates) takes them
-NODATA_STATIC = (-9999.0, -32768.0, -32767.0)
+# -99999 that of many tables; no static column of a catalogue (heights, velocities, coherences,
+# angles, non-negative radar coordinates) takes them. Not -999: a landslide can move 999 mm/yr.
+NODATA_STATIC = (-9999.0, -99999.0, -32768.0, -32767.0)
 # Beyond this a static value is a no-data fill, not a height, velocity or coherence (Surfer's
 # 1.70141e+38, 1e30 fills of other tools, the float32 extreme below)
 NODATA_STATIC_HUGE = 1e30
