@@ -1310,6 +1310,26 @@ def test_one_file_of_a_site_in_centimetres_stops(tmp_path, moving_site):
     assert h5io.Shards(tmp_path / "noisy.h5").n_points == len(t)
 
 
+@pytest.mark.parametrize("cm_first", [False, True])
+def test_of_two_files_the_one_in_centimetres_is_named(tmp_path, moving_site, cm_first):
+    """Two files, one in cm: each differs from the other by the same factor, so the quieter one
+    is named as centimetres read as mm (the first file was named, in mm, as moving more than the
+    'other files', whichever it was)."""
+    t = moving_site.copy()
+    dates = [c for c in t.columns if c.isdigit()]
+    mm, cm = t.iloc[0::2].copy(), t.iloc[1::2].copy()
+    cm[dates + ["mean_velocity"]] = cm[dates + ["mean_velocity"]] / 10
+    mm.to_csv(tmp_path / "mm.csv", index=False)
+    cm.to_csv(tmp_path / "cm.csv", index=False)
+    files = [tmp_path / "mm.csv", tmp_path / "cm.csv"]
+    with pytest.raises(InputError) as err:
+        build_shards(files[::-1] if cm_first else files, NGU, tmp_path / "out.h5", "s", ShardsConfig())
+    text = str(err.value)
+    for needle in ("cm.csv, column 'displacement'", "times less from one acquisition to the next than the "
+                   "site's other file (", "looks like centimetres"):
+        assert needle in text, (needle, text)
+
+
 def test_a_zip_members_own_name_gives_its_tile_and_component(tmp_path):
     """A zip member is read under the label ``a.zip!member.csv``: the member's own name says
     what it holds (the zip's name only where the member's says nothing), so a zip named after

@@ -148,7 +148,11 @@ class NoiseCheck:
         level = np.array([self.files[label][0] for label in labels])
         others = np.array([np.median(np.delete(level, i)) for i in range(len(level))])
         ratio = others / level          # > 1: the file moves less than the others
-        i = int(np.argmax(np.maximum(ratio, 1 / ratio)))
+        # the file furthest from the others; of two files (each as far from the other, up to
+        # rounding) the quieter one: centimetres read as mm, as the pair check names its track
+        far = np.abs(np.log(ratio))
+        tied = np.flatnonzero(far >= far.max() * (1 - 1e-9))
+        i = int(next((j for j in tied if ratio[j] > 1), tied[0]))
         if max(ratio[i], 1 / ratio[i]) <= max_ratio:
             return
         less = ratio[i] > 1
