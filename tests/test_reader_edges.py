@@ -1341,6 +1341,10 @@ def test_a_zip_members_own_name_gives_its_tile_and_component(tmp_path):
     assert component_of(zipped) == "east" and tile_of(zipped) == (3_300_000.0, 3_500_000.0)
     assert component_of("d/EGMS_L3_E32N34_100km_E.zip!data.csv") == "east"
     assert tile_of("d/EGMS_L3_E32N34_100km_E.zip!data.csv") == (3_200_000.0, 3_400_000.0)
+    # a "!" in a folder's name is not the zip's: the member is what follows the last one
+    in_bang = "new!/EGMS_L3_E32N34_100km_U.zip!EGMS_L3_E33N35_100km_E_2018_2022_1.csv"
+    assert component_of(in_bang) == "east" and tile_of(in_bang) == (3_300_000.0, 3_500_000.0)
+    assert component_of("new!/EGMS_L3_E32N34_100km_E_2018_2022_1.csv") == "east"
     name = _tile_name(*CLUSTER)
     path = tmp_path / name.replace(".csv", ".zip")
     rows = "\n".join([L3_HEADER] + l3_rows(*CLUSTER)) + "\n"

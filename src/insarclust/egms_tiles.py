@@ -24,8 +24,10 @@ SWAPPED_SHARE = 0.9    # ... and at least this share of them in it with x and y 
 
 def _name_match(pattern: re.Pattern, label: str) -> re.Match | None:
     """``pattern`` in the file name of a label: a zip member's (``a.zip!member.csv``) first, the
-    zip's where the member's name says nothing."""
-    path, _, member = str(label).replace(":", "/").partition("!")
+    zip's where the member's name says nothing. The member follows the last ``!`` (a folder's
+    name may hold one)."""
+    head, bang, tail = str(label).replace(":", "/").rpartition("!")
+    path, member = (head, tail) if bang else (tail, "")
     names = [PurePath(member).name, PurePath(path).name] if member else [PurePath(path).name]
     return next((m for m in map(pattern.search, names) if m), None)
 
