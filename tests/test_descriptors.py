@@ -294,6 +294,31 @@ def test_site_acquisition_dates_of_a_multi_file_site_covering_two_periods(tmp_pa
     np.testing.assert_array_equal(got, dates[~((dates > 300) & (dates < 420))])
 
 
+def test_the_dates_and_the_pair_noise_check_read_one_sample_of_rows():
+    """The sites' dates and the pair's noise check take the same rows (the first of each shard)."""
+    from insarclust.decompose import step_noise_mm
+    from insarclust.descriptors import sample_series
+    from insarclust.unit_checks import step_noise
+
+    class FakeShards:
+        dates = np.arange(5) * 6
+        n_shards = 3
+
+        def shard_bounds(self):
+            return [(0, 10), (10, 12), (12, 30)]
+
+        def read(self, name, a, b):
+            assert name == "series/displacement"
+            return np.arange(a, b, dtype=np.float32)[:, None] * np.arange(5)[None, :]
+
+    sample = sample_series(FakeShards(), 9)
+    np.testing.assert_array_equal(sample[:, 1], [0, 1, 2, 10, 11, 12, 13, 14])
+    assert step_noise_mm(FakeShards()) == pytest.approx(float(np.median(step_noise(sample_series(FakeShards())))))
+    empty = FakeShards()
+    empty.n_shards = 0
+    assert sample_series(empty) is None and np.isnan(step_noise_mm(empty))
+
+
 @pytest.mark.parametrize("late", [0.3, 0.5, 0.6])
 def test_point_observed_over_part_of_the_period_is_fitted_on_its_span(late):
     """A steady -10 mm/yr point first coherent after `late` of the period: its first value is

@@ -54,7 +54,7 @@ import numpy as np
 from . import __version__, coords, h5io
 from .errors import InputError
 from .dates import days_to_iso, linear_trend_per_year
-from .descriptors import SAMPLE_ROWS, observed_grid_mask, site_acquisition_dates
+from .descriptors import observed_grid_mask, sample_series, site_acquisition_dates
 from .logs import Progress
 from .ordering import spatial_keys
 from .requirements import SiteNeeds, check_site
@@ -390,13 +390,11 @@ def _check_sides(asc: "Track", desc: "Track") -> None:
 def step_noise_mm(shards: h5io.Shards) -> float:
     """A track's typical change between consecutive acquisitions (mm): :func:`step_noise` of
     its observed series (between each point's consecutive observed values: a track of two
-    relative orbits interleaves their dates), median over a sample of points (the first rows
-    of each shard, as :func:`site_acquisition_dates` reads)."""
-    bounds = list(shards.shard_bounds()) if shards.n_shards else []
-    if not bounds:
+    relative orbits interleaves their dates), median over the points of :func:`sample_series`
+    (those :func:`site_acquisition_dates` reads)."""
+    series = sample_series(shards)
+    if series is None:
         return float("nan")
-    per_shard = max(1, SAMPLE_ROWS // len(bounds))
-    series = np.concatenate([shards.read("series/displacement", a, min(b, a + per_shard)) for a, b in bounds])
     per_point = step_noise(series)
     per_point = per_point[np.isfinite(per_point)]
     return float(np.median(per_point)) if len(per_point) else float("nan")

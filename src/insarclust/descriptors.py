@@ -577,17 +577,21 @@ def acquisition_dates(dates: np.ndarray, displacement_sample: np.ndarray | None 
 SAMPLE_ROWS = 4096
 
 
-def site_acquisition_dates(shards, sample_rows: int = SAMPLE_ROWS) -> np.ndarray:
-    """:func:`acquisition_dates` of a ``shards.h5`` from a sample of rows spread over every
-    shard (what the descriptors, the cluster interpretation and the decomposition all fit
-    on): the first rows of each shard, ``sample_rows`` in all; one shard's tile could hold
-    only some of a multi-file site's files."""
+def sample_series(shards, sample_rows: int = SAMPLE_ROWS) -> np.ndarray | None:
+    """``/series/displacement`` of a sample of rows spread over every shard: the first rows of
+    each shard, ``sample_rows`` in all (one shard's tile could hold only some of a multi-file
+    site's files); None without shards."""
     bounds = list(shards.shard_bounds()) if shards.n_shards else []
     if not bounds:
-        return acquisition_dates(shards.dates, None)
+        return None
     per_shard = max(1, sample_rows // len(bounds))
-    parts = [shards.read("series/displacement", a, min(b, a + per_shard)) for a, b in bounds]
-    return acquisition_dates(shards.dates, np.concatenate(parts))
+    return np.concatenate([shards.read("series/displacement", a, min(b, a + per_shard)) for a, b in bounds])
+
+
+def site_acquisition_dates(shards, sample_rows: int = SAMPLE_ROWS) -> np.ndarray:
+    """:func:`acquisition_dates` of a ``shards.h5`` from :func:`sample_series` (what the
+    descriptors, the cluster interpretation and the decomposition all fit on)."""
+    return acquisition_dates(shards.dates, sample_series(shards, sample_rows))
 
 
 def _annual(cos_coef: np.ndarray, sin_coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
