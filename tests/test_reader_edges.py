@@ -406,6 +406,17 @@ def test_a_no_data_code_in_a_static_column_stops(tmp_path, value):
     stops(tmp_path, path, "row 3", "'height'", "'P2'", "no-data code")
 
 
+def test_the_docs_name_every_no_data_code_of_a_static_column():
+    """The formats' na_values comment and the README list the codes that stop the stage."""
+    from insarclust.block_checks import NODATA_STATIC
+
+    comment = " ".join(line.lstrip("# ") for line in (ROOT / "config/formats.yaml").read_text().splitlines()
+                       if line.startswith("#"))
+    readme = (ROOT / "README.md").read_text()
+    for code in NODATA_STATIC:
+        assert f"{code:g}" in comment and f"{code:g}" in readme, code
+
+
 def test_large_but_real_static_values_are_kept(tmp_path):
     """Radar line/pixel numbers and heights are large, but nowhere near a fill value."""
     path = write(tmp_path / "a.csv", [HEADER, row(0, height="32768"), row(1, height="9999"),
