@@ -1,9 +1,12 @@
-"""The unit and sign of a file's displacements, checked against the file itself.
+"""The unit and sign of a file's displacements, checked against the file itself and, for a
+multi-file site, against the site's other files.
 
 A file in metres or centimetres read as millimetres, or with the other sign convention than its
 own ``mean_velocity``, passes every range check and gives every rate and regime read from it
 wrong; these checks run per file in the shards stage (:func:`insarclust.shards.build_shards`)
-on a sample of each block's rows.
+on a sample of each block's rows. :class:`NoiseCheck` compares the files of a site by their
+typical change between acquisitions (:func:`step_noise`, which the pair check of
+:mod:`insarclust.decompose` shares).
 """
 from __future__ import annotations
 
