@@ -424,7 +424,7 @@ def _check_noise(asc: "Track", desc: "Track", max_ratio: float | None) -> None:
         return
     path = {t.name: _source_names(t) for t in (asc, desc)}
     raise InputError(
-        f"the {small} track's series change {ratio:.0f} times less from one acquisition to the next than "
+        f"the {small} track's series change {ratio:.2g} times less from one acquisition to the next than "
         f"the {big} track's (median {noise[small]:.3g} mm against {noise[big]:.3g} mm; two tracks of one "
         f"area share their noise, within a factor of 2 or so): the {small} track looks like centimetres "
         f"or metres read as mm, or the {big} one like mm scaled up", file=path[small],

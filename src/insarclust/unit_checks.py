@@ -131,7 +131,7 @@ class NoiseCheck:
     its points) is compared with the median of the other files'."""
 
     samples: dict = field(default_factory=dict)   # label -> list of per-point noise arrays
-    files: dict = field(default_factory=dict)     # label -> (median noise mm, points)
+    files: dict = field(default_factory=dict)     # label -> median noise (mm)
 
     def add(self, block, label: str) -> None:
         if len(block.pid):
@@ -142,13 +142,13 @@ class NoiseCheck:
     def end_file(self, label: str) -> None:
         noise = np.concatenate(self.samples.pop(label, [np.empty(0)]))
         if len(noise) >= UNIT_CHECK_MIN_POINTS and np.median(noise) > 0:   # 0: constant series
-            self.files[label] = (float(np.median(noise)), len(noise))
+            self.files[label] = float(np.median(noise))
 
     def check(self, fmt: Format, max_ratio: float | None) -> None:
         if max_ratio is None or len(self.files) < 2:
             return
         labels = list(self.files)
-        level = np.array([self.files[label][0] for label in labels])
+        level = np.array([self.files[label] for label in labels])
         others = np.array([np.median(np.delete(level, i)) for i in range(len(level))])
         ratio = others / level          # > 1: the file moves less than the others
         # the file furthest from the others; of two files (each as far from the other, up to
@@ -162,7 +162,7 @@ class NoiseCheck:
         times = ratio[i] if less else 1 / ratio[i]
         n_others = len(labels) - 1
         raise InputError(
-            f"the file's series change {times:.0f} times {'less' if less else 'more'} from one acquisition to the "
+            f"the file's series change {times:.2g} times {'less' if less else 'more'} from one acquisition to the "
             f"next than the site's other {'file' if n_others == 1 else f'{n_others} files'} (median "
             f"{level[i]:.3g} mm against {others[i]:.3g} mm; the files of one area share their noise, within a "
             "factor of 2 or so): " + ("it looks like centimetres or metres read as mm" if less else
