@@ -413,7 +413,7 @@ def test_a_track_of_two_relative_orbits_is_checked_for_centimetres(tmp_path):
     Its typical change between acquisitions is that of one orbit (between a point's consecutive
     observed values, not adjacent dates of the site, which never both hold a value: the check
     went off without a word), so a centimetre track beside it still stops."""
-    from insarclust.decompose import step_noise_mm
+    from insarclust.pair_checks import step_noise_mm
 
     one = write_track(tmp_path / "one.h5", heading=-12.0, first_day=D0, seed=1, n=600)
     two = write_track(tmp_path / "two.h5", heading=-12.0, first_day=D0, seed=1, n=600, second_orbit=5)

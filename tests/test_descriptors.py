@@ -296,7 +296,7 @@ def test_site_acquisition_dates_of_a_multi_file_site_covering_two_periods(tmp_pa
 
 def test_the_dates_and_the_pair_noise_check_read_one_sample_of_rows():
     """The sites' dates and the pair's noise check take the same rows (the first of each shard)."""
-    from insarclust.decompose import step_noise_mm
+    from insarclust.pair_checks import step_noise_mm
     from insarclust.descriptors import sample_series
     from insarclust.unit_checks import step_noise
 
