@@ -370,6 +370,19 @@ def test_los_vectors_that_disagree_with_track_angle_stop(tmp_path, los_columns, 
     decompose(asc, good, tmp_path / "out.h5", "p", DecomposeConfig(grid_step_days=6))
 
 
+def test_los_east_and_north_swapped_stop_without_a_track_angle(tmp_path):
+    """Without track_angle to compare with, a line of sight pointing mostly north or south (no
+    near-polar orbit looks that way) has its east and north components swapped: it would solve
+    into east-west motion of the wrong size."""
+    asc = write_track(tmp_path / "asc.h5", heading=-12.0, first_day=D0, seed=1, n=300)
+    desc = write_track(tmp_path / "desc.h5", heading=192.0, first_day=D0 + 5, seed=2, n=300,
+                       los_columns=lambda v: v[:, [1, 0, 2]])
+    with pytest.raises(InputError, match=r"(?s)column 'los_east, los_north': descending track, point 'T2-0': "
+                                         r"the horizontal part .* points mostly north or south.*look swapped"):
+        decompose(asc, desc, tmp_path / "out.h5", "p", DecomposeConfig(grid_step_days=6))
+    assert not (tmp_path / "out.h5").exists()
+
+
 def test_los_vectors_that_are_not_unit_vectors_stop(tmp_path):
     def scaled(v):
         v[3::5] *= 0.8

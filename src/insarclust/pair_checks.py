@@ -71,6 +71,20 @@ def check_geometry(shards, start: int, static, names, los, source: str, track: s
              "los_east, los_north and los_up must be the components of a unit vector (from the ground to "
              "the satellite); leave all three empty where it is unknown")
     if "track_angle" not in names:
+        # without a heading to compare with: every radar of a ground-motion product flies a
+        # near-polar orbit (heading within ~15 degrees of north or south), so the horizontal part
+        # of its line of sight points mostly east or west (|north| < 0.2 < |east|); a vector
+        # pointing mostly north or south has its los_east and los_north swapped
+        northward = np.flatnonzero((np.hypot(los[:, 0], los[:, 1]) > 0.1) & (np.abs(los[:, 1]) > np.abs(los[:, 0])))
+        if len(northward):
+            i = int(northward[0])
+            stop(i, f"the horizontal part of the line-of-sight vector (los_east {los[i, 0]:.3g}, los_north "
+                    f"{los[i, 1]:.3g}) points mostly north or south, where the near-polar orbit of every "
+                    f"ground-motion radar looks mostly east or west ({len(northward)} such point(s) in this "
+                    "block): los_east and los_north look swapped", "los_east, los_north",
+                 "check the file's los_east and los_north columns (or the format's static names for them): "
+                 "los_east is the eastward, los_north the northward component of the unit vector from the "
+                 "ground to the satellite")
         return
     # the horizontal part of the vector points 90 degrees left of the satellite's heading (seen from
     # the ground, a right-looking satellite sits there): los_east in another sign convention, or
