@@ -280,6 +280,13 @@ def check_provenance(workdir: Path) -> None:
         torch_rules = ["embed_fit", "embed_part"] + (["dsc"] if cfg["dsc"]["enabled"] else [])
         for rule in torch_rules:
             assert stages[rule]["device"] == "cpu", (rule, stages[rule])
+        # the code of each stage: the digest its rule's outputs were made with
+        from insarclust.code_digest import code_digest
+
+        assert stages["graph"]["code"] == code_digest(workdir / "scripts/graph.py", workdir / "src/insarclust")
+        assert stages["cluster_figures"]["code"] == code_digest(workdir / "scripts/figures.py",
+                                                                workdir / "src/insarclust")
+        assert all(re.fullmatch(r"[0-9a-f]{64}", stage["code"]) for stage in stages.values()), stages
 
 
 def check_report(workdir: Path) -> None:

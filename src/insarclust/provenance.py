@@ -216,8 +216,9 @@ def stage_records(rules: Mapping[str, Mapping], site: str, metrics_paths: Iterab
                   configured_device: str | None = None) -> dict:
     """Per rule: jobs, total wall time, peak memory, device, and per-job entries.
 
-    ``rules``: ``{rule: {"benchmark": pattern, "log": pattern, "device": bool}}``
-    (from the workflow; ``device``: the rule picks a torch device). Such a
+    ``rules``: ``{rule: {"benchmark": pattern, "log": pattern, "device": bool, "code": digest}}``
+    (from the workflow; ``device``: the rule picks a torch device; ``code``: the digest of the
+    script and library code the rule runs, recorded as the stage's ``code``). Such a
     rule's device comes from its metrics JSON or its log, else from the
     configured device when that is explicit (``cpu``, ``cuda:1``: the stage
     fails rather than fall back); the other rules run on the CPU.
@@ -262,6 +263,8 @@ def stage_records(rules: Mapping[str, Mapping], site: str, metrics_paths: Iterab
         stage = stages.setdefault(rule, {"jobs": 0, "wall_s": None, "max_rss_mb": None, "job_list": []})
         found = set(devices.get(rule, set()))
         found |= {d for method, d in results_device.items() if method == rule or method.startswith(rule)}
+        if info.get("code"):
+            stage["code"] = info["code"]
         if torch_versions.get(rule):
             # the stage's own environment (a conda env per rule on a cluster), not provenance's
             stage["torch"] = ", ".join(sorted(torch_versions[rule]))
