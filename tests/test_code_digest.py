@@ -136,3 +136,16 @@ def test_digests_are_kept_while_no_source_changes(tree, monkeypatch):
     second = cd.code_digests(scripts, tree / "insarclust", cache)
     assert second["graph"] != first["graph"] and second["embed_part"] == first["embed_part"]
     assert cd.code_digests(scripts, tree / "insarclust", cache) == second
+
+
+def test_kept_digests_serve_a_checkout_elsewhere(tree, tmp_path, monkeypatch):
+    """The planning (the workflow's own path) and a job (its script folder's) may spell the
+    checkout differently: the cache is keyed by file names and bytes, not paths."""
+    scripts = {s: tree / "scripts" / f"{s}.py" for s in ("graph", "smooth")}
+    cache = tmp_path / "digests.json"
+    first = cd.code_digests(scripts, tree / "insarclust", cache)
+    other = tmp_path / "elsewhere"
+    shutil.copytree(tree, other, ignore=shutil.ignore_patterns("*.json"))
+    monkeypatch.setattr(cd, "code_digest", lambda *_: (_ for _ in ()).throw(AssertionError("parsed again")))
+    moved = {s: other / "scripts" / f"{s}.py" for s in scripts}
+    assert cd.code_digests(moved, other / "insarclust", cache) == first

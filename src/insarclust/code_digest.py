@@ -137,11 +137,12 @@ def code_digest(script: Path, package_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def _sources_signature(paths) -> str:
-    """sha256 over the names and bytes of ``paths``: equal only for the very same files."""
+def _sources_signature(files: dict) -> str:
+    """sha256 over the names and bytes of ``files`` (name -> path): equal only for the very same
+    files, wherever the checkout lies."""
     h = hashlib.sha256()
-    for path in paths:
-        h.update(f"\0{path}\0".encode())
+    for name, path in files.items():
+        h.update(f"\0{name}\0".encode())
         h.update(Path(path).read_bytes())
     return h.hexdigest()
 
@@ -152,8 +153,9 @@ def code_digests(scripts: dict, package_dir: Path, cache_path: Path | None = Non
     the package takes ~0.5 s, which every planning and every cluster job's start would pay;
     reading the files to compare ~5 ms). The cache is best effort: unreadable, unwritable or
     stale, the digests are computed."""
-    files = [*(Path(p) for p in scripts.values()), *sorted(Path(package_dir).rglob("*.py"))]
-    signature = _sources_signature(files)
+    package = {f"package/{p.relative_to(package_dir).as_posix()}": p
+               for p in sorted(Path(package_dir).rglob("*.py"))}
+    signature = _sources_signature({**{f"script/{k}": v for k, v in sorted(scripts.items())}, **package})
     if cache_path is not None:
         try:
             cached = json.loads(Path(cache_path).read_text())

@@ -207,12 +207,12 @@ def site_products(wildcards):
 
 
 def rule_file_patterns(_wildcards=None):
-    """Benchmark and log patterns of every rule, whether it picks a torch device, and the
-    digest of the code it runs (:func:`code_digest`; the code of every output the record
-    lists, since a changed digest reruns the rule).
+    """Benchmark and log patterns of every rule, whether it picks a torch device, and its
+    script's name (provenance.py records the script's code digest, read when it runs: as a
+    param, a code change of one rule would rerun every site's provenance).
 
     provenance.py recovers each job of a site (and its wildcards) from these
-    file names; the dict changes when a rule's log/benchmark path or code does.
+    file names; the dict only changes when a rule's log/benchmark path does.
     """
     import re
 
@@ -229,7 +229,7 @@ def rule_file_patterns(_wildcards=None):
             "log": logs[0] if logs else None,
             # (as a module of another workflow, rule names carry its prefix)
             "device": any(r.name == t or r.name.endswith(f"_{t}") for t in TORCH_RULES),
-            "code": code_digest(Path(r.script).stem) if r.script else None,
+            "script": Path(r.script).stem if r.script else None,
         }
     return out
 
