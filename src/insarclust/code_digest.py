@@ -159,7 +159,7 @@ def code_digests(scripts: dict, package_dir: Path, cache_path: Path | None = Non
     if cache_path is not None:
         try:
             cached = json.loads(Path(cache_path).read_text())
-            if cached.get("signature") == signature and set(scripts) <= set(cached["digests"]):
+            if cached.get("signature") == signature:   # it covers the scripts' names too
                 return {name: cached["digests"][name] for name in scripts}
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass

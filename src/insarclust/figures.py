@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from . import h5io  # noqa: E402
-from .interpret import motion_text  # noqa: E402
+from .interpret import TREND_WORDS, motion_text, trend_words  # noqa: E402
 from .spans import acquisition_gaps  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,8 @@ REGIME_COLOURS = {
 }
 # an east-west component's trends take the colours of the vertical ones of the same sign (the
 # two never share a map)
-SAME_COLOURS = {"westward": "subsiding", "eastward": "uplifting"}
+SAME_COLOURS = {word: vertical for words in TREND_WORDS.values()
+                for word, vertical in zip(words, trend_words(None))}
 
 
 # Colours closer than this (RGB distance, 0-255) are hard to tell apart as small map markers.
