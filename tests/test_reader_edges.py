@@ -417,6 +417,25 @@ def test_the_docs_name_every_no_data_code_of_a_static_column():
         assert f"{code:g}" in comment and f"{code:g}" in readme, code
 
 
+@pytest.mark.parametrize("value", ["-999", "-999.0", "-999.00"])
+def test_a_lone_minus_999_in_a_static_column_is_a_no_data_code(tmp_path, value):
+    """No height lies 999 m below sea level: kept, it was a height of -999 m, and standardising
+    the column squeezed every other point's height towards 0."""
+    path = write(tmp_path / "a.csv", [HEADER, row(0), row(1), row(2, height=value)])
+    stops(tmp_path, path, "row 3", "'height'", "'P2'", "no-data code", "'-999'", "na_values")
+
+
+def test_minus_999_among_values_of_its_size_is_kept(tmp_path):
+    """A fast landslide: -999 beside other values beyond -500 in its column is a reading; so are
+    -999.5 and -998 (no code), and -999 in a date column (999 mm of motion)."""
+    path = write(tmp_path / "a.csv", [HEADER, row(0, height="-999"), row(1, height="-612.5"),
+                                      row(2, height="-999.5", d="-999"), row(3, height="-998")])
+    stored = build(tmp_path, path)
+    assert stored.n_points == 4
+    heights = dict(zip(stored.read("points/pid").tolist(), stored.read("points/static")[:, 0].tolist()))
+    assert heights == {"P0": -999.0, "P1": -612.5, "P2": -999.5, "P3": -998.0}
+
+
 def test_large_but_real_static_values_are_kept(tmp_path):
     """Radar line/pixel numbers and heights are large, but nowhere near a fill value."""
     path = write(tmp_path / "a.csv", [HEADER, row(0, height="32768"), row(1, height="9999"),
