@@ -280,3 +280,14 @@ def test_shipped_formats_keep_acquisition_geometry_out_of_the_features(tmp_path)
                                                       "DOYMAX")]
     embed.write_dyn_static(dyn, tmp_path / "s.h5", tmp_path / "out.h5", static_weight={"incidence_angle": 1.0})
     assert h5io.read_features(tmp_path / "out.h5")[1][-1] == "static_incidence_angle"
+
+
+def test_a_damaged_model_file_is_named(site, tmp_path):
+    from insarclust.errors import InputError
+
+    cut = tmp_path / "model.pt"
+    data = site.model.read_bytes()
+    cut.write_bytes(data[:len(data) // 2])
+    with pytest.raises(InputError, match=rf"file {cut}: cannot be read as an embedding model.*\n  fix: delete {cut}"):
+        embed.embed_part(site.shards, cut, 1, 1, tmp_path / "part.h5")
+    assert not (tmp_path / "part.h5").exists()

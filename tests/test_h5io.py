@@ -87,3 +87,59 @@ def test_features_roundtrip(tmp_path):
     f = h5io.Features(tmp_path / "x.h5")
     assert f.names == ["a", "b"] and f.attrs["kind"] == "test"
     np.testing.assert_array_equal(f.read_rows([9, 0]), X[[9, 0]])
+
+
+def _damaged_copies(tmp_path):
+    """A features file cut short (an interrupted copy) and a graph file without /weight (an
+    older layout, or another kind of file in its place)."""
+    good = tmp_path / "dyn.h5"
+    h5io.write_features(good, np.ones((3000, 4), dtype=np.float32), ["a", "b", "c", "d"])
+    cut = tmp_path / "cut" / "dyn.h5"
+    cut.parent.mkdir()
+    data = good.read_bytes()
+    cut.write_bytes(data[:len(data) // 2])
+    old = tmp_path / "old" / "graph.h5"
+    old.parent.mkdir()
+    with h5py.File(old, "w") as f:
+        f["indptr"] = np.arange(3001, dtype=np.int64)
+        f["indices"] = np.zeros(3000, dtype=np.int64)
+        f["distance_m"] = np.ones(3000, dtype=np.float32)
+    return cut, old
+
+
+def test_damaged_and_incomplete_files_are_named(tmp_path):
+    from insarclust.errors import InputError
+
+    cut, old = _damaged_copies(tmp_path)
+    with pytest.raises(InputError, match=rf"file {cut}: cannot be read as HDF5 .*truncated.*\n  fix: delete {cut}"):
+        h5io.Features(cut)
+    with pytest.raises(InputError, match=rf"file {old}: lacks .*'weight'.*\n  fix: delete {old}"):
+        h5io.read_graph(old)
+    with pytest.raises(InputError, match=rf"file {cut}"):
+        h5io.read_attrs(cut)
+    with pytest.raises(FileNotFoundError):
+        h5io.Features(tmp_path / "absent.h5")
+
+
+def test_a_rule_stopped_by_a_damaged_file_writes_why_to_its_log(tmp_path):
+    """The message reaches the rule's log (not only a traceback naming neither file nor fix),
+    and no output is left."""
+    import os
+    import subprocess
+    import sys
+
+    cut, old = _damaged_copies(tmp_path)
+    root = Path(__file__).resolve().parents[1]
+    log, out = tmp_path / "smooth.log", tmp_path / "out" / "dyn_smoothed.h5"
+    smk = (f"N(log=[{str(log)!r}], threads=1, output=[{str(out)!r}], "
+           f"input=N(features={str(cut)!r}, graph={str(old)!r}), params=N(cfg={{'H': 2}}), "
+           "config={'seed': 0, 'smooth': {'moran_features': 2}})")
+    code = ("import runpy\nfrom types import SimpleNamespace as N\n"
+            f"runpy.run_path({str(root / 'scripts' / 'smooth.py')!r}, init_globals={{'snakemake': {smk}}})\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root / "src")})
+    assert proc.returncode != 0
+    text = log.read_text()
+    assert f"file {cut}:" in text and f"fix: delete {cut}" in text, text
+    assert "Traceback" not in text
+    assert not out.exists()

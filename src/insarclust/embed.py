@@ -111,7 +111,17 @@ def load_model(path, device: str | None = None, batch_size: int | None = None) -
     """Load a model saved by :func:`save_model`; optionally change device and batch size."""
     import torch
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    import pickle
+
+    from .errors import InputError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as err:
+        # torch names neither the file nor the rule that writes it
+        raise InputError(f"cannot be read as an embedding model ({str(err).splitlines()[0]}): the file is "
+                         "damaged or incomplete, e.g. cut short by an interrupted copy", file=str(path),
+                         fix=f"delete {path} and rerun the workflow, whose embed_fit rule rebuilds it") from err
     overrides = {}
     if device is not None:
         overrides["device"] = device

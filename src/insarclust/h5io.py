@@ -25,6 +25,7 @@ from typing import Iterator, Mapping, Sequence
 import h5py
 import numpy as np
 
+from .errors import InputError
 from .spans import observed_spans
 
 STR = h5py.string_dtype(encoding="utf-8")
@@ -138,6 +139,30 @@ def atomic_path(path: str | os.PathLike, keep_suffix: bool = False) -> Iterator[
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def open_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
+    """``path`` opened for reading. A damaged file (cut short by an interrupted copy, not
+    HDF5 at all) and one without a dataset or attribute the reader needs (written by
+    another version, or a file of another kind put in its place) stop with an
+    :class:`~insarclust.errors.InputError` that names the file: h5py's own errors name
+    neither the file nor what to do. A missing file raises FileNotFoundError as before."""
+    fix = f"delete {path} and rerun the workflow, which rebuilds it"
+    try:
+        f = h5py.File(path, "r")
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise InputError(f"cannot be read as HDF5 ({err}): the file is damaged or incomplete, "
+                         "e.g. cut short by an interrupted copy", file=str(path), fix=fix) from err
+    with f:
+        try:
+            yield f
+        except KeyError as err:
+            raise InputError(f"lacks what this stage reads ({err.args[0] if err.args else err}): it was "
+                             "written by another version of insarclust, or is a file of another kind",
+                             file=str(path), fix=fix) from err
+
+
 def _set_attrs(obj, attrs: Mapping | None) -> None:
     for key, value in (attrs or {}).items():
         if value is None:
@@ -162,7 +187,7 @@ def _decode(value):
 
 def read_attrs(path: str | os.PathLike, group: str = "/") -> dict:
     """All attributes of ``group`` as plain Python values."""
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         return {k: _decode(v) for k, v in f[group].attrs.items()}
 
 
@@ -185,7 +210,7 @@ def write_datasets(path, datasets: Mapping[str, np.ndarray], attrs: Mapping | No
 def read_datasets(path, names: Sequence[str] | None = None) -> dict:
     """Read whole datasets by name (all top-level datasets when ``names`` is None)."""
     out = {}
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         if names is None:
             names = [k for k, v in f.items() if isinstance(v, h5py.Dataset)]
         for name in names:
@@ -423,7 +448,7 @@ class Shards:
 
     def __init__(self, path):
         self.path = Path(path)
-        with h5py.File(self.path, "r") as f:
+        with open_h5(self.path) as f:
             self.offsets = f["shards/offsets"][...]
             self.dates = f["series/dates"][...]
             self.grid_dates = f["series/grid_dates"][...]
@@ -456,7 +481,7 @@ class Shards:
         (:mod:`insarclust.spans`) of the group of ``dataset`` (``series`` or a component):
         stored by the shards stage, derived from the displacements for files built before."""
         group = dataset.rsplit("/", 1)[0]
-        with h5py.File(self.path, "r") as f:
+        with open_h5(self.path) as f:
             if f"{group}/span" in f:
                 return f[f"{group}/span"][start:stop]
             displacement = f[f"{group}/displacement"][start:stop]
@@ -466,7 +491,7 @@ class Shards:
         """``(x, y, crs)`` of the points' projected coordinates, or None."""
         if self.crs is None:
             return None
-        with h5py.File(self.path, "r") as f:
+        with open_h5(self.path) as f:
             return f["points/x"][...], f["points/y"][...], self.crs
 
     def shard_bounds(self) -> list[tuple[int, int]]:
@@ -474,7 +499,7 @@ class Shards:
 
     def read(self, dataset: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Rows ``start:stop`` of a dataset, e.g. ``"series/regular"`` or ``"points/lat"``."""
-        with h5py.File(self.path, "r") as f:
+        with open_h5(self.path) as f:
             ds = f[dataset]
             return ds.asstr()[start:stop] if ds.dtype.kind == "O" else ds[start:stop]
 
@@ -483,7 +508,7 @@ class Shards:
         rows = np.asarray(rows, dtype=np.int64)
         order = np.argsort(rows, kind="stable")
         uniq, inverse = np.unique(rows[order], return_inverse=True)
-        with h5py.File(self.path, "r") as f:
+        with open_h5(self.path) as f:
             ds = f[dataset]
             data = ds.asstr()[uniq] if ds.dtype.kind == "O" else ds[uniq]
         out = np.empty((len(rows),) + data.shape[1:], dtype=data.dtype)
@@ -492,16 +517,16 @@ class Shards:
 
     def coords(self) -> tuple[np.ndarray, np.ndarray]:
         """(lat, lon) in degrees, shape (N,) each."""
-        with h5py.File(self.path, "r") as f:
+        with open_h5(self.path) as f:
             return f["points/lat"][...], f["points/lon"][...]
 
     def pids(self) -> np.ndarray:
-        with h5py.File(self.path, "r") as f:
+        with open_h5(self.path) as f:
             return f["points/pid"].asstr()[...]
 
     def iter_shards(self, dataset: str = "series/regular") -> Iterator[tuple[int, int, np.ndarray]]:
         """Yield ``(start, stop, rows)`` for each shard; memory = one shard."""
-        with h5py.File(self.path, "r") as f:
+        with open_h5(self.path) as f:
             ds = f[dataset]
             for start, stop in self.shard_bounds():
                 yield start, stop, ds[start:stop]
@@ -520,7 +545,7 @@ class Shards:
     def iter_blocks(self, dataset: str = "series/regular", start: int = 0, stop: int | None = None,
                     block_rows: int | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
         """Yield ``(a, b, rows)`` over ``start:stop`` in blocks that never cross a shard boundary."""
-        with h5py.File(self.path, "r") as f:
+        with open_h5(self.path) as f:
             ds = f[dataset]
             for s, e in self.block_bounds(start, stop, block_rows):
                 yield s, e, ds[s:e]
@@ -638,27 +663,27 @@ class Features:
 
     def __init__(self, path):
         self.path = Path(path)
-        with h5py.File(self.path, "r") as f:
+        with open_h5(self.path) as f:
             self.n_rows, self.n_features = f["X"].shape
             self.names = _decode(f["X"].attrs["names"])
             self.attrs = {k: _decode(v) for k, v in f.attrs.items()}
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        with h5py.File(self.path, "r") as f:
+        with open_h5(self.path) as f:
             return f["X"][start:stop]
 
     def read_rows(self, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
         order = np.argsort(rows, kind="stable")
         uniq, inverse = np.unique(rows[order], return_inverse=True)
-        with h5py.File(self.path, "r") as f:
+        with open_h5(self.path) as f:
             data = f["X"][uniq]
         out = np.empty((len(rows), data.shape[1]), dtype=data.dtype)
         out[order] = data[inverse]
         return out
 
     def iter_blocks(self, block_rows: int = 65536) -> Iterator[tuple[int, int, np.ndarray]]:
-        with h5py.File(self.path, "r") as f:
+        with open_h5(self.path) as f:
             X = f["X"]
             for s in range(0, self.n_rows, block_rows):
                 e = min(self.n_rows, s + block_rows)
@@ -703,7 +728,7 @@ def read_row_blocks(path, dataset: str, bounds: Sequence[tuple[int, int]]) -> li
     Opening an HDF5 file costs ~0.2 ms, as much as reading a 1024-row chunk,
     so streaming readers fetch many small blocks per open.
     """
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         ds = f[dataset]
         return [ds[int(a):int(b)] for a, b in bounds]
 

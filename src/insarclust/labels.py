@@ -118,9 +118,7 @@ class Labelling:
     def read_record(path) -> dict:
         """The fit record (``/fit``) of ``clusters/{method}.h5`` alone, without its (N,) arrays;
         {} when there is none."""
-        import h5py
-
-        with h5py.File(path, "r") as f:
+        with h5io.open_h5(path) as f:
             return _record(f["fit"].asstr()[()]) if "fit" in f else {}
 
 

@@ -458,10 +458,10 @@ AGREEMENT_BLOCK_ROWS = 1 << 18
 def label_contingency(path_a, path_b, block_rows: int = AGREEMENT_BLOCK_ROWS) -> np.ndarray:
     """(ka, kb) int64 counts of the points labelled i in ``path_a`` and j in ``path_b``
     (``labels`` of two ``clusters/{method}.h5`` of one site), read ``block_rows`` at a time."""
-    import h5py
+    from .h5io import open_h5
 
     table = np.zeros((0, 0), dtype=np.int64)
-    with h5py.File(path_a, "r") as fa, h5py.File(path_b, "r") as fb:
+    with open_h5(path_a) as fa, open_h5(path_b) as fb:
         la, lb = fa["labels"], fb["labels"]
         if la.shape != lb.shape:
             raise ValueError(f"{path_a} holds {la.shape[0]} labels, {path_b} {lb.shape[0]}")
