@@ -704,3 +704,40 @@ def test_a_member_whose_span_opens_with_its_own_hole_is_a_late_start_in_mean_and
         want_mean, want_std = _carried_mean_std(masked)
     np.testing.assert_allclose(mean[0], want_mean, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(std[0], want_std, rtol=1e-7, atol=1e-9)
+
+
+def test_files_of_other_points_put_in_place_stop_evaluate_and_figures(tmp_path, shards_file):
+    """A labels or graph file of another site or build of this one: with fewer points the
+    coherence was measured on a subset without a word, with more it failed on an IndexError;
+    a graph of another site with as many points was used as this site's."""
+    from insarclust import figures
+
+    path, truth = shards_file
+    n = len(truth)
+    chain = [(i, i + 1) for i in range(n - 1)]
+    graph = _graph(tmp_path, n, chain)
+    labels = labels_mod.order_labels(truth, path)
+    fit = _labelling(labels, np.zeros(n), ShardsSource(path), path).stamp("synthetic", "m", {})
+    good = tmp_path / "clusters" / "m.h5"
+    fit.write(good)
+    js = tmp_path / "clusters" / "m.json"
+    evaluate.evaluate_file(good, js, graph_path=graph, shards_path=path, thresholds={})
+
+    (tmp_path / "fewer").mkdir()
+    fewer = _graph(tmp_path / "fewer", n - 10, chain[:n - 11])
+    with pytest.raises(InputError, match=rf"file {fewer}: a graph of {n - 10} points, but {path} holds {n}"):
+        evaluate.evaluate_file(good, tmp_path / "x.json", graph_path=fewer, shards_path=path, thresholds={})
+    (tmp_path / "other").mkdir()
+    other = tmp_path / "other" / "graph.h5"
+    g = h5io.read_graph(graph)
+    h5io.write_graph(other, g["indptr"], g["indices"], g["distance_m"], g["weight"], {"site": "elsewhere"})
+    with pytest.raises(InputError, match=rf"file {other}: a graph of site 'elsewhere', but {path} is site 'synthetic'"):
+        evaluate.evaluate_file(good, tmp_path / "x.json", graph_path=other, shards_path=path, thresholds={})
+
+    short = tmp_path / "clusters" / "short.h5"
+    labels_mod.Labelling(labels=labels[:-5], split=np.zeros(n - 5), record=fit.record).write(short)
+    with pytest.raises(InputError, match=rf"file {short}: labels of {n - 5} points, but {path} holds {n}"):
+        evaluate.evaluate_file(short, tmp_path / "x.json", graph_path=graph, shards_path=path, thresholds={})
+    with pytest.raises(InputError, match=rf"file {short}: labels of {n - 5} points"):
+        figures.method_figures(short, js, path, tmp_path / "map.png", tmp_path / "series.png")
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "map.png").exists()

@@ -215,6 +215,19 @@ def test_sweep_table(blobs):
     assert table["silhouette"].iloc[1] > table["silhouette"].iloc[0]
 
 
+def test_sweep_stops_on_a_graph_of_other_points(blobs, tmp_path):
+    """Its spatial coherence was measured on a subset of the points without a word."""
+    from insarclust import h5io
+    from insarclust.errors import InputError
+
+    X, _ = blobs
+    n = len(X) - 7
+    graph = tmp_path / "graph.h5"
+    h5io.write_graph(graph, np.arange(n + 1), (np.arange(n) + 1) % n, np.ones(n), np.ones(n), {})
+    with pytest.raises(InputError, match=rf"file {graph}: a graph of {n} points, but the features have {len(X)} rows"):
+        sweep_k(X, [3], seed=0, silhouette_sample=1000, warm_start_size=1000, graph_path=graph)
+
+
 def test_kmeans_params_from_config():
     p = kmeans_params({"k": 4, "batch_size": 64, "split": "shard", "engine": "sklearn"})
     assert p["batch_size"] == 64 and p["split"] == "shard" and p["engine"] == "sklearn"

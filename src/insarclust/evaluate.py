@@ -108,7 +108,8 @@ def member_spread(descriptors_path, labels: np.ndarray, n_clusters: int) -> dict
 
 def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descriptors_path=None,
                        truth_path=None, thresholds: dict | None = None, features_path=None,
-                       seed: int = 0, silhouette_sample: int = 10000, kmeans_cfg: dict | None = None) -> dict:
+                       seed: int = 0, silhouette_sample: int = 10000, kmeans_cfg: dict | None = None,
+                       labels_path=None) -> dict:
     """The JSON-ready record of ``clusters/{method}.json`` for one method's labels.
 
     ``features_path``: a feature file to measure the fit in (silhouette etc., ``seed`` and
@@ -119,6 +120,8 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
     are measured here (:func:`insarclust.kmeans.measure_fit`: metrics, seed stability), so
     that a diagnostic setting never refits. A labelling with ``latent`` vectors (DSC) and
     no ``metrics_latent`` in its record is measured in that space too, with its ``centers``.
+    Labels (``labels_path``: their file, for the message), graph, descriptors and features
+    must all be of the points of ``shards_path`` (:func:`insarclust.h5io.check_same_points`).
 
     Keys: ``k``, ``n_points``, ``n_train``, ``n_test``, ``sizes``, ``metrics``
     (the fit's silhouette, davies_bouldin, calinski_harabasz,
@@ -128,6 +131,13 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
     """
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
+    shards = h5io.Shards(shards_path)
+    # the labels' site is the rule's wildcard, which need not be the name shards.h5 was built under
+    h5io.check_same_points(labels_path or "the labels", len(labelling.labels), shards, "labels")
+    if descriptors_path:
+        h5io.check_same_points(descriptors_path, h5io.Features(descriptors_path).n_rows, shards, "descriptors")
+    if features_path is not None:
+        h5io.check_same_points(features_path, h5io.Features(features_path).n_rows, shards, "features")
     record = dict(labelling.record)
     labels = np.asarray(labelling.labels, dtype=np.int64)
     split = np.asarray(labelling.split)
@@ -156,10 +166,9 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
                              silhouette_sample=silhouette_sample, centers=labelling.centers)
         record = {"metrics_latent": latent, **record}
     result_metrics = {m: fit.pop(m) for m in FIT_METRICS if m in fit}
-    graph = h5io.read_graph(graph_path)
+    graph = h5io.read_graph(graph_path, shards)
     result_metrics["spatial_coherence"] = label_coherence(graph["indptr"], graph["indices"], labels)
 
-    shards = h5io.Shards(shards_path)
     site_dates = site_acquisition_dates(shards)
     max_gap_days = fit_settings(thresholds)["max_gap_days"]
     mean, _, counts = cluster_series_stats(shards_path, labels, n_clusters, max_gap_days=max_gap_days,
@@ -203,7 +212,8 @@ def evaluate_file(clusters_path, json_path, *, graph_path, shards_path, descript
     result = evaluate_labelling(Labelling.read(clusters_path), graph_path=graph_path,
                                 shards_path=shards_path, descriptors_path=descriptors_path,
                                 truth_path=truth_path, thresholds=thresholds, features_path=features_path,
-                                seed=seed, silhouette_sample=silhouette_sample, kmeans_cfg=kmeans_cfg)
+                                seed=seed, silhouette_sample=silhouette_sample, kmeans_cfg=kmeans_cfg,
+                                labels_path=clusters_path)
     if thresholds:
         result.setdefault("config", {})["interpret"] = dict(thresholds)
     write_json(result, json_path)

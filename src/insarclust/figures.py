@@ -451,11 +451,12 @@ def method_figures(labels_path, metrics_path, shards_path, map_path, series_path
     from .cluster_series import cluster_series_stats
 
     labels = h5io.read_datasets(labels_path, ["labels"])["labels"]
+    shards = h5io.Shards(shards_path)
+    h5io.check_same_points(labels_path, len(labels), shards, "labels")
     result = json.loads(Path(metrics_path).read_text())
     k = int(result.get("k") or int(labels.max()) + 1)
     if title is None:
         title = " - ".join(str(result[key]) for key in ("site", "method") if result.get(key))
-    shards = h5io.Shards(shards_path)
     lat, lon = shards.coords()
     clusters = result.get("clusters")
     fig = plot_cluster_map(lat, lon, labels, map_path, clusters=clusters, n_clusters=k, title=title,

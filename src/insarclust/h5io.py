@@ -604,11 +604,33 @@ class GraphWriter(_AtomicWriter):
             raise RuntimeError(f"{self.path}: GraphWriter closed before finish()")
 
 
-def read_graph(path) -> dict:
-    """``{"indptr", "indices", "distance_m", "weight", "attrs"}``."""
+def read_graph(path, shards: "Shards | None" = None) -> dict:
+    """``{"indptr", "indices", "distance_m", "weight", "attrs"}``; with ``shards`` (the site's
+    :class:`Shards`) checked to be the graph of its points (:func:`check_same_points`)."""
     out = read_datasets(path, ["indptr", "indices", "distance_m", "weight"])
     out["attrs"] = read_attrs(path)
+    if shards is not None:
+        check_same_points(path, len(out["indptr"]) - 1, shards, "a graph", site=out["attrs"].get("site"))
     return out
+
+
+def check_same_points(path, n_rows: int, shards: "Shards", what: str, site: str | None = None) -> None:
+    """Stop unless ``path`` (``what``, e.g. "a graph", with ``n_rows`` rows; ``site``: the site its
+    attrs name, where it records one) was made from the points of ``shards``.
+
+    A file of another site, or of an earlier build of this one, copied in place is as
+    readable as the right one: with another point count it failed deep in a stage with an
+    IndexError, or, with fewer points, gave metrics of a subset without a word.
+    """
+    own = shards.attrs.get("site")
+    fix = f"delete {path} and rerun the workflow, which rebuilds it from {shards.path}"
+    if int(n_rows) != shards.n_points:
+        raise InputError(f"{what} of {int(n_rows)} points, but {shards.path} holds {shards.n_points}: it was "
+                         "made from another shards.h5 (another site, or an earlier build of this one)",
+                         file=str(path), fix=fix)
+    if site and own and str(site) != str(own):
+        raise InputError(f"{what} of site '{site}', but {shards.path} is site '{own}': a file of another "
+                         "site was put in its place", file=str(path), fix=fix)
 
 
 # --------------------------------------------------------------------------- #

@@ -341,6 +341,12 @@ def sweep_k(source, k_values, *, seed: int, silhouette_sample: int = 10000, grap
         from .h5io import read_graph
 
         graph = read_graph(graph_path)
+        if len(graph["indptr"]) - 1 != source.n_rows:
+            from .errors import InputError
+
+            raise InputError(f"a graph of {len(graph['indptr']) - 1} points, but the features have "
+                             f"{source.n_rows} rows: it was made from another shards.h5", file=str(graph_path),
+                             fix=f"delete {graph_path} and rerun the workflow, which rebuilds it")
     rows = []
     for k in k_values:
         model = BatchedKMeans(n_clusters=int(k), random_state=seed, **params).fit(source)
