@@ -291,3 +291,14 @@ def test_a_damaged_model_file_is_named(site, tmp_path):
     with pytest.raises(InputError, match=rf"file {cut}: cannot be read as an embedding model.*\n  fix: delete {cut}"):
         embed.embed_part(site.shards, cut, 1, 1, tmp_path / "part.h5")
     assert not (tmp_path / "part.h5").exists()
+
+
+def test_a_non_finite_embedding_stops_static_features_naming_dyn(site, tmp_path):
+    """It was passed on, and then reported as a fault of dyn+static.h5."""
+    dyn = tmp_path / "dyn.h5"
+    X = np.ones((900, 3), dtype=np.float32)
+    X[321, 1] = np.nan
+    h5io.write_features(dyn, X, ["a", "b", "c"])
+    with pytest.raises(ValueError, match=rf"{dyn}: feature row 321 \(0-based\), column 'b' is nan"):
+        embed.write_dyn_static(dyn, site.shards, tmp_path / "dyn+static.h5")
+    assert not (tmp_path / "dyn+static.h5").exists()

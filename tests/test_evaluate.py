@@ -741,3 +741,19 @@ def test_files_of_other_points_put_in_place_stop_evaluate_and_figures(tmp_path, 
     with pytest.raises(InputError, match=rf"file {short}: labels of {n - 5} points"):
         figures.method_figures(short, js, path, tmp_path / "map.png", tmp_path / "series.png")
     assert not (tmp_path / "x.json").exists() and not (tmp_path / "map.png").exists()
+
+
+def test_a_non_finite_feature_row_is_named_where_evaluate_measures_a_fit(tmp_path, shards_file):
+    """DSC's fit is measured in dyn.h5 by evaluate: scikit-learn said 'Input X contains NaN'."""
+    path, truth = shards_file
+    n = len(truth)
+    graph = _graph(tmp_path, n, [(i, i + 1) for i in range(n - 1)])
+    labels = labels_mod.order_labels(truth, path)
+    fit = labels_mod.Labelling(labels=labels, split=np.zeros(n, np.uint8), record={"k": 4})
+    dyn = tmp_path / "dyn.h5"
+    X = np.random.default_rng(0).normal(size=(n, 3)).astype(np.float32)
+    X[777, 2] = np.inf
+    h5io.write_features(dyn, X, ["a", "b", "c"])
+    with pytest.raises(ValueError, match=rf"{dyn}: feature row 777 \(0-based\), column 'c' is inf"):
+        evaluate.evaluate_labelling(fit, graph_path=graph, shards_path=path, thresholds={}, features_path=dyn,
+                                    silhouette_sample=n)

@@ -62,11 +62,15 @@ class H5FeatureSource:
 
     ``shard_offsets`` comes from the matching ``shards.h5`` (feature rows are
     in shard order); without it blocks are plain HDF5 chunks and a
-    ``split="shard"`` k-means is not possible.
+    ``split="shard"`` k-means is not possible. ``finite``: every row read is
+    checked (:func:`require_finite`): the features of a fit (descriptors may
+    hold NaN, e.g. ``step_date`` where no step is searched).
     """
 
-    def __init__(self, path: str | os.PathLike, shard_offsets: np.ndarray | None = None):
+    def __init__(self, path: str | os.PathLike, shard_offsets: np.ndarray | None = None,
+                 finite: bool = False):
         self.path = path
+        self.finite = bool(finite)
         self._features = h5io.Features(path)
         self.n_rows = int(self._features.n_rows)
         self.n_features = int(self._features.n_features)
@@ -76,14 +80,18 @@ class H5FeatureSource:
             raise ValueError(f"{path}: {self.n_rows} feature rows but the shard offsets end at "
                              f"{int(self.shard_offsets[-1])}; features and shards.h5 are from different runs")
 
+    def _checked(self, X: np.ndarray, rows) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        return require_finite(X, rows, self) if self.finite else X
+
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        return np.asarray(self._features.read(start, stop), dtype=np.float32)
+        return self._checked(self._features.read(start, stop), start)
 
     def read_rows(self, rows) -> np.ndarray:
-        return np.asarray(self._features.read_rows(rows), dtype=np.float32)
+        return self._checked(self._features.read_rows(rows), np.asarray(rows))
 
     def read_blocks(self, bounds) -> list[np.ndarray]:
-        return [np.asarray(b, dtype=np.float32) for b in h5io.read_row_blocks(self.path, "X", bounds)]
+        return [self._checked(b, int(a)) for b, (a, _) in zip(h5io.read_row_blocks(self.path, "X", bounds), bounds)]
 
 
 class ShardsSource:

@@ -21,7 +21,7 @@ import numpy as np
 from . import h5io
 from .config import build_stage, unnamed_static_weight
 from .dates import DAYS_PER_YEAR
-from .batches import sample_rows
+from .batches import require_finite, sample_rows
 from .logs import Progress, timed
 from .reservoir import ReservoirEmbedder
 
@@ -304,5 +304,6 @@ def write_dyn_static(dyn_path, shards_path, out_path, static_weight=1.0,
         for a, b, X in dyn.iter_blocks(block_rows):
             st = shards.read("points/static", a, b).astype(np.float64).reshape(b - a, S)
             st = np.where(np.isfinite(st), (st - mean) * scale, 0.0)[:, keep]
-            writer.write(a, np.concatenate([X, st.astype(np.float32)], axis=1))
+            # a NaN passed on was reported later as a fault of dyn+static.h5, whose rerun cannot mend it
+            writer.write(a, np.concatenate([require_finite(X, a, dyn), st.astype(np.float32)], axis=1))
             progress.update(b - a)

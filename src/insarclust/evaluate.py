@@ -157,7 +157,7 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
                 config = {**config, "kmeans": {k: fitted.get(k, kmeans_cfg.get(k)) for k in keys}}
             record["config"] = config
     elif not fit and features_path is not None:
-        fit = fit_metrics(H5FeatureSource(features_path), labels, n_clusters, seed=seed,
+        fit = fit_metrics(H5FeatureSource(features_path, finite=True), labels, n_clusters, seed=seed,
                           silhouette_sample=silhouette_sample)
     if labelling.latent is not None and "metrics_latent" not in record:
         # DSC's own clustering space, from the latent vectors its job stored: a diagnostic

@@ -417,7 +417,7 @@ def feature_source(features, shards_path):
     from .h5io import Shards
 
     if isinstance(features, (str, os.PathLike)):
-        return H5FeatureSource(features, shard_offsets=Shards(shards_path).offsets)
+        return H5FeatureSource(features, shard_offsets=Shards(shards_path).offsets, finite=True)
     return features
 
 

@@ -55,8 +55,8 @@ def fit_stage(shards_path, dyn_path=None, *, cfg: dict, seed: int, device: str =
     quality = latent_quality = None
     if silhouette_sample is not None:
         with timed(log, "dsc fit metrics"):
-            quality = None if dyn_path is None else fit_metrics(H5FeatureSource(dyn_path), labels, k, seed=seed,
-                                                                 silhouette_sample=silhouette_sample)
+            quality = None if dyn_path is None else fit_metrics(H5FeatureSource(dyn_path, finite=True), labels, k,
+                                                                 seed=seed, silhouette_sample=silhouette_sample)
             latent_quality = fit_metrics(ArraySource(latent), labels, k, seed=seed,
                                          silhouette_sample=silhouette_sample, centers=centers)
     record = {"k": int(k), **({"metrics": quality} if quality is not None else {}),
