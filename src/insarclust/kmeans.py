@@ -417,7 +417,8 @@ def feature_source(features, shards_path):
     from .h5io import Shards
 
     if isinstance(features, (str, os.PathLike)):
-        return H5FeatureSource(features, shard_offsets=Shards(shards_path).offsets, finite=True)
+        # no finite=True: every fit and predict checks the rows it reads (require_finite)
+        return H5FeatureSource(features, shard_offsets=Shards(shards_path).offsets)
     return features
 
 
