@@ -493,6 +493,23 @@ def test_checkpoint_of_other_code_is_not_reused(tmp_path, monkeypatch, caplog):
     assert "resumed from" not in caplog.text and "starting afresh" in caplog.text
 
 
+def test_an_unreadable_checkpoint_is_trained_afresh(tmp_path, caplog):
+    """A checkpoint cut short (or pickled by another torch) failed the job naming no file; it is
+    a head start only, so the job trains afresh and says why: the same labels as a fresh run."""
+    points, _ = two_regime_points(n_side=10, n_grid=24)
+    params = dict(TINY, pretrain_epochs=1, epochs=1, train_sample=100)
+    fresh = DeepSpatiotemporalClustering(**params, checkpoint_dir=tmp_path / "fresh").fit(points)
+    ckpt = tmp_path / "fresh" / dsc_train.CHECKPOINT_NAME
+    (tmp_path / "cut").mkdir()
+    data = ckpt.read_bytes()
+    (tmp_path / "cut" / dsc_train.CHECKPOINT_NAME).write_bytes(data[:len(data) // 2])
+    with caplog.at_level("INFO", logger="insarclust"):
+        cut = DeepSpatiotemporalClustering(**params, checkpoint_dir=tmp_path / "cut").fit(points)
+    assert "cannot be read" in caplog.text and "starting afresh" in caplog.text
+    assert "resumed from" not in caplog.text and "other parameters" not in caplog.text
+    np.testing.assert_array_equal(cut.predict(points), fresh.predict(points))
+
+
 def test_convergence_at_an_epochs_first_batch_logs_no_empty_epoch():
     """A target refresh that converges before an epoch's first batch ends training without
     a row of zero losses in the train log (and the loss figure)."""

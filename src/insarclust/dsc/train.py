@@ -293,7 +293,12 @@ class DeepSpatiotemporalClustering(BaseEstimator):
             # Read onto the host: load_state_dict moves the weights and Adam's moments to the
             # parameters' device and keeps Adam's step counts on the host, as a fresh run has them
             # (step counts on a GPU would cost two host syncs per parameter at every step).
-            saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+            try:
+                saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+            except Exception as err:   # damaged, or pickled by another torch: only a head start is lost
+                log.warning("dsc: %s cannot be read (%s: %s); starting afresh", ckpt, type(err).__name__,
+                            str(err).splitlines()[0] if str(err) else "")
+                saved = {}
             if saved.get("fingerprint") == fingerprint:
                 model.load_state_dict(saved["model"])
                 optimizer.load_state_dict(saved["optimizer"])
@@ -305,7 +310,7 @@ class DeepSpatiotemporalClustering(BaseEstimator):
                     scaler.load_state_dict(saved["scaler"])
                 state = saved["state"]
                 log.info("dsc: resumed from %s after epoch %d of %d", ckpt, state["epoch"], n_total)
-            else:
+            elif saved:
                 log.warning("dsc: %s was written for other parameters or data; starting afresh", ckpt)
 
         def checkpoint():
