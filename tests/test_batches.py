@@ -151,3 +151,18 @@ def test_a_non_finite_value_is_named_by_its_row_in_the_file():
         require_finite(X, 100, source)
     with pytest.raises(ValueError, match=r"feature row 57 \(0-based\)"):
         require_finite(X, np.array([10, 20, 57, 60, 61]), source)
+
+
+def test_a_non_finite_value_of_a_file_is_an_input_error(tmp_path):
+    """The rule's log shows an input error's message alone: a ValueError's was buried under
+    its traceback."""
+    from insarclust.batches import H5FeatureSource, require_finite
+    from insarclust.errors import InputError
+
+    path = tmp_path / "dyn.h5"
+    X = np.zeros((5, 2), dtype=np.float32)
+    X[4, 1] = np.inf
+    h5io.write_features(path, X, ["a", "b"])
+    with pytest.raises(InputError, match=rf"file {path}: feature row 4 \(0-based\), column 'b' is inf.*\n  fix: "
+                                         rf"delete {path}"):
+        require_finite(X, 0, H5FeatureSource(path))

@@ -27,6 +27,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from . import h5io
+from .errors import InputError
 
 # Rows per read block: the HDF5 chunk height of the files we write, so a
 # block is one contiguous chunk read.
@@ -194,7 +195,7 @@ def block_bounds(n_rows: int, shard_offsets=None, block_rows: int = BLOCK_ROWS) 
 
 def require_finite(X: np.ndarray, rows, source) -> np.ndarray:
     """``X`` (rows ``rows`` of ``source``: an array, or the first row of a block) unchanged,
-    or ValueError naming the first NaN/inf.
+    or an error naming the first NaN/inf (an InputError where ``source`` is a file).
 
     Smoothing would spread one such value to its neighbours' rows and k-means
     would give it label 0, both without a word.
@@ -205,10 +206,15 @@ def require_finite(X: np.ndarray, rows, source) -> np.ndarray:
     r, c = (int(v[0]) for v in np.nonzero(~finite))
     names = getattr(source, "names", None)
     col = f"'{names[c]}'" if names is not None and c < len(names) else str(c)
-    where = getattr(source, "path", None) or type(source).__name__
     row = int(rows[r]) if np.ndim(rows) else int(rows) + r
-    raise ValueError(f"{where}: feature row {row} (0-based), column {col} is {X[r, c]}; "
-                     f"features must be finite: rerun the stage that wrote {where}")
+    path = getattr(source, "path", None)
+    if path is None:
+        raise ValueError(f"{type(source).__name__}: feature row {row} (0-based), column {col} is {X[r, c]}; "
+                         "features must be finite")
+    # an InputError: the rule's log gets the message alone, not buried under a traceback
+    raise InputError(f"feature row {row} (0-based), column {col} is {X[r, c]}; features must be finite",
+                     file=path, fix=f"delete {path} and rerun the workflow, which rebuilds it; should the rebuilt file hold "
+                         "such a value again, the stage that writes it made it (see that stage's log)")
 
 
 def iter_blocks(source, block_rows: int = 65536) -> Iterator[tuple[int, int, np.ndarray]]:
