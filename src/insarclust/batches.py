@@ -63,9 +63,9 @@ class H5FeatureSource:
 
     ``shard_offsets`` comes from the matching ``shards.h5`` (feature rows are
     in shard order); without it blocks are plain HDF5 chunks and a
-    ``split="shard"`` k-means is not possible. ``finite``: every row read is
-    checked (:func:`require_finite`): the features of a fit (descriptors may
-    hold NaN, e.g. ``step_date`` where no step is searched).
+    ``split="shard"`` k-means is not possible. ``finite``: check every row
+    read (:func:`require_finite`); off by default, since a descriptor file
+    holds NaN by design (``step_date`` where no step is found).
     """
 
     def __init__(self, path: str | os.PathLike, shard_offsets: np.ndarray | None = None,
@@ -213,8 +213,8 @@ def require_finite(X: np.ndarray, rows, source) -> np.ndarray:
                          "features must be finite")
     # an InputError: the rule's log gets the message alone, not buried under a traceback
     raise InputError(f"feature row {row} (0-based), column {col} is {X[r, c]}; features must be finite",
-                     file=path, fix=f"delete {path} and rerun the workflow, which rebuilds it; should the rebuilt file hold "
-                         "such a value again, the stage that writes it made it (see that stage's log)")
+                     file=path, fix=f"delete {path} and rerun the workflow, which rebuilds it; should the rebuilt "
+                                    "file hold such a value again, the stage that writes it made it (see its log)")
 
 
 def iter_blocks(source, block_rows: int = 65536) -> Iterator[tuple[int, int, np.ndarray]]:
