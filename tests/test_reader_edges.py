@@ -427,13 +427,31 @@ def test_a_lone_minus_999_in_a_static_column_is_a_no_data_code(tmp_path, value):
 
 def test_minus_999_among_values_of_its_size_is_kept(tmp_path):
     """A fast landslide: -999 beside other values beyond -500 in its column is a reading; so are
-    -999.5 and -998 (no code), and -999 in a date column (999 mm of motion)."""
+    -999.5 and -998 (no code)."""
     path = write(tmp_path / "a.csv", [HEADER, row(0, height="-999"), row(1, height="-612.5"),
-                                      row(2, height="-999.5", d="-999"), row(3, height="-998")])
+                                      row(2, height="-999.5"), row(3, height="-998")])
     stored = build(tmp_path, path)
     assert stored.n_points == 4
     heights = dict(zip(stored.read("points/pid").tolist(), stored.read("points/static")[:, 0].tolist()))
     assert heights == {"P0": -999.0, "P1": -612.5, "P2": -999.5, "P3": -998.0}
+
+
+@pytest.mark.parametrize("value", ["-999", "-999.0"])
+def test_a_lone_minus_999_in_a_date_column_is_a_no_data_code(tmp_path, value):
+    """Read as a number it was a 1 m drop and back within one acquisition; in centimetres
+    (-9,990 mm) it is inside the +-10 m bound too."""
+    path = write(tmp_path / "a.csv", [HEADER, row(0), row(1, d=value), row(2)])
+    stops(tmp_path, path, "row 2", "'20200113'", "'P1'", "no-data code", "na_values")
+    fmt = get_format("ngu", {"ngu": {**FORMATS["ngu"], "displacement_unit": "cm"}})
+    path = write(tmp_path / "b.csv", [HEADER, row(0, d="0.12"), row(1, d=value), row(2, d="-0.3")])
+    stops(tmp_path, path, "row 2", "'20200113'", "'P1'", "no-data code", fmt=fmt)
+
+
+def test_a_landslide_series_through_minus_999_is_kept(tmp_path):
+    """A point that reached -999 mm passed -500 on its way: its series is read as written."""
+    slide = "P9,69.09,20.09,100,-250,0.9,0.2,35,190,-620.5,-999,-1104.25,-1250"
+    path = write(tmp_path / "a.csv", [HEADER, row(0), row(1), slide])
+    assert by_pid(build(tmp_path, path))["P9"].tolist() == [-620.5, -999.0, -1104.25, -1250.0]
 
 
 def test_large_but_real_static_values_are_kept(tmp_path):

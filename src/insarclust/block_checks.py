@@ -30,12 +30,13 @@ NODATA_DISPLACEMENT = (-9999.0, 9999.0)
 # -99999 that of many tables; no static column of a catalogue (heights, velocities, coherences,
 # angles, non-negative radar coordinates) takes them.
 NODATA_STATIC = (-9999.0, -99999.0, -32768.0, -32767.0)
-# -999 is the commonest code of all, but a real value could be it (a velocity or the largest
-# displacement of a fast landslide, in mm). It is a code where it stands alone: no other value of
-# its column in the block reaches half of it (no height lies 500 m below sea level; coherences,
-# RMSEs, standard deviations and radar coordinates are never negative), so a -999 among a fast
-# landslide's other large values is kept.
-NODATA_STATIC_ALONE = -999.0
+# -999 is the commonest code of all, but a real value could be it (a velocity, or a displacement
+# of a fast landslide, in mm). It is a code where it stands alone: in a static column no other
+# value of the column in the block reaches half of it (no height lies 500 m below sea level;
+# coherences, RMSEs, standard deviations and radar coordinates are never negative); among the
+# displacements no other of the block does (a landslide that reached -999 mm passed -500 on its
+# way and stays near). A -999 among a fast landslide's other large values is kept.
+NODATA_ALONE = -999.0
 # Beyond this a static value is a no-data fill, not a height, velocity or coherence (Surfer's
 # 1.70141e+38, 1e30 fills of other tools, the float32 extreme below)
 NODATA_STATIC_HUGE = 1e30
@@ -73,7 +74,7 @@ def check_values(block, src: CsvInput, fmt: Format, plan, cfg: ShardsConfig) -> 
                          "(or beyond the float32 range)", file=src.label, row=row, column=fmt.static[j],
                          fix="correct the value, or leave the cell empty if it is unknown")
     _check_nodata(block.static, NODATA_STATIC, 1.0, block, src, fmt, fmt.static, "value", huge=NODATA_STATIC_HUGE)
-    _check_lone_code(block, src, fmt)
+    _check_lone_code(block.static, 1.0, block, src, fmt, fmt.static, "value", per_column=True)
     disp = block.displacement
     bound = displacement_bound(cfg.max_abs_mm)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
@@ -82,6 +83,8 @@ def check_values(block, src: CsvInput, fmt: Format, plan, cfg: ShardsConfig) -> 
     codes = [c * fmt.to_mm for c in NODATA_DISPLACEMENT]
     if lo <= min(codes) or hi >= max(codes):   # only then can a block hold a code: search it
         _check_nodata(disp, codes, fmt.to_mm, block, src, fmt, plan.date_columns, "displacement")
+    if lo <= NODATA_ALONE * fmt.to_mm:
+        _check_lone_code(disp, fmt.to_mm, block, src, fmt, plan.date_columns, "displacement", per_column=False)
     if not (hi > bound or lo < -bound):
         return max(float(hi), -float(lo), 0.0)
     with np.errstate(invalid="ignore"):
@@ -125,23 +128,27 @@ def _check_nodata(values, codes, scale: float, block, src: CsvInput, fmt: Format
                          f"file ({spelt}), or blank such cells")
 
 
-def _check_lone_code(block, src: CsvInput, fmt: Format) -> None:
-    """Stop on a static -999 that no other value of its column in the block comes near
-    (``NODATA_STATIC_ALONE``)."""
-    code = block.static.dtype.type(NODATA_STATIC_ALONE)
-    hit = block.static == code
+def _check_lone_code(values, scale: float, block, src: CsvInput, fmt: Format, columns, what: str,
+                     per_column: bool) -> None:
+    """Stop on a -999 (``NODATA_ALONE``, in the file's unit; ``values`` are the file's numbers
+    times ``scale``) that no other value of its column (``per_column``) or of the block's
+    displacements comes within half of."""
+    code = values.dtype.type(NODATA_ALONE * scale)
+    hit = values == code
     if not hit.any():
         return
     with np.errstate(invalid="ignore"):
-        near = (block.static <= code / 2) & ~hit
-    alone = hit & ~near.any(axis=0)
+        near = (values <= code / 2) & ~hit
+    alone = hit & ~(near.any(axis=0) if per_column else near.any())
     if not alone.any():
         return
     i, row = block.first(alone.any(axis=1))
     j = int(np.argmax(alone[i]))
-    raise InputError(f"value -999 of point '{block.pid[i]}' is a no-data code, not a measurement: no other "
-                     f"value of the column comes within half of it",
-                     file=src.label, row=row, column=fmt.static[j],
+    others = ("value of the column" if per_column else
+              f"displacement of the {len(block.pid):,} rows read with it")
+    raise InputError(f"{what} -999 of point '{block.pid[i]}' is a no-data code, not a measurement: no other "
+                     f"{others} comes within half of it",
+                     file=src.label, row=row, column=columns[j],
                      fix=f"add it, quoted, to na_values of format '{fmt.name}' in config/formats.yaml, spelt as in "
                          f"the file (e.g. '-999' or '-999.0'), or blank such cells")
 
