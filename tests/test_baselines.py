@@ -125,6 +125,17 @@ def test_pca_keeps_at_least_min_components():
     assert pca.n_components_ == 2 and pca.transform(X[:5]).shape == (5, 2)
 
 
+def test_streamed_scaler_and_pca_are_transformers_to_scikit_learn():
+    """TransformerMixin comes before BaseEstimator, so scikit-learn's tags mark both as
+    transformers (in the other order BaseEstimator's tags hid the mixin's)."""
+    from sklearn.utils import get_tags
+    from sklearn.utils.estimator_checks import check_mixin_order
+
+    for est in (StreamedScaler(), StreamedPCA()):
+        check_mixin_order(type(est).__name__, est)
+        assert get_tags(est).transformer_tags is not None
+
+
 def test_descriptor_scale_takes_the_configured_scale_over_the_default():
     """baselines.descriptor_scale overrides the default scale of a descriptor it names (a user's
     4 mm/yr for the trend, not the default 2); a descriptor without a scale is divided by its

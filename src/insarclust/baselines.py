@@ -103,7 +103,7 @@ def zscore_series(X: np.ndarray) -> np.ndarray:
     return (centred / np.where(std > 0, std, 1.0)).astype(np.float32)
 
 
-class StreamedScaler(BaseEstimator, TransformerMixin):
+class StreamedScaler(TransformerMixin, BaseEstimator):
     """z-scoring of a row source, fitted in one streamed pass.
 
     ``mode="epoch"``: per column (scikit-learn ``StandardScaler.partial_fit``
@@ -153,7 +153,7 @@ def knee_index(curve) -> int:
     return max(int(np.argmax(np.round(gap, 12))), 1)
 
 
-class StreamedPCA(BaseEstimator, TransformerMixin):
+class StreamedPCA(TransformerMixin, BaseEstimator):
     """``IncrementalPCA`` fitted block by block, keeping the components up to the knee.
 
     ``max_components`` are fitted (capped by the number of columns); the
