@@ -136,6 +136,21 @@ def test_streamed_scaler_and_pca_are_transformers_to_scikit_learn():
         assert get_tags(est).transformer_tags is not None
 
 
+def test_streamed_pca_checks_the_rows_it_scores():
+    """Rows of another width or with a NaN are an error naming the problem, not a numpy
+    broadcast error or NaN scores."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 8)).astype(np.float32)
+    pca = StreamedPCA(max_components=5).fit(ArraySource(X))
+    assert pca.n_features_in_ == 8
+    with pytest.raises(ValueError, match=r"expected \(n, 8\)"):
+        pca.transform(X[:, :5])
+    bad = X[:3].copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        pca.transform(bad)
+
+
 def test_descriptor_scale_takes_the_configured_scale_over_the_default():
     """baselines.descriptor_scale overrides the default scale of a descriptor it names (a user's
     4 mm/yr for the trend, not the default 2); a descriptor without a scale is divided by its

@@ -160,8 +160,8 @@ class StreamedPCA(TransformerMixin, BaseEstimator):
     kept number ``n_components_`` is :func:`knee_index` of the cumulative
     explained variance ratio, at least ``min_components``. Fitted:
     ``explained_variance_ratio_ (max_components,)``, ``n_components_``,
-    ``pca_`` (the IncrementalPCA). ``transform`` gives the (n, n_components_)
-    scores.
+    ``pca_`` (the IncrementalPCA), ``n_features_in_``. ``transform`` gives the
+    (n, n_components_) scores of finite (n, n_features_in_) rows.
     """
 
     def __init__(self, max_components: int = 30, min_components: int = 2,
@@ -172,6 +172,7 @@ class StreamedPCA(TransformerMixin, BaseEstimator):
 
     def fit(self, source, y=None):
         source = as_source(source)
+        self.n_features_in_ = source.n_features
         n_comp = int(min(self.max_components, source.n_features, source.n_rows))
         self.pca_ = IncrementalPCA(n_components=n_comp)
         progress = Progress(log, source.n_rows, "incremental PCA (rows)")
@@ -194,6 +195,11 @@ class StreamedPCA(TransformerMixin, BaseEstimator):
     def transform(self, X) -> np.ndarray:
         check_is_fitted(self, "pca_")
         X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"StreamedPCA: rows of shape {X.shape}, expected (n, {self.n_features_in_}) "
+                             "as in fit")
+        if not np.isfinite(X).all():
+            raise ValueError("StreamedPCA: the rows hold NaN or inf; scores must come from finite rows")
         k = self.n_components_
         return ((X - self.pca_.mean_.astype(np.float32)) @ self.pca_.components_[:k].T.astype(np.float32))
 
