@@ -449,3 +449,19 @@ def test_non_finite_feature_stops_kmeans_with_its_row(blobs):
     X[4321, 5] = np.inf
     with pytest.raises(ValueError, match=r"feature row 4321 \(0-based\), column 'x5' is inf"):
         BatchedKMeans(n_clusters=3, warm_start_size=500).fit(ArraySource(X))
+
+
+def test_predict_checks_the_rows_it_labels(blobs):
+    """predict names a wrong width or a NaN row (it was a numpy matmul error, and label 0)."""
+    X = blobs[0]
+    model = BatchedKMeans(n_clusters=3, warm_start_size=500).fit(X)
+    assert model.n_features_in_ == 8
+    np.testing.assert_array_equal(model.predict(X), model.labels_)
+    with pytest.raises(ValueError, match=r"expected \(n, 8\)"):
+        model.predict(X[:, :5])
+    with pytest.raises(ValueError, match=r"expected \(n, 8\)"):
+        model.predict(X[0])
+    bad = X[:10].copy()
+    bad[7, 2] = np.nan
+    with pytest.raises(ValueError, match=r"feature row 7 \(0-based\), column 2 is nan"):
+        model.predict(bad)

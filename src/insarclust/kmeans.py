@@ -171,7 +171,7 @@ class BatchedKMeans(ClusterMixin, BaseEstimator):
     ``block_rows`` /
     ``buffer_rows`` of the batch stream (see :mod:`insarclust.batches`).
 
-    Fitted: ``cluster_centers_ (K, D) float32``, ``labels_ (N,) int32``,
+    Fitted: ``cluster_centers_ (K, D) float32``, ``n_features_in_`` (D), ``labels_ (N,) int32``,
     ``split_ (N,) uint8`` (0 train, 1 test), ``warm_start_rows_ (S,)`` (rows of
     the warm-start sample, in stream order), ``inertia_train_`` /
     ``inertia_test_`` (mean squared distance of a point to its centre, so the
@@ -234,6 +234,7 @@ class BatchedKMeans(ClusterMixin, BaseEstimator):
         if int(self.n_passes) < 1:
             raise ValueError(f"n_passes must be >= 1, got {self.n_passes}")
         seeds = self._seeds()
+        self.n_features_in_ = int(source.n_features)
         self.split_ = split_rows(source.n_rows, self.test_fraction, self.split,
                                  getattr(source, "shard_offsets", None), seeds["split"])
         train_rows = np.flatnonzero(self.split_ == 0)
@@ -307,9 +308,14 @@ class BatchedKMeans(ClusterMixin, BaseEstimator):
         return assign(X, self.cluster_centers_)
 
     def predict(self, X) -> np.ndarray:
-        """Nearest centre ``(n,) int32`` of each row of ``X`` (n, D)."""
+        """Nearest centre ``(n,) int32`` of each row of ``X`` (n, D), D as in fit; rows must be
+        finite (a NaN row would get label 0 without a word)."""
         check_is_fitted(self, "cluster_centers_")
-        return self._assign(X)[0]
+        X = np.asarray(X)
+        n_features = self.cluster_centers_.shape[1]
+        if X.ndim != 2 or X.shape[1] != n_features:
+            raise ValueError(f"BatchedKMeans: rows of shape {X.shape}, expected (n, {n_features}) as in fit")
+        return self._assign(require_finite(X, 0, self))[0]
 
 
 # --------------------------------------------------------------------------- #
