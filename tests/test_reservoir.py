@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 
 from insarclust.reservoir import NOISE_BANK_ROWS, ReservoirEmbedder, noise_rows, ridge_weights
 
@@ -285,6 +286,17 @@ def test_multivariate_and_errors():
         ReservoirEmbedder(representation="nope").fit(X)
     with pytest.raises(RuntimeError, match="not fitted"):
         ReservoirEmbedder().transform(X)
+
+
+def test_fit_transform_keys_the_noise_by_the_rows_given():
+    """fit_transform(X, rows=...) is fit then transform with those rows: the noise of a series
+    depends on its row, and the mixin's fit_transform left the rows out of transform."""
+    X = walks(n=20, T=30)
+    rows = np.arange(500, 520)
+    model = ReservoirEmbedder(out_dim=4, seed=2, **TINY)
+    expected = clone(model).fit(X, rows=rows).transform(X, rows=rows)
+    np.testing.assert_array_equal(model.fit_transform(X, rows=rows), expected)
+    np.testing.assert_array_equal(model.fit_transform(X), clone(model).fit(X).transform(X))
 
 
 def test_state_roundtrip_and_sparse_matrix():

@@ -580,6 +580,12 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
         self.n_features_out_ = len(self.get_feature_names_out())
         return self
 
+    def fit_transform(self, X, y=None, rows=None) -> np.ndarray:
+        """:meth:`fit` then :meth:`transform` of ``X``, both with ``rows`` (scikit-learn's
+        ``fit_transform`` passes them to ``fit`` only, and ``transform`` then keyed the noise
+        by 0..N-1)."""
+        return self.fit(X, y, rows=rows).transform(X, rows=rows)
+
     def _np_dtype_torch(self):
         import torch
 
