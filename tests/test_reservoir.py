@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 from insarclust.reservoir import NOISE_BANK_ROWS, ReservoirEmbedder, noise_rows, ridge_weights
 
@@ -284,8 +285,14 @@ def test_multivariate_and_errors():
         model.transform(bad)
     with pytest.raises(ValueError, match="representation"):
         ReservoirEmbedder(representation="nope").fit(X)
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         ReservoirEmbedder().transform(X)
+    with pytest.raises(NotFittedError, match="not fitted"):
+        ReservoirEmbedder().get_feature_names_out()
+    with pytest.raises(ValueError, match=r"rows has shape \(5,\), expected \(12,\)"):
+        model.transform(X, rows=np.arange(5))
+    with pytest.raises(ValueError, match=r"rows has shape \(5,\), expected \(12,\)"):
+        ReservoirEmbedder(**TINY).fit(X, rows=np.arange(5))
 
 
 def test_fit_transform_keys_the_noise_by_the_rows_given():

@@ -60,6 +60,7 @@ import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 
 REPRESENTATIONS = ("last", "mean", "output", "reservoir")
 SCALINGS = ("series", "global", "none")
@@ -127,6 +128,16 @@ def ridge_weights(inputs, targets, alpha: float):
     w = torch.cholesky_solve(cross, chol)  # (B, P, Q)
     intercept = (y_mean - torch.bmm(x_mean, w)).squeeze(1)
     return w.transpose(1, 2), intercept
+
+
+def _row_ids(rows, n: int) -> np.ndarray:
+    """``(n,) int64`` global row ids of n series (default 0..n-1): the keys of their noise."""
+    if rows is None:
+        return np.arange(n)
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.shape != (n,):
+        raise ValueError(f"rows has shape {rows.shape}, expected ({n},): one global row id per series")
+    return rows
 
 
 class ReservoirEmbedder(TransformerMixin, BaseEstimator):
@@ -522,7 +533,7 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
             # the reference keeps every state then; say so rather than wash out nothing silently
             log.warning("washout %d is not shorter than the series' %d reservoir steps (%d epochs, time_stride "
                         "%d): no step is washed out", int(self.washout), steps, X.shape[1], int(self.time_stride))
-        rows = np.arange(len(X)) if rows is None else np.asarray(rows, dtype=np.int64)
+        rows = _row_ids(rows, len(X))
         if len(X) > self.fit_sample:
             pick = np.sort(np.random.default_rng([self.seed, 1]).choice(len(X), self.fit_sample,
                                                                       replace=False))
@@ -602,12 +613,11 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
         """
         import torch
 
-        if not hasattr(self, "recurrent_weights_"):
-            raise RuntimeError("ReservoirEmbedder is not fitted; call fit first")
+        check_is_fitted(self, "recurrent_weights_")
         X = self._as_3d(X)
         if X.shape[2] != self.n_features_in_:
             raise ValueError(f"series have {X.shape[2]} variables, the model was fitted on {self.n_features_in_}")
-        rows = np.arange(len(X)) if rows is None else np.asarray(rows, dtype=np.int64)
+        rows = _row_ids(rows, len(X))
         out = np.empty((len(X), self.n_features_out_), dtype=np.float32)
         with torch.no_grad():
             for a, b in self._batches(len(X)):
@@ -633,6 +643,7 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features=None) -> list[str]:
         """``emb_000``... (projected) or ``repr_0000``... (raw), then ``log_std``/``trend`` per variable."""
+        check_is_fitted(self, "recurrent_weights_")
         if self.proj_components_ is not None:
             names = [f"emb_{i:03d}" for i in range(self.proj_components_.shape[0])]
         else:
