@@ -292,6 +292,23 @@ def test_tiny_dsc_finds_two_obvious_regimes(tmp_path):
     assert recon[-1] < recon[0]
 
 
+def test_a_fitted_dsc_pickles_and_an_unfitted_one_says_so():
+    """A fitted estimator pickles (its patch-index cache held the PointSeries, whose reader
+    from from_arrays is a closure pickle cannot take) and labels alike after loading; an
+    unfitted one raises scikit-learn's NotFittedError."""
+    import pickle
+
+    from sklearn.exceptions import NotFittedError
+
+    points, _ = two_regime_points(n_side=8, n_grid=24)
+    est = DeepSpatiotemporalClustering(**{**TINY, "pretrain_epochs": 1, "epochs": 1, "train_sample": 64})
+    est.fit(points)
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(again.predict(points), est.predict(points))
+    with pytest.raises(NotFittedError, match="not fitted"):
+        DeepSpatiotemporalClustering(**TINY).predict(points)
+
+
 def test_resume_continues_the_same_loss_curve(tmp_path, monkeypatch):
     points, _ = two_regime_points(n_side=12, n_grid=24)
     params = dict(TINY, pretrain_epochs=2, epochs=3, train_sample=144)

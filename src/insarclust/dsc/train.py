@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.cluster import KMeans
+from sklearn.utils.validation import check_is_fitted
 
 from .. import h5io
 from ..device import resolve_device
@@ -179,6 +180,13 @@ class DeepSpatiotemporalClustering(BaseEstimator):
 
     def _threads(self):
         return torch_threads(self.cpu_threads if self.device_ == "cpu" else None)
+
+    def __getstate__(self):
+        # The patch index caches the PointSeries it was built from (a site's reader, often a
+        # closure pickle cannot take): a pickled model keeps what it learned, not its data.
+        state = dict(super().__getstate__())
+        state.pop("_indexer_cache", None)
+        return state
 
     # ------------------------------------------------------------------ #
     # fit
@@ -442,8 +450,7 @@ class DeepSpatiotemporalClustering(BaseEstimator):
         return self.predict_proba(points, rows).argmax(axis=1).astype(np.int32)
 
     def _check_fitted(self):
-        if not hasattr(self, "model_"):
-            raise RuntimeError("DeepSpatiotemporalClustering is not fitted; call fit first")
+        check_is_fitted(self, "model_")
 
 
 def training_step(model: DSCNet, x: torch.Tensor, distance_m: torch.Tensor, target: torch.Tensor | None,
