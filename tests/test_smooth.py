@@ -180,6 +180,25 @@ def test_parameter_errors():
         GraphSmoother().fit(indptr, indices).transform(np.zeros((3, 2), dtype=np.float32))
 
 
+def test_smoother_clones_and_an_unfitted_one_says_so():
+    """GraphSmoother is a scikit-learn estimator (get_params, clone) and raises NotFittedError
+    before fit (it was a bare AttributeError)."""
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    indptr, indices, weight = hand_graph()
+    X = np.arange(10, dtype=np.float32).reshape(5, 2)
+    sm = GraphSmoother(H=2, alpha=0.3, mode="fanout", fanout=[3], random_state=4).fit(indptr, indices, weight)
+    twin = clone(sm)
+    assert twin.get_params() == sm.get_params() and not hasattr(twin, "sampler_")
+    np.testing.assert_array_equal(twin.fit(indptr, indices, weight).transform(X), sm.transform(X))
+    for mode in ("exact", "fanout"):
+        with pytest.raises(NotFittedError):
+            GraphSmoother(mode=mode).transform(X)
+    with pytest.raises(NotFittedError):
+        GraphSmoother(mode="fanout").transform_batch(0, lambda ids: X[ids])
+
+
 def make_feature_file(path, shards_path):
     """A dyn+static-like feature file: 6 noisy series columns + a static column in metres."""
     shards = h5io.Shards(shards_path)

@@ -39,7 +39,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
 
 from . import h5io
 from .batches import require_finite
@@ -209,7 +211,7 @@ def smooth_subgraph(data, x: torch.Tensor, H: int, alpha: float, aggregation: st
     return propagate(op, x, H, overwrite=True)
 
 
-class GraphSmoother:
+class GraphSmoother(BaseEstimator):
     """H-hop smoothing of (N, D) features on a fixed graph.
 
     Parameters: ``H`` hops, ``alpha`` weight of a point's own features,
@@ -220,7 +222,9 @@ class GraphSmoother:
 
     :meth:`fit` takes the CSR graph; learned state: ``operator_`` (exact: the
     one-hop matrix of :func:`hop_operator`),
-    ``sampler_`` (fanout), ``isolated_`` (N,) bool, ``n_points_``.
+    ``sampler_`` (fanout), ``isolated_`` (N,) bool, ``n_points_``. A scikit-learn
+    ``BaseEstimator`` (``get_params``, ``set_params``, ``clone``), though ``fit`` takes
+    the graph, not the features.
     """
 
     def __init__(self, H: int = 3, alpha: float = 0.5, aggregation: str = "mean", mode: str = "exact",
@@ -267,6 +271,7 @@ class GraphSmoother:
         sample depends only on ``random_state`` and ``batch``, so batches can
         run in any order or in separate jobs.
         """
+        check_is_fitted(self, "sampler_")
         start = batch * int(self.batch_size)
         stop = min(self.n_points_, start + int(self.batch_size))
         generator = torch.Generator().manual_seed(batch_seed(self.random_state, batch))
@@ -281,6 +286,7 @@ class GraphSmoother:
         ``overwrite``: ``X`` is the caller's float32 buffer and may be used as the
         work buffer of the hops (the stage does this: no second (N, D) array).
         """
+        check_is_fitted(self, "n_points_")
         X = torch.as_tensor(np.asarray(X, dtype=np.float32)) if not torch.is_tensor(X) else X.float()
         if X.shape[0] != self.n_points_:
             raise ValueError(f"features have {X.shape[0]} rows, the graph {self.n_points_} points")
