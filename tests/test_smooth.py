@@ -199,6 +199,26 @@ def test_smoother_clones_and_an_unfitted_one_says_so():
         GraphSmoother(mode="fanout").transform_batch(0, lambda ids: X[ids])
 
 
+@pytest.mark.parametrize("mode", ["exact", "fanout"])
+def test_smoother_checks_its_graph_and_features(mode):
+    """A neighbour index outside the graph read memory beyond the features (the hop matrix is
+    built unchecked) and a NaN spread to the neighbours' rows; both are errors that say so."""
+    indptr, indices, weight = hand_graph()
+    with pytest.raises(ValueError, match=r"indices must lie in 0\.\.4"):
+        GraphSmoother(mode=mode).fit(indptr, indices + 100, weight)
+    with pytest.raises(ValueError, match="indptr must rise"):
+        GraphSmoother(mode=mode).fit(indptr[::-1].copy(), indices, weight)
+    with pytest.raises(ValueError, match="3 edge weights for 7 edges"):
+        GraphSmoother(mode=mode).fit(indptr, indices, weight[:3])
+    sm = GraphSmoother(H=2, mode=mode, fanout=[3]).fit(indptr, indices, weight)
+    X = np.arange(10, dtype=np.float32).reshape(5, 2)
+    X[3, 1] = np.nan
+    with pytest.raises(ValueError, match=r"feature row 3 \(0-based\), column 1 is nan"):
+        sm.transform(X)
+    with pytest.raises(ValueError, match="rows expected"):
+        sm.transform(np.zeros(5, dtype=np.float32))
+
+
 def make_feature_file(path, shards_path):
     """A dyn+static-like feature file: 6 noisy series columns + a static column in metres."""
     shards = h5io.Shards(shards_path)

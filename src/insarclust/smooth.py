@@ -67,6 +67,26 @@ def _check_params(H, alpha, aggregation, mode="exact"):
         raise ValueError(f"smooth: unknown mode '{mode}'; use one of {', '.join(MODES)}")
 
 
+def check_graph(indptr, indices, weight=None) -> None:
+    """Raise ValueError unless ``indptr``/``indices``/``weight`` are a CSR graph of
+    ``len(indptr) - 1`` points: the hop matrix is built without torch's checks
+    (``check_invariants=False``), and a neighbour index outside 0..N-1 read memory beyond
+    the features (numbers of any size, or a crash) instead of failing."""
+    as_np = lambda a: a.cpu().numpy() if torch.is_tensor(a) else np.asarray(a)  # noqa: E731
+    indptr, indices = as_np(indptr), as_np(indices)
+    n = len(indptr) - 1
+    if indptr.ndim != 1 or indices.ndim != 1 or n < 0:
+        raise ValueError(f"smooth: indptr and indices must be 1-D, got shapes {indptr.shape} and {indices.shape}")
+    if int(indptr[0]) != 0 or int(indptr[-1]) != len(indices) or bool(np.any(np.diff(indptr) < 0)):
+        raise ValueError(f"smooth: indptr must rise from 0 to len(indices) = {len(indices)}; it runs "
+                         f"from {int(indptr[0])} to {int(indptr[-1])}")
+    if len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= n):
+        raise ValueError(f"smooth: neighbour indices must lie in 0..{n - 1} (the graph's points), got "
+                         f"{int(indices.min())}..{int(indices.max())}")
+    if weight is not None and len(weight) != len(indices):
+        raise ValueError(f"smooth: {len(weight)} edge weights for {len(indices)} edges")
+
+
 def hop_operator(indptr, indices, weight=None, aggregation: str = "mean", alpha: float = 0.5,
                  degree_scale=None) -> tuple[torch.Tensor, torch.Tensor]:
     """The (N, N) torch CSR matrix ``S = a I + (1 - a) P`` of one hop, ``x <- S x``, with
@@ -250,6 +270,7 @@ class GraphSmoother(BaseEstimator):
 
     def fit(self, indptr, indices, weight=None) -> "GraphSmoother":
         _check_params(self.H, self.alpha, self.aggregation, self.mode)
+        check_graph(indptr, indices, weight)
         if self.n_threads:
             torch.set_num_threads(int(self.n_threads))
         self.n_points_ = len(indptr) - 1
@@ -281,15 +302,18 @@ class GraphSmoother(BaseEstimator):
         return start, out[:data.batch_size].numpy()
 
     def transform(self, X, overwrite: bool = False) -> np.ndarray:
-        """Smoothed (N, D) float32 features ``X`` (numpy or torch).
+        """Smoothed (N, D) float32 features ``X`` (numpy or torch; finite).
 
         ``overwrite``: ``X`` is the caller's float32 buffer and may be used as the
         work buffer of the hops (the stage does this: no second (N, D) array).
         """
         check_is_fitted(self, "n_points_")
         X = torch.as_tensor(np.asarray(X, dtype=np.float32)) if not torch.is_tensor(X) else X.float()
-        if X.shape[0] != self.n_points_:
-            raise ValueError(f"features have {X.shape[0]} rows, the graph {self.n_points_} points")
+        if X.ndim != 2 or X.shape[0] != self.n_points_:
+            raise ValueError(f"features of shape {tuple(X.shape)}: (N, D) with the graph's {self.n_points_} "
+                             "rows expected")
+        for a in range(0, len(X), 65536):   # a NaN would spread to its neighbours' rows
+            require_finite(X[a:a + 65536].cpu().numpy(), a, self)
         if self.mode == "exact":
             return propagate(self.operator_, X, int(self.H), overwrite=overwrite).numpy()
         Xn = X.numpy()
