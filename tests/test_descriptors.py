@@ -198,6 +198,22 @@ def test_rows_are_independent_of_blocking(northern):
     np.testing.assert_array_equal(unfitted.fit_transform(regular), whole)
 
 
+def test_fit_transform_takes_spans_and_checks_the_grid(northern):
+    """fit_transform(regular, spans=...) is fit then transform with those spans (the mixin's
+    passed them to fit, a TypeError); fit given series of another width says so."""
+    acq, grid = northern
+    rng = np.random.default_rng(6)
+    regular = rng.normal(0, 3, (20, len(grid))).astype(np.float32).cumsum(axis=1)
+    spans = np.tile([0, len(grid) - 1], (20, 1))
+    spans[:5, 0] = len(grid) // 3            # five series observed from a third of the grid on
+    model = DescriptorModel(grid, acq)
+    expected = clone(model).fit().transform(regular, spans)
+    np.testing.assert_array_equal(model.fit_transform(regular, spans=spans), expected)
+    assert model.n_features_in_ == len(grid)
+    with pytest.raises(ValueError, match=rf"expected \(n, {len(grid)}\)"):
+        DescriptorModel(grid, acq).fit(regular[:, 1:])
+
+
 def test_rows_do_not_depend_on_the_blas_threads(northern):
     """snakemake --cores 1 gives a rule one thread: OpenBLAS then splits the products
     otherwise and rounded some rows (8 of the demo's 20,000) differently than with two."""

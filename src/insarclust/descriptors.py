@@ -236,7 +236,7 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
     grid_dates (G,) int days since 1970-01-01; observed_dates (T,) the site's
     acquisition dates (``/series/dates``) or None to use every grid epoch.
     ``fit()`` builds the design shared by all series (it depends on the grid
-    only: ``mask_`` (G,) of the fitted epochs, ``design_``);
+    only: ``mask_`` (G,) of the fitted epochs, ``design_``, ``n_features_in_`` = G);
     ``transform(regular (n, G)) -> (n, D) float32`` with columns
     :data:`DESCRIPTOR_NAMES`. Rows are independent of how a site is cut into
     blocks (to float32 rounding) and of the threads (exactly).
@@ -251,10 +251,14 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
         self.step_z_min = step_z_min
 
     def fit(self, X=None, y=None):
-        """Build the shared design from the grid (``X`` is not needed). Returns self."""
+        """Build the shared design from the grid (``X`` is not needed; given, it must be (n, G)
+        on that grid). Returns self."""
         if self.grid_dates is None:
             raise ValueError("DescriptorModel needs grid_dates")
         grid = np.asarray(self.grid_dates)
+        if X is not None and (np.ndim(X) != 2 or np.shape(X)[1] != len(grid)):
+            raise ValueError(f"regular series of shape {np.shape(X)}, expected (n, {len(grid)}) on grid_dates")
+        self.n_features_in_ = len(grid)
         self.__dict__.pop("_span_cache", None)
         self.mask_ = observed_grid_mask(grid, self.observed_dates, self.max_gap_days)
         self.design_ = _design(grid, self.mask_, self.min_segment_days)
@@ -322,6 +326,11 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
         for (a, b, pattern), rows in by_pattern.items():
             out[rows] = self._apply(Y[rows], self._span_design(a, b, pattern))
         return out
+
+    def fit_transform(self, X, y=None, spans: np.ndarray | None = None, holes: tuple | None = None) -> np.ndarray:
+        """:meth:`fit` then :meth:`transform` with ``spans`` and ``holes`` (scikit-learn's
+        ``fit_transform`` passed them to ``fit``, a TypeError)."""
+        return self.fit(X).transform(X, spans, holes)
 
     def holed(self, holes: tuple, n: int) -> np.ndarray:
         """(n,) bool: the series with a hole (:meth:`transform`) that holds a fitted epoch."""
