@@ -510,6 +510,17 @@ def test_checkpoint_of_other_code_is_not_reused(tmp_path, monkeypatch, caplog):
     assert "resumed from" not in caplog.text and "starting afresh" in caplog.text
 
 
+def test_series_with_a_gap_are_refused():
+    """A NaN gave NaN probabilities to every patch holding the point (time_stride 1) or was
+    averaged away (time_stride > 1), without a word."""
+    from insarclust.dsc.patches import PointSeries
+
+    reg = np.zeros((20, 12), dtype=np.float32)
+    reg[5, 3] = np.nan
+    with pytest.raises(ValueError, match="row 5, epoch 3 is nan"):
+        PointSeries.from_arrays(np.linspace(69, 69.01, 20), np.full(20, 20.0), reg)
+
+
 def test_an_unreadable_checkpoint_is_trained_afresh(tmp_path, caplog):
     """A checkpoint cut short (or pickled by another torch) failed the job naming no file; it is
     a head start only, so the job trains afresh and says why: the same labels as a fresh run."""

@@ -203,6 +203,13 @@ class PointSeries:
     @classmethod
     def from_arrays(cls, lat, lon, regular, grid_dates=None) -> "PointSeries":
         regular = np.asarray(regular, dtype=np.float32)
+        bad = ~np.isfinite(regular)
+        if bad.any():
+            # a NaN reached every patch holding the point (NaN probabilities, label 0), or was
+            # averaged away by the time stride: either way without a word
+            r, t = (int(v[0]) for v in np.nonzero(bad))
+            raise ValueError(f"regular series must be finite: row {r}, epoch {t} is {regular[r, t]} "
+                             "(resample gaps first, as the shards stage does)")
         if grid_dates is None:
             grid_dates = np.arange(regular.shape[1], dtype=np.int32)
         return cls(lat, lon, lambda rows: regular[rows], grid_dates)
