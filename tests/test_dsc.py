@@ -192,6 +192,22 @@ def test_median_spacing():
     assert median_spacing_m(lat, lon) == pytest.approx(25.0, rel=1e-3)
 
 
+@pytest.mark.parametrize("copies", [2, 5])
+def test_median_spacing_with_every_position_shared(copies):
+    """Several scatterers on one building (EGMS L2a), or rounded coordinates: every point has a
+    twin at its position. The cell size is the spacing of the distinct positions, not an error."""
+    lat, lon, _, _ = lattice(10, 10, 25.0)
+    assert median_spacing_m(np.repeat(lat, copies), np.repeat(lon, copies)) == pytest.approx(25.0, rel=1e-3)
+    # and where some positions are shared, the points with a twin count too
+    lat2, lon2 = np.concatenate([lat, lat[:60]]), np.concatenate([lon, lon[:60]])
+    assert median_spacing_m(lat2, lon2) == pytest.approx(25.0, rel=1e-3)
+
+
+def test_median_spacing_of_one_position_is_an_error():
+    with pytest.raises(ValueError, match="all points share one position"):
+        median_spacing_m(np.full(5, LAT0), np.full(5, LON0))
+
+
 # --------------------------------------------------------------------------- #
 # model
 

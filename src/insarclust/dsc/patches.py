@@ -40,14 +40,18 @@ def east_north(lat_deg: np.ndarray, lon_deg: np.ndarray) -> tuple[np.ndarray, np
 
 
 def median_spacing_m(lat_deg: np.ndarray, lon_deg: np.ndarray, sample: int = 20000, seed: int = 0) -> float:
-    """Median distance (m) from a point to its nearest other point (seeded sample).
+    """Median distance (m) from a point to the nearest other position (seeded sample).
 
-    Used as the automatic cell size: about one point per cell.
+    Used as the automatic cell size. Points sharing a position (several
+    scatterers on one building in EGMS L2a, or rounded coordinates) count once
+    as a position: the spacing is that of the distinct positions, which every
+    sampled point is measured to.
     """
     xyz = ecef_m(lat_deg, lon_deg)
-    tree = cKDTree(xyz)
+    tree = cKDTree(np.unique(xyz, axis=0))
     rng = np.random.default_rng(seed)
     rows = rng.choice(len(xyz), size=min(sample, len(xyz)), replace=False)
+    # the nearest position is the point's own (distance 0); the second the nearest other one
     dist, _ = tree.query(xyz[rows], k=2)
     nearest = dist[:, 1]
     nearest = nearest[np.isfinite(nearest) & (nearest > 0)]
