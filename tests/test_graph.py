@@ -240,3 +240,49 @@ def test_median_from_histogram_skips_the_smallest(skip):
     v[rng.choice(1000, skip, replace=False)] = 0
     got = median_from_histogram(v, _top_bits_histogram(v), skip=skip)
     assert got == np.median(np.sort(v)[skip:])
+
+
+def _town_and_hillside(seed=0):
+    """3,000 points on 1 km^2 beside 1,000 on 36 km^2 (69.6 N): the median link is the town's."""
+    rng = np.random.default_rng(seed)
+    m_lat, m_lon = 1 / 111_320.0, 1 / (111_320.0 * np.cos(np.radians(69.6)))
+    town = rng.uniform(0, 1000, (3000, 2))
+    hill = rng.uniform(0, 6000, (1000, 2)) + [2000.0, 0.0]
+    xy = np.vstack([town, hill])
+    return 69.6 + xy[:, 1] * m_lat, 20.2 + xy[:, 0] * m_lon
+
+
+def test_points_left_barely_smoothed_by_one_bandwidth_are_counted_and_warned_of(caplog):
+    """The default bandwidth is the dense part's: most hillside points lean on one neighbour,
+    which nothing said (they are not isolated)."""
+    from insarclust.graph import effective_neighbours
+
+    lat, lon = _town_and_hillside()
+    with caplog.at_level("INFO", logger="insarclust"):
+        g = GeodesicKNNGraph(k=10).fit(lat, lon)
+    eff = effective_neighbours(g.indptr_, g.weight_)
+    w = g.weight_.astype(np.float64)
+    for i in (0, 3500):   # brute force: (sum w)^2 / sum w^2 over the point's edges
+        wi = w[g.indptr_[i]:g.indptr_[i + 1]]
+        assert eff[i] == pytest.approx(wi.sum() ** 2 / (wi ** 2).sum() if wi.any() else 0.0)
+    assert g.n_isolated_ == 0
+    assert 0.7 * 1000 < g.n_one_neighbour_ < 1000 and (eff[:3000] < 1.5).mean() < 0.02
+    assert g.graph_attrs()["n_one_neighbour"] == g.n_one_neighbour_
+    warned = [r for r in caplog.records if r.levelname == "WARNING" and "one neighbour" in r.getMessage()]
+    assert warned and "graph.bandwidth_m" in warned[0].getMessage()
+
+    caplog.clear()
+    with caplog.at_level("INFO", logger="insarclust"):   # the hillside's spacing as bandwidth
+        wide = GeodesicKNNGraph(k=10, bandwidth_m=240).fit(lat, lon)
+    assert wide.n_one_neighbour_ < 40 and wide.n_zero_weight_ == 0
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_a_point_whose_weights_all_vanish_is_counted():
+    """Gaussian weights beyond ~14 bandwidths are exactly 0 in float32: the mean smoothing
+    leaves such a point as it is, like an isolated one."""
+    lat = np.r_[np.full(11, 69.6) + np.arange(11) * 1e-5, 69.7]   # a 10 km outlier
+    lon = np.full(12, 20.2)
+    g = GeodesicKNNGraph(k=3).fit(lat, lon)
+    assert g.n_isolated_ == 0 and g.n_zero_weight_ == 1 and g.n_one_neighbour_ >= 1
+    assert g.graph_attrs()["n_zero_weight"] == 1
