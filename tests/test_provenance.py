@@ -258,3 +258,23 @@ def test_json_records_write_sets_in_sorted_order(tmp_path):
     assert to_jsonable(frozenset({3, 1, 2})) == [1, 2, 3]
     write_json({"methods": names}, tmp_path / "a.json")
     assert json.loads((tmp_path / "a.json").read_text())["methods"] == sorted(names)
+
+
+def test_warnings_of_a_stages_logs_reach_the_record_and_the_report(workdir):
+    """A report reader sees no log: what a stage warned of (a graph leaving points barely
+    smoothed, a file covering part of the period) is listed per stage, each message once."""
+    from insarclust.summary import provenance_html
+
+    line = "2026-12-01 06:38:32,952 WARNING insarclust.graph: graph: 837 of 4000 points weigh one neighbour"
+    _log(workdir / "logs/kmeans/demo-a.dyn.log", f"2026-12-01 06:38:30,001 INFO insarclust: start\n{line}\n")
+    _log(workdir / "logs/kmeans/demo-a.dyn+static_smoothed.log",
+         f"{line}\n2026-12-01 06:38:33,000 WARNING insarclust.kmeans: k <b>2</b>: an empty cluster\n")
+    stages = provenance.stage_records(RULES, "demo-a", _metrics(workdir))
+    assert stages["kmeans"]["warnings"] == ["graph: 837 of 4000 points weigh one neighbour",
+                                            "k <b>2</b>: an empty cluster"]
+    assert "warnings" not in stages["shards"] and "warnings" not in stages["dsc"]
+    page = provenance_html({"stages": stages})
+    assert "<li>kmeans: graph: 837 of 4000 points weigh one neighbour</li>" in page
+    assert "k &lt;b&gt;2&lt;/b&gt;" in page
+    assert "warnings in this site" not in provenance_html({"stages": provenance.stage_records(
+        {r: v for r, v in RULES.items() if r != "kmeans"}, "demo-a", _metrics(workdir))})

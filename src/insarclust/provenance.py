@@ -177,6 +177,22 @@ def scan_log(path) -> tuple[str | None, str | None]:
     return device, version
 
 
+# A warning line of a rule's log (insarclust.logs' format: time, level, logger, message)
+_WARNING_RE = re.compile(r"^\S+ \S+ WARNING \S+?: (.*)$")
+# Warnings kept per stage (a stage of many jobs repeats them; the logs hold them all)
+MAX_STAGE_WARNINGS = 10
+
+
+def log_warnings(path) -> list[str]:
+    """The warning messages of a log file, in order (first line of each)."""
+    out = []
+    with open(path, errors="replace") as fh:
+        for line in fh:
+            if m := _WARNING_RE.match(line.rstrip("\n")):
+                out.append(m.group(1))
+    return out
+
+
 def device_from_log(path) -> str | None:
     """The last device named in a log file (None when it names none)."""
     return scan_log(path)[0]
@@ -251,16 +267,24 @@ def stage_records(rules: Mapping[str, Mapping], site: str, metrics_paths: Iterab
 
     devices: dict[str, set] = {}
     torch_versions: dict[str, set] = {}
+    warned: dict[str, list] = {}
     for rule, wildcards, path in current_files("log"):
         device, version = scan_log(path)
         if device:
             devices.setdefault(rule, set()).add(device)
         if version:
             torch_versions.setdefault(rule, set()).add(version)
+        for message in log_warnings(path):
+            kept = warned.setdefault(rule, [])
+            if message not in kept and len(kept) < MAX_STAGE_WARNINGS:
+                kept.append(message)
     for rule, info in rules.items():
         if rule not in stages and rule not in devices:
             continue
         stage = stages.setdefault(rule, {"jobs": 0, "wall_s": None, "max_rss_mb": None, "job_list": []})
+        if warned.get(rule):
+            # what the stage's logs warned of (a report reader sees no log): kept only when any
+            stage["warnings"] = warned[rule]
         found = set(devices.get(rule, set()))
         found |= {d for method, d in results_device.items() if method == rule or method.startswith(rule)}
         if info.get("code"):

@@ -302,6 +302,10 @@ def provenance_html(prov: Mapping) -> str:
     if items:
         parts.append("<p>input checksums (sha256):</p><ul>" + "".join(items) + "</ul>")
     stages = prov.get("stages") or {}
+    warned = [(rule, w) for rule, stage in stages.items() for w in stage.get("warnings") or []]
+    if warned:
+        parts.append("<p>warnings in this site's logs (<code>logs/</code>):</p><ul>" + "".join(
+            f"<li>{html.escape(rule)}: {html.escape(str(w))}</li>" for rule, w in warned) + "</ul>")
     if stages:
         rows = "".join(
             f'<tr><td class="l">{html.escape(rule)}</td><td>{s.get("jobs", 0)}</td>'
