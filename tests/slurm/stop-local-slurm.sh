@@ -31,3 +31,8 @@ tac "$PIDS" | while read -r pidfile comm; do
     log "stopped $comm (pid $pid)"
 done
 rm -f "$PIDS"
+# The SLURM client stays installed: with no slurmctld answering, every later snakemake start
+# waits ~9 s, the SLURM executor plugin asking `scontrol show config` when it loads (measured
+# 2026-12-01: `import snakemake.scheduling.job_scheduler` 9.5 s against ~0.4 s; the test suite
+# 16 min 02 s against 7 min 42 s). Start the local cluster again, or remove slurm-client, to avoid it.
+log "slurm-client stays installed: until a slurmctld answers again, each snakemake start waits ~9 s on scontrol"
