@@ -123,9 +123,13 @@ def _check_nodata(values, codes, scale: float, block, src: CsvInput, fmt: Format
              f"e.g. '{written:.7e}' or '{written:.11e}': the float32 extreme that GIS tools write for "
              "no data, spelt with as many digits as the file has")
     raise InputError(f"{what} {written:g} of point '{block.pid[i]}' is a no-data code, not a measurement",
-                     file=src.label, row=row, column=columns[j],
-                     fix=f"add it, quoted, to na_values of format '{fmt.name}' in config/formats.yaml, spelt as in the "
-                         f"file ({spelt}), or blank such cells")
+                     file=src.label, row=row, column=columns[j], fix=_nodata_fix(fmt, spelt))
+
+
+def _nodata_fix(fmt: Format, spelt: str) -> str:
+    """The fix of a no-data code read as a number (``spelt``: how the file may write it)."""
+    return (f"add it, quoted, to na_values of format '{fmt.name}' in config/formats.yaml, spelt as in the "
+            f"file ({spelt}), or blank such cells")
 
 
 def _check_lone_code(values, scale: float, block, src: CsvInput, fmt: Format, columns, what: str,
@@ -148,9 +152,7 @@ def _check_lone_code(values, scale: float, block, src: CsvInput, fmt: Format, co
               f"displacement of the {len(block.pid):,} rows read with it")
     raise InputError(f"{what} -999 of point '{block.pid[i]}' is a no-data code, not a measurement: no other "
                      f"{others} comes within half of it",
-                     file=src.label, row=row, column=columns[j],
-                     fix=f"add it, quoted, to na_values of format '{fmt.name}' in config/formats.yaml, spelt as in "
-                         f"the file (e.g. '-999' or '-999.0'), or blank such cells")
+                     file=src.label, row=row, column=columns[j], fix=_nodata_fix(fmt, "e.g. '-999' or '-999.0'"))
 
 
 def _check_projected(block, src: CsvInput, fmt: Format) -> None:

@@ -165,32 +165,26 @@ def read_benchmark(path) -> dict:
 _TORCH_RE = re.compile(r"torch device: .*, torch (\S+)")
 
 
-def scan_log(path) -> tuple[str | None, str | None]:
-    """The last device and the last torch version named in a log file (None where none is)."""
-    device = version = None
-    with open(path, errors="replace") as fh:
-        for line in fh:
-            if m := _DEVICE_RE.search(line):
-                device = m.group(1).lower()
-            if m := _TORCH_RE.search(line):
-                version = m.group(1)
-    return device, version
-
-
 # A warning line of a rule's log (insarclust.logs' format: time, level, logger, message)
 _WARNING_RE = re.compile(r"^\S+ \S+ WARNING \S+?: (.*)$")
 # Warnings kept per stage (a stage of many jobs repeats them; the logs hold them all)
 MAX_STAGE_WARNINGS = 10
 
 
-def log_warnings(path) -> list[str]:
-    """The warning messages of a log file, in order (first line of each)."""
-    out = []
+def scan_log(path) -> tuple[str | None, str | None, list[str]]:
+    """The last device and the last torch version named in a log file (None where none is),
+    and its warning messages in order (first line of each)."""
+    device = version = None
+    warnings = []
     with open(path, errors="replace") as fh:
         for line in fh:
+            if m := _DEVICE_RE.search(line):
+                device = m.group(1).lower()
+            if m := _TORCH_RE.search(line):
+                version = m.group(1)
             if m := _WARNING_RE.match(line.rstrip("\n")):
-                out.append(m.group(1))
-    return out
+                warnings.append(m.group(1))
+    return device, version, warnings
 
 
 def device_from_log(path) -> str | None:
@@ -269,12 +263,12 @@ def stage_records(rules: Mapping[str, Mapping], site: str, metrics_paths: Iterab
     torch_versions: dict[str, set] = {}
     warned: dict[str, list] = {}
     for rule, wildcards, path in current_files("log"):
-        device, version = scan_log(path)
+        device, version, messages = scan_log(path)
         if device:
             devices.setdefault(rule, set()).add(device)
         if version:
             torch_versions.setdefault(rule, set()).add(version)
-        for message in log_warnings(path):
+        for message in messages:
             kept = warned.setdefault(rule, [])
             if message not in kept and len(kept) < MAX_STAGE_WARNINGS:
                 kept.append(message)
