@@ -81,6 +81,8 @@ GENERATED = {
     "gen-long": SiteSpec("mainland", "egms", 10000, years=7.0),
     "gen-seasonality": SiteSpec("mainland", "ngu", 6000, variant=Variant(mix="seasonality")),
     "gen-acceleration": SiteSpec("arctic", "ngu", 6000, variant=Variant(mix="acceleration")),
+    # added 2026-12-01 (records before hold the eight sites above and the demo's)
+    "gen-density": SiteSpec("mainland", "ngu", 6000, variant=Variant(sparse=0.3)),
 }
 
 # Candidate embeddings: overrides of the embed: section of config/config.yaml ("shipped").

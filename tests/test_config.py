@@ -207,6 +207,8 @@ def test_a_hash_inside_a_source_path_is_part_of_it(tmp_path):
     ({"baselines": {"k": [6, 8]}}, "key 'baselines.k': [6, 8] is none of: an integer >= 2; 'auto'; null"),
     ({"embed": {"static_weight": -1}}, "-1 is none of: a number >= 0; a mapping {name: a number >= 0}"),
     ({"device": False}, "quote the value if you mean the word"),
+    ({"graph": {"bandwidth_m": "auto"}}, "'auto' is none of: null or a number > 0; 'local'"),
+    ({"graph": {"bandwidth_m": 0}}, "0 is none of: null or a number > 0; 'local'"),
 ])
 def test_a_refused_value_is_told_what_is_allowed(override, needle):
     """'is not valid under any of the given schemas' named no alternative; a YAML boolean (device:

@@ -286,3 +286,45 @@ def test_a_point_whose_weights_all_vanish_is_counted():
     g = GeodesicKNNGraph(k=3).fit(lat, lon)
     assert g.n_isolated_ == 0 and g.n_zero_weight_ == 1 and g.n_one_neighbour_ >= 1
     assert g.graph_attrs()["n_zero_weight"] == 1
+
+
+def test_local_bandwidth_weighs_each_point_on_its_own_spacing(caplog):
+    """bandwidth_m: local weighs edge i-j on sqrt(s_i s_j), s = a point's median link (links to
+    its own position left out): the hillside keeps ~k effective neighbours, as the town does."""
+    from insarclust.graph import effective_neighbours, local_scales
+
+    lat, lon = _town_and_hillside()
+    lat[1:4], lon[1:4] = lat[0], lon[0]          # three points at one position
+    with caplog.at_level("INFO", logger="insarclust"):
+        g = GeodesicKNNGraph(k=10, bandwidth_m="local", symmetric=True).fit(lat, lon)
+    d = g.distance_m_.astype(np.float64)
+    s = np.empty(len(lat))
+    for i in range(len(lat)):                    # brute force
+        row = d[g.indptr_[i]:g.indptr_[i + 1]]
+        s[i] = np.median(row[row > 0])
+    np.testing.assert_allclose(local_scales(g.indptr_, g.distance_m_, 1.0), s, rtol=1e-6)
+    rows = np.repeat(np.arange(len(lat)), np.diff(g.indptr_))
+    np.testing.assert_allclose(g.weight_, np.exp(-d ** 2 / (2 * s[rows] * s[g.indices_])), rtol=2e-6, atol=1e-7)
+    eff = effective_neighbours(g.indptr_, g.weight_)
+    assert eff[3000:].mean() > 8 and g.n_one_neighbour_ == 0 and g.n_zero_weight_ == 0
+    assert g.graph_attrs()["bandwidth"] == "local"
+    assert g.bandwidth_m_ == pytest.approx(float(np.median(d[d > 0])))   # the site median, reported
+    assert not [r for r in caplog.records if r.levelname == "WARNING" and "one neighbour" in r.getMessage()]
+    # the plain k-NN fast path (no duplicate positions, k links a row)
+    plain = GeodesicKNNGraph(k=10, bandwidth_m="local").fit(lat[5:], lon[5:])
+    np.testing.assert_allclose(local_scales(plain.indptr_, plain.distance_m_, 1.0),
+                               np.median(plain.distance_m_.reshape(-1, 10).astype(np.float64), axis=1), rtol=1e-6)
+    inv = GeodesicKNNGraph(k=10, bandwidth_m="local", weighting="inverse").fit(lat, lon)
+    s_inv = local_scales(inv.indptr_, inv.distance_m_, 1.0).astype(np.float64)
+    rows = np.repeat(np.arange(len(lat)), np.diff(inv.indptr_))
+    np.testing.assert_allclose(inv.weight_, np.sqrt(s_inv[rows] * s_inv[inv.indices_])
+                               / np.maximum(inv.distance_m_, 1.0), rtol=2e-6)
+    assert GeodesicKNNGraph(k=10).fit(lat, lon).graph_attrs()["bandwidth"] == "median"
+    assert GeodesicKNNGraph(k=10, bandwidth_m=40.0).fit(lat, lon).graph_attrs()["bandwidth"] == "fixed"
+
+
+@pytest.mark.parametrize("bad", ["auto", "Local", 0, -5.0])
+def test_bandwidth_other_than_a_length_null_or_local_is_refused(bad):
+    lat, lon = _town_and_hillside()
+    with pytest.raises(ValueError, match="'local'"):
+        GeodesicKNNGraph(k=5, bandwidth_m=bad).fit(lat[:50], lon[:50])

@@ -68,13 +68,17 @@ class Variant:
     mix: ``regimes`` | ``seasonality`` | ``acceleration`` (see the module
     docstring); noise_mm / atmo_mm: white-noise std and atmospheric amplitude
     (None: the preset's); missing: each point misses a share of the epochs
-    drawn uniformly from this range.
+    drawn uniformly from this range; sparse: this share of the points is
+    scattered uniformly over the whole site (vegetated hillside, spacing of
+    hundreds of metres) beside the patchy layout of the rest (towns, roads,
+    outcrops), so density varies as on real sites (0: the patchy layout alone).
     """
 
     mix: str = "regimes"
     noise_mm: float | None = None
     atmo_mm: float | None = None
     missing: tuple[float, float] = (0.03, 0.08)
+    sparse: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -256,7 +260,10 @@ def generate(site: str, preset: str, fmt: Format, n_points: int = 20000, start: 
     p = PRESETS[preset]
     rng = np.random.default_rng([seed, zlib.crc32(site.encode())])
     extent_m = p.extent_km * 1000
-    x, y = _points(rng, n_points, extent_m)
+    n_sparse = int(round(variant.sparse * n_points))
+    x, y = _points(rng, n_points - n_sparse, extent_m)
+    if n_sparse:   # drawn only then: the patchy sites stay as they were
+        x, y = np.r_[x, rng.uniform(0, extent_m, n_sparse)], np.r_[y, rng.uniform(0, extent_m, n_sparse)]
     dates = acquisition_dates(start, years, p)
     t_yr = (dates - dates[0]) / DAYS_PER_YEAR
     doy = np.array([(EPOCH + dt.timedelta(days=int(d))).timetuple().tm_yday for d in dates])

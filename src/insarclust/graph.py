@@ -31,26 +31,28 @@ log = logging.getLogger(__name__)
 WEIGHTINGS = ("gaussian", "inverse", "binary")
 
 
-def edge_weights(distance_m, weighting: str, bandwidth_m: float, min_distance_m: float = 1.0) -> np.ndarray:
+def edge_weights(distance_m, weighting: str, bandwidth_m, min_distance_m: float = 1.0) -> np.ndarray:
     """Dimensionless edge weights (nnz,) float32 from distances in metres.
 
     ``gaussian``: ``exp(-d^2 / (2 b^2))``; ``inverse``: ``b / max(d, min_distance_m)``
     (duplicate positions would otherwise weigh infinitely; PS positions are
     not more precise than about a metre); ``binary``: 1. ``b`` = ``bandwidth_m``
-    sets the scale, so weights are near 1 at the typical neighbour distance.
+    sets the scale, so weights are near 1 at the typical neighbour distance: one
+    number for the site, or an (nnz,) array of per-edge scales (the local bandwidth).
     """
     d = np.asarray(distance_m, dtype=np.float32)
     if weighting == "binary":
         return np.ones_like(d)
+    b = np.asarray(bandwidth_m, dtype=np.float32)
     if weighting == "gaussian":
         # In place: at 10^7 edges, temporaries cost more than the arithmetic.
-        w = d * np.float32(1.0 / bandwidth_m)
+        w = d * (np.float32(1.0) / b)
         np.square(w, out=w)
         w *= np.float32(-0.5)
         return np.exp(w, out=w)
     if weighting == "inverse":
         w = np.maximum(d, np.float32(min_distance_m))
-        return np.divide(np.float32(bandwidth_m), w, out=w)
+        return np.divide(b, w, out=w)
     raise ValueError(f"unknown weighting '{weighting}'; use one of {', '.join(WEIGHTINGS)}")
 
 
@@ -59,6 +61,39 @@ def edge_weights(distance_m, weighting: str, bandwidth_m: float, min_distance_m:
 # million-point site, 21 % on a town of 3,000 points beside 1,000 on sparse hillside).
 LEAN_NEIGHBOURS = 1.5
 LEAN_SHARE_WARN = 0.10
+
+
+def local_scales(indptr, distance_m, fallback_m: float) -> np.ndarray:
+    """(N,) float32 local spacing of each point: the median of its links' lengths, links to
+    its own position (duplicate positions) left out; ``fallback_m`` where it has no other link.
+
+    The local bandwidth (``bandwidth_m: local``) weighs edge ``i-j`` on ``sqrt(s_i s_j)``
+    (self-tuning, Zelnik-Manor & Perona 2004), so a hillside point and a town point each
+    get their neighbours' weights on their own spacing.
+    """
+    indptr = np.asarray(indptr, dtype=np.int64)
+    d = np.asarray(distance_m, dtype=np.float32)
+    n = len(indptr) - 1
+    counts = np.diff(indptr)
+    k = int(counts[0]) if n else 0
+    if n and k and int(indptr[-1]) == n * k and bool(np.all(counts == k)) and bool(d.min() > 0):
+        # a plain k-NN graph without duplicate positions: its rows are sorted nearest first
+        dk = d.reshape(n, k)
+        if bool(np.all(dk[:, 1:] >= dk[:, :-1])):
+            return (dk[:, (k - 1) // 2] + dk[:, k // 2]) * np.float32(0.5)
+    rows = np.repeat(np.arange(n, dtype=np.int64), counts)
+    nz = d > 0
+    rows, d = rows[nz], d[nz]
+    if not bool(np.all((d[1:] >= d[:-1]) | (rows[1:] != rows[:-1]))):
+        d = d[np.lexsort((d, rows))]         # per row, shortest first (fit's rows already are)
+    m = np.bincount(rows, minlength=n)
+    start = np.zeros(n, dtype=np.int64)
+    np.cumsum(m[:-1], out=start[1:])
+    out = np.full(n, np.float32(fallback_m), dtype=np.float32)
+    has = m > 0
+    lo, hi = start[has] + (m[has] - 1) // 2, start[has] + m[has] // 2
+    out[has] = (d[lo] + d[hi]) * np.float32(0.5)
+    return out
 
 
 def effective_neighbours(indptr, weight, block_points: int = 65536) -> np.ndarray:
@@ -111,7 +146,9 @@ class GeodesicKNNGraph:
     ----------
     k : neighbours per point (fewer when the site has <= k points).
     weighting : ``gaussian`` | ``inverse`` | ``binary`` (see :func:`edge_weights`).
-    bandwidth_m : weight scale in metres; None = median k-NN distance of the site.
+    bandwidth_m : weight scale in metres; None = median k-NN distance of the site;
+        ``"local"`` = each point's own median link, edge ``i-j`` weighed on
+        ``sqrt(s_i s_j)`` (:func:`local_scales`), for sites whose density varies.
     symmetric : also add every reverse edge ``j -> i``; some points then have more
         than ``k`` neighbours.
     max_distance_m : drop edges longer than this, so isolated points get no
@@ -152,6 +189,10 @@ class GeodesicKNNGraph:
         ``on_block`` as soon as they are known."""
         return self.max_distance_m is None and not self.symmetric
 
+    def local_bandwidth(self) -> bool:
+        """True for ``bandwidth_m: local`` (each point's own spacing, :func:`local_scales`)."""
+        return isinstance(self.bandwidth_m, str) and self.bandwidth_m == "local"
+
     def n_neighbours(self, n_points: int) -> int:
         """Neighbours per point on a site of ``n_points``: ``k``, fewer when the site is smaller."""
         return min(int(self.k), max(n_points - 1, 0))
@@ -167,8 +208,9 @@ class GeodesicKNNGraph:
             raise ValueError(f"graph: unknown weighting '{self.weighting}'; use one of {', '.join(WEIGHTINGS)}")
         if int(self.k) < 1:
             raise ValueError(f"graph: k must be >= 1, got {self.k}")
-        if self.bandwidth_m is not None and not self.bandwidth_m > 0:
-            raise ValueError(f"graph: bandwidth_m must be > 0 or null, got {self.bandwidth_m}")
+        if self.bandwidth_m is not None and not self.local_bandwidth() and not (
+                isinstance(self.bandwidth_m, (int, float)) and self.bandwidth_m > 0):
+            raise ValueError(f"graph: bandwidth_m must be > 0, null or 'local', got {self.bandwidth_m!r}")
         lat, lon = check_coordinates(lat_deg, lon_deg)
         n = len(lat)
         k = self.n_neighbours(n)
@@ -243,7 +285,7 @@ class GeodesicKNNGraph:
             (log.warning if n_coincident > 0.1 * len(distance_m) else log.info)(
                 "graph: %d of %d neighbour links join points at the same position; the default "
                 "bandwidth is the median of the other links", n_coincident, len(distance_m))
-        if self.bandwidth_m is not None:
+        if self.bandwidth_m is not None and not self.local_bandwidth():
             bandwidth = float(self.bandwidth_m)
         else:
             if n_coincident == len(distance_m):
@@ -259,11 +301,21 @@ class GeodesicKNNGraph:
         self.indptr_ = indptr
         self.indices_ = indices
         self.distance_m_ = distance_m
-        self.weight_ = edge_weights(distance_m, self.weighting, bandwidth, self.min_distance_m)
+        scale = bandwidth
+        if self.local_bandwidth():
+            s = local_scales(indptr, distance_m, fallback_m=bandwidth)
+            # per edge sqrt(s_i s_j), in place over one (nnz,) array
+            scale = np.repeat(s, np.diff(indptr))
+            scale *= s[indices]
+            np.sqrt(scale, out=scale)
+            del s
+        self.weight_ = edge_weights(distance_m, self.weighting, scale, self.min_distance_m)
+        del scale
         self.n_isolated_ = int(np.count_nonzero(counts == 0))
         self.max_degree_ = int(counts.max()) if n else 0
-        log.info("graph: %d points, %d edges (k=%d, %s, bandwidth %.1f m, symmetric=%s), "
-                 "%d isolated, largest degree %d", n, len(indices), k, self.weighting, bandwidth,
+        log.info("graph: %d points, %d edges (k=%d, %s, bandwidth %s%.1f m, symmetric=%s), "
+                 "%d isolated, largest degree %d", n, len(indices), k, self.weighting,
+                 "local, site median " if self.local_bandwidth() else "", bandwidth,
                  self.symmetric, self.n_isolated_, self.max_degree_)
         self._count_lean_points(counts)
         return self
@@ -284,8 +336,8 @@ class GeodesicKNNGraph:
             "0, left as they are by the mean smoothing): their neighbours lie far out on the %.1f m bandwidth%s",
             self.n_one_neighbour_, self.n_points_, 100 * share, self.n_zero_weight_, self.bandwidth_m_,
             ("; where density varies (a town beside sparse hillside) the default bandwidth is the dense "
-             "part's: if the sparse part matters, set graph.bandwidth_m to its spacing, or graph.weighting: "
-             "inverse" if share > LEAN_SHARE_WARN else ""))
+             "part's: if the sparse part matters, set graph.bandwidth_m: local (each point's own spacing), "
+             "or graph.weighting: inverse" if share > LEAN_SHARE_WARN and not self.local_bandwidth() else ""))
 
     def to_csr(self, values: str = "weight"):
         """The graph as a ``scipy.sparse.csr_array`` (N, N) of ``weight`` or ``distance_m``."""
@@ -302,6 +354,8 @@ class GeodesicKNNGraph:
             "k": int(self.k),
             "weighting": self.weighting,
             "bandwidth_m": float(self.bandwidth_m_),
+            "bandwidth": ("local" if self.local_bandwidth() else "median" if self.bandwidth_m is None
+                          else "fixed"),
             "symmetric": bool(self.symmetric),
             "max_distance_m": None if self.max_distance_m is None else float(self.max_distance_m),
             "n_points": int(self.n_points_),
