@@ -188,10 +188,17 @@ def embed_params(candidate: str, cfg: dict) -> dict:
 # one site through the stages
 
 
-STAGE_CODE = ("demo", "readers", "formats", "shards", "regularize", "ordering", "coords", "spans", "graph",
+STAGE_CODE = ("demo", "readers", "formats", "shards", "regularize", "ordering", "coords", "spans",
               "descriptors", "h5io")
-# the code behind features/*.h5 (embedding, static columns, graph smoothing)
-EMBED_CODE = ("embed", "reservoir", "smooth", "sampling")
+GRAPH_CODE = ("graph", "geodesy", "h5io")
+# the code behind features/dyn.h5 and dyn+static.h5 (embedding, static columns), and behind the
+# smoothed files (graph smoothing)
+EMBED_CODE = ("embed", "reservoir")
+SMOOTH_CODE = ("smooth", "sampling")
+
+
+def _short_hash(obj, n: int = 8) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:n]
 
 
 def code_digest(modules) -> str:
@@ -213,14 +220,15 @@ def prepare_site(name: str, spec: SiteSpec, seed: int, cfg: dict, workdir: Path)
     fmt = Format.from_dict(spec.fmt, formats[spec.fmt])
     # cached per site, size, seed, what the site's spec generates (preset, archive length, variant),
     # the settings of the stages before embed, the input format (which columns are static or
-    # geometry) and the code of those stages
-    key = json.dumps({**{k: cfg.get(k) for k in ("demo", "shards", "graph", "interpret")},
-                      "spec": dataclasses.asdict(spec), "format": formats[spec.fmt],
-                      "code": code_digest(STAGE_CODE)}, sort_keys=True)
-    d = workdir / f"{name}.n{spec.n_points}.seed{seed}.{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+    # geometry) and the code of those stages; the graph apart (its settings and code), so that
+    # a graph study reuses the site and its embedding
+    key = {**{k: cfg.get(k) for k in ("demo", "shards", "interpret")},
+           "spec": dataclasses.asdict(spec), "format": formats[spec.fmt], "code": code_digest(STAGE_CODE)}
+    d = workdir / f"{name}.n{spec.n_points}.seed{seed}.{_short_hash(key)}"
     d.mkdir(parents=True, exist_ok=True)
+    graph_key = {"graph": cfg["graph"], "code": code_digest(GRAPH_CODE)}
     paths = {"dir": d, "csv": d / "site.csv.gz", "truth": d / "truth.csv", "shards": d / "shards.h5",
-             "graph": d / "graph.h5", "descriptors": d / "descriptors.h5"}
+             "graph": d / f"graph-{_short_hash(graph_key)}.h5", "descriptors": d / "descriptors.h5"}
     demo = cfg.get("demo", {})
     if not paths["truth"].exists():
         write_demo(paths["csv"], paths["truth"], name, spec.preset, fmt, n_points=spec.n_points,
@@ -252,10 +260,13 @@ def embed_site(paths: dict, embed_cfg: dict, cfg: dict, seed: int, threads: int)
     from insarclust.smooth import smooth_feature_file
 
     torch.set_num_threads(threads)
-    key = json.dumps({"embed": embed_cfg, "smooth": cfg["smooth"], "code": code_digest(EMBED_CODE)}, sort_keys=True)
-    feats = paths["dir"] / f"features-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
+    feats = paths["dir"] / f"features-{_short_hash({'embed': embed_cfg, 'code': code_digest(EMBED_CODE)}, 12)}"
     feats.mkdir(exist_ok=True)
-    out = {v: feats / f"{v}.h5" for v in ("dyn", "dyn+static", "dyn_smoothed", "dyn+static_smoothed")}
+    # the smoothed files per graph (its file name holds its key) and smoothing settings
+    smoothed = _short_hash({"smooth": cfg["smooth"], "graph": paths["graph"].name, "code": code_digest(SMOOTH_CODE)})
+    out = {"dyn": feats / "dyn.h5", "dyn+static": feats / "dyn+static.h5",
+           "dyn_smoothed": feats / f"dyn_smoothed-{smoothed}.h5",
+           "dyn+static_smoothed": feats / f"dyn+static_smoothed-{smoothed}.h5"}
     timing = feats / "timing.json"
     if not timing.exists():
         t0 = time.perf_counter()
@@ -266,10 +277,11 @@ def embed_site(paths: dict, embed_cfg: dict, cfg: dict, seed: int, threads: int)
         t2 = time.perf_counter()
         embed.write_dyn_static(out["dyn"], paths["shards"], out["dyn+static"],
                                static_weight=embed_cfg.get("static_weight", 1.0))
-        for base in ("dyn", "dyn+static"):
+        timing.write_text(json.dumps({"fit_s": t1 - t0, "embed_s": t2 - t1, "n_points": n}))
+    for base in ("dyn", "dyn+static"):
+        if not out[f"{base}_smoothed"].exists():   # written atomically
             smooth_feature_file(out[base], paths["graph"], out[f"{base}_smoothed"], cfg["smooth"], seed=seed,
                                 n_threads=threads)
-        timing.write_text(json.dumps({"fit_s": t1 - t0, "embed_s": t2 - t1, "n_points": n}))
     return {**out, "timing": json.loads(timing.read_text())}
 
 
