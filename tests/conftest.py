@@ -83,6 +83,17 @@ def make_shards_file(path, n: int = 2000, n_grid: int = 120, shard_size: int = 5
     return Path(path), truth
 
 
+def town_and_hillside(seed=0):
+    """3,000 points on 1 km^2 beside 1,000 on 36 km^2 (69.6 N) -> lat, lon (degrees): the
+    site's median spacing (and median graph link) is the town's."""
+    rng = np.random.default_rng(seed)
+    m_lat, m_lon = 1 / 111_320.0, 1 / (111_320.0 * np.cos(np.radians(69.6)))
+    town = rng.uniform(0, 1000, (3000, 2))
+    hill = rng.uniform(0, 6000, (1000, 2)) + [2000.0, 0.0]
+    xy = np.vstack([town, hill])
+    return 69.6 + xy[:, 1] * m_lat, 20.2 + xy[:, 0] * m_lon
+
+
 @pytest.fixture
 def shards_file(tmp_path):
     """A 2,000-point shards.h5 with known regimes: ``(path, truth)``."""

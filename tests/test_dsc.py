@@ -13,7 +13,7 @@ from insarclust.dsc import train as dsc_train
 from insarclust.dsc.patches import median_spacing_m, stride_time
 from insarclust.geodesy import EARTH_RADIUS_M
 from insarclust.figures import plot_training_curve
-from conftest import make_shards_file
+from conftest import make_shards_file, town_and_hillside
 
 LAT0, LON0 = 69.0, 20.0
 
@@ -484,6 +484,12 @@ def test_fit_stage_then_evaluate(tmp_path):
     assert "metrics" not in workflow_fit.record and "metrics_latent" not in workflow_fit.record
     np.testing.assert_array_equal(workflow_fit.labels, labels)
     workflow_fit.write(tmp_path / "dsc.h5")
+    # the patches counted are the training ones; stored beside the fit record, so that neither
+    # clusters/dsc.json nor summary.tsv (every number of the record's training) changes
+    attrs = h5io.read_attrs(tmp_path / "dsc.h5")
+    assert attrs["n_patch_counted"] == 200 and attrs["n_patch_alone"] == est.n_patch_alone_
+    assert attrs["mean_patch_points"] == pytest.approx(est.mean_patch_points_) and 1 < est.mean_patch_points_ <= 9
+    assert not any("patch" in key for key in result["training"])
     stored = evaluate.evaluate_labelling(Labelling.read(tmp_path / "dsc.h5"), graph_path=tmp_path / "graph.h5",
                                          shards_path=shards_path, truth_path=tmp_path / "truth.csv",
                                          thresholds={}, features_path=tmp_path / "dyn.h5", seed=3,
@@ -856,3 +862,88 @@ def test_the_cpu_fallback_warning_is_given_once_and_only_for_a_gpu_named(monkeyp
         assert device.resolve_device("auto") == "cpu"
         assert device.resolve_device("auto") == "cpu"
     assert [r.getMessage().split(" names")[0] for r in caplog.records] == ["CUDA_VISIBLE_DEVICES=0"]
+
+
+# --------------------------------------------------------------------------- #
+# patches that hold their point alone
+
+def _random_series(lat, n_grid=16, seed=0):
+    return np.random.default_rng(seed).normal(0, 2, (len(lat), n_grid)).astype(np.float32)
+
+
+LONE = dict(n_clusters=2, patch_size=9, time_stride=8, latent_dim=2, channels=(2, 4), lstm_hidden=4,
+            pretrain_epochs=0, epochs=0, kmeans_n_init=1, random_state=0, log_every_s=1e9, cpu_threads=1)
+
+
+def _lone_records(caplog):
+    return [r for r in caplog.records if "hold their point alone" in r.getMessage()]
+
+
+def test_patches_holding_their_point_alone_match_brute_force():
+    """The filled cells of each patch, and the count of patches with no other point than their
+    own, against every point's offsets on its own east/north plane (a twin in the point's own
+    cell is not a neighbour the patch shows)."""
+    from insarclust.dsc.patches import east_north
+
+    rng = np.random.default_rng(4)
+    n, cell, P = 400, 12.0, 5
+    # a dense part, a sparse one, and two points 2 m apart far from both (each in the other's cell)
+    east = np.r_[rng.uniform(0, 150, 250), rng.uniform(300, 1500, 148), 3000.0, 3002.0]
+    north = np.r_[rng.uniform(0, 150, 250), rng.uniform(0, 1200, 148), 3000.0, 3000.0]
+    lat = LAT0 + np.degrees(north / EARTH_RADIUS_M)
+    lon = LON0 + np.degrees(east / (EARTH_RADIUS_M * math.cos(math.radians(LAT0))))
+    points = PointSeries.from_arrays(lat, lon, _random_series(lat))
+    ix = PatchIndexer(lat, lon, P, cell)
+    filled = make_patch_set(points, ix, np.arange(n)).filled_cells()
+    E, N = east_north(lat, lon)
+    h, want = cell / 2, np.ones(n, dtype=np.int64)
+    for i in range(n):
+        d = ix.xyz - ix.xyz[i]
+        pe, pn = d @ E[i], d @ N[i]
+        for r in range(P):
+            for c in range(P):
+                oe, on = (c - P // 2) * cell, -(r - P // 2) * cell
+                if not r == c == P // 2 and np.any((np.abs(pe - oe) <= h) & (np.abs(pn - on) <= h)):
+                    want[i] += 1
+    np.testing.assert_array_equal(filled, want)
+    assert 20 < np.count_nonzero(want == 1) < 150 and (want[:250] > 1).all() and (want[-2:] == 1).all()
+    est = DeepSpatiotemporalClustering(**{**LONE, "patch_size": P, "cell_size_m": cell, "train_sample": n})
+    est.fit(points)
+    assert est.n_patch_alone_ == np.count_nonzero(want == 1)
+    assert est.mean_patch_points_ == pytest.approx(want.mean())
+
+
+def test_patches_alone_on_an_uneven_site_are_warned_of(caplog):
+    """The automatic cell is the town's spacing (11 m): most hillside patches hold their point
+    alone, which the fit warns of, naming dsc.cell_size_m; the hillside's spacing as the cell
+    leaves no patch alone and no warning."""
+    lat, lon = town_and_hillside()
+    points = PointSeries.from_arrays(lat, lon, _random_series(lat))
+    with caplog.at_level("INFO", logger="insarclust"):
+        est = DeepSpatiotemporalClustering(**LONE, train_sample=2000).fit(points)
+    hill = est.train_rows_ >= 3000
+    assert est.cell_size_m_ < 15 and 0.15 < est.n_patch_alone_ / 2000 < 0.25
+    assert est.n_patch_alone_ > 0.7 * hill.sum()
+    warned = [r for r in _lone_records(caplog) if r.levelname == "WARNING"]
+    assert len(warned) == 1
+    assert "dsc.cell_size_m" in warned[0].getMessage() and "dense part" in warned[0].getMessage()
+
+    caplog.clear()
+    with caplog.at_level("INFO", logger="insarclust"):
+        wide = DeepSpatiotemporalClustering(**LONE, train_sample=2000, cell_size_m=90.0).fit(points)
+    assert wide.n_patch_alone_ == 0 and wide.mean_patch_points_ > 30
+    assert [r.levelname for r in _lone_records(caplog)] == ["INFO"]
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_patches_on_a_uniform_site_are_counted_without_a_warning(caplog):
+    rng = np.random.default_rng(1)
+    east, north = rng.uniform(0, 1000, (2, 1500))
+    lat = LAT0 + np.degrees(north / EARTH_RADIUS_M)
+    lon = LON0 + np.degrees(east / (EARTH_RADIUS_M * math.cos(math.radians(LAT0))))
+    with caplog.at_level("INFO", logger="insarclust"):
+        est = DeepSpatiotemporalClustering(**LONE, train_sample=1500).fit(
+            PointSeries.from_arrays(lat, lon, _random_series(lat)))
+    assert est.n_patch_alone_ == 0 and 12 < est.mean_patch_points_ < 22
+    assert [r.levelname for r in _lone_records(caplog)] == ["INFO"]
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

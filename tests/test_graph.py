@@ -8,6 +8,7 @@ from insarclust import h5io
 from insarclust.errors import InputError
 from insarclust.geodesy import EARTH_RADIUS_M, chord_to_distance_m, haversine_m, unit_vectors
 from insarclust.graph import GeodesicKNNGraph, _top_bits_histogram, build_graph_file, median_from_histogram
+from conftest import town_and_hillside
 
 
 def brute_knn(lat, lon, k):
@@ -242,22 +243,12 @@ def test_median_from_histogram_skips_the_smallest(skip):
     assert got == np.median(np.sort(v)[skip:])
 
 
-def _town_and_hillside(seed=0):
-    """3,000 points on 1 km^2 beside 1,000 on 36 km^2 (69.6 N): the median link is the town's."""
-    rng = np.random.default_rng(seed)
-    m_lat, m_lon = 1 / 111_320.0, 1 / (111_320.0 * np.cos(np.radians(69.6)))
-    town = rng.uniform(0, 1000, (3000, 2))
-    hill = rng.uniform(0, 6000, (1000, 2)) + [2000.0, 0.0]
-    xy = np.vstack([town, hill])
-    return 69.6 + xy[:, 1] * m_lat, 20.2 + xy[:, 0] * m_lon
-
-
 def test_points_left_barely_smoothed_by_one_bandwidth_are_counted_and_warned_of(caplog):
     """The default bandwidth is the dense part's: most hillside points lean on one neighbour,
     which nothing said (they are not isolated)."""
     from insarclust.graph import effective_neighbours
 
-    lat, lon = _town_and_hillside()
+    lat, lon = town_and_hillside()
     with caplog.at_level("INFO", logger="insarclust"):
         g = GeodesicKNNGraph(k=10).fit(lat, lon)
     eff = effective_neighbours(g.indptr_, g.weight_)

@@ -250,6 +250,11 @@ class PatchSet:
     def empty_row(self) -> int:
         return len(self.series) - 1
 
+    def filled_cells(self) -> np.ndarray:
+        """(n,) int64 cells of each patch that hold a point, the centre (the point itself)
+        included: 1 = the patch holds its point alone."""
+        return np.count_nonzero((self.index != self.empty_row).reshape(len(self.index), -1), axis=1)
+
 
 def make_patch_set(points: PointSeries, indexer: PatchIndexer, rows: np.ndarray,
                    time_stride: int = 1) -> PatchSet:

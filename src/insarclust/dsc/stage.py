@@ -30,9 +30,12 @@ def fit_stage(shards_path, dyn_path=None, *, cfg: dict, seed: int, device: str =
     Returns ``(labelling, estimator)``: :class:`~insarclust.labels.Labelling`
     with ``proba (N, K)`` and ``latent (N, e)``; ``split`` is 0 for the points
     DSC was trained on and 1 for the others (labelled, never seen in
-    training). The fit metrics are measured in DSC's own clustering space
-    (``metrics_latent``) and, given ``dyn_path``, in the ``dyn`` feature space
-    (``metrics``, comparable with the k-means variants). The workflow leaves
+    training); ``attrs`` (those of ``clusters/dsc.h5``) ``n_patch_alone`` and
+    ``mean_patch_points`` of the ``n_patch_counted`` training patches (see
+    ``DeepSpatiotemporalClustering._count_lone_patches``). The fit metrics
+    are measured in DSC's own clustering space (``metrics_latent``) and,
+    given ``dyn_path``, in the ``dyn`` feature space (``metrics``,
+    comparable with the k-means variants). The workflow leaves
     ``dyn_path`` out and ``silhouette_sample`` None (no metrics here) and measures
     both spaces in the ``evaluate`` rule (the latent vectors are stored), so that
     neither an embedding setting nor a diagnostic one reruns DSC.
@@ -66,5 +69,8 @@ def fit_stage(shards_path, dyn_path=None, *, cfg: dict, seed: int, device: str =
         "epochs_run": len(est.history_), "converged": est.converged_,
         "seconds": float(sum(r["seconds"] for r in est.history_)),
     }}
+    # Beside the record, not in it: every number of the record's ``training`` reaches summary.tsv.
+    attrs = {"n_patch_alone": int(est.n_patch_alone_), "mean_patch_points": float(est.mean_patch_points_),
+             "n_patch_counted": int(len(est.train_rows_))}
     return Labelling(labels=labels, split=split, record=record, centers=centers, proba=proba,
-                     latent=latent), est
+                     latent=latent, attrs=attrs), est
