@@ -284,7 +284,7 @@ def test_local_bandwidth_weighs_each_point_on_its_own_spacing(caplog):
     its own position left out): the hillside keeps ~k effective neighbours, as the town does."""
     from insarclust.graph import effective_neighbours, local_scales
 
-    lat, lon = _town_and_hillside()
+    lat, lon = town_and_hillside()
     lat[1:4], lon[1:4] = lat[0], lon[0]          # three points at one position
     with caplog.at_level("INFO", logger="insarclust"):
         g = GeodesicKNNGraph(k=10, bandwidth_m="local", symmetric=True).fit(lat, lon)
@@ -316,6 +316,6 @@ def test_local_bandwidth_weighs_each_point_on_its_own_spacing(caplog):
 
 @pytest.mark.parametrize("bad", ["auto", "Local", 0, -5.0])
 def test_bandwidth_other_than_a_length_null_or_local_is_refused(bad):
-    lat, lon = _town_and_hillside()
+    lat, lon = town_and_hillside()
     with pytest.raises(ValueError, match="'local'"):
         GeodesicKNNGraph(k=5, bandwidth_m=bad).fit(lat[:50], lon[:50])
