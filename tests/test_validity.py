@@ -73,6 +73,45 @@ def test_feature_cache_follows_the_embedding_code(tmp_path, monkeypatch):
     assert first["dyn"].parent != second["dyn"].parent
 
 
+def test_a_graph_setting_reuses_the_site_and_its_embedding(tmp_path):
+    """Another graph: the same site folder and dyn.h5, its own graph file and smoothed features."""
+    spec = validity.SiteSpec("mainland", "ngu", 300)
+    paths, cfg = _tiny_site(spec, tmp_path)
+    first = validity.embed_site(paths, cfg["embed"], cfg, 3, 1)
+    local = {**cfg, "graph": {**cfg["graph"], "bandwidth_m": "local"}}
+    paths2 = validity.prepare_site("gen-tiny", spec, 3, local, tmp_path / "work")
+    second = validity.embed_site(paths2, cfg["embed"], local, 3, 1)
+    assert paths2["dir"] == paths["dir"] and paths2["graph"] != paths["graph"]
+    assert second["dyn"] == first["dyn"] and second["dyn_smoothed"] != first["dyn_smoothed"]
+    assert second["dyn_smoothed"].exists() and first["dyn_smoothed"].exists()
+
+
+def test_smooth_separability_scores_cached_sites(tmp_path, capsys):
+    """bench/smooth_separability.py: nearest-class-centroid accuracy per bandwidth on a cached site."""
+    import numpy as np
+
+    import smooth_separability as sep
+
+    X = np.array([[0.0], [0.2], [1.0], [0.9], [0.4]])
+    y = np.array(["a", "a", "b", "b", "b"])       # centroids 0.1 and 0.767: 0.4 is nearer a
+    assert sep.centroid_accuracy(X, y, np.ones(5, bool)) == pytest.approx(0.8)
+    assert sep.centroid_accuracy(X, y, np.array([0, 0, 0, 0, 1], bool)) == 0.0
+    spec = validity.SiteSpec("mainland", "ngu", 300)
+    paths, cfg = _tiny_site(spec, tmp_path)
+    validity.embed_site(paths, cfg["embed"], cfg, 3, 1)
+    capsys.readouterr()
+    sep.main(["--workdir", str(tmp_path / "work"), "--bandwidths", "median", "local", "300",
+              "--threads", "1", "--out", str(tmp_path / "sep.jsonl")])
+    (row,) = [json.loads(line) for line in (tmp_path / "sep.jsonl").read_text().splitlines()]
+    assert row["site"] == "gen-tiny" and row["seed"] == 3
+    for name in ("raw", "median", "local", "300"):
+        assert 0.3 < row[f"{name}_all"] <= 1.0
+    assert 0 <= row["lean_share"] < 0.5 and 0 <= row["sparse_share"] < 0.5
+    assert "mean over sites and seeds" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no cached site"):
+        sep.main(["--workdir", str(tmp_path / "empty")])
+
+
 def test_embed_report_marks_candidates_measured_on_fewer_seeds():
     import pandas as pd
 
