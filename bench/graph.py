@@ -82,7 +82,7 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def child(kind: str, workdir: Path, k: int, workers: int) -> dict:
+def child(kind: str, workdir: Path, k: int, workers: int, bandwidth=None) -> dict:
     if kind == "bare":
         from scipy.spatial import cKDTree
 
@@ -104,7 +104,7 @@ def child(kind: str, workdir: Path, k: int, workers: int) -> dict:
         rss0 = peak_rss_mb()
         t0, c0 = time.perf_counter(), cpu_seconds()
         build_graph_file(workdir / "shards.h5", workdir / "graph.h5",
-                         {"k": k, "weighting": "gaussian", "bandwidth_m": None}, workers=workers)
+                         {"k": k, "weighting": "gaussian", "bandwidth_m": bandwidth}, workers=workers)
         seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     return {"kind": kind, "seconds": seconds, "cpu_s": cpu, "peak_rss_mb": peak_rss_mb(), "rss_before_mb": rss0}
 
@@ -116,13 +116,18 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--orders", default="shard,random", help="point orders to run: shard, random")
+    ap.add_argument("--bandwidth", default="median",
+                    help="the stage's graph.bandwidth_m: median (the default, null), local or metres")
     ap.add_argument("--child", choices=["bare", "stage"])
     ap.add_argument("--dir")
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, Path(args.dir), args.k, args.workers)))
+        bandwidth = None if args.bandwidth == "median" else args.bandwidth if args.bandwidth == "local" \
+            else float(args.bandwidth)
+        print(json.dumps(child(args.child, Path(args.dir), args.k, args.workers, bandwidth)))
         return
-    print(f"graph benchmark: n={args.n:,} k={args.k} workers={args.workers} repeats={args.repeats}")
+    print(f"graph benchmark: n={args.n:,} k={args.k} workers={args.workers} repeats={args.repeats} "
+          f"bandwidth={args.bandwidth}")
     print("| point order | run | wall s (median) | wall s, all runs | CPU s (median) "
           "| peak RSS MB (before the timed part) |")
     print("|---|---|---|---|---|---|")
@@ -156,7 +161,8 @@ def run_pair(lat, lon, args) -> dict:
         for _ in range(args.repeats):
             for kind in ("bare", "stage"):
                 out = subprocess.run([sys.executable, __file__, "--child", kind, "--dir", tmp, "--k", str(args.k),
-                                      "--workers", str(args.workers)], check=True, capture_output=True, text=True)
+                                      "--workers", str(args.workers), "--bandwidth", args.bandwidth],
+                                     check=True, capture_output=True, text=True)
                 runs[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
     return runs
 

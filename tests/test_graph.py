@@ -314,8 +314,9 @@ def test_local_bandwidth_weighs_each_point_on_its_own_spacing(caplog):
     assert GeodesicKNNGraph(k=10, bandwidth_m=40.0).fit(lat, lon).graph_attrs()["bandwidth"] == "fixed"
 
 
-@pytest.mark.parametrize("bad", ["auto", "Local", 0, -5.0])
+@pytest.mark.parametrize("bad", ["auto", "Local", 0, -5.0, True, float("nan")])
 def test_bandwidth_other_than_a_length_null_or_local_is_refused(bad):
     lat, lon = town_and_hillside()
     with pytest.raises(ValueError, match="'local'"):
         GeodesicKNNGraph(k=5, bandwidth_m=bad).fit(lat[:50], lon[:50])
+    assert GeodesicKNNGraph(k=5, bandwidth_m=np.float32(40)).fit(lat[:50], lon[:50]).bandwidth_m_ == 40.0

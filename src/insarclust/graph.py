@@ -13,6 +13,7 @@ The graph is stored as CSR (row ``i`` lists the neighbours ``j`` of point
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping
@@ -209,7 +210,8 @@ class GeodesicKNNGraph:
         if int(self.k) < 1:
             raise ValueError(f"graph: k must be >= 1, got {self.k}")
         if self.bandwidth_m is not None and not self.local_bandwidth() and not (
-                isinstance(self.bandwidth_m, (int, float)) and self.bandwidth_m > 0):
+                isinstance(self.bandwidth_m, numbers.Real) and not isinstance(self.bandwidth_m, bool)
+                and self.bandwidth_m > 0):
             raise ValueError(f"graph: bandwidth_m must be > 0, null or 'local', got {self.bandwidth_m!r}")
         lat, lon = check_coordinates(lat_deg, lon_deg)
         n = len(lat)
