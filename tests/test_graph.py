@@ -175,7 +175,8 @@ def test_build_graph_file_writes_contract(shards_file, tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))
 
 
-@pytest.mark.parametrize("cfg", [{}, {"symmetric": True}, {"max_distance_m": 400.0}])
+@pytest.mark.parametrize("cfg", [{}, {"symmetric": True}, {"max_distance_m": 400.0}, {"bandwidth_m": "local"},
+                                 {"bandwidth_m": "local", "symmetric": True}])
 def test_streamed_file_equals_the_fitted_graph(shards_file, tmp_path, cfg):
     """build_graph_file writes a plain k-NN graph block by block while querying (threads), and
     the other graphs in one go: either way the file holds exactly the graph that fit() builds,
@@ -186,13 +187,14 @@ def test_streamed_file_equals_the_fitted_graph(shards_file, tmp_path, cfg):
     build_graph_file(path, out, cfg, workers=2)
     lat, lon = h5io.Shards(path).coords()
     ref = GeodesicKNNGraph(k=6, symmetric=cfg.get("symmetric", False), max_distance_m=cfg.get("max_distance_m"),
-                           block_size=97, workers=1).fit(lat, lon)
+                           bandwidth_m=cfg.get("bandwidth_m"), block_size=97, workers=1).fit(lat, lon)
     g = h5io.read_graph(out)
+    assert g["attrs"]["bandwidth"] == ("local" if cfg.get("bandwidth_m") else "median")
     for name, want in (("indptr", ref.indptr_), ("indices", ref.indices_), ("distance_m", ref.distance_m_),
                        ("weight", ref.weight_)):
         np.testing.assert_array_equal(g[name], want, err_msg=name)
     assert g["attrs"]["bandwidth_m"] == ref.bandwidth_m_ == float(np.median(ref.distance_m_))
-    threaded = GeodesicKNNGraph(k=6, symmetric=cfg.get("symmetric", False),
+    threaded = GeodesicKNNGraph(k=6, symmetric=cfg.get("symmetric", False), bandwidth_m=cfg.get("bandwidth_m"),
                                 max_distance_m=cfg.get("max_distance_m"), block_size=50, workers=3).fit(lat, lon)
     np.testing.assert_array_equal(threaded.indices_, ref.indices_)
     np.testing.assert_array_equal(threaded.weight_, ref.weight_)
