@@ -322,3 +322,19 @@ def test_bandwidth_other_than_a_length_null_or_local_is_refused(bad):
     with pytest.raises(ValueError, match="'local'"):
         GeodesicKNNGraph(k=5, bandwidth_m=bad).fit(lat[:50], lon[:50])
     assert GeodesicKNNGraph(k=5, bandwidth_m=np.float32(40)).fit(lat[:50], lon[:50]).bandwidth_m_ == 40.0
+
+
+@pytest.mark.parametrize("bandwidth", [1.1, 37.3, 41.7, 23.44360902255639, np.float32(40.2)])
+def test_a_fixed_bandwidth_gives_the_weights_it_always_gave(bandwidth):
+    """One bandwidth: exp(-(d * float32(1 / b))^2 / 2), its reciprocal taken in float64 as before
+    the per-edge (local) scales; 1 / float32(b) moved the last bit of the weights for b = 1.1."""
+    from insarclust.graph import edge_weights
+
+    d = np.linspace(0, 500, 100_001, dtype=np.float32)
+    w = d * np.float32(1.0 / bandwidth)
+    want = np.exp(np.float32(-0.5) * (w * w))
+    np.testing.assert_array_equal(edge_weights(d, "gaussian", bandwidth), want)
+    lat, lon = town_and_hillside()
+    g = GeodesicKNNGraph(k=6, bandwidth_m=bandwidth).fit(lat[:400], lon[:400])
+    w = g.distance_m_ * np.float32(1.0 / bandwidth)
+    np.testing.assert_array_equal(g.weight_, np.exp(np.float32(-0.5) * (w * w)))

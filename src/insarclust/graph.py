@@ -46,8 +46,11 @@ def edge_weights(distance_m, weighting: str, bandwidth_m, min_distance_m: float 
         return np.ones_like(d)
     b = np.asarray(bandwidth_m, dtype=np.float32)
     if weighting == "gaussian":
+        # One bandwidth: its reciprocal in float64, then float32 (1 / float32(b) differs in the
+        # last bit for about a quarter of the lengths, 1.1 m say, and with it the weights).
+        inv = np.float32(1.0 / float(bandwidth_m)) if b.ndim == 0 else np.float32(1.0) / b
         # In place: at 10^7 edges, temporaries cost more than the arithmetic.
-        w = d * (np.float32(1.0) / b)
+        w = d * inv
         np.square(w, out=w)
         w *= np.float32(-0.5)
         return np.exp(w, out=w)
