@@ -338,3 +338,37 @@ def test_a_fixed_bandwidth_gives_the_weights_it_always_gave(bandwidth):
     g = GeodesicKNNGraph(k=6, bandwidth_m=bandwidth).fit(lat[:400], lon[:400])
     w = g.distance_m_ * np.float32(1.0 / bandwidth)
     np.testing.assert_array_equal(g.weight_, np.exp(np.float32(-0.5) * (w * w)))
+
+
+def test_a_far_point_with_tiny_weights_is_not_counted_as_weightless():
+    """A lone point 8 km from a line of points 10 m apart: under bandwidth_m: local its weights
+    are ~1e-32, not 0, and the smoothing (normalised in float64) gives it its nearest neighbour's
+    value; its effective neighbours are 1, not 0 (float32 squares of such weights underflow)."""
+    from insarclust.graph import effective_neighbours
+    from insarclust.smooth import GraphSmoother
+
+    m = 1 / 111_320.0
+    lat, lon = np.r_[69.6 + np.arange(20) * 10 * m, 69.6 + 8190 * m], np.full(21, 20.2)
+    g = GeodesicKNNGraph(k=10, bandwidth_m="local").fit(lat, lon)
+    w = g.weight_[g.indptr_[20]:].astype(np.float64)
+    assert 0 < w.max() < 1e-20
+    eff = effective_neighbours(g.indptr_, g.weight_)
+    assert eff[20] == pytest.approx(w.sum() ** 2 / (w ** 2).sum())
+    assert g.n_zero_weight_ == 0 and g.n_one_neighbour_ == 1
+    X = np.r_[np.ones((20, 1)), np.zeros((1, 1))].astype(np.float32)
+    moved = GraphSmoother(H=3, alpha=0.5, aggregation="mean").fit(g.indptr_, g.indices_, g.weight_).transform(X)
+    assert moved[20, 0] == pytest.approx(0.875)
+
+
+def test_effective_neighbours_of_a_plain_graph_match_float64():
+    """The k-edges-a-point path sums in float32: rows of weights ~1e-20 (the hillside's far
+    neighbours on the town's bandwidth) lost their squares and counted up to 0.7 apart."""
+    from insarclust.graph import effective_neighbours
+
+    lat, lon = town_and_hillside()
+    g = GeodesicKNNGraph(k=10).fit(lat, lon)
+    w = g.weight_.reshape(-1, 10).astype(np.float64)
+    s1, s2 = w.sum(axis=1), (w * w).sum(axis=1)
+    want = np.divide(s1 * s1, s2, out=np.zeros_like(s1), where=s2 > 0)
+    np.testing.assert_allclose(effective_neighbours(g.indptr_, g.weight_), want, rtol=1e-5)
+    assert g.n_zero_weight_ == int(np.count_nonzero(s2 == 0)) and g.n_one_neighbour_ == int(np.count_nonzero(want < 1.5))

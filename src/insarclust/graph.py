@@ -100,6 +100,11 @@ def local_scales(indptr, distance_m, fallback_m: float) -> np.ndarray:
     return out
 
 
+# a row's sum of float32 squared weights below this is recomputed in float64 (float32 squares of
+# weights below ~1e-19 are subnormal or 0)
+_TINY_SQUARES = 1e-30
+
+
 def effective_neighbours(indptr, weight, block_points: int = 65536) -> np.ndarray:
     """(N,) float64 effective number of neighbours of each point, ``(sum w)^2 / sum w^2`` over its
     edges (k for equal weights, 1 when one neighbour carries the weight; 0 without edges or
@@ -115,6 +120,13 @@ def effective_neighbours(indptr, weight, block_points: int = 65536) -> np.ndarra
             b = min(n, a + block_points)
             w = np.asarray(weight[a * k:b * k]).reshape(b - a, k)
             s1, s2 = w.sum(axis=1).astype(np.float64), np.einsum("ij,ij->i", w, w).astype(np.float64)
+            # squares of weights below ~1e-19 underflow in float32 (a far point's gaussian
+            # weights, which the float64 normalisation of the smoothing still spreads): such
+            # rows in float64
+            tiny = np.flatnonzero(s2 < _TINY_SQUARES)
+            if len(tiny):
+                w64 = w[tiny].astype(np.float64)
+                s1[tiny], s2[tiny] = w64.sum(axis=1), np.einsum("ij,ij->i", w64, w64)
             np.divide(s1 * s1, s2, out=out[a:b], where=s2 > 0)
         return out
     for a in range(0, n, block_points):
