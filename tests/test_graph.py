@@ -303,6 +303,8 @@ def test_local_bandwidth_weighs_each_point_on_its_own_spacing(caplog):
     assert g.graph_attrs()["bandwidth"] == "local"
     assert g.bandwidth_m_ == pytest.approx(float(np.median(d[d > 0])))   # the site median, reported
     assert not [r for r in caplog.records if r.levelname == "WARNING" and "one neighbour" in r.getMessage()]
+    (told,) = [r.getMessage() for r in caplog.records if "one neighbour" in r.getMessage()]
+    assert "far out on the local bandwidth" in told   # not on the site median, which no edge uses
     # the plain k-NN fast path (no duplicate positions, k links a row)
     plain = GeodesicKNNGraph(k=10, bandwidth_m="local").fit(lat[5:], lon[5:])
     np.testing.assert_allclose(local_scales(plain.indptr_, plain.distance_m_, 1.0),
@@ -372,3 +374,15 @@ def test_effective_neighbours_of_a_plain_graph_match_float64():
     want = np.divide(s1 * s1, s2, out=np.zeros_like(s1), where=s2 > 0)
     np.testing.assert_allclose(effective_neighbours(g.indptr_, g.weight_), want, rtol=1e-5)
     assert g.n_zero_weight_ == int(np.count_nonzero(s2 == 0)) and g.n_one_neighbour_ == int(np.count_nonzero(want < 1.5))
+
+
+def test_local_scales_of_unsorted_rows_coincident_and_empty_ones():
+    """The median of each row's non-zero links whatever their order; the fallback where a row
+    has none (every link to its own position, or no link at all: max_distance_m)."""
+    from insarclust.graph import local_scales
+
+    indptr = np.array([0, 3, 7, 9, 9, 10])
+    d = np.array([30, 10, 20,   0, 40, 10, 0,   0, 0,   5], dtype=np.float32)
+    np.testing.assert_array_equal(local_scales(indptr, d, 7.5), [20, 25, 7.5, 7.5, 5])
+    # a plain k-NN graph whose rows are out of order goes the general way
+    np.testing.assert_array_equal(local_scales([0, 3, 6], np.float32([9, 1, 3, 2, 4, 6]), 1.0), [3, 4])

@@ -350,8 +350,10 @@ class GeodesicKNNGraph:
         share = self.n_one_neighbour_ / n
         (log.warning if share > LEAN_SHARE_WARN else log.info)(
             "graph: %d of %d points (%.1f %%) weigh effectively one neighbour or none (%d with every weight "
-            "0, left as they are by the mean smoothing): their neighbours lie far out on the %.1f m bandwidth%s",
-            self.n_one_neighbour_, self.n_points_, 100 * share, self.n_zero_weight_, self.bandwidth_m_,
+            "0, left as they are by the mean smoothing): their neighbours lie far out on the %s%s",
+            self.n_one_neighbour_, self.n_points_, 100 * share, self.n_zero_weight_,
+            ("local bandwidth (each point's own spacing; site median %.1f m)" if self.local_bandwidth()
+             else "%.1f m bandwidth") % self.bandwidth_m_,
             ("; where density varies (a town beside sparse hillside) the default bandwidth is the dense "
              "part's: if the sparse part matters, set graph.bandwidth_m: local (each point's own spacing), "
              "or graph.weighting: inverse" if share > LEAN_SHARE_WARN and not self.local_bandwidth() else ""))
