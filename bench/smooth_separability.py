@@ -4,7 +4,9 @@ The site-wide ARI of a clustering (bench/validity.py) moves by +-0.1-0.4 between
 runs that differ in a detail, as k-means lands in another partition; a change of
 the graph's weights is better judged on the features themselves. For every site
 and seed that a ``bench/validity.py sites`` run cached in ``--workdir``, this
-standardises ``dyn.h5`` (as the smooth stage does), smooths it over the k-NN
+standardises its ``dyn.h5`` (the embedding of the shipped ``embed:`` settings, or
+of the run's ``--set``, with today's code; a site folder also keeps others) as
+the smooth stage does, smooths it over the k-NN
 graph of each ``--bandwidths`` setting (``median``: the shipped default, the
 site's median link; ``local``: each point's own median link; a number: metres)
 with the shipped ``smooth:`` settings, and scores the nearest-class-centroid
@@ -33,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,16 +49,20 @@ def centroid_accuracy(X: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
     return float((classes[d2.argmin(axis=1)] == y[mask]).mean())
 
 
-def site_rows(workdir: Path):
-    """(site, seed, shards.h5, truth.csv, dyn.h5) of each cached site and seed (the first copy of each)."""
+def site_rows(workdir: Path, embed_cfg: dict):
+    """(site, seed, shards.h5, truth.csv, dyn.h5) of each cached site and seed (the first copy of
+    each) whose embedding of ``embed_cfg`` with today's code is cached: a site folder also keeps
+    the embeddings of other settings (``--set embed....``) and of earlier code."""
+    from validity import features_dir
+
     seen = set()
     for d in sorted(workdir.glob("*.seed*")):
         site, _, seed = d.name.split(".")[:3]
-        dyn = sorted(d.glob("features-*/dyn.h5"))
-        if (site, seed) in seen or not dyn or not (d / "truth.csv").exists():
+        dyn = features_dir(d, embed_cfg) / "dyn.h5"
+        if (site, seed) in seen or not dyn.exists() or not (d / "truth.csv").exists():
             continue
         seen.add((site, seed))
-        yield site, int(seed[len("seed"):]), d / "shards.h5", d / "truth.csv", dyn[0]
+        yield site, int(seed[len("seed"):]), d / "shards.h5", d / "truth.csv", dyn
 
 
 def score_site(shards_path, truth_path, dyn_path, bandwidths, graph_cfg: dict, smooth_cfg: dict) -> dict:
@@ -95,14 +100,19 @@ def main(argv=None) -> None:
                     help="median | local | metres, one graph each")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", help="JSON-lines file of the per-site-and-seed rows")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="the validity run's config overrides (its embedding is the one scored)")
     args = ap.parse_args(argv)
 
     import torch
 
+    sys.path.insert(0, str(ROOT / "bench"))
+    from validity import load_config
+
     torch.set_num_threads(args.threads)
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg = load_config(args.set)
     rows = []
-    for site, seed, shards, truth, dyn in site_rows(Path(args.workdir)):
+    for site, seed, shards, truth, dyn in site_rows(Path(args.workdir), cfg["embed"]):
         row = {"site": site, "seed": seed, **score_site(shards, truth, dyn, args.bandwidths, cfg["graph"],
                                                         cfg["smooth"])}
         rows.append(row)

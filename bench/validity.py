@@ -201,6 +201,11 @@ def _short_hash(obj, n: int = 8) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:n]
 
 
+def features_dir(site_dir: Path, embed_cfg: dict) -> Path:
+    """The folder of a site's cached embedding for an ``embed:`` section and today's embedding code."""
+    return Path(site_dir) / f"features-{_short_hash({'embed': embed_cfg, 'code': code_digest(EMBED_CODE)}, 12)}"
+
+
 def code_digest(modules) -> str:
     """sha1 of the library modules ``modules`` (names under src/insarclust)."""
     return hashlib.sha1(b"".join((ROOT / "src" / "insarclust" / f"{m}.py").read_bytes() for m in modules)).hexdigest()
@@ -260,7 +265,7 @@ def embed_site(paths: dict, embed_cfg: dict, cfg: dict, seed: int, threads: int)
     from insarclust.smooth import smooth_feature_file
 
     torch.set_num_threads(threads)
-    feats = paths["dir"] / f"features-{_short_hash({'embed': embed_cfg, 'code': code_digest(EMBED_CODE)}, 12)}"
+    feats = features_dir(paths["dir"], embed_cfg)
     feats.mkdir(exist_ok=True)
     # the smoothed files per graph (its file name holds its key) and smoothing settings
     smoothed = _short_hash({"smooth": cfg["smooth"], "graph": paths["graph"].name, "code": code_digest(SMOOTH_CODE)})

@@ -99,6 +99,13 @@ def test_smooth_separability_scores_cached_sites(tmp_path, capsys):
     spec = validity.SiteSpec("mainland", "ngu", 300)
     paths, cfg = _tiny_site(spec, tmp_path)
     validity.embed_site(paths, cfg["embed"], cfg, 3, 1)
+    # another embedding cached beside it (other settings or earlier code), first in name order
+    stale = paths["dir"] / "features-000000000000"
+    stale.mkdir()
+    (stale / "dyn.h5").write_bytes(b"not this one")
+    assert [r[-1] for r in sep.site_rows(tmp_path / "work", cfg["embed"])] == \
+        [validity.features_dir(paths["dir"], cfg["embed"]) / "dyn.h5"]
+    assert not list(sep.site_rows(tmp_path / "work", {**cfg["embed"], "n_units": 7}))
     capsys.readouterr()
     sep.main(["--workdir", str(tmp_path / "work"), "--bandwidths", "median", "local", "300",
               "--threads", "1", "--out", str(tmp_path / "sep.jsonl")])
