@@ -110,3 +110,20 @@ def test_ransac_bridges_short_gaps_and_follows_the_trend_across_long_ones():
     inside = (grid > 18012) & (grid < 18190)
     slope = np.polyfit(d[~winter], y[~winter], 1)
     np.testing.assert_allclose(Rw[inside], np.polyval(slope, grid[inside]), atol=1.5)
+
+
+def test_ransac_short_gap_with_unequal_residuals_is_the_line_between_its_observations():
+    """Inside a short gap the residual from the (linear) trend is interpolated from the
+    observation before towards the one after, so trend + residual is the straight line
+    between the two observations at every grid epoch, not only at the gap's middle:
+    np.interp of the data is the known answer. A 24-day gap on a 6-day grid puts epochs at
+    a quarter, half and three quarters of it; the ends lie 0 and 4 mm off the trend."""
+    d = np.arange(0, 361, 12).astype(np.float64)
+    d = d[d != 192]                                      # gap 180 -> 204: 24 days
+    y = 0.01 * d
+    y[d == 204] += 4.0                                   # only the gap's far end is off the trend
+    grid = np.arange(0, 361, 6).astype(np.float64)
+    out = regularize(y[None].astype(np.float32), d, grid, "ransac", ransac_threshold_mm=0.5)[0]
+    inside = (grid > 180) & (grid < 204)
+    assert inside.sum() == 3
+    np.testing.assert_allclose(out[inside], np.interp(grid[inside], d, y), atol=1e-4)
