@@ -17,7 +17,7 @@ from conftest import ROOT
 from insarclust import h5io
 from insarclust.batches import ArraySource, H5FeatureSource, ShardsSource, iter_batches
 from insarclust.kmeans import (BatchedKMeans, _NumpyMiniBatchUpdate, fit_from_config, kmeans_params,
-                               fit_stage, select_k, split_rows, sweep_k)
+                               fit_stage, seed_stability, select_k, split_rows, sweep_k)
 
 REGIMES = np.array(["stable", "subsiding", "seasonal", "uplifting"])
 
@@ -465,3 +465,47 @@ def test_predict_checks_the_rows_it_labels(blobs):
     bad[7, 2] = np.nan
     with pytest.raises(ValueError, match=r"feature row 7 \(0-based\), column 2 is nan"):
         model.predict(bad)
+
+
+def test_seed_stability_is_the_ari_against_a_refit_with_the_next_seed():
+    """On structureless noise k-means partitions depend on the seed, so the diagnostic must be
+    below 1 and equal to the ARI between the labels and an independent fit with seed + 1 (a
+    refit with the same seed reproduces the labels and always reported a perfect 1.0)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1500, 6)).astype(np.float32)
+    cfg = {"k": 6, "batch_size": 128, "warm_start_size": 600, "n_init": 2, "n_passes": 1,
+           "test_fraction": 0.2, "split": "random", "engine": "numpy"}
+    params = {k: v for k, v in cfg.items() if k != "k"}
+    with threadpool_limits(limits=1):
+        labels = BatchedKMeans(6, random_state=3, **params).fit(X).labels_
+        other = BatchedKMeans(6, random_state=4, **params).fit(X).labels_
+        value = seed_stability(ArraySource(X), labels, 6, cfg, seed=3)
+    want = adjusted_rand_score(labels, other)
+    assert want < 0.9                       # the two seeds really disagree here
+    assert value == pytest.approx(want, abs=1e-12)
+
+
+def test_every_pass_is_a_fresh_shuffle_of_the_train_rows(monkeypatch):
+    """n_passes: each pass visits every train row once, in its own seeded order (replaying one
+    order, the later passes only repeated the first one's batches)."""
+    orders = []
+    stream = BatchedKMeans._stream
+
+    def recording(self, source, rows, seed):
+        order = []
+        orders.append(order)
+        for idx, X in stream(self, source, rows, seed):
+            order.extend(np.asarray(idx).tolist())
+            yield idx, X
+
+    monkeypatch.setattr(BatchedKMeans, "_stream", recording)
+    X = np.random.default_rng(1).normal(size=(800, 3)).astype(np.float32)
+    with threadpool_limits(limits=1):
+        model = BatchedKMeans(3, batch_size=50, warm_start_size=100, n_passes=3, n_init=1,
+                              random_state=0).fit(X)
+    train = np.flatnonzero(model.split_ == 0)
+    passes = orders[1:]                     # the first stream feeds the warm start
+    assert len(passes) == 3 and model.n_steps_ == 3 * -(-len(train) // 50)
+    for order in passes:
+        assert sorted(order) == train.tolist()
+    assert passes[0] != passes[1] and passes[1] != passes[2] and passes[0] != passes[2]
