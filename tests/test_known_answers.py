@@ -228,6 +228,31 @@ def test_numpy_update_reassigns_on_the_same_batch_as_sklearn():
     np.testing.assert_array_equal(update.counts, model._counts)
 
 
+def test_numpy_update_keeps_a_centre_at_exactly_the_reassignment_ratio():
+    """sklearn reassigns the centres whose count is *below* reassignment_ratio x the largest
+    (strictly). Centre 1 gets no point of the batch and its count, 20, is exactly 0.5 x 40:
+    it stays where it is, in both engines. (Catches `<=`, which moved it onto a batch point.)"""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(-5, 0.3, (200, 2)), rng.normal(5, 0.3, (200, 2))]).astype(np.float32)
+    with threadpool_limits(limits=1):
+        model = MiniBatchKMeans(2, batch_size=10, reassignment_ratio=0.5, random_state=3,
+                                compute_labels=False).fit(X)
+    near = int(np.argmin(model.cluster_centers_[:, 0]))        # the centre at -5
+    far = 1 - near
+    model._counts[near], model._counts[far] = 30.0, 20.0
+    model._n_since_last_reassign = 10       # this batch of 10 reaches 10 K = 20: reassignment runs
+    before = model.cluster_centers_[far].copy()
+    update = _NumpyMiniBatchUpdate(copy.deepcopy(model))
+    batch = rng.normal(-5, 0.3, (10, 2)).astype(np.float32)  # every point goes to the centre at -5
+    with threadpool_limits(limits=1):
+        model.partial_fit(batch)
+    update.partial_fit(batch)
+    assert update.counts[near] == 40.0 and update.counts[far] == 20.0
+    np.testing.assert_array_equal(update.centers[far], before)
+    np.testing.assert_allclose(update.centers, model.cluster_centers_, atol=1e-6)
+    np.testing.assert_array_equal(update.counts, model._counts)
+
+
 # --------------------------------------------------------------------------- readers / shards
 
 def test_coordinates_on_the_edge_of_the_valid_range_are_read(tmp_path):
