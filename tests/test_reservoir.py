@@ -196,6 +196,15 @@ def test_noise_keys_depend_only_on_row_and_step():
     assert len({tuple(col) for col in full.T}) == 6
 
 
+def test_every_noise_walk_visits_every_bank_row_once_per_cycle():
+    """Each (row, direction) walks the bank with an odd stride, which on a power-of-two bank
+    visits all NOISE_BANK_ROWS rows before repeating one, so a series never meets the same
+    noise vector twice within 4,096 steps. An even stride cycled through half the bank or less
+    (stride 0: one noise vector at every step of the series)."""
+    walks = noise_rows(11, np.arange(200), 2, NOISE_BANK_ROWS)
+    for col in walks.T:
+        assert len(np.unique(col)) == NOISE_BANK_ROWS
+
 def test_neighbouring_rows_and_their_two_directions_get_their_own_noise():
     """Rows are in spatial order, so neighbours are adjacent rows: the backward pass of row r and
     the forward pass of row r + 1 must not draw the same noise walk (correlated noise between
