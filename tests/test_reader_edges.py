@@ -436,6 +436,18 @@ def test_minus_999_among_values_of_its_size_is_kept(tmp_path):
     assert heights == {"P0": -999.0, "P1": -612.5, "P2": -999.5, "P3": -998.0}
 
 
+def test_minus_999_beside_a_value_of_exactly_half_its_size_is_kept(tmp_path):
+    """-999 is a code only where no other value comes within half of it; -499.5 is exactly
+    half, so it reaches that far and -999 is a reading, in a static column and among the
+    displacements alike. (Catches `<` for `<=`, which stopped these files as no-data codes.)"""
+    path = write(tmp_path / "a.csv", [HEADER, row(0, height="-999"), row(1, height="-499.5"), row(2)])
+    stored = build(tmp_path, path)
+    heights = dict(zip(stored.read("points/pid").tolist(), stored.read("points/static")[:, 0].tolist()))
+    assert heights == {"P0": -999.0, "P1": -499.5, "P2": 100.0}
+    path = write(tmp_path / "b.csv", [HEADER, row(0), row(1, d="-999"), row(2, d="-499.5")])
+    series = by_pid(build(tmp_path, path))
+    assert series["P1"][1] == -999.0 and series["P2"][1] == -499.5
+
 @pytest.mark.parametrize("value", ["-999", "-999.0"])
 def test_a_lone_minus_999_in_a_date_column_is_a_no_data_code(tmp_path, value):
     """Read as a number it was a 1 m drop and back within one acquisition; in centimetres
