@@ -9,7 +9,7 @@ from torch_geometric.utils import scatter
 from insarclust import h5io
 from insarclust.graph import GeodesicKNNGraph, build_graph_file
 from insarclust.sampling import to_data
-from insarclust.smooth import GraphSmoother, smooth_feature_file
+from insarclust.smooth import GraphSmoother, check_graph, smooth_feature_file
 from insarclust.spatial import morans_i
 
 # Hand-made directed graph: point -> its neighbours (weights). Point 4 has none.
@@ -198,6 +198,19 @@ def test_smoother_clones_and_an_unfitted_one_says_so():
     with pytest.raises(NotFittedError):
         GraphSmoother(mode="fanout").transform_batch(0, lambda ids: X[ids])
 
+
+def test_a_neighbour_index_one_past_the_last_point_is_refused():
+    """Points are 0..N-1: an index equal to N (an off-by-one in a graph writer) is outside the
+    features as much as N + 100 and must stop the fit, not be read from beyond them."""
+    indptr, indices, weight = hand_graph()
+    n = len(indptr) - 1
+    bad = indices.copy()
+    bad[-1] = n
+    with pytest.raises(ValueError, match=rf"indices must lie in 0\.\.{n - 1}"):
+        check_graph(indptr, bad, weight)
+    for mode in ("exact", "fanout"):
+        with pytest.raises(ValueError, match="indices must lie in"):
+            GraphSmoother(mode=mode).fit(indptr, bad, weight)
 
 @pytest.mark.parametrize("mode", ["exact", "fanout"])
 def test_smoother_checks_its_graph_and_features(mode):
