@@ -64,6 +64,15 @@ def test_regular_grid_step():
     assert list(g) == [100, 106, 112, 118, 124, 130] and g.dtype == np.int32
 
 
+def test_regular_grid_ends_at_the_last_epoch_that_fits_before_the_last_date():
+    """The grid runs from the first to the last observed date: when the span is not a whole
+    number of steps it stops at the last step before the last date and never goes past it
+    (an epoch beyond the data would only repeat the held last value)."""
+    assert list(regular_grid(np.array([100, 112, 131]), 6)) == [100, 106, 112, 118, 124, 130]
+    assert list(regular_grid(np.array([100, 112, 135]), 6)) == [100, 106, 112, 118, 124, 130]
+    assert list(regular_grid(np.array([7]), 6)) == [7]
+
+
 def test_ransac_ignores_outliers_and_keeps_observations():
     rng = np.random.default_rng(1)
     dates = np.arange(0, 600, 12).astype(float)
