@@ -136,6 +136,20 @@ def test_linear_trend_per_year_of_a_row_with_a_missing_epoch():
     assert np.isnan(got[2])
 
 
+def test_unit_check_trend_is_per_year_and_needs_three_values():
+    """The unit check compares each series' trend with mean_velocity in mm/yr: a line rising
+    10 mm a year is 10, with or without a missing epoch; a row with two values (any slope
+    fits two points: one noisy step read as a velocity) has no trend (NaN), as documented."""
+    from insarclust.unit_checks import _trend_per_year
+
+    days = np.array([100.0, 100 + 182.625, 100 + 365.25, 100 + 730.5])
+    line = 10.0 * (days - days[0]) / 365.25 + 3.0
+    rows = np.array([line, [line[0], np.nan, line[2], line[3]], [line[0], np.nan, np.nan, line[3]]])
+    got = _trend_per_year(rows, days)
+    np.testing.assert_allclose(got[:2], [10.0, 10.0], rtol=1e-12)
+    assert np.isnan(got[2])
+
+
 # --------------------------------------------------------------------------- interpret
 
 def test_polynomial_range_includes_the_vertex_inside_the_period():
