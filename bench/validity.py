@@ -193,8 +193,8 @@ STAGE_CODE = ("demo", "readers", "formats", "shards", "regularize", "ordering", 
 GRAPH_CODE = ("graph", "geodesy", "h5io")
 # the code behind features/dyn.h5 and dyn+static.h5 (embedding, static columns), and behind the
 # smoothed files (graph smoothing)
-EMBED_CODE = ("embed", "reservoir")
-SMOOTH_CODE = ("smooth", "sampling")
+EMBED_CODE = ("embed", "reservoir", "batches", "threads")
+SMOOTH_CODE = ("smooth", "sampling", "threads")
 
 
 def _short_hash(obj, n: int = 8) -> str:

@@ -62,6 +62,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from .threads import single_thread
+
 REPRESENTATIONS = ("last", "mean", "output", "reservoir")
 SCALINGS = ("series", "global", "none")
 MODES = ("default", "reference")
@@ -634,7 +636,14 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
             if "proj" not in c:
                 c["proj"] = torch.as_tensor(self.proj_components_.T, dtype=c["dtype"], device=c["device"]).contiguous()
                 c["proj_mean"] = torch.as_tensor(self.proj_mean_, dtype=c["dtype"], device=c["device"])
-            rep = ((rep - c["proj_mean"]) @ c["proj"]).mul_(self.proj_scale_)
+            if str(c["device"]) == "cpu":
+                # one thread: a batch of fewer than ~500 rows (every shard's last) times the
+                # (repr_dim x out_dim) projection is split along repr_dim across threads by MKL
+                # on some CPUs, which moved last bits between a job of 1 and of 2 threads
+                with single_thread():
+                    rep = ((rep - c["proj_mean"]) @ c["proj"]).mul_(self.proj_scale_)
+            else:
+                rep = ((rep - c["proj_mean"]) @ c["proj"]).mul_(self.proj_scale_)
         rep = rep.cpu().numpy()
         if feats is not None:
             scaled = (feats - self.scale_mean_) / self.scale_std_ * self.scale_weight

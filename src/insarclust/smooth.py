@@ -32,7 +32,6 @@ standardised.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import warnings
 from typing import Mapping, Sequence
@@ -49,6 +48,9 @@ from .config import build_stage
 from .logs import Progress, timed
 from .sampling import NeighbourSampler, batch_seed, to_csr
 from .spatial import morans_i
+# fanout batches are thousands of rows, too small for intra-op threads to pay off, and spinning
+# thread pools collapse on shared cores: parallelism in fanout mode comes from separate jobs
+from .threads import single_thread
 
 log = logging.getLogger(__name__)
 
@@ -323,19 +325,6 @@ class GraphSmoother(BaseEstimator):
                 start, rows = self.transform_batch(batch, lambda ids: Xn[ids])
                 out[start:start + len(rows)] = rows
         return out
-
-
-@contextlib.contextmanager
-def single_thread():
-    """Run torch single-threaded: fanout batches are thousands of rows, too small for
-    intra-op threads to pay off, and spinning thread pools collapse on shared cores.
-    Parallelism in fanout mode comes from independent batches (separate jobs)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------- #
