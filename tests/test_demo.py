@@ -117,6 +117,8 @@ def test_sparse_variant_scatters_a_share_of_the_points_over_the_site():
         d = cKDTree(xy).query(xy, k=11)[0][:, 1:]
         far[share] = (np.median(d, axis=1) > 300).mean()
     assert far[0.0] < 0.12 and far[0.3] - far[0.0] > 0.2    # measured 0.09 and 0.32
+    with pytest.raises(ValueError, match="share of the points"):
+        generate("d", "mainland", fmt, n_points=10, variant=Variant(sparse=1.5))
 
 
 def _fit(disp, t_yr, design):

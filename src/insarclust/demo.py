@@ -257,6 +257,8 @@ def generate(site: str, preset: str, fmt: Format, n_points: int = 20000, start: 
     variant = variant or Variant()
     if variant.mix not in CLASSES:
         raise ValueError(f"unknown mix '{variant.mix}'; choose one of {sorted(CLASSES)}")
+    if not 0.0 <= variant.sparse <= 1.0:
+        raise ValueError(f"sparse is a share of the points, in [0, 1]; got {variant.sparse}")
     p = PRESETS[preset]
     rng = np.random.default_rng([seed, zlib.crc32(site.encode())])
     extent_m = p.extent_km * 1000

@@ -54,6 +54,7 @@ the recurrent matrix is not symmetric).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import warnings
@@ -636,13 +637,10 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
             if "proj" not in c:
                 c["proj"] = torch.as_tensor(self.proj_components_.T, dtype=c["dtype"], device=c["device"]).contiguous()
                 c["proj_mean"] = torch.as_tensor(self.proj_mean_, dtype=c["dtype"], device=c["device"])
-            if str(c["device"]) == "cpu":
-                # one thread: a batch of fewer than ~500 rows (every shard's last) times the
-                # (repr_dim x out_dim) projection is split along repr_dim across threads by MKL
-                # on some CPUs, which moved last bits between a job of 1 and of 2 threads
-                with single_thread():
-                    rep = ((rep - c["proj_mean"]) @ c["proj"]).mul_(self.proj_scale_)
-            else:
+            # one CPU thread: a batch of fewer than ~500 rows (every shard's last) times the
+            # (repr_dim x out_dim) projection is split along repr_dim across threads by MKL on
+            # some CPUs, which moved last bits between a job of 1 and of 2 threads
+            with single_thread() if str(c["device"]) == "cpu" else contextlib.nullcontext():
                 rep = ((rep - c["proj_mean"]) @ c["proj"]).mul_(self.proj_scale_)
         rep = rep.cpu().numpy()
         if feats is not None:
