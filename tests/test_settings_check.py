@@ -270,12 +270,16 @@ def test_an_out_of_range_number_from_the_command_line_is_named_by_its_range():
     ("shards", "ransac", {"threshold_mm": -1}),   # no inliers: ransac silently a plain line
 ])
 def test_a_distance_or_threshold_must_be_positive(section, key, value):
-    from insarclust.config import first_schema_error
+    from insarclust.config import check_config, first_schema_error
 
     raw = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     raw[section][key] = value
-    where, message = first_schema_error(with_defaults(coerce_to_schema(raw, SCHEMA), SCHEMA), SCHEMA)
-    assert where[:2] == [section, key] and "minimum" in message
+    where, _ = first_schema_error(with_defaults(coerce_to_schema(raw, SCHEMA), SCHEMA), SCHEMA)
+    assert where[:2] == [section, key]
+    with pytest.raises(InputError) as err:
+        check_config(with_defaults(coerce_to_schema(raw, SCHEMA), SCHEMA), SCHEMA)
+    # bandwidth_m is also 'local': the message lists both
+    assert ("null or a number > 0; 'local'" if key == "bandwidth_m" else "minimum of 0") in str(err.value)
     raw[section][key] = {"threshold_mm": None} if key == "ransac" else None    # null: the documented default
     assert first_schema_error(with_defaults(coerce_to_schema(raw, SCHEMA), SCHEMA), SCHEMA) is None
 
