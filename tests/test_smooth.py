@@ -212,6 +212,7 @@ def test_a_neighbour_index_one_past_the_last_point_is_refused():
         with pytest.raises(ValueError, match="indices must lie in"):
             GraphSmoother(mode=mode).fit(indptr, bad, weight)
 
+
 @pytest.mark.parametrize("mode", ["exact", "fanout"])
 def test_smoother_checks_its_graph_and_features(mode):
     """A neighbour index outside the graph read memory beyond the features (the hop matrix is
