@@ -47,8 +47,10 @@ def largest_records():
             if rule not in resources.SCALE or not r["jobs"]:
                 continue
             u = resources._units(resources.SCALE[rule], rec["n_points"], rec["n_grid"], rec["n_dates"], cfg)
+            # a rule that asks for one core did the CPU time of its two threads on it
+            seconds = max(r["wall_s"], r["cpu_s"]) if resources.threads(rule) == 1 else r["wall_s"]
             if rule not in out or u > out[rule][2]:
-                out[rule] = (r["wall_s"] / r["jobs"], r["max_rss_mb"], u)
+                out[rule] = (seconds / r["jobs"], r["max_rss_mb"], u)
     return out
 
 
@@ -104,6 +106,62 @@ def test_costs_fit_two_sizes_exactly_and_never_below_the_largest():
     assert cost.mb(400) == pytest.approx(900.0)
     # scaling up never falls below the rate of the largest size (30 s per 400 points)
     assert cost.seconds(4000) >= 30.0 * 10 - 1e-9
+
+
+def _record(n, rules):
+    return {"n_points": n, "n_grid": 10, "n_dates": 10,
+            "rules": {rule: {"jobs": 1, "wall_s": wall, "cpu_s": cpu, "max_rss_mb": 100.0}
+                      for rule, (wall, cpu) in rules.items()}}
+
+
+def test_a_rule_asks_for_two_cores_only_where_its_threads_pay_at_the_largest_site():
+    records = [_record(100, {"graph": (10.0, 20.0), "smooth": (10.0, 10.0), "kmeans": (10.0, 20.0)}),
+               _record(400, {"graph": (40.0, 50.0), "smooth": (40.0, 52.0), "kmeans": (40.0, 49.0)})]
+    # at 400 points: graph 1.25 (pays), smooth 1.30, kmeans 1.225 (the small site's 2.0 does not count)
+    assert resources.fit_threads(records) == {"graph": 2, "smooth": 2, "kmeans": 1}
+
+
+def test_a_one_core_rule_is_timed_by_the_cpu_time_its_threads_did():
+    records = [_record(100, {"graph": (10.0, 12.0), "kmeans": (10.0, 12.0), "baseline": (10.0, 6.0)}),
+               _record(400, {"graph": (40.0, 60.0), "kmeans": (40.0, 48.0), "baseline": (40.0, 20.0)})]
+    costs = resources.fit_costs(records)
+    assert resources.fit_threads(records) == {"graph": 2, "kmeans": 1, "baseline": 1}
+    assert costs["graph"].seconds(400) == pytest.approx(40.0)      # two cores: its wall time
+    assert costs["kmeans"].seconds(100) == pytest.approx(12.0)     # one core: the CPU time
+    assert costs["kmeans"].seconds(400) == pytest.approx(48.0)
+    assert costs["baseline"].seconds(400 * 10) == pytest.approx(40.0)   # waiting on reads: wall time
+
+
+def test_the_shipped_records_give_two_cores_to_the_threaded_stages_only():
+    two = {rule for rule in resources.SCALE if resources.threads(rule) == 2}
+    # the CSV reader and assembly threads, the tree query's threads, torch's intra-op threads
+    assert two == {"shards", "los_shards", "graph", "embed_part", "dsc"}
+    assert resources.threads("no_such_rule") == 1
+
+
+def test_each_job_asks_for_the_cores_of_its_rule(tmp_path):
+    """`snakemake -n --cores 2` on the demo sites: every job's threads are its rule's
+    ``resources.threads`` (DSC's: ``dsc.cpu_threads``; the table-only jobs: one)."""
+    work = copy_workflow(tmp_path / "w")
+    out = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "-n", "--cores", "2"], cwd=work,
+                         capture_output=True, text=True, timeout=300)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    jobs = re.findall(r"\nrule (\w+):\n((?:    .*\n)*)", text)
+    assert len(jobs) > 40
+    seen = {}
+    for rule, body in jobs:
+        m = re.search(r"^    threads: (\d+)$", body, re.M)
+        seen.setdefault(rule, set()).add(int(m.group(1)) if m else 1)
+    for rule, got in seen.items():
+        if rule == "dsc":
+            want = int(CONFIG["dsc"]["cpu_threads"])
+        elif rule in resources.SCALE:
+            want = resources.threads(rule)
+        else:
+            want = 1
+        assert got == {want}, (rule, got)
+    assert seen["embed_part"] == {2} and seen["kmeans"] == {1} and seen["evaluate"] == {1}
 
 
 @pytest.mark.parametrize("container", ["plain", "gz", "zip", "GZ", "gzip named .csv", "ZIP", "zip of .csv.gz",

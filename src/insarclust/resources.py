@@ -98,11 +98,45 @@ MEASURED_APART = {"decompose": Cost("point_epochs", 3.1, 1.1e-7, 360.0, 0.0, 1.0
 # 269 / 720 MB at 10,000 / 300,000. Covered by 114 MB + 4.04 MB an epoch + 100 B a point (the
 # O(N) hashes, keys and masks), in place of the records' memory line.
 MEMORY_APART = {"shards": {"mb_base": 114.0, "mb_per_unit": 0.0, "mb_per_epoch": 4.04, "mb_per_point": 1e-4}}
+# Cores: a rule asks for MAX_THREADS only where its own threads pay, i.e. where its CPU time at
+# the largest site measured is at least PARALLEL_GAIN times its wall time (the records were taken
+# with two threads for every rule that asked for them then); every other rule asks for one core,
+# so that two such jobs share two cores and a SLURM job holds no idle core. At 1,000,000 points
+# (2026-12-01 record): embed 1.57, shards and graph 1.34 against 0.54-1.06 for the rest (smooth
+# 1.06, embed_fit 1.04, descriptors 0.98, kmeans 0.97, evaluate 1.00, baseline 0.54: reading).
+# DSC's cores are its `dsc.cpu_threads` setting (its CPU labels follow it); rules no record
+# covers ask for one core, a rule running another's code for that rule's.
+PARALLEL_GAIN = 1.25
+MAX_THREADS = 2
+THREADS_LIKE = {"los_shards": "shards", "kmeans_sweep": "kmeans"}
 # bench/site.py writes one record per benchmark folder; the folder is named by stage.
 FOLDER_RULE = {"embed": "embed_part", "figures": "cluster_figures", "export": "export_labels",
                "demo": "demo_data"}
 # bench/site.py --json records, one per site size, shipped with the package
 MEASUREMENTS = Path(__file__).resolve().parent / "costs"
+
+
+def _measured_rules(records):
+    """``(rule, units of one job, record's rule entry)`` for every rule of every record."""
+    for rec in records:
+        cfg = {"embed": {"fit_sample": rec.get("fit_sample", 4096)},
+               "dsc": rec.get("dsc", {"pretrain_epochs": 5, "epochs": 4, "train_sample": 3000})}
+        for folder, r in rec["rules"].items():
+            rule = FOLDER_RULE.get(folder, folder)
+            if rule not in SCALE or not r["jobs"]:
+                continue
+            yield rule, _units(SCALE[rule], rec["n_points"], rec["n_grid"], rec["n_dates"], cfg), r
+
+
+def fit_threads(records) -> dict[str, int]:
+    """Per measured rule, the cores a job asks for: :data:`MAX_THREADS` where its CPU time at
+    the largest site measured is at least :data:`PARALLEL_GAIN` times its wall time, else 1."""
+    largest: dict[str, tuple] = {}
+    for rule, u, r in _measured_rules(records):
+        if rule not in largest or u > largest[rule][0]:
+            largest[rule] = (u, r)
+    return {rule: MAX_THREADS if r["cpu_s"] >= PARALLEL_GAIN * r["wall_s"] else 1
+            for rule, (_, r) in largest.items()}
 
 
 def fit_costs(records) -> dict[str, Cost]:
@@ -111,18 +145,15 @@ def fit_costs(records) -> dict[str, Cost]:
     Per job, a line through the runs' (units, seconds) and (units, MB), never
     below the largest measurement: with two or more sizes the slope is the
     steepest pair's, so a cost that grows faster than linearly is not
-    under-asked at the largest size measured.
+    under-asked at the largest size measured. A rule that asks for one core
+    (:func:`fit_threads`) is timed by the larger of its wall and CPU time: the
+    CPU time its threads shared on two cores is what one core has to do.
     """
+    one_core = {rule for rule, n in fit_threads(records).items() if n == 1}
     points: dict[str, list] = {}
-    for rec in records:
-        cfg = {"embed": {"fit_sample": rec.get("fit_sample", 4096)},
-               "dsc": rec.get("dsc", {"pretrain_epochs": 5, "epochs": 4, "train_sample": 3000})}
-        for folder, r in rec["rules"].items():
-            rule = FOLDER_RULE.get(folder, folder)
-            if rule not in SCALE or not r["jobs"]:
-                continue
-            u = _units(SCALE[rule], rec["n_points"], rec["n_grid"], rec["n_dates"], cfg)
-            points.setdefault(rule, []).append((u, r["wall_s"] / r["jobs"], r["max_rss_mb"]))
+    for rule, u, r in _measured_rules(records):
+        seconds = max(r["wall_s"], r["cpu_s"]) if rule in one_core else r["wall_s"]
+        points.setdefault(rule, []).append((u, seconds / r["jobs"], r["max_rss_mb"]))
     costs = {}
     for rule, pts in points.items():
         pts.sort()
@@ -165,6 +196,18 @@ def costs() -> dict[str, Cost]:
     if _COSTS is None:
         _COSTS = fit_costs(load_measurements())
     return _COSTS
+
+
+_THREADS: dict[str, int] | None = None
+
+
+def threads(rule: str) -> int:
+    """The cores a job of ``rule`` asks for (``threads:`` of the rule; SLURM's
+    ``--cpus-per-task``), from the shipped records (:func:`fit_threads`)."""
+    global _THREADS
+    if _THREADS is None:
+        _THREADS = fit_threads(load_measurements())
+    return _THREADS.get(THREADS_LIKE.get(rule, rule), 1)
 
 
 def _units(scale: str, n_points: float, n_epochs: float, n_dates: float, config: Mapping) -> float:

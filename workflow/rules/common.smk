@@ -406,6 +406,12 @@ def requests(name):
     return {"mem_mb": request(name, "mem_mb"), "runtime": request(name, "runtime")}
 
 
+def rule_threads(name):
+    """The cores a job of rule ``name`` asks for: two where the rule's own threads pay in the
+    measurements, else one (``insarclust.resources.threads``)."""
+    return _resources.threads(name)
+
+
 def _measures_kmeans(wildcards):
     return wildcards.method.startswith("kmeans-")
 

@@ -9,7 +9,7 @@ rule demo_data:
         bench_path("demo")
     conda:
         "../../envs/io.yaml"
-    threads: 1
+    threads: rule_threads("demo_data")
     resources:
         **requests("demo_data"),
     params:

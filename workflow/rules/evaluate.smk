@@ -17,7 +17,7 @@ rule evaluate:
         bench_path("evaluate", "{site}.{method}")
     conda:
         "../../envs/io.yaml"
-    threads: lambda wc: 2 if _measures_kmeans(wc) else 1  # a refit, as the kmeans rule
+    threads: rule_threads("evaluate")
     resources:
         mem_mb=evaluate_mem_mb,
         runtime=evaluate_runtime,

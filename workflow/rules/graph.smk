@@ -10,7 +10,7 @@ rule graph:
         bench_path("graph")
     conda:
         "../../envs/io.yaml"
-    threads: 2
+    threads: rule_threads("graph")
     resources:
         **requests("graph"),
     params:

@@ -10,7 +10,7 @@ rule shards:
         bench_path("shards")
     conda:
         "../../envs/io.yaml"
-    threads: 2
+    threads: rule_threads("shards")
     resources:
         **requests("shards"),
     params:

@@ -11,7 +11,7 @@ rule smooth:
         bench_path("smooth", "{site}.{base}")
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    threads: rule_threads("smooth")
     resources:
         **requests("smooth"),
     params:
