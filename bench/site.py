@@ -3,6 +3,7 @@
     python bench/site.py --n 100000
     python bench/site.py --n 400000 --cores 2 --json bench-400k.json
     python bench/site.py --n 20000 --config 'dsc={"enabled": false}'
+    python bench/site.py --n 400000 --set-threads kmeans=2 smooth=2   # does a second core pay?
 
 The site is generated (``insarclust.demo``: mainland preset, Sentinel-1
 calendar from 2018-06-01 over 4.5 years, 6-day revisit until the loss of
@@ -13,7 +14,10 @@ fresh work folder and run with ``snakemake --cores C``; every rule's
 ``benchmark:`` file gives its wall time, CPU time and peak RSS. Printed per
 rule: jobs, wall s, CPU s, peak RSS, share of the summed wall time; then
 the end-to-end wall time of the run. ``--json`` also writes the figures
-(the input of ``insarclust.resources``' cost model).
+(the input of ``insarclust.resources``' cost model, which also gives a rule two
+cores only where its CPU time is >= 1.25x its wall time in the largest record:
+a rule measured on one core cannot show that, so measure it with
+``--set-threads RULE=2`` before a record replaces the shipped ones).
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import yaml
 
 from machine import cpu_model
 
@@ -59,18 +65,39 @@ def make_site(n: int, years: float, seed: int, data: Path) -> Path:
 
 
 def read_benchmarks(workdir: Path) -> dict:
-    """Per benchmark folder (one per rule): jobs, summed wall and CPU seconds, peak RSS (MB)."""
+    """Per benchmark folder (one per rule): jobs, summed wall and CPU seconds, the longest
+    job's wall seconds, peak RSS (MB)."""
     out = {}
     for tsv in sorted((workdir / "benchmarks").rglob("*.tsv")):
         stage = tsv.parent.relative_to(workdir / "benchmarks").as_posix()
         with open(tsv, newline="") as fh:
             rows = list(csv.DictReader(fh, delimiter="\t"))
-        rec = out.setdefault(stage, {"jobs": 0, "wall_s": 0.0, "cpu_s": 0.0, "max_rss_mb": 0.0})
+        rec = out.setdefault(stage, {"jobs": 0, "wall_s": 0.0, "cpu_s": 0.0, "max_job_s": 0.0,
+                                     "max_rss_mb": 0.0})
         for row in rows:
             rec["jobs"] += 1
             rec["wall_s"] += float(row["s"])
             rec["cpu_s"] += float(row.get("cpu_time") or 0.0)
+            rec["max_job_s"] = max(rec["max_job_s"], float(row["s"]))
             rec["max_rss_mb"] = max(rec["max_rss_mb"], float(row.get("max_rss") or 0.0))
+    return out
+
+
+def request_margins(stages: dict, n_points: int, n_epochs: int, n_dates: int, config: dict) -> dict:
+    """Per rule, the shipped model's request for this site over what its longest job took and
+    its peak RSS (x1.0 = just covered; the model's safety factor is x3 on time, x1.5 on memory).
+    A rule's plainest request (evaluate's k-means jobs ask for more)."""
+    from insarclust import resources
+
+    out = {}
+    for stage, r in stages.items():
+        rule = resources.FOLDER_RULE.get(stage, stage)
+        if rule not in resources.SCALE or not r["jobs"]:
+            continue
+        req = resources.request(rule, n_points, n_epochs, n_dates, config)
+        out[stage] = {"threads": resources.threads(rule), "runtime_min": req["runtime"], "mem_mb": req["mem_mb"],
+                      "time_margin": req["runtime"] * 60 / max(r["max_job_s"], 1e-9),
+                      "mem_margin": req["mem_mb"] / max(r["max_rss_mb"], 1e-9)}
     return out
 
 
@@ -84,6 +111,9 @@ def main(argv=None) -> None:
                     help="where the generated CSV is cached")
     ap.add_argument("--workdir", type=Path, default=None, help="default: /tmp/insarclust-bench/site-N")
     ap.add_argument("--config", nargs="*", default=[], help="snakemake --config overrides")
+    ap.add_argument("--set-threads", nargs="*", default=[], metavar="RULE=N",
+                    help="snakemake --set-threads overrides, e.g. kmeans=2 to measure whether a "
+                         "one-core rule's threads would pay (insarclust.resources.fit_threads)")
     ap.add_argument("--json", type=Path, default=None, help="write the figures as JSON here")
     args = ap.parse_args(argv)
 
@@ -103,6 +133,8 @@ def main(argv=None) -> None:
     cmd = [str(snakemake), "--cores", str(args.cores)]
     if args.config:
         cmd += ["--config", *args.config]
+    if args.set_threads:
+        cmd += ["--set-threads", *args.set_threads]
     print(f"running {' '.join(cmd)} in {workdir}", flush=True)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
@@ -126,11 +158,24 @@ def main(argv=None) -> None:
     print(f"{'sum over jobs':<24} {'':>4} {total:>9.1f} {sum(r['cpu_s'] for r in stages.values()):>9.1f}")
     print(f"end to end (snakemake --cores {args.cores}): {wall:.1f} s = {wall / 60:.1f} min; "
           f"largest peak RSS {max(r['max_rss_mb'] for r in stages.values()):.0f} MB")
+    config = yaml.safe_load((workdir / "config/config.yaml").read_text())
+    for item in args.config:          # the run's --config overrides, as snakemake merged them
+        key, _, value = item.partition("=")
+        value = yaml.safe_load(value)
+        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+    margins = request_margins(stages, shards.n_points, len(shards.grid_dates), n_dates, config)
+    print(f"\nrequests of the shipped model for this site (insarclust.resources), over the longest job / peak RSS")
+    print(f"{'rule (benchmark folder)':<24} {'cores':>5} {'runtime min':>11} {'x longest':>9} {'mem MB':>7} "
+          f"{'x peak':>7}")
+    for stage, m in sorted(margins.items(), key=lambda kv: kv[1]["time_margin"]):
+        print(f"{stage:<24} {m['threads']:>5} {m['runtime_min']:>11} {m['time_margin']:>9.1f} {m['mem_mb']:>7} "
+              f"{m['mem_margin']:>7.1f}")
     if args.json:
         args.json.write_text(json.dumps({
             "n_points": shards.n_points, "n_dates": n_dates, "n_grid": len(shards.grid_dates),
             "cores": args.cores, "cpu": cpu_model(), "date": time.strftime("%Y-%m-%d"),
-            "config": args.config, "end_to_end_s": wall, "rules": stages}, indent=2) + "\n")
+            "config": args.config, "set_threads": args.set_threads, "end_to_end_s": wall,
+            "rules": stages, "requests": margins}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
