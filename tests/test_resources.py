@@ -477,3 +477,31 @@ def test_a_national_shards_request_stays_bounded():
     when memory grew with N x D), and neither for hashing the inputs (provenance)."""
     for rule in ("shards", "los_shards", "provenance"):
         assert resources.request(rule, 10_000_000, 600, 300, CONFIG)["mem_mb"] <= 8000, rule
+
+
+def test_the_site_benchmark_prices_each_rule_by_the_shipped_model(tmp_path):
+    """bench/site.py reads snakemake's benchmark files per rule (jobs, sums, the longest job)
+    and sets the model's request for the site beside what its jobs took."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("site_bench", ROOT / "bench" / "site.py")
+    site_bench = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        spec.loader.exec_module(site_bench)
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for name, s, rss, cpu in (("kmeans/a.dyn", 30.0, 400.0, 29.0), ("kmeans/a.dyn+static", 90.0, 300.0, 80.0),
+                              ("embed/a.1-of-1", 60.0, 500.0, 110.0)):
+        path = tmp_path / "benchmarks" / f"{name}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + f"{s}\t0:00:{int(s)}\t{rss}\t0\t0\t0\t0\t0\t0\t{cpu}\n")
+    stages = site_bench.read_benchmarks(tmp_path)
+    assert stages["kmeans"] == {"jobs": 2, "wall_s": 120.0, "cpu_s": 109.0, "max_job_s": 90.0, "max_rss_mb": 400.0}
+    margins = site_bench.request_margins(stages, N, T, D, CONFIG)
+    req = resources.request("kmeans", N, T, D, CONFIG)
+    assert margins["kmeans"] == {"threads": 1, "runtime_min": req["runtime"], "mem_mb": req["mem_mb"],
+                                 "time_margin": req["runtime"] * 60 / 90.0, "mem_margin": req["mem_mb"] / 400.0}
+    assert margins["embed"]["threads"] == 2
+    assert margins["embed"]["runtime_min"] == resources.request("embed_part", N, T, D, CONFIG)["runtime"]
