@@ -10,7 +10,7 @@ rule descriptors:
         bench_path("descriptors")
     conda:
         "../../envs/io.yaml"
-    threads: rule_threads("descriptors")
+    threads: threads_of("descriptors")
     resources:
         **requests("descriptors"),
     params:
@@ -48,7 +48,7 @@ rule baseline:
         bench_path("baseline", "{site}.{baseline}")
     conda:
         "../../envs/torch.yaml"
-    threads: rule_threads("baseline")
+    threads: threads_of("baseline")
     resources:
         **requests("baseline"),
     params:

@@ -406,9 +406,9 @@ def requests(name):
     return {"mem_mb": request(name, "mem_mb"), "runtime": request(name, "runtime")}
 
 
-def rule_threads(name):
-    """The cores a job of rule ``name`` asks for: two where the rule's own threads pay in the
-    measurements, else one (``insarclust.resources.threads``)."""
+def threads_of(name):
+    """The cores each job of ``name`` asks for (two where its own threads pay in the
+    measurements, else one; ``insarclust.resources.threads``)."""
     return _resources.threads(name)
 
 

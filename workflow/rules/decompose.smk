@@ -16,7 +16,7 @@ rule demo_pair:
         bench_path("demo_pair")
     conda:
         "../../envs/io.yaml"
-    threads: rule_threads("demo_pair")
+    threads: threads_of("demo_pair")
     resources:
         **requests("demo_pair"),
     params:
@@ -45,7 +45,7 @@ rule los_shards:
         track="asc|desc",
     conda:
         "../../envs/io.yaml"
-    threads: rule_threads("los_shards")
+    threads: threads_of("los_shards")
     resources:
         **requests("los_shards"),
     params:
@@ -70,7 +70,7 @@ rule decompose:
         bench_path("decompose")
     conda:
         "../../envs/io.yaml"
-    threads: rule_threads("decompose")
+    threads: threads_of("decompose")
     resources:
         **requests("decompose"),
     params:

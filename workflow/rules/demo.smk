@@ -9,7 +9,7 @@ rule demo_data:
         bench_path("demo")
     conda:
         "../../envs/io.yaml"
-    threads: rule_threads("demo_data")
+    threads: threads_of("demo_data")
     resources:
         **requests("demo_data"),
     params:

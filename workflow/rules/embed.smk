@@ -10,7 +10,7 @@ rule embed_fit:
         bench_path("embed_fit")
     conda:
         "../../envs/torch.yaml"
-    threads: rule_threads("embed_fit")
+    threads: threads_of("embed_fit")
     resources:
         **requests("embed_fit"),
     params:
@@ -34,7 +34,7 @@ rule embed_part:
         bench_path("embed", "{site}.{part}-of-{n}")
     conda:
         "../../envs/torch.yaml"
-    threads: rule_threads("embed_part")
+    threads: threads_of("embed_part")
     resources:
         **requests("embed_part"),
     params:
@@ -55,7 +55,7 @@ rule embed_gather:
         bench_path("embed_gather")
     conda:
         "../../envs/io.yaml"
-    threads: rule_threads("embed_gather")
+    threads: threads_of("embed_gather")
     resources:
         **requests("embed_gather"),
     params:
@@ -77,7 +77,7 @@ rule static_features:
         bench_path("static_features")
     conda:
         "../../envs/io.yaml"
-    threads: rule_threads("static_features")
+    threads: threads_of("static_features")
     resources:
         **requests("static_features"),
     params:

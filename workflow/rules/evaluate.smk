@@ -17,7 +17,7 @@ rule evaluate:
         bench_path("evaluate", "{site}.{method}")
     conda:
         "../../envs/io.yaml"
-    threads: rule_threads("evaluate")
+    threads: threads_of("evaluate")
     resources:
         mem_mb=evaluate_mem_mb,
         runtime=evaluate_runtime,

@@ -13,7 +13,7 @@ rule export_gpkg:
         bench_path("export_gpkg")
     conda:
         "../../envs/io.yaml"
-    threads: rule_threads("export_gpkg")
+    threads: threads_of("export_gpkg")
     resources:
         **requests("export_gpkg"),
     params:

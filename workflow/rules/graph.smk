@@ -10,7 +10,7 @@ rule graph:
         bench_path("graph")
     conda:
         "../../envs/io.yaml"
-    threads: rule_threads("graph")
+    threads: threads_of("graph")
     resources:
         **requests("graph"),
     params:

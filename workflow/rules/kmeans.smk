@@ -11,7 +11,7 @@ rule kmeans:
         bench_path("kmeans", "{site}.{variant}")
     conda:
         "../../envs/io.yaml"
-    threads: rule_threads("kmeans")
+    threads: threads_of("kmeans")
     resources:
         **requests("kmeans"),
     params:
@@ -36,7 +36,7 @@ rule kmeans_sweep:
         bench_path("kmeans_sweep", "{site}.{variant}")
     conda:
         "../../envs/io.yaml"
-    threads: rule_threads("kmeans_sweep")
+    threads: threads_of("kmeans_sweep")
     resources:
         **requests("kmeans_sweep"),
     params:

@@ -23,7 +23,7 @@ rule cluster_figures:
         bench_path("figures", "{site}.{method}")
     conda:
         "../../envs/report.yaml"
-    threads: rule_threads("cluster_figures")
+    threads: threads_of("cluster_figures")
     resources:
         **requests("cluster_figures"),
     params:
@@ -104,7 +104,7 @@ rule export_labels:
         bench_path("export")
     conda:
         "../../envs/io.yaml"
-    threads: rule_threads("export_labels")
+    threads: threads_of("export_labels")
     resources:
         **requests("export_labels"),
     params:
@@ -136,7 +136,7 @@ rule provenance:
         log_path("provenance"),
     conda:
         "../../envs/io.yaml"
-    threads: rule_threads("provenance")
+    threads: threads_of("provenance")
     resources:
         **requests("provenance"),
     params:

@@ -10,7 +10,7 @@ rule shards:
         bench_path("shards")
     conda:
         "../../envs/io.yaml"
-    threads: rule_threads("shards")
+    threads: threads_of("shards")
     resources:
         **requests("shards"),
     params:

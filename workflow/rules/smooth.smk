@@ -11,7 +11,7 @@ rule smooth:
         bench_path("smooth", "{site}.{base}")
     conda:
         "../../envs/torch.yaml"
-    threads: rule_threads("smooth")
+    threads: threads_of("smooth")
     resources:
         **requests("smooth"),
     params:
