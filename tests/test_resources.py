@@ -39,18 +39,11 @@ def write_sized_shards(path: Path, n_points: int, n_dates: int, n_epochs: int) -
 def largest_records():
     """Per rule: the per-job seconds, MB and units of the largest measured site."""
     out = {}
-    for rec in resources.load_measurements():
-        cfg = {"embed": {"fit_sample": rec.get("fit_sample", 4096)},
-               "dsc": rec.get("dsc", {"pretrain_epochs": 5, "epochs": 4, "train_sample": 3000})}
-        for folder, r in rec["rules"].items():
-            rule = resources.FOLDER_RULE.get(folder, folder)
-            if rule not in resources.SCALE or not r["jobs"]:
-                continue
-            u = resources._units(resources.SCALE[rule], rec["n_points"], rec["n_grid"], rec["n_dates"], cfg)
-            # a rule that asks for one core did the CPU time of its two threads on it
-            seconds = max(r["wall_s"], r["cpu_s"]) if resources.threads(rule) == 1 else r["wall_s"]
-            if rule not in out or u > out[rule][2]:
-                out[rule] = (seconds / r["jobs"], r["max_rss_mb"], u)
+    for rule, u, r in resources._measured_rules(resources.load_measurements()):
+        # a rule that asks for one core did the CPU time of its two threads on it
+        seconds = max(r["wall_s"], r["cpu_s"]) if resources.threads(rule) == 1 else r["wall_s"]
+        if rule not in out or u > out[rule][2]:
+            out[rule] = (seconds / r["jobs"], r["max_rss_mb"], u)
     return out
 
 
