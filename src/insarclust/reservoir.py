@@ -279,7 +279,9 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
         import torch
 
         from .device import resolve_device
+        from .vml import warm_up
 
+        warm_up()  # before the first two-thread tanh of the process
         device = resolve_device(self.device)
         key = (device, self.dtype, id(self.recurrent_weights_), id(getattr(self, "pca_components_", None)))
         cache = getattr(self, "_cache", None)

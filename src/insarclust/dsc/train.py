@@ -37,6 +37,7 @@ from sklearn.utils.validation import check_is_fitted
 from .. import h5io
 from ..device import resolve_device
 from ..logs import Progress
+from ..vml import warm_up
 from .model import DSCNet, kl_divergence, masked_mse, target_distribution
 from .patches import PatchIndexer, PatchSet, PointSeries, gather_patches, make_patch_set, median_spacing_m
 
@@ -69,6 +70,7 @@ def torch_threads(n: int | None):
     On CPU the training result depends on the thread count (sums are split per
     thread), so it is a setting of the model, not whatever cores a job was given.
     """
+    warm_up()  # before any two-thread tanh, log, exp of the process
     old = torch.get_num_threads()
     if n is not None:
         torch.set_num_threads(int(n))

@@ -1,0 +1,84 @@
+"""The guard against oneMKL's first-call race (insarclust.vml): what it calls, that the torch
+stages go through it, and (slow) that fresh embedding processes agree bit for bit."""
+from __future__ import annotations
+
+import collections
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from insarclust import vml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_warm_up_calls_every_vml_function_in_both_precisions_once_per_process():
+    called = vml.warm_up()
+    assert len(called) == 2 * len(vml.VML_FUNCTIONS) == 32
+    assert {c.split(":")[1] for c in called} == {"float32", "float64"}
+    assert {"tanh:float32", "log:float32", "exp:float64", "sqrt:float64"} <= set(called)
+    assert vml.warm_up() is called  # cached: the second call does nothing
+    assert vml.warm_up.cache_info().currsize == 1
+
+
+def test_functions_named_exist_in_torch():
+    import torch
+
+    for name in vml.VML_FUNCTIONS:
+        out = getattr(torch, name)(torch.full((3,), 0.25))
+        assert out.shape == (3,) and out.dtype == torch.float32, name
+
+
+def _fresh(code: str) -> dict:
+    """Run ``code`` in a fresh interpreter (no warm-up done yet); returns its last JSON line."""
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=True, capture_output=True,
+                         text=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_embedder_warms_up_before_its_first_state_loop():
+    got = _fresh("""
+        import json, numpy as np, torch
+        from insarclust import vml
+        from insarclust.reservoir import ReservoirEmbedder
+        before = vml.warm_up.cache_info().currsize
+        seen = []
+        orig = ReservoirEmbedder._run_states
+        def run_states(self, *a, **k):
+            seen.append(vml.warm_up.cache_info().currsize)
+            return orig(self, *a, **k)
+        ReservoirEmbedder._run_states = run_states
+        X = np.random.default_rng(0).normal(size=(64, 40)).astype(np.float32)
+        ReservoirEmbedder(n_units=20, n_pca=4, out_dim=3, fit_sample=64, pca_sample=32).fit(X)
+        print(json.dumps({"before": before, "at_loops": seen}))
+    """)
+    assert got["before"] == 0
+    assert got["at_loops"] and set(got["at_loops"]) == {1}
+
+
+def test_dsc_thread_block_warms_up():
+    got = _fresh("""
+        import json
+        from insarclust import vml
+        from insarclust.dsc.train import torch_threads
+        before = vml.warm_up.cache_info().currsize
+        with torch_threads(2):
+            inside = vml.warm_up.cache_info().currsize
+        print(json.dumps({"before": before, "inside": inside}))
+    """)
+    assert got == {"before": 0, "inside": 1}
+
+
+@pytest.mark.slow
+def test_fresh_embedding_processes_give_identical_features():
+    """Without the guard about one fresh two-thread process in 10-40 gave other features here
+    (bench/vml_race.py); 24 guarded ones must all agree. A regression fails this most of the
+    time, never a working guard."""
+    runs = [subprocess.run([sys.executable, "bench/vml_race.py", "--child", "warm", "--threads", "2"],
+                           check=True, capture_output=True, text=True, cwd=ROOT).stdout.split()[-1]
+            for _ in range(24)]
+    assert collections.Counter(runs).most_common(1)[0][1] == len(runs), collections.Counter(runs)
