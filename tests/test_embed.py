@@ -302,3 +302,31 @@ def test_a_non_finite_embedding_stops_static_features_naming_dyn(site, tmp_path)
     with pytest.raises(ValueError, match=rf"{dyn}: feature row 321 \(0-based\), column 'b' is nan"):
         embed.write_dyn_static(dyn, site.shards, tmp_path / "dyn+static.h5")
     assert not (tmp_path / "dyn+static.h5").exists()
+
+
+def test_worker_threads_give_the_bits_of_one_thread_in_row_order(site):
+    """embed_range on 1 or 3 worker threads (torch single-threaded in each) writes the same
+    file bit for bit, rows in order; torch's thread count is restored after."""
+    model = embed.load_model(site.model)
+    paths = {}
+    for workers in (1, 3):
+        paths[workers] = site.tmp / f"dyn-workers{workers}.h5"
+        torch.set_num_threads(2)
+        try:
+            embed.embed_range(site.shards, model, 0, 900, paths[workers], workers=workers)
+            assert torch.get_num_threads() == 2
+        finally:
+            torch.set_num_threads(1)
+    X1, _ = h5io.read_features(paths[1])
+    X3, _ = h5io.read_features(paths[3])
+    assert X1.shape == (900, 10) and np.array_equal(X1, X3)
+    with h5py.File(site.shards) as f:
+        first = f["series/regular"][:100]
+    assert np.array_equal(X3[:100], model.transform(first, rows=np.arange(100)))
+
+
+def test_worker_errors_reach_the_caller(site):
+    model = embed.load_model(site.model)
+    blocks = [(0, 2, np.zeros((2, 80), np.float32)), (2, 4, np.zeros((2, 7), np.float32))]
+    with pytest.raises(ValueError):
+        list(embed.embedded_blocks(model, iter(blocks), workers=2))
