@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,47 @@ def test_functions_named_exist_in_torch():
     for name in vml.VML_FUNCTIONS:
         out = getattr(torch, name)(torch.full((3,), 0.25))
         assert out.shape == (3,) and out.dtype == torch.float32, name
+
+
+def test_threads_that_warm_up_at_once_make_no_call_at_once(monkeypatch):
+    """The embedding's worker threads all begin with warm_up: a second thread waits for the
+    first one's calls instead of making its own first calls beside them."""
+    import torch
+
+    active, most = [0], [0]
+    guard = threading.Lock()
+
+    def spied(fn):
+        def call(x):
+            with guard:
+                active[0] += 1
+                most[0] = max(most[0], active[0])
+            time.sleep(0.002)  # long enough for the other threads to come in
+            try:
+                return fn(x)
+            finally:
+                with guard:
+                    active[0] -= 1
+        return call
+
+    for name in vml.VML_FUNCTIONS:
+        monkeypatch.setattr(torch, name, spied(getattr(torch, name)))
+    vml.warm_up.cache_clear()
+    start = threading.Barrier(3)
+    results = []
+
+    def worker():
+        start.wait()
+        results.append(vml.warm_up())
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 3 and all(r == results[0] for r in results)
+    assert most[0] == 1
+    assert vml.warm_up.cache_info().currsize == 1
 
 
 def _fresh(code: str) -> dict:

@@ -17,22 +17,31 @@ is the same warm-up, not yet in the pinned release.
 from __future__ import annotations
 
 import functools
+import threading
 
 #: the functions ATen routes to MKL VML (aten/src/ATen/cpu/vml.h, IMPLEMENT_VML_MKL)
 VML_FUNCTIONS = ("acos", "asin", "atan", "cos", "erf", "erfc", "erfinv", "exp", "log", "log10", "log2",
                  "sin", "sqrt", "tan", "tanh", "trunc")
 
 
+#: one warm-up at a time: functools.cache runs the function in every thread that misses before
+#: the first call returns, and the embedding's worker threads (embed.embedded_blocks) all start
+#: with it: unlocked, their first calls of each function ran at once, the very race guarded
+_LOCK = threading.Lock()
+
+
 @functools.cache
 def warm_up() -> tuple[str, ...]:
     """Call every VML-routed function once on one float32 and one float64 element (once per
-    process; later calls return at once). Returns the functions called."""
+    process; later calls return at once; a thread that calls it while another warms up returns
+    after that one). Returns the functions called."""
     import torch
 
-    called = []
-    for dtype in (torch.float32, torch.float64):
-        x = torch.full((1,), 0.5, dtype=dtype)
-        for name in VML_FUNCTIONS:
-            getattr(torch, name)(x)
-            called.append(f"{name}:{str(dtype).removeprefix('torch.')}")
-    return tuple(called)
+    with _LOCK:
+        called = []
+        for dtype in (torch.float32, torch.float64):
+            x = torch.full((1,), 0.5, dtype=dtype)
+            for name in VML_FUNCTIONS:
+                getattr(torch, name)(x)
+                called.append(f"{name}:{str(dtype).removeprefix('torch.')}")
+        return tuple(called)
