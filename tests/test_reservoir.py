@@ -1,5 +1,6 @@
 """ReservoirEmbedder: known answers against reservoir_computing, ridge algebra, determinism."""
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -414,3 +415,46 @@ def test_a_washout_as_long_as_the_series_is_said_in_the_log(caplog):
     with caplog.at_level("WARNING", logger="insarclust.reservoir"):
         ReservoirEmbedder(washout=4, time_stride=4, **kw).fit(X)
     assert not [r for r in caplog.records if "washout" in r.getMessage()]
+
+
+def test_a_thread_that_finds_the_projection_cached_finds_all_of_it():
+    """embed.embedded_blocks embeds batches of one model on several threads, and the first batch
+    of each adds the final projection to the shared tensor cache. A thread switch right after
+    "proj" is stored is simulated by embedding inside that store: the batch of the other thread
+    must find the whole projection there (it found "proj" alone and raised KeyError)."""
+    X = walks()
+    model = ReservoirEmbedder(out_dim=3, **TINY).fit(X)
+    expected = model.transform(X)
+    inner = []
+
+    class SwitchAfterProj(dict):
+        def __setitem__(self, key, value):
+            super().__setitem__(key, value)
+            if key == "proj" and not inner:
+                inner.append(model.transform(X))
+
+    model._cache = None
+    model._cache = SwitchAfterProj(model._torch())
+    outer = model.transform(X)
+    assert len(inner) == 1
+    np.testing.assert_array_equal(inner[0], expected)
+    np.testing.assert_array_equal(outer, expected)
+
+
+def test_threads_building_the_cache_at_once_share_one():
+    X = walks()
+    model = ReservoirEmbedder(out_dim=3, **TINY).fit(X)
+    model._cache = None
+    start = threading.Barrier(4)
+    caches = []
+
+    def worker():
+        start.wait()
+        caches.append(model._torch())
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(caches) == 4 and all(c is caches[0] for c in caches) and model._cache is caches[0]

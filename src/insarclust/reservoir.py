@@ -57,6 +57,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import threading
 import warnings
 
 import numpy as np
@@ -80,6 +81,10 @@ SPARSE_MAX_DENSITY = 0.05
 SPARSE_MIN_UNITS = 1000
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+# Builds the tensors of ``ReservoirEmbedder._torch`` and the projection's: several threads embed
+# batches of one model at once (embed.embedded_blocks), and the first batch of each builds them
+_CACHE_LOCK = threading.Lock()
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -287,6 +292,15 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
         cache = getattr(self, "_cache", None)
         if cache is not None and cache["key"] == key:
             return cache
+        with _CACHE_LOCK:
+            cache = getattr(self, "_cache", None)
+            if cache is not None and cache["key"] == key:  # built by another thread meanwhile
+                return cache
+            return self._build_cache(key, device)
+
+    def _build_cache(self, key, device: str) -> dict:
+        import torch
+
         dt = getattr(torch, self.dtype)
         n = int(self.n_units)
         w = torch.as_tensor(self.recurrent_weights_, dtype=dt, device=device)
@@ -637,8 +651,12 @@ class ReservoirEmbedder(TransformerMixin, BaseEstimator):
         rep = self._represent(U, rows)
         if self.proj_components_ is not None:
             if "proj" not in c:
-                c["proj"] = torch.as_tensor(self.proj_components_.T, dtype=c["dtype"], device=c["device"]).contiguous()
-                c["proj_mean"] = torch.as_tensor(self.proj_mean_, dtype=c["dtype"], device=c["device"])
+                with _CACHE_LOCK:
+                    if "proj" not in c:
+                        # proj_mean first: a thread that finds "proj" (unlocked, above) finds both
+                        c["proj_mean"] = torch.as_tensor(self.proj_mean_, dtype=c["dtype"], device=c["device"])
+                        c["proj"] = torch.as_tensor(self.proj_components_.T, dtype=c["dtype"],
+                                                    device=c["device"]).contiguous()
             # one CPU thread: a batch of fewer than ~500 rows (every shard's last) times the
             # (repr_dim x out_dim) projection is split along repr_dim across threads by MKL on
             # some CPUs, which moved last bits between a job of 1 and of 2 threads
