@@ -1,5 +1,6 @@
 """Stage embed on real shards.h5 files: fit, parts, gather, dyn+static, rule scripts."""
 import runpy
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -330,3 +331,27 @@ def test_worker_errors_reach_the_caller(site):
     blocks = [(0, 2, np.zeros((2, 80), np.float32)), (2, 4, np.zeros((2, 7), np.float32))]
     with pytest.raises(ValueError):
         list(embed.embedded_blocks(model, iter(blocks), workers=2))
+
+
+def test_worker_blocks_come_back_in_the_order_given(site):
+    """embed_range writes each block at its offset, so its file cannot tell; embedded_blocks
+    itself promises the order given, also when later blocks finish first (the first is slowed)."""
+    model = embed.load_model(site.model)
+    with h5py.File(site.shards) as f:
+        X = f["series/regular"][:200]
+
+    def transform(block, rows=None):
+        if rows[0] == 0:
+            time.sleep(0.3)
+        return model.transform(block, rows=rows)
+
+    def blocks():
+        for a in range(0, 200, 20):
+            yield a, a + 20, X[a:a + 20]
+            time.sleep(0.02)  # the blocks after the first finish while it waits
+
+    slowed = SimpleNamespace(device=model.device, transform=transform)
+    got = list(embed.embedded_blocks(slowed, blocks(), workers=3))
+    assert [(a, b) for a, b, _ in got] == [(a, a + 20) for a in range(0, 200, 20)]
+    for a, b, features in got:
+        assert np.array_equal(features, model.transform(X[a:b], rows=np.arange(a, b)))

@@ -161,7 +161,9 @@ def embedded_blocks(model: ReservoirEmbedder, blocks, workers: int = 1):
     slower with one core busy with other work, where each waits for the
     other's turn (docs/perf/embed.md). A block gets the bits of a one-thread
     run, which are those of a two-thread run (tests/test_reservoir.py); at
-    most ``2 * workers`` blocks wait in memory.
+    most ``2 * workers + 1`` blocks are read and not yet yielded. Until the
+    generator ends or is closed, torch is single-threaded on the calling
+    thread too, also for the caller's own work between blocks.
     """
     if workers <= 1 or resolve_device(model.device) != "cpu":
         for a, b, block in blocks:
