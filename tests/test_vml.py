@@ -118,9 +118,9 @@ def test_dsc_thread_block_warms_up():
 
 @pytest.mark.slow
 def test_fresh_embedding_processes_give_identical_features():
-    """Without the guard about one fresh two-thread process in 10-40 gave other features here
-    (bench/vml_race.py); 24 guarded ones must all agree. A regression fails this most of the
-    time, never a working guard."""
+    """Without the guard 11 of 50 fresh two-thread fits gave other features on the host measured
+    (bench/vml_race.py); 24 guarded ones must all agree. At that rate a regression fails this in
+    all but ~0.3 % of runs (less often where the race is rarer); a working guard never does."""
     runs = [subprocess.run([sys.executable, "bench/vml_race.py", "--child", "warm", "--threads", "2"],
                            check=True, capture_output=True, text=True, cwd=ROOT).stdout.split()[-1]
             for _ in range(24)]
