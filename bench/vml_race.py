@@ -5,7 +5,8 @@
 
 Each child is a fresh interpreter that fits the shipped embedder on the same
 synthetic series (the fit's first batch is the process's first two-thread
-``tanh``) and prints a digest of the features of the first 256 series. With
+``tanh``) and prints a digest of the features of the first 256 series and
+of all 2,048 embedded as ``embed_part`` does (blocks on worker threads). With
 ``--cold`` the child replaces ``insarclust.vml.warm_up`` by a function that
 does nothing, i.e. the code before the guard. The most common digest of the
 guarded children is the reference; the script prints, for each side, how
@@ -44,7 +45,10 @@ def child(cold: bool, threads: int) -> str:
     X = synthetic_series(np.random.default_rng(0), 2048, 263).astype(np.float32)
     model = embed.embedder_from_config(dict(DEFAULTS), seed=42, device="cpu", step_years=6 / 365.25)
     features = model.fit(X).transform(X[:256])
-    return hashlib.sha256(features.tobytes()).hexdigest()[:12]
+    # and the embed_part path: blocks of 512 on `threads` worker threads (embed.embedded_blocks)
+    blocks = [(a, a + 512, X[a:a + 512]) for a in range(0, len(X), 512)]
+    parts = [f for _, _, f in embed.embedded_blocks(model, blocks, workers=threads)]
+    return hashlib.sha256(features.tobytes() + np.concatenate(parts).tobytes()).hexdigest()[:12]
 
 
 def main(argv=None):

@@ -355,3 +355,27 @@ def test_worker_blocks_come_back_in_the_order_given(site):
     assert [(a, b) for a, b, _ in got] == [(a, a + 20) for a in range(0, 200, 20)]
     for a, b, features in got:
         assert np.array_equal(features, model.transform(X[a:b], rows=np.arange(a, b)))
+
+
+def test_the_first_block_runs_alone_on_the_calling_thread(site):
+    """Every kernel's first call of a process on one thread (vml.py): the pool starts after it."""
+    import threading
+
+    model = embed.load_model(site.model)
+    seen = []
+    transform = model.transform
+
+    def recording(X, rows=None):
+        workers = [t for t in threading.enumerate() if t.name.startswith("embed")]
+        seen.append((int(rows[0]), threading.current_thread().name, len(workers)))
+        return transform(X, rows=rows)
+
+    model.transform = recording
+    with h5py.File(site.shards) as f:
+        X = f["series/regular"][:400]
+    blocks = [(a, a + 100, X[a:a + 100]) for a in range(0, 400, 100)]
+    out = [a for a, _, _ in embed.embedded_blocks(model, blocks, workers=2)]
+    assert out == [0, 100, 200, 300]
+    first = min(seen)
+    assert first == (0, threading.current_thread().name, 0)
+    assert {name.startswith("embed") for row, name, _ in seen if row > 0} == {True}

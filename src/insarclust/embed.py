@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import itertools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -169,16 +170,22 @@ def embedded_blocks(model: ReservoirEmbedder, blocks, workers: int = 1):
         for a, b, block in blocks:
             yield a, b, model.transform(block, rows=np.arange(a, b))
         return
+    blocks = iter(blocks)
     pending = collections.deque()
-    with single_thread(), ThreadPoolExecutor(workers, thread_name_prefix="embed") as pool:
-        for a, b, block in blocks:
-            pending.append((a, b, pool.submit(model.transform, block, np.arange(a, b))))
-            while len(pending) > 2 * workers or (pending and pending[0][2].done()):
+    with single_thread():
+        # the first block alone: every kernel (products, gathers, tanh) makes its first call of the
+        # process on one thread, never on two at once (oneMKL picks some kernels lazily: vml.py)
+        for a, b, block in itertools.islice(blocks, 1):
+            yield a, b, model.transform(block, rows=np.arange(a, b))
+        with ThreadPoolExecutor(workers, thread_name_prefix="embed") as pool:
+            for a, b, block in blocks:
+                pending.append((a, b, pool.submit(model.transform, block, np.arange(a, b))))
+                while len(pending) > 2 * workers or (pending and pending[0][2].done()):
+                    a0, b0, done = pending.popleft()
+                    yield a0, b0, done.result()
+            while pending:
                 a0, b0, done = pending.popleft()
                 yield a0, b0, done.result()
-        while pending:
-            a0, b0, done = pending.popleft()
-            yield a0, b0, done.result()
 
 
 def embed_range(shards_path, model: ReservoirEmbedder, start: int, stop: int, out_path,
