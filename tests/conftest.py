@@ -126,3 +126,22 @@ def assert_same_tree(got, want, rel: float = 1e-12, path: str = ""):
         assert got == pytest.approx(want, rel=rel, abs=0, nan_ok=True), path
     else:
         assert got == want, (path, got, want)
+
+
+def at_once(fn, n: int) -> list:
+    """Results of ``fn()`` called by ``n`` threads released together (a barrier), in finishing order."""
+    import threading
+
+    start = threading.Barrier(n)
+    results = []
+
+    def worker():
+        start.wait()
+        results.append(fn())
+
+    threads = [threading.Thread(target=worker) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results

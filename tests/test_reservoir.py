@@ -1,6 +1,5 @@
 """ReservoirEmbedder: known answers against reservoir_computing, ridge algebra, determinism."""
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +8,7 @@ import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
+from conftest import at_once
 from insarclust.reservoir import NOISE_BANK_ROWS, ReservoirEmbedder, noise_rows, ridge_weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -445,16 +445,5 @@ def test_threads_building_the_cache_at_once_share_one():
     X = walks()
     model = ReservoirEmbedder(out_dim=3, **TINY).fit(X)
     model._cache = None
-    start = threading.Barrier(4)
-    caches = []
-
-    def worker():
-        start.wait()
-        caches.append(model._torch())
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    caches = at_once(model._torch, 4)
     assert len(caches) == 4 and all(c is caches[0] for c in caches) and model._cache is caches[0]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import at_once
 from insarclust import vml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,18 +60,7 @@ def test_threads_that_warm_up_at_once_make_no_call_at_once(monkeypatch):
     for name in vml.VML_FUNCTIONS:
         monkeypatch.setattr(torch, name, spied(getattr(torch, name)))
     vml.warm_up.cache_clear()
-    start = threading.Barrier(3)
-    results = []
-
-    def worker():
-        start.wait()
-        results.append(vml.warm_up())
-
-    threads = [threading.Thread(target=worker) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = at_once(vml.warm_up, 3)
     assert len(results) == 3 and all(r == results[0] for r in results)
     assert most[0] == 1
     assert vml.warm_up.cache_info().currsize == 1
