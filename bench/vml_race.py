@@ -6,9 +6,9 @@
 Each child is a fresh interpreter that fits the shipped embedder on the same
 synthetic series (the fit's first batch is the process's first two-thread
 ``tanh``) and prints a digest of the features of the first 256 series and
-of all 2,048 embedded as ``embed_part`` does (blocks on worker threads). With
-``--cold`` the child replaces ``insarclust.vml.warm_up`` by a function that
-does nothing, i.e. the code before the guard. The most common digest of the
+of all 2,048 embedded as ``embed_part`` does (blocks on worker threads). A
+cold child (``--child cold``) replaces ``insarclust.vml.warm_up`` by a
+function that does nothing, i.e. the code before the guard. The most common digest of the
 guarded children is the reference; the script prints, for each side, how
 many children gave another one (2026-12-02, Intel Xeon, 2 threads: 11 of 50
 without the guard, 0 of 50 with it; docs/embedding.md). The race needs two

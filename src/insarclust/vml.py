@@ -10,9 +10,10 @@ Here that was the first ``tanh`` of an embedding process: in 11 of 50
 fresh fits (bench/vml_race.py), half of the first batch's first reservoir
 step came out with other bits, which moved the fitted state PCA and so
 every embedding of the site by up to 2e-4 (docs/embedding.md): the same
-input and config did not give the same features. Calling each such function once on one element
-(too small to be split across threads) settles the choice; torch's own fix
-is the same warm-up, not yet in the pinned release.
+input and config did not give the same features. Calling each such
+function once on one element (too small to be split across threads)
+settles the choice; torch's own fix is the same warm-up, not yet in the
+pinned release.
 """
 from __future__ import annotations
 
