@@ -3,7 +3,7 @@
     .venv/bin/python bench/dsc.py [--device auto] [--threads 2] [--preset demo|gpu-target]
                                   [--batch-size N] [--n-steps T] [--patch-size P] [--channels 8,16]
                                   [--lstm-hidden H] [--latent-dim D] [--precision auto] [--seconds 20]
-                                  [--fit]
+                                  [--fit] [--label N]
 
 Two measurements on synthetic patches (random series of U distinct points,
 10 % empty cells), the model and the exact per-batch code of training
@@ -17,7 +17,9 @@ masked MSE + gamma * KL, backward, Adam step):
 
 ``--fit`` also times :class:`DeepSpatiotemporalClustering.fit` + labelling of
 a synthetic 20,000-point lattice site with the demo configuration, end to
-end (patch index, k-means init, target refreshes included).
+end (patch index, k-means init, target refreshes included). ``--label N``
+times only the labelling of an N-point lattice site (the part of the stage
+that grows with the site), with ``dsc.cpu_threads`` from the configuration.
 
 Presets: ``demo`` = the CPU defaults of config/config.yaml on a 6-day grid of
 4.5 years (T = 272 / 8 = 34 steps, P = 9, channels 8,16, hidden 32, batch 32);
@@ -115,19 +117,16 @@ def measure(args, device: str) -> dict:
             "epoch_400k_s": round(400_000 / train_rate, 1)}
 
 
-def fit_demo(device: str) -> dict:
-    """End-to-end fit + labelling on a synthetic 20,000-point lattice with the demo configuration."""
+def lattice_site(n_points: int, seed: int = 0):
+    """A synthetic lattice site of ~``n_points`` points 15 m apart (with jitter), 272 epochs on
+    the 6-day grid, four regimes in vertical bands: ``(PointSeries, regime)``."""
     import math
-
-    import yaml
-    from pathlib import Path
 
     from insarclust.dsc import PointSeries
     from insarclust.geodesy import EARTH_RADIUS_M
-    from insarclust.dsc.stage import estimator_from_config
 
-    rng = np.random.default_rng(0)
-    side = 142  # ~20,000 points, 15 m apart with jitter
+    rng = np.random.default_rng(seed)
+    side = int(round(math.sqrt(n_points)))
     r, c = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
     east = c.ravel() * 15.0 + rng.uniform(-4, 4, side * side)
     north = -r.ravel() * 15.0 + rng.uniform(-4, 4, side * side)
@@ -137,9 +136,23 @@ def fit_demo(device: str) -> dict:
     regime = (c.ravel() * 4 // side)
     base = np.stack([0 * t_yr, -8 * t_yr, 6 * np.sin(2 * np.pi * t_yr), 4 * t_yr])
     regular = (base[regime] + rng.normal(0, 2.0, (side * side, 272))).astype(np.float32)
-    points = PointSeries.from_arrays(lat, lon, regular, 17683 + 6 * np.arange(272))
+    return PointSeries.from_arrays(lat, lon, regular, 17683 + 6 * np.arange(272)), regime
+
+
+def demo_estimator(device: str, **changes):
+    import yaml
+    from pathlib import Path
+
+    from insarclust.dsc.stage import estimator_from_config
+
     cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())["dsc"]
-    est = estimator_from_config(cfg, seed=42, device=device)
+    return estimator_from_config({**cfg, **changes}, seed=42, device=device)
+
+
+def fit_demo(device: str) -> dict:
+    """End-to-end fit + labelling on a synthetic 20,000-point lattice with the demo configuration."""
+    points, regime = lattice_site(20_164)  # 142 x 142
+    est = demo_estimator(device)
     t0 = time.perf_counter()
     est.fit(points)
     fit_s = time.perf_counter() - t0
@@ -149,9 +162,26 @@ def fit_demo(device: str) -> dict:
     from sklearn.metrics import adjusted_rand_score
 
     passes = est.train_sample * len(est.history_)
-    return {"fit_s": round(fit_s, 1), "label_s": round(label_s, 1), "n_points": int(len(lat)),
+    return {"fit_s": round(fit_s, 1), "label_s": round(label_s, 1), "n_points": int(points.n_points),
             "epochs": len(est.history_), "fit_patches_per_s": round(passes / fit_s, 1),
             "ari": round(float(adjusted_rand_score(regime, labels)), 3)}
+
+
+def label_site(device: str, n_points: int, repeats: int = 2) -> dict:
+    """Labelling every point of an ``n_points`` lattice site with the demo configuration (what the
+    ``dsc`` stage does after training): points/s, best of ``repeats``. The model is trained
+    briefly (one epoch on 1,000 points): the cost of labelling does not depend on the weights."""
+    points, _ = lattice_site(n_points)
+    est = demo_estimator(device, train_sample=1000, pretrain_epochs=1, epochs=1)
+    est.fit(points)
+    seconds = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        est.embed_and_assign(points)
+        seconds.append(time.perf_counter() - t0)
+    return {"n_points": int(points.n_points), "cpu_threads": int(est.cpu_threads),
+            "label_s": [round(x, 2) for x in seconds],
+            "label_points_per_s": round(points.n_points / min(seconds), 1)}
 
 
 def main() -> None:
@@ -162,6 +192,8 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--fit", action="store_true")
+    parser.add_argument("--label", type=int, metavar="N", default=None,
+                        help="only time labelling an N-point lattice site (demo configuration)")
     for key, value in PRESETS["demo"].items():
         parser.add_argument("--" + key.replace("_", "-"), type=type(value), default=None)
     args = parser.parse_args()
@@ -179,6 +211,10 @@ def main() -> None:
               "batch_size": args.batch_size, "n_steps": args.n_steps, "patch_size": args.patch_size,
               "channels": args.channels, "lstm_hidden": args.lstm_hidden, "latent_dim": args.latent_dim,
               "torch": torch.__version__}
+    if args.label:
+        result["label"] = label_site(device, args.label)
+        print(json.dumps(result))
+        return
     result.update(measure(args, device))
     if args.fit:
         result["fit_demo"] = fit_demo(device)

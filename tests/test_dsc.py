@@ -389,6 +389,42 @@ def test_labelling_in_blocks_matches_one_pass(tmp_path):
     np.testing.assert_allclose(est.transform(points, rows), emb_big[rows], rtol=1e-5, atol=1e-6)
 
 
+def test_labelling_side_by_side_gives_the_bits_of_one_thread(tmp_path, monkeypatch):
+    """On CPU, ``cpu_threads`` pieces are labelled side by side on threads named ``dsc``, torch
+    single-threaded in each; the pieces split blocks where their eval batches begin, so every
+    point gets the bits of the one-thread labelling, block by block (rows in any order too)."""
+    import threading
+
+    path, _ = make_shards_file(tmp_path / "shards.h5", n=1500, n_grid=40, shard_size=700)
+    points = PointSeries.from_shards(path)
+    est = DeepSpatiotemporalClustering(**dict(TINY, n_clusters=3, pretrain_epochs=1, epochs=1, train_sample=200,
+                                              batch_size=4, predict_block_rows=600)).fit(points)
+    one = est.embed_and_assign(points)
+    seen = []
+    assign = est._assign_block
+
+    def recording(points, indexer, block):
+        seen.append((int(block[0]), len(block), threading.current_thread().name, torch.get_num_threads()))
+        return assign(points, indexer, block)
+
+    monkeypatch.setattr(est, "_assign_block", recording)
+    rows = np.random.default_rng(0).permutation(1500)[:1100]
+    for threads in (2, 3):
+        est.set_params(cpu_threads=threads)
+        seen.clear()
+        got = est.embed_and_assign(points)
+        assert all(np.array_equal(a, b) for a, b in zip(got, one))
+        # blocks of 600 inside shards of 700 (0-600, 600-700, 700-1300, 1300-1400, 1400-1500), the first cut after
+        # its first eval batch of 16, then in pieces of 16 batches (256 rows)
+        assert [(a, n) for a, n, _, _ in seen] == [(0, 16), (16, 256), (272, 256), (528, 72), (600, 100),
+                                                   (700, 256), (956, 256), (1212, 88), (1300, 100), (1400, 100)]
+        assert seen[0][2] == threading.current_thread().name
+        assert {name.split("_")[0] for _, _, name, _ in seen[1:]} == {"dsc"}
+        assert {n for _, _, _, n in seen} == {1}
+        picked = est.embed_and_assign(points, rows)
+        assert all(np.array_equal(a, b[rows]) for a, b in zip(picked, one))
+
+
 def test_train_log_and_loss_figure(tmp_path):
     history = [
         {"epoch": 1, "phase": "pretrain", "recon_loss": 0.9, "kl_loss": float("nan"),

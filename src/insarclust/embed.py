@@ -11,11 +11,8 @@ standardised static columns of ``/points/static``.
 """
 from __future__ import annotations
 
-import collections
 import hashlib
-import itertools
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -28,7 +25,7 @@ from .device import resolve_device
 from .batches import require_finite, sample_rows
 from .logs import Progress, timed
 from .reservoir import ReservoirEmbedder
-from .threads import single_thread
+from .threads import side_by_side
 
 log = logging.getLogger("insarclust.embed")
 
@@ -156,36 +153,20 @@ def embedded_blocks(model: ReservoirEmbedder, blocks, workers: int = 1):
     """``(a, b, features)`` of each ``(a, b, X)`` block, in order.
 
     On CPU with ``workers`` > 1, that many threads embed whole blocks, torch
-    single-threaded in each. Two torch threads on one batch meet at every one
-    of its many small products and element-wise steps: on 2 cores they ran
-    ~20 % slower than two blocks side by side when quiet, and 5-9 times
-    slower with one core busy with other work, where each waits for the
-    other's turn (docs/perf/embed.md). A block gets the bits of a one-thread
-    run, which are those of a two-thread run (tests/test_reservoir.py); at
-    most ``2 * workers + 1`` blocks are read and not yet yielded. Until the
-    generator ends or is closed, torch is single-threaded on the calling
-    thread too, also for the caller's own work between blocks.
+    single-threaded in each (:func:`insarclust.threads.side_by_side`: on 2
+    cores ~20 % faster than two torch threads on one batch when quiet, 5-9
+    times faster with one core busy, docs/perf/embed.md). A block gets the
+    bits of a one-thread run, which are those of a two-thread run
+    (tests/test_reservoir.py).
     """
-    if workers <= 1 or resolve_device(model.device) != "cpu":
-        for a, b, block in blocks:
-            yield a, b, model.transform(block, rows=np.arange(a, b))
-        return
-    blocks = iter(blocks)
-    pending = collections.deque()
-    with single_thread():
-        # the first block alone: every kernel (products, gathers, tanh) makes its first call of the
-        # process on one thread, never on two at once (oneMKL picks some kernels lazily: vml.py)
-        for a, b, block in itertools.islice(blocks, 1):
-            yield a, b, model.transform(block, rows=np.arange(a, b))
-        with ThreadPoolExecutor(workers, thread_name_prefix="embed") as pool:
-            for a, b, block in blocks:
-                pending.append((a, b, pool.submit(model.transform, block, np.arange(a, b))))
-                while len(pending) > 2 * workers or (pending and pending[0][2].done()):
-                    a0, b0, done = pending.popleft()
-                    yield a0, b0, done.result()
-            while pending:
-                a0, b0, done = pending.popleft()
-                yield a0, b0, done.result()
+    if resolve_device(model.device) != "cpu":
+        workers = 1
+
+    def embedded(block):
+        a, b, X = block
+        return a, b, model.transform(X, rows=np.arange(a, b))
+
+    yield from side_by_side(embedded, blocks, workers, name="embed")
 
 
 def embed_range(shards_path, model: ReservoirEmbedder, start: int, stop: int, out_path,

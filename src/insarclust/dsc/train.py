@@ -26,6 +26,7 @@ import logging
 import math
 import time
 from contextlib import contextmanager, nullcontext
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ from sklearn.utils.validation import check_is_fitted
 from .. import h5io
 from ..device import resolve_device
 from ..logs import Progress
+from ..threads import side_by_side
 from ..vml import warm_up
 from .model import DSCNet, kl_divergence, masked_mse, target_distribution
 from .patches import PatchIndexer, PatchSet, PointSeries, gather_patches, make_patch_set, median_spacing_m
@@ -461,18 +463,49 @@ class DeepSpatiotemporalClustering(BaseEstimator):
         return emb_out, q_out
 
     def _assign_blocks(self, points, indexer, blocks, emb_out, q_out, progress) -> None:
+        # On CPU, ``cpu_threads`` pieces side by side, torch single-threaded in each: labelling is
+        # thousands of small batches, and two torch threads on one meet at every operation (slower
+        # when quiet, many times slower beside other work, docs/dsc.md). Labelling gives the same
+        # bits on any number of threads (tests/test_dsc.py), and the pieces split blocks where
+        # their eval batches begin, so every batch and the labels stay what they were.
+        workers = int(self.cpu_threads) if self.device_ == "cpu" else 1
+        if workers > 1:
+            blocks = self._pieces(blocks)
         done = 0
+        for emb, q in side_by_side(partial(self._assign_block, points, indexer), blocks, workers,
+                                  name="dsc"):
+            emb_out[done:done + len(emb)] = emb
+            q_out[done:done + len(emb)] = q
+            done += len(emb)
+            progress.update(len(emb))
+
+    def _pieces(self, blocks):
+        """Blocks cut where their eval batches begin: the first batch alone first (it runs alone
+        on the calling thread, threads.side_by_side), then pieces of 16 batches, so that a few
+        blocks still keep every thread busy."""
+        step = self.batch_size * 4
+        first = True
         for block in blocks:
-            data = _DeviceMemory(make_patch_set(points, indexer, block, self.time_stride), self.scale_mm_,
-                                 self.device_)
-            if data.series.shape[1] != self.n_steps_:
-                raise ValueError(f"points have {data.series.shape[1]} time steps after striding, "
-                                 f"the model was trained on {self.n_steps_}")
-            for s, emb, q in self._embed_batches(data):
-                emb_out[done + s:done + s + len(emb)] = emb.cpu().numpy()
-                q_out[done + s:done + s + len(emb)] = q.cpu().numpy()
-            done += data.n
-            progress.update(data.n)
+            cuts = [0, step] if first else [0]
+            first = False
+            cuts += list(range(cuts[-1] + 16 * step, len(block), 16 * step))
+            for a, b in zip(cuts, cuts[1:] + [len(block)]):
+                if a < b:
+                    yield block[a:b]
+
+    def _assign_block(self, points, indexer, block) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings (n, e) and soft assignments (n, K) of the points of one block."""
+        data = _DeviceMemory(make_patch_set(points, indexer, block, self.time_stride), self.scale_mm_,
+                             self.device_)
+        if data.series.shape[1] != self.n_steps_:
+            raise ValueError(f"points have {data.series.shape[1]} time steps after striding, "
+                             f"the model was trained on {self.n_steps_}")
+        emb_out = np.empty((data.n, self.model_.embed_dim), dtype=np.float32)
+        q_out = np.empty((data.n, self.n_clusters), dtype=np.float32)
+        for s, emb, q in self._embed_batches(data):
+            emb_out[s:s + len(emb)] = emb.cpu().numpy()
+            q_out[s:s + len(emb)] = q.cpu().numpy()
+        return emb_out, q_out
 
     def transform(self, points: PointSeries, rows=None) -> np.ndarray:
         """Clustering-space embeddings (n, e)."""
