@@ -386,3 +386,42 @@ def test_local_scales_of_unsorted_rows_coincident_and_empty_ones():
     np.testing.assert_array_equal(local_scales(indptr, d, 7.5), [20, 25, 7.5, 7.5, 5])
     # a plain k-NN graph whose rows are out of order goes the general way
     np.testing.assert_array_equal(local_scales([0, 3, 6], np.float32([9, 1, 3, 2, 4, 6]), 1.0), [3, 4])
+
+
+@pytest.mark.parametrize("weighting, bandwidth, warned", [("binary", None, True), ("inverse", None, True),
+                                                          ("gaussian", "local", True), ("gaussian", None, False)])
+def test_a_point_far_from_the_rest_is_counted_and_named(caplog, weighting, bandwidth, warned):
+    """A lone point 10 km from a line of points 1 m apart: gaussian weights on the site's
+    bandwidth leave it as it is; binary and inverse weights and local bandwidths average its
+    features with those of the line, which the graph stage says, naming max_distance_m."""
+    lat = np.r_[np.full(11, 69.6) + np.arange(11) * 1e-5, 69.7]
+    lon = np.full(12, 20.2)
+    with caplog.at_level("INFO", logger="insarclust"):
+        g = GeodesicKNNGraph(k=3, weighting=weighting, bandwidth_m=bandwidth).fit(lat, lon)
+    assert g.n_far_ == 1 and g.graph_attrs()["n_far"] == 1
+    far = [r.getMessage() for r in caplog.records if "farther than" in r.getMessage()]
+    assert bool(far) == warned
+    if warned:
+        assert far[0].startswith("graph: 1 of 12 points have every neighbour farther than 16 m")
+        assert "graph.max_distance_m" in far[0] and caplog.records[-1].levelname == "WARNING"
+    capped = GeodesicKNNGraph(k=3, weighting=weighting, bandwidth_m=bandwidth, max_distance_m=100).fit(lat, lon)
+    assert capped.n_far_ == 0 and capped.n_isolated_ == 1
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_far_points_match_a_direct_count(symmetric):
+    """Town and hillside: hillside points whose nearest neighbour lies beyond 14 town bandwidths,
+    counted from each point's own nearest neighbour (rows unsorted once reverse links are added)."""
+    from scipy.spatial import cKDTree
+
+    from insarclust.geodesy import EARTH_RADIUS_M, unit_vectors
+
+    lat, lon = town_and_hillside()
+    g = GeodesicKNNGraph(k=10, weighting="binary", symmetric=symmetric).fit(lat, lon)
+    chord = cKDTree(unit_vectors(lat, lon)).query(unit_vectors(lat, lon), k=2)[0][:, 1]
+    nearest_m = 2 * EARTH_RADIUS_M * np.arcsin(chord / 2)
+    want = int(np.count_nonzero(nearest_m > 14 * g.bandwidth_m_ * (1 + 1e-6)))
+    assert g.n_far_ == want and 0 < want < 20
+    even = GeodesicKNNGraph(k=10, weighting="binary").fit(*map(np.ravel, np.meshgrid(
+        69.6 + np.arange(30) * 2e-4, 20.2 + np.arange(30) * 5e-4, indexing="ij")))
+    assert even.n_far_ == 0

@@ -65,6 +65,9 @@ def edge_weights(distance_m, weighting: str, bandwidth_m, min_distance_m: float 
 # million-point site, 21 % on a town of 3,000 points beside 1,000 on sparse hillside).
 LEAN_NEIGHBOURS = 1.5
 LEAN_SHARE_WARN = 0.10
+# float32 gaussian weights vanish beyond ~14.4 bandwidths (exp(-d^2 / 2b^2) < 1.4e-45): a point
+# whose every neighbour lies farther keeps its own features there; other weights still mix it
+FAR_BANDWIDTHS = 14.0
 
 
 def local_scales(indptr, distance_m, fallback_m: float) -> np.ndarray:
@@ -178,7 +181,8 @@ class GeodesicKNNGraph:
     ``bandwidth_m_`` (float), ``n_points_``, ``n_isolated_`` (points without edges),
     ``n_one_neighbour_`` (points whose weights lean on one neighbour or none:
     :func:`effective_neighbours` below 1.5, those with every weight 0 included),
-    ``n_zero_weight_`` (points with edges whose every weight is 0), ``max_degree_``.
+    ``n_zero_weight_`` (points with edges whose every weight is 0), ``n_far_`` (points whose
+    nearest neighbour lies beyond ``FAR_BANDWIDTHS`` site bandwidths), ``max_degree_``.
 
     Duplicate coordinates: the query returns ``k + 1`` points and drops the
     point itself wherever it appears among them (ties at distance 0 are not
@@ -335,6 +339,7 @@ class GeodesicKNNGraph:
                  "local, site median " if self.local_bandwidth() else "", bandwidth,
                  self.symmetric, self.n_isolated_, self.max_degree_)
         self._count_lean_points(counts)
+        self._count_far_points(counts)
         return self
 
     def _count_lean_points(self, counts: np.ndarray) -> None:
@@ -357,6 +362,27 @@ class GeodesicKNNGraph:
             ("; where density varies (a town beside sparse hillside) the default bandwidth is the dense "
              "part's: if the sparse part matters, set graph.bandwidth_m: local (each point's own spacing), "
              "or graph.weighting: inverse" if share > LEAN_SHARE_WARN and not self.local_bandwidth() else ""))
+
+    def _count_far_points(self, counts: np.ndarray) -> None:
+        """Count the points whose every neighbour lies beyond ``FAR_BANDWIDTHS`` site bandwidths
+        (a lone building kilometres from the rest). Gaussian weights (one bandwidth) are 0 there,
+        so the mean smoothing leaves such a point as it is; binary and inverse weights, and
+        local bandwidths (the point's own wide scale), still average its features with those of
+        ground that has nothing to do with it, and say so here."""
+        with_edges = np.flatnonzero(counts > 0)
+        reach = np.float32(FAR_BANDWIDTHS * self.bandwidth_m_)
+        if len(with_edges) and np.isfinite(reach):
+            nearest = np.minimum.reduceat(self.distance_m_, self.indptr_[with_edges])
+            self.n_far_ = int(np.count_nonzero(nearest > reach))
+        else:
+            self.n_far_ = 0
+        if self.n_far_ and (self.weighting != "gaussian" or self.local_bandwidth()):
+            log.warning("graph: %d of %d points have every neighbour farther than %.0f m (%g x the %.1f m "
+                        "site bandwidth), and %s still average their features with those far points: set "
+                        "graph.max_distance_m (e.g. %.0f) to leave them as they are",
+                        self.n_far_, self.n_points_, reach, FAR_BANDWIDTHS, self.bandwidth_m_,
+                        "local bandwidths" if self.weighting == "gaussian" else f"{self.weighting} weights",
+                        reach)
 
     def to_csr(self, values: str = "weight"):
         """The graph as a ``scipy.sparse.csr_array`` (N, N) of ``weight`` or ``distance_m``."""
@@ -382,6 +408,7 @@ class GeodesicKNNGraph:
             "n_isolated": int(self.n_isolated_),
             "n_one_neighbour": int(self.n_one_neighbour_),
             "n_zero_weight": int(self.n_zero_weight_),
+            "n_far": int(self.n_far_),
             "max_degree": int(self.max_degree_),
             "earth_radius_m": EARTH_RADIUS_M,
         }
