@@ -67,3 +67,30 @@ def test_single_thread_restores_after_an_error():
             assert torch.get_num_threads() == 1
             raise RuntimeError
     assert torch.get_num_threads() == 2
+
+
+def test_an_error_or_closing_early_leaves_the_queued_items_unrun():
+    """Items taken ahead and not yet started are dropped when an item fails or the caller stops:
+    the error (or the close) waits only for the items already running, not for the queue."""
+    started = []
+
+    def work(i):
+        started.append(i)
+        if i > 0:
+            time.sleep(0.1 if i % 10 == 1 else 0.5)   # the caller takes items 2..5 meanwhile
+        if i == 1:
+            raise ValueError("item 1")
+        return i
+
+    with pytest.raises(ValueError, match="item 1"):
+        list(side_by_side(work, range(20), workers=2))
+    time.sleep(0.7)
+    assert 4 not in started and 5 not in started     # 1..5 were taken, 2 and 3 ran
+
+    started.clear()
+    out = side_by_side(lambda i: work(i + 10), range(20), workers=2)
+    assert [next(out) for _ in range(2)] == [10, 11]
+    out.close()                                        # 12 and 13 run, 14 and 15 were taken
+    time.sleep(0.7)
+    assert not {14, 15} & set(started)
+    assert torch.get_num_threads() == 2

@@ -36,9 +36,11 @@ def side_by_side(fn, items, workers: int, name: str = "side-by-side"):
     (products, gathers, ``tanh``) makes its first call of the process on one thread, never on
     two at once (oneMKL picks some kernels lazily: ``insarclust.vml``). At most
     ``2 * workers + 1`` items are taken from ``items`` and not yet yielded; an error of ``fn``
-    reaches the caller. Until the generator ends or is closed, torch is single-threaded on the
-    calling thread too, also for the caller's own work between items. ``workers`` <= 1: plain
-    ``fn(item)`` in turn, torch's threads as they are. ``name`` prefixes the threads' names.
+    reaches the caller once the items already running end (those not started are dropped, as
+    they are when the generator is closed early). Until the generator ends or is closed, torch
+    is single-threaded on the calling thread too, also for the caller's own work between
+    items. ``workers`` <= 1: plain ``fn(item)`` in turn, torch's threads as they are. ``name``
+    prefixes the threads' names.
     """
     if workers <= 1:
         for item in items:
@@ -49,10 +51,14 @@ def side_by_side(fn, items, workers: int, name: str = "side-by-side"):
     with single_thread():
         for item in itertools.islice(items, 1):
             yield fn(item)
-        with ThreadPoolExecutor(workers, thread_name_prefix=name) as pool:
+        pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
+        try:
             for item in items:
                 pending.append(pool.submit(fn, item))
                 while len(pending) > 2 * workers or (pending and pending[0].done()):
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
+        finally:
+            # after an error or a close: wait for the items running, drop those not started
+            pool.shutdown(wait=True, cancel_futures=True)

@@ -465,9 +465,10 @@ class DeepSpatiotemporalClustering(BaseEstimator):
     def _assign_blocks(self, points, indexer, blocks, emb_out, q_out, progress) -> None:
         # On CPU, ``cpu_threads`` pieces side by side, torch single-threaded in each: labelling is
         # thousands of small batches, and two torch threads on one meet at every operation (slower
-        # when quiet, many times slower beside other work, docs/dsc.md). Labelling gives the same
-        # bits on any number of threads (tests/test_dsc.py), and the pieces split blocks where
-        # their eval batches begin, so every batch and the labels stay what they were.
+        # when quiet, many times slower beside other work, docs/dsc.md). The pieces split blocks
+        # where their eval batches begin, so every batch stays what it was and the labels are
+        # those of one torch thread: the bits of cpu_threads threads with the demo configuration,
+        # not for every shape (a linear layer of >= 16 outputs on 5-11 rows: docs/dsc.md).
         workers = int(self.cpu_threads) if self.device_ == "cpu" else 1
         if workers > 1:
             blocks = self._pieces(blocks)
