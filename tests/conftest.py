@@ -1,6 +1,7 @@
 """Shared fixtures: small but real files of the file contract."""
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -100,15 +101,24 @@ def shards_file(tmp_path):
     return make_shards_file(tmp_path / "shards.h5")
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny matrices: one torch thread is faster, and immune to other jobs on the cores."""
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Torch with ``n`` intra-op threads within the block, restored after it."""
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny matrices: one torch thread is faster, and immune to other jobs on the cores."""
+    with torch_threads(1):
+        yield
 
 
 def assert_same_tree(got, want, rel: float = 1e-12, path: str = ""):

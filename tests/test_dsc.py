@@ -13,7 +13,7 @@ from insarclust.dsc import train as dsc_train
 from insarclust.dsc.patches import median_spacing_m, stride_time
 from insarclust.geodesy import EARTH_RADIUS_M
 from insarclust.figures import plot_training_curve
-from conftest import make_shards_file, town_and_hillside
+from conftest import make_shards_file, torch_threads, town_and_hillside
 
 LAT0, LON0 = 69.0, 20.0
 
@@ -21,10 +21,8 @@ LAT0, LON0 = 69.0, 20.0
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """Tiny models gain nothing from threads, and spinning threads suffer on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 def lattice(n_rows, n_cols, spacing_m, jitter_m=0.0, seed=0):

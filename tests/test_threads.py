@@ -4,15 +4,14 @@ import time
 import pytest
 import torch
 
+from conftest import torch_threads
 from insarclust.threads import side_by_side, single_thread
 
 
 @pytest.fixture(autouse=True)
 def two_torch_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(2):
+        yield
 
 
 def test_results_come_in_order_with_few_items_taken_ahead():
