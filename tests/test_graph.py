@@ -292,6 +292,23 @@ def test_points_a_distance_cap_leaves_with_one_link_are_warned_of_naming_the_cap
         assert f"graph.weighting: {weighting}" not in msg and "graph.weighting: inverse" not in msg
 
 
+def test_points_a_distance_cap_isolates_are_warned_of_above_a_tenth_of_the_site(caplog):
+    """A cap below the spacing leaves most points without links: their smoothed features are
+    their own and spatial_coherence counts the few links left (1.0 on 4 links of 4,000 points)."""
+    lat, lon = town_and_hillside()
+    with caplog.at_level("INFO", logger="insarclust"):
+        g = GeodesicKNNGraph(k=10, max_distance_m=150).fit(lat[3000:], lon[3000:])
+    assert g.n_isolated_ > 100
+    (told,) = [r for r in caplog.records if "no neighbour within" in r.getMessage()]
+    assert told.levelname == "WARNING" and f"{g.n_isolated_} of 1000 points" in told.getMessage()
+    assert "graph.max_distance_m (150 m)" in told.getMessage() and "spatial_coherence" in told.getMessage()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="insarclust"):
+        GeodesicKNNGraph(k=10, max_distance_m=1000).fit(lat[3000:], lon[3000:])
+        GeodesicKNNGraph(k=10).fit(lat, lon)
+    assert not [r for r in caplog.records if "no neighbour within" in r.getMessage()]
+
+
 def test_a_point_whose_weights_all_vanish_is_counted():
     """Gaussian weights beyond ~14 bandwidths are exactly 0 in float32: the mean smoothing
     leaves such a point as it is, like an isolated one."""

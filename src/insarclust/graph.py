@@ -338,6 +338,16 @@ class GeodesicKNNGraph:
                  "%d isolated, largest degree %d", n, len(indices), k, self.weighting,
                  "local, site median " if self.local_bandwidth() else "", bandwidth,
                  self.symmetric, self.n_isolated_, self.max_degree_)
+        if self.n_isolated_ > LEAN_SHARE_WARN * max(n, 1):
+            # Only a distance cap isolates points (or a site of one point). Nothing else says that
+            # their smoothed features are their own, nor that spatial_coherence (the share of
+            # links joining equal labels) is measured on the other points' links alone.
+            log.warning("graph: %d of %d points (%.1f %%) have no neighbour within graph.max_distance_m "
+                        "(%s m): the smoothing leaves them as they are, and spatial_coherence is measured "
+                        "on the links of the other %d points only; raise graph.max_distance_m if they "
+                        "should be smoothed", self.n_isolated_, n, 100 * self.n_isolated_ / max(n, 1),
+                        "%g" % float(self.max_distance_m) if self.max_distance_m is not None else "none",
+                        n - self.n_isolated_)
         self._count_lean_points(counts)
         self._count_far_points(counts)
         return self
