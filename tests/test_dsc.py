@@ -981,3 +981,15 @@ def test_patches_on_a_uniform_site_are_counted_without_a_warning(caplog):
     assert est.n_patch_alone_ == 0 and 12 < est.mean_patch_points_ < 22
     assert [r.levelname for r in _lone_records(caplog)] == ["INFO"]
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_a_training_sample_shorter_than_update_interval_refreshes_the_target_every_epoch():
+    """144 points in batches of 32 are 5 batches an epoch: with update_interval 50 the target
+    was computed once and never again (label change NaN in every epoch, tol never reached)."""
+    points, _ = two_regime_points(n_side=12, n_grid=24)
+    est = DeepSpatiotemporalClustering(**dict(TINY, train_sample=144, batch_size=32, update_interval=50,
+                                              tol=0.0, pretrain_epochs=1, epochs=3)).fit(points)
+    joint = [r for r in est.history_ if r["phase"] == "joint"]
+    assert len(joint) == 3
+    assert np.isnan(joint[0]["label_change"])               # the first refresh has nothing to compare
+    assert all(np.isfinite(r["label_change"]) for r in joint[1:])

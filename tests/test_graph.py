@@ -271,6 +271,44 @@ def test_points_left_barely_smoothed_by_one_bandwidth_are_counted_and_warned_of(
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
+@pytest.mark.parametrize("weighting", ["gaussian", "inverse", "binary"])
+def test_points_a_distance_cap_leaves_with_one_link_are_warned_of_naming_the_cap(caplog, weighting):
+    """Points left with a single link by max_distance_m lean on it whatever the weights: the
+    warning names the cap, not a bandwidth (binary weights have none) nor the weighting in use."""
+    lat, lon = town_and_hillside()
+    lat, lon = lat[3000:], lon[3000:]             # the hillside, ~190 m apart
+    with caplog.at_level("INFO", logger="insarclust"):
+        g = GeodesicKNNGraph(k=10, weighting=weighting, max_distance_m=150).fit(lat, lon)
+    single = int(np.count_nonzero(np.diff(g.indptr_) == 1))
+    assert single > 0.1 * len(lat) and g.n_one_neighbour_ >= single
+    (told,) = [r for r in caplog.records if "one neighbour" in r.getMessage()]
+    msg = told.getMessage()
+    assert told.levelname == "WARNING"
+    assert f"{single} have a single link within graph.max_distance_m (150 m)" in msg
+    assert "raise graph.max_distance_m" in msg
+    if weighting == "binary":
+        assert "bandwidth" not in msg
+    if weighting != "gaussian":
+        assert f"graph.weighting: {weighting}" not in msg and "graph.weighting: inverse" not in msg
+
+
+def test_points_a_distance_cap_isolates_are_warned_of_above_a_tenth_of_the_site(caplog):
+    """A cap below the spacing leaves most points without links: their smoothed features are
+    their own and spatial_coherence counts the few links left (1.0 on 4 links of 4,000 points)."""
+    lat, lon = town_and_hillside()
+    with caplog.at_level("INFO", logger="insarclust"):
+        g = GeodesicKNNGraph(k=10, max_distance_m=150).fit(lat[3000:], lon[3000:])
+    assert g.n_isolated_ > 100
+    (told,) = [r for r in caplog.records if "no neighbour within" in r.getMessage()]
+    assert told.levelname == "WARNING" and f"{g.n_isolated_} of 1000 points" in told.getMessage()
+    assert "graph.max_distance_m (150 m)" in told.getMessage() and "spatial_coherence" in told.getMessage()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="insarclust"):
+        GeodesicKNNGraph(k=10, max_distance_m=1000).fit(lat[3000:], lon[3000:])
+        GeodesicKNNGraph(k=10).fit(lat, lon)
+    assert not [r for r in caplog.records if "no neighbour within" in r.getMessage()]
+
+
 def test_a_point_whose_weights_all_vanish_is_counted():
     """Gaussian weights beyond ~14 bandwidths are exactly 0 in float32: the mean smoothing
     leaves such a point as it is, like an isolated one."""

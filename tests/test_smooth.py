@@ -331,3 +331,23 @@ def test_non_finite_feature_stops_smoothing_with_its_row(shards_file, tmp_path, 
         smooth_feature_file(tmp_path / "dyn.h5", tmp_path / "graph.h5", tmp_path / "out.h5",
                             {"H": 2, "mode": mode, "fanout": [5, 5]})
     assert not (tmp_path / "out.h5").exists()
+
+
+@pytest.mark.parametrize("mode", ["exact", "fanout"])
+def test_sum_on_a_graph_of_uneven_degrees_is_warned_of(knn, caplog, mode):
+    """sum scales a point by ~(alpha + (1 - alpha) degree)^H: with graph.symmetric (or a distance
+    cap) the degrees differ and clustering sees them; the run says so, naming the settings."""
+    sym = GeodesicKNNGraph(k=6, symmetric=True).fit(*knn)
+    plain = GeodesicKNNGraph(k=6).fit(*knn)
+    with caplog.at_level("INFO", logger="insarclust"):
+        GraphSmoother(H=3, alpha=0.5, aggregation="sum", mode=mode, fanout=[6]).fit(
+            sym.indptr_, sym.indices_, sym.weight_)
+    (told,) = [r for r in caplog.records if "aggregation 'sum'" in r.getMessage()]
+    assert told.levelname == "WARNING" and "graph.symmetric" in told.getMessage()
+    assert f"{sym.max_degree_} neighbours" in told.getMessage()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="insarclust"):
+        GraphSmoother(H=3, alpha=0.5, aggregation="sum", mode=mode, fanout=[6]).fit(
+            plain.indptr_, plain.indices_, plain.weight_)            # every degree k: as documented
+        GraphSmoother(H=3, alpha=0.5, mode=mode, fanout=[6]).fit(sym.indptr_, sym.indices_, sym.weight_)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

@@ -338,6 +338,16 @@ class GeodesicKNNGraph:
                  "%d isolated, largest degree %d", n, len(indices), k, self.weighting,
                  "local, site median " if self.local_bandwidth() else "", bandwidth,
                  self.symmetric, self.n_isolated_, self.max_degree_)
+        if self.n_isolated_ > LEAN_SHARE_WARN * max(n, 1):
+            # Only a distance cap isolates points (or a site of one point). Nothing else says that
+            # their smoothed features are their own, nor that spatial_coherence (the share of
+            # links joining equal labels) is measured on the other points' links alone.
+            log.warning("graph: %d of %d points (%.1f %%) have no neighbour within graph.max_distance_m "
+                        "(%s m): the smoothing leaves them as they are, and spatial_coherence is measured "
+                        "on the links of the other %d points only; raise graph.max_distance_m if they "
+                        "should be smoothed", self.n_isolated_, n, 100 * self.n_isolated_ / max(n, 1),
+                        "%g" % float(self.max_distance_m) if self.max_distance_m is not None else "none",
+                        n - self.n_isolated_)
         self._count_lean_points(counts)
         self._count_far_points(counts)
         return self
@@ -349,19 +359,47 @@ class GeodesicKNNGraph:
         weight. Nothing else says so: such points are not isolated."""
         eff = effective_neighbours(self.indptr_, self.weight_)
         with_edges = counts > 0
+        lean = with_edges & (eff < LEAN_NEIGHBOURS)
         self.n_zero_weight_ = int(np.count_nonzero(with_edges & (eff == 0)))
-        self.n_one_neighbour_ = int(np.count_nonzero(with_edges & (eff < LEAN_NEIGHBOURS)))
+        self.n_one_neighbour_ = int(np.count_nonzero(lean))
         n = max(self.n_points_, 1)
         share = self.n_one_neighbour_ / n
-        (log.warning if share > LEAN_SHARE_WARN else log.info)(
+        warn = share > LEAN_SHARE_WARN
+        # A point with a single link leans on it whatever the weights: the distance cap (or k = 1)
+        # left it there, not the bandwidth. The others lean on one of several links: gaussian
+        # weights on a bandwidth shorter than their spacing, or inverse weights with one
+        # neighbour much nearer than the rest (binary weights never do).
+        n_single = int(np.count_nonzero(lean & (counts == 1)))
+        n_weighted = self.n_one_neighbour_ - n_single
+        causes = []
+        if n_single:
+            causes.append("%s%d have a single link%s" % (
+                "" if n_weighted else "all ", n_single,
+                " within graph.max_distance_m (%g m)" % float(self.max_distance_m)
+                if self.max_distance_m is not None else " (graph.k: %d)" % int(self.k)))
+        if n_weighted and self.weighting == "inverse":
+            causes.append("%sone neighbour much nearer than the others carries the inverse weights"
+                          % ("%d have several links but " % n_weighted if n_single else ""))
+        elif n_weighted or (not self.n_one_neighbour_ and self.weighting == "gaussian"):
+            causes.append("%stheir neighbours lie far out on the %s" % (
+                "%d have several links but " % n_weighted if n_single else "",
+                ("local bandwidth (each point's own spacing; site median %.1f m)" if self.local_bandwidth()
+                 else "%.1f m bandwidth") % self.bandwidth_m_))
+        advice = []
+        if warn and n_single and self.max_distance_m is not None:
+            advice.append("raise graph.max_distance_m if the points it leaves with one link should be smoothed")
+        if warn and n_weighted and self.weighting == "gaussian" and not self.local_bandwidth():
+            advice.append(("where density varies (a town beside sparse hillside) the default bandwidth is the "
+                           "dense part's: if the sparse part matters, set" if self.bandwidth_m is None else
+                           "graph.bandwidth_m (%g m) is shorter than their spacing: if they matter, raise it, "
+                           "set" % float(self.bandwidth_m))
+                          + " graph.bandwidth_m: local (each point's own spacing), or graph.weighting: inverse")
+        (log.warning if warn else log.info)(
             "graph: %d of %d points (%.1f %%) weigh effectively one neighbour or none (%d with every weight "
-            "0, left as they are by the mean smoothing): their neighbours lie far out on the %s%s",
+            "0, left as they are by the mean smoothing)%s%s",
             self.n_one_neighbour_, self.n_points_, 100 * share, self.n_zero_weight_,
-            ("local bandwidth (each point's own spacing; site median %.1f m)" if self.local_bandwidth()
-             else "%.1f m bandwidth") % self.bandwidth_m_,
-            ("; where density varies (a town beside sparse hillside) the default bandwidth is the dense "
-             "part's: if the sparse part matters, set graph.bandwidth_m: local (each point's own spacing), "
-             "or graph.weighting: inverse" if share > LEAN_SHARE_WARN and not self.local_bandwidth() else ""))
+            "".join(": " + c if i == 0 else "; " + c for i, c in enumerate(causes)),
+            "".join("; " + a for a in advice))
 
     def _count_far_points(self, counts: np.ndarray) -> None:
         """Count the points whose every neighbour lies beyond ``FAR_BANDWIDTHS`` site bandwidths

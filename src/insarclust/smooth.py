@@ -276,6 +276,7 @@ class GraphSmoother(BaseEstimator):
         if self.n_threads:
             torch.set_num_threads(int(self.n_threads))
         self.n_points_ = len(indptr) - 1
+        self._warn_uneven_sum(indptr)
         if self.mode == "exact":
             self.operator_, self.isolated_ = hop_operator(indptr, indices, weight, self.aggregation,
                                                           float(self.alpha))
@@ -283,6 +284,24 @@ class GraphSmoother(BaseEstimator):
             self.sampler_ = NeighbourSampler(indptr, indices, weight, self._fanouts(), self.random_state)
             self.isolated_ = torch.as_tensor(np.diff(np.asarray(indptr)) == 0)
         return self
+
+    def _warn_uneven_sum(self, indptr) -> None:
+        """``sum`` scales each point by about ``alpha + (1 - alpha) degree`` per hop: on a graph
+        whose degrees differ (``graph.symmetric``, ``graph.max_distance_m``) the features then
+        differ by orders of magnitude for reasons of sampling geometry, and k-means separates
+        points by degree. docs/graph.md says so; the run says it too."""
+        if self.aggregation != "sum" or int(self.H) == 0 or float(self.alpha) == 1.0:
+            return
+        degree = np.diff(np.asarray(indptr, dtype=np.int64))
+        if len(degree) == 0 or degree.min() == degree.max():
+            return
+        grow = lambda d: (float(self.alpha) + (1 - float(self.alpha)) * d) ** int(self.H)   # noqa: E731
+        log.warning("smooth: aggregation 'sum' on a graph whose degrees differ (%d to %d neighbours, "
+                    "%d points without any): after %d hops their features are scaled by %.3g to %.3g, so "
+                    "clustering separates points by degree rather than by regime; use aggregation 'mean', "
+                    "or sum only on the plain k-NN graph (graph.symmetric: false, graph.max_distance_m: "
+                    "null)", int(degree.min()), int(degree.max()), int(np.count_nonzero(degree == 0)),
+                    int(self.H), grow(int(degree.min())), grow(int(degree.max())))
 
     def n_batches(self) -> int:
         return -(-self.n_points_ // int(self.batch_size))

@@ -369,6 +369,10 @@ class DeepSpatiotemporalClustering(BaseEstimator):
         model.train()
         n = data.n
         generator_seed = int(self.random_state)
+        # The target is refreshed every update_interval joint batches, and at least once an
+        # epoch: a training sample of fewer batches (a small site) would otherwise keep the
+        # first target throughout and never measure a label change (nor stop at tol).
+        interval = max(1, min(int(self.update_interval), -(-n // self.batch_size)))
         while state["epoch"] < n_total and not state["converged"]:
             epoch = state["epoch"]
             joint = epoch >= n_pre
@@ -386,7 +390,7 @@ class DeepSpatiotemporalClustering(BaseEstimator):
             seen = 0
             change_this_epoch = float("nan")
             for b in range(n_batches):
-                if joint and state["batches"] > 0 and state["batches"] % self.update_interval == 0:
+                if joint and state["batches"] > 0 and state["batches"] % interval == 0:
                     change_this_epoch = self._refresh_target(data, state)
                     if change_this_epoch < self.tol:
                         state["converged"] = True
