@@ -26,8 +26,9 @@ VML_FUNCTIONS = ("acos", "asin", "atan", "cos", "erf", "erfc", "erfinv", "exp", 
 
 
 #: one warm-up at a time: functools.cache runs the function in every thread that misses before
-#: the first call returns, and the embedding's worker threads (embed.embedded_blocks) all start
-#: with it: unlocked, their first calls of each function ran at once, the very race guarded
+#: the first call returns, and the worker threads of threads.side_by_side (the embedding, DSC's
+#: labelling) all start with it: unlocked, their first calls of each function ran at once, the
+#: very race guarded
 _LOCK = threading.Lock()
 
 

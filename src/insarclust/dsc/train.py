@@ -372,7 +372,8 @@ class DeepSpatiotemporalClustering(BaseEstimator):
         # The target is refreshed every update_interval joint batches, and at least once an
         # epoch: a training sample of fewer batches (a small site) would otherwise keep the
         # first target throughout and never measure a label change (nor stop at tol).
-        interval = max(1, min(int(self.update_interval), -(-n // self.batch_size)))
+        n_batches = -(-n // self.batch_size)
+        interval = max(1, min(int(self.update_interval), n_batches))
         while state["epoch"] < n_total and not state["converged"]:
             epoch = state["epoch"]
             joint = epoch >= n_pre
@@ -381,7 +382,6 @@ class DeepSpatiotemporalClustering(BaseEstimator):
                 self._refresh_target(data, state)
             t0 = time.perf_counter()
             order = np.random.default_rng([generator_seed, epoch]).permutation(n)
-            n_batches = -(-n // self.batch_size)
             progress = Progress(log, n_batches, f"dsc epoch {epoch + 1}/{n_total} ({'joint' if joint else 'pretrain'}) batches",
                                 every_s=self.log_every_s)
             # Sums stay on the device: no host sync per batch on a GPU.
