@@ -85,10 +85,27 @@ def test_points_without_edges_and_caller_arrays_untouched():
     indices = np.array([1, 0])
     before = indices.copy()
     x = np.array([1.0, 1.0, -1.0, -1.0])
-    # z = x (mean 0); sum_ij w_ij z_i z_j = 2 over S0 = 2 edges; sum z^2 = 4 -> I = 4/2 * 2/4 = 1.
-    assert morans_i(indptr, indices, x) == pytest.approx(1.0)
+    # z = x (mean 0); sum_ij w_ij z_i z_j = 2 over S0 = 2 edges; sum z^2 = 4; N counts the
+    # 2 linked points only (spdep's adjust.n) -> I = 2/2 * 2/4 = 0.5.
+    assert morans_i(indptr, indices, x) == pytest.approx(0.5)
     unsorted = np.array([0, 2, 4, 4]), np.array([2, 1, 2, 0])
     idx = unsorted[1].copy()
     morans_i(unsorted[0], idx, np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0, 4.0]))
     np.testing.assert_array_equal(idx, unsorted[1])
     np.testing.assert_array_equal(indices, before)
+
+
+def test_islands_do_not_inflate_moran():
+    # Two 4 x 4 rook grids, each constant (I = 1 on them alone), beside 32 points without
+    # links: counting the islands in N would double I to 2.
+    indptr, indices, _ = grid_rook(4, 4)
+    A = sp.csr_array((np.ones(len(indices)), indices, indptr), shape=(16, 16))
+    G = sp.block_diag([A, A, sp.csr_array((32, 32))], format="csr")
+    x = np.concatenate([np.full(16, 1.0), np.full(16, -1.0), np.zeros(32)])
+    W = G.toarray()
+    Wr = W / np.where(W.sum(1, keepdims=True) > 0, W.sum(1, keepdims=True), 1)
+    z = x - x.mean()
+    expected = 32 / Wr.sum() * (z @ Wr @ z) / (z @ z)
+    value = morans_i(G.indptr, G.indices, x)
+    assert value == pytest.approx(expected)
+    assert value == pytest.approx(1.0)        # the islands are at the mean: they add nothing

@@ -26,8 +26,11 @@ def morans_i(indptr, indices, X, weight=None, row_standardise: bool = True):
     column and ``S0 = sum_ij w_ij``. ``indptr`` (N+1,), ``indices`` (nnz,) CSR,
     ``weight`` (nnz,) edge weights (None = 1); ``X`` (N,) or (N, D).
     With ``row_standardise`` (the usual choice for k-NN graphs) each point's
-    weights sum to 1 (points without edges contribute 0 and are excluded from
-    ``S0``). Near 1: neighbours alike (smooth field); about -1/(N-1): random;
+    weights sum to 1. Points without edges (islands: a distance cap, vanishing
+    weights) contribute 0 to ``S0`` and to the cross sum, and ``N`` counts only
+    the others, as spdep's ``moran.test(adjust.n = TRUE)``: with ``N`` counting
+    islands too, row-standardised I grows by N / (N - islands) and exceeds 1
+    when many points are isolated. Near 1: neighbours alike (smooth field); about -1/(N-1): random;
     negative: neighbours unlike (checkerboard). Returns a float for (N,) input,
     a (D,) float64 array otherwise; NaN for constant columns or no edges.
     Memory: O(nnz + N D), in float64.
@@ -47,6 +50,8 @@ def morans_i(indptr, indices, X, weight=None, row_standardise: bool = True):
         inv = np.divide(1.0, row_sum, out=np.zeros_like(row_sum), where=row_sum > 0)
         w *= np.repeat(inv, np.diff(indptr))
     s0 = float(w.sum())
+    row_weight = np.bincount(np.repeat(np.arange(n), np.diff(indptr)), weights=np.abs(w), minlength=n)
+    n_linked = int(np.count_nonzero(row_weight > 0))
     # Only W @ Z is used: scipy's canonicalising methods (W.sum(), ...) would sort
     # the caller's ``indices`` in place.
     W = sp.csr_array((w, indices, indptr), shape=(n, n))
@@ -55,5 +60,5 @@ def morans_i(indptr, indices, X, weight=None, row_standardise: bool = True):
     if not s0 > 0:
         out = np.full(Z.shape[1], np.nan)
     else:
-        out = np.where(var > 0, n / s0 * cross / np.where(var > 0, var, 1.0), np.nan)
+        out = np.where(var > 0, n_linked / s0 * cross / np.where(var > 0, var, 1.0), np.nan)
     return float(out[0]) if squeeze else out
