@@ -11,4 +11,5 @@ with timed(log, f"evaluate {snakemake.wildcards.method}"):
     evaluate_file(snakemake.input.labels, snakemake.output[0], graph_path=snakemake.input.graph,
                   shards_path=snakemake.input.shards, descriptors_path=snakemake.input.descriptors,
                   truth_path=truth[0] if truth else None, thresholds=dict(snakemake.params.thresholds),
-                  features_path=features[0] if features else None, **fit)
+                  features_path=features[0] if features else None,
+                  partial_truth=snakemake.params.partial_truth, **fit)

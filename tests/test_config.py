@@ -71,6 +71,27 @@ def test_site_table_errors_name_the_fix_that_fits(tmp_path):
         read_site_table(path, schema)
 
 
+def test_the_optional_truth_column_names_a_table_of_a_site_of_files(tmp_path, monkeypatch):
+    from insarclust.sites import read_site_table, truth_path
+
+    monkeypatch.chdir(tmp_path)
+    schema = yaml.safe_load((ROOT / "workflow/schemas/sites.schema.yaml").read_text())
+    (tmp_path / "inventory.csv").write_text("pid,regime\na,stable\n")
+    path = tmp_path / "sites.tsv"
+    path.write_text("site\tsource\tformat\ttruth\nvalley\tdata/*.csv\tngu\tinventory.csv\n"
+                    "demo-a\tdemo:mainland\tngu\n")
+    table = read_site_table(path, schema)
+    assert truth_path(table, "valley") == "inventory.csv" and truth_path(table, "demo-a") is None
+    path.write_text("site\tsource\tformat\nvalley\tdata/*.csv\tngu\n")
+    assert truth_path(read_site_table(path, schema), "valley") is None
+    path.write_text("site\tsource\tformat\ttruth\nvalley\tdata/*.csv\tngu\tnone.csv\n")
+    with pytest.raises(InputError, match=r"(?s)row 1, column 'truth'.*'none.csv' does not exist.*fix: name a CSV"):
+        read_site_table(path, schema)
+    path.write_text("site\tsource\tformat\ttruth\ndemo-a\tdemo:mainland\tngu\tinventory.csv\n")
+    with pytest.raises(InputError, match=r"(?s)column 'truth'.*demo site.*fix: leave the truth cell of a demo site empty"):
+        read_site_table(path, schema)
+
+
 @pytest.mark.parametrize("name", ["gpkg_site", "GPKG-1", "gpkgvalley"])
 def test_site_name_reserved_by_geopackage_is_refused_before_any_job(tmp_path, name):
     """GDAL refuses layer names beginning with 'gpkg' (any case): such a site would fail only

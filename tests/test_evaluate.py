@@ -163,6 +163,10 @@ def test_load_truth(tmp_path):
         ["stable", "subsiding", "step", "stable"]
     with pytest.raises(InputError, match="no true regime"):
         evaluate.load_truth(p, np.array(["a", "zz"]))
+    # a user's table of some known points: the others get None, rows of other points are left out
+    assert evaluate.load_truth(p, np.array(["zz", "a"]), partial=True).tolist() == [None, "stable"]
+    with pytest.raises(InputError, match=r"(?s)none of the 2 points.*fix: the pid column must hold the point ids"):
+        evaluate.load_truth(p, np.array(["x", "zz"]), partial=True)
     p.write_text("pid,regime\na,sinking\n")
     with pytest.raises(InputError, match="row 1.*unknown regime"):
         evaluate.load_truth(p, np.array(["a"]))
@@ -243,6 +247,42 @@ def test_evaluate_labelling_and_outputs(tmp_path, shards_file):
     assert back["metrics"]["undefined"] is None and back["site"] == "s"
     assert back["metrics"]["ari"] == pytest.approx(1.0)
     assert sorted(p.name for p in h5.parent.iterdir()) == ["m.h5", "m.json"]
+
+
+def test_a_truth_table_of_some_points_scores_those_points(tmp_path, shards_file, caplog):
+    """The site table's truth column: an inventory of some points (and of points the site lacks)
+    scores the labels on the points it names, and says how many."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    path, truth = shards_file
+    n = len(truth)
+    graph = _graph(tmp_path, n, [(i, i + 1) for i in range(n - 1)])
+    pids = h5io.Shards(path).pids()
+    rng = np.random.default_rng(3)
+    known = rng.random(n) < 0.3
+    noisy = np.where(rng.random(n) < 0.2, (truth + 1) % 4, truth)      # labels that are partly wrong
+    labels = labels_mod.order_labels(noisy, path)
+    fit = _labelling(labels, np.zeros(n), ShardsSource(path), path)
+    truth_csv = tmp_path / "inventory.csv"
+    truth_csv.write_text("pid,regime\n" + "".join(f"{p},{REGIMES[t]}\n" for p, t, k in zip(pids, truth, known) if k)
+                         + "elsewhere-1,stable\n")
+    with caplog.at_level("INFO", logger="insarclust.evaluate"):
+        m = evaluate.evaluate_labelling(fit, graph_path=graph, shards_path=path, truth_path=truth_csv,
+                                        thresholds={}, partial_truth=True)["metrics"]
+    assert m["n_truth"] == known.sum()
+    assert m["ari"] == pytest.approx(adjusted_rand_score(truth[known], labels[known]))
+    assert m["nmi"] == pytest.approx(normalized_mutual_info_score(truth[known], labels[known]))
+    assert m["ari"] != pytest.approx(adjusted_rand_score(truth, labels))
+    assert f"{known.sum()} of {n} points have a true regime" in caplog.text
+    assert "1 rows of the truth table" in caplog.text and "elsewhere-1" in caplog.text
+    # every point known: no n_truth, the same numbers as a demo site's complete table
+    full = tmp_path / "full.csv"
+    full.write_text("pid,regime\n" + "".join(f"{p},{REGIMES[t]}\n" for p, t in zip(pids, truth)))
+    both = [evaluate.evaluate_labelling(fit, graph_path=graph, shards_path=path, truth_path=full, thresholds={},
+                                        partial_truth=partial)["metrics"] for partial in (True, False)]
+    assert "n_truth" not in both[0] and both[0] == both[1]
+    with pytest.raises(InputError, match="points of shards.h5 have no true regime"):
+        evaluate.evaluate_labelling(fit, graph_path=graph, shards_path=path, truth_path=truth_csv, thresholds={})
 
 
 def test_evaluate_with_member_spread_and_centers(tmp_path, shards_file):

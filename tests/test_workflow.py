@@ -73,7 +73,11 @@ def _deep_update(base: dict, new: dict) -> dict:
 
 
 def write_sites(workdir: Path, sites) -> None:
-    lines = ["site\tsource\tformat"] + ["\t".join(s) for s in sites]
+    """The site table of ``sites``: (site, source, format) or (site, source, format, truth) rows."""
+    if any(len(s) > 3 for s in sites):
+        lines = ["site\tsource\tformat\ttruth"] + ["\t".join((*s, "")[:4]) for s in sites]
+    else:
+        lines = ["site\tsource\tformat"] + ["\t".join(s) for s in sites]
     (workdir / "config/sites.tsv").write_text("\n".join(lines) + "\n")
 
 

@@ -3,7 +3,8 @@
 Two tiny demo sites: an EGMS L3 Ortho file (``format: egms-l3``: easting /
 northing in EPSG:3035, no column edits) and an EGMS L2b ascending +
 descending pair (``asc=...;desc=...``) decomposed into vertical and
-east-west series on grid cells. One k-means variant keeps the run short;
+east-west series on grid cells; and an EGMS file in data/ whose site table
+row names a truth table of some of its points. One k-means variant keeps the run short;
 everything else is covered by tests/test_workflow.py.
 """
 from __future__ import annotations
@@ -23,7 +24,8 @@ from test_workflow import edit_config, make_workdir, planned_after_editing_scrip
 
 pytestmark = pytest.mark.xdist_group("workflow-egms")
 
-SITES = [("l3", "demo:mainland", "egms-l3"), ("ud", "asc=demo:mainland;desc=demo:mainland", "egms")]
+SITES = [("l3", "demo:mainland", "egms-l3"), ("ud", "asc=demo:mainland;desc=demo:mainland", "egms"),
+         ("inv", "data/inv.csv", "egms", "data/inv-truth.csv")]
 CHANGES = {
     "demo": {"n_points": 800, "years": 2.5},
     "decompose": {"cell_size_m": 400},     # 800 scattered points a track over 16 x 16 km: ~100 cells hold both
@@ -38,9 +40,27 @@ METHODS = ["kmeans-dyn"]
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    workdir = make_workdir(tmp_path_factory.mktemp("egms") / "repo", sites=SITES, changes=CHANGES)
+    dest = tmp_path_factory.mktemp("egms") / "repo"
+    (dest / "data").mkdir(parents=True)
+    _inventory_site(dest / "data")
+    workdir = make_workdir(dest, sites=SITES, changes=CHANGES)
     snakemake(workdir)
     return workdir
+
+
+def _inventory_site(data):
+    """A site of files (EGMS CSV) whose truth column names an inventory of 60 % of its points,
+    plus a point of another site."""
+    from insarclust.demo import generate
+    from insarclust.formats import get_format, load_formats
+    from conftest import ROOT
+
+    fmt = get_format("egms", load_formats(ROOT / "config" / "formats.yaml"))
+    table, regimes = generate("inv", "mainland", fmt, n_points=800, years=2.5, seed=5)
+    table.to_csv(data / "inv.csv", index=False)
+    known = regimes.sample(frac=0.6, random_state=5).sort_index()
+    pd.concat([known, pd.DataFrame({"pid": ["OTHER-SITE-1"], "regime": ["stable"]})]).to_csv(
+        data / "inv-truth.csv", index=False)
 
 
 def _gpkg(path):
@@ -96,7 +116,7 @@ def test_ascending_descending_pair_runs_end_to_end(run):
     # the track files were temporary; the summary has both sites
     assert not (res / "los/asc.h5").exists()
     summary = pd.read_csv(run / "results/summary.tsv", sep="\t")
-    assert set(summary.site) == {"l3", "ud"}
+    assert set(summary.site) == {"l3", "ud", "inv"}
     prov = json.loads((res / "provenance.json").read_text())
     assert {"demo_pair", "los_shards", "decompose"} <= set(prov["stages"])
     assert prov["stages"]["los_shards"]["jobs"] == 2
@@ -126,3 +146,51 @@ def test_the_pair_noise_check_reruns_nothing(run):
     asc, desc = (float(v) for v in re.search(r"typical change between acquisitions: ([\d.]+) mm ascending, "
                                              r"([\d.]+) mm descending", log).groups())
     assert 0.67 < asc / desc < 1.5
+
+
+def test_a_truth_column_scores_a_site_of_files_on_its_known_points(run):
+    """A user's inventory (the site table's truth column) of some points: ARI, NMI and label match
+    of those points in the summary and the report, with their count; demo sites show no count."""
+    from sklearn.metrics import adjusted_rand_score
+
+    truth = pd.read_csv(run / "data/inv-truth.csv", dtype=str).set_index("pid")["regime"]
+    labels = pd.read_csv(run / "results/inv/clusters.csv", dtype={"pid": str}).set_index("pid")
+    known = labels.index[labels.index.isin(truth.index)]
+    assert len(known) == 480 and len(labels) == 800
+    summary = pd.read_csv(run / "results/summary.tsv", sep="\t")
+    inv = summary[(summary.site == "inv") & (summary.method == "kmeans-dyn")].set_index("metric")["value"]
+    assert inv["n_truth"] == 480
+    assert inv["ari"] == pytest.approx(adjusted_rand_score(truth[known], labels.loc[known, "kmeans-dyn"]))
+    assert inv["ari"] > 0.3
+    l3 = set(summary[summary.site == "l3"].metric)
+    assert "ari" in l3 and "n_truth" not in l3
+    page = (run / "results/summary.html").read_text()
+    assert "truth points" in page and "480" in page
+    log = (run / "logs/evaluate/inv.kmeans-dyn.log").read_text()
+    assert "480 of 800 points have a true regime" in log and "OTHER-SITE-1" in log
+    prov = json.loads((run / "results/inv/provenance.json").read_text())
+    assert prov["site_row"]["truth"] == "data/inv-truth.csv"
+    # the inventory is an input of the record: its checksum beside the CSV's
+    assert [f["path"] for f in prov["inputs"]["files"]] == ["data/inv.csv", "data/inv-truth.csv"]
+    assert all(len(f["sha256"]) == 64 for f in prov["inputs"]["files"])
+
+
+def test_an_edited_truth_table_reruns_only_its_sites_evaluation(run):
+    """The truth table is an input of the site's evaluate jobs: an edit reruns them and what
+    reads their results, and nothing of the other sites or of the fits."""
+    import os
+
+    path = run / "data/inv-truth.csv"
+    text, stat = path.read_text(), path.stat()
+    head, *rows = text.splitlines()
+    path.write_text("\n".join([head, *sorted(rows)]) + "\n")   # one more point known would do as well
+    try:
+        jobs = planned_jobs(run)
+    finally:
+        path.write_text(text)
+        os.utime(path, (stat.st_atime, stat.st_mtime))
+    rules = {j["rule"] for j in jobs}
+    assert "evaluate" in rules and "summary" in rules
+    assert not rules & {"shards", "graph", "embed_fit", "embed_part", "kmeans", "smooth", "descriptors"}
+    assert {j["wildcards"].get("site") for j in jobs} <= {"inv", None}
+    assert planned_jobs(run) == []

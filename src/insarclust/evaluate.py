@@ -5,7 +5,7 @@ order, centres, and the quality of the partition in the method's own feature
 space). This stage adds what depends on the site and on the interpretation
 thresholds, and writes ``clusters/{method}.json`` (docs/interpretation.md): cluster sizes,
 spatial coherence on the k-NN graph, agreement with the true regimes of demo
-sites (ARI, NMI, label match) and, per cluster, the descriptors of its mean
+sites and of sites with a truth table (ARI, NMI, label match) and, per cluster, the descriptors of its mean
 series and a suggested label (:func:`insarclust.interpret.describe_clusters`).
 A change of a label threshold therefore reruns only this stage and what reads
 its output, never a fit. Everything is streamed shard by shard; only (N,)
@@ -32,10 +32,15 @@ from .spatial import label_coherence
 log = logging.getLogger(__name__)
 
 # Order of the metrics in the JSON: the fit's feature-space metrics, then the site's.
-def load_truth(truth_path, pids: np.ndarray, component: str | None = None) -> np.ndarray:
+def load_truth(truth_path, pids: np.ndarray, component: str | None = None, partial: bool = False) -> np.ndarray:
     """``(N,)`` true regime names of the points ``pids`` from a ``pid,regime`` CSV. ``component``:
     the direction of the site's series; the trend words of another direction stop (an east-west
-    site's clusters are never ``subsiding``: every such point would count as mislabelled)."""
+    site's clusters are never ``subsiding``: every such point would count as mislabelled).
+
+    ``partial`` (a user's table of known points, the site table's ``truth`` column): points
+    without a row get None, and rows naming no point of the site are counted in the log; at
+    least one point must match. Without it (a demo site's generated truth) every point needs
+    a row."""
     import pandas as pd
 
     try:
@@ -68,11 +73,26 @@ def load_truth(truth_path, pids: np.ndarray, component: str | None = None) -> np
     regime = pd.Series(truth["regime"].to_numpy(), index=truth["pid"].to_numpy())
     pids = pd.Index(np.asarray(pids, dtype=object))
     missing = ~pids.isin(regime.index)
-    if missing.any():
+    if missing.all() and len(pids):
+        raise InputError(f"none of the {len(pids):,} points of the site has a row in the truth table (its ids "
+                         f"e.g. {list(regime.index[:3])}, the site's e.g. {list(pids[:3])})", file=truth_path,
+                         column="pid", fix="the pid column must hold the point ids of the site's input, as "
+                                           "written there" if partial else
+                         "regenerate the demo site so shards.h5 and the truth table match")
+    if missing.any() and not partial:
         raise InputError(f"{int(missing.sum())} points of shards.h5 have no true regime, e.g. "
                          f"{list(pids[missing][:3])}", file=truth_path, column="pid",
                          fix="regenerate the demo site so shards.h5 and the truth table match")
-    return regime.reindex(pids).to_numpy(dtype=object)
+    if partial:
+        unused = int((~regime.index.isin(pids)).sum())
+        log.info("truth table %s: %d of %d points have a true regime%s", truth_path, int((~missing).sum()),
+                 len(pids), f"; {unused} of its rows name no point of the site (left out)" if unused else "")
+        if unused:
+            log.warning("%d rows of the truth table %s name no point of the site (e.g. %s): left out", unused,
+                        truth_path, list(regime.index[~regime.index.isin(pids)][:3]))
+    values = regime.reindex(pids).to_numpy(dtype=object)
+    values[missing] = None
+    return values
 
 
 def member_spread(descriptors_path, labels: np.ndarray, n_clusters: int) -> dict:
@@ -109,7 +129,7 @@ def member_spread(descriptors_path, labels: np.ndarray, n_clusters: int) -> dict
 def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descriptors_path=None,
                        truth_path=None, thresholds: dict | None = None, features_path=None,
                        seed: int = 0, silhouette_sample: int = 10000, kmeans_cfg: dict | None = None,
-                       labels_path=None) -> dict:
+                       labels_path=None, partial_truth: bool = False) -> dict:
     """The JSON-ready record of ``clusters/{method}.json`` for one method's labels.
 
     ``features_path``: a feature file to measure the fit in (silhouette etc., ``seed`` and
@@ -122,11 +142,13 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
     no ``metrics_latent`` in its record is measured in that space too, with its ``centers``.
     Labels (``labels_path``: their file, for the message), graph, descriptors and features
     must all be of the points of ``shards_path`` (:func:`insarclust.h5io.check_same_points`).
+    ``partial_truth``: ``truth_path`` is a user's table of some known points (:func:`load_truth`);
+    the truth metrics are then of those points, and ``n_truth`` counts them when not all.
 
     Keys: ``k``, ``n_points``, ``n_train``, ``n_test``, ``sizes``, ``metrics``
     (the fit's silhouette, davies_bouldin, calinski_harabasz,
     mean_intercentroid_distance; spatial_coherence; with a truth file ari,
-    nmi, label_match; k-means inertias), ``clusters``, then the rest of the
+    nmi, label_match, and n_truth when it covers only some points; k-means inertias), ``clusters``, then the rest of the
     fit record (``k_selection``, ``pca``, ``training``, ``config`` ...).
     """
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
@@ -181,12 +203,16 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
     clusters = describe_clusters(mean, shards.grid_dates, counts, thresholds or {}, spread,
                                  observed_dates=site_dates, cluster_dates=own_dates, component=component)
     if truth_path:
-        truth = load_truth(truth_path, shards.pids(), component)
-        result_metrics["ari"] = float(adjusted_rand_score(truth, labels))
-        result_metrics["nmi"] = float(normalized_mutual_info_score(truth, labels))
+        truth = load_truth(truth_path, shards.pids(), component, partial=partial_truth)
+        known = np.array([t is not None for t in truth], dtype=bool)
+        truth, scored = truth[known], labels[known]
+        result_metrics["ari"] = float(adjusted_rand_score(truth, scored))
+        result_metrics["nmi"] = float(normalized_mutual_info_score(truth, scored))
         suggested = np.array([c["label"] for c in sorted(clusters, key=lambda c: c["cluster"])],
                              dtype=object)
-        result_metrics["label_match"] = float(np.mean(suggested[labels] == truth))
+        result_metrics["label_match"] = float(np.mean(suggested[scored] == truth))
+        if not known.all():
+            result_metrics["n_truth"] = int(known.sum())   # the three above are of these points only
     result_metrics.update(fit)   # inertias and whatever else the fit measured
     log.info("metrics: %s", ", ".join(f"{k}={v:.4g}" for k, v in result_metrics.items()
                                       if isinstance(v, float)))
@@ -207,13 +233,14 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
 
 def evaluate_file(clusters_path, json_path, *, graph_path, shards_path, descriptors_path=None,
                   truth_path=None, thresholds: dict | None = None, features_path=None,
-                  seed: int = 0, silhouette_sample: int = 10000, kmeans_cfg: dict | None = None) -> dict:
+                  seed: int = 0, silhouette_sample: int = 10000, kmeans_cfg: dict | None = None,
+                  partial_truth: bool = False) -> dict:
     """Rule ``evaluate``: ``clusters/{method}.h5`` -> ``clusters/{method}.json``."""
     result = evaluate_labelling(Labelling.read(clusters_path), graph_path=graph_path,
                                 shards_path=shards_path, descriptors_path=descriptors_path,
                                 truth_path=truth_path, thresholds=thresholds, features_path=features_path,
                                 seed=seed, silhouette_sample=silhouette_sample, kmeans_cfg=kmeans_cfg,
-                                labels_path=clusters_path)
+                                labels_path=clusters_path, partial_truth=partial_truth)
     if thresholds:
         result.setdefault("config", {})["interpret"] = dict(thresholds)
     write_json(result, json_path)

@@ -32,6 +32,8 @@ from .formats import Format
 from .requirements import check_site, site_needs
 
 COLUMNS = ("site", "source", "format")
+# a pid,regime table of known regimes the clusters are scored against (demo sites bring their own)
+OPTIONAL_COLUMNS = ("truth",)
 
 
 def _without_note(line: str) -> str:
@@ -109,10 +111,11 @@ def read_site_table(path, schema: Mapping) -> pd.DataFrame:
     if missing:
         raise InputError(f"the site table lacks column(s) {missing} (it has {list(table.columns)})",
                          file=path, row=0, fix="the first line must be: site<TAB>source<TAB>format (tab-separated)")
-    extra = [c for c in table.columns if c not in COLUMNS]
+    extra = [c for c in table.columns if c not in COLUMNS + OPTIONAL_COLUMNS]
     if extra:
-        raise InputError(f"the site table has column(s) {extra} besides {', '.join(COLUMNS)}", file=path, row=0,
-                         column=extra[0], fix="remove the extra column(s); notes can follow a # on a line")
+        raise InputError(f"the site table has column(s) {extra} besides {', '.join(COLUMNS)} (and the optional "
+                         f"{', '.join(OPTIONAL_COLUMNS)})", file=path, row=0, column=extra[0],
+                         fix="remove the extra column(s); notes can follow a # on a line")
     width = len(_cells(lines[0]))
     for i, line in enumerate(lines[1:], start=1):
         cells = _cells(line)
@@ -133,7 +136,8 @@ def read_site_table(path, schema: Mapping) -> pd.DataFrame:
             raise InputError(f"site name '{row['site']}' begins with 'gpkg', which GeoPackage reserves for its "
                              "own tables: the site's clusters.gpkg layer (named after the site) could not be "
                              "written", file=path, row=i, column="site", fix="rename the site")
-        parse_source(row["source"], row["site"], str(path))
+        source = parse_source(row["source"], row["site"], str(path))
+        _check_truth_cell(row.get("truth", ""), source, row["site"], path, i)
     if table.empty:
         raise InputError("the site table has a header but no site row", file=path,
                          fix="add a row per site: name<TAB>source<TAB>format (see README.md, 'Your own sites')")
@@ -151,6 +155,28 @@ def read_site_table(path, schema: Mapping) -> pd.DataFrame:
                          "results folders are one folder", file=path, row=int(np.flatnonzero(same)[1]) + 1,
                          column="site", fix="give the sites names that differ in more than case")
     return table.set_index("site", drop=False)
+
+
+def _check_truth_cell(truth: str, source: "SiteSource", site: str, path, row: int) -> None:
+    """A ``truth`` cell names an existing file, and not for a demo site (whose generator
+    writes the true regimes itself)."""
+    if not truth:
+        return
+    if source.is_demo:
+        raise InputError(f"site '{site}' is a demo site, whose true regimes are generated with it; the truth "
+                         f"column names '{truth}'", file=path, row=row, column="truth",
+                         fix="leave the truth cell of a demo site empty")
+    if not Path(truth).is_file():
+        raise InputError(f"site '{site}': the truth table '{truth}' does not exist (relative to the working "
+                         f"directory {Path.cwd()})", file=path, row=row, column="truth",
+                         fix="name a CSV with columns pid,regime (one row per known point), or leave the cell "
+                             "empty")
+
+
+def truth_path(sites: pd.DataFrame, site: str) -> str | None:
+    """The site's own truth table (the site table's optional ``truth`` column), or None."""
+    value = sites.loc[site].get("truth", "") if "truth" in sites.columns else ""
+    return str(value) or None
 
 
 def read_formats(path, schema: Mapping) -> dict:

@@ -32,15 +32,15 @@ COLUMNS = ["site", "method", "metric", "value"]
 # Display and row order; anything else a method reports comes after, sorted.
 METRIC_ORDER = [
     "k", "n_points", "n_train", "n_test", "largest_cluster_share",
-    "ari", "nmi", "label_match",
+    "ari", "nmi", "label_match", "n_truth",
     "silhouette", "davies_bouldin", "calinski_harabasz", "mean_intercentroid_distance",
     "spatial_coherence", "inertia_train", "inertia_test",
 ]
 
 # Columns of the report's comparison table (the TSV keeps every metric).
-DISPLAY_METRICS = ["k", "ari", "nmi", "label_match", "spatial_coherence", "silhouette",
+DISPLAY_METRICS = ["k", "ari", "nmi", "label_match", "n_truth", "spatial_coherence", "silhouette",
                    "davies_bouldin", "calinski_harabasz", "largest_cluster_share", "seed_stability_ari"]
-METRIC_TITLE = {"k": "k", "ari": "ARI", "nmi": "NMI", "label_match": "label match",
+METRIC_TITLE = {"k": "k", "ari": "ARI", "nmi": "NMI", "label_match": "label match", "n_truth": "truth points",
                 "spatial_coherence": "spatial coherence", "silhouette": "silhouette",
                 "davies_bouldin": "Davies-Bouldin", "calinski_harabasz": "Calinski-Harabasz",
                 "largest_cluster_share": "largest cluster share",
@@ -61,9 +61,11 @@ METRIC_HELP = {
     "k": "number of clusters",
     "n_points": "points labelled",
     "largest_cluster_share": "share of points in the largest cluster (near 1: one cluster took all)",
-    "ari": "adjusted Rand index vs the true regimes (demo sites; 1 = perfect, 0 = chance)",
-    "nmi": "normalised mutual information vs the true regimes (demo sites; 0..1)",
+    "ari": "adjusted Rand index vs the true regimes (demo sites, sites with a truth table; 1 = perfect, 0 = chance)",
+    "nmi": "normalised mutual information vs the true regimes (demo sites, sites with a truth table; 0..1)",
     "label_match": "share of points whose cluster's suggested label equals their true regime",
+    "n_truth": "points with a known regime that ARI, NMI and label match are measured on (only where the "
+               "site's truth table covers some of its points)",
     "silhouette": "separation of clusters in feature space (-1..1, higher is better)",
     "davies_bouldin": "cluster overlap in feature space (>= 0, lower is better)",
     "calinski_harabasz": "between- over within-cluster dispersion (higher is better)",
@@ -203,7 +205,7 @@ td.best{font-weight:bold;background:#e6f4ea}
 def _fmt(value, metric: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    if metric in {"k", "n_points", "n_train", "n_test"} or float(value).is_integer() and abs(value) > 1000:
+    if metric in {"k", "n_points", "n_train", "n_test", "n_truth"} or float(value).is_integer() and abs(value) > 1000:
         return f"{int(round(value)):,}"
     if abs(value) >= 1000:
         return f"{value:,.0f}"
@@ -553,7 +555,7 @@ def comparison_html(table: pd.DataFrame, results: Mapping[tuple[str, str], Mappi
                      for m, t in METRIC_HELP.items() if m in DISPLAY_METRICS)
     body = ["<h1>Comparison of clustering methods</h1>",
             '<p class="note">One row per site and method; the best ARI, NMI and label match per '
-            "site (agreement with the true regimes, demo sites) are highlighted. The other columns "
+            "site (agreement with the true regimes: demo sites, and sites given a truth table) are highlighted. The other columns "
             "are not ranked: feature-space metrics (silhouette, Davies-Bouldin, Calinski-Harabasz) "
             "compare methods only within the same feature space (the third column: DSC is measured "
             "in the dyn space, so beside kmeans-dyn), and spatial coherence is highest "
@@ -598,7 +600,8 @@ def _agreement_html(table: pd.DataFrame, agreement: Mapping[str, Sequence] | Non
             f"clusters, 0 = no more alike than chance; from {SAME_CLUSTERS_ARI} on called nearly the same). "
             "It needs no true regimes, so on your own sites it is the like-for-like comparison there is: "
             "a method that agrees with its cheaper peer adds nothing there, one that differs may be better "
-            "or worse, which the ARI against the true regimes (demo sites) or the maps must tell.</p>"]
+            "or worse, which the ARI against the true regimes (demo sites, a truth table) or the maps must "
+            "tell.</p>"]
 
 
 def write_comparison_html(json_paths: Sequence, html_path, provenance_paths: Sequence = (),

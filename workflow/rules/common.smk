@@ -125,13 +125,22 @@ def track_files(site, track):
 
 
 def truth_file(wildcards):
-    """True regimes of demo sites (empty list for real sites); of the cells for a demo pair."""
+    """True regimes: a demo site's (of the cells for a demo pair), or the table named by the
+    site's truth column in the site table; an empty list for other sites."""
     site = wildcards.site
     if not is_demo(site):
-        return []
+        own = _sites.truth_path(SITES, site)
+        return [own] if own else []
     if site in PAIRS:
         return [f"resources/demo/{site}.cells.truth.csv"]
     return [f"resources/demo/{site}.truth.csv"]
+
+
+def site_row(wildcards):
+    """The site's row of the site table; an empty truth cell left out, so that adding the
+    column for one site reruns no other site's provenance."""
+    row = SITES.loc[wildcards.site].to_dict()
+    return {k: v for k, v in row.items() if k != "truth" or v}
 
 
 def embed_model(wildcards):

@@ -142,7 +142,7 @@ rule provenance:
     params:
         # Only what describes this site; the resolved config is read at run time
         # (a config param would rerun every site's provenance on any change).
-        site=lambda wc: SITES.loc[wc.site].to_dict(),
+        site=site_row,
         fmt=lambda wc: site_format(wc.site),
         rules=rule_file_patterns,
         hash_sources=config["report"]["hash_sources"],
