@@ -1,6 +1,6 @@
 """Validity of the clustering methods against known regimes, and the embedding's worth.
 
-Four sub-commands (results as JSON lines, one record per score; ``report``
+Six sub-commands (results as JSON lines, one record per score; ``report``
 turns them into the tables of docs/validity.md):
 
     python bench/validity.py sites  [--seeds 0 1 2] [--sites ...] [--methods ...] [--k config true auto]
