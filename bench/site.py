@@ -13,7 +13,9 @@ CSV under ``--data`` and reused. The workflow (this checkout) is copied to a
 fresh work folder and run with ``snakemake --cores C``; every rule's
 ``benchmark:`` file gives its wall time, CPU time and peak RSS. Printed per
 rule: jobs, wall s, CPU s, peak RSS, share of the summed wall time; then
-the end-to-end wall time of the run. ``--json`` also writes the figures
+the end-to-end wall time of the run; then, per method, the agreement with
+the generated regimes (the site table's ``truth`` column names them), so
+that the methods are also compared at the site's size. ``--json`` also writes the figures
 (the input of ``insarclust.resources``' cost model, which also gives a rule two
 cores only where its CPU time is >= 1.25x its wall time in the largest record:
 a rule measured on one core cannot show that, so measure it with
@@ -101,6 +103,17 @@ def request_margins(stages: dict, n_points: int, n_epochs: int, n_dates: int, co
     return out
 
 
+def method_scores(summary_tsv: Path) -> dict:
+    """Per method of the run's summary.tsv: ARI, NMI and label match against the generated
+    regimes, and the k-means seed stability (where measured)."""
+    out: dict = {}
+    with open(summary_tsv, newline="") as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            if row["metric"] in ("ari", "nmi", "label_match", "seed_stability_ari"):
+                out.setdefault(row["method"], {})[row["metric"]] = float(row["value"])
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100000, help="points of the site")
@@ -128,7 +141,9 @@ def main(argv=None) -> None:
             shutil.copytree(src, workdir / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy2(src, workdir / name)
-    (workdir / "config/sites.tsv").write_text(f"site\tsource\tformat\nbench\t{csv_path}\tegms\n")
+    # the generated regimes as the site's truth table: every method scored at this size
+    truth = csv_path.with_suffix(".truth.csv")
+    (workdir / "config/sites.tsv").write_text(f"site\tsource\tformat\ttruth\nbench\t{csv_path}\tegms\t{truth}\n")
     snakemake = Path(sys.executable).with_name("snakemake")
     cmd = [str(snakemake), "--cores", str(args.cores)]
     if args.config:
@@ -170,12 +185,18 @@ def main(argv=None) -> None:
     for stage, m in sorted(margins.items(), key=lambda kv: kv[1]["time_margin"]):
         print(f"{stage:<24} {m['threads']:>5} {m['runtime_min']:>11} {m['time_margin']:>9.1f} {m['mem_mb']:>7} "
               f"{m['mem_margin']:>7.1f}")
+    scores = method_scores(workdir / "results/summary.tsv")
+    print("\nagreement with the generated regimes (ARI, NMI, label match) and seed stability, per method")
+    print(f"{'method':<28} {'ARI':>6} {'NMI':>6} {'match':>6} {'seed':>6}")
+    for method, m in scores.items():
+        print(f"{method:<28} " + " ".join(f"{m.get(k, float('nan')):>6.3f}"
+                                           for k in ("ari", "nmi", "label_match", "seed_stability_ari")))
     if args.json:
         args.json.write_text(json.dumps({
             "n_points": shards.n_points, "n_dates": n_dates, "n_grid": len(shards.grid_dates),
             "cores": args.cores, "cpu": cpu_model(), "date": time.strftime("%Y-%m-%d"),
             "config": args.config, "set_threads": args.set_threads, "end_to_end_s": wall,
-            "rules": stages, "requests": margins}, indent=2) + "\n")
+            "rules": stages, "requests": margins, "scores": scores}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
