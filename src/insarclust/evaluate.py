@@ -5,8 +5,8 @@ order, centres, and the quality of the partition in the method's own feature
 space). This stage adds what depends on the site and on the interpretation
 thresholds, and writes ``clusters/{method}.json`` (docs/interpretation.md): cluster sizes,
 spatial coherence on the k-NN graph, agreement with the true regimes of demo
-sites and of sites with a truth table (ARI, NMI, label match) and, per cluster, the descriptors of its mean
-series and a suggested label (:func:`insarclust.interpret.describe_clusters`).
+sites and of sites with a truth table (ARI, NMI, label match) and, per
+cluster, the descriptors of its mean series and a suggested label (:func:`insarclust.interpret.describe_clusters`).
 A change of a label threshold therefore reruns only this stage and what reads
 its output, never a fit. Everything is streamed shard by shard; only (N,)
 label arrays are whole.
@@ -148,8 +148,8 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
     Keys: ``k``, ``n_points``, ``n_train``, ``n_test``, ``sizes``, ``metrics``
     (the fit's silhouette, davies_bouldin, calinski_harabasz,
     mean_intercentroid_distance; spatial_coherence; with a truth file ari,
-    nmi, label_match, and n_truth when it covers only some points; k-means inertias), ``clusters``, then the rest of the
-    fit record (``k_selection``, ``pca``, ``training``, ``config`` ...).
+    nmi, label_match, and n_truth when it covers only some points; k-means
+    inertias), ``clusters``, then the rest of the fit record (``k_selection``, ``pca``, ``training``, ``config`` ...).
     """
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 

@@ -555,7 +555,8 @@ def comparison_html(table: pd.DataFrame, results: Mapping[tuple[str, str], Mappi
                      for m, t in METRIC_HELP.items() if m in DISPLAY_METRICS)
     body = ["<h1>Comparison of clustering methods</h1>",
             '<p class="note">One row per site and method; the best ARI, NMI and label match per '
-            "site (agreement with the true regimes: demo sites, and sites given a truth table) are highlighted. The other columns "
+            "site (agreement with the true regimes: demo sites, and sites given a truth table) are "
+            "highlighted. The other columns "
             "are not ranked: feature-space metrics (silhouette, Davies-Bouldin, Calinski-Harabasz) "
             "compare methods only within the same feature space (the third column: DSC is measured "
             "in the dyn space, so beside kmeans-dyn), and spatial coherence is highest "
