@@ -460,8 +460,10 @@ def test_comparison_page_says_when_every_cluster_is_stable(tmp_path):
     out = tmp_path / "summary.html"
     summary.write_comparison_html(paths, out)
     page = out.read_text()
-    assert ("kmeans-dyn_smoothed: all 4 clusters are stable: no cluster moves beyond the interpret "
-            "thresholds, so they split noise and atmosphere") in page
-    assert "raw-kmeans: all 3 clusters are subsiding: they differ in degree, not in kind" in page
-    assert "descriptors-kmeans:" not in page and "dsc: all" not in page   # several regimes; one non-empty cluster
+    assert ("every cluster of kmeans-dyn_smoothed (4) is stable: no cluster moves beyond the interpret "
+            "thresholds, so the clusters split noise and atmosphere") in page
+    assert "every cluster of raw-kmeans (3) is subsiding: the clusters differ in degree, not in kind" in page
+    assert "descriptors-kmeans (" not in page and "dsc (" not in page   # several regimes; one non-empty cluster
     assert summary.one_regime_notes({"x": _result("demo-a", "x", k=4)}) == []
+    both = summary.one_regime_notes({"a": stable, "b": stable})
+    assert both == [both[0]] and both[0].startswith("every cluster of a (4), b (4) is stable")

@@ -286,25 +286,27 @@ def clusters_table_html(results: Mapping[str, Mapping]) -> str:
 
 
 def one_regime_notes(results: Mapping[str, Mapping]) -> list[str]:
-    """A sentence per method whose clusters all carry one suggested regime (one site).
+    """A sentence per regime that is the only one of some methods' clusters (one site).
 
     On a site without deformation every method still returns k clusters, in k shades of
     grey on the maps, and smoothing over the graph makes them compact patches, which read
     as credible; each cluster's own word says stable, but nothing said that the partition
     then splits noise and atmosphere, not regimes. Clusters all of one moving regime
     differ in degree (rate, amplitude), not in kind."""
-    notes = []
+    by_label: dict[str, list[str]] = {}
     for method, result in results.items():
         labels = [c.get("label") for c in result.get("clusters") or [] if c.get("size")]
-        if len(labels) < 2 or len(set(labels)) != 1 or labels[0] is None:
-            continue
-        if labels[0] == "stable":
-            notes.append(f"{method}: all {len(labels)} clusters are stable: no cluster moves beyond the "
-                         "interpret thresholds, so they split noise and atmosphere, not deformation "
-                         "regimes, however compact their patches on the map")
+        if len(labels) >= 2 and len(set(labels)) == 1 and labels[0] is not None:
+            by_label.setdefault(labels[0], []).append(f"{method} ({len(labels)})")
+    notes = []
+    for label, methods in by_label.items():
+        which = f"every cluster of {', '.join(methods)}"
+        if label == "stable":
+            notes.append(f"{which} is stable: no cluster moves beyond the interpret thresholds, so "
+                         "the clusters split noise and atmosphere, not deformation regimes, however "
+                         "compact their patches on the map")
         else:
-            notes.append(f"{method}: all {len(labels)} clusters are {labels[0]}: they differ in degree, "
-                         "not in kind of motion")
+            notes.append(f"{which} is {label}: the clusters differ in degree, not in kind of motion")
     return notes
 
 
