@@ -86,6 +86,19 @@ def test_coordinates_out_of_range(tmp_path, table, col, value):
     assert e.row == 18 and e.column == col
 
 
+def test_longitudes_counted_0_to_360(tmp_path, table):
+    """A Pacific site exported with longitudes 0-360 east (Kamchatka at 160-200) stopped with
+    'outside [-180, 180] degrees' and the fix to check the format's lat/lon columns, which were
+    the right columns; the message says the convention and how to convert it."""
+    t = table.copy()
+    t["longitude"] = t["longitude"] + 160.0          # 180.05 .. 180.4 east, counted 0-360
+    p = tmp_path / "a.csv"
+    t.to_csv(p, index=False)
+    e = _fails(tmp_path, [p], str(p), "row 1", "longitude", "counted 0-360 east",
+               "subtract 360 from values above 180")
+    assert e.row == 1 and e.column == "longitude"
+
+
 def test_no_date_columns(tmp_path, table):
     p = tmp_path / "a.csv"
     table[["pid", "latitude", "longitude", *NGU.static]].to_csv(p, index=False)

@@ -556,3 +556,44 @@ def test_a_point_seen_weeks_at_each_end_gets_only_the_terms_its_epochs_determine
     assert np.percentile(np.abs(D[:, COL["acceleration_mm_yr2"]]), 95) < 2.0
     assert np.abs(D[:, COL["offset_mm"]]).max() < 15.0
     assert np.mean(D[:, COL["step_mm"]] != 0) < 0.02
+
+
+def test_a_one_year_archive_is_fitted_without_the_acceleration_term(tmp_path):
+    """A site of one year (19 acquisitions, April to November and one in April after the winter)
+    was fitted with every term: trend, acceleration and annual cycle are nearly collinear there,
+    so stable points got accelerations near 60 mm/yr^2 and every cluster of the run was labelled
+    accelerating (-71 mm/yr^2); descriptors-kmeans scored ARI 0.006. The site's own archive now
+    decides the terms (SITE_SPAN_YEARS), as a point's span already did."""
+    import logging
+
+    from insarclust.demo import generate
+    from insarclust.formats import get_format, load_formats
+    from insarclust.interpret import describe_clusters
+    from insarclust.shards import ShardsConfig, build_shards
+
+    from conftest import ROOT
+
+    fmt = get_format("ngu", load_formats(ROOT / "config" / "formats.yaml"))
+    table, truth = generate("short", "mainland", fmt, n_points=800, start="2022-04-20", years=1.0, seed=3)
+    table.to_csv(tmp_path / "short.csv", index=False)
+    shards_path = tmp_path / "shards.h5"
+    build_shards([tmp_path / "short.csv"], fmt, shards_path, "short", ShardsConfig())
+    model = write_descriptors(shards_path, tmp_path / "descriptors.h5", log=logging.getLogger("t"))
+    assert model.tier_ == 1
+    X, _ = h5io.read_features(tmp_path / "descriptors.h5")
+    shards = h5io.Shards(shards_path)
+    regime = truth.set_index("pid").loc[shards.read("points/pid", 0, shards.n_points), "regime"].to_numpy()
+    assert np.all(X[:, COL["acceleration_mm_yr2"]] == 0.0)
+    amp = X[:, COL["annual_amplitude_mm"]]
+    assert np.median(amp[regime == "stable"]) < 2.0 and np.median(amp[regime == "seasonal"]) > 5.0
+    assert np.median(X[regime == "subsiding", COL["trend_mm_yr"]]) < -10.0
+    names = sorted(set(regime))
+    means = np.stack([shards.read("series/regular", 0, shards.n_points)[regime == r].mean(0) for r in names])
+    out = describe_clusters(means, shards.grid_dates, np.array([(regime == r).sum() for r in names]),
+                            {}, observed_dates=shards.dates)
+    labels = dict(zip(names, (o["label"] for o in out)))
+    assert labels["stable"] == "stable" and labels["seasonal"] == "seasonal"
+    assert "accelerating" not in labels.values()
+    # a 4.5-year archive keeps every term
+    acq = northern_acquisitions()
+    assert DescriptorModel(regular_grid(acq), acq).fit().tier_ == 0

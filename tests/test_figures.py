@@ -492,3 +492,26 @@ def test_method_figures_hatch_the_gaps_of_interpret_max_gap_days(tmp_path, shard
     figures.method_figures(labels, metrics, path, tmp_path / "map.png", tmp_path / "series.png")
     ax = drawn[0].axes[0]
     assert len([p for p in ax.patches if p.get_hatch()]) == hatched
+
+
+def test_cluster_map_of_a_site_astride_the_180th_meridian(tmp_path):
+    """A site astride 180 degrees (Chukotka, Fiji, the Aleutians) has points at 179.99 and
+    -179.99: drawn as read, the 4 km site filled a map 360 degrees wide (two lines at its ends,
+    a 2000 km scale bar). Its longitudes are drawn 0-360, so the map is the site's 4 km."""
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    rng = np.random.default_rng(0)
+    lat = 65.5 + 0.03 * rng.random(500)
+    lon = 179.96 + 0.08 * rng.random(500)           # 179.96 .. 180.04 E, 4 km wide at 65.5 N
+    lon = np.where(lon > 180.0, lon - 360.0, lon)   # as files write them: -180..180
+    assert np.ptp(lon) > 359
+    fig = figures.plot_cluster_map(lat, lon, np.arange(500) % 2, tmp_path / "map.png")
+    ax = fig.axes[0]
+    x0, x1 = ax.get_xlim()
+    assert 179.9 < x0 < 179.97 and 180.03 < x1 < 180.1
+    bar = next(a for a in ax.artists if isinstance(a, AnchoredSizeBar))
+    assert bar.txt_label.get_text() in ("500 m", "1 km")
+    assert ax.get_xlabel() == "Longitude (°E, 0-360)"
+    # a site on the 0 meridian keeps its signed longitudes
+    assert figures.map_longitudes(np.array([-0.05, 0.05]))[1] is False
+    plt.close(fig)

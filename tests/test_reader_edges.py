@@ -619,7 +619,21 @@ def test_the_site_extent_is_logged(tmp_path, caplog):
     with caplog.at_level("INFO", logger="insarclust.shards"):
         build(tmp_path, path)
     line = next(r.getMessage() for r in caplog.records if "positions within" in r.getMessage())
-    assert "latitude 69.0000..69.0300, longitude 20.0000..20.0300" in line, line
+    assert "latitude 69.0000..69.0300, longitude 20.0000..20.0300 (WGS84)" in line, line
+
+
+def test_the_extent_of_a_site_astride_the_180th_meridian(tmp_path, caplog):
+    """A 2 km site at 180 degrees (Chukotka) was logged 'longitude -179.9900..179.9900': the whole
+    globe, for the line that is there to show where a site lies."""
+    spec = {k: v for k, v in load_formats(ROOT / "config" / "formats.yaml")["ngu"].items() if k != "area"}
+    fmt = get_format("pacific", {"pacific": spec})
+    rows = [row(i).replace(",20.0", ",179.9" if i < 2 else ",-179.9") for i in range(4)]
+    path = write(tmp_path / "a.csv", [HEADER] + rows)
+    with caplog.at_level("INFO", logger="insarclust.shards"):
+        build(tmp_path, path, fmt=fmt)
+    line = next(r.getMessage() for r in caplog.records if "positions within" in r.getMessage())
+    assert ("latitude 69.0000..69.0300, longitude 179.9000..180.0800 (WGS84, longitudes counted 0-360: "
+            "the site lies astride the 180th meridian)") in line, line
 
 
 def test_lines_above_the_header_are_named_with_the_line_to_start_from(tmp_path):

@@ -437,3 +437,33 @@ def test_agreement_at_different_k_reads_as_agreement():
     low = summary.agreement_sentences("bench", [("kmeans-dyn_smoothed", "raw-kmeans_smoothed", 0.5)], k,
                                       has_truth=True)
     assert "differ (ARI 0.500), but at k = 4 against k = 5" in low
+
+
+def test_comparison_page_says_when_every_cluster_is_stable(tmp_path):
+    """On a site of stable ground and noise (no deformation at all) every method still gave
+    4 clusters, which smoothing made compact patches on the map (spatial coherence 0.94),
+    and the page listed them without a word that they split noise. It says so now; a
+    method whose clusters all move one way is said to differ in degree only."""
+    stable = _result("quiet", "kmeans-dyn_smoothed", k=4)
+    for c in stable["clusters"]:
+        c.update(label="stable", descriptors={"trend_mm_yr": 0.1})
+    moving = _result("quiet", "raw-kmeans", k=3)
+    for c in moving["clusters"]:
+        c["label"] = "subsiding"
+    mixed = _result("quiet", "descriptors-kmeans", k=3)
+    empty = _result("quiet", "dsc", k=2)
+    empty["clusters"][0].update(label="stable")
+    empty["clusters"][1].update(label=None, size=0)
+    paths = [_write(tmp_path, "quiet", m, r) for m, r in
+             (("kmeans-dyn_smoothed", stable), ("raw-kmeans", moving), ("descriptors-kmeans", mixed),
+              ("dsc", empty))]
+    out = tmp_path / "summary.html"
+    summary.write_comparison_html(paths, out)
+    page = out.read_text()
+    assert ("every cluster of kmeans-dyn_smoothed (4) is stable: no cluster moves beyond the interpret "
+            "thresholds, so the clusters split noise and atmosphere") in page
+    assert "every cluster of raw-kmeans (3) is subsiding: the clusters differ in degree, not in kind" in page
+    assert "descriptors-kmeans (" not in page and "dsc (" not in page   # several regimes; one non-empty cluster
+    assert summary.one_regime_notes({"x": _result("demo-a", "x", k=4)}) == []
+    both = summary.one_regime_notes({"a": stable, "b": stable})
+    assert both == [both[0]] and both[0].startswith("every cluster of a (4), b (4) is stable")

@@ -239,6 +239,13 @@ def validate_block(block, src: CsvInput, fmt: Format, cfg: ShardsConfig) -> np.n
                                  file=src.label, row=row, column=f"{fmt.x}, {fmt.y}",
                                  fix=f"check the coordinates, or the crs of format '{fmt.name}' in "
                                      "config/formats.yaml")
+            if name == fmt.lon and 180 < values[i] <= 360 and np.nanmin(values) >= 0:
+                # longitudes counted 0-360 east (Pacific and global products): valid degrees of
+                # another convention, so the column is right and only needs converting
+                raise InputError(f"value {values[i]} is outside [{lo}, {hi}] degrees: the file's longitudes "
+                                 "look counted 0-360 east", file=src.label, row=row, column=name,
+                                 fix=f"convert the column to -180..180 (subtract 360 from values above 180), "
+                                     f"e.g. in pandas: df['{name}'] = (df['{name}'] + 180) % 360 - 180")
             raise InputError(f"value {values[i]} is outside [{lo}, {hi}] degrees", file=src.label,
                              row=row, column=name,
                              fix="coordinates must be WGS84 latitude/longitude in degrees; check the "

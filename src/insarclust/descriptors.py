@@ -102,6 +102,14 @@ _BASE_TERMS = 5  # offset, trend, acceleration, annual cos, annual sin
 SPAN_YEARS = {"acceleration": 3.0, "annual": 1.5, "line": 1.0}
 # The terms of those fits, from all to a line.
 _TERM_TIERS = ((0, 1, 2, 3, 4), (0, 1, 3, 4), (0, 1))
+# The same for a whole site's archive (the shared fit): the acceleration term from this many years
+# of fitted epochs on, the annual cycle from this many. A 1-year archive (19 acquisitions, one
+# winter) fitted with all terms gave every point an acceleration near 60 mm/yr^2 and each cluster
+# the label accelerating (-71 mm/yr^2); from 1.5 years on the cluster means' acceleration was
+# right again (-4.3 mm/yr^2 for an accelerating region, 1.2 for a stable one). Over one
+# snow-free season (~0.6 years) trend and annual cycle take any value (30 mm amplitudes on
+# stable ground): a line.
+SITE_SPAN_YEARS = {"acceleration": 1.25, "annual": 0.9}
 # A series' own holes (DescriptorModel.transform) may leave epochs that do not determine every
 # term (a few weeks at each end of the period: the acceleration and annual cycle take any
 # value): a term is fitted only while its noise gain is at most this many times what the same
@@ -214,6 +222,18 @@ def _design(grid_dates: np.ndarray, mask: np.ndarray, min_segment_days: float,
     )
 
 
+def site_tier(grid_dates: np.ndarray, mask: np.ndarray) -> int:
+    """Index in :data:`_TERM_TIERS` of the terms a site's archive determines
+    (:data:`SITE_SPAN_YEARS`), from the span of its fitted epochs ``mask`` (the whole grid where
+    fewer than the full fit needs are backed, as :func:`_design` takes it)."""
+    grid = np.asarray(grid_dates, dtype=np.float64)
+    cols = np.flatnonzero(mask)
+    if len(cols) < _BASE_TERMS + 3:
+        cols = np.arange(len(grid))
+    years = (grid[cols[-1]] - grid[cols[0]]) / DAYS_PER_YEAR if len(cols) else 0.0
+    return 0 if years >= SITE_SPAN_YEARS["acceleration"] else 1 if years >= SITE_SPAN_YEARS["annual"] else 2
+
+
 def _one_blas_thread(func):
     """Run ``func`` on one BLAS thread, so its rows do not depend on the cores a job is given.
 
@@ -261,7 +281,8 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
         self.n_features_in_ = len(grid)
         self.__dict__.pop("_span_cache", None)
         self.mask_ = observed_grid_mask(grid, self.observed_dates, self.max_gap_days)
-        self.design_ = _design(grid, self.mask_, self.min_segment_days)
+        self.tier_ = site_tier(grid, self.mask_)
+        self.design_ = _design(grid, self.mask_, self.min_segment_days, _TERM_TIERS[self.tier_])
         return self
 
     @property
@@ -423,11 +444,13 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
             cols = np.flatnonzero(mask)
             years = (grid[cols[-1]] - grid[cols[0]]) / DAYS_PER_YEAR if len(cols) else 0.0
             spanning = not self.partial(np.array([first, last]))[0]
-            middle, tier, supported = None, 0, None
+            site_terms = getattr(self, "tier_", 0)   # no more terms than the site's archive holds
+            middle, tier, supported = None, site_terms, None
             if len(cols) >= _BASE_TERMS + 3 and (years >= SPAN_YEARS["line"] or spanning):
                 if not spanning:
                     middle = 0.5 * (grid[cols[0]] + grid[cols[-1]])
                     tier = 0 if years >= SPAN_YEARS["acceleration"] else 1 if years >= SPAN_YEARS["annual"] else 2
+                    tier = max(tier, site_terms)
                 # the terms the epochs left between the holes still determine; when they miss
                 # one, a step across the holes is no better determined: no step search
                 supported = self._supported_tier(grid, mask, span, tier, middle) if holes else tier
@@ -436,7 +459,8 @@ class DescriptorModel(TransformerMixin, BaseEstimator):
                 # fit, whose trend the held values pull towards 0, without the step search
                 # (the edge of the held stretch looks like a step); one design for all of them
                 if "short" not in cache:
-                    cache["short"] = _design(grid, self.mask_, self.min_segment_days, steps=False)
+                    cache["short"] = _design(grid, self.mask_, self.min_segment_days,
+                                             _TERM_TIERS[site_terms], steps=False)
                 design = cache["short"]
             else:   # a line (trend and annual cycle cannot be told apart): no step search
                 design = _design(grid, mask, self.min_segment_days, _TERM_TIERS[supported], middle,
@@ -712,6 +736,12 @@ def write_descriptors(shards_path, out_path, *, max_gap_days: float = FIT_DEFAUL
     log.info("descriptor fit on %d of %d grid epochs (%d acquisition dates, gaps > %g days left out), "
              "%d step candidates", len(model.design_.columns), len(shards.grid_dates), len(observed),
              max_gap_days, len(model.design_.step_first))
+    if model.tier_:
+        log.warning("the site's acquisitions span under %g years: its points and clusters are fitted %s "
+                    "(SITE_SPAN_YEARS), so none is labelled accelerating%s", SITE_SPAN_YEARS[
+                        "acceleration" if model.tier_ == 1 else "annual"],
+                    "without the acceleration term" if model.tier_ == 1 else "with a line",
+                    "" if model.tier_ == 1 else " or seasonal")
     attrs = {"reference_date": model.reference_date, "max_gap_days": max_gap_days,
              "min_segment_days": min_segment_days, "step_z_min": step_z_min,
              "grid_epochs_used": len(model.design_.columns)}

@@ -199,7 +199,8 @@ def plot_cluster_map(lat: np.ndarray, lon: np.ndarray, labels: np.ndarray, path=
     k = int(labels.max()) + 1 if n_clusters is None else int(n_clusters)
     counts = np.bincount(labels, minlength=k)
     rows = np.arange(n) if n <= max_points else map_sample(labels, counts, max_points, seed)
-    lat_s, lon_s, lab_s = np.asarray(lat)[rows], np.asarray(lon)[rows], labels[rows]
+    lon, east_of_180 = map_longitudes(lon)
+    lat_s, lon_s, lab_s = np.asarray(lat)[rows], lon[rows], labels[rows]
     fig, ax = plt.subplots(figsize=(8, 7))
     size = float(np.clip(30000.0 / max(len(rows), 1), 0.2, 12.0))
     # a cluster under 1 % of the points (often the one that matters: a slide among stable
@@ -222,7 +223,7 @@ def plot_cluster_map(lat: np.ndarray, lon: np.ndarray, labels: np.ndarray, path=
         # meridian, span no longitude while the axes still show some
         x0, x1 = ax.get_xlim()
         _add_scale_bar(ax, float(x1 - x0), mean_lat)
-    ax.set_xlabel("Longitude (°E)")
+    ax.set_xlabel("Longitude (°E, 0-360)" if east_of_180 else "Longitude (°E)")
     ax.set_ylabel("Latitude (°N)")
     ax.ticklabel_format(useOffset=False, style="plain")
     entries = _entries(clusters)
@@ -236,6 +237,17 @@ def plot_cluster_map(lat: np.ndarray, lon: np.ndarray, labels: np.ndarray, path=
     if path is not None:
         _save(fig, path, dpi)
     return fig
+
+
+def map_longitudes(lon) -> tuple[np.ndarray, bool]:
+    """Longitudes to draw: ``lon`` as given, or counted 0..360 (and True) where that spans less,
+    as for a site astride the 180th meridian: read -180..180 its points at 179.99 and -179.99
+    lie at both ends of a map 360 degrees wide, the site a line and its scale bar 2000 km."""
+    lon = np.asarray(lon, dtype=np.float64)
+    if len(lon) == 0 or np.ptp(lon) <= 180.0:
+        return lon, False
+    shifted = np.mod(lon, 360.0)
+    return (shifted, True) if np.ptp(shifted) < np.ptp(lon) else (lon, False)
 
 
 def scale_bar(width_deg: float, lat_deg: float) -> tuple[float, str]:

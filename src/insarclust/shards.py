@@ -644,14 +644,17 @@ def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, digest:
         return (pid, lat, lon, static, *xy.values())
 
     progress = Progress(log, n_shards, "shards written", every_s=0)
-    box = [np.inf, -np.inf, np.inf, -np.inf]
+    box = [np.inf, -np.inf, np.inf, -np.inf, np.inf, -np.inf]
 
     def write_points(points):
         """Write a shard's /points rows; track the site's extent for the log (swapped
-        latitude/longitude columns put Norway in the Indian Ocean without another sign)."""
+        latitude/longitude columns put Norway in the Indian Ocean without another sign),
+        with longitudes also counted 0-360 for a site astride the 180th meridian."""
         _, lat, lon = points[:3]
         if len(lat):
-            box[:] = [min(box[0], lat.min()), max(box[1], lat.max()), min(box[2], lon.min()), max(box[3], lon.max())]
+            east = np.mod(lon, 360.0)
+            box[:] = [min(box[0], lat.min()), max(box[1], lat.max()), min(box[2], lon.min()), max(box[3], lon.max()),
+                      min(box[4], east.min()), max(box[5], east.max())]
         writer.write_points(*points)
         progress.update(1)
 
@@ -670,7 +673,10 @@ def _merge_runs(runs, keys, keep, dates, grid, fmt, cfg, out_path, site, digest:
                     write_points(pending.popleft().result())
             while pending:
                 write_points(pending.popleft().result())
+    # a site astride 180 degrees spans -180..180 as read: its extent is the narrower 0-360 one
+    astride = box[5] - box[4] < box[3] - box[2]
     log.info("%s: %d points in %d shards -> %s; positions within latitude %.4f..%.4f, longitude %.4f..%.4f "
-             "(WGS84)", site, n, n_shards, out_path, *box)
+             "(WGS84%s)", site, n, n_shards, out_path, *box[:2], *(box[4:] if astride else box[2:4]),
+             ", longitudes counted 0-360: the site lies astride the 180th meridian" if astride else "")
     return {"n_points": n, "n_shards": n_shards, "n_dates": len(dates), "n_grid": len(grid),
             "n_dropped": int(len(keys) - n)}

@@ -287,6 +287,31 @@ def clusters_table_html(results: Mapping[str, Mapping]) -> str:
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
+def one_regime_notes(results: Mapping[str, Mapping]) -> list[str]:
+    """A sentence per regime that is the only one of some methods' clusters (one site).
+
+    On a site without deformation every method still returns k clusters, in k shades of
+    grey on the maps, and smoothing over the graph makes them compact patches, which read
+    as credible; each cluster's own word says stable, but nothing said that the partition
+    then splits noise and atmosphere, not regimes. Clusters all of one moving regime
+    differ in degree (rate, amplitude), not in kind."""
+    by_label: dict[str, list[str]] = {}
+    for method, result in results.items():
+        labels = [c.get("label") for c in result.get("clusters") or [] if c.get("size")]
+        if len(labels) >= 2 and len(set(labels)) == 1 and labels[0] is not None:
+            by_label.setdefault(labels[0], []).append(f"{method} ({len(labels)})")
+    notes = []
+    for label, methods in by_label.items():
+        which = f"every cluster of {', '.join(methods)}"
+        if label == "stable":
+            notes.append(f"{which} is stable: no cluster moves beyond the interpret thresholds, so "
+                         "the clusters split noise and atmosphere, not deformation regimes, however "
+                         "compact their patches on the map")
+        else:
+            notes.append(f"{which} is {label}: the clusters differ in degree, not in kind of motion")
+    return notes
+
+
 def provenance_html(prov: Mapping) -> str:
     """Short provenance block of one site: commit, devices, wall times, checksums."""
     git = prov.get("git") or {}
@@ -578,7 +603,11 @@ def comparison_html(table: pd.DataFrame, results: Mapping[tuple[str, str], Mappi
     for site in sites:
         body.append(f"<h2>{html.escape(site)}</h2>")
         body.append("<h3>Clusters and their suggested deformation regime</h3>")
-        body.append(clusters_table_html({m: r for (s, m), r in results.items() if s == site}))
+        site_results = {m: r for (s, m), r in results.items() if s == site}
+        body.append(clusters_table_html(site_results))
+        if notes := one_regime_notes(site_results):
+            body.append("<p>One suggested regime only:</p><ul>"
+                        + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
         if provenance and site in provenance:
             body.append("<h3>Provenance</h3>")
             body.append(provenance_html(provenance[site]))
