@@ -797,3 +797,16 @@ def test_a_non_finite_feature_row_is_named_where_evaluate_measures_a_fit(tmp_pat
     with pytest.raises(ValueError, match=rf"{dyn}: feature row 777 \(0-based\), column 'c' is inf"):
         evaluate.evaluate_labelling(fit, graph_path=graph, shards_path=path, thresholds={}, features_path=dyn,
                                     silhouette_sample=n)
+
+
+def test_load_truth_keeps_point_ids_that_read_like_missing_values(tmp_path):
+    """The site's ids are kept as written (NA, None, null are ids there); read with pandas'
+    default missing-value texts, the truth table's rows for them named no point, and an empty
+    regime cell was reported as the regime nan."""
+    p = tmp_path / "truth.csv"
+    p.write_text("pid,regime\nNA,stable\nNone,subsiding\nnull,step\n007,seasonal\n")
+    assert evaluate.load_truth(p, np.array(["null", "NA", "007", "None"])).tolist() == \
+        ["step", "stable", "seasonal", "subsiding"]
+    p.write_text("pid,regime\na,stable\nb,\n")
+    with pytest.raises(InputError, match=r"row 2, column 'regime': unknown regime ''"):
+        evaluate.load_truth(p, np.array(["a", "b"]))

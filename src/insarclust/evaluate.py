@@ -44,7 +44,8 @@ def load_truth(truth_path, pids: np.ndarray, component: str | None = None, parti
     import pandas as pd
 
     try:
-        truth = pd.read_csv(truth_path, dtype=str)
+        # every cell as written: the site keeps ids such as NA or None (no missing-value texts)
+        truth = pd.read_csv(truth_path, dtype=str, keep_default_na=False)
     except (OSError, ValueError) as err:
         raise InputError(f"cannot read the truth table: {err}", file=truth_path) from err
     for col in ("pid", "regime"):
