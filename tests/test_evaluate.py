@@ -810,3 +810,25 @@ def test_load_truth_keeps_point_ids_that_read_like_missing_values(tmp_path):
     p.write_text("pid,regime\na,stable\nb,\n")
     with pytest.raises(InputError, match=r"row 2, column 'regime': unknown regime ''"):
         evaluate.load_truth(p, np.array(["a", "b"]))
+
+
+def test_a_truth_table_of_one_regime_leaves_ari_and_nmi_undefined(tmp_path, shards_file, caplog):
+    """An inventory of one regime (the known subsiding points, say) cannot tell partitions
+    apart: ARI and NMI were 1 for any labels that put its points in one cluster, whatever
+    that cluster's regime, and 0 for labels that split them. They are undefined there
+    (label match still says whether the points got their regime)."""
+    path, truth = shards_file
+    n = len(truth)
+    graph = _graph(tmp_path, n, [(i, i + 1) for i in range(n - 1)])
+    pids = h5io.Shards(path).pids()
+    labels = labels_mod.order_labels(truth.copy(), path)
+    fit = _labelling(labels, np.zeros(n), ShardsSource(path), path)
+    one = tmp_path / "inventory.csv"
+    known = truth == 1
+    one.write_text("pid,regime\n" + "".join(f"{p},subsiding\n" for p in pids[known]))
+    with caplog.at_level("WARNING", logger="insarclust.evaluate"):
+        m = evaluate.evaluate_labelling(fit, graph_path=graph, shards_path=path, truth_path=one,
+                                        thresholds={}, partial_truth=True)["metrics"]
+    assert np.isnan(m["ari"]) and np.isnan(m["nmi"])
+    assert 0.0 <= m["label_match"] <= 1.0 and m["n_truth"] == known.sum()
+    assert "one regime only" in caplog.text

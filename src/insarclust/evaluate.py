@@ -207,8 +207,16 @@ def evaluate_labelling(labelling: Labelling, *, graph_path, shards_path, descrip
         truth = load_truth(truth_path, shards.pids(), component, partial=partial_truth)
         known = np.array([t is not None for t in truth], dtype=bool)
         truth, scored = truth[known], labels[known]
-        result_metrics["ari"] = float(adjusted_rand_score(truth, scored))
-        result_metrics["nmi"] = float(normalized_mutual_info_score(truth, scored))
+        if len(set(truth)) > 1:
+            result_metrics["ari"] = float(adjusted_rand_score(truth, scored))
+            result_metrics["nmi"] = float(normalized_mutual_info_score(truth, scored))
+        else:
+            # one true class: ARI and NMI are 1 for any labels that keep its points together
+            # (in a cluster of whatever regime) and 0 for any that split them
+            log.warning("the truth table's %d points of the site are of one regime only (%s): ARI and "
+                        "NMI need two or more and are left undefined; label match is measured",
+                        len(truth), truth[0] if len(truth) else "-")
+            result_metrics["ari"] = result_metrics["nmi"] = float("nan")
         suggested = np.array([c["label"] for c in sorted(clusters, key=lambda c: c["cluster"])],
                              dtype=object)
         result_metrics["label_match"] = float(np.mean(suggested[scored] == truth))
