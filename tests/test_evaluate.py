@@ -167,6 +167,9 @@ def test_load_truth(tmp_path):
     assert evaluate.load_truth(p, np.array(["zz", "a"]), partial=True).tolist() == [None, "stable"]
     with pytest.raises(InputError, match=r"(?s)none of the 2 points.*fix: the pid column must hold the point ids"):
         evaluate.load_truth(p, np.array(["x", "zz"]), partial=True)
+    # a pair site's points are its cells: a table of the tracks' point ids names none of them
+    with pytest.raises(InputError, match=r"(?s)fix: .*ascending \+ descending pair: the ids of its cells"):
+        evaluate.load_truth(p, np.array(["100mE1N2", "100mE1N3"]), partial=True)
     p.write_text("pid,regime\na,sinking\n")
     with pytest.raises(InputError, match="row 1.*unknown regime"):
         evaluate.load_truth(p, np.array(["a"]))

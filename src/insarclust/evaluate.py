@@ -78,7 +78,9 @@ def load_truth(truth_path, pids: np.ndarray, component: str | None = None, parti
         raise InputError(f"none of the {len(pids):,} points of the site has a row in the truth table (its ids "
                          f"e.g. {list(regime.index[:3])}, the site's e.g. {list(pids[:3])})", file=truth_path,
                          column="pid", fix="the pid column must hold the point ids of the site's input, as "
-                                           "written there" if partial else
+                                           "written there (of an ascending + descending pair: the ids of "
+                                           "its cells, as shards.h5 names them, e.g. 100mE41234N30567)"
+                         if partial else
                          "regenerate the demo site so shards.h5 and the truth table match")
     if missing.any() and not partial:
         raise InputError(f"{int(missing.sum())} points of shards.h5 have no true regime, e.g. "
