@@ -90,6 +90,10 @@ def test_the_optional_truth_column_names_a_table_of_a_site_of_files(tmp_path, mo
     path.write_text("site\tsource\tformat\ttruth\ndemo-a\tdemo:mainland\tngu\tinventory.csv\n")
     with pytest.raises(InputError, match=r"(?s)column 'truth'.*demo site.*fix: leave the truth cell of a demo site empty"):
         read_site_table(path, schema)
+    # a ~ is expanded, as in the source column
+    monkeypatch.setenv("HOME", str(tmp_path))
+    path.write_text("site\tsource\tformat\ttruth\nvalley\t~/data/*.csv\tngu\t~/inventory.csv\n")
+    assert truth_path(read_site_table(path, schema), "valley") == str(tmp_path / "inventory.csv")
 
 
 @pytest.mark.parametrize("name", ["gpkg_site", "GPKG-1", "gpkgvalley"])

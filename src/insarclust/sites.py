@@ -166,7 +166,7 @@ def _check_truth_cell(truth: str, source: "SiteSource", site: str, path, row: in
         raise InputError(f"site '{site}' is a demo site, whose true regimes are generated with it; the truth "
                          f"column names '{truth}'", file=path, row=row, column="truth",
                          fix="leave the truth cell of a demo site empty")
-    if not Path(truth).is_file():
+    if not Path(truth).expanduser().is_file():   # a ~ is expanded, as in the source column
         raise InputError(f"site '{site}': the truth table '{truth}' does not exist (relative to the working "
                          f"directory {Path.cwd()})", file=path, row=row, column="truth",
                          fix="name a CSV with columns pid,regime (one row per known point), or leave the cell "
@@ -176,7 +176,7 @@ def _check_truth_cell(truth: str, source: "SiteSource", site: str, path, row: in
 def truth_path(sites: pd.DataFrame, site: str) -> str | None:
     """The site's own truth table (the site table's optional ``truth`` column), or None."""
     value = sites.loc[site].get("truth", "") if "truth" in sites.columns else ""
-    return str(value) or None
+    return os.path.expanduser(str(value)) if value else None
 
 
 def read_formats(path, schema: Mapping) -> dict:
