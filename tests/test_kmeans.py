@@ -375,7 +375,8 @@ def test_kmeans_scripts(tmp_path, shards_file):
     eval_args = ({"labels": str(out / "kmeans-dyn.h5"), "graph": str(graph), "shards": str(path),
                   "descriptors": str(descriptors), "truth": [str(truth_csv)], "features": [str(features)]},
                  {"metrics": str(out / "kmeans-dyn.json")},
-                 {"thresholds": {}, "fit": {"seed": 3, "kmeans_cfg": {k: v for k, v in CFG.items() if k != "k"}}},
+                 {"thresholds": {}, "fit": {"seed": 3, "kmeans_cfg": {k: v for k, v in CFG.items() if k != "k"}},
+                  "partial_truth": False},
                  wildcards)
     run("kmeans.py", *fit_args)
     run("evaluate.py", *eval_args)
